@@ -1,0 +1,267 @@
+//! Stage 2's output: a resolved, shape-checked model.
+//!
+//! Every name is resolved to an id, every `let` and `fn` is expanded at its
+//! use, likelihoods and priors are already loss terms, and every expression
+//! carries its type. Lowering to IR needs nothing else.
+
+use crate::source::Span;
+use crate::types::{BinaryFn, Shape, UnaryFn};
+use std::fmt;
+
+macro_rules! id_type {
+    ($($name:ident),*) => {$(
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub u32);
+        impl $name {
+            pub fn index(self) -> usize {
+                self.0 as usize
+            }
+        }
+    )*};
+}
+
+id_type!(DomainId, InputId, ParamId, SamplerId);
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    pub name: String,
+    pub domains: Vec<Domain>,
+    pub inputs: Vec<Input>,
+    pub params: Vec<Param>,
+    pub samplers: Vec<Sampler>,
+    pub terms: Vec<Term>,
+    /// The prediction: the `let` named `R` applied to the inputs it names.
+    pub score: Option<TExpr>,
+    pub fit: FitConfig,
+}
+
+impl Model {
+    pub fn domain(&self, id: DomainId) -> &Domain {
+        &self.domains[id.index()]
+    }
+    pub fn input(&self, id: InputId) -> &Input {
+        &self.inputs[id.index()]
+    }
+    pub fn param(&self, id: ParamId) -> &Param {
+        &self.params[id.index()]
+    }
+    pub fn sampler(&self, id: SamplerId) -> &Sampler {
+        &self.samplers[id.index()]
+    }
+}
+
+/// A categorical space: `user`, `item`, `week`. Its size comes from the data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Domain {
+    pub name: String,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Input {
+    pub name: String,
+    pub kind: InputKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputKind {
+    Real,
+    Index(DomainId),
+    Bag(DomainId),
+    History(DomainId),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Param {
+    pub name: String,
+    /// `None` for a global parameter, else the domain its rows range over.
+    pub domain: Option<DomainId>,
+    pub shape: Shape,
+    pub init: Init,
+    pub variational: bool,
+    pub constraint: Constraint,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    Zeros,
+    Constant(f64),
+    Normal { mean: f64, std: f64 },
+    Uniform { low: f64, high: f64 },
+}
+
+impl fmt::Display for Init {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Init::Zeros => write!(f, "zeros"),
+            Init::Constant(c) => write!(f, "constant({c})"),
+            Init::Normal { mean, std } => write!(f, "normal({mean}, {std})"),
+            Init::Uniform { low, high } => write!(f, "uniform({low}, {high})"),
+        }
+    }
+}
+
+/// A constraint the optimiser keeps after every step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Constraint {
+    None,
+    /// Inside the open unit ball (Poincaré embeddings).
+    Ball,
+    /// Every component at least zero.
+    Nonneg,
+}
+
+/// A negative sampler introduced by `where j ~ negative(item, 5)` or a
+/// comprehension: `count` indices of `domain` the example does not contain.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sampler {
+    pub name: String,
+    pub domain: DomainId,
+    pub count: usize,
+    pub popularity: bool,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TermKind {
+    Loss,
+    Likelihood,
+    Prior,
+    Penalty,
+}
+
+impl TermKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TermKind::Loss => "loss",
+            TermKind::Likelihood => "likelihood",
+            TermKind::Prior => "prior",
+            TermKind::Penalty => "penalty",
+        }
+    }
+}
+
+/// One summand of the per-example objective.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Term {
+    pub kind: TermKind,
+    pub expr: TExpr,
+    pub span: Span,
+}
+
+/// The type of a checked expression.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ty {
+    /// Numbers of one shape; `bag` is the bag or history input whose members
+    /// this value has one element per (`v[f]`), if any.
+    Value { shape: Shape, bag: Option<InputId> },
+    /// One member of a domain: an index input, a negative draw, a shifted index.
+    Index(DomainId),
+    /// A bag or history input: several members of a domain.
+    Bag(InputId, DomainId),
+}
+
+impl Ty {
+    pub fn scalar() -> Ty {
+        Ty::Value {
+            shape: Shape::Scalar,
+            bag: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TExpr {
+    pub kind: TExprKind,
+    pub ty: Ty,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum TExprKind {
+    Const(f64),
+    Input(InputId),
+    /// Draw `draw` of a negative sampler.
+    Negative {
+        sampler: SamplerId,
+        draw: u32,
+    },
+    /// `t - 1`: a neighbouring member of an ordinal domain.
+    Shift {
+        index: Box<TExpr>,
+        by: i64,
+    },
+    /// 1 if the index exists (a shifted index may fall off the domain), else 0.
+    InRange(Box<TExpr>),
+    Global(ParamId),
+    /// `p[u]` (an index) or `v[f]` (a bag: one weighted row per member).
+    Row {
+        param: ParamId,
+        index: Box<TExpr>,
+    },
+    Unary(UnaryFn, Box<TExpr>),
+    Binary(BinaryFn, Box<TExpr>, Box<TExpr>),
+    Dot(Box<TExpr>, Box<TExpr>),
+    /// Square of a scalar, squared norm of a vector or matrix.
+    Sq(Box<TExpr>),
+    /// Over a bag: add the members. Otherwise: add the lanes.
+    Sum(Box<TExpr>),
+    /// Like `Sum`, divided by the count (an empty bag's mean is zero).
+    Mean(Box<TExpr>),
+    Softmax(Box<TExpr>),
+    Concat(Box<TExpr>, Box<TExpr>),
+    MatVec(Box<TExpr>, Box<TExpr>),
+    /// KL(q(row) ‖ normal(mean, std)) for a variational row, in closed form.
+    Kl {
+        param: ParamId,
+        index: Option<Box<TExpr>>,
+        mean: Box<TExpr>,
+        std: Box<TExpr>,
+    },
+}
+
+/// Training defaults from the `fit { ... }` block.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FitConfig {
+    pub optimizer: Optimizer,
+    pub lr: f64,
+    pub epochs: usize,
+    pub batch: usize,
+    pub threads: usize,
+    pub seed: u64,
+    /// Stop after this many epochs without improvement; 0 turns it off.
+    pub early_stopping: usize,
+}
+
+impl Default for FitConfig {
+    fn default() -> FitConfig {
+        FitConfig {
+            optimizer: Optimizer::Sgd,
+            lr: 0.01,
+            epochs: 20,
+            batch: 1,
+            threads: 1,
+            seed: 42,
+            early_stopping: 0,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Optimizer {
+    Sgd,
+    Adagrad,
+    Adam { beta1: f64, beta2: f64 },
+}
+
+impl fmt::Display for Optimizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Optimizer::Sgd => write!(f, "sgd"),
+            Optimizer::Adagrad => write!(f, "adagrad"),
+            Optimizer::Adam { beta1, beta2 } => write!(f, "adam(beta1: {beta1}, beta2: {beta2})"),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Shared helpers for the cross-stage tests in `tests/tests/`.
