@@ -1393,7 +1393,11 @@ impl<'a> Checker<'a> {
             let mut v = v.clone();
             let size = texpr_size(&v);
             self.spend(size, id.span)?;
-            v.span = id.span;
+            // Inside the user's own definitions, point at the use; inside the
+            // stdlib, keep pointing at the user's argument.
+            if id.span.file == self.root {
+                v.span = id.span;
+            }
             return Some(v);
         }
         if let Some(f) = &env.in_fn {
@@ -1581,6 +1585,18 @@ impl<'a> Checker<'a> {
             if let Some(s) = suggestion {
                 d = d.with_help(s);
             }
+            self.report(d);
+            return None;
+        }
+        if bag.is_some() && self.params[param.index()].variational {
+            let d = Diagnostic::error(
+                "recc::variational-bag",
+                format!("variational `{}` cannot be looked up by a bag", table.name),
+                ix.span,
+            )
+            .label("a bag")
+            .with_secondary(self.params[param.index()].span, "declared variational")
+            .with_help("look variational rows up one index at a time, e.g. `p[u]`");
             self.report(d);
             return None;
         }

@@ -86,3 +86,13 @@ pub fn compile(name: &str, text: &str) -> Compiled {
         diagnostics,
     }
 }
+
+/// The simplified forward graph of a checked model.
+pub fn forward_graph(model: &model::Model) -> Result<ir::Graph, ir::IrError> {
+    simplify::simplify(&lower::lower(model)?)
+}
+
+/// The simplified graph with the loss's gradients.
+pub fn gradient_graph(model: &model::Model) -> Result<ir::Graph, ir::IrError> {
+    simplify::simplify(&grad::grad(&forward_graph(model)?)?)
+}

@@ -1,0 +1,38 @@
+//! Gradient check: for every model in `models/`, the reference evaluator's
+//! gradients (from the gradient IR) agree with central finite differences
+//! of its loss, in f64, on random parameters and examples.
+
+use recc_compiler::interp::evaluate;
+use recc_compiler::{compile, gradient_graph};
+use recc_tests::{display_name, finite_difference_check, random_example, random_params, rec_files, rng};
+
+const TOLERANCE: f64 = 1e-5;
+const TRIALS: u64 = 5;
+
+#[test]
+fn gradients_match_finite_differences_for_every_model() {
+    let mut failures = Vec::new();
+    for path in rec_files("models") {
+        let name = display_name(&path);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let compiled = compile(&name, &text);
+        let Some(model) = compiled.model.as_ref() else {
+            panic!("{name} does not check:\n{}", compiled.render_diagnostics())
+        };
+        let g = gradient_graph(model).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for trial in 0..TRIALS {
+            let mut r = rng(1000 + trial);
+            let params = random_params(&g, &mut r);
+            let example = random_example(&g, &mut r);
+            let eval = evaluate(&g, &params, &example).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(eval.loss.is_finite(), "{name}: loss {}", eval.loss);
+            assert!(!eval.gradients.rows.is_empty(), "{name}: no gradients");
+            let bad = finite_difference_check(&g, &params, &example, TOLERANCE)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            for m in bad.into_iter().take(3) {
+                failures.push(format!("{name} trial {trial}: {m:?}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "gradient mismatches:\n{}", failures.join("\n"));
+}
