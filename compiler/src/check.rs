@@ -24,7 +24,7 @@ const MAX_NEGATIVES: usize = 1_000;
 /// nested definitions can otherwise grow exponentially.
 const MAX_WORK: usize = 2_000_000;
 /// Nested calls deeper than this are refused (a cycle is reported anyway).
-const MAX_DEPTH: usize = 64;
+const MAX_DEPTH: usize = 32;
 
 /// Built-in primitives and their arities.
 const PRIMITIVES: &[(&str, usize)] = &[

@@ -52,9 +52,37 @@ impl Compiled {
     }
 }
 
+/// Stack for the front end and lowering. Expressions are walked
+/// recursively; parse limits bound their depth, and this bounds the stack
+/// those depths can need, whichever thread the caller is on.
+const STACK_SIZE: usize = 256 << 20;
+
+/// Run `f` on a thread with [`STACK_SIZE`] of stack (only the pages used are
+/// ever committed).
+fn on_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new()
+            .name("recc-compiler".into())
+            .stack_size(STACK_SIZE)
+            .spawn_scoped(scope, f);
+        match handle {
+            Ok(h) => match h.join() {
+                Ok(v) => v,
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+            // Only an operating system out of threads or memory refuses.
+            Err(e) => panic!("could not start the compiler thread: {e}"),
+        }
+    })
+}
+
 /// Parse and check one model file. `name` is how the file is shown in
 /// diagnostics and IR comments.
 pub fn compile(name: &str, text: &str) -> Compiled {
+    on_big_stack(|| compile_here(name, text))
+}
+
+fn compile_here(name: &str, text: &str) -> Compiled {
     let mut sources = SourceMap::new();
     let root = sources.add(name, text);
     let (modules, mut diagnostics) = stdlib::load(&mut sources);
@@ -89,10 +117,11 @@ pub fn compile(name: &str, text: &str) -> Compiled {
 
 /// The simplified forward graph of a checked model.
 pub fn forward_graph(model: &model::Model) -> Result<ir::Graph, ir::IrError> {
-    simplify::simplify(&lower::lower(model)?)
+    on_big_stack(|| simplify::simplify(&lower::lower(model)?))
 }
 
 /// The simplified graph with the loss's gradients.
 pub fn gradient_graph(model: &model::Model) -> Result<ir::Graph, ir::IrError> {
-    simplify::simplify(&grad::grad(&forward_graph(model)?)?)
+    let forward = forward_graph(model)?;
+    simplify::simplify(&grad::grad(&forward)?)
 }

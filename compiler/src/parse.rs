@@ -19,10 +19,21 @@ use std::sync::OnceLock;
 /// recursive-descent parser would otherwise exhaust the stack.
 const MAX_NESTING: usize = 64;
 
+/// Operators one statement may hold. Expressions are trees walked
+/// recursively by every stage; this keeps them shallow.
+const MAX_OPERATORS: usize = 256;
+
 /// Parse one file. Either the whole AST, or every syntax error found.
 pub fn parse(file: FileId, text: &str) -> Result<File, Vec<Diagnostic>> {
     if let Some(d) = check_nesting(file, text) {
         return Err(vec![d]);
+    }
+    let too_long: Vec<Diagnostic> = statement_chunks(text)
+        .into_iter()
+        .filter_map(|(s, e)| check_operator_count(file, &text[s..e], s))
+        .collect();
+    if !too_long.is_empty() {
+        return Err(too_long);
     }
     match RecParser::parse(Rule::file, text) {
         Ok(mut pairs) => {
@@ -98,6 +109,24 @@ fn opens_statement(line: &str) -> bool {
     }
     // A likelihood: `r ~ normal(...)`.
     t[word.len()..].trim_start().starts_with('~')
+}
+
+fn check_operator_count(file: FileId, chunk: &str, offset: usize) -> Option<Diagnostic> {
+    let code = chunk.lines().map(|l| l.split('#').next().unwrap_or("")).collect::<Vec<_>>().join("\n");
+    let count = code.chars().filter(|c| matches!(c, '+' | '-' | '*' | '/' | '@')).count();
+    if count <= MAX_OPERATORS {
+        return None;
+    }
+    let end = offset + chunk.trim_end().len();
+    Some(
+        Diagnostic::error(
+            "recc::syntax",
+            format!("this statement has {count} operators; at most {MAX_OPERATORS} are allowed"),
+            Span::new(file, offset, end.max(offset)),
+        )
+        .label("too long")
+        .with_help("split it into several `let` definitions"),
+    )
 }
 
 fn check_nesting(file: FileId, text: &str) -> Option<Diagnostic> {

@@ -36,3 +36,24 @@ fn gradients_match_finite_differences_for_every_model() {
     }
     assert!(failures.is_empty(), "gradient mismatches:\n{}", failures.join("\n"));
 }
+
+/// The check is not vacuous: a gradient graph with one gradient swapped for
+/// another node's value is caught.
+#[test]
+fn a_wrong_gradient_is_caught() {
+    let text = std::fs::read_to_string(recc_tests::root().join("models/biased_mf.rec"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let compiled = compile("biased_mf.rec", &text);
+    let Some(model) = compiled.model.as_ref() else {
+        panic!("biased_mf does not check")
+    };
+    let mut g = gradient_graph(model).unwrap_or_else(|e| panic!("{e}"));
+    let (a, b) = (g.grads[1].value, g.grads[2].value);
+    g.grads[1].value = b;
+    g.grads[2].value = a;
+    let mut r = rng(5);
+    let params = random_params(&g, &mut r);
+    let example = random_example(&g, &mut r);
+    let bad = finite_difference_check(&g, &params, &example, TOLERANCE).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!bad.is_empty(), "a corrupted gradient went unnoticed");
+}

@@ -1,0 +1,104 @@
+//! The reference evaluator against values computed by hand.
+
+use ndarray::array;
+use recc_compiler::interp::{evaluate, EvalError, Example, Params, SlotValue};
+use recc_compiler::ir::{Graph, TableId};
+use recc_compiler::{compile, gradient_graph};
+
+fn graph(src: &str) -> Graph {
+    let c = compile("t.rec", src);
+    let Some(m) = c.model.as_ref() else {
+        panic!("{}", c.render_diagnostics())
+    };
+    gradient_graph(m).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn table(g: &Graph, name: &str) -> usize {
+    g.tables.iter().position(|t| t.name == name).unwrap_or_else(|| panic!("no table {name}"))
+}
+
+#[test]
+fn biased_mf_by_hand() {
+    let g = graph(
+        "use stdlib.losses\ninput u: user\ninput i: item\ninput r: real\n\
+         param b: real\nparam w[user]: real\nparam p[user]: vec(2)\nparam q[item]: vec(2)\n\
+         let R(u, i) = b + w[u] + dot(p[u], q[i])\nloss mse(R(u, i), r)\n",
+    );
+    let mut params = Params::zeros(&g, &[2, 3]).unwrap_or_else(|e| panic!("{e}"));
+    params.tables[table(&g, "b")] = array![[0.5]];
+    params.tables[table(&g, "w")] = array![[0.0], [0.25]];
+    params.tables[table(&g, "p")] = array![[0.0, 0.0], [1.0, 2.0]];
+    params.tables[table(&g, "q")] = array![[0.0, 0.0], [0.0, 0.0], [3.0, -1.0]];
+    let ex = Example {
+        slots: vec![SlotValue::Index(1), SlotValue::Index(2), SlotValue::Real(4.0)],
+    };
+    let e = evaluate(&g, &params, &ex).unwrap_or_else(|e| panic!("{e}"));
+    // R = 0.5 + 0.25 + (1·3 + 2·(−1)) = 1.75; loss = (1.75 − 4)² = 5.0625
+    assert_eq!(e.score, Some(1.75));
+    assert!((e.loss - 5.0625).abs() < 1e-12);
+    // dL/dR = 2(R − r) = −4.5; dL/dp[1] = −4.5·q[2] = (−13.5, 4.5)
+    let dp = &e.gradients.rows[&(TableId(table(&g, "p") as u32), 1)];
+    assert_eq!(dp, &vec![-13.5, 4.5]);
+    let db = &e.gradients.rows[&(TableId(table(&g, "b") as u32), 0)];
+    assert_eq!(db, &vec![-4.5]);
+}
+
+#[test]
+fn random_walk_prior_is_off_at_the_first_member() {
+    let g = graph("input t: week\nparam n[week]: vec(2)\nprior n[t] ~ normal(n[t - 1], 1)\nloss 0 * sum(n[t])\n");
+    let mut params = Params::zeros(&g, &[3]).unwrap_or_else(|e| panic!("{e}"));
+    params.tables[0] = array![[1.0, 1.0], [2.0, 3.0], [0.0, 0.0]];
+    let at = |t| evaluate(&g, &params, &Example { slots: vec![SlotValue::Index(t)] }).unwrap_or_else(|e| panic!("{e}"));
+    let first = at(0);
+    assert_eq!(first.loss, 0.0, "no predecessor, no prior term");
+    // t = 1: ½‖n1 − n0‖² + 2·(log 1 + ½ log 2π) = ½·(1 + 4) + 2·0.9189…
+    let second = at(1);
+    let expected = 2.5 + 2.0 * 0.918_938_533_204_672_7;
+    assert!((second.loss - expected).abs() < 1e-12, "{}", second.loss);
+    // The gradient reaches both rows: +(n1 − n0) and −(n1 − n0).
+    assert_eq!(second.gradients.rows[&(TableId(0), 1)], vec![1.0, 2.0]);
+    assert_eq!(second.gradients.rows[&(TableId(0), 0)], vec![-1.0, -2.0]);
+}
+
+#[test]
+fn bags_are_weighted_and_an_empty_mean_is_zero() {
+    let g = graph("input f: bag(feature)\ninput h: history(feature)\nparam w[feature]: real\nloss sum(w[f]) + mean(w[h])\n");
+    let mut params = Params::zeros(&g, &[3]).unwrap_or_else(|e| panic!("{e}"));
+    params.tables[0] = array![[1.0], [10.0], [100.0]];
+    let ex = Example {
+        slots: vec![SlotValue::Bag(vec![(0, 2.0), (2, 0.5)]), SlotValue::Bag(vec![])],
+    };
+    let e = evaluate(&g, &params, &ex).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(e.loss, 52.0);
+    assert_eq!(e.gradients.rows[&(TableId(0), 0)], vec![2.0]);
+    assert_eq!(e.gradients.rows[&(TableId(0), 2)], vec![0.5]);
+}
+
+#[test]
+fn an_index_outside_its_domain_is_an_error_not_a_panic() {
+    let g = graph("input u: user\nparam p[user]: real\nloss sq(p[u])\n");
+    let params = Params::zeros(&g, &[4]).unwrap_or_else(|e| panic!("{e}"));
+    let err = evaluate(&g, &params, &Example { slots: vec![SlotValue::Index(4)] });
+    assert!(matches!(err, Err(EvalError::IndexOutOfRange { index: 4, size: 4, .. })), "{err:?}");
+    let err = evaluate(&g, &params, &Example { slots: vec![SlotValue::Real(1.0)] });
+    assert!(matches!(err, Err(EvalError::SlotKind { .. })), "{err:?}");
+}
+
+#[test]
+fn negatives_in_a_comprehension_take_the_hardest() {
+    let g = graph(
+        "use stdlib.losses\ninput u: user\ninput i: item\nparam q[item]: real\n\
+         let R(u, i) = q[i]\nloss hinge(R(u, i), max(R(u, j) for j ~ negative(item, 3)))\n",
+    );
+    assert_eq!(g.slots.iter().filter(|s| s.name == "j").count(), 3);
+    let mut params = Params::zeros(&g, &[1, 5]).unwrap_or_else(|e| panic!("{e}"));
+    params.tables[0] = array![[1.0], [0.2], [0.9], [-1.0], [0.0]];
+    let ex = Example {
+        slots: vec![SlotValue::Index(0), SlotValue::Index(0), SlotValue::Index(1), SlotValue::Index(2), SlotValue::Index(3)],
+    };
+    let e = evaluate(&g, &params, &ex).unwrap_or_else(|e| panic!("{e}"));
+    // relu(1 − 1.0 + max(0.2, 0.9, −1.0)) = 0.9; only the hardest negative gets a gradient.
+    assert!((e.loss - 0.9).abs() < 1e-12);
+    assert_eq!(e.gradients.rows.get(&(TableId(0), 2)), Some(&vec![1.0]));
+    assert_eq!(e.gradients.rows.get(&(TableId(0), 1)).map(|v| v[0]).unwrap_or(0.0), 0.0);
+}

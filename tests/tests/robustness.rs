@@ -1,0 +1,137 @@
+//! Robustness: no input, however malformed, panics the front end, the
+//! lowering, the gradient or the evaluator. Random token soup and random
+//! mutations of the real model files, for a bounded number of cases.
+
+use proptest::prelude::*;
+use recc_compiler::interp::evaluate;
+use recc_compiler::{compile, forward_graph, gradient_graph};
+use recc_tests::{random_example, random_params, rec_files, rng};
+
+const TOKENS: &[&str] = &[
+    "model", "use", "stdlib", "stdlib.losses", "input", "param", "let", "fn", "loss", "prior",
+    "penalty", "fit", "where", "for", "init", "variational", "on", "ball", "nonneg", "real",
+    "vec", "mat", "bag", "history", "u", "i", "j", "r", "p", "q", "b", "R", "user", "item",
+    "dot", "sum", "mean", "sq", "exp", "log", "max", "softmax", "concat", "mse", "bpr",
+    "normal", "negative", "sgd", "adam", "epochs", "lr", "(", ")", "[", "]", "{", "}", ",",
+    ":", "~", "=", "+", "-", "*", "/", "@", ".", "0", "1", "32", "0.1", "1e9", "-1", "\n",
+    " ", "#", "é", "\t", "99999999999999999999",
+];
+
+fn soup() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(TOKENS), 0..80).prop_map(|t| t.join(" "))
+}
+
+/// Everything the pipeline does with a file, without looking at the result.
+fn run_pipeline(name: &str, text: &str) {
+    let compiled = compile(name, text);
+    let _ = compiled.render_diagnostics();
+    let Some(model) = compiled.model.as_ref() else {
+        return;
+    };
+    let Ok(forward) = forward_graph(model) else {
+        return;
+    };
+    let _ = forward.to_text(Some(&compiled.sources));
+    if let Ok(g) = gradient_graph(model) {
+        let mut r = rng(7);
+        let params = random_params(&g, &mut r);
+        let example = random_example(&g, &mut r);
+        let _ = evaluate(&g, &params, &example);
+    }
+}
+
+fn model_texts() -> Vec<String> {
+    rec_files("models")
+        .into_iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect()
+}
+
+#[derive(Clone, Debug)]
+enum Mutation {
+    Delete { at: usize, len: usize },
+    Insert { at: usize, token: &'static str },
+    Duplicate { at: usize, len: usize },
+    Swap { a: usize, b: usize },
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), 1usize..40).prop_map(|(at, len)| Mutation::Delete { at, len }),
+        (any::<usize>(), prop::sample::select(TOKENS)).prop_map(|(at, token)| Mutation::Insert { at, token }),
+        (any::<usize>(), 1usize..200).prop_map(|(at, len)| Mutation::Duplicate { at, len }),
+        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Mutation::Swap { a, b }),
+    ]
+}
+
+fn apply(text: &str, m: &Mutation) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let n = chars.len().max(1);
+    let mut out = chars.clone();
+    match *m {
+        Mutation::Delete { at, len } => {
+            let s = at % n;
+            let e = (s + len).min(chars.len());
+            out.drain(s.min(chars.len())..e);
+        }
+        Mutation::Insert { at, token } => {
+            let s = (at % n).min(chars.len());
+            out.splice(s..s, token.chars());
+        }
+        Mutation::Duplicate { at, len } => {
+            let s = (at % n).min(chars.len());
+            let e = (s + len).min(chars.len());
+            let piece: Vec<char> = chars[s..e].to_vec();
+            out.splice(e..e, piece);
+        }
+        Mutation::Swap { a, b } => {
+            if !chars.is_empty() {
+                out.swap(a % chars.len(), b % chars.len());
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, max_shrink_iters: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn token_soup_never_panics(text in soup()) {
+        run_pipeline("soup.rec", &text);
+    }
+
+    #[test]
+    fn mutated_models_never_panic(which in any::<usize>(), mutations in prop::collection::vec(mutation(), 1..4)) {
+        let texts = model_texts();
+        let mut text = texts[which % texts.len()].clone();
+        for m in &mutations {
+            text = apply(&text, m);
+        }
+        run_pipeline("mutated.rec", &text);
+    }
+}
+
+#[test]
+fn pathological_inputs_are_refused_cleanly() {
+    let deep = format!("let x = {}1{}", "(".repeat(5000), ")".repeat(5000));
+    let long = format!("let x = 1{}", " + 1".repeat(100_000));
+    let negs = format!("let x = {}1", "-".repeat(100_000));
+    let huge = "input u: user\nparam p[user]: vec(99999999999999999999999)\nloss sq(p[u])".to_string();
+    for text in [deep, long, negs, huge, String::new(), "\u{0}".into(), "loss".into()] {
+        let compiled = compile("bad.rec", &text);
+        assert!(compiled.has_errors(), "accepted: {}", &text[..text.len().min(60)]);
+    }
+}
+
+/// Nested definitions that would expand exponentially stop with an error.
+#[test]
+fn exponential_expansion_is_refused() {
+    let mut text = String::from("input r: real\nfn f0(x) = x\n");
+    for k in 1..40 {
+        text.push_str(&format!("fn f{k}(x) = f{}(x) + f{}(x)\n", k - 1, k - 1));
+    }
+    text.push_str("loss f39(r)\n");
+    let compiled = compile("big.rec", &text);
+    assert!(compiled.diagnostics.iter().any(|d| d.code == "recc::too-large"));
+}
