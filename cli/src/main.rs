@@ -21,6 +21,11 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Print the parse tree of a model file as an S-expression.
+    Parse {
+        /// The `.rec` file.
+        file: PathBuf,
+    },
     /// Print the graph IR a model compiles to.
     Ir {
         /// The `.rec` file.
@@ -45,6 +50,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { files } => check(&files),
+        Command::Parse { file } => parse(&file),
         Command::Ir {
             file,
             grad,
@@ -122,6 +128,28 @@ fn summary(model: &Model) -> Result<String, recc_compiler::ir::IrError> {
         forward.nodes.len(),
         backward.nodes.len()
     ))
+}
+
+fn parse(path: &Path) -> ExitCode {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", path.display());
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let mut sources = recc_compiler::source::SourceMap::new();
+    let id = sources.add(path.display().to_string(), text.as_str());
+    match recc_compiler::parse::parse(id, &text) {
+        Ok(file) => {
+            print!("{}", recc_compiler::ast::to_sexpr(&file));
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprint!("{}", recc_compiler::diagnostic::render(&sources, &errors));
+            ExitCode::from(EXIT_MODEL_ERRORS)
+        }
+    }
 }
 
 fn ir(path: &Path, grad: bool, dot: bool, locations: bool) -> ExitCode {

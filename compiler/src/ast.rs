@@ -201,3 +201,166 @@ impl BinOp {
         }
     }
 }
+
+/// The parse tree as an S-expression, one statement a line: what
+/// `recc parse` prints and the parse-tree snapshots pin.
+pub fn to_sexpr(file: &File) -> String {
+    let mut out = String::from("(file\n");
+    for item in &file.items {
+        out.push_str("  ");
+        out.push_str(&item_sexpr(item));
+        out.push('\n');
+    }
+    out.push_str(")\n");
+    out
+}
+
+fn item_sexpr(item: &Item) -> String {
+    match &item.kind {
+        ItemKind::Model(n) => format!("(model {})", n.name),
+        ItemKind::Use(path) => {
+            let p: Vec<&str> = path.iter().map(|i| i.name.as_str()).collect();
+            format!("(use {})", p.join("."))
+        }
+        ItemKind::Input { name, ty } => {
+            let t = match ty {
+                InputType::Real(_) => "real".to_string(),
+                InputType::Domain(d) => format!("(domain {})", d.name),
+                InputType::Bag(d, _) => format!("(bag {})", d.name),
+                InputType::History(d, _) => format!("(history {})", d.name),
+            };
+            format!("(input {} {t})", name.name)
+        }
+        ItemKind::Param {
+            name,
+            domain,
+            shape,
+            attrs,
+        } => {
+            let mut s = format!("(param {}", name.name);
+            if let Some(d) = domain {
+                s.push_str(&format!(" [{}]", d.name));
+            }
+            s.push_str(&match shape {
+                ShapeDecl::Real(_) => " real".to_string(),
+                ShapeDecl::Vec(n, _) => format!(" (vec {})", n.text),
+                ShapeDecl::Mat(r, c, _) => format!(" (mat {} {})", r.text, c.text),
+            });
+            for a in attrs {
+                s.push_str(&match a {
+                    ParamAttr::Init(d) => format!(" (init {})", dist_sexpr(d)),
+                    ParamAttr::Variational(_) => " variational".to_string(),
+                    ParamAttr::OnBall(_) => " (on ball)".to_string(),
+                    ParamAttr::Nonneg(_) => " nonneg".to_string(),
+                });
+            }
+            s.push(')');
+            s
+        }
+        ItemKind::Let { name, params, body } => match params {
+            Some(ps) => format!("(let {} ({}) {})", name.name, names(ps), expr_sexpr(body)),
+            None => format!("(let {} {})", name.name, expr_sexpr(body)),
+        },
+        ItemKind::Fn { name, params, body } => {
+            format!(
+                "(fn {} ({}) {})",
+                name.name,
+                names(params),
+                expr_sexpr(body)
+            )
+        }
+        ItemKind::Loss { expr, samplers } => {
+            format!("(loss {}{})", expr_sexpr(expr), where_sexpr(samplers))
+        }
+        ItemKind::Likelihood {
+            target,
+            dist,
+            samplers,
+        } => format!(
+            "(~ {} {}{})",
+            target.name,
+            dist_sexpr(dist),
+            where_sexpr(samplers)
+        ),
+        ItemKind::Prior { target, dist } => {
+            format!("(prior {} {})", expr_sexpr(target), dist_sexpr(dist))
+        }
+        ItemKind::Penalty(e) => format!("(penalty {})", expr_sexpr(e)),
+        ItemKind::Fit(entries) => {
+            let e: Vec<String> = entries.iter().map(fit_sexpr).collect();
+            format!("(fit {})", e.join(" "))
+        }
+    }
+}
+
+fn names(ids: &[Ident]) -> String {
+    ids.iter()
+        .map(|i| i.name.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn dist_sexpr(d: &Dist) -> String {
+    let mut s = format!("({}", d.name.name);
+    for a in &d.args {
+        s.push(' ');
+        s.push_str(&expr_sexpr(a));
+    }
+    s.push(')');
+    s
+}
+
+fn sampler_sexpr(s: &Sampler) -> String {
+    format!("({} ~ {})", s.var.name, dist_sexpr(&s.dist))
+}
+
+fn where_sexpr(samplers: &[Sampler]) -> String {
+    if samplers.is_empty() {
+        return String::new();
+    }
+    let s: Vec<String> = samplers.iter().map(sampler_sexpr).collect();
+    format!(" (where {})", s.join(" "))
+}
+
+fn fit_sexpr(e: &FitEntry) -> String {
+    let v = match &e.value {
+        FitValue::Number(x, _) => format!("{x}"),
+        FitValue::Name(n) => n.name.clone(),
+        FitValue::Call { name, args, .. } => {
+            let a: Vec<String> = args.iter().map(fit_sexpr).collect();
+            format!("({} {})", name.name, a.join(" "))
+        }
+    };
+    format!("({} {v})", e.key.name)
+}
+
+/// One expression as an S-expression.
+pub fn expr_sexpr(e: &Expr) -> String {
+    match &e.kind {
+        ExprKind::Number(v) => format!("{v}"),
+        ExprKind::Name(n) => n.name.clone(),
+        ExprKind::Index { table, index } => format!("{}[{}]", table.name, expr_sexpr(index)),
+        ExprKind::Call { func, args } => {
+            let a: Vec<String> = args.iter().map(expr_sexpr).collect();
+            if a.is_empty() {
+                format!("({})", func.name)
+            } else {
+                format!("({} {})", func.name, a.join(" "))
+            }
+        }
+        ExprKind::Comprehension {
+            func,
+            body,
+            sampler,
+        } => format!(
+            "({} {} (for {}))",
+            func.name,
+            expr_sexpr(body),
+            sampler_sexpr(sampler)
+        ),
+        ExprKind::Neg(x) => format!("(neg {})", expr_sexpr(x)),
+        ExprKind::Binary { op, lhs, rhs } => {
+            format!("({} {} {})", op.symbol(), expr_sexpr(lhs), expr_sexpr(rhs))
+        }
+    }
+}

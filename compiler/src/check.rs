@@ -98,6 +98,9 @@ enum Symbol {
     Input(InputId),
     Param(ParamId),
     Def(DefId),
+    /// Declared, but the declaration was rejected: uses stay silent rather
+    /// than repeat the error as "unknown name".
+    Invalid,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -237,13 +240,32 @@ impl<'a> Checker<'a> {
                 } else {
                     format!("inside `{}`: {}", frame.name, inner.text)
                 };
-                d.secondary.insert(0, diagnostic::Label { span: inner.span, text });
+                d.secondary.insert(
+                    0,
+                    diagnostic::Label {
+                        span: inner.span,
+                        text,
+                    },
+                );
             }
         }
         self.diags.push(d);
     }
 
-    fn error(&mut self, code: &'static str, message: impl Into<String>, span: Span, label: impl Into<String>) {
+    fn warn(&mut self, d: Diagnostic) {
+        self.diags.push(Diagnostic {
+            severity: Severity::Warning,
+            ..d
+        });
+    }
+
+    fn error(
+        &mut self,
+        code: &'static str,
+        message: impl Into<String>,
+        span: Span,
+        label: impl Into<String>,
+    ) {
         self.report(Diagnostic::error(code, message, span).label(label));
     }
 
@@ -261,9 +283,13 @@ impl<'a> Checker<'a> {
                 ItemKind::Model(name) => {
                     if let Some(first) = self.model_span {
                         self.report(
-                            Diagnostic::error("recc::duplicate", "the model is named twice", name.span)
-                                .label("second `model` statement")
-                                .with_secondary(first, "first named here"),
+                            Diagnostic::error(
+                                "recc::duplicate",
+                                "the model is named twice",
+                                name.span,
+                            )
+                            .label("second `model` statement")
+                            .with_secondary(first, "first named here"),
                         );
                     } else {
                         self.model_name = Some(name.name.clone());
@@ -319,10 +345,19 @@ impl<'a> Checker<'a> {
                 .label("cannot be redefined")
                 .with_help("choose another name"),
             );
+            self.globals
+                .insert(name.name.clone(), (Symbol::Invalid, name.span));
             return false;
         }
         self.globals.insert(name.name.clone(), (symbol, name.span));
         true
+    }
+
+    /// Remember a rejected declaration's name so its uses raise no new errors.
+    fn poison(&mut self, name: &Ident) {
+        self.globals
+            .entry(name.name.clone())
+            .or_insert((Symbol::Invalid, name.span));
     }
 
     fn domain_id(&mut self, name: &Ident) -> DomainId {
@@ -347,7 +382,10 @@ impl<'a> Checker<'a> {
         let names: Vec<&str> = self.domains.iter().map(|d| d.name.as_str()).collect();
         let mut d = Diagnostic::error(
             "recc::unknown-domain",
-            format!("{what} over `{}`, but no input ranges over that domain", name.name),
+            format!(
+                "{what} over `{}`, but no input ranges over that domain",
+                name.name
+            ),
             name.span,
         )
         .label("unknown domain");
@@ -421,7 +459,12 @@ impl<'a> Checker<'a> {
     fn dim(&mut self, d: &ast::Dim) -> Option<usize> {
         match d.text.parse::<usize>() {
             Ok(0) => {
-                self.error("recc::bad-shape", "a dimension must be at least 1", d.span, "zero");
+                self.error(
+                    "recc::bad-shape",
+                    "a dimension must be at least 1",
+                    d.span,
+                    "zero",
+                );
                 None
             }
             Ok(n) if n <= MAX_DIM => Some(n),
@@ -449,6 +492,7 @@ impl<'a> Checker<'a> {
                 Some(id) => Some(id),
                 None => {
                     self.unknown_domain(d, &format!("`{}` has rows", name.name));
+                    self.poison(name);
                     return;
                 }
             },
@@ -478,13 +522,23 @@ impl<'a> Checker<'a> {
             match attr {
                 ast::ParamAttr::Init(dist) => {
                     if init.is_some() {
-                        self.error("recc::bad-param", "`init` is given twice", dist.span, "second `init`");
+                        self.error(
+                            "recc::bad-param",
+                            "`init` is given twice",
+                            dist.span,
+                            "second `init`",
+                        );
                     }
                     init = Some(self.init(dist));
                 }
                 ast::ParamAttr::Variational(s) => {
                     if variational.is_some() {
-                        self.error("recc::bad-param", "`variational` is given twice", *s, "again");
+                        self.error(
+                            "recc::bad-param",
+                            "`variational` is given twice",
+                            *s,
+                            "again",
+                        );
                     }
                     variational = Some(*s);
                 }
@@ -496,9 +550,13 @@ impl<'a> Checker<'a> {
                     };
                     if let Some((_, first)) = constraint {
                         self.report(
-                            Diagnostic::error("recc::bad-param", "a param takes at most one constraint", *s)
-                                .label("second constraint")
-                                .with_secondary(first, "first constraint"),
+                            Diagnostic::error(
+                                "recc::bad-param",
+                                "a param takes at most one constraint",
+                                *s,
+                            )
+                            .label("second constraint")
+                            .with_secondary(first, "first constraint"),
                         );
                     } else {
                         constraint = Some((c, *s));
@@ -506,20 +564,31 @@ impl<'a> Checker<'a> {
                 }
             }
         }
-        let Some(shape) = shape else { return };
+        let Some(shape) = shape else {
+            self.poison(name);
+            return;
+        };
         if let Some((Constraint::Ball, s)) = constraint {
             if !matches!(shape, Shape::Vec(_)) {
                 self.report(
-                    Diagnostic::error("recc::bad-param", format!("`on ball` needs a vector, but `{}` is {shape}", name.name), s)
-                        .label("needs vec(K)"),
+                    Diagnostic::error(
+                        "recc::bad-param",
+                        format!("`on ball` needs a vector, but `{}` is {shape}", name.name),
+                        s,
+                    )
+                    .label("needs vec(K)"),
                 );
             }
         }
         if let (Some(v), Some((_, s))) = (variational, constraint) {
             self.report(
-                Diagnostic::error("recc::bad-param", "a variational param cannot also be constrained", s)
-                    .label("constraint")
-                    .with_secondary(v, "variational"),
+                Diagnostic::error(
+                    "recc::bad-param",
+                    "a variational param cannot also be constrained",
+                    s,
+                )
+                .label("constraint")
+                .with_secondary(v, "variational"),
             );
         }
         let id = ParamId(self.params.len() as u32);
@@ -542,7 +611,12 @@ impl<'a> Checker<'a> {
             ExprKind::Number(v) => Some(*v),
             ExprKind::Neg(inner) => self.constant(inner).map(|v| -v),
             _ => {
-                self.error("recc::bad-init", "expected a number", e.span, "not a constant");
+                self.error(
+                    "recc::bad-init",
+                    "expected a number",
+                    e.span,
+                    "not a constant",
+                );
                 None
             }
         }
@@ -569,7 +643,9 @@ impl<'a> Checker<'a> {
                 .label("unknown");
                 d = match closest(name, known) {
                     Some(c) => d.with_help(format!("did you mean `{c}`?")),
-                    None => d.with_help("use zeros, constant(c), normal(mean, std) or uniform(low, high)"),
+                    None => d.with_help(
+                        "use zeros, constant(c), normal(mean, std) or uniform(low, high)",
+                    ),
                 };
                 self.report(d);
                 return None;
@@ -578,7 +654,11 @@ impl<'a> Checker<'a> {
         if args.len() != arity {
             self.error(
                 "recc::arity",
-                format!("`{name}` takes {arity} argument{}, found {}", plural(arity), args.len()),
+                format!(
+                    "`{name}` takes {arity} argument{}, found {}",
+                    plural(arity),
+                    args.len()
+                ),
                 dist.span,
                 "wrong number of arguments",
             );
@@ -592,7 +672,12 @@ impl<'a> Checker<'a> {
                 std: args[1],
             }),
             "normal" => {
-                self.error("recc::bad-init", "the standard deviation must be positive and finite", dist.args[1].span, "not positive");
+                self.error(
+                    "recc::bad-init",
+                    "the standard deviation must be positive and finite",
+                    dist.args[1].span,
+                    "not positive",
+                );
                 None
             }
             _ if args[0] < args[1] && args.iter().all(|a| a.is_finite()) => Some(Init::Uniform {
@@ -600,13 +685,24 @@ impl<'a> Checker<'a> {
                 high: args[1],
             }),
             _ => {
-                self.error("recc::bad-init", "`uniform(low, high)` needs low < high", dist.span, "empty range");
+                self.error(
+                    "recc::bad-init",
+                    "`uniform(low, high)` needs low < high",
+                    dist.span,
+                    "empty range",
+                );
                 None
             }
         }
     }
 
-    fn define(&mut self, name: &'a Ident, kind: DefKind, params: Option<&'a [Ident]>, body: &'a Expr) {
+    fn define(
+        &mut self,
+        name: &'a Ident,
+        kind: DefKind,
+        params: Option<&'a [Ident]>,
+        body: &'a Expr,
+    ) {
         let id = DefId(self.defs.len());
         if !self.claim(name, Symbol::Def(id)) {
             return;
@@ -616,9 +712,13 @@ impl<'a> Checker<'a> {
             for p in ps {
                 if let Some(first) = seen.insert(&p.name, p.span) {
                     self.report(
-                        Diagnostic::error("recc::duplicate", format!("argument `{}` appears twice", p.name), p.span)
-                            .label("again")
-                            .with_secondary(first, "first here"),
+                        Diagnostic::error(
+                            "recc::duplicate",
+                            format!("argument `{}` appears twice", p.name),
+                            p.span,
+                        )
+                        .label("again")
+                        .with_secondary(first, "first here"),
                     );
                 }
             }
@@ -639,9 +739,13 @@ impl<'a> Checker<'a> {
             let key = e.key.name.as_str();
             if let Some(first) = seen.insert(key, e.key.span) {
                 self.report(
-                    Diagnostic::error("recc::bad-fit", format!("fit option `{key}` is given twice"), e.key.span)
-                        .label("again")
-                        .with_secondary(first, "first here"),
+                    Diagnostic::error(
+                        "recc::bad-fit",
+                        format!("fit option `{key}` is given twice"),
+                        e.key.span,
+                    )
+                    .label("again")
+                    .with_secondary(first, "first here"),
                 );
                 continue;
             }
@@ -657,7 +761,12 @@ impl<'a> Checker<'a> {
                 }
                 "lr" => {
                     if lr_in_optimizer {
-                        self.error("recc::bad-fit", "the learning rate is given twice", e.key.span, "also set in `optimizer`");
+                        self.error(
+                            "recc::bad-fit",
+                            "the learning rate is given twice",
+                            e.key.span,
+                            "also set in `optimizer`",
+                        );
                     } else if let Some(v) = self.positive(&e.value) {
                         self.fit.lr = v;
                     }
@@ -688,8 +797,12 @@ impl<'a> Checker<'a> {
                     }
                 }
                 _ => {
-                    let mut d = Diagnostic::error("recc::bad-fit", format!("unknown fit option `{key}`"), e.key.span)
-                        .label("unknown option");
+                    let mut d = Diagnostic::error(
+                        "recc::bad-fit",
+                        format!("unknown fit option `{key}`"),
+                        e.key.span,
+                    )
+                    .label("unknown option");
                     d = match closest(key, FIT_OPTIONS.iter().copied()) {
                         Some(c) => d.with_help(format!("did you mean `{c}`?")),
                         None => d.with_help(format!("the options are: {}", FIT_OPTIONS.join(", "))),
@@ -704,7 +817,12 @@ impl<'a> Checker<'a> {
         match v {
             ast::FitValue::Number(x, _) if x.is_finite() => Some(*x),
             _ => {
-                self.error("recc::bad-fit", "expected a number", v.span(), "not a number");
+                self.error(
+                    "recc::bad-fit",
+                    "expected a number",
+                    v.span(),
+                    "not a number",
+                );
                 None
             }
         }
@@ -715,7 +833,12 @@ impl<'a> Checker<'a> {
         if x > 0.0 {
             Some(x)
         } else {
-            self.error("recc::bad-fit", "expected a positive number", v.span(), "must be > 0");
+            self.error(
+                "recc::bad-fit",
+                "expected a positive number",
+                v.span(),
+                "must be > 0",
+            );
             None
         }
     }
@@ -740,7 +863,12 @@ impl<'a> Checker<'a> {
             ast::FitValue::Name(n) => (n, &[]),
             ast::FitValue::Call { name, args, .. } => (name, args),
             ast::FitValue::Number(_, s) => {
-                self.error("recc::bad-fit", "expected an optimizer", *s, "sgd, adagrad or adam");
+                self.error(
+                    "recc::bad-fit",
+                    "expected an optimizer",
+                    *s,
+                    "sgd, adagrad or adam",
+                );
                 return None;
             }
         };
@@ -752,8 +880,12 @@ impl<'a> Checker<'a> {
                 beta2: 0.999,
             },
             other => {
-                let mut d = Diagnostic::error("recc::bad-fit", format!("unknown optimizer `{other}`"), name.span)
-                    .label("unknown optimizer");
+                let mut d = Diagnostic::error(
+                    "recc::bad-fit",
+                    format!("unknown optimizer `{other}`"),
+                    name.span,
+                )
+                .label("unknown optimizer");
                 d = match closest(other, ["sgd", "adagrad", "adam"]) {
                     Some(c) => d.with_help(format!("did you mean `{c}`?")),
                     None => d.with_help("the optimizers are sgd, adagrad and adam"),
@@ -766,12 +898,18 @@ impl<'a> Checker<'a> {
         for a in args {
             match (a.key.name.as_str(), &mut opt) {
                 ("lr", _) => lr = self.positive(&a.value),
-                ("beta1", Optimizer::Adam { beta1, .. }) | ("beta2", Optimizer::Adam { beta2: beta1, .. }) => {
+                ("beta1", Optimizer::Adam { beta1, .. })
+                | ("beta2", Optimizer::Adam { beta2: beta1, .. }) => {
                     let x = self.number(&a.value)?;
                     if (0.0..1.0).contains(&x) {
                         *beta1 = x;
                     } else {
-                        self.error("recc::bad-fit", "a beta must be in [0, 1)", a.value.span(), "out of range");
+                        self.error(
+                            "recc::bad-fit",
+                            "a beta must be in [0, 1)",
+                            a.value.span(),
+                            "out of range",
+                        );
                     }
                 }
                 (k, _) => {
@@ -799,7 +937,9 @@ impl<'a> Checker<'a> {
     /// Report every cycle among definitions; cyclic ones are never expanded.
     fn find_recursion(&mut self) {
         let mut graph: DiGraph<DefId, Span> = DiGraph::new();
-        let nodes: Vec<_> = (0..self.defs.len()).map(|i| graph.add_node(DefId(i))).collect();
+        let nodes: Vec<_> = (0..self.defs.len())
+            .map(|i| graph.add_node(DefId(i)))
+            .collect();
         for (i, def) in self.defs.iter().enumerate() {
             let shadowed: HashSet<&str> = def
                 .params
@@ -832,7 +972,10 @@ impl<'a> Checker<'a> {
                 continue;
             }
             let members: BTreeSet<usize> = scc.iter().map(|n| graph[*n].0).collect();
-            let names: Vec<String> = members.iter().map(|i| format!("`{}`", self.defs[*i].name.name)).collect();
+            let names: Vec<String> = members
+                .iter()
+                .map(|i| format!("`{}`", self.defs[*i].name.name))
+                .collect();
             for &i in &members {
                 self.recursive.insert(DefId(i));
                 let def = &self.defs[i];
@@ -847,7 +990,9 @@ impl<'a> Checker<'a> {
                     def.name.span,
                 )
                 .label("recursive definition")
-                .with_help("definitions are expanded where they are used, so they cannot be recursive");
+                .with_help(
+                    "definitions are expanded where they are used, so they cannot be recursive",
+                );
                 if let Some(s) = edge {
                     d = d.with_secondary(s, "refers back here");
                 }
@@ -865,7 +1010,8 @@ impl<'a> Checker<'a> {
         for item in &file.items {
             match &item.kind {
                 ItemKind::Loss { expr, samplers } => {
-                    let e = self.with_samplers(&Env::default(), samplers, |c, env| c.expr(env, expr));
+                    let e =
+                        self.with_samplers(&Env::default(), samplers, |c, env| c.expr(env, expr));
                     self.term(TermKind::Loss, e, item.span);
                 }
                 ItemKind::Likelihood {
@@ -889,9 +1035,10 @@ impl<'a> Checker<'a> {
                 _ => {}
             }
         }
-        let has_objective = file.items.iter().any(|i| {
-            matches!(i.kind, ItemKind::Loss { .. } | ItemKind::Likelihood { .. })
-        });
+        let has_objective = file
+            .items
+            .iter()
+            .any(|i| matches!(i.kind, ItemKind::Loss { .. } | ItemKind::Likelihood { .. }));
         if !has_objective {
             let span = self
                 .model_span
@@ -911,16 +1058,26 @@ impl<'a> Checker<'a> {
             Ty::Value {
                 shape: Shape::Scalar,
                 bag: None,
-            } => self.terms.push(Term { kind, expr: e, span }),
+            } => self.terms.push(Term {
+                kind,
+                expr: e,
+                span,
+            }),
             other => {
                 let help = match other {
-                    Ty::Value { bag: Some(_), .. } => "reduce it over the bag with sum(...) or mean(...)",
+                    Ty::Value { bag: Some(_), .. } => {
+                        "reduce it over the bag with sum(...) or mean(...)"
+                    }
                     Ty::Value { .. } => "reduce it to one number, e.g. with sum(...) or sq(...)",
                     _ => "an index is not a number: look a row up with it, e.g. `p[u]`",
                 };
                 let d = Diagnostic::error(
                     "recc::term-not-scalar",
-                    format!("a {} term must be one number, found {}", kind.name(), self.describe(other)),
+                    format!(
+                        "a {} term must be one number, found {}",
+                        kind.name(),
+                        self.describe(other)
+                    ),
                     e.span,
                 )
                 .label(self.describe(other))
@@ -944,7 +1101,12 @@ impl<'a> Checker<'a> {
             let count = self.samplers[id.index()].count;
             let domain = self.samplers[id.index()].domain;
             if bound.len() * count > 64 {
-                self.error("recc::bad-sampler", "more than 64 combinations of negatives in one term", s.span, "too many draws");
+                self.error(
+                    "recc::bad-sampler",
+                    "more than 64 combinations of negatives in one term",
+                    s.span,
+                    "too many draws",
+                );
                 return None;
             }
             bound = bound
@@ -973,7 +1135,11 @@ impl<'a> Checker<'a> {
                 None => e,
                 Some(t) => {
                     let span = t.span;
-                    self.node(TExprKind::Binary(BinaryFn::Add, Box::new(t), Box::new(e)), Ty::scalar(), span)?
+                    self.node(
+                        TExprKind::Binary(BinaryFn::Add, Box::new(t), Box::new(e)),
+                        Ty::scalar(),
+                        span,
+                    )?
                 }
             });
         }
@@ -990,7 +1156,9 @@ impl<'a> Checker<'a> {
             .label("unknown sampler");
             d = match closest(&s.dist.name.name, ["negative"]) {
                 Some(c) => d.with_help(format!("did you mean `{c}`?")),
-                None => d.with_help("negatives are drawn with `negative(DOMAIN[, COUNT][, popularity])`"),
+                None => d.with_help(
+                    "negatives are drawn with `negative(DOMAIN[, COUNT][, popularity])`",
+                ),
             };
             self.report(d);
             return None;
@@ -1000,6 +1168,7 @@ impl<'a> Checker<'a> {
                 Symbol::Input(_) => "an input",
                 Symbol::Param(_) => "a param",
                 Symbol::Def(_) => "a definition",
+                Symbol::Invalid => "a declaration",
             };
             let first = *first;
             self.report(
@@ -1023,7 +1192,12 @@ impl<'a> Checker<'a> {
             return None;
         };
         let ExprKind::Name(domain_name) = &first.kind else {
-            self.error("recc::bad-sampler", "expected a domain name", first.span, "e.g. `item`");
+            self.error(
+                "recc::bad-sampler",
+                "expected a domain name",
+                first.span,
+                "e.g. `item`",
+            );
             return None;
         };
         let Some(domain) = self.find_domain(&domain_name.name) else {
@@ -1034,8 +1208,21 @@ impl<'a> Checker<'a> {
         let mut popularity = false;
         for a in &s.dist.args[1..] {
             match &a.kind {
-                ExprKind::Number(n) if n.fract() == 0.0 && *n >= 1.0 && *n <= MAX_NEGATIVES as f64 => {
+                ExprKind::Number(n)
+                    if n.fract() == 0.0 && *n >= 1.0 && *n <= MAX_NEGATIVES as f64 =>
+                {
                     count = *n as usize
+                }
+                ExprKind::Number(n) => {
+                    self.report(
+                        Diagnostic::error(
+                            "recc::bad-sampler",
+                            format!("the number of negatives must be a whole number from 1 to {MAX_NEGATIVES}"),
+                            a.span,
+                        )
+                        .label(format!("{n} negatives")),
+                    );
+                    return None;
                 }
                 ExprKind::Name(n) if n.name == "popularity" => popularity = true,
                 ExprKind::Name(n) if n.name == "uniform" => popularity = false,
@@ -1072,7 +1259,13 @@ impl<'a> Checker<'a> {
     }
 
     /// `X ~ D(args)` → `D_nll(X, args...)`.
-    fn apply_distribution(&mut self, env: &Env, target: TExpr, dist: &ast::Dist, what: &str) -> Option<TExpr> {
+    fn apply_distribution(
+        &mut self,
+        env: &Env,
+        target: TExpr,
+        dist: &ast::Dist,
+        what: &str,
+    ) -> Option<TExpr> {
         let fn_name = format!("{}_nll", dist.name.name);
         let def = match self.globals.get(&fn_name) {
             Some((Symbol::Def(d), _)) => Some(*d),
@@ -1106,7 +1299,10 @@ impl<'a> Checker<'a> {
             self.report(d);
             return None;
         };
-        let expected = self.defs[def.0].params.map_or(0, <[Ident]>::len).saturating_sub(1);
+        let expected = self.defs[def.0]
+            .params
+            .map_or(0, <[Ident]>::len)
+            .saturating_sub(1);
         if dist.args.len() != expected {
             let names: Vec<&str> = self.defs[def.0]
                 .params
@@ -1144,11 +1340,13 @@ impl<'a> Checker<'a> {
             TExprKind::Row { param, index } => (*param, Some(index.clone())),
             _ => {
                 let what = match &target.kind {
-                    ExprKind::Name(n) | ExprKind::Index { table: n, .. } => match self.globals.get(&n.name) {
-                        Some((Symbol::Input(_), _)) => format!("`{}` is an input", n.name),
-                        Some((Symbol::Def(_), _)) => format!("`{}` is a definition", n.name),
-                        _ => "this is not a parameter".to_string(),
-                    },
+                    ExprKind::Name(n) | ExprKind::Index { table: n, .. } => {
+                        match self.globals.get(&n.name) {
+                            Some((Symbol::Input(_), _)) => format!("`{}` is an input", n.name),
+                            Some((Symbol::Def(_), _)) => format!("`{}` is a definition", n.name),
+                            _ => "this is not a parameter".to_string(),
+                        }
+                    }
                     _ => "this is an expression".to_string(),
                 };
                 self.report(
@@ -1203,16 +1401,28 @@ impl<'a> Checker<'a> {
             let span = m.span;
             let mask = self.node(TExprKind::InRange(Box::new(m)), Ty::scalar(), span)?;
             let espan = e.span;
-            e = self.node(TExprKind::Binary(BinaryFn::Mul, Box::new(mask), Box::new(e)), Ty::scalar(), espan)?;
+            e = self.node(
+                TExprKind::Binary(BinaryFn::Mul, Box::new(mask), Box::new(e)),
+                Ty::scalar(),
+                espan,
+            )?;
         }
         let _ = shifts;
         Some(e)
     }
 
     fn reduce_bag(&mut self, e: TExpr) -> Option<TExpr> {
-        if let Ty::Value { shape, bag: Some(_) } = e.ty {
+        if let Ty::Value {
+            shape,
+            bag: Some(_),
+        } = e.ty
+        {
             let span = e.span;
-            return self.node(TExprKind::Sum(Box::new(e)), Ty::Value { shape, bag: None }, span);
+            return self.node(
+                TExprKind::Sum(Box::new(e)),
+                Ty::Value { shape, bag: None },
+                span,
+            );
         }
         Some(e)
     }
@@ -1222,29 +1432,45 @@ impl<'a> Checker<'a> {
     /// The prediction is the `let` named `R`, applied to the inputs its
     /// arguments name.
     fn score(&mut self) {
-        let Some((Symbol::Def(def), _)) = self.globals.get("R").copied() else {
-            return;
+        let def = match self.globals.get("R").copied() {
+            Some((Symbol::Def(def), _)) => def,
+            Some(_) => return,
+            None => {
+                let span = self.model_span.unwrap_or(Span::new(self.root, 0, 0));
+                self.warn(
+                    Diagnostic::error("recc::no-score", "the model has no score `R`", span)
+                        .label("nothing to predict with")
+                        .with_help("name the prediction `let R(u, i) = ...` so it can rank, predict and be evaluated"),
+                );
+                return;
+            }
         };
         if self.recursive.contains(&def) {
             return;
         }
-        if let Some(args) = self.input_args(def) {
-            let span = self.defs[def.0].name.span;
-            let e = self.instantiate(def, args, span);
-            if let Some(e) = e {
-                if e.ty == Ty::scalar() {
-                    self.score = Some(e);
-                } else {
-                    let d = Diagnostic::error(
-                        "recc::score-not-scalar",
-                        format!("the score `R` must be one number, found {}", self.describe(e.ty)),
-                        span,
-                    )
-                    .label("the model's prediction")
-                    .with_help("`R` is what the model predicts for one example; reduce it with sum(...) or dot(...)");
-                    self.report(d);
-                }
-            }
+        let span = self.defs[def.0].name.span;
+        let Some(args) = self.input_args(def) else {
+            self.warn(
+                Diagnostic::error("recc::no-score", "the arguments of `R` do not name inputs", span)
+                    .label("cannot be applied to an example")
+                    .with_help("write `let R(u, i)` with the index inputs the prediction takes, e.g. `input u: user`"),
+            );
+            return;
+        };
+        let Some(e) = self.instantiate(def, args, span) else {
+            return;
+        };
+        if e.ty == Ty::scalar() {
+            self.score = Some(e);
+        } else {
+            let d = Diagnostic::error(
+                "recc::score-not-scalar",
+                format!("the score `R` must be one number, found {}", self.describe(e.ty)),
+                span,
+            )
+            .label("the model's prediction")
+            .with_help("`R` is what the model predicts for one example; reduce it with sum(...) or dot(...)");
+            self.report(d);
         }
     }
 
@@ -1279,7 +1505,10 @@ impl<'a> Checker<'a> {
     fn unused_definitions(&mut self) {
         for i in 0..self.defs.len() {
             let def = DefId(i);
-            if self.defs[i].module.is_some() || self.expanded.contains(&def) || self.recursive.contains(&def) {
+            if self.defs[i].module.is_some()
+                || self.expanded.contains(&def)
+                || self.recursive.contains(&def)
+            {
                 continue;
             }
             if self.defs[i].kind == DefKind::Fn {
@@ -1290,12 +1519,15 @@ impl<'a> Checker<'a> {
                 let _ = self.instantiate(def, args, span);
             }
             let name = self.defs[i].name;
-            self.diags.push(Diagnostic {
-                severity: Severity::Warning,
-                ..Diagnostic::error("recc::unused", format!("`{}` is never used", name.name), name.span)
-                    .label("defined here")
-                    .with_help("use it in a loss, or remove it")
-            });
+            self.warn(
+                Diagnostic::error(
+                    "recc::unused",
+                    format!("`{}` is never used", name.name),
+                    name.span,
+                )
+                .label("defined here")
+                .with_help("use it in a loss, or remove it"),
+            );
         }
     }
 
@@ -1331,8 +1563,14 @@ impl<'a> Checker<'a> {
     fn describe(&self, ty: Ty) -> String {
         match ty {
             Ty::Value { shape, bag: None } => shape.to_string(),
-            Ty::Value { shape, bag: Some(b) } => {
-                format!("{shape} for each member of `{}`", self.inputs[b.index()].name)
+            Ty::Value {
+                shape,
+                bag: Some(b),
+            } => {
+                format!(
+                    "{shape} for each member of `{}`",
+                    self.inputs[b.index()].name
+                )
             }
             Ty::Index(d) => format!("an index of {}", self.domains[d.index()].name),
             Ty::Bag(_, d) => format!("a bag of {}", self.domains[d.index()].name),
@@ -1362,7 +1600,12 @@ impl<'a> Checker<'a> {
         match &e.kind {
             ExprKind::Number(v) => {
                 if !v.is_finite() {
-                    self.error("recc::bad-number", "this number is too large", e.span, "not finite");
+                    self.error(
+                        "recc::bad-number",
+                        "this number is too large",
+                        e.span,
+                        "not finite",
+                    );
                     return None;
                 }
                 self.node(TExprKind::Const(*v), Ty::scalar(), e.span)
@@ -1370,9 +1613,11 @@ impl<'a> Checker<'a> {
             ExprKind::Name(id) => self.name(env, id),
             ExprKind::Index { table, index } => self.index(env, table, index, e.span),
             ExprKind::Call { func, args } => self.call(env, func, args, e.span),
-            ExprKind::Comprehension { func, body, sampler } => {
-                self.comprehension(env, func, body, sampler, e.span)
-            }
+            ExprKind::Comprehension {
+                func,
+                body,
+                sampler,
+            } => self.comprehension(env, func, body, sampler, e.span),
             ExprKind::Neg(inner) => {
                 let x = self.expr(env, inner)?;
                 let x = self.expect_value(x)?;
@@ -1408,6 +1653,7 @@ impl<'a> Checker<'a> {
             }
         }
         match self.globals.get(&id.name).copied() {
+            Some((Symbol::Invalid, _)) => None,
             Some((Symbol::Input(i), _)) => Some(self.input_expr(i, id.span)),
             Some((Symbol::Param(p), _)) => {
                 let param = &self.params[p.index()];
@@ -1425,6 +1671,11 @@ impl<'a> Checker<'a> {
                             .inputs
                             .iter()
                             .find(|i| i.kind == InputKind::Index(d))
+                            .or_else(|| {
+                                self.inputs.iter().find(|i| {
+                                    matches!(i.kind, InputKind::Bag(b) | InputKind::History(b) if b == d)
+                                })
+                            })
                             .map_or("x".to_string(), |i| i.name.clone());
                         self.report(
                             Diagnostic::error(
@@ -1445,14 +1696,22 @@ impl<'a> Checker<'a> {
                     (DefKind::Let, None) => self.instantiate(d, Vec::new(), id.span),
                     (_, params) => {
                         let n = params.map_or(0, <[Ident]>::len);
-                        let names: Vec<&str> = params.unwrap_or(&[]).iter().map(|p| p.name.as_str()).collect();
+                        let names: Vec<&str> = params
+                            .unwrap_or(&[])
+                            .iter()
+                            .map(|p| p.name.as_str())
+                            .collect();
                         let d = Diagnostic::error(
                             "recc::arity",
                             format!("`{}` takes {n} argument{}", id.name, plural(n)),
                             id.span,
                         )
                         .label("used without arguments")
-                        .with_help(format!("call it: `{}({})`", id.name, names.join(", ")));
+                        .with_help(format!(
+                            "call it: `{}({})`",
+                            id.name,
+                            names.join(", ")
+                        ));
                         self.report(d);
                         None
                     }
@@ -1490,19 +1749,30 @@ impl<'a> Checker<'a> {
 
     fn unknown_name(&mut self, env: &Env, id: &Ident) {
         let names = self.visible_names(env);
-        let mut d = Diagnostic::error("recc::unknown-name", format!("unknown name `{}`", id.name), id.span)
-            .label("not defined");
+        let mut d = Diagnostic::error(
+            "recc::unknown-name",
+            format!("unknown name `{}`", id.name),
+            id.span,
+        )
+        .label("not defined");
         if let Some(c) = closest(&id.name, names) {
             d = d.with_help(format!("did you mean `{c}`?"));
         } else if self.find_domain(&id.name).is_some() {
-            d = d.with_help(format!("`{}` is a domain; use an input that ranges over it", id.name));
+            d = d.with_help(format!(
+                "`{}` is a domain; use an input that ranges over it",
+                id.name
+            ));
         }
         self.report(d);
     }
 
     fn index(&mut self, env: &Env, table: &Ident, index: &Expr, span: Span) -> Option<TExpr> {
-        let param = match (env.local(&table.name), self.globals.get(&table.name).copied()) {
+        let param = match (
+            env.local(&table.name),
+            self.globals.get(&table.name).copied(),
+        ) {
             (None, Some((Symbol::Param(p), _))) if env.in_fn.is_none() => p,
+            (None, Some((Symbol::Invalid, _))) => return None,
             (None, _) if env.in_fn.is_some() => {
                 let f = env.in_fn.clone().unwrap_or_default();
                 self.fn_sees_only_args(table, &f);
@@ -1519,7 +1789,10 @@ impl<'a> Checker<'a> {
                 if let Some(c) = closest(&table.name, params) {
                     d = d.with_help(format!("did you mean `{c}`?"));
                 } else {
-                    d = d.with_help(format!("declare it: `param {}[DOMAIN]: vec(K)`", table.name));
+                    d = d.with_help(format!(
+                        "declare it: `param {}[DOMAIN]: vec(K)`",
+                        table.name
+                    ));
                 }
                 self.report(d);
                 return None;
@@ -1546,7 +1819,10 @@ impl<'a> Checker<'a> {
                 span,
             )
             .label("global")
-            .with_help(format!("use `{}` alone, or declare `param {}[DOMAIN]: ...`", table.name, table.name))
+            .with_help(format!(
+                "use `{}` alone, or declare `param {}[DOMAIN]: ...`",
+                table.name, table.name
+            ))
             .with_secondary(p.span, "declared without a domain");
             self.report(d);
             return None;
@@ -1558,7 +1834,11 @@ impl<'a> Checker<'a> {
             Ty::Value { .. } => {
                 let d = Diagnostic::error(
                     "recc::index-not-index",
-                    format!("`{}` must be indexed by a {}, found a number", table.name, self.domains[domain.index()].name),
+                    format!(
+                        "`{}` must be indexed by {}, found a number",
+                        table.name,
+                        article(&self.domains[domain.index()].name)
+                    ),
                     ix.span,
                 )
                 .label(self.describe(ix.ty))
@@ -1577,11 +1857,19 @@ impl<'a> Checker<'a> {
                 .map(|i| format!("did you mean `{}[{}]`?", table.name, i.name));
             let mut d = Diagnostic::error(
                 "recc::wrong-domain",
-                format!("`{}` is indexed by {want} but `{}` is {}", table.name, index_text(index), article(&got)),
+                format!(
+                    "`{}` is indexed by {want} but `{}` is {}",
+                    table.name,
+                    index_text(index),
+                    article(&got)
+                ),
                 ix.span,
             )
             .label(format!("{got}, expected {want}"))
-            .with_secondary(self.params[param.index()].span, format!("`{}` has one row per {want}", table.name));
+            .with_secondary(
+                self.params[param.index()].span,
+                format!("`{}` has one row per {want}", table.name),
+            );
             if let Some(s) = suggestion {
                 d = d.with_help(s);
             }
@@ -1620,11 +1908,7 @@ impl<'a> Checker<'a> {
             );
             return None;
         }
-        let target = self.resolve_function(env, func);
-        let target = match target {
-            Some(t) => t,
-            None => return None,
-        };
+        let target = self.resolve_function(env, func)?;
         let mut checked = Vec::new();
         let mut failed = false;
         for a in args {
@@ -1640,9 +1924,13 @@ impl<'a> Checker<'a> {
                     Some(p) => p,
                     None => {
                         self.report(
-                            Diagnostic::error("recc::arity", format!("`{}` takes no arguments", func.name), span)
-                                .label("called with arguments")
-                                .with_help(format!("write `{}` alone", func.name)),
+                            Diagnostic::error(
+                                "recc::arity",
+                                format!("`{}` takes no arguments", func.name),
+                                span,
+                            )
+                            .label("called with arguments")
+                            .with_help(format!("write `{}` alone", func.name)),
                         );
                         return None;
                     }
@@ -1662,7 +1950,10 @@ impl<'a> Checker<'a> {
                         span,
                     )
                     .label("wrong number of arguments")
-                    .with_secondary(def.name.span, format!("`{}({})` is defined here", func.name, names.join(", ")));
+                    .with_secondary(
+                        def.name.span,
+                        format!("`{}({})` is defined here", func.name, names.join(", ")),
+                    );
                     self.report(d);
                     return None;
                 }
@@ -1709,16 +2000,22 @@ impl<'a> Checker<'a> {
                     }
                     return Some(Callee::Def(d));
                 }
+                Some((Symbol::Invalid, _)) => return None,
                 Some((Symbol::Input(_) | Symbol::Param(_), _)) => {
-                    let hint = if matches!(self.globals.get(&func.name), Some((Symbol::Param(_), _))) {
-                        format!("to look up a row, use brackets: `{}[...]`", func.name)
-                    } else {
-                        "inputs are values, not functions".to_string()
-                    };
+                    let hint =
+                        if matches!(self.globals.get(&func.name), Some((Symbol::Param(_), _))) {
+                            format!("to look up a row, use brackets: `{}[...]`", func.name)
+                        } else {
+                            "inputs are values, not functions".to_string()
+                        };
                     self.report(
-                        Diagnostic::error("recc::not-a-function", format!("`{}` is not a function", func.name), func.span)
-                            .label("cannot be called")
-                            .with_help(hint),
+                        Diagnostic::error(
+                            "recc::not-a-function",
+                            format!("`{}` is not a function", func.name),
+                            func.span,
+                        )
+                        .label("cannot be called")
+                        .with_help(hint),
                     );
                     return None;
                 }
@@ -1731,19 +2028,35 @@ impl<'a> Checker<'a> {
                 return Some(Callee::Def(d));
             }
             self.report(
-                Diagnostic::error("recc::unknown-function", format!("unknown function `{}`", func.name), func.span)
-                    .label("not in scope")
-                    .with_help(format!("`{}` is in stdlib.{module}: add `use stdlib.{module}`", func.name)),
+                Diagnostic::error(
+                    "recc::unknown-function",
+                    format!("unknown function `{}`", func.name),
+                    func.span,
+                )
+                .label("not in scope")
+                .with_help(format!(
+                    "`{}` is in stdlib.{module}: add `use stdlib.{module}`",
+                    func.name
+                )),
             );
             return None;
         }
         let mut candidates: Vec<&str> = PRIMITIVES.iter().map(|(p, _)| *p).collect();
         if !env.in_stdlib {
-            candidates.extend(self.defs.iter().filter(|d| d.module.is_none()).map(|d| d.name.name.as_str()));
+            candidates.extend(
+                self.defs
+                    .iter()
+                    .filter(|d| d.module.is_none())
+                    .map(|d| d.name.name.as_str()),
+            );
         }
         candidates.extend(self.stdlib_fns.keys().copied());
-        let mut d = Diagnostic::error("recc::unknown-function", format!("unknown function `{}`", func.name), func.span)
-            .label("not defined");
+        let mut d = Diagnostic::error(
+            "recc::unknown-function",
+            format!("unknown function `{}`", func.name),
+            func.span,
+        )
+        .label("not defined");
         if let Some(c) = closest(&func.name, candidates) {
             let module_hint = self
                 .stdlib_fns
@@ -1767,7 +2080,12 @@ impl<'a> Checker<'a> {
         let d = &self.defs[def.0];
         let name = d.name.name.clone();
         if self.stack.len() >= MAX_DEPTH {
-            self.error("recc::too-large", "definitions nest too deeply", call, "while expanding this");
+            self.error(
+                "recc::too-large",
+                "definitions nest too deeply",
+                call,
+                "while expanding this",
+            );
             return None;
         }
         let mut env = Env {
@@ -1810,7 +2128,9 @@ impl<'a> Checker<'a> {
                         func.name_span(),
                     )
                     .label("not a reduction")
-                    .with_help("use sum, mean, max or min: `max(R(u, j) for j ~ negative(item, 5))`"),
+                    .with_help(
+                        "use sum, mean, max or min: `max(R(u, j) for j ~ negative(item, 5))`",
+                    ),
                 );
                 return None;
             }
@@ -1835,7 +2155,7 @@ impl<'a> Checker<'a> {
             acc = Some(match acc {
                 None => e,
                 Some(a) => {
-                    let ty = self.broadcast(BinOp::Add, &a, &e, span)?;
+                    let ty = self.broadcast(BinOp::Add, &a, &e)?;
                     self.node(TExprKind::Binary(op, Box::new(a), Box::new(e)), ty, span)?
                 }
             });
@@ -1844,7 +2164,11 @@ impl<'a> Checker<'a> {
         if func.name == "mean" && count > 1 {
             let ty = acc.ty;
             let n = self.node(TExprKind::Const(count as f64), Ty::scalar(), span)?;
-            acc = self.node(TExprKind::Binary(BinaryFn::Div, Box::new(acc), Box::new(n)), ty, span)?;
+            acc = self.node(
+                TExprKind::Binary(BinaryFn::Div, Box::new(acc), Box::new(n)),
+                ty,
+                span,
+            )?;
         }
         acc.span = span;
         Some(acc)
@@ -1852,8 +2176,9 @@ impl<'a> Checker<'a> {
 
     /// The result type of an elementwise operation, or an error naming both
     /// operands' shapes.
-    fn broadcast(&mut self, op: BinOp, a: &TExpr, b: &TExpr, span: Span) -> Option<Ty> {
-        let (Ty::Value { shape: sa, bag: ba }, Ty::Value { shape: sb, bag: bb }) = (a.ty, b.ty) else {
+    fn broadcast(&mut self, op: BinOp, a: &TExpr, b: &TExpr) -> Option<Ty> {
+        let (Ty::Value { shape: sa, bag: ba }, Ty::Value { shape: sb, bag: bb }) = (a.ty, b.ty)
+        else {
             return None;
         };
         let bag = match (ba, bb) {
@@ -1865,10 +2190,9 @@ impl<'a> Checker<'a> {
                         self.inputs[x.index()].name,
                         self.inputs[y.index()].name
                     ),
-                    span,
+                    a.span,
                 )
-                .label("two different bags")
-                .with_secondary(a.span, self.describe(a.ty))
+                .label(self.describe(a.ty))
                 .with_secondary(b.span, self.describe(b.ty))
                 .with_help("reduce one of them first, e.g. with sum(...) or mean(...)");
                 self.report(d);
@@ -1913,7 +2237,11 @@ impl<'a> Checker<'a> {
         if let (Ty::Index(d), BinOp::Add | BinOp::Sub) = (a.ty, op) {
             if let TExprKind::Const(c) = b.kind {
                 if c.fract() == 0.0 && c.abs() <= 1e6 {
-                    let by = if op == BinOp::Add { c as i64 } else { -(c as i64) };
+                    let by = if op == BinOp::Add {
+                        c as i64
+                    } else {
+                        -(c as i64)
+                    };
                     return self.node(
                         TExprKind::Shift {
                             index: Box::new(a),
@@ -1926,7 +2254,10 @@ impl<'a> Checker<'a> {
             }
             let d = Diagnostic::error(
                 "recc::index-as-value",
-                format!("{} can only be shifted by a whole number", self.describe(a.ty)),
+                format!(
+                    "{} can only be shifted by a whole number",
+                    self.describe(a.ty)
+                ),
                 b.span,
             )
             .label("not a whole-number constant")
@@ -1940,7 +2271,7 @@ impl<'a> Checker<'a> {
         if op == BinOp::MatMul {
             return self.matvec(a, b, span);
         }
-        let ty = self.broadcast(op, &a, &b, span)?;
+        let ty = self.broadcast(op, &a, &b)?;
         let f = match op {
             BinOp::Add => BinaryFn::Add,
             BinOp::Sub => BinaryFn::Sub,
@@ -1951,13 +2282,13 @@ impl<'a> Checker<'a> {
         self.node(TExprKind::Binary(f, Box::new(a), Box::new(b)), ty, span)
     }
 
-    fn join_bags(&mut self, a: &TExpr, b: &TExpr, span: Span) -> Option<Option<InputId>> {
+    fn join_bags(&mut self, a: &TExpr, b: &TExpr) -> Option<Option<InputId>> {
         let (Ty::Value { bag: ba, .. }, Ty::Value { bag: bb, .. }) = (a.ty, b.ty) else {
             return None;
         };
         match (ba, bb) {
             (Some(x), Some(y)) if x != y => {
-                self.broadcast(BinOp::Add, a, b, span)?;
+                self.broadcast(BinOp::Add, a, b)?;
                 None
             }
             (x, y) => Some(x.or(y)),
@@ -1985,16 +2316,16 @@ impl<'a> Checker<'a> {
                 let d = Diagnostic::error(
                     "recc::shape-mismatch",
                     format!("`@` multiplies a matrix by a vector, found {sm} @ {sv}"),
-                    span,
+                    m.span,
                 )
-                .label("needs mat(R, C) @ vec(C)")
-                .with_secondary(m.span, sm.to_string())
-                .with_secondary(v.span, sv.to_string());
+                .label(format!("{sm}, expected a matrix"))
+                .with_secondary(v.span, sv.to_string())
+                .with_help("write `M @ v` with M: mat(R, C) and v: vec(C); `dot(a, b)` multiplies two vectors");
                 self.report(d);
                 return None;
             }
         };
-        let bag = self.join_bags(&m, &v, span)?;
+        let bag = self.join_bags(&m, &v)?;
         self.node(
             TExprKind::MatVec(Box::new(m), Box::new(v)),
             Ty::Value {
@@ -2049,7 +2380,7 @@ impl<'a> Checker<'a> {
         match (name, b, c) {
             ("dot", Some(b), _) => match (shape_of(&a), shape_of(&b)) {
                 (Shape::Vec(n), Shape::Vec(m)) if n == m => {
-                    let bag = self.join_bags(&a, &b, span)?;
+                    let bag = self.join_bags(&a, &b)?;
                     self.node(
                         TExprKind::Dot(Box::new(a), Box::new(b)),
                         Ty::Value {
@@ -2084,7 +2415,10 @@ impl<'a> Checker<'a> {
             }
             ("sum" | "mean", _, _) => {
                 let ty = match a.ty {
-                    Ty::Value { shape, bag: Some(_) } => Ty::Value { shape, bag: None },
+                    Ty::Value {
+                        shape,
+                        bag: Some(_),
+                    } => Ty::Value { shape, bag: None },
                     _ => Ty::scalar(),
                 };
                 let kind = if name == "sum" {
@@ -2095,22 +2429,38 @@ impl<'a> Checker<'a> {
                 self.node(kind, ty, span)
             }
             ("max" | "min", Some(b), _) => {
-                let ty = self.broadcast(BinOp::Add, &a, &b, span)?;
-                let f = if name == "max" { BinaryFn::Max } else { BinaryFn::Min };
+                let ty = self.broadcast(BinOp::Add, &a, &b)?;
+                let f = if name == "max" {
+                    BinaryFn::Max
+                } else {
+                    BinaryFn::Min
+                };
                 self.node(TExprKind::Binary(f, Box::new(a), Box::new(b)), ty, span)
             }
             ("clip", Some(lo), Some(hi)) => {
                 for bound in [&lo, &hi] {
                     if shape_of(bound) != Shape::Scalar || bag_of(bound).is_some() {
-                        let d = Diagnostic::error("recc::shape-mismatch", "the bounds of `clip` must be numbers", bound.span)
-                            .label(self.describe(bound.ty));
+                        let d = Diagnostic::error(
+                            "recc::shape-mismatch",
+                            "the bounds of `clip` must be numbers",
+                            bound.span,
+                        )
+                        .label(self.describe(bound.ty));
                         self.report(d);
                         return None;
                     }
                 }
                 let ty = a.ty;
-                let upper = self.node(TExprKind::Binary(BinaryFn::Min, Box::new(a), Box::new(hi)), ty, span)?;
-                self.node(TExprKind::Binary(BinaryFn::Max, Box::new(upper), Box::new(lo)), ty, span)
+                let upper = self.node(
+                    TExprKind::Binary(BinaryFn::Min, Box::new(a), Box::new(hi)),
+                    ty,
+                    span,
+                )?;
+                self.node(
+                    TExprKind::Binary(BinaryFn::Max, Box::new(upper), Box::new(lo)),
+                    ty,
+                    span,
+                )
             }
             ("softmax", _, _) => match shape_of(&a) {
                 Shape::Vec(_) => {
@@ -2118,15 +2468,19 @@ impl<'a> Checker<'a> {
                     self.node(TExprKind::Softmax(Box::new(a)), ty, span)
                 }
                 s => {
-                    let d = Diagnostic::error("recc::shape-mismatch", format!("`softmax` needs a vector, found {s}"), a.span)
-                        .label(s.to_string());
+                    let d = Diagnostic::error(
+                        "recc::shape-mismatch",
+                        format!("`softmax` needs a vector, found {s}"),
+                        a.span,
+                    )
+                    .label(s.to_string());
                     self.report(d);
                     None
                 }
             },
             ("concat", Some(b), _) => match (shape_of(&a), shape_of(&b)) {
                 (Shape::Vec(n), Shape::Vec(m)) => {
-                    let bag = self.join_bags(&a, &b, span)?;
+                    let bag = self.join_bags(&a, &b)?;
                     self.node(
                         TExprKind::Concat(Box::new(a), Box::new(b)),
                         Ty::Value {
@@ -2140,10 +2494,9 @@ impl<'a> Checker<'a> {
                     let d = Diagnostic::error(
                         "recc::shape-mismatch",
                         format!("`concat` joins two vectors, found {sa} and {sb}"),
-                        span,
+                        a.span,
                     )
-                    .label("needs vectors")
-                    .with_secondary(a.span, sa.to_string())
+                    .label(sa.to_string())
                     .with_secondary(b.span, sb.to_string());
                     self.report(d);
                     None
@@ -2241,7 +2594,10 @@ fn texpr_size(e: &TExpr) -> usize {
 /// The direct sub-expressions of a checked expression.
 pub fn children(e: &TExpr) -> Vec<&TExpr> {
     match &e.kind {
-        TExprKind::Const(_) | TExprKind::Input(_) | TExprKind::Negative { .. } | TExprKind::Global(_) => vec![],
+        TExprKind::Const(_)
+        | TExprKind::Input(_)
+        | TExprKind::Negative { .. }
+        | TExprKind::Global(_) => vec![],
         TExprKind::Shift { index, .. } => vec![index],
         TExprKind::InRange(x)
         | TExprKind::Unary(_, x)
@@ -2250,10 +2606,15 @@ pub fn children(e: &TExpr) -> Vec<&TExpr> {
         | TExprKind::Mean(x)
         | TExprKind::Softmax(x) => vec![x],
         TExprKind::Row { index, .. } => vec![index],
-        TExprKind::Binary(_, a, b) | TExprKind::Dot(a, b) | TExprKind::Concat(a, b) | TExprKind::MatVec(a, b) => {
+        TExprKind::Binary(_, a, b)
+        | TExprKind::Dot(a, b)
+        | TExprKind::Concat(a, b)
+        | TExprKind::MatVec(a, b) => {
             vec![a, b]
         }
-        TExprKind::Kl { index, mean, std, .. } => {
+        TExprKind::Kl {
+            index, mean, std, ..
+        } => {
             let mut v: Vec<&TExpr> = vec![mean, std];
             if let Some(i) = index {
                 v.push(i);

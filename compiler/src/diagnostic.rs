@@ -83,11 +83,16 @@ impl Diagnostic {
 /// report reads top to bottom like the file.
 pub fn sort(diagnostics: &mut Vec<Diagnostic>) {
     diagnostics.sort_by(|a, b| {
-        (a.primary.span.file, a.primary.span.start, a.primary.span.end).cmp(&(
-            b.primary.span.file,
-            b.primary.span.start,
-            b.primary.span.end,
-        ))
+        (
+            a.primary.span.file,
+            a.primary.span.start,
+            a.primary.span.end,
+        )
+            .cmp(&(
+                b.primary.span.file,
+                b.primary.span.start,
+                b.primary.span.end,
+            ))
     });
     diagnostics.dedup();
 }
@@ -213,18 +218,31 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .map(|(_, c)| c)
 }
 
+/// Optimal-string-alignment distance: Levenshtein plus swapping two
+/// neighbouring letters as one edit (`bais` → `bias`).
 fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    prev[b.len()]
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -235,5 +253,7 @@ mod tests {
     fn closest_finds_a_near_name() {
         assert_eq!(closest("epoch", ["epochs", "seed", "lr"]), Some("epochs"));
         assert_eq!(closest("zzz", ["epochs", "seed"]), None);
+        assert_eq!(closest("bais", ["bias", "b"]), Some("bias"));
+        assert_eq!(closest("rleu", ["relu", "exp"]), Some("relu"));
     }
 }

@@ -48,7 +48,12 @@ pub fn grad(forward: &Graph) -> Result<Graph, IrError> {
             span,
         };
         match nodes[i].0 {
-            Op::Const(_) | Op::Slot(_) | Op::Shift(..) | Op::InRange(_) | Op::BagWeights(_) | Op::BagLen(_) => {}
+            Op::Const(_)
+            | Op::Slot(_)
+            | Op::Shift(..)
+            | Op::InRange(_)
+            | Op::BagWeights(_)
+            | Op::BagLen(_) => {}
             Op::Global(t) => grads.push(Grad {
                 target: GradTarget::Global(t),
                 value: g,

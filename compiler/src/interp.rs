@@ -64,7 +64,10 @@ pub struct Gradients {
 
 impl Gradients {
     fn add(&mut self, t: TableId, row: usize, values: &[f64]) {
-        let entry = self.rows.entry((t, row)).or_insert_with(|| vec![0.0; values.len()]);
+        let entry = self
+            .rows
+            .entry((t, row))
+            .or_insert_with(|| vec![0.0; values.len()]);
         for (e, v) in entry.iter_mut().zip(values) {
             *e += v;
         }
@@ -85,9 +88,16 @@ pub enum EvalError {
     #[error("the example has {found} slots, the model expects {expected}")]
     SlotCount { expected: usize, found: usize },
     #[error("slot `{slot}` expects {expected}")]
-    SlotKind { slot: String, expected: &'static str },
+    SlotKind {
+        slot: String,
+        expected: &'static str,
+    },
     #[error("slot `{slot}`: index {index} is outside its domain of {size}")]
-    IndexOutOfRange { slot: String, index: usize, size: usize },
+    IndexOutOfRange {
+        slot: String,
+        index: usize,
+        size: usize,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -141,11 +151,10 @@ pub fn evaluate(g: &Graph, params: &Params, example: &Example) -> Result<Evaluat
     check_example(g, params, example)?;
     let mut values: Vec<Value> = Vec::with_capacity(g.nodes.len());
     for (i, n) in g.nodes.iter().enumerate() {
-        let v = eval_node(g, params, example, &values, n.op, n.ty)
-            .map_err(|e| match e {
-                EvalError::Internal(m) => EvalError::Internal(format!("%{i}: {m}")),
-                other => other,
-            })?;
+        let v = eval_node(g, params, example, &values, n.op, n.ty).map_err(|e| match e {
+            EvalError::Internal(m) => EvalError::Internal(format!("%{i}: {m}")),
+            other => other,
+        })?;
         values.push(v);
     }
     let scalar = |id: NodeId| match &values[id.index()] {
@@ -213,7 +222,9 @@ fn check_example(g: &Graph, params: &Params, example: &Example) -> Result<(), Ev
             }
         };
         match (&slot.kind, value) {
-            (SlotKind::Index(d) | SlotKind::Negative { domain: d, .. }, SlotValue::Index(i)) => in_domain(*i, *d)?,
+            (SlotKind::Index(d) | SlotKind::Negative { domain: d, .. }, SlotValue::Index(i)) => {
+                in_domain(*i, *d)?
+            }
             (SlotKind::Index(_) | SlotKind::Negative { .. }, _) => return bad("an index"),
             (SlotKind::Real, SlotValue::Real(_)) => {}
             (SlotKind::Real, _) => return bad("a number"),
@@ -257,7 +268,11 @@ fn per_member(
         let args: Vec<&[f64]> = inputs.iter().map(|t| t.member(m)).collect();
         f(&args, &mut data[m * lanes..(m + 1) * lanes]);
     }
-    Tensor { members, lanes, data }
+    Tensor {
+        members,
+        lanes,
+        data,
+    }
 }
 
 fn eval_node(
@@ -364,8 +379,16 @@ fn eval_node(
             let (a, b) = (t(a)?, t(b)?);
             per_member(&[a, b], out_lanes, |args, out| {
                 for (k, o) in out.iter_mut().enumerate() {
-                    let x = if args[0].len() == 1 { args[0][0] } else { args[0][k] };
-                    let y = if args[1].len() == 1 { args[1][0] } else { args[1][k] };
+                    let x = if args[0].len() == 1 {
+                        args[0][0]
+                    } else {
+                        args[0][k]
+                    };
+                    let y = if args[1].len() == 1 {
+                        args[1][0]
+                    } else {
+                        args[1][k]
+                    };
                     *o = f.apply(x, y);
                 }
             })

@@ -339,12 +339,17 @@ impl Graph {
         for (i, n) in self.nodes.iter().enumerate() {
             for o in n.op.operands() {
                 if o.index() >= i {
-                    return Err(IrError(format!("%{i} uses {o}, which does not come before it")));
+                    return Err(IrError(format!(
+                        "%{i} uses {o}, which does not come before it"
+                    )));
                 }
             }
             let ty = infer_type(self, &n.op)?;
             if ty != n.ty {
-                return Err(IrError(format!("%{i} has type {ty:?}, recorded {:?}", n.ty)));
+                return Err(IrError(format!(
+                    "%{i} has type {ty:?}, recorded {:?}",
+                    n.ty
+                )));
             }
         }
         if petgraph::algo::is_cyclic_directed(&self.to_petgraph()) {
@@ -360,7 +365,9 @@ impl Graph {
         }
         for g in &self.grads {
             let table = &self.tables[match g.target {
-                GradTarget::Global(t) | GradTarget::Row(t, _) | GradTarget::BagRows(t, _) => t.index(),
+                GradTarget::Global(t) | GradTarget::Row(t, _) | GradTarget::BagRows(t, _) => {
+                    t.index()
+                }
             }];
             let want_bag = match g.target {
                 GradTarget::BagRows(_, bag) => match self.ty(bag) {
@@ -386,8 +393,14 @@ impl Graph {
 
     /// The graph in Graphviz DOT, for looking at.
     pub fn to_dot(&self) -> String {
-        let labelled = self.to_petgraph().map(|i, op| format!("%{} = {}", i.index(), OpText(self, op)), |_, _| "");
-        format!("{:?}", petgraph::dot::Dot::with_config(&labelled, &[petgraph::dot::Config::EdgeNoLabel]))
+        let labelled = self.to_petgraph().map(
+            |i, op| format!("%{} = {}", i.index(), OpText(self, op)),
+            |_, _| "",
+        );
+        format!(
+            "{:?}",
+            petgraph::dot::Dot::with_config(&labelled, &[petgraph::dot::Config::EdgeNoLabel])
+        )
     }
 
     /// The stable text form printed by `recc ir` and pinned by golden tests.
@@ -430,7 +443,12 @@ impl Graph {
                 Constraint::Ball => extra.push_str(" on ball"),
                 Constraint::Nonneg => extra.push_str(" nonneg"),
             }
-            let _ = writeln!(out, "  table t{i} {}{rows}: {}{extra}", t.name, shape_text(t.shape));
+            let _ = writeln!(
+                out,
+                "  table t{i} {}{rows}: {}{extra}",
+                t.name,
+                shape_text(t.shape)
+            );
         }
         for (i, n) in self.nodes.iter().enumerate() {
             let line = format!("  %{i} = {} : {}", OpText(self, &n.op), TyText(self, n.ty));
@@ -474,7 +492,10 @@ impl fmt::Display for TyText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.1 {
             Ty::Value { shape, bag: None } => write!(f, "{}", shape_text(shape)),
-            Ty::Value { shape, bag: Some(b) } => write!(f, "{}[{b}]", shape_text(shape)),
+            Ty::Value {
+                shape,
+                bag: Some(b),
+            } => write!(f, "{}[{b}]", shape_text(shape)),
             Ty::Index(d) => write!(f, "index {}", self.0.domains[d.index()].name),
             Ty::Bag(s, d) => write!(f, "bag {} {s}", self.0.domains[d.index()].name),
         }
@@ -516,7 +537,12 @@ impl fmt::Display for OpText<'_> {
 
 /// The type an op produces from its operands' types, or why it is ill-typed.
 pub fn infer_type(g: &Graph, op: &Op) -> Result<Ty, IrError> {
-    infer_type_with(&|id: NodeId| g.nodes.get(id.index()).map(|n| n.ty), &g.slots, &g.tables, op)
+    infer_type_with(
+        &|id: NodeId| g.nodes.get(id.index()).map(|n| n.ty),
+        &g.slots,
+        &g.tables,
+        op,
+    )
 }
 
 fn err<T>(msg: impl Into<String>) -> Result<T, IrError> {
@@ -534,7 +560,11 @@ fn infer_type_with(
         Ty::Value { shape, bag } => Ok((shape, bag)),
         other => err(format!("{id} is {other:?}, not a value")),
     };
-    let table = |t: TableId| tables.get(t.index()).ok_or_else(|| IrError(format!("{t} does not exist")));
+    let table = |t: TableId| {
+        tables
+            .get(t.index())
+            .ok_or_else(|| IrError(format!("{t} does not exist")))
+    };
     let join_bags = |a: Option<SlotId>, b: Option<SlotId>| match (a, b) {
         (Some(x), Some(y)) if x != y => err("two different bags in one op"),
         (x, y) => Ok(x.or(y)),
@@ -542,7 +572,9 @@ fn infer_type_with(
     match *op {
         Op::Const(_) => Ok(Ty::SCALAR),
         Op::Slot(s) => match slots.get(s.index()).map(|s| &s.kind) {
-            Some(SlotKind::Index(d)) | Some(SlotKind::Negative { domain: d, .. }) => Ok(Ty::Index(*d)),
+            Some(SlotKind::Index(d)) | Some(SlotKind::Negative { domain: d, .. }) => {
+                Ok(Ty::Index(*d))
+            }
             Some(SlotKind::Real) => Ok(Ty::SCALAR),
             Some(SlotKind::Bag { domain, .. }) => Ok(Ty::Bag(s, *domain)),
             Some(SlotKind::Noise(shape)) => Ok(Ty::Value {

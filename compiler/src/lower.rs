@@ -17,7 +17,13 @@ pub const INITIAL_LOG_VARIANCE: f64 = -5.0;
 pub fn lower(model: &Model) -> Result<Graph, IrError> {
     let mut template = Graph {
         name: model.name.clone(),
-        domains: model.domains.iter().map(|d| ir::Domain { name: d.name.clone() }).collect(),
+        domains: model
+            .domains
+            .iter()
+            .map(|d| ir::Domain {
+                name: d.name.clone(),
+            })
+            .collect(),
         slots: Vec::new(),
         tables: Vec::new(),
         nodes: Vec::new(),
@@ -109,7 +115,9 @@ pub fn lower(model: &Model) -> Result<Graph, IrError> {
         let t = l.expr(&term.expr)?;
         loss = Some(match loss {
             None => t,
-            Some(acc) => l.b.add(Op::Binary(BinaryFn::Add, acc, t), Some(term.span))?,
+            Some(acc) => {
+                l.b.add(Op::Binary(BinaryFn::Add, acc, t), Some(term.span))?
+            }
         });
     }
     let loss = match loss {
@@ -196,9 +204,15 @@ impl Lowering<'_> {
                 let (shape, bag) = self.value_ty(x);
                 let x = self.expr(x)?;
                 let (total, count) = match (bag, shape) {
-                    (true, _) => (self.b.add(Op::SumBag(x), span)?, self.b.add(Op::BagLen(x), span)?),
+                    (true, _) => (
+                        self.b.add(Op::SumBag(x), span)?,
+                        self.b.add(Op::BagLen(x), span)?,
+                    ),
                     (false, Shape::Scalar) => return Ok(x),
-                    (false, s) => (self.b.add(Op::SumLanes(x), span)?, self.b.constant(s.len() as f64)?),
+                    (false, s) => (
+                        self.b.add(Op::SumLanes(x), span)?,
+                        self.b.constant(s.len() as f64)?,
+                    ),
                 };
                 Op::Binary(BinaryFn::Div, total, count)
             }
@@ -232,7 +246,12 @@ impl Lowering<'_> {
         }
     }
 
-    fn read(&mut self, table: TableId, index: Option<NodeId>, e: &TExpr) -> Result<NodeId, IrError> {
+    fn read(
+        &mut self,
+        table: TableId,
+        index: Option<NodeId>,
+        e: &TExpr,
+    ) -> Result<NodeId, IrError> {
         let op = match index {
             Some(ix) => Op::Gather(table, ix),
             None => Op::Global(table),
@@ -242,7 +261,12 @@ impl Lowering<'_> {
 
     /// A param's value: the row itself, or for a variational param the
     /// reparameterised sample `mean + exp(logvar / 2) * noise`.
-    fn param_value(&mut self, p: ParamId, index: Option<NodeId>, e: &TExpr) -> Result<NodeId, IrError> {
+    fn param_value(
+        &mut self,
+        p: ParamId,
+        index: Option<NodeId>,
+        e: &TExpr,
+    ) -> Result<NodeId, IrError> {
         let (t, logvar) = self.tables[p.index()];
         let mean = self.read(t, index, e)?;
         let Some(lv_table) = logvar else {
@@ -251,7 +275,10 @@ impl Lowering<'_> {
         let lv = self.read(lv_table, index, e)?;
         let shape = self.model.param(p).shape;
         let next_slot = self.b.graph.slots.len();
-        let slot = *self.noise.entry((p, index)).or_insert_with(|| SlotId(next_slot as u32));
+        let slot = *self
+            .noise
+            .entry((p, index))
+            .or_insert_with(|| SlotId(next_slot as u32));
         if slot.index() == next_slot {
             self.b.graph.slots.push(ir::Slot {
                 name: format!("eps.{}", self.model.param(p).name),

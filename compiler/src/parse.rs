@@ -35,6 +35,9 @@ pub fn parse(file: FileId, text: &str) -> Result<File, Vec<Diagnostic>> {
     if !too_long.is_empty() {
         return Err(too_long);
     }
+    // Detailed attempts let syntax errors name the token that was expected
+    // at the furthest point reached, not only the rule that failed.
+    pest::set_error_detail(true);
     match RecParser::parse(Rule::file, text) {
         Ok(mut pairs) => {
             let builder = Builder { file, offset: 0 };
@@ -51,7 +54,7 @@ pub fn parse(file: FileId, text: &str) -> Result<File, Vec<Diagnostic>> {
         Err(first) => {
             let mut errors = recover_statement_errors(file, text);
             if errors.is_empty() {
-                errors.push(syntax_error(file, 0, &first));
+                errors.push(syntax_error(file, 0, text, &first));
             }
             Err(errors)
         }
@@ -63,11 +66,14 @@ fn recover_statement_errors(file: FileId, text: &str) -> Vec<Diagnostic> {
     let mut errors = Vec::new();
     for (start, end) in statement_chunks(text) {
         let chunk = &text[start..end];
-        if chunk.trim().is_empty() {
+        let has_code = chunk
+            .lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+        if !has_code {
             continue;
         }
         if let Err(e) = RecParser::parse(Rule::statement_only, chunk) {
-            errors.push(syntax_error(file, start, &e));
+            errors.push(syntax_error(file, start, chunk, &e));
         }
     }
     errors
@@ -112,8 +118,15 @@ fn opens_statement(line: &str) -> bool {
 }
 
 fn check_operator_count(file: FileId, chunk: &str, offset: usize) -> Option<Diagnostic> {
-    let code = chunk.lines().map(|l| l.split('#').next().unwrap_or("")).collect::<Vec<_>>().join("\n");
-    let count = code.chars().filter(|c| matches!(c, '+' | '-' | '*' | '/' | '@')).count();
+    let code = chunk
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let count = code
+        .chars()
+        .filter(|c| matches!(c, '+' | '-' | '*' | '/' | '@'))
+        .count();
     if count <= MAX_OPERATORS {
         return None;
     }
@@ -154,11 +167,126 @@ fn check_nesting(file: FileId, text: &str) -> Option<Diagnostic> {
     None
 }
 
-fn syntax_error(file: FileId, offset: usize, e: &pest::error::Error<Rule>) -> Diagnostic {
-    let (start, end) = match e.location {
+/// What the parser wanted at the furthest point it reached, from pest's
+/// detailed attempts: rules by their names, literal tokens quoted.
+fn furthest_expectation(e: &pest::error::Error<Rule>) -> Option<(usize, Vec<String>)> {
+    let attempts = e.parse_attempts()?;
+    let mut expected: Vec<String> = Vec::new();
+    for stack in attempts.call_stacks() {
+        // A failed literal token is listed below as itself, not by its rule.
+        if let Some(&r) = stack.deepest.get_rule() {
+            // A statement rule here only says which statement was being read.
+            let statement_rule = matches!(
+                r,
+                Rule::model_decl
+                    | Rule::use_decl
+                    | Rule::input_decl
+                    | Rule::param_decl
+                    | Rule::let_decl
+                    | Rule::fn_decl
+                    | Rule::loss_decl
+                    | Rule::likelihood_decl
+                    | Rule::prior_decl
+                    | Rule::penalty_decl
+                    | Rule::fit_decl
+            );
+            if !statement_rule && !matches!(r, Rule::WHITESPACE | Rule::COMMENT | Rule::EOI) {
+                expected.push(describe(r).to_string());
+            }
+        }
+    }
+    for t in attempts.expected_tokens() {
+        let token = t.to_string();
+        // Character ranges (`0..9`) stand for numbers and names, which the
+        // rules above already name.
+        // Words and character ranges are names, numbers and keywords, which
+        // the rules above already name; keep punctuation.
+        let punctuation = !token.trim().is_empty()
+            && token != "#"
+            && !token.contains("..")
+            && !token.chars().any(|c| c.is_ascii_alphanumeric() || c == '_');
+        if punctuation {
+            expected.push(format!("`{token}`"));
+        }
+    }
+    expected.sort();
+    expected.dedup();
+    // Tokens that only start an expression add nothing to "an expression".
+    if expected.iter().any(|x| x == "an expression") {
+        expected.retain(|x| !matches!(x.as_str(), "`(`" | "`-`" | "`.`"));
+    }
+    // A long list helps no one: keep the rules and the closing brackets.
+    if expected.len() > 5 {
+        expected.retain(|x| !x.starts_with('`') || matches!(x.as_str(), "`)`" | "`]`" | "`}`"));
+    }
+    if expected.is_empty() {
+        return None;
+    }
+    Some((attempts.max_position, expected))
+}
+
+fn syntax_error(
+    file: FileId,
+    offset: usize,
+    text: &str,
+    e: &pest::error::Error<Rule>,
+) -> Diagnostic {
+    let (mut start, mut end) = match e.location {
         InputLocation::Pos(p) => (p, p),
         InputLocation::Span((s, e)) => (s, e),
     };
+    if let Some((pos, expected)) = furthest_expectation(e) {
+        if pos >= start {
+            // Point at the start of a word the parser stopped inside (`vec` of `vector`).
+            let bytes = text.as_bytes();
+            let is_word = |i: usize| {
+                bytes
+                    .get(i)
+                    .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            };
+            let mut pos = pos;
+            while pos > 0 && is_word(pos) && is_word(pos - 1) {
+                pos -= 1;
+            }
+            // At the end of the text, point just past its last token.
+            if text[pos.min(text.len())..].trim().is_empty() {
+                pos = text.trim_end().len();
+            }
+            start = pos;
+            end = pos;
+            // `let loss = ...`: the parser stops after the reserved word.
+            if expected
+                .iter()
+                .any(|x| x == "a name" || x == "an expression")
+            {
+                if let Some((ws, we, word)) = word_before(text, pos) {
+                    if is_reserved(word) {
+                        return Diagnostic::error(
+                            "recc::syntax",
+                            format!("`{word}` is a reserved word, not a name"),
+                            Span::new(file, offset + ws, offset + we),
+                        )
+                        .label("reserved")
+                        .with_help(format!("choose another name, e.g. `{word}_`"));
+                    }
+                }
+            }
+            let found = found_in(text, pos);
+            let wanted =
+                join_alternatives(&expected.iter().map(String::as_str).collect::<Vec<_>>());
+            let span = Span::new(file, offset + start, offset + end);
+            let mut d = Diagnostic::error(
+                "recc::syntax",
+                format!("expected {wanted}, found {found}"),
+                span,
+            )
+            .label(format!("expected {wanted}"));
+            if let Some(h) = syntax_hint(e, &found) {
+                d = d.with_help(h);
+            }
+            return d;
+        }
+    }
     let (message, label) = match &e.variant {
         ErrorVariant::ParsingError {
             positives,
@@ -167,7 +295,7 @@ fn syntax_error(file: FileId, offset: usize, e: &pest::error::Error<Rule>) -> Di
             let mut expected: Vec<&str> = positives.iter().map(|r| describe(*r)).collect();
             expected.sort_unstable();
             expected.dedup();
-            let found = found_at(e, start);
+            let found = found_in(text, start);
             if !expected.is_empty() {
                 (
                     format!("expected {}, found {found}", join_alternatives(&expected)),
@@ -184,26 +312,40 @@ fn syntax_error(file: FileId, offset: usize, e: &pest::error::Error<Rule>) -> Di
         ErrorVariant::CustomError { message } => (message.clone(), String::new()),
     };
     let span = Span::new(file, offset + start, offset + end.max(start));
+    let found = found_in(text, start);
     let mut d = Diagnostic::error("recc::syntax", message, span).label(label);
-    if let Some(h) = syntax_hint(e) {
+    if let Some(h) = syntax_hint(e, &found) {
         d = d.with_help(h);
     }
     d
 }
 
-fn found_at(e: &pest::error::Error<Rule>, pos: usize) -> String {
-    let line = e.line();
-    // `line()` is the whole line the error is on; find the text at the column.
-    let col = match e.line_col {
-        pest::error::LineColLocation::Pos((_, c)) | pest::error::LineColLocation::Span((_, c), _) => c,
-    };
-    let rest: String = line.chars().skip(col.saturating_sub(1)).collect();
-    let rest = rest.trim_end();
-    let _ = pos;
-    match rest.chars().next() {
+fn is_reserved(word: &str) -> bool {
+    STATEMENT_KEYWORDS.contains(&word)
+        || ["where", "for", "init", "variational", "nonneg"].contains(&word)
+}
+
+/// The word ending at or before `pos`, skipping spaces: `(start, end, word)`.
+fn word_before(text: &str, pos: usize) -> Option<(usize, usize, &str)> {
+    let before = text.get(..pos)?;
+    let end = before.trim_end().len();
+    let start = before[..end]
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .map_or(0, |i| i + 1);
+    (start < end).then(|| (start, end, &text[start..end]))
+}
+
+/// The token at byte `pos` of `text`, for "found ..." messages.
+fn found_in(text: &str, pos: usize) -> String {
+    let rest = text.get(pos..).unwrap_or("");
+    let line_rest = rest.split('\n').next().unwrap_or("");
+    let trimmed = line_rest.trim_start();
+    match trimmed.chars().next() {
+        None if rest.trim().is_empty() => "the end of the file".to_string(),
         None => "the end of the line".to_string(),
+        Some('#') => "a comment".to_string(),
         Some(c) if c.is_ascii_alphanumeric() || c == '_' => {
-            let word: String = rest
+            let word: String = trimmed
                 .chars()
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
                 .collect();
@@ -213,13 +355,24 @@ fn found_at(e: &pest::error::Error<Rule>, pos: usize) -> String {
     }
 }
 
-fn syntax_hint(e: &pest::error::Error<Rule>) -> Option<String> {
+fn syntax_hint(e: &pest::error::Error<Rule>, found: &str) -> Option<String> {
     let line = e.line().trim();
-    if line.starts_with("param") && line.contains(": vector") {
-        return Some("vector shapes are written `vec(K)`".into());
+    let word = found.trim_matches('`');
+    if line.starts_with("param") && line.contains("vector") {
+        return Some("vector shapes are written `param NAME[DOMAIN]: vec(K)`".into());
     }
     if line.contains("==") {
-        return Some("recc has no comparisons; constraints go on params (`nonneg`, `on ball`)".into());
+        return Some(
+            "recc has no comparisons; constraints go on params (`nonneg`, `on ball`)".into(),
+        );
+    }
+    if found == "`;`" {
+        return Some("statements need no separator: start the next one on a new line".into());
+    }
+    if is_reserved(word) {
+        return Some(format!(
+            "`{word}` is a reserved word and cannot be used as a name"
+        ));
     }
     None
 }
@@ -253,7 +406,9 @@ fn describe(rule: Rule) -> &'static str {
         Rule::path => "a module path",
         Rule::bag_type | Rule::history_type | Rule::real_type => "an input type",
         Rule::param_domain => "`[DOMAIN]`",
-        Rule::real_shape | Rule::vec_shape | Rule::mat_shape => "a shape (`real`, `vec(K)`, `mat(R, C)`)",
+        Rule::real_shape | Rule::vec_shape | Rule::mat_shape => {
+            "a shape (`real`, `vec(K)`, `mat(R, C)`)"
+        }
         Rule::init_attr | Rule::variational_attr | Rule::ball_attr | Rule::nonneg_attr => {
             "a param attribute (`init`, `variational`, `on ball`, `nonneg`)"
         }
@@ -329,12 +484,8 @@ impl Builder {
                 let ty_span = self.span(&ty_pair);
                 let ty = match ty_pair.as_rule() {
                     Rule::real_type => InputType::Real(ty_span),
-                    Rule::bag_type => {
-                        InputType::Bag(self.ident(first(ty_pair)), ty_span)
-                    }
-                    Rule::history_type => {
-                        InputType::History(self.ident(first(ty_pair)), ty_span)
-                    }
+                    Rule::bag_type => InputType::Bag(self.ident(first(ty_pair)), ty_span),
+                    Rule::history_type => InputType::History(self.ident(first(ty_pair)), ty_span),
                     _ => InputType::Domain(self.ident(first(ty_pair))),
                 };
                 ItemKind::Input { name, ty }

@@ -95,15 +95,23 @@ pub fn fold_constants(g: &Graph) -> Result<Graph, IrError> {
                     let (cx, cz) = (constant_of(b, x), constant_of(b, z));
                     match (f, cx, cz) {
                         (_, Some(a), Some(c)) => Rewrite::Op(Op::constant(f.apply(a, c))),
-                        (BinaryFn::Add, Some(a), _) if a == 0.0 && same_ty(b, z) => Rewrite::Same(z),
-                        (BinaryFn::Add | BinaryFn::Sub, _, Some(c)) if c == 0.0 && same_ty(b, x) => {
+                        (BinaryFn::Add, Some(a), _) if a == 0.0 && same_ty(b, z) => {
+                            Rewrite::Same(z)
+                        }
+                        (BinaryFn::Add | BinaryFn::Sub, _, Some(c))
+                            if c == 0.0 && same_ty(b, x) =>
+                        {
                             Rewrite::Same(x)
                         }
                         (BinaryFn::Sub, Some(a), _) if a == 0.0 && same_ty(b, z) => {
                             Rewrite::Op(Op::Unary(UnaryFn::Neg, z))
                         }
-                        (BinaryFn::Mul, Some(a), _) if a == 1.0 && same_ty(b, z) => Rewrite::Same(z),
-                        (BinaryFn::Mul | BinaryFn::Div, _, Some(c)) if c == 1.0 && same_ty(b, x) => {
+                        (BinaryFn::Mul, Some(a), _) if a == 1.0 && same_ty(b, z) => {
+                            Rewrite::Same(z)
+                        }
+                        (BinaryFn::Mul | BinaryFn::Div, _, Some(c))
+                            if c == 1.0 && same_ty(b, x) =>
+                        {
                             Rewrite::Same(x)
                         }
                         (BinaryFn::Mul, Some(a), _) if a == -1.0 && same_ty(b, z) => {

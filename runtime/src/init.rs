@@ -83,7 +83,11 @@ mod tests {
             Err(e) => panic!("{e}"),
         };
         let by_name = |n: &str| {
-            let i = g.tables.iter().position(|t| t.name == n).unwrap_or(usize::MAX);
+            let i = g
+                .tables
+                .iter()
+                .position(|t| t.name == n)
+                .unwrap_or(usize::MAX);
             &params.tables[i]
         };
         assert_eq!(by_name("b")[(0, 0)], 3.5);

@@ -81,9 +81,11 @@ pub fn random_example(g: &Graph, rng: &mut StdRng) -> Example {
                         .collect(),
                 )
             }
-            SlotKind::Noise(shape) => {
-                SlotValue::Noise((0..shape.len()).map(|_| rng.random_range(-1.0..1.0)).collect())
-            }
+            SlotKind::Noise(shape) => SlotValue::Noise(
+                (0..shape.len())
+                    .map(|_| rng.random_range(-1.0..1.0))
+                    .collect(),
+            ),
         })
         .collect();
     Example { slots }

@@ -9,7 +9,11 @@ use recc_tests::{display_name, rec_files};
 #[test]
 fn every_corpus_file_reports_its_expected_errors() {
     let files = rec_files("tests/corpus/errors");
-    assert!(files.len() >= 30, "the error corpus has only {} files", files.len());
+    assert!(
+        files.len() >= 30,
+        "the error corpus has only {} files",
+        files.len()
+    );
     let mut problems = Vec::new();
     for path in files {
         let name = display_name(&path);
@@ -18,7 +22,13 @@ fn every_corpus_file_reports_its_expected_errors() {
             .lines()
             .next()
             .and_then(|l| l.strip_prefix("# expect:"))
-            .map(|codes| codes.split(',').map(str::trim).filter(|c| !c.is_empty()).collect())
+            .map(|codes| {
+                codes
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .collect()
+            })
             .unwrap_or_default();
         if expected.is_empty() {
             problems.push(format!("{name}: first line must be `# expect: CODE, ...`"));
@@ -29,7 +39,12 @@ fn every_corpus_file_reports_its_expected_errors() {
             problems.push(format!("{name}: compiled without errors"));
             continue;
         }
-        let found: Vec<&str> = compiled.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.code).collect();
+        let found: Vec<&str> = compiled
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.code)
+            .collect();
         for code in &expected {
             if !found.contains(code) {
                 problems.push(format!("{name}: expected {code}, found {found:?}"));
@@ -37,14 +52,21 @@ fn every_corpus_file_reports_its_expected_errors() {
         }
         for d in &compiled.diagnostics {
             if d.primary.span.file != compiled.root {
-                problems.push(format!("{name}: `{}` points outside the user's file", d.message));
+                problems.push(format!(
+                    "{name}: `{}` points outside the user's file",
+                    d.message
+                ));
             }
         }
         let report = format!(
             "----- SOURCE CODE\n{text}\n----- ERROR\n{}",
             compiled.render_diagnostics()
         );
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("error").to_string();
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("error")
+            .to_string();
         let mut settings = insta::Settings::clone_current();
         settings.set_snapshot_suffix(stem);
         settings.set_prepend_module_to_snapshot(false);

@@ -14,7 +14,10 @@ fn graph(src: &str) -> Graph {
 }
 
 fn table(g: &Graph, name: &str) -> usize {
-    g.tables.iter().position(|t| t.name == name).unwrap_or_else(|| panic!("no table {name}"))
+    g.tables
+        .iter()
+        .position(|t| t.name == name)
+        .unwrap_or_else(|| panic!("no table {name}"))
 }
 
 #[test]
@@ -30,7 +33,11 @@ fn biased_mf_by_hand() {
     params.tables[table(&g, "p")] = array![[0.0, 0.0], [1.0, 2.0]];
     params.tables[table(&g, "q")] = array![[0.0, 0.0], [0.0, 0.0], [3.0, -1.0]];
     let ex = Example {
-        slots: vec![SlotValue::Index(1), SlotValue::Index(2), SlotValue::Real(4.0)],
+        slots: vec![
+            SlotValue::Index(1),
+            SlotValue::Index(2),
+            SlotValue::Real(4.0),
+        ],
     };
     let e = evaluate(&g, &params, &ex).unwrap_or_else(|e| panic!("{e}"));
     // R = 0.5 + 0.25 + (1·3 + 2·(−1)) = 1.75; loss = (1.75 − 4)² = 5.0625
@@ -48,7 +55,16 @@ fn random_walk_prior_is_off_at_the_first_member() {
     let g = graph("input t: week\nparam n[week]: vec(2)\nprior n[t] ~ normal(n[t - 1], 1)\nloss 0 * sum(n[t])\n");
     let mut params = Params::zeros(&g, &[3]).unwrap_or_else(|e| panic!("{e}"));
     params.tables[0] = array![[1.0, 1.0], [2.0, 3.0], [0.0, 0.0]];
-    let at = |t| evaluate(&g, &params, &Example { slots: vec![SlotValue::Index(t)] }).unwrap_or_else(|e| panic!("{e}"));
+    let at = |t| {
+        evaluate(
+            &g,
+            &params,
+            &Example {
+                slots: vec![SlotValue::Index(t)],
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
     let first = at(0);
     assert_eq!(first.loss, 0.0, "no predecessor, no prior term");
     // t = 1: ½‖n1 − n0‖² + 2·(log 1 + ½ log 2π) = ½·(1 + 4) + 2·0.9189…
@@ -66,7 +82,10 @@ fn bags_are_weighted_and_an_empty_mean_is_zero() {
     let mut params = Params::zeros(&g, &[3]).unwrap_or_else(|e| panic!("{e}"));
     params.tables[0] = array![[1.0], [10.0], [100.0]];
     let ex = Example {
-        slots: vec![SlotValue::Bag(vec![(0, 2.0), (2, 0.5)]), SlotValue::Bag(vec![])],
+        slots: vec![
+            SlotValue::Bag(vec![(0, 2.0), (2, 0.5)]),
+            SlotValue::Bag(vec![]),
+        ],
     };
     let e = evaluate(&g, &params, &ex).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(e.loss, 52.0);
@@ -78,9 +97,31 @@ fn bags_are_weighted_and_an_empty_mean_is_zero() {
 fn an_index_outside_its_domain_is_an_error_not_a_panic() {
     let g = graph("input u: user\nparam p[user]: real\nloss sq(p[u])\n");
     let params = Params::zeros(&g, &[4]).unwrap_or_else(|e| panic!("{e}"));
-    let err = evaluate(&g, &params, &Example { slots: vec![SlotValue::Index(4)] });
-    assert!(matches!(err, Err(EvalError::IndexOutOfRange { index: 4, size: 4, .. })), "{err:?}");
-    let err = evaluate(&g, &params, &Example { slots: vec![SlotValue::Real(1.0)] });
+    let err = evaluate(
+        &g,
+        &params,
+        &Example {
+            slots: vec![SlotValue::Index(4)],
+        },
+    );
+    assert!(
+        matches!(
+            err,
+            Err(EvalError::IndexOutOfRange {
+                index: 4,
+                size: 4,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    let err = evaluate(
+        &g,
+        &params,
+        &Example {
+            slots: vec![SlotValue::Real(1.0)],
+        },
+    );
     assert!(matches!(err, Err(EvalError::SlotKind { .. })), "{err:?}");
 }
 
@@ -94,11 +135,24 @@ fn negatives_in_a_comprehension_take_the_hardest() {
     let mut params = Params::zeros(&g, &[1, 5]).unwrap_or_else(|e| panic!("{e}"));
     params.tables[0] = array![[1.0], [0.2], [0.9], [-1.0], [0.0]];
     let ex = Example {
-        slots: vec![SlotValue::Index(0), SlotValue::Index(0), SlotValue::Index(1), SlotValue::Index(2), SlotValue::Index(3)],
+        slots: vec![
+            SlotValue::Index(0),
+            SlotValue::Index(0),
+            SlotValue::Index(1),
+            SlotValue::Index(2),
+            SlotValue::Index(3),
+        ],
     };
     let e = evaluate(&g, &params, &ex).unwrap_or_else(|e| panic!("{e}"));
     // relu(1 − 1.0 + max(0.2, 0.9, −1.0)) = 0.9; only the hardest negative gets a gradient.
     assert!((e.loss - 0.9).abs() < 1e-12);
     assert_eq!(e.gradients.rows.get(&(TableId(0), 2)), Some(&vec![1.0]));
-    assert_eq!(e.gradients.rows.get(&(TableId(0), 1)).map(|v| v[0]).unwrap_or(0.0), 0.0);
+    assert_eq!(
+        e.gradients
+            .rows
+            .get(&(TableId(0), 1))
+            .map(|v| v[0])
+            .unwrap_or(0.0),
+        0.0
+    );
 }

@@ -4,7 +4,9 @@
 
 use recc_compiler::interp::evaluate;
 use recc_compiler::{compile, gradient_graph};
-use recc_tests::{display_name, finite_difference_check, random_example, random_params, rec_files, rng};
+use recc_tests::{
+    display_name, finite_difference_check, random_example, random_params, rec_files, rng,
+};
 
 const TOLERANCE: f64 = 1e-5;
 const TRIALS: u64 = 5;
@@ -34,7 +36,11 @@ fn gradients_match_finite_differences_for_every_model() {
             }
         }
     }
-    assert!(failures.is_empty(), "gradient mismatches:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "gradient mismatches:\n{}",
+        failures.join("\n")
+    );
 }
 
 /// The check is not vacuous: a gradient graph with one gradient swapped for
@@ -54,6 +60,7 @@ fn a_wrong_gradient_is_caught() {
     let mut r = rng(5);
     let params = random_params(&g, &mut r);
     let example = random_example(&g, &mut r);
-    let bad = finite_difference_check(&g, &params, &example, TOLERANCE).unwrap_or_else(|e| panic!("{e}"));
+    let bad =
+        finite_difference_check(&g, &params, &example, TOLERANCE).unwrap_or_else(|e| panic!("{e}"));
     assert!(!bad.is_empty(), "a corrupted gradient went unnoticed");
 }

@@ -8,13 +8,85 @@ use recc_compiler::{compile, forward_graph, gradient_graph};
 use recc_tests::{random_example, random_params, rec_files, rng};
 
 const TOKENS: &[&str] = &[
-    "model", "use", "stdlib", "stdlib.losses", "input", "param", "let", "fn", "loss", "prior",
-    "penalty", "fit", "where", "for", "init", "variational", "on", "ball", "nonneg", "real",
-    "vec", "mat", "bag", "history", "u", "i", "j", "r", "p", "q", "b", "R", "user", "item",
-    "dot", "sum", "mean", "sq", "exp", "log", "max", "softmax", "concat", "mse", "bpr",
-    "normal", "negative", "sgd", "adam", "epochs", "lr", "(", ")", "[", "]", "{", "}", ",",
-    ":", "~", "=", "+", "-", "*", "/", "@", ".", "0", "1", "32", "0.1", "1e9", "-1", "\n",
-    " ", "#", "é", "\t", "99999999999999999999",
+    "model",
+    "use",
+    "stdlib",
+    "stdlib.losses",
+    "input",
+    "param",
+    "let",
+    "fn",
+    "loss",
+    "prior",
+    "penalty",
+    "fit",
+    "where",
+    "for",
+    "init",
+    "variational",
+    "on",
+    "ball",
+    "nonneg",
+    "real",
+    "vec",
+    "mat",
+    "bag",
+    "history",
+    "u",
+    "i",
+    "j",
+    "r",
+    "p",
+    "q",
+    "b",
+    "R",
+    "user",
+    "item",
+    "dot",
+    "sum",
+    "mean",
+    "sq",
+    "exp",
+    "log",
+    "max",
+    "softmax",
+    "concat",
+    "mse",
+    "bpr",
+    "normal",
+    "negative",
+    "sgd",
+    "adam",
+    "epochs",
+    "lr",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ":",
+    "~",
+    "=",
+    "+",
+    "-",
+    "*",
+    "/",
+    "@",
+    ".",
+    "0",
+    "1",
+    "32",
+    "0.1",
+    "1e9",
+    "-1",
+    "\n",
+    " ",
+    "#",
+    "é",
+    "\t",
+    "99999999999999999999",
 ];
 
 fn soup() -> impl Strategy<Value = String> {
@@ -58,7 +130,8 @@ enum Mutation {
 fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (any::<usize>(), 1usize..40).prop_map(|(at, len)| Mutation::Delete { at, len }),
-        (any::<usize>(), prop::sample::select(TOKENS)).prop_map(|(at, token)| Mutation::Insert { at, token }),
+        (any::<usize>(), prop::sample::select(TOKENS))
+            .prop_map(|(at, token)| Mutation::Insert { at, token }),
         (any::<usize>(), 1usize..200).prop_map(|(at, len)| Mutation::Duplicate { at, len }),
         (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Mutation::Swap { a, b }),
     ]
@@ -117,10 +190,23 @@ fn pathological_inputs_are_refused_cleanly() {
     let deep = format!("let x = {}1{}", "(".repeat(5000), ")".repeat(5000));
     let long = format!("let x = 1{}", " + 1".repeat(100_000));
     let negs = format!("let x = {}1", "-".repeat(100_000));
-    let huge = "input u: user\nparam p[user]: vec(99999999999999999999999)\nloss sq(p[u])".to_string();
-    for text in [deep, long, negs, huge, String::new(), "\u{0}".into(), "loss".into()] {
+    let huge =
+        "input u: user\nparam p[user]: vec(99999999999999999999999)\nloss sq(p[u])".to_string();
+    for text in [
+        deep,
+        long,
+        negs,
+        huge,
+        String::new(),
+        "\u{0}".into(),
+        "loss".into(),
+    ] {
         let compiled = compile("bad.rec", &text);
-        assert!(compiled.has_errors(), "accepted: {}", &text[..text.len().min(60)]);
+        assert!(
+            compiled.has_errors(),
+            "accepted: {}",
+            &text[..text.len().min(60)]
+        );
     }
 }
 
@@ -133,5 +219,8 @@ fn exponential_expansion_is_refused() {
     }
     text.push_str("loss f39(r)\n");
     let compiled = compile("big.rec", &text);
-    assert!(compiled.diagnostics.iter().any(|d| d.code == "recc::too-large"));
+    assert!(compiled
+        .diagnostics
+        .iter()
+        .any(|d| d.code == "recc::too-large"));
 }
