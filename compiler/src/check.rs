@@ -2336,6 +2336,16 @@ impl<'a> Checker<'a> {
         )
     }
 
+    /// Report two operands whose shapes do not fit, each labelled with its shape.
+    fn shape_mismatch<T>(&mut self, message: String, a: &TExpr, b: &TExpr) -> Option<T> {
+        let shape = |e: &TExpr| e.ty.shape_text();
+        let d = Diagnostic::error("recc::shape-mismatch", message, a.span)
+            .label(shape(a))
+            .with_secondary(b.span, shape(b));
+        self.report(d);
+        None
+    }
+
     fn primitive(&mut self, name: &str, args: Vec<TExpr>, span: Span) -> Option<TExpr> {
         let mut values = Vec::new();
         let mut failed = false;
@@ -2390,17 +2400,11 @@ impl<'a> Checker<'a> {
                         span,
                     )
                 }
-                (sa, sb) => {
-                    let d = Diagnostic::error(
-                        "recc::shape-mismatch",
-                        format!("`dot` needs two vectors of one length, found {sa} and {sb}"),
-                        a.span,
-                    )
-                    .label(sa.to_string())
-                    .with_secondary(b.span, sb.to_string());
-                    self.report(d);
-                    None
-                }
+                (sa, sb) => self.shape_mismatch(
+                    format!("`dot` needs two vectors of one length, found {sa} and {sb}"),
+                    &a,
+                    &b,
+                ),
             },
             ("sq", _, _) => {
                 let bag = bag_of(&a);
@@ -2490,17 +2494,11 @@ impl<'a> Checker<'a> {
                         span,
                     )
                 }
-                (sa, sb) => {
-                    let d = Diagnostic::error(
-                        "recc::shape-mismatch",
-                        format!("`concat` joins two vectors, found {sa} and {sb}"),
-                        a.span,
-                    )
-                    .label(sa.to_string())
-                    .with_secondary(b.span, sb.to_string());
-                    self.report(d);
-                    None
-                }
+                (sa, sb) => self.shape_mismatch(
+                    format!("`concat` joins two vectors, found {sa} and {sb}"),
+                    &a,
+                    &b,
+                ),
             },
             _ => None,
         }

@@ -15,23 +15,6 @@ use petgraph::graph::DiGraph;
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 
-macro_rules! id_type {
-    ($($name:ident => $prefix:literal),*) => {$(
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(pub u32);
-        impl $name {
-            pub fn index(self) -> usize {
-                self.0 as usize
-            }
-        }
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, concat!($prefix, "{}"), self.0)
-            }
-        }
-    )*};
-}
-
 id_type!(NodeId => "%", TableId => "t", SlotId => "s", DomainId => "d");
 
 /// The type of an IR value.

@@ -14,6 +14,28 @@
 //! [`compile`] runs the front end (parse and check, with the stdlib) and
 //! [`Compiled::forward`] / [`Compiled::backward`] the rest.
 
+/// Declares `u32` id newtypes with `index()`; `Name => "p"` also displays
+/// them as `p0`, `p1`, ... (the IR's `%3`, `t1`).
+macro_rules! id_type {
+    ($($name:ident),* $(,)?) => {$(
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub u32);
+        impl $name {
+            pub fn index(self) -> usize {
+                self.0 as usize
+            }
+        }
+    )*};
+    ($($name:ident => $prefix:literal),* $(,)?) => {$(
+        id_type!($name);
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, concat!($prefix, "{}"), self.0)
+            }
+        }
+    )*};
+}
+
 pub mod ast;
 pub mod check;
 pub mod diagnostic;

@@ -8,18 +8,6 @@ use crate::source::Span;
 use crate::types::{BinaryFn, Shape, UnaryFn};
 use std::fmt;
 
-macro_rules! id_type {
-    ($($name:ident),*) => {$(
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(pub u32);
-        impl $name {
-            pub fn index(self) -> usize {
-                self.0 as usize
-            }
-        }
-    )*};
-}
-
 id_type!(DomainId, InputId, ParamId, SamplerId);
 
 #[derive(Clone, Debug, PartialEq)]
@@ -164,6 +152,15 @@ pub enum Ty {
 }
 
 impl Ty {
+    /// The shape as the language writes it, for labels; "index"/"bag" otherwise.
+    pub fn shape_text(self) -> String {
+        match self {
+            Ty::Value { shape, .. } => shape.to_string(),
+            Ty::Index(_) => "an index".to_string(),
+            Ty::Bag(..) => "a bag".to_string(),
+        }
+    }
+
     pub fn scalar() -> Ty {
         Ty::Value {
             shape: Shape::Scalar,

@@ -147,6 +147,25 @@ pub fn finite_difference_check(
     Ok(mismatches)
 }
 
+/// Snapshot settings for one corpus file: the snapshot is named
+/// `NAME@SUFFIX.snap` and records the file it came from.
+pub fn snapshot_settings(path: &Path, suffix: String) -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_suffix(suffix);
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_input_file(path);
+    settings.set_snapshot_path(root().join("tests/tests/snapshots"));
+    settings
+}
+
+/// The file's stem (`biased_mf` for `models/biased_mf.rec`).
+pub fn stem(path: &Path) -> String {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("file")
+        .to_string()
+}
+
 /// A seeded generator, so every test run sees the same numbers.
 pub fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)

@@ -4,7 +4,7 @@
 //! pinned as a golden snapshot, source first, Gleam-style.
 
 use recc_compiler::compile;
-use recc_tests::{display_name, rec_files};
+use recc_tests::{display_name, rec_files, snapshot_settings, stem};
 
 #[test]
 fn every_corpus_file_reports_its_expected_errors() {
@@ -62,15 +62,7 @@ fn every_corpus_file_reports_its_expected_errors() {
             "----- SOURCE CODE\n{text}\n----- ERROR\n{}",
             compiled.render_diagnostics()
         );
-        let stem = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("error")
-            .to_string();
-        let mut settings = insta::Settings::clone_current();
-        settings.set_snapshot_suffix(stem);
-        settings.set_prepend_module_to_snapshot(false);
-        settings.set_input_file(&path);
+        let settings = snapshot_settings(&path, stem(&path));
         settings.bind(|| insta::assert_snapshot!("diagnostics", report));
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));

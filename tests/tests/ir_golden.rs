@@ -2,7 +2,7 @@
 //! pinned in `tests/tests/snapshots/`. Review changes with `cargo insta review`.
 
 use recc_compiler::{compile, forward_graph, grad, gradient_graph, lower, simplify};
-use recc_tests::{display_name, rec_files};
+use recc_tests::{display_name, rec_files, snapshot_settings, stem};
 
 #[test]
 fn every_model_has_a_golden_forward_and_gradient_graph() {
@@ -22,15 +22,7 @@ fn every_model_has_a_golden_forward_and_gradient_graph() {
             .unwrap_or_else(|| panic!("{name} does not check:\n{}", compiled.render_diagnostics()));
         let forward = forward_graph(model).unwrap_or_else(|e| panic!("{name}: {e}"));
         let backward = gradient_graph(model).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let stem = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("model")
-            .to_string();
-        let mut settings = insta::Settings::clone_current();
-        settings.set_snapshot_suffix(stem);
-        settings.set_prepend_module_to_snapshot(false);
-        settings.set_input_file(&path);
+        let settings = snapshot_settings(&path, stem(&path));
         settings.bind(|| {
             insta::assert_snapshot!("forward", forward.to_text(Some(&compiled.sources)));
             insta::assert_snapshot!("gradient", backward.to_text(Some(&compiled.sources)));
