@@ -330,8 +330,10 @@ fn word_before(text: &str, pos: usize) -> Option<(usize, usize, &str)> {
     let before = text.get(..pos)?;
     let end = before.trim_end().len();
     let start = before[..end]
-        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .map_or(0, |i| i + 1);
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_'))
+        .map_or(0, |(i, c)| i + c.len_utf8());
     (start < end).then(|| (start, end, &text[start..end]))
 }
 

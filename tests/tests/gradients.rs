@@ -64,3 +64,59 @@ fn a_wrong_gradient_is_caught() {
         finite_difference_check(&g, &params, &example, TOLERANCE).unwrap_or_else(|e| panic!("{e}"));
     assert!(!bad.is_empty(), "a corrupted gradient went unnoticed");
 }
+
+/// Every stdlib function, differentiated through, in each regime it has.
+#[test]
+fn stdlib_functions_have_correct_gradients() {
+    let header = "use stdlib\ninput r: real\ninput k: real\ninput f: bag(feature)\n\
+        param a: real\nparam c: real\nparam x: vec(3) on ball\nparam y: vec(3) on ball\n\
+        param v[feature]: vec(3)\n";
+    let losses = [
+        "mse(a, r)",
+        "mae(a, r)",
+        "huber(a, r)",
+        "huber(a, 0.1 * r)",
+        "logistic(a + c, 1)",
+        "logistic(a * c, 0)",
+        "bpr(a, c)",
+        "hinge(a, c)",
+        "glove_weight(k) * sq(a - log(k))",
+        "glove_weight(100 * k) * sq(a)",
+        "sigmoid_range(a * c, 0.5, 5.5)",
+        "fm2(v[f])",
+        "poincare_distance(x, y)",
+        "normal_nll(r, a, exp(c))",
+        "laplace_nll(r, a, exp(c))",
+        "bernoulli_logit_nll(1, a * c)",
+        "poisson_log_nll(r, a + c)",
+        "sum(softmax(x) * y) + sq(concat(x, y))",
+        "sqrt(sq(x) + 1) + tanh(a) + clip(c, -0.1, 0.1) + sum(mean(v[f]))",
+    ];
+    let mut failures = Vec::new();
+    for (n, loss) in losses.iter().enumerate() {
+        let text = format!("{header}loss {loss}\n");
+        let compiled = compile("stdlib_check.rec", &text);
+        let Some(model) = compiled.model.as_ref() else {
+            panic!(
+                "`{loss}` does not check:\n{}",
+                compiled.render_diagnostics()
+            )
+        };
+        let g = gradient_graph(model).unwrap_or_else(|e| panic!("{loss}: {e}"));
+        for trial in 0..TRIALS {
+            let mut r = rng(2000 + 10 * n as u64 + trial);
+            let params = random_params(&g, &mut r);
+            let example = random_example(&g, &mut r);
+            let bad = finite_difference_check(&g, &params, &example, TOLERANCE)
+                .unwrap_or_else(|e| panic!("{loss}: {e}"));
+            for m in bad.into_iter().take(2) {
+                failures.push(format!("`{loss}` trial {trial}: {m:?}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "gradient mismatches:\n{}",
+        failures.join("\n")
+    );
+}
