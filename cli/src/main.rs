@@ -120,11 +120,12 @@ fn summary(model: &Model) -> Result<String, recc_compiler::ir::IrError> {
         })
         .collect();
     Ok(format!(
-        "model {} ok — inputs {}; {} params; {} terms; IR {} nodes, {} with gradients",
+        "model {} ok — inputs {}; {} params; {} term{}; IR {} nodes, {} with gradients",
         model.name,
         inputs.join(", "),
         model.params.len(),
         model.terms.len(),
+        if model.terms.len() == 1 { "" } else { "s" },
         forward.nodes.len(),
         backward.nodes.len()
     ))
