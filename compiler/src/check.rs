@@ -685,11 +685,14 @@ impl<'a> Checker<'a> {
                 high: args[1],
             }),
             _ => {
-                self.error(
-                    "recc::bad-init",
-                    "`uniform(low, high)` needs low < high",
-                    dist.span,
-                    "empty range",
+                self.report(
+                    Diagnostic::error(
+                        "recc::bad-init",
+                        "`uniform(low, high)` needs low < high",
+                        dist.span,
+                    )
+                    .label("empty range")
+                    .with_help("e.g. `init uniform(-0.01, 0.01)`"),
                 );
                 None
             }
@@ -734,7 +737,7 @@ impl<'a> Checker<'a> {
 
     fn fit_block(&mut self, entries: &[ast::FitEntry]) {
         let mut seen: HashMap<&str, Span> = HashMap::new();
-        let mut lr_in_optimizer = false;
+        let mut lr_in_optimizer: Option<Span> = None;
         for e in entries {
             let key = e.key.name.as_str();
             if let Some(first) = seen.insert(key, e.key.span) {
@@ -754,18 +757,36 @@ impl<'a> Checker<'a> {
                     if let Some((opt, lr)) = self.optimizer(&e.value) {
                         self.fit.optimizer = opt;
                         if let Some(lr) = lr {
+                            if let Some(&first) = seen.get("lr") {
+                                self.report(
+                                    Diagnostic::error(
+                                        "recc::bad-fit",
+                                        "the learning rate is given twice",
+                                        e.value.span(),
+                                    )
+                                    .label("second learning rate")
+                                    .with_secondary(first, "already set here")
+                                    .with_help(
+                                        "keep one: `optimizer: sgd(lr: 0.01)` or `lr: 0.01`",
+                                    ),
+                                );
+                            }
                             self.fit.lr = lr;
-                            lr_in_optimizer = true;
+                            lr_in_optimizer = Some(e.value.span());
                         }
                     }
                 }
                 "lr" => {
-                    if lr_in_optimizer {
-                        self.error(
-                            "recc::bad-fit",
-                            "the learning rate is given twice",
-                            e.key.span,
-                            "also set in `optimizer`",
+                    if let Some(first) = lr_in_optimizer {
+                        self.report(
+                            Diagnostic::error(
+                                "recc::bad-fit",
+                                "the learning rate is given twice",
+                                e.key.span,
+                            )
+                            .label("second learning rate")
+                            .with_secondary(first, "already set in `optimizer`")
+                            .with_help("keep one: `optimizer: sgd(lr: 0.01)` or `lr: 0.01`"),
                         );
                     } else if let Some(v) = self.positive(&e.value) {
                         self.fit.lr = v;
@@ -833,11 +854,10 @@ impl<'a> Checker<'a> {
         if x > 0.0 {
             Some(x)
         } else {
-            self.error(
-                "recc::bad-fit",
-                "expected a positive number",
-                v.span(),
-                "must be > 0",
+            self.report(
+                Diagnostic::error("recc::bad-fit", "expected a positive number", v.span())
+                    .label("must be > 0")
+                    .with_help("learning rates are positive, e.g. `lr: 0.01`"),
             );
             None
         }
@@ -848,11 +868,14 @@ impl<'a> Checker<'a> {
         if x.fract() == 0.0 && x >= min as f64 && x <= u32::MAX as f64 {
             Some(x as usize)
         } else {
-            self.error(
-                "recc::bad-fit",
-                format!("expected a whole number of at least {min}"),
-                v.span(),
-                "not a valid count",
+            self.report(
+                Diagnostic::error(
+                    "recc::bad-fit",
+                    format!("expected a whole number of at least {min}"),
+                    v.span(),
+                )
+                .label("not a valid count")
+                .with_help("counts are whole numbers, e.g. `epochs: 25`"),
             );
             None
         }

@@ -206,8 +206,34 @@ impl miette::Diagnostic for Rendered {
     }
 }
 
-/// The closest candidate by edit distance, for `did you mean ...?` hints.
+/// Names people bring from other tools, and what recc calls them.
+const SYNONYMS: &[(&str, &str)] = &[
+    ("gaussian", "normal"),
+    ("gauss", "normal"),
+    ("bernoulli", "bernoulli_logit"),
+    ("binomial", "bernoulli_logit"),
+    ("poisson", "poisson_log"),
+    ("zero", "zeros"),
+    ("adamw", "adam"),
+    ("warp", "hinge"),
+    ("rmse", "mse"),
+    ("l2", "sq"),
+    ("inner", "dot"),
+    ("matmul", "@"),
+    ("n_epochs", "epochs"),
+    ("learning_rate", "lr"),
+    ("batch_size", "batch"),
+];
+
+/// The closest candidate by edit distance (or a known synonym), for
+/// `did you mean ...?` hints.
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let candidates: Vec<&'a str> = candidates.into_iter().collect();
+    if let Some((_, target)) = SYNONYMS.iter().find(|(from, _)| *from == name) {
+        if let Some(c) = candidates.iter().find(|c| *c == target) {
+            return Some(c);
+        }
+    }
     let limit = (name.chars().count() / 3).max(1);
     candidates
         .into_iter()
@@ -255,5 +281,7 @@ mod tests {
         assert_eq!(closest("zzz", ["epochs", "seed"]), None);
         assert_eq!(closest("bais", ["bias", "b"]), Some("bias"));
         assert_eq!(closest("rleu", ["relu", "exp"]), Some("relu"));
+        assert_eq!(closest("gaussian", ["normal", "laplace"]), Some("normal"));
+        assert_eq!(closest("gaussian", ["laplace"]), None);
     }
 }
