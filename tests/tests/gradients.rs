@@ -11,6 +11,24 @@ use recc_tests::{
 const TOLERANCE: f64 = 1e-5;
 const TRIALS: u64 = 5;
 
+/// Random parameters and examples, seeded from `seed`: the loss is finite,
+/// gradients exist, and they match finite differences.
+fn check_trials(name: &str, g: &recc_compiler::ir::Graph, seed: u64, failures: &mut Vec<String>) {
+    for trial in 0..TRIALS {
+        let mut r = rng(seed + trial);
+        let params = random_params(g, &mut r);
+        let example = random_example(g, &mut r);
+        let eval = evaluate(g, &params, &example).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(eval.loss.is_finite(), "{name}: loss {}", eval.loss);
+        assert!(!eval.gradients.rows.is_empty(), "{name}: no gradients");
+        let bad = finite_difference_check(g, &params, &example, TOLERANCE)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        for m in bad.into_iter().take(3) {
+            failures.push(format!("{name} trial {trial}: {m:?}"));
+        }
+    }
+}
+
 #[test]
 fn gradients_match_finite_differences_for_every_model() {
     let mut failures = Vec::new();
@@ -22,19 +40,7 @@ fn gradients_match_finite_differences_for_every_model() {
             panic!("{name} does not check:\n{}", compiled.render_diagnostics())
         };
         let g = gradient_graph(model).unwrap_or_else(|e| panic!("{name}: {e}"));
-        for trial in 0..TRIALS {
-            let mut r = rng(1000 + trial);
-            let params = random_params(&g, &mut r);
-            let example = random_example(&g, &mut r);
-            let eval = evaluate(&g, &params, &example).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert!(eval.loss.is_finite(), "{name}: loss {}", eval.loss);
-            assert!(!eval.gradients.rows.is_empty(), "{name}: no gradients");
-            let bad = finite_difference_check(&g, &params, &example, TOLERANCE)
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-            for m in bad.into_iter().take(3) {
-                failures.push(format!("{name} trial {trial}: {m:?}"));
-            }
-        }
+        check_trials(&name, &g, 1000, &mut failures);
     }
     assert!(
         failures.is_empty(),
@@ -103,16 +109,12 @@ fn stdlib_functions_have_correct_gradients() {
             )
         };
         let g = gradient_graph(model).unwrap_or_else(|e| panic!("{loss}: {e}"));
-        for trial in 0..TRIALS {
-            let mut r = rng(2000 + 10 * n as u64 + trial);
-            let params = random_params(&g, &mut r);
-            let example = random_example(&g, &mut r);
-            let bad = finite_difference_check(&g, &params, &example, TOLERANCE)
-                .unwrap_or_else(|e| panic!("{loss}: {e}"));
-            for m in bad.into_iter().take(2) {
-                failures.push(format!("`{loss}` trial {trial}: {m:?}"));
-            }
-        }
+        check_trials(
+            &format!("`{loss}`"),
+            &g,
+            2000 + 10 * n as u64,
+            &mut failures,
+        );
     }
     assert!(
         failures.is_empty(),
