@@ -1409,10 +1409,6 @@ impl<'a> Checker<'a> {
             )?;
             return self.reduce_bag(kl);
         }
-        let mut shifts = Vec::new();
-        for a in &dist.args {
-            collect_shifts_expr(a, &mut shifts);
-        }
         let mut e = self.apply_distribution(&env, t, dist, "prior")?;
         e = self.reduce_bag(e)?;
         // A random-walk prior `n[t] ~ normal(n[t - 1], s)` has no neighbour at
@@ -1430,7 +1426,6 @@ impl<'a> Checker<'a> {
                 espan,
             )?;
         }
-        let _ = shifts;
         Some(e)
     }
 
@@ -2148,7 +2143,7 @@ impl<'a> Checker<'a> {
                     Diagnostic::error(
                         "recc::bad-comprehension",
                         format!("cannot reduce over negatives with `{other}`"),
-                        func.name_span(),
+                        func.span,
                     )
                     .label("not a reduction")
                     .with_help(
@@ -2533,16 +2528,6 @@ enum Callee {
     Primitive(usize),
 }
 
-trait NameSpan {
-    fn name_span(&self) -> Span;
-}
-
-impl NameSpan for Ident {
-    fn name_span(&self) -> Span {
-        self.span
-    }
-}
-
 fn plural(n: usize) -> &'static str {
     if n == 1 {
         ""
@@ -2583,14 +2568,6 @@ fn references<'e>(e: &'e Expr, out: &mut Vec<(&'e str, Span)>) {
         ExprKind::Binary { lhs, rhs, .. } => {
             references(lhs, out);
             references(rhs, out);
-        }
-    }
-}
-
-fn collect_shifts_expr(e: &Expr, out: &mut Vec<Span>) {
-    if let ExprKind::Index { index, .. } = &e.kind {
-        if matches!(index.kind, ExprKind::Binary { .. }) {
-            out.push(index.span);
         }
     }
 }
