@@ -1,6 +1,13 @@
 //! The recc runtime: what surrounds a compiled training step.
 //!
-//! For now it creates parameter storage initialised as each `param`'s
-//! `init` says; data loading and the trainer build on it.
+//! Data comes in through [`data`] as columns with dense indices, [`split`]
+//! divides it, the trainer feeds it to the model's step, [`metrics`] scores
+//! the result and [`modelfile`] saves it.
 
+pub mod data;
+pub mod export;
 pub mod init;
+pub mod metrics;
+pub mod modelfile;
+pub mod split;
+pub mod synth;
