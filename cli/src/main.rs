@@ -1,5 +1,9 @@
-//! `recc`: the command-line interface. A thin shell over the compiler:
-//! argument parsing, file reading, printing and exit codes live here only.
+//! `recc`: the command-line interface. A thin shell over the compiler and
+//! the runtime: argument parsing, file reading, printing and exit codes
+//! live here only.
+
+mod progress;
+mod run;
 
 use clap::{Parser, Subcommand};
 use recc_compiler::{compile, forward_graph, gradient_graph, model::Model, Compiled};
@@ -40,11 +44,135 @@ enum Command {
         #[arg(long)]
         no_locations: bool,
     },
+    /// Train a model on data and write the trained model file.
+    Train {
+        /// The `.rec` file.
+        file: PathBuf,
+        #[command(flatten)]
+        data: run::DataArgs,
+        #[command(flatten)]
+        fit: run::FitArgs,
+        #[command(flatten)]
+        out: run::OutputArgs,
+        /// Where to write the model [default: MODEL.recm]
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Measure a trained model on the test rows of its split (or of --data).
+    Eval {
+        /// The trained model file.
+        model: PathBuf,
+        #[command(flatten)]
+        data: run::DataArgs,
+        #[command(flatten)]
+        out: run::OutputArgs,
+    },
+    /// Cross-validate: train and test on every fold, then mean ± std.
+    Cv {
+        /// The `.rec` file.
+        file: PathBuf,
+        #[command(flatten)]
+        data: run::DataArgs,
+        #[command(flatten)]
+        fit: run::FitArgs,
+        #[command(flatten)]
+        out: run::OutputArgs,
+    },
+    /// Score (user, item) pairs with a trained model.
+    Predict {
+        /// The trained model file.
+        model: PathBuf,
+        /// Raw user ids (repeat, or one for every item)
+        #[arg(long, required = true)]
+        user: Vec<String>,
+        /// Raw item ids (repeat, or one for every user)
+        #[arg(long, required = true)]
+        item: Vec<String>,
+        #[command(flatten)]
+        out: run::OutputArgs,
+    },
+    /// The best items for a user, leaving out those they already have.
+    Recommend {
+        /// The trained model file.
+        model: PathBuf,
+        /// The raw user id.
+        #[arg(long)]
+        user: String,
+        #[command(flatten)]
+        out: run::OutputArgs,
+    },
+    /// The nearest neighbours of an item (or token) in the model's embedding.
+    Similar {
+        /// The trained model file.
+        model: PathBuf,
+        /// The raw id or the exact label (a film's title) of the item.
+        #[arg(long)]
+        item: String,
+        /// The embedding table to compare in [default: the widest over the domain]
+        #[arg(long)]
+        table: Option<String>,
+        /// The domain of the item [default: item, or the model's index input]
+        #[arg(long)]
+        domain: Option<String>,
+        #[command(flatten)]
+        out: run::OutputArgs,
+    },
+    /// Write a trained model's tables as CSV or .npy files.
+    Export {
+        /// The trained model file.
+        model: PathBuf,
+        /// csv or npy
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// The directory to write into.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+}
+
+/// A command that failed: its exit status and what to tell the user.
+#[derive(Debug)]
+pub struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    pub fn new(code: u8, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The same failure, said to have happened while doing `what`.
+    pub fn context(self, what: &str) -> Failure {
+        Failure {
+            code: self.code,
+            message: format!("{what}: {}", self.message),
+        }
+    }
+}
+
+fn finish(result: Result<(), Failure>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            let m = f.message.trim_end();
+            // Compiler reports arrive rendered; everything else gets a prefix.
+            if m.contains('\n') {
+                eprintln!("{m}");
+            } else {
+                eprintln!("error: {m}");
+            }
+            ExitCode::from(f.code)
+        }
+    }
 }
 
 /// Exit status for a model with errors (usage and I/O problems use 2).
-const EXIT_MODEL_ERRORS: u8 = 1;
-const EXIT_USAGE: u8 = 2;
+pub const EXIT_MODEL_ERRORS: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -57,6 +185,47 @@ fn main() -> ExitCode {
             dot,
             no_locations,
         } => ir(&file, grad, dot, !no_locations),
+        Command::Train {
+            file,
+            data,
+            fit,
+            out,
+            output,
+        } => finish(run::train_command(&file, &data, &fit, &out, output)),
+        Command::Eval { model, data, out } => finish(run::eval_command(&model, &data, &out)),
+        Command::Cv {
+            file,
+            data,
+            fit,
+            out,
+        } => finish(run::cv_command(&file, &data, &fit, &out)),
+        Command::Predict {
+            model,
+            user,
+            item,
+            out,
+        } => finish(run::predict_command(&model, &user, &item, &out)),
+        Command::Recommend { model, user, out } => {
+            finish(run::recommend_command(&model, &user, &out))
+        }
+        Command::Similar {
+            model,
+            item,
+            table,
+            domain,
+            out,
+        } => finish(run::similar_command(
+            &model,
+            &item,
+            table.as_deref(),
+            domain.as_deref(),
+            &out,
+        )),
+        Command::Export {
+            model,
+            format,
+            output,
+        } => finish(run::export_command(&model, &format, &output)),
     }
 }
 

@@ -1,1 +1,466 @@
-//! (in progress)
+//! Scoring a trained model: rating error and ranking quality.
+//!
+//! Rating models are judged with [`rmse`] and [`mae`]. Ranking models are
+//! judged one user at a time: [`rank_user`] ranks the whole catalogue for a
+//! user from its scores and returns [`UserMetrics`], and [`summarise`] averages
+//! those over users and adds the catalogue-level measures (coverage, novelty,
+//! diversity) in [`RankingMetrics`]. [`format_table`] prints the result.
+//!
+//! Nothing here panics on odd input: empty slices, out-of-range item indices,
+//! `k = 0` and NaN scores all give defined, finite values (documented per
+//! function).
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::fmt::Write as _;
+
+use rayon::prelude::*;
+
+/// Root mean squared error between predictions and targets, paired by index.
+///
+/// Pairs beyond the shorter slice are ignored. Empty input gives `0.0`.
+pub fn rmse(predicted: &[f64], actual: &[f64]) -> f64 {
+    mean_of(predicted.iter().zip(actual).map(|(p, a)| (p - a) * (p - a))).sqrt()
+}
+
+/// Mean absolute error between predictions and targets, paired by index.
+///
+/// Pairs beyond the shorter slice are ignored. Empty input gives `0.0`.
+pub fn mae(predicted: &[f64], actual: &[f64]) -> f64 {
+    mean_of(predicted.iter().zip(actual).map(|(p, a)| (p - a).abs()))
+}
+
+/// The mean of the values, `0.0` when there are none.
+fn mean_of(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    if n == 0 {
+        0.0
+    } else {
+        sum / n as f64
+    }
+}
+
+/// One user's scores over the whole catalogue, with what to leave out and
+/// what counts as a hit.
+///
+/// Item indices outside `0..scores.len()` in `exclude` or `relevant` are
+/// ignored, as are repeated indices.
+#[derive(Clone, Copy, Debug)]
+pub struct UserRanking<'a> {
+    /// One score per item of the catalogue; higher ranks first.
+    pub scores: &'a [f64],
+    /// The user's training items: removed from the ranking altogether.
+    pub exclude: &'a [u32],
+    /// The user's test items. Those that are also in `exclude` are ignored.
+    pub relevant: &'a [u32],
+}
+
+/// Ranking quality for one user; see [`rank_user`] for the ranking itself.
+///
+/// "Rank" below is 1-based, among the items left after exclusion, and `R` is
+/// the number of relevant items that are not excluded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserMetrics {
+    /// Relevant items in the top `k`, divided by `k` (LightFM's definition:
+    /// the divisor stays `k` even when fewer than `k` items can be ranked).
+    pub precision: f64,
+    /// Relevant items in the top `k`, divided by `R`.
+    pub recall: f64,
+    /// DCG@k with binary gains, `Σ 1/log2(rank + 1)` over relevant items in
+    /// the top `k`, divided by the ideal DCG of `min(k, R)` hits at ranks
+    /// `1..=min(k, R)`.
+    pub ndcg: f64,
+    /// Over the full ranking: the mean, over relevant items, of the precision
+    /// at that item's rank (`j / rank_j` for the `j`-th relevant item).
+    pub average_precision: f64,
+    /// `1 / rank` of the best-ranked relevant item (full ranking).
+    pub reciprocal_rank: f64,
+    /// Fraction of (relevant, non-relevant) pairs of ranked items in which the
+    /// relevant item has the higher score; equal scores count `1/2`. Index
+    /// order does not break ties here. `0.5` when every ranked item is
+    /// relevant (there are no pairs).
+    pub auc: f64,
+    /// `1.0` if any relevant item is in the top `k`, else `0.0`.
+    pub hit: f64,
+    /// `1 / rank` of the best-ranked relevant item if that rank is at most
+    /// `k`, else `0.0` (the leave-one-out "average reciprocal hit rank").
+    pub arhr: f64,
+    /// The `k` best items, best first; fewer when fewer can be ranked.
+    pub top: Vec<u32>,
+}
+
+/// Ranks the catalogue for one user and measures the ranking against the
+/// user's relevant items.
+///
+/// Items are ordered by score, highest first, ties broken by the lower item
+/// index; scores are compared with [`f64::total_cmp`], so NaN scores have a
+/// place in the order (positive NaN above `+∞`, negative NaN below `−∞`)
+/// instead of panicking. Excluded items are removed before ranking.
+///
+/// Callers should leave out users with no relevant items; if one is passed,
+/// every metric is `0.0` (and `top` is still filled). With `k = 0` the `@k`
+/// metrics (precision, recall, NDCG, hit, ARHR) are `0.0` and `top` is empty.
+///
+/// Cost: `O(n log k)` for the top `k`, `O(n log R)` for the ranks of the
+/// relevant items and for AUC, where `n` is the catalogue size; the only
+/// allocation proportional to `n` is one byte per item.
+pub fn rank_user(r: &UserRanking, k: usize) -> UserMetrics {
+    let scores = r.scores;
+    let (marks, mut relevant) = mark_items(r);
+    let top = top_k(scores, &marks, k);
+
+    let zeros = UserMetrics {
+        precision: 0.0,
+        recall: 0.0,
+        ndcg: 0.0,
+        average_precision: 0.0,
+        reciprocal_rank: 0.0,
+        auc: 0.0,
+        hit: 0.0,
+        arhr: 0.0,
+        top,
+    };
+    if relevant.is_empty() {
+        return zeros;
+    }
+
+    relevant.sort_unstable_by(|&a, &b| rank_order(scores, a, b));
+    let ranks = relevant_ranks(scores, &marks, &relevant);
+    let n_relevant = relevant.len();
+
+    let hits = ranks.iter().take_while(|&&rank| rank <= k).count();
+    let dcg: f64 = ranks.iter().take(hits).map(|&rank| discount(rank)).sum();
+    let ideal: f64 = (1..=k.min(n_relevant)).map(discount).sum();
+    let average_precision = ranks
+        .iter()
+        .enumerate()
+        .map(|(j, &rank)| (j + 1) as f64 / rank as f64)
+        .sum::<f64>()
+        / n_relevant as f64;
+    let first = ranks[0];
+    let reciprocal_rank = 1.0 / first as f64;
+
+    UserMetrics {
+        precision: if k == 0 { 0.0 } else { hits as f64 / k as f64 },
+        recall: hits as f64 / n_relevant as f64,
+        ndcg: if ideal > 0.0 { dcg / ideal } else { 0.0 },
+        average_precision,
+        reciprocal_rank,
+        auc: auc(scores, &marks, &relevant),
+        hit: if hits > 0 { 1.0 } else { 0.0 },
+        arhr: if first <= k { reciprocal_rank } else { 0.0 },
+        ..zeros
+    }
+}
+
+/// What each catalogue item is for one user.
+const RANKED: u8 = 0;
+const EXCLUDED: u8 = 1;
+const RELEVANT: u8 = 2;
+
+/// One mark per item, and the relevant items that are ranked (deduplicated,
+/// in range, not excluded).
+fn mark_items(r: &UserRanking) -> (Vec<u8>, Vec<u32>) {
+    let mut marks = vec![RANKED; r.scores.len()];
+    for &i in r.exclude {
+        if let Some(m) = marks.get_mut(i as usize) {
+            *m = EXCLUDED;
+        }
+    }
+    let mut relevant = Vec::with_capacity(r.relevant.len());
+    for &i in r.relevant {
+        if let Some(m) = marks.get_mut(i as usize) {
+            if *m == RANKED {
+                *m = RELEVANT;
+                relevant.push(i);
+            }
+        }
+    }
+    (marks, relevant)
+}
+
+/// `Less` when item `a` ranks before item `b`: higher score first, then lower
+/// index.
+fn rank_order(scores: &[f64], a: u32, b: u32) -> Ordering {
+    scores[b as usize]
+        .total_cmp(&scores[a as usize])
+        .then(a.cmp(&b))
+}
+
+/// The NDCG discount of a 1-based rank.
+fn discount(rank: usize) -> f64 {
+    1.0 / ((rank + 1) as f64).log2()
+}
+
+/// An item in the top-k heap; `Ord` follows the ranking, so the heap's
+/// maximum is the worst item kept.
+struct Ranked {
+    score: f64,
+    item: u32,
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .score
+            .total_cmp(&self.score)
+            .then(self.item.cmp(&other.item))
+    }
+}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Ranked {}
+
+/// The `k` best ranked (not excluded) items, best first.
+fn top_k(scores: &[f64], marks: &[u8], k: usize) -> Vec<u32> {
+    if k == 0 {
+        return Vec::new();
+    }
+    let mut heap = BinaryHeap::with_capacity(k.min(scores.len()));
+    for ((item, &score), &mark) in (0..=u32::MAX).zip(scores).zip(marks) {
+        if mark == EXCLUDED {
+            continue;
+        }
+        let entry = Ranked { score, item };
+        if heap.len() < k {
+            heap.push(entry);
+        } else if heap.peek().is_some_and(|worst| entry < *worst) {
+            heap.pop();
+            heap.push(entry);
+        }
+    }
+    heap.into_sorted_vec().into_iter().map(|e| e.item).collect()
+}
+
+/// The 1-based rank of each relevant item, which must be sorted in ranking
+/// order (so the ranks come out increasing).
+///
+/// The `j`-th relevant item (0-based) has `j` relevant items before it; each
+/// other ranked item is counted once, at the first relevant item it precedes,
+/// and a prefix sum spreads that count to every later relevant item.
+fn relevant_ranks(scores: &[f64], marks: &[u8], relevant: &[u32]) -> Vec<usize> {
+    // before[p]: non-relevant items with exactly p relevant items ahead of them.
+    let mut before = vec![0usize; relevant.len() + 1];
+    for (item, &mark) in (0..=u32::MAX).zip(marks) {
+        if mark == RANKED {
+            let p = relevant.partition_point(|&r| rank_order(scores, r, item) == Ordering::Less);
+            before[p] += 1;
+        }
+    }
+    let mut ahead = 0;
+    before
+        .iter()
+        .take(relevant.len())
+        .enumerate()
+        .map(|(j, &count)| {
+            ahead += count;
+            j + 1 + ahead
+        })
+        .collect()
+}
+
+/// AUC over the ranked items; see [`UserMetrics::auc`]. `relevant` must be
+/// non-empty.
+fn auc(scores: &[f64], marks: &[u8], relevant: &[u32]) -> f64 {
+    let mut rel_scores: Vec<f64> = relevant.iter().map(|&i| scores[i as usize]).collect();
+    rel_scores.sort_unstable_by(f64::total_cmp);
+    let n_rel = rel_scores.len();
+    let (mut above, mut level, mut negatives) = (0u64, 0u64, 0u64);
+    for (&score, &mark) in scores.iter().zip(marks) {
+        if mark != RANKED {
+            continue;
+        }
+        let below = rel_scores.partition_point(|s| s.total_cmp(&score) == Ordering::Less);
+        let not_above = rel_scores.partition_point(|s| s.total_cmp(&score) != Ordering::Greater);
+        above += (n_rel - not_above) as u64;
+        level += (not_above - below) as u64;
+        negatives += 1;
+    }
+    if negatives == 0 {
+        return 0.5;
+    }
+    (above as f64 + 0.5 * level as f64) / (n_rel as f64 * negatives as f64)
+}
+
+/// What the training data says about each item, for the catalogue-level
+/// measures.
+#[derive(Clone, Copy, Debug)]
+pub struct Catalogue<'a> {
+    /// Training users per item. Items past the end count as popularity 0.
+    pub item_popularity: &'a [usize],
+    /// Users in the training data.
+    pub n_users: usize,
+    /// For each item, its training users' ids in increasing order. Items past
+    /// the end have no users.
+    pub item_users: &'a [Vec<u32>],
+}
+
+/// Ranking quality averaged over users, plus catalogue-level measures.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RankingMetrics {
+    /// The cut-off of the `@k` metrics.
+    pub k: usize,
+    /// Users averaged over.
+    pub users: usize,
+    /// Mean of [`UserMetrics::precision`].
+    pub precision: f64,
+    /// Mean of [`UserMetrics::recall`].
+    pub recall: f64,
+    /// Mean of [`UserMetrics::ndcg`].
+    pub ndcg: f64,
+    /// Mean of [`UserMetrics::average_precision`].
+    pub map: f64,
+    /// Mean of [`UserMetrics::reciprocal_rank`].
+    pub mrr: f64,
+    /// Mean of [`UserMetrics::auc`].
+    pub auc: f64,
+    /// Mean of [`UserMetrics::hit`]: the fraction of users with a hit.
+    pub hit_rate: f64,
+    /// Mean of [`UserMetrics::arhr`].
+    pub arhr: f64,
+    /// Distinct items in any user's top list, divided by the catalogue size.
+    pub coverage: f64,
+    /// Mean over every recommendation (all users' top lists, repeats counted)
+    /// of `−log2(popularity / n_users)`, popularity 0 taken as 1.
+    pub novelty: f64,
+    /// Mean over users with at least two recommendations of the mean, over
+    /// pairs in their top list, of `1 − cos(a, b)`, the cosine taken between
+    /// the items' binary training-user vectors.
+    pub diversity: f64,
+}
+
+/// Averages per-user metrics and measures the recommendations as a whole.
+///
+/// Every mean over nothing is `0.0`: no users, `n_items = 0`, `n_users = 0`
+/// (novelty), or no user with two recommendations (diversity). The result is
+/// deterministic: the parallel part (diversity) is summed in user order.
+pub fn summarise(
+    users: &[UserMetrics],
+    k: usize,
+    n_items: usize,
+    catalogue: &Catalogue,
+) -> RankingMetrics {
+    let mean = |field: fn(&UserMetrics) -> f64| mean_of(users.iter().map(field));
+
+    let mut recommended: Vec<u32> = users.iter().flat_map(|u| u.top.iter().copied()).collect();
+    let novelty = if catalogue.n_users == 0 {
+        0.0
+    } else {
+        let n_users = catalogue.n_users as f64;
+        mean_of(recommended.iter().map(|&i| {
+            let popularity = catalogue
+                .item_popularity
+                .get(i as usize)
+                .copied()
+                .unwrap_or(0);
+            -(popularity.max(1) as f64 / n_users).log2()
+        }))
+    };
+    recommended.sort_unstable();
+    recommended.dedup();
+    let coverage = if n_items == 0 {
+        0.0
+    } else {
+        recommended.len() as f64 / n_items as f64
+    };
+
+    let per_user: Vec<Option<f64>> = users
+        .par_iter()
+        .map(|u| intra_list_dissimilarity(&u.top, catalogue.item_users))
+        .collect();
+    let diversity = mean_of(per_user.into_iter().flatten());
+
+    RankingMetrics {
+        k,
+        users: users.len(),
+        precision: mean(|u| u.precision),
+        recall: mean(|u| u.recall),
+        ndcg: mean(|u| u.ndcg),
+        map: mean(|u| u.average_precision),
+        mrr: mean(|u| u.reciprocal_rank),
+        auc: mean(|u| u.auc),
+        hit_rate: mean(|u| u.hit),
+        arhr: mean(|u| u.arhr),
+        coverage,
+        novelty,
+        diversity,
+    }
+}
+
+/// Mean `1 − cosine` over the pairs of a list; `None` with fewer than two
+/// items.
+fn intra_list_dissimilarity(top: &[u32], item_users: &[Vec<u32>]) -> Option<f64> {
+    if top.len() < 2 {
+        return None;
+    }
+    let users_of = |i: u32| item_users.get(i as usize).map_or(&[][..], Vec::as_slice);
+    let pairs = top.iter().enumerate().flat_map(|(n, &a)| {
+        top[n + 1..]
+            .iter()
+            .map(move |&b| 1.0 - cosine(users_of(a), users_of(b)))
+    });
+    Some(mean_of(pairs))
+}
+
+/// Cosine similarity of two binary vectors given as sorted index lists; `0.0`
+/// when either is empty.
+pub fn cosine(a: &[u32], b: &[u32]) -> f64 {
+    if a.is_empty() || b.is_empty() {
+        return 0.0;
+    }
+    let (mut i, mut j, mut common) = (0, 0, 0usize);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            Ordering::Less => i += 1,
+            Ordering::Greater => j += 1,
+            Ordering::Equal => {
+                common += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    common as f64 / ((a.len() as f64) * (b.len() as f64)).sqrt()
+}
+
+/// The metrics as an aligned two-column table, one per line, e.g.
+/// `precision@10  0.1234`.
+pub fn format_table(m: &RankingMetrics) -> String {
+    let k = m.k;
+    let rows = [
+        (format!("precision@{k}"), m.precision),
+        (format!("recall@{k}"), m.recall),
+        (format!("ndcg@{k}"), m.ndcg),
+        ("map".to_string(), m.map),
+        ("mrr".to_string(), m.mrr),
+        ("auc".to_string(), m.auc),
+        (format!("hit_rate@{k}"), m.hit_rate),
+        (format!("arhr@{k}"), m.arhr),
+        (format!("coverage@{k}"), m.coverage),
+        (format!("novelty@{k}"), m.novelty),
+        (format!("diversity@{k}"), m.diversity),
+    ];
+    let width = rows
+        .iter()
+        .map(|(label, _)| label.len())
+        .max()
+        .unwrap_or(0)
+        .max("users".len());
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<width$}  {}", "users", m.users);
+    for (label, value) in rows {
+        let _ = writeln!(out, "{label:<width$}  {value:.4}");
+    }
+    out
+}

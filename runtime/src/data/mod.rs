@@ -315,4 +315,5 @@ pub mod amazon;
 pub mod delimited;
 pub mod lastfm;
 pub mod movielens;
+pub mod spec;
 pub mod text;

@@ -1,0 +1,1029 @@
+//! The commands that touch data: train, eval, cv, predict, recommend,
+//! similar and export. Each reads its arguments, calls the runtime and
+//! prints for people or, with `--json`, for machines.
+
+use crate::progress::Progress;
+use crate::{Failure, EXIT_MODEL_ERRORS, EXIT_USAGE};
+use recc_compiler::ir::SlotKind;
+use recc_compiler::model::{Model, Optimizer};
+use recc_runtime::bind::BindOptions;
+use recc_runtime::data::spec::{DataSpec, LoadOptions};
+use recc_runtime::data::{delimited, BadLines, Dataset};
+use recc_runtime::modelfile::{self, SavedDomain, SavedModel};
+use recc_runtime::optim::Schedule;
+use recc_runtime::predict::{self, Predictor};
+use recc_runtime::split::{Split, SplitSpec};
+use recc_runtime::train::{self, Session, Task, TrainConfig, Trained};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Where the examples come from and how they are split and bound.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DataArgs {
+    /// Data: builtin (generated, the default), ml-100k:DIR, lastfm:DIR,
+    /// amazon:FILE, csv:FILE or a path; append +item2vec or +text for
+    /// co-occurrence counts
+    #[arg(long, default_value = "builtin")]
+    pub data: String,
+    /// How to split: given[:u1..u5|ua|ub], random[:F], kfold[:K], user[:F],
+    /// last[:N|P%], none [default: random:0.2, or user:0.2 for ranking models]
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Columns of a delimited file, e.g. user,item,rating:real,ts:time,genres:bag(genre,|)
+    #[arg(long)]
+    pub columns: Option<String>,
+    /// Field separator of a delimited file (default: detected)
+    #[arg(long)]
+    pub sep: Option<String>,
+    /// The delimited file's first line names its columns
+    #[arg(long)]
+    pub header: bool,
+    /// Skip lines that do not parse, and report how many, instead of stopping
+    #[arg(long)]
+    pub skip_bad_lines: bool,
+    /// Bind a model input to a data column: --bind r=stars
+    #[arg(long, value_name = "INPUT=COLUMN")]
+    pub bind: Vec<String>,
+    /// Columns that make up a factorization machine's features (default: all categorical ones)
+    #[arg(long, value_delimiter = ',')]
+    pub features: Vec<String>,
+    /// Only rows whose target is at least this are positives of a ranking model
+    #[arg(long)]
+    pub min_target: Option<f64>,
+    /// Co-occurrence window of +item2vec and +text
+    #[arg(long, default_value_t = 5)]
+    pub window: usize,
+    /// Words rarer than this are dropped by +text
+    #[arg(long, default_value_t = 5)]
+    pub min_count: usize,
+}
+
+/// Overrides of the model's `fit` block.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct FitArgs {
+    /// Epochs over the training rows
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Learning rate
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// sgd, adagrad or adam
+    #[arg(long)]
+    pub optimizer: Option<String>,
+    /// Examples averaged into one update
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Seed of initialisation, shuffling and sampling
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop after this many epochs without improvement on a validation tenth of the training rows
+    #[arg(long)]
+    pub early_stopping: Option<usize>,
+    /// Learning-rate schedule: constant, linear, cosine or step:FACTOR:EPOCHS
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// Threads (the reference evaluator trains on one; more arrive with the native backend)
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// How results are shown.
+#[derive(clap::Args, Clone, Debug)]
+pub struct OutputArgs {
+    /// Print JSON for machines instead of text for people
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar or per-epoch lines
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Cut-off of the @k ranking metrics
+    #[arg(long, short = 'k', default_value_t = 10)]
+    pub k: usize,
+}
+
+type Result<T> = std::result::Result<T, Failure>;
+
+fn usage(m: impl Into<String>) -> Failure {
+    Failure::new(EXIT_USAGE, m)
+}
+
+fn failed(m: impl Into<String>) -> Failure {
+    Failure::new(EXIT_MODEL_ERRORS, m)
+}
+
+/// A checked model and its source.
+pub struct Source {
+    pub name: String,
+    pub text: String,
+    pub model: Model,
+}
+
+pub fn compile_file(path: &Path) -> Result<Source> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    compile_text(&path.display().to_string(), text)
+}
+
+fn compile_text(name: &str, text: String) -> Result<Source> {
+    let compiled = recc_compiler::compile(name, &text);
+    let report = compiled.render_diagnostics();
+    match compiled.model {
+        Some(model) if !compiled.diagnostics.iter().any(|d| d.is_error()) => {
+            eprint!("{report}");
+            Ok(Source {
+                name: name.to_string(),
+                text,
+                model,
+            })
+        }
+        _ => Err(failed(report)),
+    }
+}
+
+fn has_negatives(model: &Model) -> bool {
+    !model.samplers.is_empty()
+}
+
+/// The split as asked, or the default for the model.
+fn split_text(args: &DataArgs, model: &Model) -> String {
+    args.split.clone().unwrap_or_else(|| {
+        if has_negatives(model) {
+            "user:0.2".into()
+        } else {
+            "random:0.2".into()
+        }
+    })
+}
+
+fn load_options(args: &DataArgs) -> Result<LoadOptions> {
+    let columns = match &args.columns {
+        Some(c) => delimited::parse_columns(c).map_err(|e| usage(e.to_string()))?,
+        None => Vec::new(),
+    };
+    Ok(LoadOptions {
+        bad_lines: if args.skip_bad_lines {
+            BadLines::Skip
+        } else {
+            BadLines::Fail
+        },
+        delimited: delimited::Spec {
+            separator: args.sep.clone(),
+            header: args.header,
+            columns,
+        },
+        window: args.window,
+        min_count: args.min_count,
+    })
+}
+
+pub fn bind_options(args: &DataArgs) -> Result<BindOptions> {
+    let mut explicit = BTreeMap::new();
+    for b in &args.bind {
+        let Some((input, column)) = b.split_once('=') else {
+            return Err(usage(format!(
+                "--bind {b}: expected INPUT=COLUMN, e.g. --bind r=stars"
+            )));
+        };
+        explicit.insert(input.trim().to_string(), column.trim().to_string());
+    }
+    Ok(BindOptions {
+        explicit,
+        features: args.features.clone(),
+    })
+}
+
+/// Loaded data and the splits to run.
+pub struct Prepared {
+    pub data: Dataset,
+    pub spec: DataSpec,
+    pub split_text: String,
+    pub splits: Vec<(String, Split)>,
+}
+
+/// Load the data and make the splits. `all_folds` runs every given fold
+/// (cv) instead of the one named.
+pub fn prepare(args: &DataArgs, model: &Model, seed: u64, all_folds: bool) -> Result<Prepared> {
+    let spec: DataSpec = args.data.parse().map_err(usage)?;
+    let options = load_options(args)?;
+    let split_text = split_text(args, model);
+    let (fold_names, rest): (Vec<String>, Option<SplitSpec>) =
+        match split_text.strip_prefix("given") {
+            Some(tail) => {
+                let named = tail.strip_prefix(':').filter(|t| !t.is_empty());
+                let folds = match (named, all_folds) {
+                    (Some(f), _) => vec![f.to_string()],
+                    (None, true) => ["u1", "u2", "u3", "u4", "u5"].map(String::from).to_vec(),
+                    (None, false) => vec!["u1".to_string()],
+                };
+                (folds, None)
+            }
+            None => (
+                Vec::new(),
+                Some(
+                    split_text
+                        .parse()
+                        .map_err(|e: recc_runtime::split::SplitSpecError| usage(e.to_string()))?,
+                ),
+            ),
+        };
+    let mut splits = Vec::new();
+    let mut data = None;
+    for fold in &fold_names {
+        let (d, s) = spec
+            .load(&options, Some(fold))
+            .map_err(|e| usage(e.to_string()))?;
+        let s = s.ok_or_else(|| usage(format!("{spec} has no fold {fold}")))?;
+        // Every fold of one data set has the same id maps; keep one copy of
+        // the rows per fold by training each fold on its own load.
+        splits.push((fold.clone(), s));
+        data = Some(d);
+        if fold_names.len() > 1 {
+            // cv loads each fold again when it runs it.
+            continue;
+        }
+    }
+    let data = match (data, rest) {
+        (Some(d), _) => d,
+        (None, Some(split)) => {
+            let (d, _) = spec
+                .load(&options, None)
+                .map_err(|e| usage(e.to_string()))?;
+            let made = split.apply(&d, seed).map_err(|e| usage(e.to_string()))?;
+            let n = made.len();
+            for (k, s) in made.into_iter().enumerate() {
+                let name = if n > 1 {
+                    format!("fold {}", k + 1)
+                } else {
+                    split_text.clone()
+                };
+                splits.push((name, s));
+            }
+            d
+        }
+        (None, None) => return Err(usage("no split to run")),
+    };
+    if data.skipped > 0 {
+        eprintln!(
+            "note: skipped {} bad line{} of {}",
+            data.skipped,
+            if data.skipped == 1 { "" } else { "s" },
+            data.name
+        );
+    }
+    Ok(Prepared {
+        data,
+        spec,
+        split_text,
+        splits,
+    })
+}
+
+/// The fit settings: the model's `fit`, overridden by flags.
+pub fn train_config(model: &Model, fit: &FitArgs) -> Result<TrainConfig> {
+    let mut c = TrainConfig::from_fit(&model.fit);
+    if let Some(e) = fit.epochs {
+        c.epochs = e;
+    }
+    if let Some(lr) = fit.lr {
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(usage(format!(
+                "--lr {lr}: the learning rate must be a positive number"
+            )));
+        }
+        c.lr = lr;
+    }
+    if let Some(o) = &fit.optimizer {
+        c.optimizer = match o.as_str() {
+            "sgd" => Optimizer::Sgd,
+            "adagrad" => Optimizer::Adagrad,
+            "adam" => match c.optimizer {
+                a @ Optimizer::Adam { .. } => a,
+                _ => Optimizer::Adam {
+                    beta1: 0.9,
+                    beta2: 0.999,
+                },
+            },
+            other => {
+                return Err(usage(format!(
+                    "--optimizer {other}: expected sgd, adagrad or adam"
+                )))
+            }
+        };
+    }
+    if let Some(b) = fit.batch {
+        if b == 0 {
+            return Err(usage("--batch 0: a batch holds at least one example"));
+        }
+        c.batch = b;
+    }
+    if let Some(s) = fit.seed {
+        c.seed = s;
+    }
+    if let Some(e) = fit.early_stopping {
+        c.early_stopping = e;
+    }
+    if let Some(s) = &fit.schedule {
+        c.schedule = s.parse::<Schedule>().map_err(usage)?;
+    }
+    if let Some(t) = fit.threads {
+        if t > 1 {
+            eprintln!(
+                "note: --threads {t}: the reference evaluator trains on one thread; \
+                 evaluation uses every core"
+            );
+        }
+    }
+    Ok(c)
+}
+
+/// One trained split: the session, its result and the test metrics.
+pub struct Outcome {
+    pub session: Session,
+    pub trained: Trained,
+    pub metrics: BTreeMap<String, f64>,
+    pub seconds: f64,
+}
+
+/// What every split of one command shares.
+pub struct Job<'a> {
+    pub source: &'a Source,
+    pub config: &'a TrainConfig,
+    pub bind: &'a BindOptions,
+    pub args: &'a DataArgs,
+    pub out: &'a OutputArgs,
+}
+
+/// Train on one split and evaluate on its test rows.
+pub fn run_split(job: &Job, data: &Dataset, split: &Split, label: &str) -> Result<Outcome> {
+    let Job {
+        source,
+        config,
+        bind,
+        args,
+        out,
+    } = *job;
+    let ranking = has_negatives(&source.model);
+    let (train_rows, test_rows) = if ranking {
+        (
+            predict::positive_rows(data, &split.train, args.min_target),
+            predict::positive_rows(data, &split.test, args.min_target),
+        )
+    } else {
+        (split.train.clone(), split.test.clone())
+    };
+    // Early stopping watches a tenth of the training rows; otherwise the
+    // test rows are shown as they go, which steers nothing.
+    let (train_rows, validation) = if config.early_stopping > 0 {
+        let s = recc_runtime::split::random_holdout(train_rows.len(), 0.1, config.seed);
+        (
+            s.train.iter().map(|&k| train_rows[k]).collect::<Vec<_>>(),
+            s.test.iter().map(|&k| train_rows[k]).collect::<Vec<_>>(),
+        )
+    } else {
+        (train_rows, test_rows.clone())
+    };
+    let session = Session::new(&source.model, data, &train_rows, bind)
+        .map_err(|e| failed(format!("{}: {e}", source.name)))?;
+    let watched = if config.early_stopping > 0 {
+        "valid"
+    } else {
+        "test"
+    };
+    let started = Instant::now();
+    let mut progress = Progress::new(out.quiet || out.json, label, watched);
+    let trained = train::train(
+        &session,
+        data,
+        &train_rows,
+        &validation,
+        config,
+        &mut progress,
+    )
+    .map_err(|e| failed(e.to_string()));
+    progress.finish();
+    let trained = trained?;
+    let seconds = started.elapsed().as_secs_f64();
+    let predictor = Predictor::new(&session, &trained.params);
+    let mut metrics = BTreeMap::new();
+    if !test_rows.is_empty() {
+        match session.task {
+            Task::Rating => {
+                let m = predictor
+                    .rating(data, &test_rows)
+                    .map_err(|e| failed(e.to_string()))?;
+                metrics.insert("rmse".into(), m.rmse);
+                metrics.insert("mae".into(), m.mae);
+            }
+            Task::Ranking => {
+                let m = predictor
+                    .ranking(data, &train_rows, &test_rows, out.k)
+                    .map_err(|e| failed(e.to_string()))?;
+                let k = out.k;
+                for (name, v) in [
+                    (format!("precision@{k}"), m.precision),
+                    (format!("recall@{k}"), m.recall),
+                    (format!("ndcg@{k}"), m.ndcg),
+                    ("map".into(), m.map),
+                    ("mrr".into(), m.mrr),
+                    ("auc".into(), m.auc),
+                    (format!("hit_rate@{k}"), m.hit_rate),
+                    (format!("arhr@{k}"), m.arhr),
+                    (format!("coverage@{k}"), m.coverage),
+                    (format!("novelty@{k}"), m.novelty),
+                    (format!("diversity@{k}"), m.diversity),
+                ] {
+                    metrics.insert(name, v);
+                }
+            }
+            Task::Loss => {
+                let l = predictor
+                    .mean_loss(data, &test_rows, config.seed)
+                    .map_err(|e| failed(e.to_string()))?;
+                metrics.insert("loss".into(), l);
+            }
+        }
+    }
+    Ok(Outcome {
+        session,
+        trained,
+        metrics,
+        seconds,
+    })
+}
+
+fn describe_data(data: &Dataset) -> String {
+    let mut parts = vec![format!("{} rows", data.len())];
+    for role in [data.user.as_deref(), data.item.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        if let Some((d, _)) = data.indices(role) {
+            parts.push(format!("{} {}s", data.domain_size(d), d));
+        }
+    }
+    format!("{} ({})", data.name, parts.join(", "))
+}
+
+fn format_metrics(metrics: &BTreeMap<String, f64>) -> String {
+    metrics
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.4}"))
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+/// `recc train`
+pub fn train_command(
+    file: &Path,
+    data_args: &DataArgs,
+    fit: &FitArgs,
+    out: &OutputArgs,
+    output: Option<PathBuf>,
+) -> Result<()> {
+    let source = compile_file(file)?;
+    let config = train_config(&source.model, fit)?;
+    let prepared = prepare(data_args, &source.model, config.seed, false)?;
+    let bind = bind_options(data_args)?;
+    let (split_name, split) = prepared
+        .splits
+        .first()
+        .ok_or_else(|| usage("the split produced nothing to train on"))?;
+    if !out.json && !out.quiet {
+        eprintln!(
+            "training {} on {}: {} train / {} test rows ({split_name})",
+            source.model.name,
+            describe_data(&prepared.data),
+            split.train.len(),
+            split.test.len()
+        );
+        eprintln!(
+            "  {} lr {} · {} epochs · batch {} · seed {}{}",
+            config.optimizer,
+            config.lr,
+            config.epochs,
+            config.batch,
+            config.seed,
+            if config.schedule == Schedule::Constant {
+                String::new()
+            } else {
+                format!(" · schedule {}", config.schedule)
+            }
+        );
+    }
+    let job = Job {
+        source: &source,
+        config: &config,
+        bind: &bind,
+        args: data_args,
+        out,
+    };
+    let outcome = run_split(&job, &prepared.data, split, "")?;
+    let output = output.unwrap_or_else(|| PathBuf::from(format!("{}.recm", source.model.name)));
+    let saved = saved_model(&source, &prepared, &config, &outcome, data_args);
+    modelfile::save(&output, &saved).map_err(|e| usage(e.to_string()))?;
+    if out.json {
+        let v = json!({
+            "model": source.model.name,
+            "file": source.name,
+            "data": prepared.spec.to_string(),
+            "split": split_name,
+            "train_rows": split.train.len(),
+            "test_rows": split.test.len(),
+            "task": outcome.session.task.to_string(),
+            "settings": config.describe(),
+            "history": outcome.trained.history,
+            "best_epoch": outcome.trained.best_epoch,
+            "metrics": outcome.metrics,
+            "seconds": outcome.seconds,
+            "output": output.display().to_string(),
+        });
+        println!("{v:#}");
+    } else {
+        if let Some(e) = outcome.trained.best_epoch {
+            println!("early stopping kept epoch {e}");
+        }
+        if outcome.metrics.is_empty() {
+            println!("no test rows: nothing measured");
+        } else {
+            println!("test: {}", format_metrics(&outcome.metrics));
+        }
+        println!(
+            "wrote {} ({:.1} s of training)",
+            output.display(),
+            outcome.seconds
+        );
+    }
+    Ok(())
+}
+
+fn saved_model(
+    source: &Source,
+    prepared: &Prepared,
+    config: &TrainConfig,
+    outcome: &Outcome,
+    args: &DataArgs,
+) -> SavedModel {
+    let mut settings = config.describe();
+    settings.insert("split".into(), prepared.split_text.clone());
+    settings.insert("task".into(), outcome.session.task.to_string());
+    if !args.bind.is_empty() {
+        settings.insert("bind".into(), args.bind.join(" "));
+    }
+    if !args.features.is_empty() {
+        settings.insert("features".into(), args.features.join(","));
+    }
+    if let Some(m) = args.min_target {
+        settings.insert("min_target".into(), m.to_string());
+    }
+    for (k, v) in [("columns", args.columns.clone()), ("sep", args.sep.clone())] {
+        if let Some(v) = v {
+            settings.insert(k.into(), v);
+        }
+    }
+    if args.header {
+        settings.insert("header".into(), "true".into());
+    }
+    settings.insert("window".into(), args.window.to_string());
+    settings.insert("min_count".into(), args.min_count.to_string());
+    let g = &outcome.session.forward;
+    SavedModel {
+        recc_version: env!("CARGO_PKG_VERSION").to_string(),
+        model_name: source.model.name.clone(),
+        source_name: source.name.clone(),
+        source: source.text.clone(),
+        data: prepared.spec.to_string(),
+        settings,
+        metrics: outcome.metrics.clone(),
+        history: outcome.trained.history.clone(),
+        domains: outcome
+            .session
+            .binding
+            .domains
+            .iter()
+            .map(|(n, m)| SavedDomain::from_id_map(n, m))
+            .collect(),
+        tables: modelfile::tables_from_params(g, &outcome.trained.params),
+    }
+}
+
+/// `recc cv`: train and test on every fold; mean ± std of each metric.
+pub fn cv_command(
+    file: &Path,
+    data_args: &DataArgs,
+    fit: &FitArgs,
+    out: &OutputArgs,
+) -> Result<()> {
+    let source = compile_file(file)?;
+    let config = train_config(&source.model, fit)?;
+    let mut args = data_args.clone();
+    if args.split.is_none() {
+        args.split = Some("kfold:5".into());
+    }
+    let prepared = prepare(&args, &source.model, config.seed, true)?;
+    let bind = bind_options(&args)?;
+    let options = load_options(&args)?;
+    let given = prepared.split_text.starts_with("given");
+    let mut results: Vec<(String, BTreeMap<String, f64>, f64)> = Vec::new();
+    let started = Instant::now();
+    for (name, split) in &prepared.splits {
+        // A given fold has its own files: load them for this fold.
+        let fold_data;
+        let data = if given {
+            let (d, _) = prepared
+                .spec
+                .load(&options, Some(name))
+                .map_err(|e| usage(e.to_string()))?;
+            fold_data = d;
+            &fold_data
+        } else {
+            &prepared.data
+        };
+        let job = Job {
+            source: &source,
+            config: &config,
+            bind: &bind,
+            args: &args,
+            out,
+        };
+        let outcome = run_split(&job, data, split, name)?;
+        if !out.json {
+            println!("{name}: {}", format_metrics(&outcome.metrics));
+        }
+        results.push((name.clone(), outcome.metrics, outcome.seconds));
+    }
+    let names: Vec<String> = results
+        .first()
+        .map(|(_, m, _)| m.keys().cloned().collect())
+        .unwrap_or_default();
+    let mut summary = BTreeMap::new();
+    for n in &names {
+        let vals: Vec<f64> = results
+            .iter()
+            .filter_map(|(_, m, _)| m.get(n).copied())
+            .collect();
+        let mean = vals.iter().sum::<f64>() / vals.len().max(1) as f64;
+        let var =
+            vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (vals.len().max(2) - 1) as f64;
+        summary.insert(n.clone(), (mean, var.sqrt()));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if out.json {
+        let folds: Vec<_> = results
+            .iter()
+            .map(|(n, m, s)| json!({"fold": n, "metrics": m, "seconds": s}))
+            .collect();
+        let mean: BTreeMap<_, _> = summary.iter().map(|(k, (m, _))| (k.clone(), *m)).collect();
+        let std: BTreeMap<_, _> = summary.iter().map(|(k, (_, s))| (k.clone(), *s)).collect();
+        println!(
+            "{:#}",
+            json!({"model": source.model.name, "data": prepared.spec.to_string(),
+                   "split": prepared.split_text, "folds": folds, "mean": mean, "std": std,
+                   "seconds": seconds})
+        );
+    } else {
+        let line = summary
+            .iter()
+            .map(|(k, (m, s))| format!("{k} {m:.4} ± {s:.4}"))
+            .collect::<Vec<_>>()
+            .join("  ");
+        println!(
+            "mean over {} folds: {line}  ({seconds:.1} s)",
+            results.len()
+        );
+    }
+    Ok(())
+}
+
+/// A saved model with its data reloaded and bound as when it was trained.
+pub struct Reloaded {
+    pub saved: SavedModel,
+    pub source: Source,
+    pub data: Dataset,
+    pub split: Split,
+    pub session: Session,
+    pub params: recc_compiler::interp::Params,
+}
+
+/// Load a model file and the data it was trained on (or `--data`).
+pub fn reload(path: &Path, data_args: Option<&DataArgs>) -> Result<Reloaded> {
+    let saved = modelfile::load(path).map_err(|e| usage(e.to_string()))?;
+    let source = compile_text(&saved.source_name, saved.source.clone())?;
+    let setting = |k: &str| saved.settings.get(k).cloned();
+    let args = match data_args {
+        Some(a) if a.data != "builtin" || saved.data == "builtin" => a.clone(),
+        _ => DataArgs {
+            data: saved.data.clone(),
+            split: setting("split"),
+            columns: setting("columns"),
+            sep: setting("sep"),
+            header: setting("header").is_some(),
+            skip_bad_lines: data_args.is_some_and(|a| a.skip_bad_lines),
+            bind: setting("bind")
+                .map(|b| b.split(' ').map(String::from).collect())
+                .unwrap_or_default(),
+            features: setting("features")
+                .map(|f| f.split(',').map(String::from).collect())
+                .unwrap_or_default(),
+            min_target: setting("min_target").and_then(|m| m.parse().ok()),
+            window: setting("window").and_then(|w| w.parse().ok()).unwrap_or(5),
+            min_count: setting("min_count")
+                .and_then(|w| w.parse().ok())
+                .unwrap_or(5),
+        },
+    };
+    let seed = setting("seed").and_then(|s| s.parse().ok()).unwrap_or(42);
+    let prepared = prepare(&args, &source.model, seed, false)
+        .map_err(|f| f.context(&format!("reloading the data of {}", path.display())))?;
+    let split = prepared
+        .splits
+        .first()
+        .map(|(_, s)| s.clone())
+        .unwrap_or_default();
+    let train_rows = if has_negatives(&source.model) {
+        predict::positive_rows(&prepared.data, &split.train, args.min_target)
+    } else {
+        split.train.clone()
+    };
+    let bind = bind_options(&args)?;
+    let session = Session::new(&source.model, &prepared.data, &train_rows, &bind)
+        .map_err(|e| failed(e.to_string()))?;
+    // The data must be what the model was trained on: same domains, same ids.
+    for ((name, map), saved_domain) in session.binding.domains.iter().zip(&saved.domains) {
+        if *name != saved_domain.name || map.names() != saved_domain.ids.as_slice() {
+            return Err(usage(format!(
+                "{}: the data's `{name}` ids differ from those the model was trained on \
+                 ({} now, {} in the model); pass the training data with --data",
+                path.display(),
+                map.len(),
+                saved_domain.ids.len()
+            )));
+        }
+    }
+    let params = saved
+        .params(session.binding.domain_sizes())
+        .map_err(|e| usage(e.to_string()))?;
+    let data = prepared.data;
+    Ok(Reloaded {
+        saved,
+        source,
+        data,
+        split,
+        session,
+        params,
+    })
+}
+
+/// `recc eval`: the test metrics of a saved model, recomputed.
+pub fn eval_command(path: &Path, data_args: &DataArgs, out: &OutputArgs) -> Result<()> {
+    let r = reload(path, Some(data_args))?;
+    let predictor = Predictor::new(&r.session, &r.params);
+    let ranking = has_negatives(&r.source.model);
+    let min = data_args.min_target.or_else(|| {
+        r.saved
+            .settings
+            .get("min_target")
+            .and_then(|m| m.parse().ok())
+    });
+    let (train_rows, test_rows) = if ranking {
+        (
+            predict::positive_rows(&r.data, &r.split.train, min),
+            predict::positive_rows(&r.data, &r.split.test, min),
+        )
+    } else {
+        (r.split.train.clone(), r.split.test.clone())
+    };
+    if test_rows.is_empty() {
+        return Err(usage("the split has no test rows to evaluate on"));
+    }
+    let mut metrics: BTreeMap<String, f64> = BTreeMap::new();
+    match r.session.task {
+        Task::Rating => {
+            let m = predictor
+                .rating(&r.data, &test_rows)
+                .map_err(|e| failed(e.to_string()))?;
+            metrics.insert("rmse".into(), m.rmse);
+            metrics.insert("mae".into(), m.mae);
+        }
+        Task::Ranking => {
+            let m = predictor
+                .ranking(&r.data, &train_rows, &test_rows, out.k)
+                .map_err(|e| failed(e.to_string()))?;
+            if !out.json {
+                println!("{}", recc_runtime::metrics::format_table(&m));
+                return Ok(());
+            }
+            let v = serde_json::to_value(&m).map_err(|e| failed(e.to_string()))?;
+            println!("{v:#}");
+            return Ok(());
+        }
+        Task::Loss => {
+            let l = predictor
+                .mean_loss(&r.data, &test_rows, 42)
+                .map_err(|e| failed(e.to_string()))?;
+            metrics.insert("loss".into(), l);
+        }
+    }
+    if out.json {
+        println!(
+            "{:#}",
+            json!({"model": r.saved.model_name, "rows": test_rows.len(), "metrics": metrics})
+        );
+    } else {
+        println!("{} rows: {}", test_rows.len(), format_metrics(&metrics));
+    }
+    Ok(())
+}
+
+fn lookup(data: &Dataset, domain: &str, raw: &str, what: &str) -> Option<u32> {
+    let found = data.domains.get(domain).and_then(|m| m.find(raw));
+    if found.is_none() {
+        eprintln!(
+            "note: {what} `{raw}` is not in the data; scoring it as an unknown {what} \
+             (the mean of the {what}s the model learned)"
+        );
+    }
+    found
+}
+
+fn user_item_domains(data: &Dataset) -> Result<(String, String)> {
+    match (data.users(), data.items()) {
+        (Some((u, _)), Some((i, _))) => Ok((u.to_string(), i.to_string())),
+        _ => Err(usage("the data has no user and item columns")),
+    }
+}
+
+/// `recc predict`: scores of (user, item) pairs.
+pub fn predict_command(
+    path: &Path,
+    users: &[String],
+    items: &[String],
+    out: &OutputArgs,
+) -> Result<()> {
+    let r = reload(path, None)?;
+    let (ud, id) = user_item_domains(&r.data)?;
+    let predictor = Predictor::new(&r.session, &r.params);
+    if users.len() != items.len() && users.len() != 1 && items.len() != 1 {
+        return Err(usage("give one --user per --item, or one of either"));
+    }
+    let n = users.len().max(items.len());
+    let mut rows = Vec::new();
+    for k in 0..n {
+        let u = &users[k.min(users.len() - 1)];
+        let i = &items[k.min(items.len() - 1)];
+        let score = predictor
+            .score_pair(
+                &r.data,
+                lookup(&r.data, &ud, u, "user"),
+                lookup(&r.data, &id, i, "item"),
+            )
+            .map_err(|e| failed(e.to_string()))?;
+        rows.push((u.clone(), i.clone(), score));
+    }
+    if out.json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(u, i, s)| json!({"user": u, "item": i, "score": s}))
+            .collect();
+        println!("{:#}", json!(v));
+    } else {
+        println!("user\titem\tscore");
+        for (u, i, s) in rows {
+            println!("{u}\t{i}\t{s:.4}");
+        }
+    }
+    Ok(())
+}
+
+/// `recc recommend`: the best items for a user, leaving out what they have.
+pub fn recommend_command(path: &Path, user: &str, out: &OutputArgs) -> Result<()> {
+    let r = reload(path, None)?;
+    let (ud, id) = user_item_domains(&r.data)?;
+    let u = lookup(&r.data, &ud, user, "user");
+    let predictor = Predictor::new(&r.session, &r.params);
+    let recs = predictor
+        .recommend(&r.data, u, out.k)
+        .map_err(|e| failed(e.to_string()))?;
+    let items = r.data.domains.get(&id);
+    let label = |i: u32| items.map_or(i.to_string(), |m| m.label(i).to_string());
+    let raw = |i: u32| items.map_or(i.to_string(), |m| m.name(i).to_string());
+    if out.json {
+        let v: Vec<_> = recs
+            .iter()
+            .map(|(i, s)| json!({"item": raw(*i), "label": label(*i), "score": s}))
+            .collect();
+        println!("{:#}", json!({"user": user, "recommendations": v}));
+    } else {
+        println!("top {} for {ud} {user}:", recs.len());
+        for (rank, (i, s)) in recs.iter().enumerate() {
+            let (l, n) = (label(*i), raw(*i));
+            if l == n {
+                println!("{:>3}. {n}  ({s:.3})", rank + 1);
+            } else {
+                println!("{:>3}. {l}  [{n}]  ({s:.3})", rank + 1);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `recc similar`: nearest neighbours of an item in the model's embedding.
+pub fn similar_command(
+    path: &Path,
+    item: &str,
+    table: Option<&str>,
+    domain: Option<&str>,
+    out: &OutputArgs,
+) -> Result<()> {
+    let saved = modelfile::load(path).map_err(|e| usage(e.to_string()))?;
+    let source = compile_text(&saved.source_name, saved.source.clone())?;
+    let g = recc_compiler::forward_graph(&source.model).map_err(|e| failed(e.to_string()))?;
+    let domain_name = match domain {
+        Some(d) => d.to_string(),
+        None => {
+            // The domain of the recommended things: the item input's, or the first index input's.
+            let idx: Vec<&str> = g
+                .slots
+                .iter()
+                .filter_map(|s| match s.kind {
+                    SlotKind::Index(d) => Some(g.domains[d.index()].name.as_str()),
+                    _ => None,
+                })
+                .collect();
+            idx.iter()
+                .find(|d| **d == "item")
+                .or(idx.last())
+                .map(|d| d.to_string())
+                .ok_or_else(|| usage("the model has no index input; name a --domain"))?
+        }
+    };
+    let t = match table {
+        Some(name) => g
+            .tables
+            .iter()
+            .position(|t| t.name == name)
+            .ok_or_else(|| usage(format!("the model has no table `{name}`")))?,
+        None => predict::embedding_table(&g, &domain_name).ok_or_else(|| {
+            usage(format!(
+                "the model has no vector table over `{domain_name}`"
+            ))
+        })?,
+    };
+    let table_domain = g.tables[t]
+        .domain
+        .map(|d| g.domains[d.index()].name.clone())
+        .ok_or_else(|| usage(format!("table `{}` is a global", g.tables[t].name)))?;
+    let sd = saved
+        .domains
+        .iter()
+        .find(|d| d.name == table_domain)
+        .ok_or_else(|| usage(format!("the model file lacks domain `{table_domain}`")))?;
+    let map = sd.to_id_map();
+    let row = map
+        .find(item)
+        .ok_or_else(|| usage(format!("{table_domain} `{item}` is not in the model")))?;
+    let sizes: Vec<usize> = g
+        .domains
+        .iter()
+        .map(|d| {
+            saved
+                .domains
+                .iter()
+                .find(|s| s.name == d.name)
+                .map_or(0, |s| s.ids.len())
+        })
+        .collect();
+    let params = saved.params(sizes).map_err(|e| usage(e.to_string()))?;
+    let near = predict::similar(&g, &params, t, row as usize, out.k);
+    if out.json {
+        let v: Vec<_> = near
+            .iter()
+            .map(|(r, s)| json!({"id": map.name(*r), "label": map.label(*r), "similarity": s}))
+            .collect();
+        println!(
+            "{:#}",
+            json!({"item": item, "table": g.tables[t].name, "neighbours": v})
+        );
+    } else {
+        println!("nearest to {} by `{}`:", map.label(row), g.tables[t].name);
+        for (rank, (r, s)) in near.iter().enumerate() {
+            println!("{:>3}. {}  ({s:.3})", rank + 1, map.label(*r));
+        }
+    }
+    Ok(())
+}
+
+/// `recc export`: embeddings and biases as CSV or .npy.
+pub fn export_command(path: &Path, format: &str, dir: &Path) -> Result<()> {
+    let saved = modelfile::load(path).map_err(|e| usage(e.to_string()))?;
+    let format = format
+        .parse::<recc_runtime::export::ExportFormat>()
+        .map_err(usage)?;
+    let written =
+        recc_runtime::export::export(&saved, dir, format).map_err(|e| usage(e.to_string()))?;
+    for p in written {
+        println!("{}", p.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,792 @@
+//! Binding: which data column fills each slot of a model's graph.
+//!
+//! Input: a [`Graph`], a [`Dataset`] and the training rows of a split.
+//! Output: a [`Binding`] that turns a data row, or a (user, item) pair, into
+//! an interpreter [`Example`]. It also derives what the language promises
+//! the runtime builds: time buckets (`day`, `week`, `month`), per-user
+//! histories, feature bags for factorization machines and negative samples
+//! that are never a positive of the example's user.
+//!
+//! An input binds, in order of preference, to the column named by
+//! `--bind NAME=COLUMN`, to a column of the same name, to the one column of
+//! its domain (index and bag inputs), or to the dataset's target (a `real`
+//! input). Anything else is an error that lists the columns there are.
+
+use crate::data::{ColumnData, Dataset, IdMap};
+use rand::distr::weighted::WeightedIndex;
+use rand::distr::Distribution;
+use rand::rngs::StdRng;
+use rand::Rng;
+use rand_distr::StandardNormal;
+use recc_compiler::interp::{Example, SlotValue};
+use recc_compiler::ir::{DomainId, Graph, SlotKind};
+use std::collections::BTreeMap;
+
+/// Buckets a time domain may be derived from, with their width in seconds.
+pub const TIME_DOMAINS: [(&str, i64); 3] =
+    [("day", 86_400), ("week", 604_800), ("month", 2_629_746)];
+
+/// At most this many of a user's most recent items make up a `history`:
+/// it bounds the cost of one example and matches what sequence models see.
+pub const MAX_HISTORY: usize = 256;
+
+/// Tries before a negative sampler gives up avoiding the user's positives
+/// (a user who has touched nearly the whole catalogue).
+const NEGATIVE_TRIES: usize = 64;
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BindError(pub String);
+
+/// How the user asked for inputs to be bound.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BindOptions {
+    /// `--bind NAME=COLUMN` pairs.
+    pub explicit: BTreeMap<String, String>,
+    /// Columns that make up a factorization machine's feature bag; empty
+    /// means every index and bag column.
+    pub features: Vec<String>,
+}
+
+/// Where one slot's value comes from.
+#[derive(Clone, Debug)]
+enum SlotSource {
+    Index(usize),
+    Real(usize),
+    Bag(usize),
+    TimeBucket { column: usize, width: i64 },
+    Features,
+    History,
+    Negative { domain: DomainId, popularity: bool },
+    Noise(usize),
+}
+
+/// A row to read each column from: a data row, or for a (user, item) pair,
+/// the user's row for user columns and the item's row for item columns.
+#[derive(Clone, Debug)]
+pub struct RowRef {
+    /// The row each column is read from; `None` for an id the data does
+    /// not know (cold start).
+    columns: Vec<Option<usize>>,
+    /// The order of this example in time, for histories.
+    time: (i64, usize),
+    user: Option<u32>,
+}
+
+/// FM feature bags, one per data row, over a `feature` domain of
+/// `column=value` members.
+#[derive(Clone, Debug, Default)]
+struct Features {
+    columns: Vec<usize>,
+    /// Per column: the offset of its first value in the feature domain.
+    offsets: Vec<u32>,
+}
+
+/// The data side of a compiled model: domain sizes and example builders.
+#[derive(Clone, Debug)]
+pub struct Binding {
+    /// Id maps by graph domain, in graph order (derived domains included).
+    pub domains: Vec<(String, IdMap)>,
+    sources: Vec<SlotSource>,
+    user_column: Option<usize>,
+    item_column: Option<usize>,
+    time_column: Option<usize>,
+    time_origin: i64,
+    features: Features,
+    /// Per column: is it constant per user (`Some(true)`), per item
+    /// (`Some(false)`), or neither?
+    attribute_of: Vec<Option<bool>>,
+    /// Per user: the last training row, for pairs.
+    user_rows: Vec<Option<usize>>,
+    /// Per item: a training row (else any row), for pairs.
+    item_rows: Vec<Option<usize>>,
+    /// Per user: training items sorted, for negatives and ranking.
+    pub positives: Vec<Vec<u32>>,
+    /// Per user: training (time, row, item), sorted, for histories.
+    history: Vec<Vec<(i64, usize, u32)>>,
+    /// The column each history slot reads its items from.
+    history_column: Option<usize>,
+    /// Per domain with a popularity sampler: the sampler.
+    popularity: BTreeMap<u32, WeightedIndex<f64>>,
+}
+
+impl Binding {
+    pub fn new(
+        g: &Graph,
+        data: &Dataset,
+        train: &[usize],
+        options: &BindOptions,
+    ) -> Result<Binding, BindError> {
+        let column_index = |name: &str| data.columns.iter().position(|c| c.name == name);
+        let columns_list = || {
+            data.columns
+                .iter()
+                .map(|c| format!("{}: {}", c.name, c.data.kind()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for name in options.explicit.keys() {
+            if !g.slots.iter().any(|s| &s.name == name) {
+                return Err(BindError(format!(
+                    "--bind {name}=...: the model has no input `{name}`"
+                )));
+            }
+        }
+        let time_column = data.time.as_deref().and_then(column_index);
+        let time_origin = data
+            .times()
+            .and_then(|t| t.iter().min().copied())
+            .unwrap_or(0);
+        let time_max = data
+            .times()
+            .and_then(|t| t.iter().max().copied())
+            .unwrap_or(0);
+
+        let mut sources = Vec::with_capacity(g.slots.len());
+        let mut derived: BTreeMap<usize, IdMap> = BTreeMap::new();
+        let mut feature_domain: Option<DomainId> = None;
+        let mut history_column = None;
+        for slot in &g.slots {
+            let domain_name = |d: DomainId| g.domains[d.index()].name.as_str();
+            let explicit = match options.explicit.get(&slot.name) {
+                Some(col) => Some(column_index(col).ok_or_else(|| {
+                    BindError(format!(
+                        "--bind {}={col}: the data has no column `{col}`; it has {}",
+                        slot.name,
+                        columns_list()
+                    ))
+                })?),
+                None => None,
+            };
+            let named = explicit.or_else(|| column_index(&slot.name));
+            let source = match &slot.kind {
+                SlotKind::Index(d) => {
+                    let want = domain_name(*d);
+                    let found = match named {
+                        Some(c) => Some(c),
+                        None => unique_column(data, want, false, &slot.name)?,
+                    };
+                    match (found, TIME_DOMAINS.iter().find(|(n, _)| *n == want)) {
+                        (Some(c), _) => match &data.columns[c].data {
+                            ColumnData::Index { domain, .. } if domain == want => {
+                                SlotSource::Index(c)
+                            }
+                            ColumnData::Time(_) => {
+                                let width = TIME_DOMAINS
+                                    .iter()
+                                    .find(|(n, _)| *n == want)
+                                    .map(|(_, w)| *w)
+                                    .ok_or_else(|| {
+                                        BindError(format!(
+                                            "input `{}: {want}` cannot read time column `{}`: \
+                                             only day, week and month are derived from time",
+                                            slot.name, data.columns[c].name
+                                        ))
+                                    })?;
+                                SlotSource::TimeBucket { column: c, width }
+                            }
+                            other => {
+                                return Err(BindError(format!(
+                                    "input `{}: {want}` cannot read column `{}`, which holds {}",
+                                    slot.name,
+                                    data.columns[c].name,
+                                    other.kind()
+                                )))
+                            }
+                        },
+                        (None, Some((_, width))) if time_column.is_some() => {
+                            SlotSource::TimeBucket {
+                                column: time_column.unwrap_or(0),
+                                width: *width,
+                            }
+                        }
+                        (None, _) => {
+                            return Err(BindError(format!(
+                                "input `{}: {want}`: the data has no column of domain `{want}`; \
+                                 it has {} (bind one with --bind {}=COLUMN)",
+                                slot.name,
+                                columns_list(),
+                                slot.name
+                            )))
+                        }
+                    }
+                }
+                SlotKind::Real => {
+                    let c = named.or_else(|| data.target.as_deref().and_then(column_index));
+                    match c.map(|c| (c, &data.columns[c].data)) {
+                        Some((c, ColumnData::Real(_))) => SlotSource::Real(c),
+                        Some((c, other)) => {
+                            return Err(BindError(format!(
+                                "input `{}: real` cannot read column `{}`, which holds {}",
+                                slot.name,
+                                data.columns[c].name,
+                                other.kind()
+                            )))
+                        }
+                        None => {
+                            return Err(BindError(format!(
+                                "input `{}: real`: the data has no target column; it has {} \
+                                 (bind one with --bind {}=COLUMN)",
+                                slot.name,
+                                columns_list(),
+                                slot.name
+                            )))
+                        }
+                    }
+                }
+                SlotKind::Bag {
+                    domain,
+                    history: true,
+                } => {
+                    let want = domain_name(*domain);
+                    let c = match named {
+                        Some(c) => Some(c),
+                        None => unique_column(data, want, false, &slot.name)?,
+                    };
+                    let Some(c) = c else {
+                        return Err(BindError(format!(
+                            "input `{}: history({want})`: the data has no column of domain \
+                             `{want}` to build histories from; it has {}",
+                            slot.name,
+                            columns_list()
+                        )));
+                    };
+                    if data.user.is_none() {
+                        return Err(BindError(format!(
+                            "input `{}: history({want})` needs to know whose rows are whose, \
+                             and the data has no user column",
+                            slot.name
+                        )));
+                    }
+                    history_column = Some(c);
+                    SlotSource::History
+                }
+                SlotKind::Bag {
+                    domain,
+                    history: false,
+                } => {
+                    let want = domain_name(*domain);
+                    let c = match named {
+                        Some(c) => Some(c),
+                        None => unique_column(data, want, true, &slot.name)?,
+                    };
+                    match c {
+                        Some(c) => match &data.columns[c].data {
+                            ColumnData::Bag { domain, .. } if domain == want => SlotSource::Bag(c),
+                            other => {
+                                return Err(BindError(format!(
+                                    "input `{}: bag({want})` cannot read column `{}`, which \
+                                     holds {}",
+                                    slot.name,
+                                    data.columns[c].name,
+                                    other.kind()
+                                )))
+                            }
+                        },
+                        // No column of the domain: a factorization machine's
+                        // feature bag, built from the data's categorical columns.
+                        None => {
+                            if feature_domain.is_some_and(|f| f != *domain) {
+                                return Err(BindError(format!(
+                                    "input `{}`: only one feature domain can be derived",
+                                    slot.name
+                                )));
+                            }
+                            feature_domain = Some(*domain);
+                            SlotSource::Features
+                        }
+                    }
+                }
+                SlotKind::Negative {
+                    domain, popularity, ..
+                } => SlotSource::Negative {
+                    domain: *domain,
+                    popularity: *popularity,
+                },
+                SlotKind::Noise(shape) => SlotSource::Noise(shape.len()),
+            };
+            if let SlotSource::TimeBucket { width, .. } = source {
+                let d = match &slot.kind {
+                    SlotKind::Index(d) => d.index(),
+                    _ => 0,
+                };
+                let buckets = ((time_max - time_origin) / width + 1).max(1);
+                let mut map = IdMap::new();
+                for b in 0..buckets {
+                    map.intern(&format!("{}", b));
+                }
+                derived.insert(d, map);
+            }
+            sources.push(source);
+        }
+
+        // FM features: `column=value` for every member of every chosen column.
+        let mut features = Features::default();
+        if let Some(d) = feature_domain {
+            let chosen: Vec<usize> = if options.features.is_empty() {
+                (0..data.columns.len())
+                    .filter(|&c| {
+                        matches!(
+                            data.columns[c].data,
+                            ColumnData::Index { .. } | ColumnData::Bag { .. }
+                        )
+                    })
+                    .collect()
+            } else {
+                options
+                    .features
+                    .iter()
+                    .map(|n| {
+                        column_index(n).ok_or_else(|| {
+                            BindError(format!(
+                                "--features {n}: the data has no column `{n}`; it has {}",
+                                columns_list()
+                            ))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?
+            };
+            let mut map = IdMap::new();
+            for &c in &chosen {
+                let col = &data.columns[c];
+                let Some(dom) = col.data.domain() else {
+                    return Err(BindError(format!(
+                        "--features: column `{}` holds {}; features are index or bag columns",
+                        col.name,
+                        col.data.kind()
+                    )));
+                };
+                features.offsets.push(map.len() as u32);
+                if let Some(ids) = data.domains.get(dom) {
+                    for (k, name) in ids.names().iter().enumerate() {
+                        let f = map.intern(&format!("{}={name}", col.name));
+                        map.set_label(f, &format!("{}={}", col.name, ids.label(k as u32)));
+                    }
+                }
+            }
+            features.columns = chosen;
+            derived.insert(d.index(), map);
+        }
+
+        let mut domains = Vec::with_capacity(g.domains.len());
+        for (k, d) in g.domains.iter().enumerate() {
+            let map = match derived.remove(&k) {
+                Some(m) => m,
+                None => data.domains.get(&d.name).cloned().ok_or_else(|| {
+                    BindError(format!(
+                        "the model has domain `{}`, which no column of the data provides; \
+                         the data has {}",
+                        d.name,
+                        columns_list()
+                    ))
+                })?,
+            };
+            domains.push((d.name.clone(), map));
+        }
+        // Samplers and tables need a domain's size; a domain with no member
+        // (an empty map) would make every lookup out of range.
+        if let Some((name, _)) = domains.iter().find(|(_, m)| m.is_empty()) {
+            return Err(BindError(format!(
+                "domain `{name}` has no members in the data"
+            )));
+        }
+
+        let user_column = data.user.as_deref().and_then(column_index);
+        let item_column = data.item.as_deref().and_then(column_index);
+        let n_users = data.users().map_or(0, |(d, _)| data.domain_size(d));
+        let n_items = data.items().map_or(0, |(d, _)| data.domain_size(d));
+
+        // Rows to read a user's and an item's attributes from, preferring training rows.
+        let mut user_rows = vec![None; n_users];
+        let mut item_rows = vec![None; n_items];
+        let times = data.times();
+        let later = |a: usize, b: usize| times.map_or(a > b, |t| (t[a], a) > (t[b], b));
+        let mut pick = |rows: &[usize]| {
+            for &r in rows {
+                if let Some((_, us)) = data.users() {
+                    let slot = &mut user_rows[us[r] as usize];
+                    if slot.is_none_or(|s| later(r, s)) {
+                        *slot = Some(r);
+                    }
+                }
+                if let Some((_, is)) = data.items() {
+                    item_rows[is[r] as usize].get_or_insert(r);
+                }
+            }
+        };
+        pick(train);
+        let all: Vec<usize> = (0..data.len()).collect();
+        // Ids seen only outside training still get rows, for side attributes.
+        let mut rest_users = user_rows.clone();
+        let mut rest_items = item_rows.clone();
+        for &r in &all {
+            if let Some((_, us)) = data.users() {
+                rest_users[us[r] as usize].get_or_insert(r);
+            }
+            if let Some((_, is)) = data.items() {
+                rest_items[is[r] as usize].get_or_insert(r);
+            }
+        }
+        let (user_rows, item_rows) = (rest_users, rest_items);
+
+        let attribute_of = data
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(c, _)| {
+                if Some(c) == user_column || constant_per(data, c, data.users()) {
+                    Some(true)
+                } else if Some(c) == item_column || constant_per(data, c, data.items()) {
+                    Some(false)
+                } else {
+                    None
+                }
+            })
+            .collect();
+
+        let mut positives = vec![Vec::new(); n_users];
+        let mut history = vec![Vec::new(); n_users];
+        if let (Some((_, us)), Some((_, is))) = (data.users(), data.items()) {
+            for &r in train {
+                positives[us[r] as usize].push(is[r]);
+            }
+            for p in &mut positives {
+                p.sort_unstable();
+                p.dedup();
+            }
+        }
+        if let (Some(hc), Some((_, us))) = (history_column, data.users()) {
+            if let ColumnData::Index { values, .. } = &data.columns[hc].data {
+                for &r in train {
+                    let t = times.map_or(0, |t| t[r]);
+                    history[us[r] as usize].push((t, r, values[r]));
+                }
+                for h in &mut history {
+                    h.sort_unstable();
+                }
+            }
+        }
+
+        let mut popularity = BTreeMap::new();
+        for s in &sources {
+            if let SlotSource::Negative {
+                domain,
+                popularity: true,
+            } = s
+            {
+                let size = domains[domain.index()].1.len();
+                let mut counts = vec![0.0; size];
+                let dname = &g.domains[domain.index()].name;
+                if let Some(c) = data.columns.iter().find(|c| {
+                    c.data.domain() == Some(dname) && matches!(c.data, ColumnData::Index { .. })
+                }) {
+                    if let ColumnData::Index { values, .. } = &c.data {
+                        for &r in train {
+                            counts[values[r] as usize] += 1.0;
+                        }
+                    }
+                }
+                // Every member stays drawable, however rare.
+                for c in &mut counts {
+                    *c += 1.0;
+                }
+                let w = WeightedIndex::new(counts)
+                    .map_err(|e| BindError(format!("popularity sampler: {e}")))?;
+                popularity.insert(domain.0, w);
+            }
+        }
+
+        Ok(Binding {
+            domains,
+            sources,
+            user_column,
+            item_column,
+            time_column,
+            time_origin,
+            features,
+            attribute_of,
+            user_rows,
+            item_rows,
+            positives,
+            history,
+            history_column,
+            popularity,
+        })
+    }
+
+    /// The size of each graph domain, in graph order.
+    pub fn domain_sizes(&self) -> Vec<usize> {
+        self.domains.iter().map(|(_, m)| m.len()).collect()
+    }
+
+    /// The graph domain of the data's user and item columns, if the model has them.
+    pub fn domain_of(&self, name: &str) -> Option<usize> {
+        self.domains.iter().position(|(n, _)| n == name)
+    }
+
+    /// Every column read from data row `r`.
+    pub fn row(&self, data: &Dataset, r: usize) -> RowRef {
+        RowRef {
+            columns: vec![Some(r); data.columns.len()],
+            time: (data.times().map_or(0, |t| t[r]), r),
+            user: data.users().map(|(_, us)| us[r]),
+        }
+    }
+
+    /// A (user, item) pair: user attributes from the user's latest training
+    /// row, item attributes from one of the item's rows, everything else from
+    /// the user's row. `None` stands for an id the data does not know.
+    pub fn pair(&self, user: Option<u32>, item: Option<u32>) -> RowRef {
+        let urow = user.and_then(|u| self.user_rows.get(u as usize).copied().flatten());
+        let irow = item.and_then(|i| self.item_rows.get(i as usize).copied().flatten());
+        let columns = self
+            .attribute_of
+            .iter()
+            .map(|a| match a {
+                Some(false) => irow,
+                _ => urow,
+            })
+            .collect();
+        RowRef {
+            columns,
+            // After everything: the whole training history counts.
+            time: (i64::MAX, usize::MAX),
+            user: user.filter(|_| urow.is_some()),
+        }
+    }
+
+    /// Does the model rank the data's items for its users?
+    pub fn user_item_columns(&self) -> Option<(usize, usize)> {
+        Some((self.user_column?, self.item_column?))
+    }
+
+    /// Build the example for `row`. `train` draws negatives and noise; at
+    /// prediction noise is zero. `cold` gives each graph domain the index
+    /// that stands for an unknown member (its size in prediction params).
+    pub fn example(
+        &self,
+        data: &Dataset,
+        row: &RowRef,
+        rng: &mut StdRng,
+        train: bool,
+        out: &mut Example,
+    ) {
+        out.slots.clear();
+        let cold = |c: usize| {
+            let dom = data.columns[c].data.domain().unwrap_or("");
+            data.domain_size(dom)
+        };
+        for source in &self.sources {
+            let value = match source {
+                SlotSource::Index(c) => match (row.columns[*c], &data.columns[*c].data) {
+                    (Some(r), ColumnData::Index { values, .. }) => {
+                        SlotValue::Index(values[r] as usize)
+                    }
+                    _ => SlotValue::Index(cold(*c)),
+                },
+                SlotSource::Real(c) => match (row.columns[*c], &data.columns[*c].data) {
+                    (Some(r), ColumnData::Real(values)) => SlotValue::Real(values[r]),
+                    _ => SlotValue::Real(0.0),
+                },
+                SlotSource::Bag(c) => match (row.columns[*c], &data.columns[*c].data) {
+                    (
+                        Some(r),
+                        ColumnData::Bag {
+                            offsets,
+                            members,
+                            weights,
+                            ..
+                        },
+                    ) => SlotValue::Bag(
+                        (offsets[r]..offsets[r + 1])
+                            .map(|k| (members[k] as usize, weights[k]))
+                            .collect(),
+                    ),
+                    _ => SlotValue::Bag(Vec::new()),
+                },
+                SlotSource::TimeBucket { column, width } => {
+                    let t = match (row.columns[*column], &data.columns[*column].data) {
+                        (Some(r), ColumnData::Time(ts)) => ts[r],
+                        _ => self.time_origin,
+                    };
+                    SlotValue::Index(((t - self.time_origin).max(0) / width) as usize)
+                }
+                SlotSource::Features => SlotValue::Bag(self.feature_bag(data, row)),
+                SlotSource::History => SlotValue::Bag(self.history_bag(row)),
+                SlotSource::Negative { domain, popularity } => {
+                    SlotValue::Index(self.negative(*domain, *popularity, row, data, rng))
+                }
+                SlotSource::Noise(n) => SlotValue::Noise(if train {
+                    (0..*n).map(|_| rng.sample(StandardNormal)).collect()
+                } else {
+                    vec![0.0; *n]
+                }),
+            };
+            out.slots.push(value);
+        }
+    }
+
+    fn feature_bag(&self, data: &Dataset, row: &RowRef) -> Vec<(usize, f64)> {
+        let mut bag = Vec::new();
+        for (k, &c) in self.features.columns.iter().enumerate() {
+            let base = self.features.offsets[k] as usize;
+            let Some(r) = row.columns[c] else { continue };
+            match &data.columns[c].data {
+                ColumnData::Index { values, .. } => bag.push((base + values[r] as usize, 1.0)),
+                ColumnData::Bag {
+                    offsets,
+                    members,
+                    weights,
+                    ..
+                } => {
+                    // A multi-valued column counts as one feature in total,
+                    // as libFM's grouped features do.
+                    let n = offsets[r + 1] - offsets[r];
+                    for j in offsets[r]..offsets[r + 1] {
+                        bag.push((base + members[j] as usize, weights[j] / n as f64));
+                    }
+                }
+                ColumnData::Real(_) | ColumnData::Time(_) => {}
+            }
+        }
+        bag
+    }
+
+    fn history_bag(&self, row: &RowRef) -> Vec<(usize, f64)> {
+        let Some(h) = row.user.and_then(|u| self.history.get(u as usize)) else {
+            return Vec::new();
+        };
+        let end = h.partition_point(|&(t, r, _)| (t, r) < row.time);
+        let start = end.saturating_sub(MAX_HISTORY);
+        h[start..end]
+            .iter()
+            .map(|&(_, _, i)| (i as usize, 1.0))
+            .collect()
+    }
+
+    fn negative(
+        &self,
+        domain: DomainId,
+        popularity: bool,
+        row: &RowRef,
+        data: &Dataset,
+        rng: &mut StdRng,
+    ) -> usize {
+        let size = self.domains[domain.index()].1.len().max(1);
+        let excluded: &[u32] = match (row.user, self.item_column) {
+            (Some(u), Some(ic))
+                if data.columns[ic].data.domain() == Some(&self.domains[domain.index()].0) =>
+            {
+                self.positives.get(u as usize).map_or(&[], Vec::as_slice)
+            }
+            _ => &[],
+        };
+        let mut draw = || match self.popularity.get(&domain.0) {
+            Some(w) if popularity => w.sample(rng),
+            _ => rng.random_range(0..size),
+        };
+        let mut j = draw();
+        for _ in 0..NEGATIVE_TRIES {
+            if excluded.binary_search(&(j as u32)).is_err() {
+                break;
+            }
+            j = draw();
+        }
+        j
+    }
+
+    /// The slot bound to the data's target column, if any: the number the
+    /// model's score is compared with.
+    pub fn target_slot(&self, data: &Dataset) -> Option<usize> {
+        let target = data.target.as_deref()?;
+        self.sources
+            .iter()
+            .position(|s| matches!(s, SlotSource::Real(c) if data.columns[*c].name == target))
+    }
+
+    /// The values of the target column the model reads.
+    pub fn target_values<'d>(&self, data: &'d Dataset) -> Option<&'d [f64]> {
+        let slot = self.target_slot(data)?;
+        match &self.sources[slot] {
+            SlotSource::Real(c) => match &data.columns[*c].data {
+                ColumnData::Real(v) => Some(v),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The column histories read items from, if the model has a history.
+    pub fn history_column(&self) -> Option<usize> {
+        self.history_column
+    }
+
+    pub fn time_column(&self) -> Option<usize> {
+        self.time_column
+    }
+}
+
+/// The one column of `domain` (index, or bag when `bag`), if there is exactly
+/// one; several is an error asking for `--bind`.
+fn unique_column(
+    data: &Dataset,
+    domain: &str,
+    bag: bool,
+    input: &str,
+) -> Result<Option<usize>, BindError> {
+    let found: Vec<usize> = data
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| match &c.data {
+            ColumnData::Index { domain: d, .. } => !bag && d == domain,
+            ColumnData::Bag { domain: d, .. } => bag && d == domain,
+            _ => false,
+        })
+        .map(|(k, _)| k)
+        .collect();
+    match found.as_slice() {
+        [] => Ok(None),
+        [c] => Ok(Some(*c)),
+        several => Err(BindError(format!(
+            "input `{input}`: columns {} all hold domain `{domain}`; choose one with --bind {input}=COLUMN",
+            several
+                .iter()
+                .map(|&c| format!("`{}`", data.columns[c].name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// Is column `c` constant within each group of `groups` (a user or item column)?
+fn constant_per(data: &Dataset, c: usize, groups: Option<(&str, &[u32])>) -> bool {
+    let Some((dom, keys)) = groups else {
+        return false;
+    };
+    let n = data.domain_size(dom);
+    let mut first: Vec<Option<usize>> = vec![None; n];
+    let col = &data.columns[c].data;
+    let same = |a: usize, b: usize| match col {
+        ColumnData::Index { values, .. } => values[a] == values[b],
+        ColumnData::Real(v) => v[a].to_bits() == v[b].to_bits(),
+        ColumnData::Time(v) => v[a] == v[b],
+        ColumnData::Bag {
+            offsets,
+            members,
+            weights,
+            ..
+        } => {
+            members[offsets[a]..offsets[a + 1]] == members[offsets[b]..offsets[b + 1]]
+                && weights[offsets[a]..offsets[a + 1]] == weights[offsets[b]..offsets[b + 1]]
+        }
+    };
+    for (r, &k) in keys.iter().enumerate() {
+        match first[k as usize] {
+            None => first[k as usize] = Some(r),
+            Some(f) if same(f, r) => {}
+            Some(_) => return false,
+        }
+    }
+    true
+}

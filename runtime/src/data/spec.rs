@@ -1,0 +1,194 @@
+//! Data specs: the `--data` text of the command line, parsed and loaded.
+//!
+//! ```text
+//! builtin                      the generated default data (see synth)
+//! ml-100k:DIR                  MovieLens-100k, all of u.data
+//! lastfm:DIR                   Last.fm-2k user-artist plays
+//! amazon:FILE                  Amazon reviews, JSON lines
+//! csv:FILE  (or any FILE)      a delimited file; see --columns, --sep, --header
+//! DIR                          ml-100k or lastfm, recognised by their files
+//! ```
+//!
+//! A derived view can follow: `items2vec` (co-occurrence of items in users'
+//! time-ordered sequences) or `text` (co-occurrence of review words with
+//! product tokens), e.g. `ml-100k:DIR+item2vec`, `amazon:FILE+text`.
+
+use super::{amazon, delimited, lastfm, movielens, text, BadLines, DataError, Dataset};
+use crate::split::Split;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Where the data comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    Builtin,
+    MovieLens(PathBuf),
+    LastFm(PathBuf),
+    Amazon(PathBuf),
+    Delimited(PathBuf),
+}
+
+/// A derived view of the loaded data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    /// The rows as they are.
+    Rows,
+    /// Items co-occurring in each user's time-ordered sequence (item2vec).
+    ItemSequences,
+    /// Words co-occurring in review text, with product tokens.
+    ReviewText,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataSpec {
+    pub source: Source,
+    pub view: View,
+}
+
+impl FromStr for DataSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<DataSpec, String> {
+        let (base, view) = match s.rsplit_once('+') {
+            Some((b, "item2vec")) => (b, View::ItemSequences),
+            Some((b, "text")) => (b, View::ReviewText),
+            Some((_, other)) => {
+                return Err(format!(
+                    "unknown data view `+{other}`; expected +item2vec or +text"
+                ))
+            }
+            None => (s, View::Rows),
+        };
+        let source = match base.split_once(':') {
+            _ if base == "builtin" => Source::Builtin,
+            Some(("ml-100k" | "movielens", p)) => Source::MovieLens(p.into()),
+            Some(("lastfm", p)) => Source::LastFm(p.into()),
+            Some(("amazon", p)) => Source::Amazon(p.into()),
+            Some(("csv" | "tsv" | "file", p)) => Source::Delimited(p.into()),
+            _ => {
+                let p = Path::new(base);
+                if p.join("u.data").exists() {
+                    Source::MovieLens(p.into())
+                } else if p.join("user_artists.dat").exists() {
+                    Source::LastFm(p.into())
+                } else if base.ends_with(".json") || base.ends_with(".jsonl") {
+                    Source::Amazon(p.into())
+                } else if p.is_dir() {
+                    return Err(format!(
+                        "{base}: a directory, but neither MovieLens-100k (u.data) nor \
+                         Last.fm-2k (user_artists.dat); name its kind, e.g. ml-100k:{base}"
+                    ));
+                } else {
+                    Source::Delimited(p.into())
+                }
+            }
+        };
+        if view == View::ReviewText && !matches!(source, Source::Amazon(_)) {
+            return Err("+text needs review text: use it with amazon:FILE".into());
+        }
+        Ok(DataSpec { source, view })
+    }
+}
+
+impl fmt::Display for DataSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Source::Builtin => write!(f, "builtin")?,
+            Source::MovieLens(p) => write!(f, "ml-100k:{}", p.display())?,
+            Source::LastFm(p) => write!(f, "lastfm:{}", p.display())?,
+            Source::Amazon(p) => write!(f, "amazon:{}", p.display())?,
+            Source::Delimited(p) => write!(f, "csv:{}", p.display())?,
+        }
+        match self.view {
+            View::Rows => Ok(()),
+            View::ItemSequences => write!(f, "+item2vec"),
+            View::ReviewText => write!(f, "+text"),
+        }
+    }
+}
+
+/// Options that shape how files are read.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    pub bad_lines: BadLines,
+    /// For delimited files.
+    pub delimited: delimited::Spec,
+    /// Co-occurrence window of derived views.
+    pub window: usize,
+    /// Words rarer than this are dropped from review text.
+    pub min_count: usize,
+}
+
+impl DataSpec {
+    /// Load the data. `fold` names one of the data's own splits (MovieLens
+    /// `u1`..`u5`, `ua`, `ub`); the split comes back with it.
+    pub fn load(
+        &self,
+        options: &LoadOptions,
+        fold: Option<&str>,
+    ) -> Result<(Dataset, Option<Split>), DataError> {
+        let bad = options.bad_lines;
+        if fold.is_some() && !matches!(self.source, Source::MovieLens(_)) {
+            return Err(DataError::Invalid(format!(
+                "{self}: only MovieLens-100k comes with its own splits (u1..u5, ua, ub); \
+                 use --split random, kfold, user or last"
+            )));
+        }
+        if fold.is_some() && self.view != View::Rows {
+            return Err(DataError::Invalid(
+                "a given split cannot be combined with a co-occurrence view".into(),
+            ));
+        }
+        let (data, given, texts) = match &self.source {
+            Source::Builtin => (
+                crate::synth::generate(&crate::synth::SynthConfig::default()),
+                None,
+                None,
+            ),
+            Source::MovieLens(dir) => match fold {
+                Some(f) => {
+                    let (d, s) = movielens::load_fold(dir, f, bad)?;
+                    (d, Some(s), None)
+                }
+                None => (movielens::load(dir, bad)?, None, None),
+            },
+            Source::LastFm(dir) => (lastfm::load(dir, bad)?, None, None),
+            Source::Amazon(path) => {
+                let r = amazon::load(path, bad)?;
+                if self.view == View::ReviewText {
+                    (r.dataset.clone(), None, Some(r))
+                } else {
+                    (r.dataset, None, None)
+                }
+            }
+            Source::Delimited(path) => {
+                (delimited::read(path, &options.delimited, bad)?, None, None)
+            }
+        };
+        let window = options.window.max(1);
+        let data = match (self.view, texts) {
+            (View::Rows, _) => data,
+            (View::ItemSequences, _) => {
+                let docs = text::item_sequences(&data);
+                let labels = data.items().and_then(|(d, _)| data.domains.get(d));
+                cooccurrence_view(text::cooccurrence(&docs, window, labels)?)
+            }
+            (View::ReviewText, Some(reviews)) => {
+                let docs = text::review_documents(&reviews, options.min_count.max(1));
+                cooccurrence_view(text::cooccurrence(&docs, window, None)?)
+            }
+            (View::ReviewText, None) => {
+                return Err(DataError::Invalid("+text needs review text".into()))
+            }
+        };
+        Ok((data, given))
+    }
+}
+
+/// Co-occurrence counts are what a word2vec-style loss weighs, not a rating
+/// to predict: no target, so the model is judged by its loss.
+fn cooccurrence_view(mut data: Dataset) -> Dataset {
+    data.target = None;
+    data
+}

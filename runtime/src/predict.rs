@@ -1,0 +1,405 @@
+//! Prediction and evaluation with trained parameters.
+//!
+//! Input: a [`Session`] and trained [`Params`]. Output: scores, metrics,
+//! recommendations and neighbours.
+//!
+//! Cold start, defined once here: after training, every row the training
+//! never touched holds the mean of its table's touched rows ([`finalise`]),
+//! and prediction appends one more row per domain table, the mean of all
+//! rows, for ids the data has never seen ([`with_cold_rows`]). An unknown
+//! user therefore scores as the average user; a known occupation or genre
+//! beside it still counts.
+
+use crate::data::{ColumnData, Dataset};
+use crate::metrics::{self, Catalogue, RankingMetrics, UserMetrics, UserRanking};
+use crate::train::{Session, Task, TrainError};
+use ndarray::{Array2, Axis};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+use recc_compiler::interp::{evaluate, EvalError, Example, Params};
+use recc_compiler::ir::{Graph, TableRole};
+use recc_compiler::model::Constraint;
+
+/// Replace rows training never touched by the mean of the touched rows of
+/// their table (per-domain tables only).
+pub fn finalise(g: &Graph, params: &Params, touched: &[Vec<bool>]) -> Params {
+    let mut out = params.clone();
+    for (k, table) in g.tables.iter().enumerate() {
+        if table.domain.is_none() {
+            continue;
+        }
+        let values = &mut out.tables[k];
+        let seen: Vec<usize> = (0..values.nrows()).filter(|&r| touched[k][r]).collect();
+        if seen.is_empty() || seen.len() == values.nrows() {
+            continue;
+        }
+        let mean = values.select(Axis(0), &seen).mean_axis(Axis(0));
+        if let Some(mean) = mean {
+            for (mut row, _) in values
+                .rows_mut()
+                .into_iter()
+                .zip(&touched[k])
+                .filter(|(_, t)| !**t)
+            {
+                row.assign(&mean);
+            }
+        }
+    }
+    out
+}
+
+/// `params` with one extra row per domain table, the mean of its rows: the
+/// row of an id the data does not know.
+pub fn with_cold_rows(g: &Graph, params: &Params) -> Params {
+    let mut tables = Vec::with_capacity(params.tables.len());
+    for (table, values) in g.tables.iter().zip(&params.tables) {
+        if table.domain.is_none() {
+            tables.push(values.clone());
+            continue;
+        }
+        let lanes = values.ncols();
+        let mean = values
+            .mean_axis(Axis(0))
+            .unwrap_or_else(|| ndarray::Array1::zeros(lanes));
+        let mut grown = Array2::zeros((values.nrows() + 1, lanes));
+        grown
+            .slice_mut(ndarray::s![..values.nrows(), ..])
+            .assign(values);
+        grown.row_mut(values.nrows()).assign(&mean);
+        tables.push(grown);
+    }
+    Params {
+        domain_sizes: params.domain_sizes.iter().map(|n| n + 1).collect(),
+        tables,
+    }
+}
+
+/// The per-epoch validation figure of a task.
+pub fn monitor_name(task: Task) -> &'static str {
+    match task {
+        Task::Rating => "rmse",
+        Task::Ranking => "auc",
+        Task::Loss => "loss",
+    }
+}
+
+/// Is validation figure `a` better than `b` for `task`?
+pub fn better(task: Task, a: f64, b: f64) -> bool {
+    match task {
+        Task::Ranking => a > b,
+        Task::Rating | Task::Loss => a < b,
+    }
+}
+
+/// RMSE and MAE of a rating model on some rows.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct RatingMetrics {
+    pub rmse: f64,
+    pub mae: f64,
+    pub rows: usize,
+}
+
+/// Trained parameters, ready to score.
+pub struct Predictor<'a> {
+    pub session: &'a Session,
+    pub params: Params,
+}
+
+/// Validation rows scored per epoch for sampled AUC: enough for a stable
+/// figure, few enough to stay a small part of an epoch.
+const MONITOR_ROWS: usize = 2000;
+
+impl<'a> Predictor<'a> {
+    /// `params` as trained (already [`finalise`]d).
+    pub fn new(session: &'a Session, params: &Params) -> Predictor<'a> {
+        Predictor {
+            session,
+            params: with_cold_rows(&session.forward, params),
+        }
+    }
+
+    fn score(&self, ex: &Example) -> Result<f64, EvalError> {
+        let ev = evaluate(&self.session.forward, &self.params, ex)?;
+        ev.score
+            .ok_or_else(|| EvalError::Internal("the model has no score".into()))
+    }
+
+    /// The score of data row `r`.
+    pub fn score_row(&self, data: &Dataset, r: usize) -> Result<f64, EvalError> {
+        let mut ex = Example { slots: Vec::new() };
+        let mut rng = StdRng::seed_from_u64(0);
+        let b = &self.session.binding;
+        b.example(data, &b.row(data, r), &mut rng, false, &mut ex);
+        self.score(&ex)
+    }
+
+    /// The score of a (user, item) pair; `None` for an id the data lacks.
+    pub fn score_pair(
+        &self,
+        data: &Dataset,
+        user: Option<u32>,
+        item: Option<u32>,
+    ) -> Result<f64, EvalError> {
+        let mut ex = Example { slots: Vec::new() };
+        let mut rng = StdRng::seed_from_u64(0);
+        let b = &self.session.binding;
+        b.example(data, &b.pair(user, item), &mut rng, false, &mut ex);
+        self.score(&ex)
+    }
+
+    /// RMSE and MAE of the score against the target on `rows`.
+    pub fn rating(&self, data: &Dataset, rows: &[usize]) -> Result<RatingMetrics, TrainError> {
+        let target = match self.session.binding.target_values(data) {
+            Some(t) => t,
+            None => {
+                return Err(TrainError::Config(
+                    "rating metrics need the model's real input bound to the data's target".into(),
+                ))
+            }
+        };
+        let predicted: Vec<f64> = rows
+            .par_iter()
+            .map(|&r| self.score_row(data, r))
+            .collect::<Result<_, _>>()?;
+        let actual: Vec<f64> = rows.iter().map(|&r| target[r]).collect();
+        Ok(RatingMetrics {
+            rmse: metrics::rmse(&predicted, &actual),
+            mae: metrics::mae(&predicted, &actual),
+            rows: rows.len(),
+        })
+    }
+
+    /// The mean loss on `rows`, negatives drawn with `seed`, noise off.
+    pub fn mean_loss(&self, data: &Dataset, rows: &[usize], seed: u64) -> Result<f64, EvalError> {
+        let b = &self.session.binding;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut ex = Example { slots: Vec::new() };
+        let mut total = 0.0;
+        for &r in rows {
+            b.example(data, &b.row(data, r), &mut rng, false, &mut ex);
+            total += evaluate(&self.session.forward, &self.params, &ex)?.loss;
+        }
+        Ok(total / rows.len().max(1) as f64)
+    }
+
+    /// The validation figure named by [`monitor_name`].
+    pub fn monitor(&self, data: &Dataset, rows: &[usize], seed: u64) -> Result<f64, TrainError> {
+        match self.session.task {
+            Task::Rating => Ok(self.rating(data, rows)?.rmse),
+            Task::Loss => Ok(self.mean_loss(data, rows, seed)?),
+            Task::Ranking => Ok(self.sampled_auc(data, rows, seed)?),
+        }
+    }
+
+    /// AUC estimated from pairs: each held-out (user, item) against one
+    /// item the user has not touched.
+    pub fn sampled_auc(&self, data: &Dataset, rows: &[usize], seed: u64) -> Result<f64, EvalError> {
+        let (Some((_, users)), Some((item_domain, items))) = (data.users(), data.items()) else {
+            return Ok(f64::NAN);
+        };
+        let n_items = data.domain_size(item_domain);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut sample = rows.to_vec();
+        sample.shuffle(&mut rng);
+        sample.truncate(MONITOR_ROWS);
+        let positives = &self.session.binding.positives;
+        let mut total = 0.0;
+        for &r in &sample {
+            let (u, i) = (users[r], items[r]);
+            let seen = positives.get(u as usize).map_or(&[][..], Vec::as_slice);
+            let mut j = rng.random_range(0..n_items as u32);
+            for _ in 0..64 {
+                if j != i && seen.binary_search(&j).is_err() {
+                    break;
+                }
+                j = rng.random_range(0..n_items as u32);
+            }
+            let pos = self.score_pair(data, Some(u), Some(i))?;
+            let neg = self.score_pair(data, Some(u), Some(j))?;
+            total += if pos > neg {
+                1.0
+            } else if pos == neg {
+                0.5
+            } else {
+                0.0
+            };
+        }
+        Ok(total / sample.len().max(1) as f64)
+    }
+
+    /// Scores of every item for `user` (`None`: an unknown user).
+    pub fn user_scores(&self, data: &Dataset, user: Option<u32>) -> Result<Vec<f64>, EvalError> {
+        let n_items = data.items().map_or(0, |(d, _)| data.domain_size(d));
+        let b = &self.session.binding;
+        let mut ex = Example { slots: Vec::new() };
+        let mut rng = StdRng::seed_from_u64(0);
+        let mut scores = Vec::with_capacity(n_items);
+        for i in 0..n_items as u32 {
+            b.example(data, &b.pair(user, Some(i)), &mut rng, false, &mut ex);
+            scores.push(self.score(&ex)?);
+        }
+        Ok(scores)
+    }
+
+    /// The `k` best items for `user`, leaving out what they already have.
+    pub fn recommend(
+        &self,
+        data: &Dataset,
+        user: Option<u32>,
+        k: usize,
+    ) -> Result<Vec<(u32, f64)>, EvalError> {
+        let scores = self.user_scores(data, user)?;
+        let seen = user
+            .and_then(|u| self.session.binding.positives.get(u as usize))
+            .map_or(&[][..], Vec::as_slice);
+        let mut order: Vec<u32> = (0..scores.len() as u32)
+            .filter(|i| seen.binary_search(i).is_err())
+            .collect();
+        order.sort_by(|&a, &b| {
+            scores[b as usize]
+                .total_cmp(&scores[a as usize])
+                .then(a.cmp(&b))
+        });
+        order.truncate(k);
+        Ok(order.into_iter().map(|i| (i, scores[i as usize])).collect())
+    }
+
+    /// Ranking metrics over the full catalogue: for each user with test
+    /// rows, every item not in their training rows is ranked.
+    pub fn ranking(
+        &self,
+        data: &Dataset,
+        train: &[usize],
+        test: &[usize],
+        k: usize,
+    ) -> Result<RankingMetrics, TrainError> {
+        let (Some((user_domain, users)), Some((item_domain, items))) = (data.users(), data.items())
+        else {
+            return Err(TrainError::Config(
+                "ranking metrics need user and item columns in the data".into(),
+            ));
+        };
+        let n_users = data.domain_size(user_domain);
+        let n_items = data.domain_size(item_domain);
+        let mut relevant: Vec<Vec<u32>> = vec![Vec::new(); n_users];
+        for &r in test {
+            relevant[users[r] as usize].push(items[r]);
+        }
+        let evaluated: Vec<u32> = (0..n_users as u32)
+            .filter(|&u| !relevant[u as usize].is_empty())
+            .collect();
+        let positives = &self.session.binding.positives;
+        let per_user: Vec<UserMetrics> = evaluated
+            .par_iter()
+            .map(|&u| {
+                let scores = self.user_scores(data, Some(u))?;
+                let exclude = positives.get(u as usize).map_or(&[][..], Vec::as_slice);
+                Ok(metrics::rank_user(
+                    &UserRanking {
+                        scores: &scores,
+                        exclude,
+                        relevant: &relevant[u as usize],
+                    },
+                    k,
+                ))
+            })
+            .collect::<Result<_, EvalError>>()?;
+        let mut item_users: Vec<Vec<u32>> = vec![Vec::new(); n_items];
+        for &r in train {
+            item_users[items[r] as usize].push(users[r]);
+        }
+        for u in &mut item_users {
+            u.sort_unstable();
+            u.dedup();
+        }
+        let popularity: Vec<usize> = item_users.iter().map(Vec::len).collect();
+        let train_users = {
+            let mut seen = vec![false; n_users];
+            for &r in train {
+                seen[users[r] as usize] = true;
+            }
+            seen.iter().filter(|s| **s).count()
+        };
+        Ok(metrics::summarise(
+            &per_user,
+            k,
+            n_items,
+            &Catalogue {
+                item_popularity: &popularity,
+                n_users: train_users,
+                item_users: &item_users,
+            },
+        ))
+    }
+}
+
+/// The table that embeds members of `domain` best: the widest plain (or
+/// mean) table over it.
+pub fn embedding_table(g: &Graph, domain: &str) -> Option<usize> {
+    g.tables
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| {
+            t.domain
+                .is_some_and(|d| g.domains[d.index()].name == domain)
+                && t.role != TableRole::LogVar
+                && t.shape.len() > 1
+        })
+        .max_by_key(|(k, t)| (t.shape.len(), std::cmp::Reverse(*k)))
+        .map(|(k, _)| k)
+}
+
+/// The `k` rows nearest to `row` in `table`: by cosine similarity, or for a
+/// table on the Poincaré ball by (negated) hyperbolic distance.
+pub fn similar(g: &Graph, params: &Params, table: usize, row: usize, k: usize) -> Vec<(u32, f64)> {
+    let values = &params.tables[table];
+    let rows = values.nrows();
+    if row >= rows {
+        return Vec::new();
+    }
+    let ball = g.tables[table].constraint == Constraint::Ball;
+    let a = values.row(row);
+    let norm = |v: ndarray::ArrayView1<f64>| v.dot(&v).sqrt();
+    let na = norm(a);
+    let mut scored: Vec<(u32, f64)> = (0..rows)
+        .filter(|&r| r != row)
+        .map(|r| {
+            let b = values.row(r);
+            let s = if ball {
+                let diff = &a - &b;
+                let d2 = diff.dot(&diff);
+                let (a2, b2) = (a.dot(&a), b.dot(&b));
+                let x = 1.0 + 2.0 * d2 / ((1.0 - a2).max(1e-12) * (1.0 - b2).max(1e-12));
+                -(x + (x * x - 1.0).max(0.0).sqrt()).ln()
+            } else {
+                let nb = norm(b);
+                if na == 0.0 || nb == 0.0 {
+                    0.0
+                } else {
+                    a.dot(&b) / (na * nb)
+                }
+            };
+            (r as u32, s)
+        })
+        .collect();
+    scored.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+    scored.truncate(k);
+    scored
+}
+
+/// Rows a positive-only ranking model trains and is tested on: those whose
+/// target is at least `min` (all rows when the data has no target).
+pub fn positive_rows(data: &Dataset, rows: &[usize], min: Option<f64>) -> Vec<usize> {
+    let (Some(min), Some(ColumnData::Real(target))) = (
+        min,
+        data.target
+            .as_deref()
+            .and_then(|t| data.column(t))
+            .map(|c| &c.data),
+    ) else {
+        return rows.to_vec();
+    };
+    rows.iter().copied().filter(|&r| target[r] >= min).collect()
+}

@@ -1,0 +1,762 @@
+//! The file readers: delimited text, MovieLens 100k and Last.fm 2k.
+//!
+//! Fixtures under `tests/fixtures/` are small hand-written files. The tests at
+//! the end read the real data sets from `shared/data` beside the repository
+//! when it is there, and say they were skipped when it is not.
+
+use std::path::{Path, PathBuf};
+
+use recc_runtime::data::delimited::{self, ColumnKind, ColumnSpec, Spec};
+use recc_runtime::data::{lastfm, movielens, BadLines, ColumnData, DataError, Dataset};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn spec(text: &str) -> Vec<ColumnSpec> {
+    match delimited::parse_columns(text) {
+        Ok(c) => c,
+        Err(e) => panic!("`{text}` should parse: {e}"),
+    }
+}
+
+fn col(name: &str, kind: ColumnKind) -> ColumnSpec {
+    ColumnSpec {
+        name: name.to_string(),
+        kind,
+    }
+}
+
+fn index(domain: &str) -> ColumnKind {
+    ColumnKind::Index(domain.to_string())
+}
+
+fn ok<T>(r: Result<T, DataError>) -> T {
+    r.unwrap_or_else(|e| panic!("unexpected error: {e}"))
+}
+
+/// The file name, line and message of a bad-line error.
+fn bad_line<T: std::fmt::Debug>(r: Result<T, DataError>) -> (String, usize, String) {
+    match r {
+        Err(DataError::BadLine { at, message }) => (
+            at.path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            at.line,
+            message,
+        ),
+        other => panic!("expected a bad line, got {other:?}"),
+    }
+}
+
+fn invalid<T: std::fmt::Debug>(r: Result<T, DataError>) -> String {
+    match r {
+        Err(DataError::Invalid(m)) => m,
+        other => panic!("expected an invalid-data error, got {other:?}"),
+    }
+}
+
+/// The raw ids of an index column, row by row.
+fn raw_ids(ds: &Dataset, column: &str) -> Vec<String> {
+    let (domain, values) = ds.indices(column).expect("an index column");
+    let map = &ds.domains[domain];
+    values.iter().map(|&v| map.name(v).to_string()).collect()
+}
+
+fn reals(ds: &Dataset, column: &str) -> Vec<f64> {
+    match &ds.column(column).expect("the column").data {
+        ColumnData::Real(v) => v.clone(),
+        other => panic!("{column} is {}", other.kind()),
+    }
+}
+
+/// Members of row `r` of a bag column, as raw ids.
+fn bag_row(ds: &Dataset, column: &str, r: usize) -> Vec<String> {
+    match &ds.column(column).expect("the column").data {
+        ColumnData::Bag {
+            domain,
+            offsets,
+            members,
+            weights,
+        } => {
+            let range = offsets[r]..offsets[r + 1];
+            assert!(weights[range.clone()].iter().all(|&w| w == 1.0));
+            let map = &ds.domains[domain];
+            members[range]
+                .iter()
+                .map(|&m| map.name(m).to_string())
+                .collect()
+        }
+        other => panic!("{column} is {}", other.kind()),
+    }
+}
+
+fn kinds(ds: &Dataset) -> Vec<(String, String)> {
+    ds.columns
+        .iter()
+        .map(|c| (c.name.clone(), c.data.kind()))
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+// Column lists.
+
+#[test]
+fn column_lists_parse_in_full_and_in_shorthand() {
+    assert_eq!(
+        spec("user:index(user),item:index(item),rating:real,ts:time,genres:bag(genre,|),_:skip"),
+        vec![
+            col("user", index("user")),
+            col("item", index("item")),
+            col("rating", ColumnKind::Real),
+            col("ts", ColumnKind::Time),
+            col(
+                "genres",
+                ColumnKind::Bag {
+                    domain: "genre".into(),
+                    separator: '|'
+                }
+            ),
+            col("_", ColumnKind::Skip),
+        ]
+    );
+    assert_eq!(
+        spec(" user , movie:index , tags:bag , genres:bag(genre) , kw:bag(word,;), skip, _"),
+        vec![
+            col("user", index("user")),
+            col("movie", index("movie")),
+            col(
+                "tags",
+                ColumnKind::Bag {
+                    domain: "tags".into(),
+                    separator: '|'
+                }
+            ),
+            col(
+                "genres",
+                ColumnKind::Bag {
+                    domain: "genre".into(),
+                    separator: '|'
+                }
+            ),
+            col(
+                "kw",
+                ColumnKind::Bag {
+                    domain: "word".into(),
+                    separator: ';'
+                }
+            ),
+            col("_", ColumnKind::Skip),
+            col("_", ColumnKind::Skip),
+        ]
+    );
+    // A kind alone is named after its domain; a bag may split at commas.
+    assert_eq!(
+        spec("index(user),bag(tag,,)"),
+        vec![
+            col("user", index("user")),
+            col(
+                "tag",
+                ColumnKind::Bag {
+                    domain: "tag".into(),
+                    separator: ','
+                }
+            ),
+        ]
+    );
+}
+
+#[test]
+fn bad_column_lists_say_what_is_wrong() {
+    let cases = [
+        ("", "names no columns"),
+        ("user,,item", "an empty entry"),
+        ("user,item,", "an empty entry"),
+        ("rating:number", "unknown column kind `number`"),
+        ("rating:number", "expected index, index(DOMAIN), real"),
+        ("user,user:index(person)", "column `user` is named twice"),
+        ("genres:bag(genre", "without a matching `)`"),
+        ("genres:bag(genre,ab)", "a bag separator is one character"),
+        ("rating:real(x)", "`real` takes no arguments"),
+        ("user:index()", "an empty domain"),
+        ("us er", "not a column name"),
+        ("rating:", "no kind after `rating:`"),
+        ("_:real", "`_` names only skipped fields"),
+        ("real(x)", "only index(DOMAIN) and bag(DOMAIN)"),
+    ];
+    for (text, expected) in cases {
+        let message = invalid(delimited::parse_columns(text));
+        assert!(
+            message.contains(expected),
+            "`{text}`: {message:?} should contain {expected:?}"
+        );
+        assert!(message.contains("--columns"), "{message}");
+    }
+}
+
+// Delimited files.
+
+#[test]
+fn header_names_infer_the_columns() {
+    let spec = Spec {
+        header: true,
+        ..Spec::default()
+    };
+    let ds = ok(delimited::read(
+        &fixture("ratings_header.csv"),
+        &spec,
+        BadLines::Fail,
+    ));
+    assert_eq!(ds.name, "ratings_header.csv");
+    assert_eq!(
+        kinds(&ds),
+        pairs(&[
+            ("user", "index(user)"),
+            ("item", "index(item)"),
+            ("stars", "real"),
+            ("timestamp", "time"),
+            ("city", "index(city)"),
+            ("price", "real"),
+        ])
+    );
+    assert_eq!(ds.user.as_deref(), Some("user"));
+    assert_eq!(ds.item.as_deref(), Some("item"));
+    assert_eq!(ds.target.as_deref(), Some("stars"));
+    assert_eq!(ds.time.as_deref(), Some("timestamp"));
+    assert_eq!(ds.len(), 3);
+    assert_eq!(raw_ids(&ds, "user"), ["u1", "u2", "u1"]);
+    assert_eq!(raw_ids(&ds, "item"), ["m10", "m10", "m20"]);
+    assert_eq!(raw_ids(&ds, "city"), ["Paris", "Oslo", "Paris"]);
+    assert_eq!(reals(&ds, "stars"), [4.5, 3.0, 5.0]);
+    assert_eq!(reals(&ds, "price"), [9.99, 12.0, 7.5]);
+    assert_eq!(ds.times(), Some(&[978300760, 978300761, 978300762][..]));
+    // Ids are interned in first-seen order.
+    assert_eq!(ds.domains["user"].names(), ["u1", "u2"]);
+    assert_eq!(ds.domains["item"].get("m20"), Some(1));
+}
+
+#[test]
+fn header_inference_knows_common_names() {
+    let text = "user_id\tartist\tplays\tdate\tts2\n1\ta\t3\t100\t5\n";
+    let spec = Spec {
+        header: true,
+        ..Spec::default()
+    };
+    let ds = ok(delimited::read_str(
+        "plays.tsv",
+        text,
+        &spec,
+        BadLines::Fail,
+    ));
+    assert_eq!(
+        kinds(&ds),
+        pairs(&[
+            ("user", "index(user)"),
+            ("item", "index(item)"),
+            ("plays", "real"),
+            ("date", "time"),
+            ("ts2", "real"),
+        ])
+    );
+}
+
+#[test]
+fn a_column_list_replaces_the_header() {
+    let named = Spec {
+        separator: Some(",".into()),
+        header: true,
+        columns: spec("who:index(user),what:index(item),_,ts:time,city,_:skip"),
+    };
+    let ds = ok(delimited::read(
+        &fixture("ratings_header.csv"),
+        &named,
+        BadLines::Fail,
+    ));
+    assert_eq!(
+        kinds(&ds),
+        pairs(&[
+            ("who", "index(user)"),
+            ("what", "index(item)"),
+            ("ts", "time"),
+            ("city", "index(city)"),
+        ])
+    );
+    assert_eq!(ds.user.as_deref(), Some("who"));
+    assert_eq!(ds.target, None);
+
+    let short = Spec {
+        columns: spec("user,item"),
+        ..named
+    };
+    let (file, line, message) = bad_line(delimited::read(
+        &fixture("ratings_header.csv"),
+        &short,
+        BadLines::Fail,
+    ));
+    assert_eq!((file.as_str(), line), ("ratings_header.csv", 2));
+    assert!(message.contains("header has 6 fields"), "{message}");
+}
+
+#[test]
+fn without_a_header_columns_follow_movielens() {
+    let ds = ok(delimited::read(
+        &fixture("positional.tsv"),
+        &Spec::default(),
+        BadLines::Fail,
+    ));
+    assert_eq!(
+        kinds(&ds),
+        pairs(&[
+            ("user", "index(user)"),
+            ("item", "index(item)"),
+            ("rating", "real")
+        ])
+    );
+    assert_eq!(reals(&ds, "rating"), [1.0, 0.5, 2.5]);
+
+    // `::`, detected as whitespace would fail, given explicitly it reads.
+    let spec = Spec {
+        separator: Some("::".into()),
+        ..Spec::default()
+    };
+    let ds = ok(delimited::read(
+        &fixture("ratings.dat"),
+        &spec,
+        BadLines::Fail,
+    ));
+    assert_eq!(
+        kinds(&ds),
+        pairs(&[
+            ("user", "index(user)"),
+            ("item", "index(item)"),
+            ("rating", "real"),
+            ("timestamp", "time"),
+        ])
+    );
+    assert_eq!(raw_ids(&ds, "user"), ["1", "1", "2"]);
+    assert_eq!(raw_ids(&ds, "item"), ["10", "20", "10"]);
+    assert_eq!(ds.times(), Some(&[978300760, 978300761, 978302109][..]));
+
+    let two = ok(delimited::read_str(
+        "pairs",
+        "a b\nb c\n",
+        &Spec::default(),
+        BadLines::Fail,
+    ));
+    assert_eq!(
+        kinds(&two),
+        pairs(&[("user", "index(user)"), ("item", "index(item)")])
+    );
+    assert_eq!(two.target, None);
+
+    let (_, line, message) = bad_line(delimited::read_str(
+        "wide",
+        "\n1;2;3;4;5\n",
+        &Spec::default(),
+        BadLines::Fail,
+    ));
+    assert_eq!(line, 2);
+    assert!(
+        message.contains("5 fields per line") && message.contains("--columns"),
+        "{message}"
+    );
+}
+
+#[test]
+fn separators_are_detected_from_the_first_line() {
+    let read = |text: &str| {
+        ok(delimited::read_str(
+            "t",
+            text,
+            &Spec::default(),
+            BadLines::Fail,
+        ))
+    };
+    for text in ["a\tb c\t1\n", "a,b c,1\n", "a;b c;1\n"] {
+        assert_eq!(raw_ids(&read(text), "item"), ["b c"], "{text:?}");
+    }
+    assert_eq!(raw_ids(&read("a  b  1\n"), "item"), ["b"]);
+}
+
+#[test]
+fn bags_split_their_field() {
+    let spec = Spec {
+        separator: Some("\t".into()),
+        header: false,
+        columns: spec("user,item,tags:bag(tag)"),
+    };
+    let ds = ok(delimited::read_str(
+        "tags.tsv",
+        "u\ti\tfun|short\nv\ti\t\nu\tj\tshort| long \n",
+        &spec,
+        BadLines::Fail,
+    ));
+    assert_eq!(bag_row(&ds, "tags", 0), ["fun", "short"]);
+    assert!(bag_row(&ds, "tags", 1).is_empty());
+    assert_eq!(bag_row(&ds, "tags", 2), ["short", "long"]);
+    assert_eq!(ds.domains["tag"].names(), ["fun", "short", "long"]);
+
+    let clash = Spec {
+        separator: Some("|".into()),
+        ..spec
+    };
+    let message = invalid(delimited::read_str("x", "u|i|a\n", &clash, BadLines::Fail));
+    assert!(message.contains("bag separator `|`"), "{message}");
+}
+
+#[test]
+fn bad_lines_are_located() {
+    let (file, line, message) = bad_line(delimited::read(
+        &fixture("bad_count.csv"),
+        &Spec::default(),
+        BadLines::Fail,
+    ));
+    assert_eq!((file.as_str(), line), ("bad_count.csv", 4));
+    assert_eq!(
+        message,
+        "expected 3 fields separated by \",\" (user, item, rating), found 4"
+    );
+
+    let header = Spec {
+        header: true,
+        ..Spec::default()
+    };
+    let (file, line, message) = bad_line(delimited::read(
+        &fixture("bad_number.csv"),
+        &header,
+        BadLines::Fail,
+    ));
+    assert_eq!((file.as_str(), line), ("bad_number.csv", 4));
+    assert_eq!(message, "column rating: expected a number, found \"x\"");
+
+    // The error's text shows the whole path and the line.
+    let err = delimited::read(&fixture("bad_number.csv"), &header, BadLines::Fail);
+    let shown = err.map(|_| ()).unwrap_err().to_string();
+    assert!(
+        shown.ends_with("bad_number.csv:4: column rating: expected a number, found \"x\""),
+        "{shown}"
+    );
+
+    let cases = [
+        (
+            "u,i,NaN\n",
+            "column rating: expected a finite number, found \"NaN\"",
+        ),
+        (
+            "u,i,inf\n",
+            "column rating: expected a finite number, found \"inf\"",
+        ),
+        (
+            "u,i,1,yesterday\n",
+            "column timestamp: expected a time in integer unix seconds, found \"yesterday\"",
+        ),
+        ("u,,1\n", "column item: an empty id"),
+    ];
+    for (text, expected) in cases {
+        let (file, line, message) = bad_line(delimited::read_str(
+            "mem.csv",
+            text,
+            &Spec::default(),
+            BadLines::Fail,
+        ));
+        assert_eq!(
+            (file.as_str(), line, message.as_str()),
+            ("mem.csv", 1, expected)
+        );
+    }
+}
+
+#[test]
+fn skipped_bad_lines_are_counted_and_leave_no_ids() {
+    let header = Spec {
+        header: true,
+        ..Spec::default()
+    };
+    let ds = ok(delimited::read(
+        &fixture("bad_number.csv"),
+        &header,
+        BadLines::Skip,
+    ));
+    assert_eq!(ds.skipped, 2);
+    assert_eq!(ds.len(), 3);
+    assert_eq!(raw_ids(&ds, "user"), ["a", "b", "e"]);
+    // `c` and `d` were on skipped lines.
+    assert_eq!(ds.domains["user"].names(), ["a", "b", "e"]);
+
+    let ds = ok(delimited::read(
+        &fixture("bad_count.csv"),
+        &Spec::default(),
+        BadLines::Skip,
+    ));
+    assert_eq!((ds.len(), ds.skipped), (2, 1));
+}
+
+#[test]
+fn empty_files_are_errors() {
+    let message = invalid(delimited::read(
+        &fixture("empty.csv"),
+        &Spec::default(),
+        BadLines::Fail,
+    ));
+    assert!(message.contains("empty.csv: no rows"), "{message}");
+    let header = Spec {
+        header: true,
+        ..Spec::default()
+    };
+    invalid(delimited::read(
+        &fixture("empty.csv"),
+        &header,
+        BadLines::Fail,
+    ));
+    invalid(delimited::read_str(
+        "h",
+        "user,item\n# nothing\n",
+        &header,
+        BadLines::Fail,
+    ));
+    let message = invalid(delimited::read_str(
+        "all-bad",
+        "a,b,x\n",
+        &Spec::default(),
+        BadLines::Skip,
+    ));
+    assert!(
+        message.contains("no rows (1 bad lines skipped)"),
+        "{message}"
+    );
+}
+
+#[test]
+fn missing_files_name_their_path() {
+    match delimited::read(&fixture("no-such.csv"), &Spec::default(), BadLines::Fail) {
+        Err(DataError::Io { path, .. }) => assert!(path.ends_with("no-such.csv")),
+        other => panic!("expected an io error, got {other:?}"),
+    }
+}
+
+// MovieLens.
+
+#[test]
+fn a_movielens_fold_loads_with_all_its_columns() {
+    let (ds, split) = ok(movielens::load_fold(
+        &fixture("ml-mini"),
+        "u1",
+        BadLines::Fail,
+    ));
+    assert_eq!(ds.name, "ml-100k u1");
+    assert_eq!(
+        kinds(&ds),
+        pairs(&[
+            ("user", "index(user)"),
+            ("item", "index(item)"),
+            ("rating", "real"),
+            ("timestamp", "time"),
+            ("age", "real"),
+            ("age_group", "index(age_group)"),
+            ("gender", "index(gender)"),
+            ("occupation", "index(occupation)"),
+            ("genres", "bag(genre)"),
+            ("year", "index(year)"),
+        ])
+    );
+    assert_eq!(ds.user.as_deref(), Some("user"));
+    assert_eq!(ds.item.as_deref(), Some("item"));
+    assert_eq!(ds.target.as_deref(), Some("rating"));
+    assert_eq!(ds.time.as_deref(), Some("timestamp"));
+    assert_eq!(split.train, (0..6).collect::<Vec<_>>());
+    assert_eq!(split.test, vec![6, 7]);
+    assert_eq!(ds.skipped, 0);
+
+    // Rows are base then test, in file order.
+    assert_eq!(
+        raw_ids(&ds, "user"),
+        ["1", "1", "2", "2", "3", "3", "4", "4"]
+    );
+    assert_eq!(
+        raw_ids(&ds, "item"),
+        ["1", "2", "1", "4", "3", "4", "2", "1"]
+    );
+    assert_eq!(
+        reals(&ds, "rating"),
+        [5.0, 3.0, 4.0, 2.0, 1.0, 5.0, 4.0, 3.0]
+    );
+    assert_eq!(ds.times().map(|t| t[7]), Some(881250956));
+
+    // Demographics follow the user, genres and year the film.
+    assert_eq!(
+        reals(&ds, "age"),
+        [24.0, 24.0, 53.0, 53.0, 17.0, 17.0, 56.0, 56.0]
+    );
+    assert_eq!(
+        raw_ids(&ds, "age_group"),
+        ["18-24", "18-24", "50-55", "50-55", "under 18", "under 18", "56+", "56+"]
+    );
+    assert_eq!(ds.domains["age_group"].names(), movielens::AGE_GROUPS);
+    assert_eq!(raw_ids(&ds, "gender")[..3], ["M", "M", "F"]);
+    assert_eq!(
+        raw_ids(&ds, "occupation")[2..5],
+        ["other", "other", "student"]
+    );
+    assert_eq!(ds.domains["occupation"].len(), 5);
+    assert_eq!(ds.domains["genre"].len(), 19);
+    assert_eq!(
+        bag_row(&ds, "genres", 0),
+        ["Animation", "Children's", "Comedy"]
+    );
+    assert_eq!(bag_row(&ds, "genres", 1), ["Drama", "Romance"]);
+    assert_eq!(bag_row(&ds, "genres", 3), ["Action", "Adventure", "Sci-Fi"]);
+    assert_eq!(bag_row(&ds, "genres", 4), ["unknown"]);
+    assert_eq!(
+        raw_ids(&ds, "year")[..5],
+        ["1995", "1996", "1995", "1977", "unknown"]
+    );
+    assert_eq!(
+        ds.domains["year"].names(),
+        ["1977", "1995", "1996", "unknown"]
+    );
+
+    // Titles label the films; the Latin-1 byte 0xE9 is `é`.
+    let items = &ds.domains["item"];
+    assert_eq!(items.label(0), "Paper Boats (1995)");
+    assert_eq!(items.label(1), "Le Café (1996)");
+    assert_eq!(items.find("Star Road (1977)"), Some(3));
+}
+
+#[test]
+fn movielens_id_maps_do_not_depend_on_the_fold() {
+    let dir = fixture("ml-mini");
+    let all = ok(movielens::load(&dir, BadLines::Fail));
+    assert_eq!(all.name, "ml-100k");
+    assert_eq!(all.len(), 8);
+    let (u1, _) = ok(movielens::load_fold(&dir, "u1", BadLines::Fail));
+    let (u2, split) = ok(movielens::load_fold(&dir, "u2", BadLines::Skip));
+    assert_eq!(all.domains, u1.domains);
+    assert_eq!(all.domains, u2.domains);
+    // All users and films are interned even when they have no rating.
+    assert_eq!(u2.domain_size("user"), 4);
+    assert_eq!(u2.domain_size("item"), 4);
+    assert_eq!(all.domains["user"].names(), ["1", "2", "3", "4"]);
+    // u2.test has a rating by an unknown user, skipped.
+    assert_eq!(u2.skipped, 1);
+    assert_eq!((split.train.len(), split.test.len()), (5, 2));
+}
+
+#[test]
+fn movielens_errors_name_the_file_and_line() {
+    let dir = fixture("ml-mini");
+    let (file, line, message) = bad_line(movielens::load_fold(&dir, "u2", BadLines::Fail));
+    assert_eq!((file.as_str(), line), ("u2.test", 2));
+    assert_eq!(message, "column user: user \"99\" is not listed in u.user");
+
+    let message = invalid(movielens::load_fold(&dir, "u9", BadLines::Fail));
+    assert!(message.contains("unknown MovieLens fold `u9`"), "{message}");
+    assert!(message.contains("u1, u2, u3, u4, u5, ua, ub"), "{message}");
+
+    match movielens::load_fold(&dir, "u3", BadLines::Fail) {
+        Err(DataError::Io { path, .. }) => assert!(path.ends_with("ml-mini/u3.base")),
+        other => panic!("expected an io error, got {other:?}"),
+    }
+    match movielens::load(&fixture("no-such-dir"), BadLines::Fail) {
+        Err(e @ DataError::Io { .. }) => assert!(e.to_string().contains("no-such-dir"), "{e}"),
+        other => panic!("expected an io error, got {other:?}"),
+    }
+}
+
+// Last.fm.
+
+#[test]
+fn lastfm_loads_plays_and_artist_names() {
+    let ds = ok(lastfm::load(&fixture("lastfm-mini"), BadLines::Fail));
+    assert_eq!(ds.name, "lastfm-2k");
+    assert_eq!(
+        kinds(&ds),
+        pairs(&[
+            ("user", "index(user)"),
+            ("item", "index(item)"),
+            ("plays", "real")
+        ])
+    );
+    assert_eq!(ds.user.as_deref(), Some("user"));
+    assert_eq!(ds.item.as_deref(), Some("item"));
+    assert_eq!(ds.target.as_deref(), Some("plays"));
+    assert_eq!(ds.time, None);
+    assert_eq!(raw_ids(&ds, "user"), ["2", "2", "3", "4"]);
+    assert_eq!(raw_ids(&ds, "item"), ["51", "52", "51", "53"]);
+    // No plays is kept.
+    assert_eq!(reals(&ds, "plays"), [13883.0, 0.0, 120.0, 7.0]);
+    let artists = &ds.domains["item"];
+    assert_eq!(artists.label(0), "The Paper Kites");
+    assert_eq!(artists.label(1), "No Such Band");
+    // Artist 53 has no name; artist 99 has no plays and is not added.
+    assert_eq!(artists.label(2), "53");
+    assert_eq!(artists.len(), 3);
+}
+
+#[test]
+fn lastfm_bad_plays_are_bad_lines() {
+    let dir = fixture("lastfm-bad");
+    let (file, line, message) = bad_line(lastfm::load(&dir, BadLines::Fail));
+    assert_eq!((file.as_str(), line), ("user_artists.dat", 3));
+    assert_eq!(
+        message,
+        "column plays: expected a play count of 0 or more, found \"-4\""
+    );
+    let ds = ok(lastfm::load(&dir, BadLines::Skip));
+    assert_eq!((ds.len(), ds.skipped), (2, 2));
+    // Without artists.dat, labels are the raw ids.
+    assert_eq!(ds.domains["item"].label(0), "51");
+}
+
+// The real data sets, when they are beside the repository.
+
+fn real_data(name: &str) -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data")
+        .join(name);
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        println!("skipped: {} is not there", dir.display());
+        None
+    }
+}
+
+#[test]
+fn real_movielens_100k() {
+    let Some(dir) = real_data("ml-100k") else {
+        return;
+    };
+    let all = ok(movielens::load(&dir, BadLines::Fail));
+    assert_eq!(all.len(), 100_000);
+    assert_eq!(all.domain_size("user"), 943);
+    assert_eq!(all.domain_size("item"), 1682);
+    assert_eq!(all.domain_size("genre"), 19);
+    assert_eq!(all.domain_size("occupation"), 21);
+    assert_eq!(all.skipped, 0);
+    let items = &all.domains["item"];
+    assert_eq!(items.label(0), "Toy Story (1995)");
+    assert!(items.find("Misérables, Les (1995)").is_some());
+
+    let (u1, split) = ok(movielens::load_fold(&dir, "u1", BadLines::Fail));
+    assert_eq!((split.train.len(), split.test.len()), (80_000, 20_000));
+    assert_eq!(u1.domains, all.domains);
+}
+
+#[test]
+fn real_lastfm_2k() {
+    let Some(dir) = real_data("lastfm-2k") else {
+        return;
+    };
+    let ds = ok(lastfm::load(&dir, BadLines::Fail));
+    assert_eq!(ds.len(), 92_834);
+    assert_eq!(ds.domain_size("user"), 1892);
+    assert_eq!(ds.skipped, 0);
+}
