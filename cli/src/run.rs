@@ -58,6 +58,10 @@ pub struct DataArgs {
     /// Words rarer than this are dropped by +text
     #[arg(long, default_value_t = 5)]
     pub min_count: usize,
+    /// Also write the split's rows as DIR/train.tsv and DIR/test.tsv (raw ids),
+    /// so other tools can be measured on exactly the same rows
+    #[arg(long, value_name = "DIR")]
+    pub write_split: Option<PathBuf>,
 }
 
 /// Overrides of the model's `fit` block.
@@ -453,6 +457,25 @@ pub fn run_split(job: &Job, data: &Dataset, split: &Split, label: &str) -> Resul
     })
 }
 
+/// The rows a model trains and is tested on, as `--write-split` writes them.
+fn write_split(
+    dir: &Path,
+    data: &Dataset,
+    split: &Split,
+    model: &Model,
+    args: &DataArgs,
+) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| usage(format!("cannot create {}: {e}", dir.display())))?;
+    let min = has_negatives(model).then_some(args.min_target).flatten();
+    for (name, rows) in [("train.tsv", &split.train), ("test.tsv", &split.test)] {
+        let rows = predict::positive_rows(data, rows, min);
+        data.write_tsv(&dir.join(name), &rows)
+            .map_err(|e| usage(e.to_string()))?;
+    }
+    Ok(())
+}
+
 fn describe_data(data: &Dataset) -> String {
     let mut parts = vec![format!("{} rows", data.len())];
     for role in [data.user.as_deref(), data.item.as_deref()]
@@ -519,6 +542,9 @@ pub fn train_command(
         args: data_args,
         out,
     };
+    if let Some(dir) = &data_args.write_split {
+        write_split(dir, &prepared.data, split, &source.model, data_args)?;
+    }
     let outcome = run_split(&job, &prepared.data, split, "")?;
     let output = output.unwrap_or_else(|| PathBuf::from(format!("{}.recm", source.model.name)));
     let saved = saved_model(&source, &prepared, &config, &outcome, data_args);
@@ -731,6 +757,7 @@ pub fn reload(path: &Path, data_args: Option<&DataArgs>) -> Result<Reloaded> {
             min_count: setting("min_count")
                 .and_then(|w| w.parse().ok())
                 .unwrap_or(5),
+            write_split: None,
         },
     };
     let seed = setting("seed").and_then(|s| s.parse().ok()).unwrap_or(42);

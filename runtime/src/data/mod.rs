@@ -317,3 +317,54 @@ pub mod lastfm;
 pub mod movielens;
 pub mod spec;
 pub mod text;
+
+impl Dataset {
+    /// Write `rows` as tab-separated text with a header, raw ids restored
+    /// (bags as `a|b|c`), so other tools can train on exactly these rows.
+    /// The file appears only once complete.
+    pub fn write_tsv(&self, path: &Path, rows: &[usize]) -> Result<(), DataError> {
+        use std::io::Write;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let io = |e| DataError::io(path, e);
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+        {
+            let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+            let names: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
+            writeln!(w, "{}", names.join("\t")).map_err(io)?;
+            let id = |domain: &str, i: u32| {
+                self.domains
+                    .get(domain)
+                    .map_or_else(|| i.to_string(), |m| m.name(i).to_string())
+            };
+            for &r in rows {
+                let fields: Vec<String> = self
+                    .columns
+                    .iter()
+                    .map(|c| match &c.data {
+                        ColumnData::Index { domain, values } => id(domain, values[r]),
+                        ColumnData::Real(v) => v[r].to_string(),
+                        ColumnData::Time(v) => v[r].to_string(),
+                        ColumnData::Bag {
+                            domain,
+                            offsets,
+                            members,
+                            ..
+                        } => members[offsets[r]..offsets[r + 1]]
+                            .iter()
+                            .map(|&m| id(domain, m))
+                            .collect::<Vec<_>>()
+                            .join("|"),
+                    })
+                    .collect();
+                writeln!(w, "{}", fields.join("\t")).map_err(io)?;
+            }
+            w.flush().map_err(io)?;
+        }
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(path).map_err(|e| io(e.error))?;
+        Ok(())
+    }
+}

@@ -73,6 +73,15 @@ struct Item {
     year: u32,
 }
 
+/// A parsed line of `u.item`.
+struct ItemLine<'l> {
+    id: &'l str,
+    title: &'l str,
+    genres: Vec<u32>,
+    /// `None` for a film without a release date.
+    year: Option<&'l str>,
+}
+
 /// One rating: indices of user and item, the rating and its time.
 struct Rating {
     user: u32,
@@ -211,15 +220,15 @@ impl<'a> Reader<'a> {
         let mut years = Vec::new();
         for (n, line) in data_lines(&text) {
             let parsed = self.parse_item(line, &genres);
-            if let Some((id, title, item_genres, year)) = policy.check(n, parsed)? {
+            if let Some(item) = policy.check(n, parsed)? {
                 let items = self.domain("item");
-                let i = items.intern(id);
-                items.set_label(i, title);
+                let i = items.intern(item.id);
+                items.set_label(i, item.title);
                 self.items.push(Item {
-                    genres: item_genres,
+                    genres: item.genres,
                     year: 0,
                 });
-                years.push(year);
+                years.push(item.year);
             }
         }
         self.skipped += policy.skipped;
@@ -235,12 +244,7 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    #[allow(clippy::type_complexity)]
-    fn parse_item<'l>(
-        &mut self,
-        line: &'l str,
-        genres: &[u32],
-    ) -> Result<(&'l str, &'l str, Vec<u32>, Option<&'l str>), String> {
+    fn parse_item<'l>(&mut self, line: &'l str, genres: &[u32]) -> Result<ItemLine<'l>, String> {
         let fields: Vec<&str> = line.split('|').collect();
         if fields.len() != 5 + genres.len() {
             return Err(format!(
@@ -270,7 +274,12 @@ impl<'a> Reader<'a> {
                 }
             }
         }
-        Ok((id, title, item_genres, year))
+        Ok(ItemLine {
+            id,
+            title,
+            genres: item_genres,
+            year,
+        })
     }
 
     /// A ratings file: `user item rating timestamp`, tab-separated.

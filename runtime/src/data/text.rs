@@ -9,6 +9,7 @@
 //! item histories ([`item_sequences`], item2vec).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::amazon::Reviews;
 use super::{Column, ColumnData, DataError, Dataset, IdMap};
@@ -78,11 +79,23 @@ fn is_apostrophe(ch: char) -> bool {
 /// stop words and words seen fewer than `min_count` times in all the reviews.
 pub fn review_documents(reviews: &Reviews, min_count: usize) -> Vec<Document> {
     let tokenized: Vec<Vec<String>> = reviews.texts.iter().map(|t| tokenize(t)).collect();
-    let mut counts: HashMap<&str, usize> = HashMap::new();
+    let mut counts: HashMap<String, usize> = HashMap::new();
     for word in tokenized.iter().flatten() {
-        *counts.entry(word.as_str()).or_insert(0) += 1;
+        match counts.get_mut(word.as_str()) {
+            Some(n) => *n += 1,
+            None => {
+                counts.insert(word.clone(), 1);
+            }
+        }
     }
-    let keep = |w: &str| counts.get(w).copied().unwrap_or(0) >= min_count && !is_stop_word(w);
+    // Decide once per distinct word.
+    let kept: HashMap<String, bool> = counts
+        .into_iter()
+        .map(|(w, n)| {
+            let keep = n >= min_count && !is_stop_word(&w);
+            (w, keep)
+        })
+        .collect();
     let dataset = &reviews.dataset;
     let anchor = |row: usize| -> Option<String> {
         let (domain, items) = dataset.items()?;
@@ -91,11 +104,14 @@ pub fn review_documents(reviews: &Reviews, min_count: usize) -> Vec<Document> {
         Some(format!("ITEM_{name}"))
     };
     tokenized
-        .iter()
+        .into_iter()
         .enumerate()
-        .map(|(row, words)| Document {
-            anchor: anchor(row),
-            tokens: words.iter().filter(|w| keep(w)).cloned().collect(),
+        .map(|(row, mut tokens)| {
+            tokens.retain(|w| kept.get(w.as_str()).copied().unwrap_or(false));
+            Document {
+                anchor: anchor(row),
+                tokens,
+            }
         })
         .collect()
 }
@@ -160,7 +176,7 @@ pub fn cooccurrence(
     let name = format!("co-occurrence (window {window})");
     let mut tokens = IdMap::new();
     // Unordered pairs (lower index first); both orders are written out.
-    let mut counts: HashMap<(u32, u32), f64> = HashMap::new();
+    let mut counts: HashMap<(u32, u32), f64, BuildHasherDefault<PairHasher>> = HashMap::default();
     let mut add = |a: u32, b: u32, w: f64| {
         if a != b {
             *counts.entry((a.min(b), a.max(b))).or_insert(0.0) += w;
@@ -188,12 +204,7 @@ pub fn cooccurrence(
         )));
     }
 
-    let mut pairs: Vec<(u32, u32, f64)> = Vec::with_capacity(2 * counts.len());
-    for (&(a, b), &k) in &counts {
-        pairs.push((a, b, k));
-        pairs.push((b, a, k));
-    }
-    pairs.sort_unstable_by_key(|&(c, x, _)| (c, x));
+    let (c, x, k) = both_orders_sorted(&counts, tokens.len());
 
     if let Some(items) = labels {
         for t in 0..tokens.len() as u32 {
@@ -215,15 +226,15 @@ pub fn cooccurrence(
         columns: vec![
             Column {
                 name: "c".to_string(),
-                data: index(pairs.iter().map(|p| p.0).collect()),
+                data: index(c),
             },
             Column {
                 name: "x".to_string(),
-                data: index(pairs.iter().map(|p| p.1).collect()),
+                data: index(x),
             },
             Column {
                 name: "k".to_string(),
-                data: ColumnData::Real(pairs.iter().map(|p| p.2).collect()),
+                data: ColumnData::Real(k),
             },
         ],
         domains: [("token".to_string(), tokens)].into_iter().collect(),
@@ -235,4 +246,61 @@ pub fn cooccurrence(
     };
     dataset.validate()?;
     Ok(dataset)
+}
+
+/// Write each unordered pair both ways, sorted by (c, x): bucket by `c`, then
+/// sort each (short) bucket by `x`.
+fn both_orders_sorted<S>(
+    counts: &HashMap<(u32, u32), f64, S>,
+    n_tokens: usize,
+) -> (Vec<u32>, Vec<u32>, Vec<f64>) {
+    let mut start = vec![0usize; n_tokens + 1];
+    for &(a, b) in counts.keys() {
+        start[a as usize + 1] += 1;
+        start[b as usize + 1] += 1;
+    }
+    for t in 0..n_tokens {
+        start[t + 1] += start[t];
+    }
+    let mut next = start.clone();
+    let mut row = vec![(0u32, 0.0f64); 2 * counts.len()];
+    for (&(a, b), &k) in counts {
+        for (c, x) in [(a, b), (b, a)] {
+            row[next[c as usize]] = (x, k);
+            next[c as usize] += 1;
+        }
+    }
+    let mut c = Vec::with_capacity(row.len());
+    for t in 0..n_tokens {
+        row[start[t]..start[t + 1]].sort_unstable_by_key(|&(x, _)| x);
+        c.extend(std::iter::repeat_n(t as u32, start[t + 1] - start[t]));
+    }
+    let (x, k) = row.into_iter().unzip();
+    (c, x, k)
+}
+
+/// A quick hash for pairs of small integers (the multiply-rotate of rustc's
+/// `FxHasher`); the default SipHash is several times slower here and the keys
+/// are not attacker-chosen in any way that matters.
+#[derive(Default)]
+struct PairHasher(u64);
+
+impl Hasher for PairHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }

@@ -1,0 +1,305 @@
+//! The trainer end to end on generated data: it learns, it reproduces a
+//! run bit for bit, it stops cleanly on a diverging loss, and every model
+//! in `models/` trains on data it fits.
+
+use recc_runtime::bind::BindOptions;
+use recc_runtime::data::spec::{DataSpec, LoadOptions};
+use recc_runtime::data::Dataset;
+use recc_runtime::modelfile::{self, SavedDomain, SavedModel};
+use recc_runtime::predict::{self, Predictor};
+use recc_runtime::split::{self, Split};
+use recc_runtime::synth::{self, SynthConfig};
+use recc_runtime::train::{self, Session, Silent, Task, TrainConfig, TrainError};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+fn models_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")
+}
+
+fn compile(name: &str) -> recc_compiler::model::Model {
+    let path = models_dir().join(name);
+    let text = std::fs::read_to_string(&path).expect("model file");
+    let compiled = recc_compiler::compile(name, &text);
+    assert!(!compiled.has_errors(), "{}", compiled.render_diagnostics());
+    compiled.model.expect("a checked model")
+}
+
+fn small_data() -> Dataset {
+    synth::generate(&SynthConfig {
+        users: 120,
+        items: 80,
+        ratings_per_user: 20,
+        ..SynthConfig::default()
+    })
+}
+
+fn config(model: &recc_compiler::model::Model, epochs: usize) -> TrainConfig {
+    let mut c = TrainConfig::from_fit(&model.fit);
+    c.epochs = epochs;
+    c
+}
+
+fn holdout(data: &Dataset) -> Split {
+    split::random_holdout(data.len(), 0.2, 7)
+}
+
+#[test]
+fn loss_decreases_and_beats_the_mean() {
+    let model = compile("biased_mf.rec");
+    let data = small_data();
+    let s = holdout(&data);
+    let session = Session::new(&model, &data, &s.train, &BindOptions::default()).unwrap();
+    assert_eq!(session.task, Task::Rating);
+    let trained = train::train(
+        &session,
+        &data,
+        &s.train,
+        &s.test,
+        &config(&model, 8),
+        &mut Silent,
+    )
+    .unwrap();
+    let losses: Vec<f64> = trained.history.iter().map(|r| r.loss).collect();
+    assert!(
+        losses.last().unwrap() < &(losses[0] * 0.9),
+        "loss did not fall: {losses:?}"
+    );
+    let rmse = Predictor::new(&session, &trained.params)
+        .rating(&data, &s.test)
+        .unwrap()
+        .rmse;
+    let target = session.binding.target_values(&data).unwrap();
+    let mean = s.train.iter().map(|&r| target[r]).sum::<f64>() / s.train.len() as f64;
+    let baseline = (s
+        .test
+        .iter()
+        .map(|&r| (target[r] - mean).powi(2))
+        .sum::<f64>()
+        / s.test.len() as f64)
+        .sqrt();
+    assert!(
+        rmse < baseline,
+        "rmse {rmse} not below the mean's {baseline}"
+    );
+}
+
+#[test]
+fn a_seed_reproduces_a_run_bit_for_bit() {
+    let model = compile("bpr_mf.rec");
+    let data = small_data();
+    let s = holdout(&data);
+    let session = Session::new(&model, &data, &s.train, &BindOptions::default()).unwrap();
+    let run = |seed| {
+        let mut c = config(&model, 2);
+        c.seed = seed;
+        train::train(&session, &data, &s.train, &[], &c, &mut Silent)
+            .unwrap()
+            .params
+    };
+    let (a, b, c) = (run(1), run(1), run(2));
+    let bits = |p: &recc_compiler::interp::Params| -> Vec<u64> {
+        p.tables
+            .iter()
+            .flat_map(|t| t.iter().map(|v| v.to_bits()))
+            .collect()
+    };
+    assert_eq!(bits(&a), bits(&b));
+    assert_ne!(bits(&a), bits(&c));
+}
+
+#[test]
+fn a_diverging_loss_stops_with_the_epoch_and_a_smaller_rate() {
+    let model = compile("biased_mf.rec");
+    let data = small_data();
+    let s = holdout(&data);
+    let session = Session::new(&model, &data, &s.train, &BindOptions::default()).unwrap();
+    let mut c = config(&model, 5);
+    c.lr = 50.0;
+    match train::train(&session, &data, &s.train, &[], &c, &mut Silent) {
+        Err(e @ TrainError::Diverged { epoch, lr, .. }) => {
+            assert_eq!(epoch, 1);
+            assert_eq!(lr, 50.0);
+            let m = e.to_string();
+            assert!(m.contains("epoch 1") && m.contains("--lr 5"), "{m}");
+        }
+        other => panic!("expected a divergence, got {other:?}"),
+    }
+}
+
+#[test]
+fn negatives_are_never_a_positive_of_the_user() {
+    let model = compile("bpr_mf.rec");
+    let data = small_data();
+    let s = holdout(&data);
+    let session = Session::new(&model, &data, &s.train, &BindOptions::default()).unwrap();
+    let b = &session.binding;
+    let j = session
+        .gradient
+        .slots
+        .iter()
+        .position(|s| matches!(s.kind, recc_compiler::ir::SlotKind::Negative { .. }))
+        .unwrap();
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
+    let mut ex = recc_compiler::interp::Example { slots: Vec::new() };
+    let (_, users) = data.users().unwrap();
+    for &r in s.train.iter().take(2000) {
+        b.example(&data, &b.row(&data, r), &mut rng, true, &mut ex);
+        let recc_compiler::interp::SlotValue::Index(item) = ex.slots[j] else {
+            panic!("a negative is an index")
+        };
+        let seen = &b.positives[users[r] as usize];
+        assert!(seen.binary_search(&(item as u32)).is_err());
+    }
+}
+
+#[test]
+fn trained_models_round_trip_through_a_file() {
+    let model = compile("biased_mf.rec");
+    let data = small_data();
+    let s = holdout(&data);
+    let session = Session::new(&model, &data, &s.train, &BindOptions::default()).unwrap();
+    let trained = train::train(
+        &session,
+        &data,
+        &s.train,
+        &[],
+        &config(&model, 1),
+        &mut Silent,
+    )
+    .unwrap();
+    let saved = SavedModel {
+        recc_version: "test".into(),
+        model_name: model.name.clone(),
+        source_name: "biased_mf.rec".into(),
+        source: String::new(),
+        data: "builtin".into(),
+        settings: BTreeMap::new(),
+        metrics: BTreeMap::new(),
+        history: trained.history.clone(),
+        domains: session
+            .binding
+            .domains
+            .iter()
+            .map(|(n, m)| SavedDomain::from_id_map(n, m))
+            .collect(),
+        tables: modelfile::tables_from_params(&session.forward, &trained.params),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.recm");
+    modelfile::save(&path, &saved).unwrap();
+    let back = modelfile::load(&path).unwrap();
+    let params = back.params(session.binding.domain_sizes()).unwrap();
+    assert_eq!(params, trained.params);
+    let p = Predictor::new(&session, &params);
+    let q = Predictor::new(&session, &trained.params);
+    for r in s.test.iter().take(50) {
+        assert_eq!(
+            p.score_row(&data, *r).unwrap().to_bits(),
+            q.score_row(&data, *r).unwrap().to_bits()
+        );
+    }
+}
+
+#[test]
+fn unknown_ids_score_as_the_mean_member() {
+    let model = compile("biased_mf.rec");
+    let data = small_data();
+    let s = holdout(&data);
+    let session = Session::new(&model, &data, &s.train, &BindOptions::default()).unwrap();
+    let trained = train::train(
+        &session,
+        &data,
+        &s.train,
+        &[],
+        &config(&model, 2),
+        &mut Silent,
+    )
+    .unwrap();
+    let p = Predictor::new(&session, &trained.params);
+    let cold = p.score_pair(&data, None, None).unwrap();
+    // The cold rows are table means: b + mean(w) + mean(m) + mean(p)·mean(q).
+    let t = |name: &str| {
+        let k = session
+            .forward
+            .tables
+            .iter()
+            .position(|t| t.name == name)
+            .unwrap();
+        &trained.params.tables[k]
+    };
+    let mean = |name: &str| t(name).mean_axis(ndarray::Axis(0)).unwrap();
+    let expected = t("b")[[0, 0]] + mean("w")[0] + mean("m")[0] + mean("p").dot(&mean("q"));
+    assert!((cold - expected).abs() < 1e-9, "{cold} vs {expected}");
+}
+
+/// Data each model of `models/` fits, built from the generated ratings.
+fn data_for(file: &str) -> (Dataset, BindOptions) {
+    let base = small_data();
+    match file {
+        "word2vec_mf.rec" => {
+            // item2vec: co-occurrence of items in users' sequences.
+            let docs = recc_runtime::data::text::item_sequences(&base);
+            let mut d = recc_runtime::data::text::cooccurrence(&docs, 3, None).unwrap();
+            d.target = None;
+            (d, BindOptions::default())
+        }
+        _ => (base, BindOptions::default()),
+    }
+}
+
+#[test]
+fn every_model_trains_one_epoch_on_data_it_fits() {
+    let mut files: Vec<String> = std::fs::read_dir(models_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".rec"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 13, "{files:?}");
+    for file in &files {
+        let model = compile(file);
+        let (data, bind) = data_for(file);
+        let s = holdout(&data);
+        let train_rows: Vec<usize> = s.train.iter().copied().take(1500).collect();
+        let session = Session::new(&model, &data, &train_rows, &bind)
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let trained = train::train(
+            &session,
+            &data,
+            &train_rows,
+            &[],
+            &config(&model, 1),
+            &mut Silent,
+        )
+        .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(trained.history[0].loss.is_finite(), "{file}");
+        let p = Predictor::new(&session, &trained.params);
+        let test: Vec<usize> = s.test.iter().copied().take(200).collect();
+        match session.task {
+            Task::Rating => {
+                let m = p.rating(&data, &test).unwrap();
+                assert!(m.rmse.is_finite(), "{file}");
+            }
+            Task::Ranking => {
+                let auc = p.sampled_auc(&data, &test, 1).unwrap();
+                assert!((0.0..=1.0).contains(&auc), "{file}: {auc}");
+            }
+            Task::Loss => {
+                let l = p.mean_loss(&data, &test, 1).unwrap();
+                assert!(l.is_finite(), "{file}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_builtin_data_spec_loads_the_generated_data() {
+    let spec: DataSpec = "builtin".parse().unwrap();
+    let (d, given) = spec.load(&LoadOptions::default(), None).unwrap();
+    assert!(given.is_none());
+    assert_eq!(d, synth::generate(&SynthConfig::default()));
+    assert!("nowhere/at/all+bogus".parse::<DataSpec>().is_err());
+    let _ = predict::monitor_name(Task::Rating);
+}
