@@ -359,6 +359,15 @@ pub struct Job<'a> {
     pub out: &'a OutputArgs,
 }
 
+/// Why a model could not be bound to its data: a binding problem is the
+/// data's or the flags' (`--bind`, `--features`), anything else the model's.
+fn session_failure(e: train::TrainError) -> Failure {
+    match e {
+        train::TrainError::Bind(_) => usage(e.to_string()),
+        _ => failed(e.to_string()),
+    }
+}
+
 /// Train on one split and evaluate on its test rows.
 pub fn run_split(job: &Job, data: &Dataset, split: &Split, label: &str) -> Result<Outcome> {
     let Job {
@@ -389,7 +398,7 @@ pub fn run_split(job: &Job, data: &Dataset, split: &Split, label: &str) -> Resul
         (train_rows, test_rows.clone())
     };
     let session = Session::new(&source.model, data, &train_rows, bind)
-        .map_err(|e| failed(format!("{}: {e}", source.name)))?;
+        .map_err(|e| session_failure(e).context(&source.name))?;
     let watched = if config.early_stopping > 0 {
         "valid"
     } else {
@@ -774,8 +783,8 @@ pub fn reload(path: &Path, data_args: Option<&DataArgs>) -> Result<Reloaded> {
         split.train.clone()
     };
     let bind = bind_options(&args)?;
-    let session = Session::new(&source.model, &prepared.data, &train_rows, &bind)
-        .map_err(|e| failed(e.to_string()))?;
+    let session =
+        Session::new(&source.model, &prepared.data, &train_rows, &bind).map_err(session_failure)?;
     // The data must be what the model was trained on: same domains, same ids.
     for ((name, map), saved_domain) in session.binding.domains.iter().zip(&saved.domains) {
         if *name != saved_domain.name || map.names() != saved_domain.ids.as_slice() {

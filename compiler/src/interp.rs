@@ -189,6 +189,64 @@ pub fn evaluate(g: &Graph, params: &Params, example: &Example) -> Result<Evaluat
     })
 }
 
+/// Scores one graph on many examples that differ only in a few slots (one
+/// user against every item), recomputing only the nodes that depend on
+/// those slots. Every example is still checked in full.
+pub struct Incremental<'g> {
+    graph: &'g Graph,
+    /// Does node `i` depend on a slot that changes between examples?
+    changes: Vec<bool>,
+    values: Vec<Value>,
+}
+
+impl<'g> Incremental<'g> {
+    /// `changing` lists the slots that differ from one example to the next.
+    pub fn new(graph: &'g Graph, changing: &[crate::ir::SlotId]) -> Incremental<'g> {
+        let mut changes = Vec::with_capacity(graph.nodes.len());
+        for n in &graph.nodes {
+            let c = match n.op {
+                Op::Slot(s) => changing.contains(&s),
+                op => op.operands().iter().any(|o| changes[o.index()]),
+            };
+            changes.push(c);
+        }
+        Incremental {
+            graph,
+            changes,
+            values: Vec::new(),
+        }
+    }
+
+    /// The score of `example`. After the first call, the caller promises
+    /// that only the slots named in [`Incremental::new`] have changed.
+    pub fn score(&mut self, params: &Params, example: &Example) -> Result<f64, EvalError> {
+        let g = self.graph;
+        check_example(g, params, example)?;
+        let fresh = self.values.len() != g.nodes.len();
+        if fresh {
+            self.values.clear();
+        }
+        for (i, n) in g.nodes.iter().enumerate() {
+            if !fresh && !self.changes[i] {
+                continue;
+            }
+            let v = eval_node(g, params, example, &self.values, n.op, n.ty)?;
+            if fresh {
+                self.values.push(v);
+            } else {
+                self.values[i] = v;
+            }
+        }
+        let id = g
+            .score
+            .ok_or_else(|| EvalError::Internal("the model has no score".into()))?;
+        match &self.values[id.index()] {
+            Value::Tensor(t) if t.data.len() == 1 => Ok(t.data[0]),
+            _ => Err(EvalError::Internal(format!("{id} is not a scalar"))),
+        }
+    }
+}
+
 fn check_example(g: &Graph, params: &Params, example: &Example) -> Result<(), EvalError> {
     if example.slots.len() != g.slots.len() {
         return Err(EvalError::SlotCount {

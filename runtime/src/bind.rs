@@ -695,6 +695,24 @@ impl Binding {
         j
     }
 
+    /// The slots whose value changes with the item of a (user, item) pair:
+    /// the item's own column, its attributes and feature bags.
+    pub fn item_slots(&self) -> Vec<recc_compiler::ir::SlotId> {
+        self.sources
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| match s {
+                SlotSource::Index(c) | SlotSource::Real(c) | SlotSource::Bag(c) => {
+                    self.attribute_of[*c] == Some(false)
+                }
+                SlotSource::Features | SlotSource::Negative { .. } => true,
+                SlotSource::TimeBucket { column, .. } => self.attribute_of[*column] == Some(false),
+                SlotSource::History | SlotSource::Noise(_) => false,
+            })
+            .map(|(k, _)| recc_compiler::ir::SlotId(k as u32))
+            .collect()
+    }
+
     /// The slot bound to the data's target column, if any: the number the
     /// model's score is compared with.
     pub fn target_slot(&self, data: &Dataset) -> Option<usize> {

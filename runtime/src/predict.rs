@@ -18,7 +18,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
-use recc_compiler::interp::{evaluate, EvalError, Example, Params};
+use recc_compiler::interp::{evaluate, EvalError, Example, Incremental, Params};
 use recc_compiler::ir::{Graph, TableRole};
 use recc_compiler::model::Constraint;
 
@@ -236,9 +236,11 @@ impl<'a> Predictor<'a> {
         let mut ex = Example { slots: Vec::new() };
         let mut rng = StdRng::seed_from_u64(0);
         let mut scores = Vec::with_capacity(n_items);
+        // Only the item's side of the graph changes from one item to the next.
+        let mut scorer = Incremental::new(&self.session.forward, &b.item_slots());
         for i in 0..n_items as u32 {
             b.example(data, &b.pair(user, Some(i)), &mut rng, false, &mut ex);
-            scores.push(self.score(&ex)?);
+            scores.push(scorer.score(&self.params, &ex)?);
         }
         Ok(scores)
     }

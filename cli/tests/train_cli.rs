@@ -1,0 +1,593 @@
+//! `recc train` and the commands that use its model files (eval, cv,
+//! predict, recommend, similar, export), run as a user runs them: the built
+//! binary on the generated built-in data, one or two epochs, in a temp dir.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tempfile::TempDir;
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "expected success\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// A failure with `code`, a message on stderr, and no panic.
+    fn fails(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(self.stderr.contains("error"), "{}", self.stderr);
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        self
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// `recc ARGS` from the workspace root, so `models/...` resolves.
+fn recc<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_recc"))
+        .args(args)
+        .current_dir(workspace())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run recc: {e}"));
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn temp() -> TempDir {
+    tempfile::tempdir().unwrap_or_else(|e| panic!("cannot make a temp dir: {e}"))
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str()
+        .unwrap_or_else(|| panic!("temp path is not UTF-8: {}", p.display()))
+}
+
+/// Train biased MF for `epochs` into `dir/m.recm`, quietly.
+fn train_biased_mf(dir: &Path, epochs: &str) -> PathBuf {
+    let model = dir.join("m.recm");
+    recc(&[
+        "train",
+        "models/biased_mf.rec",
+        "--epochs",
+        epochs,
+        "-q",
+        "-o",
+        path_str(&model),
+    ])
+    .ok();
+    model
+}
+
+/// The value of `name` in a metrics line such as `test: mae 0.80  rmse 0.97`.
+fn metric(line: &str, name: &str) -> f64 {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    words
+        .windows(2)
+        .find(|w| w[0] == name)
+        .and_then(|w| w[1].parse().ok())
+        .unwrap_or_else(|| panic!("no `{name} NUMBER` in {line:?}"))
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// A model file split into its JSON header, with the wall-clock seconds of
+/// each epoch removed, and the raw bytes of its tables.
+fn model_file_without_timings(path: &Path) -> (Value, Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let magic = b"RECC-MODEL\n";
+    assert!(bytes.starts_with(magic), "{}: no magic", path.display());
+    let start = magic.len() + 4 + 8;
+    let mut len = [0u8; 8];
+    len.copy_from_slice(&bytes[magic.len() + 4..start]);
+    let end = start + u64::from_le_bytes(len) as usize;
+    let mut header: Value = serde_json::from_slice(&bytes[start..end])
+        .unwrap_or_else(|e| panic!("{}: header: {e}", path.display()));
+    if let Some(epochs) = header["history"].as_array_mut() {
+        for e in epochs {
+            e.as_object_mut().map(|o| o.remove("seconds"));
+        }
+    }
+    (header, bytes[end..].to_vec())
+}
+
+#[test]
+fn train_writes_the_model_and_eval_reproduces_its_test_metrics() {
+    let dir = temp();
+    let model = dir.path().join("m.recm");
+    let run = recc(&[
+        "train",
+        "models/biased_mf.rec",
+        "--epochs",
+        "2",
+        "-o",
+        path_str(&model),
+    ])
+    .ok();
+    assert!(model.is_file(), "no model file written");
+    let test = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("test: "))
+        .unwrap_or_else(|| panic!("no test line:\n{}", run.stdout));
+    let rmse = metric(test, "rmse");
+    assert!(rmse.is_finite() && rmse > 0.0 && rmse < 2.0, "{test}");
+    assert!(run.stdout.contains(&format!("wrote {}", model.display())));
+    // The progress goes to stderr: the settings and one line per epoch.
+    assert!(
+        run.stderr.contains("training biased_mf on "),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("epoch 2/2"), "{}", run.stderr);
+
+    let eval = recc(&["eval", path_str(&model)]).ok();
+    let line = eval.stdout.lines().next().unwrap_or_default();
+    assert!(line.ends_with(test.trim_start_matches("test: ")), "{line}");
+}
+
+#[test]
+fn train_json_has_model_metrics_history_and_output_and_eval_agrees_exactly() {
+    let dir = temp();
+    let model = dir.path().join("m.recm");
+    let run = recc(&[
+        "train",
+        "models/biased_mf.rec",
+        "--epochs",
+        "2",
+        "--json",
+        "-o",
+        path_str(&model),
+    ])
+    .ok();
+    let v = run.json();
+    assert_eq!(v["model"], "biased_mf");
+    assert_eq!(v["output"], path_str(&model));
+    assert_eq!(v["history"].as_array().map(Vec::len), Some(2), "{v:#}");
+    let rmse = v["metrics"]["rmse"].as_f64().unwrap_or(f64::NAN);
+    assert!(rmse.is_finite() && rmse > 0.0, "{v:#}");
+    // --json keeps stderr free of progress.
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+
+    let eval = recc(&["eval", path_str(&model), "--json"]).ok().json();
+    assert_eq!(eval["metrics"]["rmse"].as_f64(), Some(rmse), "{eval:#}");
+    assert_eq!(eval["metrics"]["mae"], v["metrics"]["mae"], "{eval:#}");
+    assert_eq!(eval["rows"], v["test_rows"]);
+}
+
+#[test]
+fn the_same_seed_trains_the_same_model_and_another_seed_does_not() {
+    let dir = temp();
+    let train = |name: &str, seed: &str| {
+        let path = dir.path().join(name);
+        let v = recc(&[
+            "train",
+            "models/biased_mf.rec",
+            "--epochs",
+            "1",
+            "--seed",
+            seed,
+            "--json",
+            "-o",
+            path_str(&path),
+        ])
+        .ok()
+        .json();
+        (v["metrics"].clone(), model_file_without_timings(&path))
+    };
+    let (metrics_a, (header_a, tables_a)) = train("a.recm", "7");
+    let (metrics_b, (header_b, tables_b)) = train("b.recm", "7");
+    let (metrics_c, (_, tables_c)) = train("c.recm", "8");
+    assert_eq!(metrics_a, metrics_b);
+    assert_eq!(header_a, header_b);
+    assert!(tables_a == tables_b, "same seed, different parameters");
+    assert_ne!(metrics_a, metrics_c);
+    assert!(tables_a != tables_c, "another seed, same parameters");
+}
+
+#[test]
+fn predict_scores_a_pair_and_an_unknown_user_as_cold_start() {
+    let dir = temp();
+    let model = train_biased_mf(dir.path(), "1");
+    let run = recc(&["predict", path_str(&model), "--user", "u1", "--item", "i1"]).ok();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"user\titem\tscore"), "{}", run.stdout);
+    let row: Vec<&str> = lines
+        .get(1)
+        .copied()
+        .unwrap_or_default()
+        .split('\t')
+        .collect();
+    assert_eq!(row[..2], ["u1", "i1"], "{}", run.stdout);
+    let score: f64 = row[2].parse().unwrap_or(f64::NAN);
+    assert!((0.0..=6.0).contains(&score), "{}", run.stdout);
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+
+    let cold = recc(&[
+        "predict",
+        path_str(&model),
+        "--user",
+        "nobody",
+        "--item",
+        "i1",
+        "--json",
+    ])
+    .ok();
+    assert!(
+        cold.stderr.contains("note: user `nobody`"),
+        "{}",
+        cold.stderr
+    );
+    assert!(cold.stderr.contains("unknown user"), "{}", cold.stderr);
+    let score = cold.json()[0]["score"].as_f64().unwrap_or(f64::NAN);
+    assert!(score.is_finite(), "{}", cold.stdout);
+}
+
+#[test]
+fn recommend_gives_k_items_the_user_did_not_train_on() {
+    let dir = temp();
+    let model = dir.path().join("m.recm");
+    let split = dir.path().join("split");
+    recc(&[
+        "train",
+        "models/biased_mf.rec",
+        "--epochs",
+        "1",
+        "-q",
+        "-o",
+        path_str(&model),
+        "--write-split",
+        path_str(&split),
+    ])
+    .ok();
+    let train_tsv = std::fs::read_to_string(split.join("train.tsv")).unwrap_or_default();
+    assert!(split.join("test.tsv").is_file());
+    let rated: Vec<&str> = train_tsv
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            l.split('\t')
+                .collect::<Vec<_>>()
+                .get(..2)
+                .map(<[_]>::to_vec)
+        })
+        .filter(|ui| ui[0] == "u1")
+        .map(|ui| ui[1])
+        .collect();
+    assert!(!rated.is_empty(), "u1 has no training rows");
+
+    let run = recc(&["recommend", path_str(&model), "--user", "u1", "-k", "5"]).ok();
+    let mut lines = run.stdout.lines();
+    assert_eq!(lines.next(), Some("top 5 for user u1:"), "{}", run.stdout);
+    let items: Vec<&str> = lines
+        .map(|l| {
+            // `  1. Label  [i66]  (4.327)`, or `  1. i66  (4.327)` without labels.
+            match (l.find('['), l.find(']')) {
+                (Some(a), Some(b)) => &l[a + 1..b],
+                _ => l.split_whitespace().nth(1).unwrap_or_default(),
+            }
+        })
+        .collect();
+    assert_eq!(items.len(), 5, "{}", run.stdout);
+    for item in &items {
+        assert!(item.starts_with('i'), "{}", run.stdout);
+        assert!(
+            !rated.contains(item),
+            "{item} was rated by u1:\n{}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn similar_lists_k_neighbours() {
+    let dir = temp();
+    let model = train_biased_mf(dir.path(), "1");
+    let run = recc(&["similar", path_str(&model), "--item", "i1", "-k", "3"]).ok();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(lines[0].starts_with("nearest to "), "{}", run.stdout);
+    assert!(lines[0].ends_with("by `q`:"), "{}", run.stdout);
+    assert_eq!(lines.len(), 4, "{}", run.stdout);
+    for (k, line) in lines[1..].iter().enumerate() {
+        assert!(
+            line.trim_start().starts_with(&format!("{}. ", k + 1)),
+            "{line}"
+        );
+    }
+    let json = recc(&[
+        "similar",
+        path_str(&model),
+        "--item",
+        "i1",
+        "-k",
+        "3",
+        "--json",
+    ])
+    .ok()
+    .json();
+    let near = json["neighbours"].as_array().cloned().unwrap_or_default();
+    assert_eq!(near.len(), 3, "{json:#}");
+    assert!(near.iter().all(|n| n["id"] != "i1"), "{json:#}");
+}
+
+#[test]
+fn export_writes_every_table_as_csv_and_npy() {
+    let dir = temp();
+    let model = train_biased_mf(dir.path(), "1");
+    let csv = dir.path().join("csv");
+    recc(&[
+        "export",
+        path_str(&model),
+        "--format",
+        "csv",
+        "-o",
+        path_str(&csv),
+    ])
+    .ok();
+    assert_eq!(
+        files_in(&csv),
+        ["b.csv", "m.csv", "p.csv", "q.csv", "w.csv"]
+    );
+    let p = std::fs::read_to_string(csv.join("p.csv")).unwrap_or_default();
+    assert!(p.starts_with("id,p_0,p_1,"), "{}", &p[..p.len().min(80)]);
+    assert_eq!(p.lines().nth(1).map(|l| l.split(',').count()), Some(33));
+
+    let npy = dir.path().join("npy");
+    recc(&[
+        "export",
+        path_str(&model),
+        "--format",
+        "npy",
+        "-o",
+        path_str(&npy),
+    ])
+    .ok();
+    let names = files_in(&npy);
+    for name in ["b.npy", "m.npy", "p.npy", "q.npy", "w.npy", "q.ids.txt"] {
+        assert!(names.iter().any(|n| n == name), "no {name} in {names:?}");
+    }
+    let q = std::fs::read(npy.join("q.npy")).unwrap_or_default();
+    assert!(q.starts_with(b"\x93NUMPY"), "q.npy is not a .npy file");
+}
+
+#[test]
+fn cv_trains_every_fold_and_prints_the_mean_with_its_spread() {
+    let run = recc(&[
+        "cv",
+        "models/biased_mf.rec",
+        "--split",
+        "kfold:3",
+        "--epochs",
+        "1",
+        "-q",
+    ])
+    .ok();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", run.stdout);
+    for (k, line) in lines[..3].iter().enumerate() {
+        assert!(line.starts_with(&format!("fold {}: ", k + 1)), "{line}");
+        assert!(metric(line, "rmse").is_finite(), "{line}");
+    }
+    assert!(lines[3].starts_with("mean over 3 folds: "), "{}", lines[3]);
+    assert!(
+        lines[3].contains("rmse ") && lines[3].contains(" ± "),
+        "{}",
+        lines[3]
+    );
+}
+
+#[test]
+fn a_ranking_model_reports_ranking_metrics() {
+    let dir = temp();
+    let model = dir.path().join("bpr.recm");
+    let v = recc(&[
+        "train",
+        "models/bpr_mf.rec",
+        "--epochs",
+        "1",
+        "--json",
+        "-o",
+        path_str(&model),
+    ])
+    .ok()
+    .json();
+    assert_eq!(v["task"], "ranking");
+    assert_eq!(v["split"], "user:0.2");
+    for name in ["precision@10", "auc"] {
+        let m = v["metrics"][name].as_f64().unwrap_or(f64::NAN);
+        assert!((0.0..=1.0).contains(&m), "{name}: {v:#}");
+    }
+    assert!(v["metrics"]["auc"].as_f64() > Some(0.5), "{v:#}");
+    assert!(model.is_file());
+}
+
+/// Train biased MF with `extra` flags into a fresh dir; the failure must
+/// leave no model file behind.
+fn train_fails(extra: &[&str], code: i32) -> Run {
+    let dir = temp();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap_or_else(|e| panic!("{e}"));
+    let model = out.join("m.recm");
+    let mut args = vec!["train", "models/biased_mf.rec", "-o", path_str(&model)];
+    args.extend_from_slice(extra);
+    let run = recc(&args).fails(code);
+    assert_eq!(
+        files_in(&out),
+        Vec::<String>::new(),
+        "a model file was written"
+    );
+    run
+}
+
+/// A comma-separated file of 30 ratings whose third line has two fields.
+fn bad_csv(dir: &Path) -> PathBuf {
+    let mut text = String::new();
+    for k in 0..30 {
+        if k == 2 {
+            text.push_str("u3,i3\n");
+        } else {
+            text.push_str(&format!("u{},i{},{}\n", k % 5, k % 7, 1 + k % 5));
+        }
+    }
+    let path = dir.join("ratings.csv");
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+#[test]
+fn a_bad_line_in_a_csv_names_the_file_and_line_unless_skipped() {
+    let dir = temp();
+    let csv = bad_csv(dir.path());
+    let data = format!("csv:{}", path_str(&csv));
+    let run = train_fails(&["--data", &data, "--epochs", "1"], 2);
+    assert!(
+        run.stderr.contains(&format!("{}:3:", csv.display())),
+        "{}",
+        run.stderr
+    );
+
+    let model = dir.path().join("m.recm");
+    let run = recc(&[
+        "train",
+        "models/biased_mf.rec",
+        "--data",
+        &data,
+        "--skip-bad-lines",
+        "--epochs",
+        "1",
+        "-o",
+        path_str(&model),
+    ])
+    .ok();
+    assert!(
+        run.stderr.contains("skipped 1 bad line of ratings.csv"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("(29 rows"), "{}", run.stderr);
+    assert!(model.is_file());
+}
+
+#[test]
+fn an_unknown_split_is_a_usage_error() {
+    let run = train_fails(&["--split", "bogus", "--epochs", "1"], 2);
+    assert!(
+        run.stderr.contains("unknown split `bogus`"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("kfold[:K]"), "{}", run.stderr);
+}
+
+#[test]
+fn missing_data_is_a_usage_error_naming_the_path() {
+    let run = train_fails(&["--data", "ml-100k:/nonexistent", "--epochs", "1"], 2);
+    assert!(
+        run.stderr.contains("cannot read /nonexistent/"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_diverging_learning_rate_stops_in_the_first_epoch() {
+    let run = train_fails(&["--lr", "1000", "--epochs", "2"], 1);
+    let err = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default();
+    assert!(err.contains("diverged"), "{}", run.stderr);
+    assert!(err.contains("epoch 1"), "{}", run.stderr);
+    assert!(
+        err.contains("try a smaller learning rate"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_model_with_a_syntax_error_is_a_model_error() {
+    let dir = temp();
+    let rec = dir.path().join("broken.rec");
+    std::fs::write(&rec, "model broken\ninput u: user\nparam p[user]: vec(4\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let model = dir.path().join("m.recm");
+    let run = recc(&["train", path_str(&rec), "-o", path_str(&model)]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    assert!(run.stderr.contains("recc::syntax"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("{}:3:", rec.display())),
+        "{}",
+        run.stderr
+    );
+    assert!(!model.exists());
+}
+
+#[test]
+fn eval_of_a_file_that_is_not_a_model_says_so() {
+    let run = recc(&["eval", "models/biased_mf.rec"]).fails(2);
+    assert!(
+        run.stderr
+            .contains("models/biased_mf.rec: not a recc model file"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+}
+
+#[test]
+fn binding_an_input_the_model_lacks_is_a_usage_error() {
+    let run = train_fails(&["--bind", "nope=rating", "--epochs", "1"], 2);
+    assert!(
+        run.stderr.contains("the model has no input `nope`"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn train_help_lists_every_flag() {
+    let run = recc(&["train", "--help"]).ok();
+    insta::assert_snapshot!("train_help", run.stdout);
+}
