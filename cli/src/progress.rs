@@ -7,6 +7,8 @@ use recc_runtime::train::Observer;
 
 pub struct Progress {
     bar: Option<ProgressBar>,
+    /// When the current epoch began, for examples per second.
+    epoch_started: std::time::Instant,
     /// Printed before each epoch line (the fold of a cross-validation).
     label: String,
     /// Which rows the per-epoch figure is measured on: `test` or `valid`.
@@ -27,6 +29,7 @@ impl Progress {
         });
         Progress {
             bar,
+            epoch_started: std::time::Instant::now(),
             label: if label.is_empty() {
                 String::new()
             } else {
@@ -51,13 +54,16 @@ impl Observer for Progress {
                 bar.set_length(total as u64);
                 bar.reset();
             }
+            let rate = done as f64 / self.epoch_started.elapsed().as_secs_f64().max(1e-3);
             bar.set_prefix(format!("{}epoch {epoch}", self.label));
             bar.set_position(done as u64);
-            bar.set_message(format!("loss {loss:.4}"));
+            bar.set_message(format!("loss {loss:.4}  {:.0}k examples/s", rate / 1000.0));
         }
     }
 
     fn epoch(&mut self, record: &EpochRecord, monitor: &str, epochs: usize) {
+        // The next epoch's examples start now (its validation is done).
+        self.epoch_started = std::time::Instant::now();
         if self.quiet {
             return;
         }

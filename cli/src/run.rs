@@ -388,6 +388,7 @@ pub fn run_split(job: &Job, data: &Dataset, split: &Split, label: &str) -> Resul
     };
     // Early stopping watches a tenth of the training rows; otherwise the
     // test rows are shown as they go, which steers nothing.
+    let all_train = train_rows.clone();
     let (train_rows, validation) = if config.early_stopping > 0 {
         let s = recc_runtime::split::random_holdout(train_rows.len(), 0.1, config.seed);
         (
@@ -418,6 +419,15 @@ pub fn run_split(job: &Job, data: &Dataset, split: &Split, label: &str) -> Resul
     progress.finish();
     let trained = trained?;
     let seconds = started.elapsed().as_secs_f64();
+    // Measured as `recc eval` measures it: every training row, validation
+    // tenth included, is the user's and is left out of their ranking.
+    let session = if config.early_stopping > 0 {
+        Session::new(&source.model, data, &all_train, bind)
+            .map_err(|e| session_failure(e).context(&source.name))?
+    } else {
+        session
+    };
+    let train_rows = all_train;
     let predictor = Predictor::new(&session, &trained.params);
     let mut metrics = BTreeMap::new();
     if !test_rows.is_empty() {
@@ -531,10 +541,11 @@ pub fn train_command(
             split.test.len()
         );
         eprintln!(
-            "  {} lr {} · {} epochs · batch {} · seed {}{}",
+            "  {} lr {} · {} epoch{} · batch {} · seed {}{}",
             config.optimizer,
             config.lr,
             config.epochs,
+            if config.epochs == 1 { "" } else { "s" },
             config.batch,
             config.seed,
             if config.schedule == Schedule::Constant {
@@ -734,6 +745,8 @@ pub fn cv_command(
 /// A saved model with its data reloaded and bound as when it was trained.
 pub struct Reloaded {
     pub saved: SavedModel,
+    /// The seed the model was trained with.
+    pub seed: u64,
     pub source: Source,
     pub data: Dataset,
     pub split: Split,
@@ -746,28 +759,53 @@ pub fn reload(path: &Path, data_args: Option<&DataArgs>) -> Result<Reloaded> {
     let saved = modelfile::load(path).map_err(|e| usage(e.to_string()))?;
     let source = compile_text(&saved.source_name, saved.source.clone())?;
     let setting = |k: &str| saved.settings.get(k).cloned();
+    // What the model was trained with, overridden only by what the command
+    // line says differently.
+    let recorded = DataArgs {
+        data: saved.data.clone(),
+        split: setting("split"),
+        columns: setting("columns"),
+        sep: setting("sep"),
+        header: setting("header").is_some(),
+        skip_bad_lines: data_args.is_some_and(|a| a.skip_bad_lines),
+        bind: setting("bind")
+            .map(|b| b.split(' ').map(String::from).collect())
+            .unwrap_or_default(),
+        features: setting("features")
+            .map(|f| f.split(',').map(String::from).collect())
+            .unwrap_or_default(),
+        min_target: setting("min_target").and_then(|m| m.parse().ok()),
+        window: setting("window").and_then(|w| w.parse().ok()).unwrap_or(5),
+        min_count: setting("min_count")
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(5),
+        write_split: None,
+    };
     let args = match data_args {
-        Some(a) if a.data != "builtin" || saved.data == "builtin" => a.clone(),
-        _ => DataArgs {
-            data: saved.data.clone(),
-            split: setting("split"),
-            columns: setting("columns"),
-            sep: setting("sep"),
-            header: setting("header").is_some(),
-            skip_bad_lines: data_args.is_some_and(|a| a.skip_bad_lines),
-            bind: setting("bind")
-                .map(|b| b.split(' ').map(String::from).collect())
-                .unwrap_or_default(),
-            features: setting("features")
-                .map(|f| f.split(',').map(String::from).collect())
-                .unwrap_or_default(),
-            min_target: setting("min_target").and_then(|m| m.parse().ok()),
-            window: setting("window").and_then(|w| w.parse().ok()).unwrap_or(5),
-            min_count: setting("min_count")
-                .and_then(|w| w.parse().ok())
-                .unwrap_or(5),
-            write_split: None,
+        Some(a) => DataArgs {
+            data: if a.data == "builtin" {
+                recorded.data.clone()
+            } else {
+                a.data.clone()
+            },
+            split: a.split.clone().or(recorded.split.clone()),
+            columns: a.columns.clone().or(recorded.columns.clone()),
+            sep: a.sep.clone().or(recorded.sep.clone()),
+            header: a.header || recorded.header,
+            bind: if a.bind.is_empty() {
+                recorded.bind.clone()
+            } else {
+                a.bind.clone()
+            },
+            features: if a.features.is_empty() {
+                recorded.features.clone()
+            } else {
+                a.features.clone()
+            },
+            min_target: a.min_target.or(recorded.min_target),
+            ..recorded
         },
+        None => recorded,
     };
     let seed = setting("seed").and_then(|s| s.parse().ok()).unwrap_or(42);
     let prepared = prepare(&args, &source.model, seed, false)
@@ -790,7 +828,7 @@ pub fn reload(path: &Path, data_args: Option<&DataArgs>) -> Result<Reloaded> {
         if *name != saved_domain.name || map.names() != saved_domain.ids.as_slice() {
             return Err(usage(format!(
                 "{}: the data's `{name}` ids differ from those the model was trained on \
-                 ({} now, {} in the model); pass the training data with --data",
+                 ({} now, {} in the model); use the data it was trained on",
                 path.display(),
                 map.len(),
                 saved_domain.ids.len()
@@ -803,6 +841,7 @@ pub fn reload(path: &Path, data_args: Option<&DataArgs>) -> Result<Reloaded> {
     let data = prepared.data;
     Ok(Reloaded {
         saved,
+        seed,
         source,
         data,
         split,
@@ -856,7 +895,7 @@ pub fn eval_command(path: &Path, data_args: &DataArgs, out: &OutputArgs) -> Resu
         }
         Task::Loss => {
             let l = predictor
-                .mean_loss(&r.data, &test_rows, 42)
+                .mean_loss(&r.data, &test_rows, r.seed)
                 .map_err(|e| failed(e.to_string()))?;
             metrics.insert("loss".into(), l);
         }

@@ -322,9 +322,14 @@ fn per_member(
     let members = inputs.iter().find_map(|t| t.members);
     let count = members.unwrap_or(1);
     let mut data = vec![0.0; count * lanes];
+    // Operands are one or two: a fixed array keeps the loop allocation-free.
+    let mut args: [&[f64]; 2] = [&[], &[]];
+    let n = inputs.len().min(2);
     for m in 0..count {
-        let args: Vec<&[f64]> = inputs.iter().map(|t| t.member(m)).collect();
-        f(&args, &mut data[m * lanes..(m + 1) * lanes]);
+        for (a, t) in args.iter_mut().zip(inputs) {
+            *a = t.member(m);
+        }
+        f(&args[..n], &mut data[m * lanes..(m + 1) * lanes]);
     }
     Tensor {
         members,
