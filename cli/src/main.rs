@@ -2,6 +2,7 @@
 //! the runtime: argument parsing, file reading, printing and exit codes
 //! live here only.
 
+mod bench;
 mod progress;
 mod run;
 
@@ -64,6 +65,21 @@ enum Command {
         model: PathBuf,
         #[command(flatten)]
         data: run::DataArgs,
+        #[command(flatten)]
+        out: run::OutputArgs,
+    },
+    /// Time training epochs: updates/s, compile time, peak memory; with
+    /// --handwritten, against the hand-written SIMD loop. --data zipf is a
+    /// generated 20M-rating set (cached after the first run).
+    Bench {
+        /// The `.rec` file.
+        file: PathBuf,
+        #[command(flatten)]
+        data: run::DataArgs,
+        #[command(flatten)]
+        fit: run::FitArgs,
+        #[command(flatten)]
+        bench: bench::BenchArgs,
         #[command(flatten)]
         out: run::OutputArgs,
     },
@@ -192,6 +208,13 @@ fn main() -> ExitCode {
             out,
             output,
         } => finish(run::train_command(&file, &data, &fit, &out, output)),
+        Command::Bench {
+            file,
+            data,
+            fit,
+            bench,
+            out,
+        } => finish(bench::bench_command(&file, &data, &fit, &bench, &out)),
         Command::Eval { model, data, out } => finish(run::eval_command(&model, &data, &out)),
         Command::Cv {
             file,

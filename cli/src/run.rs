@@ -13,7 +13,7 @@ use recc_runtime::modelfile::{self, SavedDomain, SavedModel};
 use recc_runtime::optim::Schedule;
 use recc_runtime::predict::{self, Predictor};
 use recc_runtime::split::{Split, SplitSpec};
-use recc_runtime::train::{self, Session, Task, TrainConfig, Trained};
+use recc_runtime::train::{self, Backend, Session, Task, TrainConfig, Trained};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -88,9 +88,14 @@ pub struct FitArgs {
     /// Learning-rate schedule: constant, linear, cosine or step:FACTOR:EPOCHS
     #[arg(long)]
     pub schedule: Option<String>,
-    /// Threads (the reference evaluator trains on one; more arrive with the native backend)
+    /// Training threads: 1 (the default) reproduces a run exactly; more
+    /// update the tables lock-free (Hogwild)
     #[arg(long)]
     pub threads: Option<usize>,
+    /// What runs the training step: jit (native code, the default) or
+    /// interp (the reference evaluator)
+    #[arg(long)]
+    pub backend: Option<String>,
 }
 
 /// How results are shown.
@@ -107,13 +112,13 @@ pub struct OutputArgs {
     pub k: usize,
 }
 
-type Result<T> = std::result::Result<T, Failure>;
+pub type Result<T> = std::result::Result<T, Failure>;
 
-fn usage(m: impl Into<String>) -> Failure {
+pub fn usage(m: impl Into<String>) -> Failure {
     Failure::new(EXIT_USAGE, m)
 }
 
-fn failed(m: impl Into<String>) -> Failure {
+pub fn failed(m: impl Into<String>) -> Failure {
     Failure::new(EXIT_MODEL_ERRORS, m)
 }
 
@@ -331,13 +336,27 @@ pub fn train_config(model: &Model, fit: &FitArgs) -> Result<TrainConfig> {
     if let Some(s) = &fit.schedule {
         c.schedule = s.parse::<Schedule>().map_err(usage)?;
     }
+    if let Some(b) = &fit.backend {
+        c.backend = b.parse::<Backend>().map_err(usage)?;
+    }
     if let Some(t) = fit.threads {
-        if t > 1 {
-            eprintln!(
-                "note: --threads {t}: the reference evaluator trains on one thread; \
-                 evaluation uses every core"
-            );
+        if t == 0 {
+            return Err(usage("--threads 0: training needs at least one thread"));
         }
+        c.threads = t;
+    }
+    if c.batch > 1 && c.backend == Backend::Jit {
+        eprintln!(
+            "note: --batch {}: mini-batches are averaged by the reference evaluator, \
+             which trains this run",
+            c.batch
+        );
+    }
+    if c.threads > 1 && c.effective_backend() == Backend::Interp {
+        eprintln!(
+            "note: --threads {}: the reference evaluator trains on one thread",
+            c.threads
+        );
     }
     Ok(c)
 }
@@ -398,8 +417,9 @@ pub fn run_split(job: &Job, data: &Dataset, split: &Split, label: &str) -> Resul
     } else {
         (train_rows, test_rows.clone())
     };
-    let session = Session::new(&source.model, data, &train_rows, bind)
+    let mut session = Session::new(&source.model, data, &train_rows, bind)
         .map_err(|e| session_failure(e).context(&source.name))?;
+    session.backend = config.backend;
     let watched = if config.early_stopping > 0 {
         "valid"
     } else {
@@ -422,8 +442,10 @@ pub fn run_split(job: &Job, data: &Dataset, split: &Split, label: &str) -> Resul
     // Measured as `recc eval` measures it: every training row, validation
     // tenth included, is the user's and is left out of their ranking.
     let session = if config.early_stopping > 0 {
-        Session::new(&source.model, data, &all_train, bind)
-            .map_err(|e| session_failure(e).context(&source.name))?
+        let mut s = Session::new(&source.model, data, &all_train, bind)
+            .map_err(|e| session_failure(e).context(&source.name))?;
+        s.backend = config.backend;
+        s
     } else {
         session
     };
@@ -821,8 +843,12 @@ pub fn reload(path: &Path, data_args: Option<&DataArgs>) -> Result<Reloaded> {
         split.train.clone()
     };
     let bind = bind_options(&args)?;
-    let session =
+    let mut session =
         Session::new(&source.model, &prepared.data, &train_rows, &bind).map_err(session_failure)?;
+    // Score as training scored, unless the model file predates the choice.
+    session.backend = setting("backend")
+        .and_then(|b| b.parse().ok())
+        .unwrap_or_default();
     // The data must be what the model was trained on: same domains, same ids.
     for ((name, map), saved_domain) in session.binding.domains.iter().zip(&saved.domains) {
         if *name != saved_domain.name || map.names() != saved_domain.ids.as_slice() {

@@ -73,6 +73,76 @@ pub struct RowRef {
     user: Option<u32>,
 }
 
+impl RowRef {
+    /// A row with no columns yet, to be filled by [`Binding::row_into`].
+    pub fn empty() -> RowRef {
+        RowRef {
+            columns: Vec::new(),
+            time: (0, 0),
+            user: None,
+        }
+    }
+}
+
+/// Examples as columns, one per slot, for the native kernels: indices as
+/// `u32`, numbers and noise as `f32`, bags as offsets into member and
+/// weight columns.
+#[derive(Clone, Debug)]
+pub struct Columns {
+    pub slots: Vec<SlotColumn>,
+    /// Examples held.
+    pub len: usize,
+}
+
+#[derive(Clone, Debug)]
+pub enum SlotColumn {
+    Index(Vec<u32>),
+    /// Real slots, and noise slots with their lanes one after another.
+    Real(Vec<f32>),
+    Bag {
+        /// `len + 1` offsets into `members` and `weights`.
+        offsets: Vec<u32>,
+        members: Vec<u32>,
+        weights: Vec<f32>,
+    },
+}
+
+impl Columns {
+    pub fn clear(&mut self) {
+        for c in &mut self.slots {
+            match c {
+                SlotColumn::Index(v) => v.clear(),
+                SlotColumn::Real(v) => v.clear(),
+                SlotColumn::Bag {
+                    offsets,
+                    members,
+                    weights,
+                } => {
+                    offsets.clear();
+                    offsets.push(0);
+                    members.clear();
+                    weights.clear();
+                }
+            }
+        }
+        self.len = 0;
+    }
+
+    /// The most members any one example's bag has.
+    pub fn max_bag(&self) -> usize {
+        self.slots
+            .iter()
+            .filter_map(|c| match c {
+                SlotColumn::Bag { offsets, .. } => {
+                    offsets.windows(2).map(|w| (w[1] - w[0]) as usize).max()
+                }
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+}
+
 /// FM feature bags, one per data row, over a `feature` domain of
 /// `column=value` members.
 #[derive(Clone, Debug, Default)]
@@ -624,6 +694,189 @@ impl Binding {
             };
             out.slots.push(value);
         }
+    }
+
+    /// Point `out` at data row `r`, reusing its storage.
+    pub fn row_into(&self, data: &Dataset, r: usize, out: &mut RowRef) {
+        if out.columns.len() != data.columns.len() {
+            out.columns.clear();
+            out.columns.resize(data.columns.len(), Some(r));
+        } else {
+            out.columns.fill(Some(r));
+        }
+        // Columns by position, not by name: this runs once per example.
+        let time = match self.time_column.map(|c| &data.columns[c].data) {
+            Some(ColumnData::Time(t)) => t[r],
+            _ => 0,
+        };
+        out.time = (time, r);
+        out.user = match self.user_column.map(|c| &data.columns[c].data) {
+            Some(ColumnData::Index { values, .. }) => Some(values[r]),
+            _ => None,
+        };
+    }
+
+    /// Append the example for `row` to `out`, one value per slot column.
+    /// It draws negatives and noise from `rng` in exactly the order
+    /// [`Binding::example`] does, so the native trainer sees the same
+    /// examples as the evaluator's for the same seed.
+    pub fn encode(
+        &self,
+        data: &Dataset,
+        row: &RowRef,
+        rng: &mut StdRng,
+        train: bool,
+        out: &mut Columns,
+    ) {
+        let cold = |c: usize| {
+            let dom = data.columns[c].data.domain().unwrap_or("");
+            data.domain_size(dom) as u32
+        };
+        for (source, column) in self.sources.iter().zip(out.slots.iter_mut()) {
+            match (source, column) {
+                (SlotSource::Index(c), SlotColumn::Index(v)) => {
+                    v.push(match (row.columns[*c], &data.columns[*c].data) {
+                        (Some(r), ColumnData::Index { values, .. }) => values[r],
+                        _ => cold(*c),
+                    })
+                }
+                (SlotSource::Real(c), SlotColumn::Real(v)) => {
+                    v.push(match (row.columns[*c], &data.columns[*c].data) {
+                        (Some(r), ColumnData::Real(values)) => values[r] as f32,
+                        _ => 0.0,
+                    })
+                }
+                (SlotSource::TimeBucket { column, width }, SlotColumn::Index(v)) => {
+                    let t = match (row.columns[*column], &data.columns[*column].data) {
+                        (Some(r), ColumnData::Time(ts)) => ts[r],
+                        _ => self.time_origin,
+                    };
+                    v.push(((t - self.time_origin).max(0) / width) as u32)
+                }
+                (SlotSource::Negative { domain, popularity }, SlotColumn::Index(v)) => {
+                    v.push(self.negative(*domain, *popularity, row, data, rng) as u32)
+                }
+                (SlotSource::Noise(n), SlotColumn::Real(v)) => {
+                    for _ in 0..*n {
+                        let z: f64 = if train {
+                            rng.sample(StandardNormal)
+                        } else {
+                            0.0
+                        };
+                        v.push(z as f32);
+                    }
+                }
+                (
+                    SlotSource::Bag(c),
+                    SlotColumn::Bag {
+                        offsets,
+                        members,
+                        weights,
+                    },
+                ) => {
+                    if let (
+                        Some(r),
+                        ColumnData::Bag {
+                            offsets: o,
+                            members: m,
+                            weights: w,
+                            ..
+                        },
+                    ) = (row.columns[*c], &data.columns[*c].data)
+                    {
+                        members.extend_from_slice(&m[o[r]..o[r + 1]]);
+                        weights.extend(w[o[r]..o[r + 1]].iter().map(|&x| x as f32));
+                    }
+                    offsets.push(members.len() as u32);
+                }
+                (
+                    SlotSource::Features | SlotSource::History,
+                    SlotColumn::Bag {
+                        offsets,
+                        members,
+                        weights,
+                    },
+                ) => {
+                    let bag = if matches!(source, SlotSource::Features) {
+                        self.feature_bag(data, row)
+                    } else {
+                        self.history_bag(row)
+                    };
+                    for (m, w) in bag {
+                        members.push(m as u32);
+                        weights.push(w as f32);
+                    }
+                    offsets.push(members.len() as u32);
+                }
+                // `Columns::new` shapes every column from the same sources.
+                _ => {}
+            }
+        }
+        out.len += 1;
+    }
+
+    /// Append the examples of data rows `rows` to `out`. Models whose
+    /// inputs are all plain columns are gathered column by column; anything
+    /// that samples (negatives, noise) or derives bags goes example by
+    /// example, drawing from `rng` as [`Binding::example`] does.
+    pub fn encode_rows(
+        &self,
+        data: &Dataset,
+        rows: &[usize],
+        rng: &mut StdRng,
+        train: bool,
+        out: &mut Columns,
+    ) {
+        let plain = self
+            .sources
+            .iter()
+            .all(|s| matches!(s, SlotSource::Index(_) | SlotSource::Real(_)));
+        if !plain {
+            let mut row = RowRef::empty();
+            for &r in rows {
+                self.row_into(data, r, &mut row);
+                self.encode(data, &row, rng, train, out);
+            }
+            return;
+        }
+        for (source, column) in self.sources.iter().zip(out.slots.iter_mut()) {
+            match (source, column) {
+                (SlotSource::Index(c), SlotColumn::Index(v)) => {
+                    if let ColumnData::Index { values, .. } = &data.columns[*c].data {
+                        v.extend(rows.iter().map(|&r| values[r]));
+                    }
+                }
+                (SlotSource::Real(c), SlotColumn::Real(v)) => {
+                    if let ColumnData::Real(values) = &data.columns[*c].data {
+                        v.extend(rows.iter().map(|&r| values[r] as f32));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.len += rows.len();
+    }
+
+    /// Empty columns shaped for this binding's slots.
+    pub fn columns(&self) -> Columns {
+        let slots = self
+            .sources
+            .iter()
+            .map(|s| match s {
+                SlotSource::Index(_)
+                | SlotSource::TimeBucket { .. }
+                | SlotSource::Negative { .. } => SlotColumn::Index(Vec::new()),
+                SlotSource::Real(_) | SlotSource::Noise(_) => SlotColumn::Real(Vec::new()),
+                SlotSource::Bag(_) | SlotSource::Features | SlotSource::History => {
+                    SlotColumn::Bag {
+                        offsets: vec![0],
+                        members: Vec::new(),
+                        weights: Vec::new(),
+                    }
+                }
+            })
+            .collect();
+        Columns { slots, len: 0 }
     }
 
     fn feature_bag(&self, data: &Dataset, row: &RowRef) -> Vec<(usize, f64)> {

@@ -4,12 +4,14 @@
 //! divides it, the trainer feeds it to the model's step, [`metrics`] scores
 //! the result and [`modelfile`] saves it.
 
+pub mod bench;
 pub mod bind;
 pub mod data;
 pub mod export;
 pub mod init;
 pub mod metrics;
 pub mod modelfile;
+pub mod native;
 pub mod optim;
 pub mod predict;
 pub mod split;

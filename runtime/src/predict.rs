@@ -10,9 +10,11 @@
 //! user therefore scores as the average user; a known occupation or genre
 //! beside it still counts.
 
+use crate::bind::{Columns, RowRef};
 use crate::data::{ColumnData, Dataset};
 use crate::metrics::{self, Catalogue, RankingMetrics, UserMetrics, UserRanking};
-use crate::train::{Session, Task, TrainError};
+use crate::native::{Hyper, NativeParams, Runner, TableWords};
+use crate::train::{Backend, Session, Task, TrainError};
 use ndarray::{Array2, Axis};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -21,6 +23,7 @@ use rayon::prelude::*;
 use recc_compiler::interp::{evaluate, EvalError, Example, Incremental, Params};
 use recc_compiler::ir::{Graph, TableRole};
 use recc_compiler::model::Constraint;
+use recc_jit::{Kernel, KernelKind};
 
 /// Replace rows training never touched by the mean of the touched rows of
 /// their table (per-domain tables only).
@@ -105,6 +108,54 @@ pub struct RatingMetrics {
 pub struct Predictor<'a> {
     pub session: &'a Session,
     pub params: Params,
+    /// The forward graph compiled to native code, when the session's
+    /// backend is the JIT.
+    native: Option<NativeScorer>,
+}
+
+/// What the predict kernel scores: a data row, or a (user, item) pair.
+#[derive(Clone, Copy, Debug)]
+enum Scored {
+    Row(usize),
+    Pair(Option<u32>, Option<u32>),
+}
+
+/// Rows scored per call of the predict kernel.
+const SCORE_BLOCK: usize = 4096;
+
+/// The predict kernel and the f32 copy of the parameters it reads.
+pub struct NativeScorer {
+    kernel: Kernel,
+    params: NativeParams,
+    tables: TableWords,
+}
+
+impl NativeScorer {
+    pub fn new(forward: &Graph, params: &Params) -> Result<NativeScorer, recc_jit::JitError> {
+        let kernel = Kernel::compile(forward, KernelKind::Predict, 0)?;
+        let mut params = NativeParams::new(params, recc_compiler::model::Optimizer::Sgd);
+        let tables = TableWords::new(&mut params);
+        Ok(NativeScorer {
+            kernel,
+            params,
+            tables,
+        })
+    }
+
+    /// The score of every example of `columns`.
+    pub fn score(&self, g: &Graph, columns: &Columns) -> Vec<f32> {
+        let mut runner = Runner::new();
+        let hyper = Hyper::new(recc_compiler::model::Optimizer::Sgd, 0.0);
+        runner.run(
+            &self.kernel,
+            g,
+            columns,
+            &self.tables,
+            &self.params.domain_sizes,
+            hyper,
+        );
+        std::mem::take(&mut runner.scores)
+    }
 }
 
 /// Validation rows scored per epoch for sampled AUC: enough for a stable
@@ -114,10 +165,49 @@ const MONITOR_ROWS: usize = 2000;
 impl<'a> Predictor<'a> {
     /// `params` as trained (already [`finalise`]d).
     pub fn new(session: &'a Session, params: &Params) -> Predictor<'a> {
+        let params = with_cold_rows(&session.forward, params);
+        let native = match session.backend {
+            // A model the JIT cannot compile is still scored, by the evaluator.
+            Backend::Jit if session.forward.score.is_some() => {
+                NativeScorer::new(&session.forward, &params).ok()
+            }
+            _ => None,
+        };
         Predictor {
             session,
-            params: with_cold_rows(&session.forward, params),
+            params,
+            native,
         }
+    }
+
+    /// Scores of data rows (`Ok(row)`) or (user, item) pairs through the
+    /// predict kernel, in blocks on every core.
+    fn native_scores(
+        &self,
+        native: &NativeScorer,
+        data: &Dataset,
+        examples: &[Scored],
+    ) -> Vec<f64> {
+        let b = &self.session.binding;
+        examples
+            .par_chunks(SCORE_BLOCK)
+            .flat_map_iter(|block| {
+                let mut columns = b.columns();
+                let mut rng = StdRng::seed_from_u64(0);
+                let mut row = RowRef::empty();
+                for e in block {
+                    match *e {
+                        Scored::Row(r) => b.row_into(data, r, &mut row),
+                        Scored::Pair(u, i) => row = b.pair(u, i),
+                    }
+                    b.encode(data, &row, &mut rng, false, &mut columns);
+                }
+                native
+                    .score(&self.session.forward, &columns)
+                    .into_iter()
+                    .map(f64::from)
+            })
+            .collect()
     }
 
     fn score(&self, ex: &Example) -> Result<f64, EvalError> {
@@ -159,10 +249,16 @@ impl<'a> Predictor<'a> {
                 ))
             }
         };
-        let predicted: Vec<f64> = rows
-            .par_iter()
-            .map(|&r| self.score_row(data, r))
-            .collect::<Result<_, _>>()?;
+        let predicted: Vec<f64> = match &self.native {
+            Some(native) => {
+                let examples: Vec<_> = rows.iter().map(|&r| Scored::Row(r)).collect();
+                self.native_scores(native, data, &examples)
+            }
+            None => rows
+                .par_iter()
+                .map(|&r| self.score_row(data, r))
+                .collect::<Result<_, _>>()?,
+        };
         let actual: Vec<f64> = rows.iter().map(|&r| target[r]).collect();
         Ok(RatingMetrics {
             rmse: metrics::rmse(&predicted, &actual),
@@ -232,6 +328,12 @@ impl<'a> Predictor<'a> {
     /// Scores of every item for `user` (`None`: an unknown user).
     pub fn user_scores(&self, data: &Dataset, user: Option<u32>) -> Result<Vec<f64>, EvalError> {
         let n_items = data.items().map_or(0, |(d, _)| data.domain_size(d));
+        if let Some(native) = &self.native {
+            let pairs: Vec<_> = (0..n_items as u32)
+                .map(|i| Scored::Pair(user, Some(i)))
+                .collect();
+            return Ok(self.native_scores(native, data, &pairs));
+        }
         let b = &self.session.binding;
         let mut ex = Example { slots: Vec::new() };
         let mut rng = StdRng::seed_from_u64(0);

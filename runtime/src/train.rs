@@ -9,16 +9,21 @@
 use crate::bind::{BindError, BindOptions, Binding};
 use crate::data::Dataset;
 use crate::init::initialise;
+use crate::init::MAX_BALL_NORM;
 use crate::modelfile::EpochRecord;
+use crate::native::{Hyper, NativeParams, Runner, TableWords};
 use crate::optim::{OptimiserState, Schedule};
 use crate::predict::{self, Predictor};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use rand::Rng;
 use rand::SeedableRng;
 use recc_compiler::interp::{evaluate, EvalError, Example, Params};
 use recc_compiler::ir::{Graph, SlotKind, TableId};
 use recc_compiler::model::{FitConfig, Model, Optimizer};
+use recc_jit::{Kernel, KernelKind, StepOptions, DEFAULT_PREFETCH};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// What a model is judged by.
@@ -73,6 +78,9 @@ pub struct Session {
     pub gradient: Graph,
     pub binding: Binding,
     pub task: Task,
+    /// What scores examples after training: the native predict kernel, or
+    /// the reference evaluator.
+    pub backend: Backend,
 }
 
 impl Session {
@@ -104,6 +112,7 @@ impl Session {
             gradient,
             binding,
             task,
+            backend: Backend::default(),
         })
     }
 }
@@ -121,6 +130,43 @@ pub struct TrainConfig {
     /// rows; 0 turns it off.
     pub early_stopping: usize,
     pub schedule: Schedule,
+    /// Native code or the reference evaluator.
+    pub backend: Backend,
+    /// Threads for the native backend: 1 reproduces a run exactly; more
+    /// update shared tables without locks (Hogwild).
+    pub threads: usize,
+    /// Examples ahead whose rows the native step touches early (0: none).
+    pub prefetch: usize,
+}
+
+/// Which code runs the training step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// The reference evaluator: f64, checked, slow.
+    Interp,
+    /// One fused native step per model, compiled with Cranelift.
+    #[default]
+    Jit,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Backend, String> {
+        match s {
+            "interp" => Ok(Backend::Interp),
+            "jit" => Ok(Backend::Jit),
+            _ => Err(format!("unknown backend `{s}`; expected jit or interp")),
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Interp => "interp",
+            Backend::Jit => "jit",
+        })
+    }
 }
 
 impl TrainConfig {
@@ -133,6 +179,19 @@ impl TrainConfig {
             seed: fit.seed,
             early_stopping: fit.early_stopping,
             schedule: Schedule::default(),
+            backend: Backend::default(),
+            threads: 1,
+            prefetch: DEFAULT_PREFETCH,
+        }
+    }
+
+    /// The backend that will run: mini-batches average gradients across
+    /// examples, which only the evaluator's trainer does.
+    pub fn effective_backend(&self) -> Backend {
+        if self.batch > 1 {
+            Backend::Interp
+        } else {
+            self.backend
         }
     }
 
@@ -146,6 +205,8 @@ impl TrainConfig {
         m.insert("seed".into(), self.seed.to_string());
         m.insert("early_stopping".into(), self.early_stopping.to_string());
         m.insert("schedule".into(), self.schedule.to_string());
+        m.insert("backend".into(), self.effective_backend().to_string());
+        m.insert("threads".into(), self.threads.to_string());
         m
     }
 }
@@ -198,6 +259,9 @@ pub fn train(
             config.lr
         )));
     }
+    if config.effective_backend() == Backend::Jit {
+        return train_native(session, data, rows, validation, config, observer);
+    }
     let g = &session.gradient;
     let sizes = session.binding.domain_sizes();
     let mut params = initialise(g, &sizes, config.seed)?;
@@ -211,9 +275,7 @@ pub fn train(
     let mut shuffle_rng = StdRng::seed_from_u64(config.seed);
     let mut sample_rng = StdRng::seed_from_u64(config.seed.wrapping_add(0x9e37_79b9_7f4a_7c15));
     let mut example = Example { slots: Vec::new() };
-    let mut history = Vec::new();
-    let monitor = predict::monitor_name(session.task);
-    let mut best: Option<(f64, usize, Params)> = None;
+    let mut tracker = EpochTracker::new(session, data, validation, config);
     let batch = config.batch.max(1);
     let mut pending: BTreeMap<(TableId, usize), Vec<f64>> = BTreeMap::new();
 
@@ -281,47 +343,287 @@ pub fn train(
             total_loss / order.len() as f64,
         );
         let mean_loss = total_loss / order.len() as f64;
-        let value = if validation.is_empty() {
+        let seconds = started.elapsed().as_secs_f64();
+        if tracker.end_epoch(epoch, mean_loss, seconds, &params, &touched, observer)? {
+            break;
+        }
+    }
+    Ok(tracker.finish(params, &touched))
+}
+
+/// Examples encoded and run per kernel call: large enough to amortise the
+/// call, small enough that the columns stay in cache.
+const NATIVE_BLOCK: usize = 4096;
+
+/// Training through the native step: the same shuffles and the same
+/// negative and noise draws as the evaluator's loop, so one thread follows
+/// the same path (in f32 instead of f64).
+fn train_native(
+    session: &Session,
+    data: &Dataset,
+    rows: &[usize],
+    validation: &[usize],
+    config: &TrainConfig,
+    observer: &mut dyn Observer,
+) -> Result<Trained, TrainError> {
+    let g = &session.gradient;
+    let sizes = session.binding.domain_sizes();
+    let initial = initialise(g, &sizes, config.seed)?;
+    let kernel = compile_step(g, config.optimizer, config.prefetch)?;
+    let mut native = NativeParams::new(&initial, config.optimizer);
+    let tables = TableWords::new(&mut native);
+    let mut order: Vec<usize> = rows.to_vec();
+    let mut shuffle_rng = StdRng::seed_from_u64(config.seed);
+    let mut sample_rng = StdRng::seed_from_u64(config.seed.wrapping_add(0x9e37_79b9_7f4a_7c15));
+    let mut tracker = EpochTracker::new(session, data, validation, config);
+    let threads = config.threads.clamp(1, order.len().max(1));
+    for epoch in 0..config.epochs {
+        let started = Instant::now();
+        let lr = config.schedule.rate(config.lr, epoch, config.epochs);
+        let hyper = Hyper::new(config.optimizer, lr);
+        order.shuffle(&mut shuffle_rng);
+        let total = order.len();
+        let diverged = |done: usize| TrainError::Diverged {
+            epoch: epoch + 1,
+            example: done + 1,
+            value: f64::NAN,
+            lr,
+            suggest: nice_smaller(lr),
+        };
+        let job = NativeJob {
+            session,
+            data,
+            kernel: &kernel,
+            tables: &tables,
+            sizes: &sizes,
+            hyper,
+        };
+        let total_loss = if threads == 1 {
+            let mut report = |done: usize, loss: f64| {
+                observer.progress(epoch + 1, done, total, loss / done.max(1) as f64)
+            };
+            let (done, loss) = job.run(&order, &mut sample_rng, &mut report, None);
+            if done < total {
+                return Err(diverged(done));
+            }
+            loss
+        } else {
+            // Hogwild: each thread takes a contiguous share of the shuffled
+            // order and updates the shared tables without locks.
+            let seeds: Vec<u64> = (0..threads).map(|_| sample_rng.random()).collect();
+            let share = total.div_ceil(threads);
+            let stop = AtomicBool::new(false);
+            let progress = AtomicUsize::new(0);
+            let results = std::thread::scope(|scope| {
+                let mut handles = Vec::new();
+                for (t, part) in order.chunks(share).enumerate().skip(1) {
+                    let (job, stop, progress) = (&job, &stop, &progress);
+                    let seed = seeds[t];
+                    handles.push(scope.spawn(move || {
+                        let mut rng = StdRng::seed_from_u64(seed);
+                        let mut report = |_: usize, _: f64| {};
+                        job.run(part, &mut rng, &mut report, Some((stop, progress)))
+                    }));
+                }
+                let mut rng = StdRng::seed_from_u64(seeds[0]);
+                let first = &order[..share.min(total)];
+                let mut report = |_: usize, loss: f64| {
+                    let done = progress.load(Ordering::Relaxed);
+                    observer.progress(epoch + 1, done, total, loss / done.max(1) as f64)
+                };
+                let mut results =
+                    vec![job.run(first, &mut rng, &mut report, Some((&stop, &progress)))];
+                for h in handles {
+                    results.push(h.join().unwrap_or((0, f64::NAN)));
+                }
+                results
+            });
+            let mut loss = 0.0;
+            let mut done_all = 0;
+            for (part, (done, l)) in order.chunks(share).zip(&results) {
+                if *done < part.len() {
+                    return Err(diverged(done_all + done));
+                }
+                done_all += done;
+                loss += l;
+            }
+            loss
+        };
+        observer.progress(epoch + 1, total, total, total_loss / total as f64);
+        let mean_loss = total_loss / total as f64;
+        let seconds = started.elapsed().as_secs_f64();
+        let params = native.to_params();
+        let touched = native.touched();
+        if tracker.end_epoch(epoch, mean_loss, seconds, &params, &touched, observer)? {
+            break;
+        }
+    }
+    let params = native.to_params();
+    let touched = native.touched();
+    Ok(tracker.finish(params, &touched))
+}
+
+/// Compile the fused training step of `g`, touching rows `prefetch`
+/// examples ahead.
+pub fn compile_step(
+    g: &Graph,
+    optimizer: Optimizer,
+    prefetch: usize,
+) -> Result<Kernel, TrainError> {
+    let options = StepOptions {
+        optimizer,
+        max_ball_norm: MAX_BALL_NORM,
+    };
+    Kernel::compile(g, KernelKind::Step(options), prefetch)
+        .map_err(|e| TrainError::Compile(e.to_string()))
+}
+
+/// What every thread of a native epoch shares.
+struct NativeJob<'a> {
+    session: &'a Session,
+    data: &'a Dataset,
+    kernel: &'a Kernel,
+    tables: &'a TableWords,
+    sizes: &'a [usize],
+    hyper: Hyper,
+}
+
+impl NativeJob<'_> {
+    /// Train on `rows` in blocks; returns the examples finished and their
+    /// summed loss. Stops early when a loss is not finite, or when another
+    /// thread has stopped (`shared`).
+    fn run(
+        &self,
+        rows: &[usize],
+        rng: &mut StdRng,
+        report: &mut dyn FnMut(usize, f64),
+        shared: Option<(&AtomicBool, &AtomicUsize)>,
+    ) -> (usize, f64) {
+        let binding = &self.session.binding;
+        let g = &self.session.gradient;
+        let mut columns = binding.columns();
+        let mut runner = Runner::new();
+        let (mut done, mut loss) = (0, 0.0);
+        for block in rows.chunks(NATIVE_BLOCK) {
+            if shared.is_some_and(|(stop, _)| stop.load(Ordering::Relaxed)) {
+                break;
+            }
+            columns.clear();
+            binding.encode_rows(self.data, block, rng, true, &mut columns);
+            let (n, l) = runner.run(
+                self.kernel,
+                g,
+                &columns,
+                self.tables,
+                self.sizes,
+                self.hyper,
+            );
+            done += n;
+            loss += l;
+            if let Some((stop, progress)) = shared {
+                progress.fetch_add(n, Ordering::Relaxed);
+                if n < block.len() {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+            report(done, loss);
+            if n < block.len() {
+                break;
+            }
+        }
+        (done, loss)
+    }
+}
+
+/// The end of every epoch, whichever backend trained it: validation, the
+/// record, early stopping and the parameters to keep.
+struct EpochTracker<'a> {
+    session: &'a Session,
+    data: &'a Dataset,
+    validation: &'a [usize],
+    config: &'a TrainConfig,
+    history: Vec<EpochRecord>,
+    best: Option<(f64, usize, Params, Vec<Vec<bool>>)>,
+}
+
+impl<'a> EpochTracker<'a> {
+    fn new(
+        session: &'a Session,
+        data: &'a Dataset,
+        validation: &'a [usize],
+        config: &'a TrainConfig,
+    ) -> EpochTracker<'a> {
+        EpochTracker {
+            session,
+            data,
+            validation,
+            config,
+            history: Vec::new(),
+            best: None,
+        }
+    }
+
+    /// Record epoch `epoch` (0-based); true when early stopping says stop.
+    fn end_epoch(
+        &mut self,
+        epoch: usize,
+        mean_loss: f64,
+        seconds: f64,
+        params: &Params,
+        touched: &[Vec<bool>],
+        observer: &mut dyn Observer,
+    ) -> Result<bool, TrainError> {
+        let session = self.session;
+        let g = &session.gradient;
+        let monitor = predict::monitor_name(session.task);
+        let value = if self.validation.is_empty() {
             None
         } else {
-            let finished = predict::finalise(g, &params, &touched);
+            let finished = predict::finalise(g, params, touched);
             let predictor = Predictor::new(session, &finished);
-            Some(predictor.monitor(data, validation, config.seed)?)
+            Some(predictor.monitor(self.data, self.validation, self.config.seed)?)
         };
         let record = EpochRecord {
             epoch: epoch + 1,
             loss: mean_loss,
             validation: value,
-            seconds: started.elapsed().as_secs_f64(),
+            seconds,
         };
-        observer.epoch(&record, monitor, config.epochs);
-        history.push(record);
-        if config.early_stopping > 0 {
+        observer.epoch(&record, monitor, self.config.epochs);
+        self.history.push(record);
+        if self.config.early_stopping > 0 {
             if let Some(v) = value {
-                let better = best
+                let better = self
+                    .best
                     .as_ref()
-                    .is_none_or(|(b, _, _)| predict::better(session.task, v, *b));
+                    .is_none_or(|(b, _, _, _)| predict::better(session.task, v, *b));
                 if better {
-                    best = Some((v, epoch + 1, params.clone()));
-                } else if best
+                    self.best = Some((v, epoch + 1, params.clone(), touched.to_vec()));
+                } else if self
+                    .best
                     .as_ref()
-                    .is_some_and(|(_, e, _)| epoch + 1 - e >= config.early_stopping)
+                    .is_some_and(|(_, e, _, _)| epoch + 1 - e >= self.config.early_stopping)
                 {
-                    break;
+                    return Ok(true);
                 }
             }
         }
+        Ok(false)
     }
-    let (params, best_epoch) = match best {
-        Some((_, e, p)) => (p, Some(e)),
-        None => (params, None),
-    };
-    Ok(Trained {
-        params: predict::finalise(g, &params, &touched),
-        history,
-        best_epoch,
-        monitor: monitor.to_string(),
-    })
+
+    fn finish(self, params: Params, touched: &[Vec<bool>]) -> Trained {
+        let g = &self.session.gradient;
+        let (params, touched, best_epoch) = match self.best {
+            Some((_, e, p, t)) => (p, t, Some(e)),
+            None => (params, touched.to_vec(), None),
+        };
+        Trained {
+            params: predict::finalise(g, &params, &touched),
+            history: self.history,
+            best_epoch,
+            monitor: predict::monitor_name(self.session.task).to_string(),
+        }
+    }
 }
 
 /// A round learning rate an order of magnitude or so below `lr`.

@@ -1,0 +1,233 @@
+//! The recc native backend: Cranelift code for one model's training step.
+//!
+//! | stage | input → output | module |
+//! |---|---|---|
+//! | layout | [`Graph`] → [`ArgLayout`] (where each input sits) | [`layout`] |
+//! | codegen | [`Graph`] + [`ArgLayout`] + optimiser → Cranelift IR | [`codegen`] |
+//! | compile | Cranelift IR → machine code: a [`Kernel`] | this file |
+//!
+//! A [`Kernel`] runs a range of examples whose inputs the runtime has laid
+//! out as columns (see [`ArgLayout`]). The step kernel is the fused
+//! training step: forward, loss, gradients and the optimiser's row updates
+//! in one native function, with the rows of examples a few steps ahead
+//! touched early so they arrive in cache in time. The predict kernel runs
+//! the forward graph only.
+
+pub mod codegen;
+pub mod lanes;
+pub mod layout;
+
+pub use codegen::{KernelKind, StepOptions};
+pub use layout::ArgLayout;
+
+use codegen::{Helpers, CALLED_UNARY};
+use cranelift_codegen::ir::{types, AbiParam, Function, Signature, UserFuncName};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::Context;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, Linkage, Module};
+use recc_compiler::ir::Graph;
+use recc_compiler::types::UnaryFn;
+use std::time::{Duration, Instant};
+
+/// Examples ahead whose rows the step kernel touches, by default.
+pub const DEFAULT_PREFETCH: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JitError {
+    #[error("this machine has no native code generator: {0}")]
+    Host(String),
+    #[error("internal error generating native code: {0}")]
+    Codegen(String),
+}
+
+/// The kernel's machine-code entry point.
+type KernelFn = unsafe extern "C" fn(*const u64, u64, u64) -> u64;
+
+/// A compiled kernel and the code memory it lives in.
+pub struct Kernel {
+    module: Option<JITModule>,
+    entry: KernelFn,
+    pub layout: ArgLayout,
+    pub kind: KernelKind,
+    /// Wall time from graph to machine code.
+    pub compile_time: Duration,
+    /// Bytes of machine code.
+    pub code_size: usize,
+}
+
+// SAFETY: after `finalize_definitions` the code is immutable and the
+// module is only touched again to free it, in `drop`, with `&mut self`.
+unsafe impl Send for Kernel {}
+unsafe impl Sync for Kernel {}
+
+impl Drop for Kernel {
+    fn drop(&mut self) {
+        if let Some(module) = self.module.take() {
+            // SAFETY: no caller can hold the entry point past `self`.
+            unsafe { module.free_memory() };
+        }
+    }
+}
+
+impl Kernel {
+    /// Compile `g` into a kernel of `kind`, touching rows `prefetch`
+    /// examples ahead (0: never).
+    pub fn compile(g: &Graph, kind: KernelKind, prefetch: usize) -> Result<Kernel, JitError> {
+        let started = Instant::now();
+        let layout = ArgLayout::new(g);
+        let mut flags = settings::builder();
+        let set = |f: &mut settings::Builder, k: &str, v: &str| {
+            f.set(k, v).map_err(|e| JitError::Host(e.to_string()))
+        };
+        set(&mut flags, "opt_level", "speed")?;
+        set(&mut flags, "use_colocated_libcalls", "false")?;
+        set(&mut flags, "is_pic", "false")?;
+        set(
+            &mut flags,
+            "enable_verifier",
+            if cfg!(debug_assertions) {
+                "true"
+            } else {
+                "false"
+            },
+        )?;
+        let isa = cranelift_native::builder()
+            .map_err(|e| JitError::Host(e.to_string()))?
+            .finish(settings::Flags::new(flags))
+            .map_err(|e| JitError::Host(e.to_string()))?;
+        let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
+        for f in CALLED_UNARY {
+            builder.symbol(helper_name(f), unary_helper(f));
+        }
+        builder.symbol("recc_bias_correction", bias_correction as *const u8);
+        let mut module = JITModule::new(builder);
+
+        let ptr = module.target_config().pointer_type();
+        let mut unary_sig = module.make_signature();
+        unary_sig.params.push(AbiParam::new(types::F32));
+        unary_sig.returns.push(AbiParam::new(types::F32));
+        let mut corr_sig = module.make_signature();
+        corr_sig.params.push(AbiParam::new(types::F64));
+        corr_sig.params.push(AbiParam::new(types::I32));
+        corr_sig.returns.push(AbiParam::new(types::F32));
+        let codegen_err = |e: cranelift_module::ModuleError| JitError::Codegen(e.to_string());
+        let mut unary_ids = Vec::new();
+        for f in CALLED_UNARY {
+            let id = module
+                .declare_function(&helper_name(f), Linkage::Import, &unary_sig)
+                .map_err(codegen_err)?;
+            unary_ids.push((f, id));
+        }
+        let corr_id = module
+            .declare_function("recc_bias_correction", Linkage::Import, &corr_sig)
+            .map_err(codegen_err)?;
+
+        let mut sig = Signature::new(module.isa().default_call_conv());
+        sig.params.push(AbiParam::new(ptr));
+        sig.params.push(AbiParam::new(types::I64));
+        sig.params.push(AbiParam::new(types::I64));
+        sig.returns.push(AbiParam::new(types::I64));
+        let name = match kind {
+            KernelKind::Step(_) => "step",
+            KernelKind::Predict => "predict",
+        };
+        let id = module
+            .declare_function(name, Linkage::Export, &sig)
+            .map_err(codegen_err)?;
+        let mut func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
+        let helpers = Helpers {
+            unary: unary_ids
+                .iter()
+                .map(|&(f, fid)| (f, module.declare_func_in_func(fid, &mut func)))
+                .collect(),
+            bias_correction: module.declare_func_in_func(corr_id, &mut func),
+        };
+        let mut fctx = FunctionBuilderContext::new();
+        {
+            let mut b = FunctionBuilder::new(&mut func, &mut fctx);
+            codegen::build_kernel(&mut b, g, &layout, kind, prefetch, &helpers)
+                .map_err(JitError::Codegen)?;
+            b.finalize(module.target_config());
+        }
+        let dump = std::env::var_os("RECC_JIT_DUMP").is_some();
+        if dump {
+            eprintln!("{}", func.display());
+        }
+        let mut ctx = Context::for_function(func);
+        ctx.set_disasm(dump);
+        module
+            .define_function(id, &mut ctx)
+            .map_err(|e| JitError::Codegen(format!("{e:?}")))?;
+        if let Some(text) = ctx.compiled_code().and_then(|c| c.vcode.as_ref()) {
+            eprintln!("{text}");
+        }
+        let code_size = ctx.compiled_code().map_or(0, |c| c.code_buffer().len());
+        module.finalize_definitions().map_err(codegen_err)?;
+        let code = module.get_finalized_function(id);
+        // SAFETY: `code` was compiled from the signature `KernelFn` spells.
+        let entry = unsafe { std::mem::transmute::<*const u8, KernelFn>(code) };
+        Ok(Kernel {
+            module: Some(module),
+            entry,
+            layout,
+            kind,
+            compile_time: started.elapsed(),
+            code_size,
+        })
+    }
+
+    /// Run examples `begin..end`; returns the first one not finished.
+    ///
+    /// # Safety
+    /// `args` must follow [`Kernel::layout`]: every pointer valid for the
+    /// examples `begin..end` (columns), every index inside its table, the
+    /// scratch at least `bag_lanes × bag_cap` floats, and no bag longer than
+    /// `bag_cap`. Other threads may update the same tables (Hogwild): the
+    /// kernel's reads and writes of parameters are plain, racy f32 accesses.
+    pub unsafe fn run(&self, args: &[u64], begin: usize, end: usize) -> usize {
+        debug_assert_eq!(args.len(), self.layout.words);
+        // SAFETY: the caller upholds the layout contract above.
+        unsafe { (self.entry)(args.as_ptr(), begin as u64, end as u64) as usize }
+    }
+}
+
+fn helper_name(f: UnaryFn) -> String {
+    format!("recc_{}", f.name())
+}
+
+macro_rules! unary_helpers {
+    ($($name:ident => $f:expr),* $(,)?) => {
+        $(
+            extern "C" fn $name(x: f32) -> f32 {
+                $f.apply(x as f64) as f32
+            }
+        )*
+    };
+}
+
+unary_helpers! {
+    recc_exp => UnaryFn::Exp,
+    recc_log => UnaryFn::Log,
+    recc_sigmoid => UnaryFn::Sigmoid,
+    recc_log_sigmoid => UnaryFn::LogSigmoid,
+    recc_softplus => UnaryFn::Softplus,
+    recc_tanh => UnaryFn::Tanh,
+}
+
+fn unary_helper(f: UnaryFn) -> *const u8 {
+    match f {
+        UnaryFn::Exp => recc_exp as *const u8,
+        UnaryFn::Log => recc_log as *const u8,
+        UnaryFn::Sigmoid => recc_sigmoid as *const u8,
+        UnaryFn::LogSigmoid => recc_log_sigmoid as *const u8,
+        UnaryFn::Softplus => recc_softplus as *const u8,
+        _ => recc_tanh as *const u8,
+    }
+}
+
+/// Adam's bias correction `1 − βⁿ`, in f64 as the evaluator's trainer computes it.
+extern "C" fn bias_correction(beta: f64, steps: i32) -> f32 {
+    (1.0 - beta.powi(steps)) as f32
+}
