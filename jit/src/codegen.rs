@@ -23,7 +23,8 @@ use crate::lanes::{self, mem, Lanes, F32, V4};
 use crate::layout::ArgLayout;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    types, Endianness, FuncRef, InstBuilder, MemFlagsData as MemFlags, Value,
+    types, Endianness, FuncRef, InstBuilder, MemFlagsData as MemFlags, StackSlotData,
+    StackSlotKind, Value,
 };
 use cranelift_frontend::{FunctionBuilder, Variable};
 use recc_compiler::ir::{GradTarget, Graph, NodeId, Op, SlotId, SlotKind, TableId, Ty};
@@ -57,6 +58,8 @@ pub struct Helpers {
     pub unary: BTreeMap<UnaryFn, FuncRef>,
     /// `fn(beta: f64, steps: i32) -> f32`: `1 − betaˢᵗᵉᵖˢ`.
     pub bias_correction: FuncRef,
+    /// `fn(addresses: *const u64, count: i64)`: prefetch each address.
+    pub prefetch: FuncRef,
 }
 
 /// Unary functions the kernel calls out for instead of inlining.
@@ -309,34 +312,60 @@ impl Gen<'_, '_> {
         Ok(())
     }
 
-    /// Touch the rows of example `k + distance` so they are in cache when
-    /// its turn comes: a load whose value is unused costs an issue slot, not
-    /// a stall, and Cranelift has no prefetch instruction.
+    /// Prefetch the rows of example `k + distance` so they are in cache
+    /// when its turn comes. Cranelift has no prefetch instruction, and a
+    /// plain load of a far-away row would hold up retirement until it
+    /// arrives, so the kernel collects the rows' cache lines on the stack
+    /// and calls a helper that issues `prefetcht0` for each. The call comes
+    /// first in the example, before any vector is live across it.
     fn prefetch(&mut self, live: &[bool], distance: usize, end: Value) {
-        let ahead = self.b.ins().iadd_imm_s(self.k, distance as i64);
-        let last = self.b.ins().iadd_imm_s(end, -1);
-        let ahead = self.b.ins().umin(ahead, last);
-        let mut seen = Vec::new();
+        let mut rows: Vec<(TableId, SlotId)> = Vec::new();
         for (i, n) in self.g.nodes.iter().enumerate() {
             let Op::Gather(t, ix) = n.op else { continue };
-            if !live[i] || seen.contains(&(t, ix)) {
-                continue;
-            }
             let Op::Slot(s) = self.g.node(ix).op else {
                 continue;
             };
-            seen.push((t, ix));
-            let column = self.word(self.layout.slot[s.index()]);
-            let row = self.load_u32(column, ahead);
-            let addr = self.row_addr(t, 0, row);
-            let bytes = self.row_bytes(t);
-            for line in (0..bytes).step_by(64) {
-                // May-trap flags keep the unused load from being removed.
-                self.b
-                    .ins()
-                    .load(types::I32, MemFlags::new(), addr, line as i32);
+            if live[i] && !rows.contains(&(t, s)) {
+                rows.push((t, s));
             }
         }
+        let lines: usize = rows
+            .iter()
+            .map(|&(t, _)| (self.row_bytes(t) as usize).div_ceil(64))
+            .sum();
+        if lines == 0 {
+            return;
+        }
+        let slot = self.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            8 * lines as u32,
+            3,
+        ));
+        let ahead = self.b.ins().iadd_imm_s(self.k, distance as i64);
+        let last = self.b.ins().iadd_imm_s(end, -1);
+        let ahead = self.b.ins().umin(ahead, last);
+        let mut index_of: Vec<(SlotId, Value)> = Vec::new();
+        let mut at = 0;
+        for (t, s) in rows {
+            let row = match index_of.iter().find(|(x, _)| *x == s) {
+                Some(&(_, v)) => v,
+                None => {
+                    let column = self.word(self.layout.slot[s.index()]);
+                    let v = self.load_u32(column, ahead);
+                    index_of.push((s, v));
+                    v
+                }
+            };
+            let addr = self.row_addr(t, 0, row);
+            for line in (0..self.row_bytes(t)).step_by(64) {
+                let a = self.b.ins().iadd_imm_s(addr, line);
+                self.b.ins().stack_store(types::I64, a, slot, 8 * at);
+                at += 1;
+            }
+        }
+        let base = self.b.ins().stack_addr(types::I64, slot, 0);
+        let count = self.b.ins().iconst(types::I64, lines as i64);
+        self.b.ins().call(self.helpers.prefetch, &[base, count]);
     }
 
     fn node(&mut self, id: NodeId) -> Result<Val, String> {

@@ -75,6 +75,7 @@ impl Kernel {
     /// Compile `g` into a kernel of `kind`, touching rows `prefetch`
     /// examples ahead (0: never).
     pub fn compile(g: &Graph, kind: KernelKind, prefetch: usize) -> Result<Kernel, JitError> {
+        let distance = prefetch;
         let started = Instant::now();
         let layout = ArgLayout::new(g);
         let mut flags = settings::builder();
@@ -102,6 +103,7 @@ impl Kernel {
             builder.symbol(helper_name(f), unary_helper(f));
         }
         builder.symbol("recc_bias_correction", bias_correction as *const u8);
+        builder.symbol("recc_prefetch", prefetch_lines as *const u8);
         let mut module = JITModule::new(builder);
 
         let ptr = module.target_config().pointer_type();
@@ -112,6 +114,9 @@ impl Kernel {
         corr_sig.params.push(AbiParam::new(types::F64));
         corr_sig.params.push(AbiParam::new(types::I32));
         corr_sig.returns.push(AbiParam::new(types::F32));
+        let mut prefetch_sig = module.make_signature();
+        prefetch_sig.params.push(AbiParam::new(ptr));
+        prefetch_sig.params.push(AbiParam::new(types::I64));
         let codegen_err = |e: cranelift_module::ModuleError| JitError::Codegen(e.to_string());
         let mut unary_ids = Vec::new();
         for f in CALLED_UNARY {
@@ -122,6 +127,9 @@ impl Kernel {
         }
         let corr_id = module
             .declare_function("recc_bias_correction", Linkage::Import, &corr_sig)
+            .map_err(codegen_err)?;
+        let prefetch_id = module
+            .declare_function("recc_prefetch", Linkage::Import, &prefetch_sig)
             .map_err(codegen_err)?;
 
         let mut sig = Signature::new(module.isa().default_call_conv());
@@ -143,11 +151,12 @@ impl Kernel {
                 .map(|&(f, fid)| (f, module.declare_func_in_func(fid, &mut func)))
                 .collect(),
             bias_correction: module.declare_func_in_func(corr_id, &mut func),
+            prefetch: module.declare_func_in_func(prefetch_id, &mut func),
         };
         let mut fctx = FunctionBuilderContext::new();
         {
             let mut b = FunctionBuilder::new(&mut func, &mut fctx);
-            codegen::build_kernel(&mut b, g, &layout, kind, prefetch, &helpers)
+            codegen::build_kernel(&mut b, g, &layout, kind, distance, &helpers)
                 .map_err(JitError::Codegen)?;
             b.finalize(module.target_config());
         }
@@ -230,4 +239,22 @@ fn unary_helper(f: UnaryFn) -> *const u8 {
 /// Adam's bias correction `1 − βⁿ`, in f64 as the evaluator's trainer computes it.
 extern "C" fn bias_correction(beta: f64, steps: i32) -> f32 {
     (1.0 - beta.powi(steps)) as f32
+}
+
+/// Prefetch `count` addresses into every cache level.
+extern "C" fn prefetch_lines(addresses: *const u64, count: i64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        for k in 0..count.max(0) as usize {
+            // SAFETY: the kernel passes `count` words of its own stack slot;
+            // a prefetch of any address never faults.
+            unsafe {
+                let a = *addresses.add(k);
+                _mm_prefetch::<_MM_HINT_T0>(a as *const i8);
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (addresses, count);
 }
