@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Training speed: recc's native step against the hand-written SIMD loop and
+# the peers, biased MF with 32 factors on one thread (then Hogwild on two).
+#   bench/speed.sh [DATA_DIR]          (default ../shared/data)
+# Peers run when $PYTHON (default python3) has them; see bench/README-peers.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${1:-../shared/data}
+PYTHON=${PYTHON:-python3}
+cargo build --release --locked --bin recc
+R=target/release/recc
+
+echo "== MovieLens-100k u1.base (80k ratings), 20 epochs, one thread"
+for run in 1 2 3; do
+  $R bench models/biased_mf.rec --data "ml-100k:$DATA/ml-100k" --split given:u1 \
+    --epochs 20 --handwritten | grep -E "compile|recc |hand-written"
+done
+"$PYTHON" bench/peers_speed.py --data "$DATA/ml-100k" --repeats 3 || echo "(peers not measured)"
+
+echo "== ML-100k u1-u5 biased MF, 25 epochs: the whole 5-fold run"
+/usr/bin/time -f "   wall %e s" $R cv models/biased_mf.rec --data "ml-100k:$DATA/ml-100k" --split given -q
+
+echo "== zipf-20m (200k users x 50k items, 20M ratings), 3 epochs"
+$R bench models/biased_mf.rec --data zipf --epochs 3 --handwritten --prefetch 0
+$R bench models/biased_mf.rec --data zipf --epochs 3 --handwritten
+$R bench models/biased_mf.rec --data zipf --epochs 3 --threads 2
