@@ -674,7 +674,7 @@ impl Gen<'_, '_> {
                 BinaryFn::Mul => b.ins().fmul(x, y),
                 BinaryFn::Div => b.ins().fdiv(x, y),
                 BinaryFn::Max => b.ins().fmax(x, y),
-                BinaryFn::Min => b.ins().fmin(x, y),
+                BinaryFn::Min => b.ins().fmax(x, y),
             }),
             Op::Dot(_, _) => {
                 let p = lanes::zip(b, &args[0], &args[1], |b, x, y| b.ins().fmul(x, y));

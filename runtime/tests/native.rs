@@ -1,0 +1,1282 @@
+//! The native backend against the reference evaluator: every model of
+//! `models/` and a batch of random models train to the same parameters in
+//! both, trained models score the same test metrics, ids at the edges of
+//! their domains stay inside their tables, and Hogwild threads still train.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use recc_compiler::interp::{evaluate, Example, Params, SlotValue};
+use recc_compiler::ir::{DomainId, Graph, SlotKind, TableId};
+use recc_compiler::model::{Model, Optimizer};
+use recc_jit::{Kernel, KernelKind};
+use recc_runtime::bind::{BindOptions, Columns, SlotColumn};
+use recc_runtime::data::Dataset;
+use recc_runtime::init::initialise;
+use recc_runtime::native::{Hyper, NativeParams, Runner, TableWords};
+use recc_runtime::optim::OptimiserState;
+use recc_runtime::predict::{with_cold_rows, Predictor};
+use recc_runtime::split::{self, Split};
+use recc_runtime::synth::{self, SynthConfig};
+use recc_runtime::train::{self, Backend, Session, Silent, Task, TrainConfig, TrainError, Trained};
+use std::path::PathBuf;
+
+fn models_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")
+}
+
+/// Every model file, sorted, read from the directory so a new one is covered.
+fn model_files() -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(models_dir())
+        .expect("models/")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".rec"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn compile_file(name: &str) -> Model {
+    let text = std::fs::read_to_string(models_dir().join(name)).expect("model file");
+    compile_text(name, &text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn compile_text(name: &str, text: &str) -> Result<Model, String> {
+    let compiled = recc_compiler::compile(name, text);
+    if compiled.has_errors() {
+        return Err(compiled.render_diagnostics());
+    }
+    compiled.model.ok_or_else(|| "no model".to_string())
+}
+
+fn builtin() -> Dataset {
+    synth::generate(&SynthConfig::default())
+}
+
+/// Data `file` fits, from the built-in ratings: word2vec_mf reads the
+/// co-occurrences of items in users' sequences, every other model the
+/// ratings themselves (as `runtime/tests/train.rs` chooses).
+fn data_for(file: &str, base: &Dataset) -> (Dataset, BindOptions) {
+    match file {
+        "word2vec_mf.rec" => {
+            let docs = recc_runtime::data::text::item_sequences(base);
+            let mut d = recc_runtime::data::text::cooccurrence(&docs, 3, None).unwrap();
+            d.target = None;
+            (d, BindOptions::default())
+        }
+        _ => (base.clone(), BindOptions::default()),
+    }
+}
+
+fn holdout(data: &Dataset) -> Split {
+    split::random_holdout(data.len(), 0.2, 7)
+}
+
+/// The model's own `fit` settings for `epochs` epochs, one example per
+/// step, one thread, on `backend`.
+fn config(model: &Model, epochs: usize, backend: Backend) -> TrainConfig {
+    let mut c = TrainConfig::from_fit(&model.fit);
+    c.epochs = epochs;
+    c.batch = 1;
+    c.threads = 1;
+    c.early_stopping = 0;
+    c.backend = backend;
+    c
+}
+
+fn train_on(
+    session: &Session,
+    data: &Dataset,
+    rows: &[usize],
+    config: &TrainConfig,
+) -> Result<Trained, TrainError> {
+    assert_eq!(config.effective_backend(), config.backend);
+    train::train(session, data, rows, &[], config, &mut Silent)
+}
+
+/// The largest elementwise `|jit − interp| / max(|interp|, 1)` over every
+/// table, and where it is. A NaN on either side counts as infinite.
+fn max_rel_diff(session: &Session, interp: &Params, jit: &Params) -> (f64, String) {
+    let (d, t, row, lane) = worst_lane(interp, jit, |_, _, _| false);
+    (d, describe_lane(session, interp, jit, t, row, lane))
+}
+
+/// [`max_rel_diff`] as (difference, table, row, lane), leaving out the
+/// lanes `skip` names.
+fn worst_lane(
+    interp: &Params,
+    jit: &Params,
+    skip: impl Fn(usize, usize, usize) -> bool,
+) -> (f64, usize, usize, usize) {
+    let mut worst = (0.0, 0, 0, 0);
+    assert_eq!(interp.tables.len(), jit.tables.len());
+    for (k, (a, b)) in interp.tables.iter().zip(&jit.tables).enumerate() {
+        assert_eq!(a.dim(), b.dim(), "table {k}");
+        for (((row, lane), x), y) in a.indexed_iter().zip(b.iter()) {
+            let d = (y - x).abs() / x.abs().max(1.0);
+            let d = if d.is_nan() { f64::INFINITY } else { d };
+            if d > worst.0 && !skip(k, row, lane) {
+                worst = (d, k, row, lane);
+            }
+        }
+    }
+    worst
+}
+
+fn describe_lane(
+    session: &Session,
+    interp: &Params,
+    jit: &Params,
+    t: usize,
+    row: usize,
+    lane: usize,
+) -> String {
+    let name = &session.gradient.tables[t].name;
+    let lanes = interp.tables[t].ncols();
+    format!(
+        "{name}[{row}][{lane}] (of {lanes} lanes): interp {}, jit {}",
+        interp.tables[t][[row, lane]],
+        jit.tables[t][[row, lane]]
+    )
+}
+
+/// Parameters may differ by 1e-4 of their size (or absolutely, below 1).
+const PARAM_TOLERANCE: f64 = 1e-4;
+
+/// The bound of test 1: every model meets the same one.
+fn tolerance_for(_file: &str) -> f64 {
+    PARAM_TOLERANCE
+}
+
+#[test]
+fn every_model_agrees_after_1000_steps() {
+    let files = model_files();
+    assert!(files.len() >= 13, "{files:?}");
+    let base = builtin();
+    let mut failures = Vec::new();
+    for file in &files {
+        let model = compile_file(file);
+        let (data, bind) = data_for(file, &base);
+        let s = holdout(&data);
+        let rows: Vec<usize> = s.train.iter().copied().take(1000).collect();
+        let session =
+            Session::new(&model, &data, &rows, &bind).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let started = std::time::Instant::now();
+        let interp = train_on(&session, &data, &rows, &config(&model, 1, Backend::Interp))
+            .unwrap_or_else(|e| panic!("{file} (interp): {e}"));
+        let t_interp = started.elapsed();
+        let started = std::time::Instant::now();
+        let jit = train_on(&session, &data, &rows, &config(&model, 1, Backend::Jit))
+            .unwrap_or_else(|e| panic!("{file} (jit): {e}"));
+        let t_jit = started.elapsed();
+        let (diff, at) = max_rel_diff(&session, &interp.params, &jit.params);
+        let loss = (interp.history[0].loss, jit.history[0].loss);
+        println!(
+            "{file:<22} max rel diff {diff:.3e} at {at}; mean loss interp {:.6} jit {:.6}; \
+             {t_interp:.2?} vs {t_jit:.2?}",
+            loss.0, loss.1
+        );
+        let tol = tolerance_for(file);
+        if diff > tol {
+            failures.push(format!("{file}: {diff:.3e} > {tol:.0e} at {at}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+// ---------------------------------------------------------------------------
+// Edge indices: guard rows of NaN after every table.
+
+/// Rows of NaN appended after each table's real rows.
+const GUARD_ROWS: usize = 3;
+/// A NaN with a payload no computation produces, so "still the guard" is a
+/// bit-for-bit check.
+const GUARD: f32 = f32::from_bits(0x7fc0_dead);
+const GUARD_STEPS: u32 = 0xdead_beef;
+const GUARD_TOUCHED: u8 = 0xab;
+
+/// One example's slot values, for the evaluator (f64) and as columns (f32).
+/// Every number is exactly representable in f32, so both see the same input.
+fn edge_example(g: &Graph, sizes: &[usize], e: usize, train: bool) -> Example {
+    let slots = g
+        .slots
+        .iter()
+        .enumerate()
+        .map(|(s, slot)| {
+            // Four patterns: all first members, all last members, and two
+            // mixtures alternating between the slots.
+            let last = |d: DomainId| match e % 4 {
+                0 => false,
+                1 => true,
+                2 => s % 2 == 0,
+                _ => s % 2 == 1,
+            } && sizes[d.index()] > 0;
+            let edge = |d: DomainId| if last(d) { sizes[d.index()] - 1 } else { 0 };
+            match &slot.kind {
+                SlotKind::Index(d) | SlotKind::Negative { domain: d, .. } => {
+                    SlotValue::Index(edge(*d))
+                }
+                // A rating, and a co-occurrence count (positive: log k).
+                SlotKind::Real => SlotValue::Real(if e.is_multiple_of(2) { 4.0 } else { 1.5 }),
+                SlotKind::Bag { domain, .. } => {
+                    let n = sizes[domain.index()];
+                    SlotValue::Bag(match e % 4 {
+                        0 => vec![(0, 1.0)],
+                        1 => vec![(n - 1, 0.5), (0, 1.0)],
+                        2 => vec![],
+                        _ => vec![(n - 1, 1.0)],
+                    })
+                }
+                SlotKind::Noise(shape) => SlotValue::Noise(
+                    (0..shape.len())
+                        .map(|k| {
+                            if train {
+                                ((k * 7 + e * 3) % 11) as f64 / 8.0 - 0.625
+                            } else {
+                                0.0
+                            }
+                        })
+                        .collect(),
+                ),
+            }
+        })
+        .collect();
+    Example { slots }
+}
+
+/// The examples as the kernel's columns, one per slot of `g`.
+fn columns_of(g: &Graph, examples: &[Example]) -> Columns {
+    let mut slots: Vec<SlotColumn> = g
+        .slots
+        .iter()
+        .map(|s| match s.kind {
+            SlotKind::Index(_) | SlotKind::Negative { .. } => SlotColumn::Index(Vec::new()),
+            SlotKind::Real | SlotKind::Noise(_) => SlotColumn::Real(Vec::new()),
+            SlotKind::Bag { .. } => SlotColumn::Bag {
+                offsets: vec![0],
+                members: Vec::new(),
+                weights: Vec::new(),
+            },
+        })
+        .collect();
+    for ex in examples {
+        for (column, value) in slots.iter_mut().zip(&ex.slots) {
+            match (column, value) {
+                (SlotColumn::Index(v), SlotValue::Index(i)) => v.push(*i as u32),
+                (SlotColumn::Real(v), SlotValue::Real(x)) => v.push(*x as f32),
+                (SlotColumn::Real(v), SlotValue::Noise(x)) => v.extend(x.iter().map(|&z| z as f32)),
+                (
+                    SlotColumn::Bag {
+                        offsets,
+                        members,
+                        weights,
+                    },
+                    SlotValue::Bag(bag),
+                ) => {
+                    for &(m, w) in bag {
+                        members.push(m as u32);
+                        weights.push(w as f32);
+                    }
+                    offsets.push(members.len() as u32);
+                }
+                (c, v) => panic!("slot value {v:?} for column {c:?}"),
+            }
+        }
+    }
+    Columns {
+        slots,
+        len: examples.len(),
+    }
+}
+
+/// `params` rounded to f32, so the evaluator starts where the kernel does.
+fn rounded(params: &Params) -> Params {
+    let mut p = params.clone();
+    for t in &mut p.tables {
+        t.mapv_inplace(|v| v as f32 as f64);
+    }
+    p
+}
+
+/// f32 parameters with [`GUARD_ROWS`] rows of guards after every table and
+/// every optimiser state.
+fn guarded(params: &Params, optimizer: Optimizer) -> NativeParams {
+    let mut native = NativeParams::new(params, optimizer);
+    for t in 0..native.tables.len() {
+        let lanes = native.lanes[t];
+        native.tables[t].extend(std::iter::repeat_n(GUARD, GUARD_ROWS * lanes));
+        for state in [&mut native.first[t], &mut native.second[t]] {
+            if !state.is_empty() {
+                state.extend(std::iter::repeat_n(GUARD, GUARD_ROWS * lanes));
+            }
+        }
+        if !native.steps[t].is_empty() {
+            native.steps[t].extend(std::iter::repeat_n(GUARD_STEPS, GUARD_ROWS));
+        }
+        native.touched[t].extend(std::iter::repeat_n(GUARD_TOUCHED, GUARD_ROWS));
+    }
+    native
+}
+
+/// Every guard is still exactly what [`guarded`] wrote.
+fn assert_guards_intact(what: &str, g: &Graph, params: &Params, native: &NativeParams) {
+    for (t, table) in g.tables.iter().enumerate() {
+        let lanes = native.lanes[t];
+        let rows = params.tables[t].nrows();
+        let name = &table.name;
+        let check = |field: &str, v: &[f32]| {
+            if v.is_empty() {
+                return;
+            }
+            assert_eq!(
+                v.len(),
+                (rows + GUARD_ROWS) * lanes,
+                "{what}: {name}.{field}"
+            );
+            for (k, x) in v[rows * lanes..].iter().enumerate() {
+                assert_eq!(
+                    x.to_bits(),
+                    GUARD.to_bits(),
+                    "{what}: guard {k} after {name}.{field} was written: {x}"
+                );
+            }
+        };
+        check("values", &native.tables[t]);
+        check("first", &native.first[t]);
+        check("second", &native.second[t]);
+        if !native.steps[t].is_empty() {
+            assert!(
+                native.steps[t][rows..].iter().all(|&s| s == GUARD_STEPS),
+                "{what}: {name}.steps guard written"
+            );
+        }
+        assert!(
+            native.touched[t][rows..]
+                .iter()
+                .all(|&s| s == GUARD_TOUCHED),
+            "{what}: {name}.touched guard written"
+        );
+    }
+}
+
+/// The native parameters without their guard rows, as the evaluator's.
+fn unguarded(params: &Params, native: &NativeParams) -> Params {
+    let tables = params
+        .tables
+        .iter()
+        .zip(&native.tables)
+        .map(|(t, v)| {
+            let (rows, lanes) = t.dim();
+            ndarray::Array2::from_shape_fn((rows, lanes), |(r, c)| v[r * lanes + c] as f64)
+        })
+        .collect();
+    Params {
+        domain_sizes: params.domain_sizes.clone(),
+        tables,
+    }
+}
+
+fn assert_close(what: &str, g: &Graph, expected: &Params, found: &Params, tol: f64) {
+    for (k, (a, b)) in expected.tables.iter().zip(&found.tables).enumerate() {
+        for ((at, x), y) in a.indexed_iter().zip(b.iter()) {
+            let d = (y - x).abs() / x.abs().max(1.0);
+            assert!(
+                d <= tol,
+                "{what}: {}[{}][{}]: evaluator {x}, kernel {y} (rel {d:.2e})",
+                g.tables[k].name,
+                at.0,
+                at.1
+            );
+        }
+    }
+}
+
+/// Examples at the edges of every domain through the step and the predict
+/// kernels of `model` (from `file`), on tables followed by NaN guard rows.
+fn check_edges(file: &str, model: &Model, base: &Dataset) {
+    let (data, bind) = data_for(file, base);
+    let rows: Vec<usize> = (0..data.len()).collect();
+    let session = Session::new(model, &data, &rows, &bind).unwrap();
+    let g = &session.gradient;
+    let sizes = session.binding.domain_sizes();
+    let optimizer = model.fit.optimizer;
+    // Enough that a row is stepped more than once (Adam's counts, Adagrad's sums).
+    let n = 8;
+    let examples: Vec<Example> = (0..n).map(|e| edge_example(g, &sizes, e, true)).collect();
+    let columns = columns_of(g, &examples);
+
+    // The evaluator: one optimiser step per example, as the trainer takes.
+    let start = rounded(&initialise(g, &sizes, model.fit.seed).unwrap());
+    let mut expected = start.clone();
+    let mut state = OptimiserState::new(optimizer, g, &expected);
+    let mut loss = 0.0;
+    for ex in &examples {
+        let ev = evaluate(g, &expected, ex).unwrap_or_else(|e| panic!("{file}: {e}"));
+        loss += ev.loss;
+        for ((t, row), grad) in &ev.gradients.rows {
+            state.step(&mut expected, *t, *row, grad, model.fit.lr);
+        }
+    }
+
+    let kernel = train::compile_step(g, optimizer, recc_jit::DEFAULT_PREFETCH).unwrap();
+    let mut native = guarded(&start, optimizer);
+    let tables = TableWords::new(&mut native);
+    let (done, native_loss) = Runner::new().run(
+        &kernel,
+        g,
+        &columns,
+        &tables,
+        &sizes,
+        Hyper::new(optimizer, model.fit.lr),
+    );
+    let what = format!("{file} step");
+    assert_eq!(done, n, "{what}: a loss was not finite (a guard read?)");
+    assert!(native_loss.is_finite(), "{what}: loss {native_loss}");
+    assert!(
+        (native_loss - loss).abs() <= 1e-5 * loss.abs().max(1.0),
+        "{what}: loss {native_loss}, evaluator {loss}"
+    );
+    assert_guards_intact(&what, g, &start, &native);
+    assert_close(&what, g, &expected, &unguarded(&start, &native), 1e-5);
+
+    // The predict kernel, on the trained rows and on the rows prediction
+    // adds for unknown ids (the last row of each domain table).
+    let f = &session.forward;
+    let predict = Kernel::compile(f, KernelKind::Predict, 0).unwrap();
+    for (label, params) in [
+        ("predict", expected.clone()),
+        ("predict with cold rows", with_cold_rows(f, &expected)),
+    ] {
+        let what = format!("{file} {label}");
+        let sizes = &params.domain_sizes;
+        let examples: Vec<Example> = (0..4).map(|e| edge_example(f, sizes, e, false)).collect();
+        let columns = columns_of(f, &examples);
+        let mut native = guarded(&params, Optimizer::Sgd);
+        let tables = TableWords::new(&mut native);
+        let mut runner = Runner::new();
+        let (done, _) = runner.run(
+            &predict,
+            f,
+            &columns,
+            &tables,
+            sizes,
+            Hyper::new(Optimizer::Sgd, 0.0),
+        );
+        assert_eq!(done, examples.len(), "{what}");
+        for (ex, &score) in examples.iter().zip(&runner.scores) {
+            let want = evaluate(f, &params, ex)
+                .unwrap_or_else(|e| panic!("{what}: {e}"))
+                .score
+                .unwrap();
+            assert!(score.is_finite(), "{what}: score {score} (a guard read?)");
+            let d = (score as f64 - want).abs() / want.abs().max(1.0);
+            assert!(d <= 1e-5, "{what}: score {score}, evaluator {want}");
+        }
+        assert_guards_intact(&what, f, &params, &native);
+    }
+}
+
+#[test]
+fn edge_indices_stay_inside_tables() {
+    let base = builtin();
+    for file in model_files() {
+        check_edges(&file, &compile_file(&file), &base);
+    }
+    // Every kind of index at once, with each optimiser.
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/native/edges.rec");
+    let text = std::fs::read_to_string(path).unwrap();
+    for optimizer in ["sgd(lr: 0.01)", "adagrad(lr: 0.05)", "adam(lr: 0.01)"] {
+        let text = text.replace("adam(lr: 0.01)", optimizer);
+        let model = compile_text("edges.rec", &text).unwrap_or_else(|e| panic!("{e}"));
+        check_edges(&format!("edges.rec with {optimizer}"), &model, &base);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Trained models: the same test metrics from either backend.
+
+/// Train `file` for `epochs` on the built-in data with `backend` and measure
+/// its test rows as `recc train` does, with a predictor on the same backend.
+fn trained_metrics(
+    file: &str,
+    data: &Dataset,
+    epochs: usize,
+    backend: Backend,
+) -> Vec<(String, f64)> {
+    let model = compile_file(file);
+    let s = holdout(data);
+    let mut session = Session::new(&model, data, &s.train, &BindOptions::default()).unwrap();
+    session.backend = backend;
+    let trained = train_on(&session, data, &s.train, &config(&model, epochs, backend))
+        .unwrap_or_else(|e| panic!("{file} ({backend}): {e}"));
+    let p = Predictor::new(&session, &trained.params);
+    let mut out = vec![("loss".to_string(), trained.history.last().unwrap().loss)];
+    match session.task {
+        Task::Rating => {
+            let m = p.rating(data, &s.test).unwrap();
+            out.push(("rmse".into(), m.rmse));
+            out.push(("mae".into(), m.mae));
+        }
+        Task::Ranking => {
+            let m = p.ranking(data, &s.train, &s.test, 10).unwrap();
+            out.push(("auc".into(), m.auc));
+            out.push(("precision@10".into(), m.precision));
+            out.push(("ndcg@10".into(), m.ndcg));
+        }
+        Task::Loss => out.push(("test loss".into(), p.mean_loss(data, &s.test, 1).unwrap())),
+    }
+    out
+}
+
+#[test]
+fn trained_metrics_agree() {
+    let data = builtin();
+    let mut failures = Vec::new();
+    for file in [
+        "biased_mf.rec",
+        "svdpp.rec",
+        "fm.rec",
+        "bpr_mf.rec",
+        "temporal_mf.rec",
+        "variational_mf.rec",
+    ] {
+        let interp = trained_metrics(file, &data, 3, Backend::Interp);
+        let jit = trained_metrics(file, &data, 3, Backend::Jit);
+        for ((name, a), (_, b)) in interp.iter().zip(&jit) {
+            println!(
+                "{file:<20} {name:<13} interp {a:.6} jit {b:.6} diff {:.2e}",
+                (a - b).abs()
+            );
+            if name != "loss" && ((a - b).abs() > 0.002 || a.is_nan() != b.is_nan()) {
+                failures.push(format!("{file}: {name} interp {a} jit {b}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+// ---------------------------------------------------------------------------
+// Hogwild.
+
+#[test]
+fn hogwild_threads_train() {
+    let data = builtin();
+    let model = compile_file("biased_mf.rec");
+    let s = holdout(&data);
+    let mut session = Session::new(&model, &data, &s.train, &BindOptions::default()).unwrap();
+    session.backend = Backend::Jit;
+    let run = |threads: usize| {
+        let mut c = config(&model, 4, Backend::Jit);
+        c.threads = threads;
+        train_on(&session, &data, &s.train, &c).unwrap()
+    };
+    let rmse = |t: &Trained| {
+        Predictor::new(&session, &t.params)
+            .rating(&data, &s.test)
+            .unwrap()
+            .rmse
+    };
+    let one = run(1);
+    let again = run(1);
+    let bits = |p: &Params| -> Vec<u64> {
+        p.tables
+            .iter()
+            .flat_map(|t| t.iter().map(|v| v.to_bits()))
+            .collect()
+    };
+    assert_eq!(
+        bits(&one.params),
+        bits(&again.params),
+        "one thread is not reproducible"
+    );
+
+    let two = run(2);
+    let losses: Vec<f64> = two.history.iter().map(|r| r.loss).collect();
+    assert!(
+        losses.windows(2).all(|w| w[1] < w[0]),
+        "two threads: the loss did not fall: {losses:?}"
+    );
+    let (r1, r2) = (rmse(&one), rmse(&two));
+    println!("biased_mf test rmse: 1 thread {r1:.5}, 2 threads {r2:.5}; losses {losses:?}");
+    assert!((r1 - r2).abs() <= 0.02, "1 thread {r1}, 2 threads {r2}");
+}
+
+// ---------------------------------------------------------------------------
+// Random models.
+
+/// A parameter row's shape.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Shp {
+    S,
+    V(usize),
+    M(usize, usize),
+}
+
+impl std::fmt::Display for Shp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shp::S => write!(f, "real"),
+            Shp::V(k) => write!(f, "vec({k})"),
+            Shp::M(a, b) => write!(f, "mat({a}, {b})"),
+        }
+    }
+}
+
+struct RandomParam {
+    name: String,
+    /// `None` for a global.
+    domain: Option<&'static str>,
+    shape: Shp,
+    attrs: String,
+    variational: bool,
+}
+
+/// Vector sizes the generator draws from.
+const SIZES: [usize; 6] = [1, 3, 4, 5, 8, 13];
+
+/// Writes one random, valid model as `.rec` text.
+struct ModelGen {
+    rng: StdRng,
+    params: Vec<RandomParam>,
+    occupation: bool,
+    week: bool,
+    genre: bool,
+    history: bool,
+    /// Plain row lookups made, for a penalty.
+    lookups: Vec<String>,
+    /// Start every row at random values: see [`ModelGen::param_for`].
+    random_init: bool,
+}
+
+impl ModelGen {
+    fn chance(&mut self, p: f64) -> bool {
+        self.rng.random_bool(p)
+    }
+
+    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.rng.random_range(0..xs.len())]
+    }
+
+    fn size(&mut self) -> usize {
+        self.pick(&SIZES)
+    }
+
+    fn constant(&mut self) -> &'static str {
+        self.pick(&["0.5", "2", "0.25", "1.5", "3"])
+    }
+
+    /// A parameter over `domain` of `shape`: an existing one or a new one.
+    fn param(&mut self, domain: Option<&'static str>, shape: Shp) -> String {
+        self.param_for(domain, shape, false)
+    }
+
+    /// [`ModelGen::param`]; one a bag looks up cannot be variational.
+    fn param_for(&mut self, domain: Option<&'static str>, shape: Shp, bag: bool) -> String {
+        let existing: Vec<usize> = (0..self.params.len())
+            .filter(|&k| {
+                let p = &self.params[k];
+                p.domain == domain && p.shape == shape && !(bag && p.variational)
+            })
+            .collect();
+        if !existing.is_empty() && self.chance(0.5) {
+            let k = self.pick(&existing);
+            return self.params[k].name.clone();
+        }
+        let name = format!("p{}", self.params.len());
+        let roll = self.rng.random_range(0..100);
+        let (attrs, variational) = match (domain, shape) {
+            (Some(_), _) if roll < 8 => ("nonneg init uniform(0, 0.1)".to_string(), false),
+            (Some(_), Shp::V(k)) if roll < 14 && k > 1 => {
+                ("on ball init uniform(-0.01, 0.01)".to_string(), false)
+            }
+            (Some(_), Shp::S | Shp::V(_)) if roll < 20 && !bag => {
+                ("variational init normal(0, 0.1)".to_string(), true)
+            }
+            // Adagrad's and Adam's first step on a lane is ±lr whatever the
+            // gradient's size, so where rows start equal (zeros, a
+            // constant) sums of them cancel to rounding noise, and the
+            // sign of that noise, which f32 and f64 need not share, moves
+            // a row by a whole step. Those start at random values only.
+            _ if roll < 40 && !self.random_init => (String::new(), false),
+            // A vector of equal lanes makes `softmax(x) * v` sum to the
+            // same number for every x, up to rounding: a max over
+            // negatives then picks among exact ties by their last bits.
+            (_, Shp::S) if roll < 48 && !self.random_init => {
+                ("init constant(0.1)".to_string(), false)
+            }
+            _ if roll < 60 => ("init uniform(-0.1, 0.1)".to_string(), false),
+            _ => ("init normal(0, 0.1)".to_string(), false),
+        };
+        self.params.push(RandomParam {
+            name: name.clone(),
+            domain,
+            shape,
+            attrs,
+            variational,
+        });
+        name
+    }
+
+    /// A parameter looked up with the example's index (or a global).
+    fn leaf(&mut self, shape: Shp) -> String {
+        let mut domains = vec![None, Some("user"), Some("item"), Some("user"), Some("item")];
+        if self.occupation {
+            domains.push(Some("occupation"));
+        }
+        if self.week {
+            domains.push(Some("week"));
+        }
+        let domain = self.pick(&domains);
+        let name = self.param(domain, shape);
+        let index = match domain {
+            None => return name,
+            Some("user") => "u",
+            Some("item") => "i",
+            Some("occupation") => "o",
+            _ => self.pick(&["t", "t", "t - 1", "t + 1"]),
+        };
+        let lookup = format!("{name}[{index}]");
+        if !index.contains(' ') {
+            self.lookups.push(lookup.clone());
+        }
+        lookup
+    }
+
+    /// A bag of rows reduced to `shape` (scalar or vector), if the model
+    /// has a bag input.
+    fn bag(&mut self, shape: Shp, depth: usize) -> Option<String> {
+        let mut bags = Vec::new();
+        if self.genre {
+            bags.push(("genre", "g"));
+        }
+        if self.history {
+            bags.push(("item", "h"));
+        }
+        if bags.is_empty() {
+            return None;
+        }
+        let (domain, input) = self.pick(&bags);
+        let reduce = self.pick(&["sum", "mean"]);
+        if shape == Shp::S && self.chance(0.5) {
+            let k = self.size();
+            let y = self.param_for(Some(domain), Shp::V(k), true);
+            return Some(if self.chance(0.5) {
+                format!("{reduce}(sq({y}[{input}]))")
+            } else {
+                let v = self.vector(k, depth.saturating_sub(1));
+                format!("{reduce}(dot({y}[{input}], {v}))")
+            });
+        }
+        let y = self.param_for(Some(domain), shape, true);
+        let lookup = format!("{y}[{input}]");
+        Some(match self.rng.random_range(0..4) {
+            0 => format!("{reduce}({lookup})"),
+            1 => {
+                let f = self.pick(&["tanh", "sigmoid", "relu"]);
+                format!("{reduce}({f}({lookup}))")
+            }
+            2 => format!("{reduce}({lookup} * {})", self.constant()),
+            _ => format!("{reduce}(exp(0.5 * tanh({lookup})))"),
+        })
+    }
+
+    /// An elementwise function of `x`, kept in a tame range.
+    ///
+    /// The log is of `0.5 + sq(x)`, not `1 + sq(x)`: f32 keeps only the
+    /// bits of a small `sq(x)` that fit beside the 1 (the language has no
+    /// `log1p`), so `log(1 + sq(x))` with `|x| ≪ 1` is a few percent off in
+    /// any f32 backend, and a product with it passes that on to other
+    /// gradients. (`stdlib/geometry.rec` writes `arcosh1p` for the same
+    /// reason.)
+    fn unary(&mut self, x: String, scalar: bool) -> String {
+        match self.rng.random_range(0..if scalar { 7 } else { 5 }) {
+            0 => format!("sigmoid({x})"),
+            1 => format!("tanh({x})"),
+            2 => format!("relu({x})"),
+            3 => format!("exp(0.5 * tanh({x}))"),
+            4 => format!("-({x})"),
+            5 => format!("log(0.5 + sq({x}))"),
+            _ => format!("softplus({x})"),
+        }
+    }
+
+    fn scalar(&mut self, depth: usize) -> String {
+        if depth == 0 {
+            return self.leaf(Shp::S);
+        }
+        let d = depth - 1;
+        match self.rng.random_range(0..14) {
+            0 | 1 => {
+                let k = self.size();
+                let (a, b) = (self.vector(k, d), self.vector(k, d));
+                format!("dot({a}, {b})")
+            }
+            2 => {
+                let k = self.size();
+                let f = self.pick(&["sum", "mean"]);
+                format!("{f}({})", self.vector(k, d))
+            }
+            3 => {
+                let k = self.size();
+                format!("0.1 * sq({})", self.vector(k, d))
+            }
+            4 => {
+                let k = self.size();
+                format!("log(0.5 + sq({}))", self.vector(k, d))
+            }
+            5 | 6 => {
+                let op = self.pick(&["+", "-", "*"]);
+                let (a, b) = (self.scalar(d), self.scalar(d));
+                format!("({a} {op} {b})")
+            }
+            7 => {
+                let c = self.constant();
+                let op = self.pick(&["*", "/"]);
+                format!("{} {op} {c}", self.scalar(d))
+            }
+            8 => {
+                let (a, b) = (self.scalar(d), self.scalar(d));
+                format!("{a} / (1 + sq({b}))")
+            }
+            9 | 10 => {
+                let x = self.scalar(d);
+                self.unary(x, true)
+            }
+            11 => {
+                let f = self.pick(&["max", "min"]);
+                let (a, b) = (self.scalar(d), self.scalar(d));
+                format!("{f}({a}, {b})")
+            }
+            12 => self.bag(Shp::S, d).unwrap_or_else(|| self.leaf(Shp::S)),
+            _ => self.leaf(Shp::S),
+        }
+    }
+
+    fn vector(&mut self, k: usize, depth: usize) -> String {
+        if depth == 0 {
+            return self.leaf(Shp::V(k));
+        }
+        let d = depth - 1;
+        match self.rng.random_range(0..13) {
+            0 | 1 => {
+                let op = self.pick(&["+", "-", "*"]);
+                let (a, b) = (self.vector(k, d), self.vector(k, d));
+                format!("({a} {op} {b})")
+            }
+            2 => {
+                let (a, s) = (self.vector(k, d), self.scalar(d));
+                let op = self.pick(&["+", "*"]);
+                format!("({a} {op} {s})")
+            }
+            3 => {
+                let c = self.constant();
+                let op = self.pick(&["*", "/"]);
+                format!("{} {op} {c}", self.vector(k, d))
+            }
+            4 | 5 => {
+                let x = self.vector(k, d);
+                self.unary(x, false)
+            }
+            // Attention, as in mixture_mf: a bare softmax sums to 1, and
+            // the gradient through a constant is rounding noise that
+            // Adagrad and Adam would scale up to whole steps.
+            //
+            // Its argument is never `v + s` with a scalar `s` either: softmax
+            // ignores a shift, so `s` would get a gradient of pure noise.
+            6 => {
+                let x = match self.rng.random_range(0..3) {
+                    0 => self.leaf(Shp::V(k)),
+                    1 => format!("tanh({})", self.vector(k, d)),
+                    _ => {
+                        let cols = self.size();
+                        let m = self.leaf(Shp::M(k, cols));
+                        format!("({m} @ {})", self.vector(cols, d))
+                    }
+                };
+                let v = self.leaf(Shp::V(k));
+                format!("(softmax({x}) * {v})")
+            }
+            7 | 8 => {
+                let cols = self.size();
+                let m = self.leaf(Shp::M(k, cols));
+                format!("({m} @ {})", self.vector(cols, d))
+            }
+            9 if k > 1 => {
+                let k1 = self.rng.random_range(1..k);
+                let (a, b) = (self.vector(k1, d), self.vector(k - k1, d));
+                format!("concat({a}, {b})")
+            }
+            10 => {
+                let f = self.pick(&["max", "min"]);
+                let (a, b) = (self.vector(k, d), self.vector(k, d));
+                format!("{f}({a}, {b})")
+            }
+            11 => self
+                .bag(Shp::V(k), d)
+                .unwrap_or_else(|| self.leaf(Shp::V(k))),
+            _ => self.leaf(Shp::V(k)),
+        }
+    }
+
+    /// The source of model number `n`.
+    fn model(seed: u64, n: usize) -> String {
+        let mut rng = StdRng::seed_from_u64(seed.wrapping_add(n as u64));
+        let occupation = rng.random_bool(0.3);
+        let week = rng.random_bool(0.35);
+        let genre = rng.random_bool(0.3);
+        let history = rng.random_bool(0.25);
+        // Losses against negatives take the positive's and the negative's
+        // gradients of every row they share (the user's), and where the
+        // score's user side does not depend on the item the two cancel,
+        // exactly (BPR, hinge) or nearly (logistic around a score of 0),
+        // down to rounding noise. Adagrad and Adam scale any gradient to a
+        // step of about lr, noise included, and the noise of f32 is not
+        // that of f64; so models with negatives train with SGD.
+        let (loss, rating, argmax) =
+            match rng.random_range(0..6) {
+                0 | 1 => ("loss mse(R(u, i), r)".to_string(), true, false),
+                2 => ("r ~ normal(R(u, i), 1)".to_string(), true, false),
+                3 => (
+                    "loss bpr(R(u, i), R(u, j)) where j ~ negative(item)".to_string(),
+                    false,
+                    false,
+                ),
+                4 => {
+                    if rng.random_bool(0.5) {
+                        let l = "loss hinge(R(u, i), R(u, j)) where j ~ negative(item)";
+                        (l.to_string(), false, false)
+                    } else {
+                        let l = "loss hinge(R(u, i), max(R(u, j) for j ~ negative(item, 3)))";
+                        (l.to_string(), false, true)
+                    }
+                }
+                _ => (
+                    format!(
+                    "loss logistic(R(u, i), 1) + logistic(R(u, j), 0) where j ~ negative(item{})",
+                    if rng.random_bool(0.5) { ", popularity" } else { "" }
+                ),
+                    false,
+                    false,
+                ),
+            };
+        let optimizer = if rating {
+            ["sgd(lr: 0.01)", "adagrad(lr: 0.05)", "adam(lr: 0.005)"][rng.random_range(0..3)]
+        } else {
+            "sgd(lr: 0.01)"
+        };
+        let mut gen = ModelGen {
+            rng,
+            params: Vec::new(),
+            occupation,
+            week,
+            genre,
+            history,
+            lookups: Vec::new(),
+            // The largest of several negatives: where item rows start equal
+            // (zeros), the negatives tie, and f32 and f64 break ties of a
+            // few ulps differently (sigmoid(1e-14) is 0.5 in f32). Rows
+            // start at random values, as for Adagrad and Adam.
+            random_init: argmax || !optimizer.starts_with("sgd"),
+        };
+        let depth = gen.rng.random_range(2..=5);
+        let mut score = gen.scalar(depth);
+        // The score ranks items for users: make it depend on both, and on
+        // every optional input the model declares.
+        if !score.contains("[u]") || !score.contains("[i]") {
+            let k = gen.size();
+            let p = gen.param(Some("user"), Shp::V(k));
+            let q = gen.param(Some("item"), Shp::V(k));
+            score = format!("{score} + dot({p}[u], {q}[i])");
+        }
+        if gen.occupation && !score.contains("[o]") {
+            let k = gen.size();
+            let d = gen.param(Some("occupation"), Shp::V(k));
+            let q = gen.leaf(Shp::V(k));
+            score = format!("{score} + dot({d}[o], {q})");
+        }
+        if gen.week && !score.contains("[t") {
+            let k = gen.size();
+            let n = gen.param(Some("week"), Shp::V(k));
+            let shift = gen.pick(&["t", "t - 1", "t + 1", "t - 2"]);
+            let a = gen.leaf(Shp::V(k));
+            score = format!("{score} + dot({a}, {n}[{shift}])");
+        }
+        for (on, input) in [(gen.genre, "[g]"), (gen.history, "[h]")] {
+            if on && !score.contains(input) {
+                let (genre, history) = (gen.genre, gen.history);
+                // Only this bag, for this term.
+                gen.genre = input == "[g]";
+                gen.history = input == "[h]";
+                let term = gen.bag(Shp::S, 2).unwrap_or_default();
+                gen.genre = genre;
+                gen.history = history;
+                score = format!("{score} + {term}");
+            }
+        }
+        let mut extra = Vec::new();
+        if !gen.lookups.is_empty() && gen.chance(0.5) {
+            let mut terms = Vec::new();
+            for _ in 0..gen.rng.random_range(1..=3) {
+                let k = gen.rng.random_range(0..gen.lookups.len());
+                let l = gen.lookups[k].clone();
+                terms.push(format!("sq({l})"));
+            }
+            extra.push(format!("penalty 0.01 * ({})", terms.join(" + ")));
+        }
+        let week_tables: Vec<String> = gen
+            .params
+            .iter()
+            .filter(|p| p.domain == Some("week") && !p.variational)
+            .map(|p| p.name.clone())
+            .collect();
+        if let Some(n) = week_tables.first() {
+            if gen.chance(0.7) {
+                extra.push(format!("prior {n}[t] ~ normal({n}[t - 1], 0.3)"));
+            }
+        }
+        let variational: Vec<(String, &'static str)> = gen
+            .params
+            .iter()
+            .filter(|p| p.variational)
+            .map(|p| (p.name.clone(), p.domain.unwrap_or("user")))
+            .collect();
+        for (name, domain) in variational {
+            let index = match domain {
+                "user" => "u",
+                "item" => "i",
+                "occupation" => "o",
+                "week" => "t",
+                _ => continue,
+            };
+            if gen.chance(0.7) {
+                extra.push(format!("prior {name}[{index}] ~ normal(0, 1)"));
+            }
+        }
+
+        let mut text = format!("model random_{n}\n\nuse stdlib.losses\n\n");
+        text += "input u: user\ninput i: item\n";
+        if rating {
+            text += "input r: real\n";
+        }
+        if gen.occupation {
+            text += "input o: occupation\n";
+        }
+        if gen.week {
+            text += "input t: week\n";
+        }
+        if gen.genre {
+            text += "input g: bag(genre)\n";
+        }
+        if gen.history {
+            text += "input h: history(item)\n";
+        }
+        text += "\n";
+        for p in &gen.params {
+            let index = p.domain.map(|d| format!("[{d}]")).unwrap_or_default();
+            text += &format!("param {}{index}: {} {}\n", p.name, p.shape, p.attrs);
+        }
+        text += &format!("\nlet R(u, i) = {score}\n\n{loss}\n");
+        for e in extra {
+            text += &format!("{e}\n");
+        }
+        text += &format!(
+            "\nfit {{ optimizer: {optimizer}, epochs: 1, seed: {} }}\n",
+            100 + n
+        );
+        text
+    }
+}
+
+/// The largest difference of one step: the step kernel and the evaluator
+/// (with the optimiser's step) each take example after example of `rows`
+/// from the same parameters, the evaluator's, rounded to f32. Each keeps
+/// its own optimiser state. `Err` names the first step that differs by
+/// more than `tol`.
+fn lockstep(
+    session: &Session,
+    model: &Model,
+    data: &Dataset,
+    rows: &[usize],
+    tol: f64,
+) -> Result<f64, String> {
+    let g = &session.gradient;
+    let b = &session.binding;
+    let sizes = b.domain_sizes();
+    let (optimizer, lr) = (model.fit.optimizer, model.fit.lr);
+    let mut params = rounded(&initialise(g, &sizes, model.fit.seed).unwrap());
+    let mut state = OptimiserState::new(optimizer, g, &params);
+    let mut native = NativeParams::new(&params, optimizer);
+    let tables = TableWords::new(&mut native);
+    let kernel = train::compile_step(g, optimizer, recc_jit::DEFAULT_PREFETCH).unwrap();
+    let mut runner = Runner::new();
+    // `example` and `encode` draw negatives and noise in the same order.
+    let seed = model.fit.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let (mut rng_eval, mut rng_jit) = (StdRng::seed_from_u64(seed), StdRng::seed_from_u64(seed));
+    let mut ex = Example { slots: Vec::new() };
+    let mut columns = b.columns();
+    let mut worst = 0.0f64;
+    for (k, &r) in rows.iter().enumerate() {
+        b.example(data, &b.row(data, r), &mut rng_eval, true, &mut ex);
+        columns.clear();
+        b.encode_rows(data, &[r], &mut rng_jit, true, &mut columns);
+        let ev = evaluate(g, &params, &ex).map_err(|e| e.to_string())?;
+        if !ev.loss.is_finite() {
+            break;
+        }
+        let mut next = params.clone();
+        for ((t, row), grad) in &ev.gradients.rows {
+            state.step(&mut next, *t, *row, grad, lr);
+        }
+        // The kernel starts from the evaluator's parameters, in place.
+        for (mine, theirs) in native.tables.iter_mut().zip(&params.tables) {
+            for (m, t) in mine.iter_mut().zip(theirs.iter()) {
+                *m = *t as f32;
+            }
+        }
+        let (done, _) = runner.run(
+            &kernel,
+            g,
+            &columns,
+            &tables,
+            &sizes,
+            Hyper::new(optimizer, lr),
+        );
+        if done != 1 {
+            return Err(format!(
+                "step {k}: the kernel's loss was not finite; evaluator {}",
+                ev.loss
+            ));
+        }
+        // Adagrad and Adam take a step of about lr from any gradient well
+        // above their epsilon (1e-8) and of about `gradient / epsilon × lr`
+        // below it: in between, around 1e-8, the step follows the
+        // gradient's last bits, which f32 does not have. Those lanes are
+        // not compared (the next step starts from the evaluator's anyway).
+        let adaptive = optimizer != Optimizer::Sgd;
+        let gradient = |t: usize, row: usize, lane: usize| {
+            ev.gradients
+                .rows
+                .get(&(TableId(t as u32), row))
+                .map_or(0.0, |g| g[lane])
+        };
+        let jit = native.to_params();
+        let (d, t, row, lane) = worst_lane(&next, &jit, |t, row, lane| {
+            adaptive && gradient(t, row, lane).abs() < ILL_CONDITIONED_GRADIENT
+        });
+        if d > tol {
+            return Err(format!(
+                "step {k}: {d:.3e} at {} (the evaluator's gradient there: {:e})",
+                describe_lane(session, &next, &jit, t, row, lane),
+                gradient(t, row, lane)
+            ));
+        }
+        worst = worst.max(d);
+        params = rounded(&next);
+    }
+    Ok(worst)
+}
+
+/// How two trainings of the same random model compare.
+fn compare_random(
+    session: &Session,
+    interp: Result<Trained, TrainError>,
+    jit: Result<Trained, TrainError>,
+) -> Result<String, String> {
+    let magnitude = |p: &Params| {
+        p.tables
+            .iter()
+            .flat_map(|t| t.iter())
+            .fold(0.0f64, |m, v| m.max(v.abs()))
+    };
+    match (interp, jit) {
+        (Ok(a), Ok(b)) => {
+            let (diff, at) = max_rel_diff(session, &a.params, &b.params);
+            if diff <= PARAM_TOLERANCE {
+                Ok(format!("max rel diff {diff:.2e}"))
+            } else {
+                Err(format!("max rel diff {diff:.3e} at {at}"))
+            }
+        }
+        (Err(TrainError::Diverged { .. }), Err(TrainError::Diverged { .. })) => {
+            Ok("diverged in both".into())
+        }
+        (Err(TrainError::Diverged { .. }), Ok(t)) | (Ok(t), Err(TrainError::Diverged { .. }))
+            if magnitude(&t.params) > 1e6 =>
+        {
+            Ok("diverged in one; the other's parameters exceed 1e6".into())
+        }
+        (a, b) => Err(format!(
+            "interp: {}; jit: {}",
+            a.map(|_| "trained".to_string())
+                .unwrap_or_else(|e| e.to_string()),
+            b.map(|_| "trained".to_string())
+                .unwrap_or_else(|e| e.to_string())
+        )),
+    }
+}
+
+/// One step from the same parameters: f32 rounding of one evaluation.
+const LOCKSTEP_TOLERANCE: f64 = 1e-5;
+
+/// Adagrad's and Adam's steps from gradients this small are left out of
+/// the lockstep comparison: see [`lockstep`].
+const ILL_CONDITIONED_GRADIENT: f64 = 1e-6;
+
+#[test]
+fn random_models_agree() {
+    const MODELS: usize = 40;
+    const SEED: u64 = 0x5eed_2024;
+    let data = builtin();
+    let s = holdout(&data);
+    let rows: Vec<usize> = s.train.iter().copied().step_by(97).take(200).collect();
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for n in 0..MODELS {
+        let text = ModelGen::model(SEED, n);
+        let model = match compile_text(&format!("random_{n}.rec"), &text) {
+            Ok(m) => m,
+            Err(e) => {
+                println!("random_{n} does not check:\n{text}\n{e}");
+                continue;
+            }
+        };
+        checked += 1;
+        let session = match Session::new(&model, &data, &rows, &BindOptions::default()) {
+            Ok(s) => s,
+            Err(e) => {
+                failures.push(format!("random_{n}: {e}\n{text}"));
+                continue;
+            }
+        };
+        let interp = train_on(&session, &data, &rows, &config(&model, 1, Backend::Interp));
+        let jit = train_on(&session, &data, &rows, &config(&model, 1, Backend::Jit));
+        let compared = compare_random(&session, interp, jit);
+        // Trajectories can drift apart with no step wrong: where a gradient
+        // passes through Adagrad's or Adam's epsilon (a parameter crossing
+        // zero, say), the step's size follows the gradient's last bits, and
+        // f32 and f64 round those differently. Then every step, taken from
+        // the same parameters by both, must still agree.
+        let compared = compared.or_else(|drift| {
+            lockstep(&session, &model, &data, &rows, LOCKSTEP_TOLERANCE)
+                .map(|d| format!("trajectories drift ({drift}), every step agrees ({d:.2e})"))
+                .map_err(|e| format!("{drift}; stepping together: {e}"))
+        });
+        match compared {
+            Ok(m) => println!("random_{n}: {m}"),
+            Err(m) => failures.push(format!("random_{n}: {m}\n{text}")),
+        }
+    }
+    println!("{checked} of {MODELS} random models checked");
+    for f in &failures {
+        println!("FAILED {f}");
+    }
+    assert!(
+        checked >= 35,
+        "only {checked} of {MODELS} random models checked"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} random models disagree",
+        failures.len()
+    );
+}
