@@ -417,7 +417,7 @@ impl Gen<'_, '_> {
                 let j = self.b.ins().iadd_imm_s(row, by);
                 let zero = self.b.ins().iconst(types::I64, 0);
                 let above = self.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, j, zero);
-                let below = self.b.ins().icmp(IntCC::SignedLessThan, j, size);
+                let below = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, j, size);
                 let mut ok = self.b.ins().band(above, below);
                 if let Some(v) = valid {
                     ok = self.b.ins().band(ok, v);
@@ -674,7 +674,7 @@ impl Gen<'_, '_> {
                 BinaryFn::Mul => b.ins().fmul(x, y),
                 BinaryFn::Div => b.ins().fdiv(x, y),
                 BinaryFn::Max => b.ins().fmax(x, y),
-                BinaryFn::Min => b.ins().fmax(x, y),
+                BinaryFn::Min => b.ins().fmin(x, y),
             }),
             Op::Dot(_, _) => {
                 let p = lanes::zip(b, &args[0], &args[1], |b, x, y| b.ins().fmul(x, y));
