@@ -417,7 +417,7 @@ impl Gen<'_, '_> {
                 let j = self.b.ins().iadd_imm_s(row, by);
                 let zero = self.b.ins().iconst(types::I64, 0);
                 let above = self.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, j, zero);
-                let below = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, j, size);
+                let below = self.b.ins().icmp(IntCC::SignedLessThan, j, size);
                 let mut ok = self.b.ins().band(above, below);
                 if let Some(v) = valid {
                     ok = self.b.ins().band(ok, v);
