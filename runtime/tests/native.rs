@@ -1,7 +1,14 @@
 //! The native backend against the reference evaluator: every model of
 //! `models/` and a batch of random models train to the same parameters in
 //! both, trained models score the same test metrics, ids at the edges of
-//! their domains stay inside their tables, and Hogwild threads still train.
+//! their domains stay inside their tables (and read and write nothing
+//! past them), and Hogwild threads still train.
+//!
+//! The evaluator runs in f64 and the kernels in f32, so parameters agree to
+//! a relative 1e-4, not bit for bit. Where a random model's trajectories
+//! drift further apart, every step is compared from the same parameters
+//! instead (`lockstep`). One known divergence, a row named twice in one
+//! example, is pinned by an ignored test at the end.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -97,15 +104,16 @@ fn train_on(
 /// The largest elementwise `|jit − interp| / max(|interp|, 1)` over every
 /// table, and where it is. A NaN on either side counts as infinite.
 fn max_rel_diff(session: &Session, interp: &Params, jit: &Params) -> (f64, String) {
-    let (d, t, row, lane) = worst_lane(interp, jit, |_, _, _| false);
+    let (d, t, row, lane) = worst_lane(interp, jit, 0.0, |_, _, _| false);
     (d, describe_lane(session, interp, jit, t, row, lane))
 }
 
-/// [`max_rel_diff`] as (difference, table, row, lane), leaving out the
-/// lanes `skip` names.
+/// [`max_rel_diff`] as (difference, table, row, lane), less an absolute
+/// `slack`, leaving out the lanes `skip` names.
 fn worst_lane(
     interp: &Params,
     jit: &Params,
+    slack: f64,
     skip: impl Fn(usize, usize, usize) -> bool,
 ) -> (f64, usize, usize, usize) {
     let mut worst = (0.0, 0, 0, 0);
@@ -113,8 +121,8 @@ fn worst_lane(
     for (k, (a, b)) in interp.tables.iter().zip(&jit.tables).enumerate() {
         assert_eq!(a.dim(), b.dim(), "table {k}");
         for (((row, lane), x), y) in a.indexed_iter().zip(b.iter()) {
-            let d = (y - x).abs() / x.abs().max(1.0);
-            let d = if d.is_nan() { f64::INFINITY } else { d };
+            let d = ((y - x).abs() - slack).max(0.0) / x.abs().max(1.0);
+            let d = if (y - x).is_nan() { f64::INFINITY } else { d };
             if d > worst.0 && !skip(k, row, lane) {
                 worst = (d, k, row, lane);
             }
@@ -141,12 +149,9 @@ fn describe_lane(
 }
 
 /// Parameters may differ by 1e-4 of their size (or absolutely, below 1).
+/// Every model of `models/` meets it after 1000 steps, none by less than
+/// an order of magnitude (hinge_mf comes closest, about 7e-6).
 const PARAM_TOLERANCE: f64 = 1e-4;
-
-/// The bound of test 1: every model meets the same one.
-fn tolerance_for(_file: &str) -> f64 {
-    PARAM_TOLERANCE
-}
 
 #[test]
 fn every_model_agrees_after_1000_steps() {
@@ -176,9 +181,8 @@ fn every_model_agrees_after_1000_steps() {
              {t_interp:.2?} vs {t_jit:.2?}",
             loss.0, loss.1
         );
-        let tol = tolerance_for(file);
-        if diff > tol {
-            failures.push(format!("{file}: {diff:.3e} > {tol:.0e} at {at}"));
+        if diff > PARAM_TOLERANCE {
+            failures.push(format!("{file}: {diff:.3e} at {at}"));
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
@@ -482,13 +486,23 @@ fn edge_indices_stay_inside_tables() {
     for file in model_files() {
         check_edges(&file, &compile_file(&file), &base);
     }
-    // Every kind of index at once, with each optimiser.
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/native/edges.rec");
-    let text = std::fs::read_to_string(path).unwrap();
-    for optimizer in ["sgd(lr: 0.01)", "adagrad(lr: 0.05)", "adam(lr: 0.01)"] {
-        let text = text.replace("adam(lr: 0.01)", optimizer);
-        let model = compile_text("edges.rec", &text).unwrap_or_else(|e| panic!("{e}"));
-        check_edges(&format!("edges.rec with {optimizer}"), &model, &base);
+    // Every kind of index at once, and rows pushed off the Poincaré ball,
+    // with each optimiser.
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/native");
+    for name in ["edges.rec", "ball.rec"] {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        let mut model = compile_text(name, &text).unwrap_or_else(|e| panic!("{e}"));
+        for optimizer in [
+            Optimizer::Sgd,
+            Optimizer::Adagrad,
+            Optimizer::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+            },
+        ] {
+            model.fit.optimizer = optimizer;
+            check_edges(&format!("{name} with {optimizer}"), &model, &base);
+        }
     }
 }
 
@@ -509,6 +523,11 @@ fn trained_metrics(
     session.backend = backend;
     let trained = train_on(&session, data, &s.train, &config(&model, epochs, backend))
         .unwrap_or_else(|e| panic!("{file} ({backend}): {e}"));
+    if backend == Backend::Jit {
+        // The predictor falls back to the evaluator when this fails.
+        Kernel::compile(&session.forward, KernelKind::Predict, 0)
+            .unwrap_or_else(|e| panic!("{file}: no predict kernel: {e}"));
+    }
     let p = Predictor::new(&session, &trained.params);
     let mut out = vec![("loss".to_string(), trained.history.last().unwrap().loss)];
     match session.task {
@@ -547,6 +566,12 @@ fn trained_metrics_agree() {
                 "{file:<20} {name:<13} interp {a:.6} jit {b:.6} diff {:.2e}",
                 (a - b).abs()
             );
+            // The training loss is shown, not compared: temporal_mf's
+            // random-walk prior at s = 0.1 and SGD at 0.01 maps a
+            // difference n[t] − n[t − 1] to its negative every step, so
+            // rounding differences there are never damped, and the prior's
+            // term (50 × that difference squared) differs in the third
+            // decimal while the predictions agree to 1e-7.
             if name != "loss" && ((a - b).abs() > 0.002 || a.is_nan() != b.is_nan()) {
                 failures.push(format!("{file}: {name} interp {a} jit {b}"));
             }
@@ -932,33 +957,30 @@ impl ModelGen {
         // down to rounding noise. Adagrad and Adam scale any gradient to a
         // step of about lr, noise included, and the noise of f32 is not
         // that of f64; so models with negatives train with SGD.
-        let (loss, rating, argmax) =
-            match rng.random_range(0..6) {
-                0 | 1 => ("loss mse(R(u, i), r)".to_string(), true, false),
-                2 => ("r ~ normal(R(u, i), 1)".to_string(), true, false),
-                3 => (
-                    "loss bpr(R(u, i), R(u, j)) where j ~ negative(item)".to_string(),
-                    false,
-                    false,
-                ),
-                4 => {
-                    if rng.random_bool(0.5) {
-                        let l = "loss hinge(R(u, i), R(u, j)) where j ~ negative(item)";
-                        (l.to_string(), false, false)
-                    } else {
-                        let l = "loss hinge(R(u, i), max(R(u, j) for j ~ negative(item, 3)))";
-                        (l.to_string(), false, true)
-                    }
-                }
-                _ => (
-                    format!(
-                    "loss logistic(R(u, i), 1) + logistic(R(u, j), 0) where j ~ negative(item{})",
-                    if rng.random_bool(0.5) { ", popularity" } else { "" }
-                ),
-                    false,
-                    false,
-                ),
-            };
+        let logistic = format!(
+            "loss logistic(R(u, i), 1) + logistic(R(u, j), 0) where j ~ negative(item{})",
+            if rng.random_bool(0.5) {
+                ", popularity"
+            } else {
+                ""
+            }
+        );
+        let hinge_max = "loss hinge(R(u, i), max(R(u, j) for j ~ negative(item, 3)))";
+        // (loss, has a rating target, takes the largest of several negatives)
+        let (loss, rating, argmax) = match rng.random_range(0..6) {
+            0 | 1 => ("loss mse(R(u, i), r)".to_string(), true, false),
+            2 => ("r ~ normal(R(u, i), 1)".to_string(), true, false),
+            3 => {
+                let bpr = "loss bpr(R(u, i), R(u, j)) where j ~ negative(item)";
+                (bpr.to_string(), false, false)
+            }
+            4 if rng.random_bool(0.5) => {
+                let hinge = "loss hinge(R(u, i), R(u, j)) where j ~ negative(item)";
+                (hinge.to_string(), false, false)
+            }
+            4 => (hinge_max.to_string(), false, true),
+            _ => (logistic, false, false),
+        };
         let optimizer = if rating {
             ["sgd(lr: 0.01)", "adagrad(lr: 0.05)", "adam(lr: 0.005)"][rng.random_range(0..3)]
         } else {
@@ -1147,12 +1169,17 @@ fn lockstep(
                 ev.loss
             ));
         }
-        // Adagrad and Adam take a step of about lr from any gradient well
-        // above their epsilon (1e-8) and of about `gradient / epsilon × lr`
-        // below it: in between, around 1e-8, the step follows the
-        // gradient's last bits, which f32 does not have. Those lanes are
-        // not compared (the next step starts from the evaluator's anyway).
+        // Adagrad and Adam take a step of about lr in the direction of a
+        // row's first gradients, however small. f32 carries a gradient with
+        // an absolute error of about 1e-7 times the terms it is made of
+        // (1 − tanh² of a saturated tanh, a near cancellation), so a lane
+        // whose gradient is that small may step the other way, or (around
+        // epsilon, 1e-8) by another amount. Those lanes are not compared;
+        // the next step starts from the evaluator's parameters anyway. A
+        // larger gradient still passes its relative error on to the step
+        // whole: a hundredth of lr is allowed for it.
         let adaptive = optimizer != Optimizer::Sgd;
+        let slack = if adaptive { 0.01 * lr } else { 0.0 };
         let gradient = |t: usize, row: usize, lane: usize| {
             ev.gradients
                 .rows
@@ -1160,7 +1187,7 @@ fn lockstep(
                 .map_or(0.0, |g| g[lane])
         };
         let jit = native.to_params();
-        let (d, t, row, lane) = worst_lane(&next, &jit, |t, row, lane| {
+        let (d, t, row, lane) = worst_lane(&next, &jit, slack, |t, row, lane| {
             adaptive && gradient(t, row, lane).abs() < ILL_CONDITIONED_GRADIENT
         });
         if d > tol {
@@ -1177,11 +1204,20 @@ fn lockstep(
 }
 
 /// How two trainings of the same random model compare.
+enum Comparison {
+    /// Within [`PARAM_TOLERANCE`], or diverged in both.
+    Agree(String),
+    /// Both trained, to parameters further apart than that.
+    Drift(String),
+    /// One trained and the other did not, or another error.
+    Disagree(String),
+}
+
 fn compare_random(
     session: &Session,
     interp: Result<Trained, TrainError>,
     jit: Result<Trained, TrainError>,
-) -> Result<String, String> {
+) -> Comparison {
     let magnitude = |p: &Params| {
         p.tables
             .iter()
@@ -1192,26 +1228,26 @@ fn compare_random(
         (Ok(a), Ok(b)) => {
             let (diff, at) = max_rel_diff(session, &a.params, &b.params);
             if diff <= PARAM_TOLERANCE {
-                Ok(format!("max rel diff {diff:.2e}"))
+                Comparison::Agree(format!("max rel diff {diff:.2e}"))
             } else {
-                Err(format!("max rel diff {diff:.3e} at {at}"))
+                Comparison::Drift(format!("max rel diff {diff:.3e} at {at}"))
             }
         }
         (Err(TrainError::Diverged { .. }), Err(TrainError::Diverged { .. })) => {
-            Ok("diverged in both".into())
+            Comparison::Agree("diverged in both".into())
         }
         (Err(TrainError::Diverged { .. }), Ok(t)) | (Ok(t), Err(TrainError::Diverged { .. }))
             if magnitude(&t.params) > 1e6 =>
         {
-            Ok("diverged in one; the other's parameters exceed 1e6".into())
+            Comparison::Agree("diverged in one; the other's parameters exceed 1e6".into())
         }
-        (a, b) => Err(format!(
-            "interp: {}; jit: {}",
-            a.map(|_| "trained".to_string())
-                .unwrap_or_else(|e| e.to_string()),
-            b.map(|_| "trained".to_string())
-                .unwrap_or_else(|e| e.to_string())
-        )),
+        (a, b) => {
+            let outcome = |r: Result<Trained, TrainError>| match r {
+                Ok(_) => "trained".to_string(),
+                Err(e) => e.to_string(),
+            };
+            Comparison::Disagree(format!("interp: {}; jit: {}", outcome(a), outcome(b)))
+        }
     }
 }
 
@@ -1220,19 +1256,28 @@ const LOCKSTEP_TOLERANCE: f64 = 1e-5;
 
 /// Adagrad's and Adam's steps from gradients this small are left out of
 /// the lockstep comparison: see [`lockstep`].
-const ILL_CONDITIONED_GRADIENT: f64 = 1e-6;
+const ILL_CONDITIONED_GRADIENT: f64 = 1e-5;
+
+/// `RECC_RANDOM_MODELS` and `RECC_RANDOM_SEED` run more, or other, random
+/// models than the 40 of the fixed seed.
+fn from_env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 #[test]
 fn random_models_agree() {
-    const MODELS: usize = 40;
-    const SEED: u64 = 0x5eed_2024;
+    let models: usize = from_env("RECC_RANDOM_MODELS", 40);
+    let seed: u64 = from_env("RECC_RANDOM_SEED", 0x5eed_2024);
     let data = builtin();
     let s = holdout(&data);
     let rows: Vec<usize> = s.train.iter().copied().step_by(97).take(200).collect();
     let mut checked = 0;
     let mut failures = Vec::new();
-    for n in 0..MODELS {
-        let text = ModelGen::model(SEED, n);
+    for n in 0..models {
+        let text = ModelGen::model(seed, n);
         let model = match compile_text(&format!("random_{n}.rec"), &text) {
             Ok(m) => m,
             Err(e) => {
@@ -1250,33 +1295,117 @@ fn random_models_agree() {
         };
         let interp = train_on(&session, &data, &rows, &config(&model, 1, Backend::Interp));
         let jit = train_on(&session, &data, &rows, &config(&model, 1, Backend::Jit));
-        let compared = compare_random(&session, interp, jit);
         // Trajectories can drift apart with no step wrong: where a gradient
         // passes through Adagrad's or Adam's epsilon (a parameter crossing
         // zero, say), the step's size follows the gradient's last bits, and
         // f32 and f64 round those differently. Then every step, taken from
         // the same parameters by both, must still agree.
-        let compared = compared.or_else(|drift| {
-            lockstep(&session, &model, &data, &rows, LOCKSTEP_TOLERANCE)
-                .map(|d| format!("trajectories drift ({drift}), every step agrees ({d:.2e})"))
-                .map_err(|e| format!("{drift}; stepping together: {e}"))
-        });
+        let compared = match compare_random(&session, interp, jit) {
+            Comparison::Agree(m) => Ok(m),
+            Comparison::Disagree(m) => Err(m),
+            Comparison::Drift(drift) => {
+                lockstep(&session, &model, &data, &rows, LOCKSTEP_TOLERANCE)
+                    .map(|d| format!("trajectories drift ({drift}), every step agrees ({d:.2e})"))
+                    .map_err(|e| format!("{drift}; stepping together: {e}"))
+            }
+        };
         match compared {
             Ok(m) => println!("random_{n}: {m}"),
             Err(m) => failures.push(format!("random_{n}: {m}\n{text}")),
         }
     }
-    println!("{checked} of {MODELS} random models checked");
+    println!("{checked} of {models} random models checked");
     for f in &failures {
         println!("FAILED {f}");
     }
+    // At least 35 of 40.
     assert!(
-        checked >= 35,
-        "only {checked} of {MODELS} random models checked"
+        checked * 8 >= models * 7,
+        "only {checked} of {models} random models checked"
     );
     assert!(
         failures.is_empty(),
         "{} random models disagree",
         failures.len()
     );
+}
+
+// ---------------------------------------------------------------------------
+// A known divergence.
+
+/// The evaluator sums every gradient of a row within one example and steps
+/// it once; the step kernel steps a row once per bag member that names it
+/// (and once more for an index lookup of the same table). With SGD the two
+/// agree; Adagrad and Adam do not (Adam also counts two steps). Histories
+/// repeat an item when the data has repeated (user, item) rows, and a
+/// model may look a table up by both an item and a history of items.
+#[test]
+#[ignore = "the native step takes one optimiser step per occurrence of a row in an example"]
+fn a_row_repeated_in_one_example_takes_one_step() {
+    let data = builtin();
+    let text = "model repeated\nuse stdlib.losses\n\
+        input u: user\ninput i: item\ninput h: history(item)\ninput g: bag(genre)\ninput r: real\n\
+        param y[item]: vec(3) init normal(0, 0.1)\n\
+        param e[genre]: vec(3) init normal(0, 0.1)\n\
+        param p[user]: vec(3) init normal(0, 0.1)\n\
+        let R(u, i) = dot(p[u], y[i] + mean(y[h]) + sum(e[g]))\n\
+        loss mse(R(u, i), r)\n\
+        fit { optimizer: OPTIMIZER, epochs: 1, seed: 3 }\n";
+    let mut failures = Vec::new();
+    for optimizer in ["sgd(lr: 0.1)", "adagrad(lr: 0.1)", "adam(lr: 0.1)"] {
+        let model = compile_text("repeated.rec", &text.replace("OPTIMIZER", optimizer)).unwrap();
+        let rows: Vec<usize> = (0..data.len()).collect();
+        let session = Session::new(&model, &data, &rows, &BindOptions::default()).unwrap();
+        let g = &session.gradient;
+        let sizes = session.binding.domain_sizes();
+        let (opt, lr) = (model.fit.optimizer, model.fit.lr);
+        for (case, history, genres) in [
+            (
+                "item 5 in its own history",
+                vec![(5, 1.0), (9, 1.0)],
+                vec![(1, 1.0)],
+            ),
+            (
+                "item 9 twice in the history",
+                vec![(9, 1.0), (9, 1.0)],
+                vec![(1, 1.0)],
+            ),
+            (
+                "genre 2 twice in the bag",
+                vec![(9, 1.0)],
+                vec![(2, 1.0), (2, 1.0)],
+            ),
+        ] {
+            let slots = g
+                .slots
+                .iter()
+                .map(|s| match s.name.as_str() {
+                    "u" => SlotValue::Index(0),
+                    "i" => SlotValue::Index(5),
+                    "r" => SlotValue::Real(4.0),
+                    "h" => SlotValue::Bag(history.clone()),
+                    _ => SlotValue::Bag(genres.clone()),
+                })
+                .collect();
+            let ex = Example { slots };
+            let start = rounded(&initialise(g, &sizes, model.fit.seed).unwrap());
+            let mut expected = start.clone();
+            let mut state = OptimiserState::new(opt, g, &expected);
+            let ev = evaluate(g, &expected, &ex).unwrap();
+            for ((t, row), grad) in &ev.gradients.rows {
+                state.step(&mut expected, *t, *row, grad, lr);
+            }
+            let kernel = train::compile_step(g, opt, 0).unwrap();
+            let mut native = NativeParams::new(&start, opt);
+            let tables = TableWords::new(&mut native);
+            let columns = columns_of(g, &[ex]);
+            Runner::new().run(&kernel, g, &columns, &tables, &sizes, Hyper::new(opt, lr));
+            let (d, at) = max_rel_diff(&session, &expected, &native.to_params());
+            println!("{optimizer}, {case}: {d:.3e} at {at}");
+            if d > 1e-5 {
+                failures.push(format!("{optimizer}, {case}: {d:.3e} at {at}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }
