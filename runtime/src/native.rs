@@ -11,7 +11,7 @@ use recc_compiler::interp::Params;
 use recc_compiler::ir::Graph;
 use recc_compiler::model::Optimizer;
 use recc_jit::layout::TABLE_WORDS;
-use recc_jit::Kernel;
+use recc_jit::{Kernel, KernelKind};
 
 /// Parameters and optimiser state in f32, row-major, one `Vec` per table.
 #[derive(Clone, Debug)]
@@ -165,8 +165,11 @@ impl Runner {
         if self.scratch.len() < need {
             self.scratch.resize(need, 0.0);
         }
+        // Only a predict kernel writes scores; a training step leaves them be.
         self.scores.clear();
-        self.scores.resize(columns.len, 0.0);
+        if kernel.kind == KernelKind::Predict {
+            self.scores.resize(columns.len, 0.0);
+        }
         self.loss = 0.0;
         self.args.clear();
         self.args.resize(layout.words, 0);

@@ -10,7 +10,7 @@
 //! user therefore scores as the average user; a known occupation or genre
 //! beside it still counts.
 
-use crate::bind::{Columns, RowRef};
+use crate::bind::Columns;
 use crate::data::{ColumnData, Dataset};
 use crate::metrics::{self, Catalogue, RankingMetrics, UserMetrics, UserRanking};
 use crate::native::{Hyper, NativeParams, Runner, TableWords};
@@ -113,13 +113,6 @@ pub struct Predictor<'a> {
     native: Option<NativeScorer>,
 }
 
-/// What the predict kernel scores: a data row, or a (user, item) pair.
-#[derive(Clone, Copy, Debug)]
-enum Scored {
-    Row(usize),
-    Pair(Option<u32>, Option<u32>),
-}
-
 /// Rows scored per call of the predict kernel.
 const SCORE_BLOCK: usize = 4096;
 
@@ -180,28 +173,22 @@ impl<'a> Predictor<'a> {
         }
     }
 
-    /// Scores of data rows (`Ok(row)`) or (user, item) pairs through the
-    /// predict kernel, in blocks on every core.
-    fn native_scores(
+    /// Scores through the predict kernel, in blocks on every core:
+    /// `encode` lays out one block of `items` (data rows, or items for one
+    /// user) as columns.
+    fn native_scores<T: Sync>(
         &self,
         native: &NativeScorer,
-        data: &Dataset,
-        examples: &[Scored],
+        items: &[T],
+        encode: impl Fn(&[T], &mut StdRng, &mut Columns) + Sync,
     ) -> Vec<f64> {
         let b = &self.session.binding;
-        examples
+        items
             .par_chunks(SCORE_BLOCK)
             .flat_map_iter(|block| {
                 let mut columns = b.columns();
                 let mut rng = StdRng::seed_from_u64(0);
-                let mut row = RowRef::empty();
-                for e in block {
-                    match *e {
-                        Scored::Row(r) => b.row_into(data, r, &mut row),
-                        Scored::Pair(u, i) => row = b.pair(u, i),
-                    }
-                    b.encode(data, &row, &mut rng, false, &mut columns);
-                }
+                encode(block, &mut rng, &mut columns);
                 native
                     .score(&self.session.forward, &columns)
                     .into_iter()
@@ -251,8 +238,10 @@ impl<'a> Predictor<'a> {
         };
         let predicted: Vec<f64> = match &self.native {
             Some(native) => {
-                let examples: Vec<_> = rows.iter().map(|&r| Scored::Row(r)).collect();
-                self.native_scores(native, data, &examples)
+                let b = &self.session.binding;
+                self.native_scores(native, rows, |block, rng, columns| {
+                    b.encode_rows(data, block, rng, false, columns)
+                })
             }
             None => rows
                 .par_iter()
@@ -329,10 +318,13 @@ impl<'a> Predictor<'a> {
     pub fn user_scores(&self, data: &Dataset, user: Option<u32>) -> Result<Vec<f64>, EvalError> {
         let n_items = data.items().map_or(0, |(d, _)| data.domain_size(d));
         if let Some(native) = &self.native {
-            let pairs: Vec<_> = (0..n_items as u32)
-                .map(|i| Scored::Pair(user, Some(i)))
-                .collect();
-            return Ok(self.native_scores(native, data, &pairs));
+            let b = &self.session.binding;
+            let items: Vec<u32> = (0..n_items as u32).collect();
+            return Ok(self.native_scores(native, &items, |block, rng, columns| {
+                for &i in block {
+                    b.encode(data, &b.pair(user, Some(i)), rng, false, columns);
+                }
+            }));
         }
         let b = &self.session.binding;
         let mut ex = Example { slots: Vec::new() };

@@ -344,7 +344,8 @@ pub fn train(
         );
         let mean_loss = total_loss / order.len() as f64;
         let seconds = started.elapsed().as_secs_f64();
-        if tracker.end_epoch(epoch, mean_loss, seconds, &params, &touched, observer)? {
+        let snapshot = || (params.clone(), touched.clone());
+        if tracker.end_epoch(epoch, mean_loss, seconds, &snapshot, observer)? {
             break;
         }
     }
@@ -452,9 +453,9 @@ fn train_native(
         observer.progress(epoch + 1, total, total, total_loss / total as f64);
         let mean_loss = total_loss / total as f64;
         let seconds = started.elapsed().as_secs_f64();
-        let params = native.to_params();
-        let touched = native.touched();
-        if tracker.end_epoch(epoch, mean_loss, seconds, &params, &touched, observer)? {
+        // The f64 copy is made only when validation or early stopping reads it.
+        let snapshot = || (native.to_params(), native.touched());
+        if tracker.end_epoch(epoch, mean_loss, seconds, &snapshot, observer)? {
             break;
         }
     }
@@ -569,19 +570,21 @@ impl<'a> EpochTracker<'a> {
         epoch: usize,
         mean_loss: f64,
         seconds: f64,
-        params: &Params,
-        touched: &[Vec<bool>],
+        snapshot: &dyn Fn() -> (Params, Vec<Vec<bool>>),
         observer: &mut dyn Observer,
     ) -> Result<bool, TrainError> {
         let session = self.session;
         let g = &session.gradient;
         let monitor = predict::monitor_name(session.task);
-        let value = if self.validation.is_empty() {
-            None
-        } else {
-            let finished = predict::finalise(g, params, touched);
-            let predictor = Predictor::new(session, &finished);
-            Some(predictor.monitor(self.data, self.validation, self.config.seed)?)
+        // Parameters are read only to validate, and to keep the best epoch.
+        let state = (!self.validation.is_empty()).then(snapshot);
+        let value = match &state {
+            None => None,
+            Some((params, touched)) => {
+                let finished = predict::finalise(g, params, touched);
+                let predictor = Predictor::new(session, &finished);
+                Some(predictor.monitor(self.data, self.validation, self.config.seed)?)
+            }
         };
         let record = EpochRecord {
             epoch: epoch + 1,
@@ -598,7 +601,9 @@ impl<'a> EpochTracker<'a> {
                     .as_ref()
                     .is_none_or(|(b, _, _, _)| predict::better(session.task, v, *b));
                 if better {
-                    self.best = Some((v, epoch + 1, params.clone(), touched.to_vec()));
+                    if let Some((params, touched)) = state {
+                        self.best = Some((v, epoch + 1, params, touched));
+                    }
                 } else if self
                     .best
                     .as_ref()
