@@ -5,11 +5,12 @@ DIR/test.tsv, raw ids, a header naming the columns). This script fits
 LightFM on train.tsv and reports precision@k and AUC on test.tsv, with the
 training interactions excluded from the ranking, as recc does.
 
-    python bench/lightfm_ranking.py DIR [--loss bpr] [--components 32] [--epochs 30]
+    python bench/lightfm_ranking.py DIR [--loss bpr] [--components 32] [--epochs 30] [--json]
 """
 
 import argparse
 import csv
+import json
 import sys
 import time
 
@@ -34,6 +35,7 @@ def main():
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     a = p.parse_args()
 
     train, test = read(f"{a.dir}/train.tsv"), read(f"{a.dir}/test.tsv")
@@ -54,6 +56,13 @@ def main():
     fit_s = time.time() - start
     prec = precision_at_k(model, te, train_interactions=tr, k=a.k, num_threads=a.threads).mean()
     auc = auc_score(model, te, train_interactions=tr, num_threads=a.threads).mean()
+    if a.json:
+        print(json.dumps({
+            "lightfm": __version__, "loss": a.loss, "components": a.components,
+            "epochs": a.epochs, "k": a.k, "precision": float(prec), "auc": float(auc),
+            "seconds": fit_s, "train_pairs": int(tr.nnz), "test_pairs": int(te.nnz),
+        }))
+        return 0
     print(
         f"lightfm {__version__} loss={a.loss} components={a.components} epochs={a.epochs}: "
         f"precision@{a.k} {prec:.4f}  auc {auc:.4f}  ({fit_s:.1f} s fit, "

@@ -190,7 +190,20 @@ fn finish(result: Result<(), Failure>) -> ExitCode {
 pub const EXIT_MODEL_ERRORS: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 
+/// `recc ... | head` should end quietly when `head` stops reading, as other
+/// command-line tools do, instead of panicking on the failed write: Rust
+/// programs ignore SIGPIPE unless told otherwise.
+fn restore_default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called once at start-up, before any thread exists; resetting a
+    // signal's disposition to its default has no other precondition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    restore_default_sigpipe();
     let cli = Cli::parse();
     match cli.command {
         Command::Check { files } => check(&files),

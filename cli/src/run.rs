@@ -9,6 +9,7 @@ use recc_compiler::model::{Model, Optimizer};
 use recc_runtime::bind::BindOptions;
 use recc_runtime::data::spec::{DataSpec, LoadOptions};
 use recc_runtime::data::{delimited, BadLines, Dataset};
+use recc_runtime::metrics::RankingMetrics;
 use recc_runtime::modelfile::{self, SavedDomain, SavedModel};
 use recc_runtime::optim::Schedule;
 use recc_runtime::predict::{self, Predictor};
@@ -110,6 +111,10 @@ pub struct OutputArgs {
     /// Cut-off of the @k ranking metrics
     #[arg(long, short = 'k', default_value_t = 10)]
     pub k: usize,
+    /// Also measure the popularity baseline (items ranked by their training
+    /// users) on the same split (ranking models)
+    #[arg(long)]
+    pub baseline: bool,
 }
 
 pub type Result<T> = std::result::Result<T, Failure>;
@@ -366,6 +371,8 @@ pub struct Outcome {
     pub session: Session,
     pub trained: Trained,
     pub metrics: BTreeMap<String, f64>,
+    /// The popularity baseline's metrics, when `--baseline` asked for them.
+    pub baseline: Option<BTreeMap<String, f64>>,
     pub seconds: f64,
 }
 
@@ -452,6 +459,7 @@ pub fn run_split(job: &Job, data: &Dataset, split: &Split, label: &str) -> Resul
     let train_rows = all_train;
     let predictor = Predictor::new(&session, &trained.params);
     let mut metrics = BTreeMap::new();
+    let mut baseline = None;
     if !test_rows.is_empty() {
         match session.task {
             Task::Rating => {
@@ -465,21 +473,11 @@ pub fn run_split(job: &Job, data: &Dataset, split: &Split, label: &str) -> Resul
                 let m = predictor
                     .ranking(data, &train_rows, &test_rows, out.k)
                     .map_err(|e| failed(e.to_string()))?;
-                let k = out.k;
-                for (name, v) in [
-                    (format!("precision@{k}"), m.precision),
-                    (format!("recall@{k}"), m.recall),
-                    (format!("ndcg@{k}"), m.ndcg),
-                    ("map".into(), m.map),
-                    ("mrr".into(), m.mrr),
-                    ("auc".into(), m.auc),
-                    (format!("hit_rate@{k}"), m.hit_rate),
-                    (format!("arhr@{k}"), m.arhr),
-                    (format!("coverage@{k}"), m.coverage),
-                    (format!("novelty@{k}"), m.novelty),
-                    (format!("diversity@{k}"), m.diversity),
-                ] {
-                    metrics.insert(name, v);
+                metrics = ranking_metrics(&m);
+                if out.baseline {
+                    let b = predict::popularity_ranking(data, &train_rows, &test_rows, out.k)
+                        .map_err(|e| failed(e.to_string()))?;
+                    baseline = Some(ranking_metrics(&b));
                 }
             }
             Task::Loss => {
@@ -494,8 +492,29 @@ pub fn run_split(job: &Job, data: &Dataset, split: &Split, label: &str) -> Resul
         session,
         trained,
         metrics,
+        baseline,
         seconds,
     })
+}
+
+/// The ranking metrics by the names `train`, `eval` and `--json` print.
+fn ranking_metrics(m: &RankingMetrics) -> BTreeMap<String, f64> {
+    let k = m.k;
+    [
+        (format!("precision@{k}"), m.precision),
+        (format!("recall@{k}"), m.recall),
+        (format!("ndcg@{k}"), m.ndcg),
+        ("map".into(), m.map),
+        ("mrr".into(), m.mrr),
+        ("auc".into(), m.auc),
+        (format!("hit_rate@{k}"), m.hit_rate),
+        (format!("arhr@{k}"), m.arhr),
+        (format!("coverage@{k}"), m.coverage),
+        (format!("novelty@{k}"), m.novelty),
+        (format!("diversity@{k}"), m.diversity),
+    ]
+    .into_iter()
+    .collect()
 }
 
 /// The rows a model trains and is tested on, as `--write-split` writes them.
@@ -604,6 +623,7 @@ pub fn train_command(
             "history": outcome.trained.history,
             "best_epoch": outcome.trained.best_epoch,
             "metrics": outcome.metrics,
+            "baseline": outcome.baseline,
             "seconds": outcome.seconds,
             "output": output.display().to_string(),
         });
@@ -616,6 +636,9 @@ pub fn train_command(
             println!("no test rows: nothing measured");
         } else {
             println!("test: {}", format_metrics(&outcome.metrics));
+        }
+        if let Some(b) = &outcome.baseline {
+            println!("popularity: {}", format_metrics(b));
         }
         println!(
             "wrote {} ({:.1} s of training)",

@@ -369,7 +369,7 @@ fn export_writes_every_table_as_csv_and_npy() {
     );
     let p = std::fs::read_to_string(csv.join("p.csv")).unwrap_or_default();
     assert!(p.starts_with("id,p_0,p_1,"), "{}", &p[..p.len().min(80)]);
-    assert_eq!(p.lines().nth(1).map(|l| l.split(',').count()), Some(33));
+    assert_eq!(p.lines().nth(1).map(|l| l.split(',').count()), Some(65));
 
     let npy = dir.path().join("npy");
     recc(&[
@@ -438,6 +438,54 @@ fn a_ranking_model_reports_ranking_metrics() {
     }
     assert!(v["metrics"]["auc"].as_f64() > Some(0.5), "{v:#}");
     assert!(model.is_file());
+}
+
+#[test]
+fn baseline_measures_popularity_on_the_same_split() {
+    let dir = temp();
+    let model = dir.path().join("bpr.recm");
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "models/bpr_mf.rec",
+            "--epochs",
+            "3",
+            "--json",
+            "-o",
+            path_str(&model),
+        ];
+        args.extend_from_slice(extra);
+        recc(&args).ok().json()
+    };
+    assert!(train(&[])["baseline"].is_null());
+    let v = train(&["--baseline"]);
+    let b = &v["baseline"];
+    for name in ["precision@10", "ndcg@10", "auc", "mrr"] {
+        let m = b[name].as_f64().unwrap_or(f64::NAN);
+        assert!((0.0..=1.0).contains(&m), "{name}: {b:#}");
+    }
+    // Popularity recommends the same few items to everyone.
+    assert!(
+        b["coverage@10"].as_f64() < v["metrics"]["coverage@10"].as_f64(),
+        "{v:#}"
+    );
+
+    let text = recc(&[
+        "train",
+        "models/bpr_mf.rec",
+        "--epochs",
+        "1",
+        "--baseline",
+        "-q",
+        "-o",
+        path_str(&model),
+    ])
+    .ok();
+    assert!(
+        text.stdout.contains("\npopularity: arhr@10 "),
+        "{}",
+        text.stdout
+    );
 }
 
 /// Train biased MF with `extra` flags into a fresh dir; the failure must

@@ -371,64 +371,126 @@ impl<'a> Predictor<'a> {
         test: &[usize],
         k: usize,
     ) -> Result<RankingMetrics, TrainError> {
-        let (Some((user_domain, users)), Some((item_domain, items))) = (data.users(), data.items())
-        else {
-            return Err(TrainError::Config(
-                "ranking metrics need user and item columns in the data".into(),
-            ));
-        };
-        let n_users = data.domain_size(user_domain);
-        let n_items = data.domain_size(item_domain);
-        let mut relevant: Vec<Vec<u32>> = vec![Vec::new(); n_users];
-        for &r in test {
-            relevant[users[r] as usize].push(items[r]);
-        }
-        let evaluated: Vec<u32> = (0..n_users as u32)
-            .filter(|&u| !relevant[u as usize].is_empty())
-            .collect();
         let positives = &self.session.binding.positives;
-        let per_user: Vec<UserMetrics> = evaluated
-            .par_iter()
-            .map(|&u| {
-                let scores = self.user_scores(data, Some(u))?;
-                let exclude = positives.get(u as usize).map_or(&[][..], Vec::as_slice);
-                Ok(metrics::rank_user(
-                    &UserRanking {
-                        scores: &scores,
-                        exclude,
-                        relevant: &relevant[u as usize],
-                    },
-                    k,
-                ))
-            })
-            .collect::<Result<_, EvalError>>()?;
-        let mut item_users: Vec<Vec<u32>> = vec![Vec::new(); n_items];
-        for &r in train {
-            item_users[items[r] as usize].push(users[r]);
-        }
-        for u in &mut item_users {
-            u.sort_unstable();
-            u.dedup();
-        }
-        let popularity: Vec<usize> = item_users.iter().map(Vec::len).collect();
-        let train_users = {
-            let mut seen = vec![false; n_users];
-            for &r in train {
-                seen[users[r] as usize] = true;
-            }
-            seen.iter().filter(|s| **s).count()
-        };
-        Ok(metrics::summarise(
-            &per_user,
+        rank_catalogue(
+            data,
+            train,
+            test,
             k,
-            n_items,
-            &Catalogue {
-                item_popularity: &popularity,
-                n_users: train_users,
-                item_users: &item_users,
-            },
-        ))
+            |u| positives.get(u as usize).map_or(&[][..], Vec::as_slice),
+            |u| self.user_scores(data, Some(u)),
+        )
     }
+}
+
+/// Ranks the whole catalogue for each user with test rows, by `scores(user)`,
+/// leaving out `exclude(user)`, and summarises: the one definition of the
+/// ranking metrics that models and baselines share.
+pub fn rank_catalogue<'a>(
+    data: &Dataset,
+    train: &[usize],
+    test: &[usize],
+    k: usize,
+    exclude: impl Fn(u32) -> &'a [u32] + Sync,
+    scores: impl Fn(u32) -> Result<Vec<f64>, EvalError> + Sync,
+) -> Result<RankingMetrics, TrainError> {
+    let (Some((user_domain, users)), Some((item_domain, items))) = (data.users(), data.items())
+    else {
+        return Err(TrainError::Config(
+            "ranking metrics need user and item columns in the data".into(),
+        ));
+    };
+    let n_users = data.domain_size(user_domain);
+    let n_items = data.domain_size(item_domain);
+    let mut relevant: Vec<Vec<u32>> = vec![Vec::new(); n_users];
+    for &r in test {
+        relevant[users[r] as usize].push(items[r]);
+    }
+    let evaluated: Vec<u32> = (0..n_users as u32)
+        .filter(|&u| !relevant[u as usize].is_empty())
+        .collect();
+    let per_user: Vec<UserMetrics> = evaluated
+        .par_iter()
+        .map(|&u| {
+            let scores = scores(u)?;
+            Ok(metrics::rank_user(
+                &UserRanking {
+                    scores: &scores,
+                    exclude: exclude(u),
+                    relevant: &relevant[u as usize],
+                },
+                k,
+            ))
+        })
+        .collect::<Result<_, EvalError>>()?;
+    let item_users = item_users(data, train);
+    let popularity: Vec<usize> = item_users.iter().map(Vec::len).collect();
+    let train_users = {
+        let mut seen = vec![false; n_users];
+        for &r in train {
+            seen[users[r] as usize] = true;
+        }
+        seen.iter().filter(|s| **s).count()
+    };
+    Ok(metrics::summarise(
+        &per_user,
+        k,
+        n_items,
+        &Catalogue {
+            item_popularity: &popularity,
+            n_users: train_users,
+            item_users: &item_users,
+        },
+    ))
+}
+
+/// For each item, its distinct training users in increasing order.
+pub fn item_users(data: &Dataset, train: &[usize]) -> Vec<Vec<u32>> {
+    let (Some((_, users)), Some((item_domain, items))) = (data.users(), data.items()) else {
+        return Vec::new();
+    };
+    let mut item_users: Vec<Vec<u32>> = vec![Vec::new(); data.domain_size(item_domain)];
+    for &r in train {
+        item_users[items[r] as usize].push(users[r]);
+    }
+    for u in &mut item_users {
+        u.sort_unstable();
+        u.dedup();
+    }
+    item_users
+}
+
+/// The popularity baseline: every user gets the items with the most distinct
+/// training users, measured by [`rank_catalogue`] exactly as a model is.
+pub fn popularity_ranking(
+    data: &Dataset,
+    train: &[usize],
+    test: &[usize],
+    k: usize,
+) -> Result<RankingMetrics, TrainError> {
+    let scores: Vec<f64> = item_users(data, train)
+        .iter()
+        .map(|u| u.len() as f64)
+        .collect();
+    let mut seen: Vec<Vec<u32>> = Vec::new();
+    if let (Some((user_domain, users)), Some((_, items))) = (data.users(), data.items()) {
+        seen = vec![Vec::new(); data.domain_size(user_domain)];
+        for &r in train {
+            seen[users[r] as usize].push(items[r]);
+        }
+        for s in &mut seen {
+            s.sort_unstable();
+            s.dedup();
+        }
+    }
+    rank_catalogue(
+        data,
+        train,
+        test,
+        k,
+        |u| seen.get(u as usize).map_or(&[][..], Vec::as_slice),
+        |_| Ok(scores.clone()),
+    )
 }
 
 /// The table that embeds members of `domain` best: the widest plain (or

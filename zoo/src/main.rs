@@ -1,0 +1,85 @@
+//! `recc-zoo`: trains every model family in `models/` on the shared
+//! datasets, with the defaults a user gets, and writes `docs/RESULTS.md`.
+//!
+//! It drives the `recc` binary exactly as a user would (`--json` output),
+//! runs LightFM beside it where the issue asks for a peer, and checks each
+//! measured figure against its target. Nothing here is tuned: every run
+//! uses the model file's own `fit` block and a stated seed.
+//!
+//! ```text
+//! bench/results.sh                      # builds, then runs this
+//! recc-zoo --data ../shared/data --out docs/RESULTS.md [--only explicit,lastfm]
+//! ```
+
+mod report;
+mod runs;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+
+use crate::report::Report;
+use crate::runs::Zoo;
+
+#[derive(Parser)]
+#[command(name = "recc-zoo", version, about)]
+struct Args {
+    /// The folder with `ml-100k/`, `lastfm-2k/` and `amazon-musical-instruments/`.
+    #[arg(long, default_value = "../shared/data")]
+    data: PathBuf,
+    /// Where to write the results page.
+    #[arg(long, default_value = "docs/RESULTS.md")]
+    out: PathBuf,
+    /// The `recc` binary [default: beside this program].
+    #[arg(long)]
+    recc: Option<PathBuf>,
+    /// A Python with LightFM, for the peer columns [default: $PYTHON, else python3].
+    #[arg(long)]
+    python: Option<String>,
+    /// Only these sections (comma-separated): explicit, temporal, implicit,
+    /// lastfm, sequence, item2vec, text, poincare.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let zoo = match Zoo::new(args.recc, args.data, args.python) {
+        Ok(z) => z,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let started = Instant::now();
+    let mut report = Report::default();
+    for (name, section) in runs::SECTIONS {
+        if !args.only.is_empty() && !args.only.iter().any(|o| o == name) {
+            continue;
+        }
+        eprintln!("== {name}");
+        if let Err(e) = section(&zoo, &mut report) {
+            eprintln!("error in section {name}: {e}");
+            report.failed(name, &e.to_string());
+        }
+    }
+    let page = report.render(&zoo.describe(), started.elapsed().as_secs_f64());
+    if let Err(e) = report::write_atomically(&args.out, &page) {
+        eprintln!("error: cannot write {}: {e}", args.out.display());
+        return ExitCode::from(1);
+    }
+    eprintln!(
+        "wrote {} ({} of {} figures met, {:.0} s)",
+        args.out.display(),
+        report.met(),
+        report.checked(),
+        started.elapsed().as_secs_f64()
+    );
+    if report.has_failures() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,175 @@
+//! The results page: sections of tables and notes, and every figure checked
+//! against its target, gathered into one summary at the top.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+
+/// One figure the issue names, measured.
+pub struct Check {
+    pub figure: String,
+    pub target: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+/// A markdown table: a header row and data rows.
+pub struct Table {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(header: &[&str]) -> Table {
+        Table {
+            header: header.iter().map(|s| s.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    fn render(&self, out: &mut String) {
+        let line = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
+        out.push_str(&line(&self.header));
+        out.push_str(&line(&vec!["---".to_string(); self.header.len()]));
+        for r in &self.rows {
+            out.push_str(&line(r));
+        }
+    }
+}
+
+/// Prose and tables, in order.
+pub enum Block {
+    Text(String),
+    Table(Table),
+}
+
+pub struct Section {
+    pub title: String,
+    pub blocks: Vec<Block>,
+}
+
+impl Section {
+    pub fn new(title: &str) -> Section {
+        Section {
+            title: title.to_string(),
+            blocks: Vec::new(),
+        }
+    }
+
+    pub fn text(&mut self, s: impl Into<String>) {
+        self.blocks.push(Block::Text(s.into()));
+    }
+
+    pub fn table(&mut self, t: Table) {
+        self.blocks.push(Block::Table(t));
+    }
+}
+
+#[derive(Default)]
+pub struct Report {
+    sections: Vec<Section>,
+    checks: Vec<Check>,
+    failures: Vec<(String, String)>,
+}
+
+impl Report {
+    pub fn push(&mut self, s: Section) {
+        self.sections.push(s);
+    }
+
+    /// Records a figure; `met` says whether it reached its target.
+    pub fn check(&mut self, figure: &str, target: &str, measured: String, met: bool) {
+        self.checks.push(Check {
+            figure: figure.to_string(),
+            target: target.to_string(),
+            measured,
+            met,
+        });
+    }
+
+    pub fn failed(&mut self, section: &str, error: &str) {
+        self.failures.push((section.to_string(), error.to_string()));
+    }
+
+    pub fn has_failures(&self) -> bool {
+        !self.failures.is_empty()
+    }
+
+    pub fn met(&self) -> usize {
+        self.checks.iter().filter(|c| c.met).count()
+    }
+
+    pub fn checked(&self) -> usize {
+        self.checks.len()
+    }
+
+    pub fn render(&self, setup: &str, seconds: f64) -> String {
+        let mut out = String::new();
+        out.push_str("# Results\n\n");
+        out.push_str(
+            "Every model family of `models/`, trained with the `fit` defaults in its file \
+             (no per-fold tuning, seeds as stated) on the shared datasets. This page is \
+             written by `bench/results.sh` and is regenerated from scratch by it; do not \
+             edit it by hand.\n\n",
+        );
+        out.push_str(setup);
+        let _ = writeln!(
+            out,
+            "\nThe whole run took {seconds:.0} s. Times below are wall-clock seconds of \
+             the command on a shared 2-core machine and vary from run to run.\n"
+        );
+        out.push_str("## Figures against their targets\n\n");
+        let mut t = Table::new(&["figure", "target", "measured", ""]);
+        for c in &self.checks {
+            t.row(vec![
+                c.figure.clone(),
+                c.target.clone(),
+                c.measured.clone(),
+                if c.met { "met" } else { "**not met**" }.to_string(),
+            ]);
+        }
+        t.render(&mut out);
+        let _ = writeln!(out, "\n{} of {} figures met.\n", self.met(), self.checked());
+        if !self.failures.is_empty() {
+            out.push_str("## Runs that failed\n\n");
+            for (s, e) in &self.failures {
+                let _ = writeln!(out, "- **{s}**: {e}");
+            }
+            out.push('\n');
+        }
+        for s in &self.sections {
+            let _ = writeln!(out, "## {}\n", s.title);
+            for b in &s.blocks {
+                match b {
+                    Block::Text(t) => {
+                        out.push_str(t);
+                        out.push_str("\n\n");
+                    }
+                    Block::Table(t) => {
+                        t.render(&mut out);
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Writes `text` to `path` through a temporary file beside it, so an
+/// interrupted run never leaves half a page.
+pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
