@@ -9,7 +9,6 @@ use recc_compiler::model::{Model, Optimizer};
 use recc_runtime::bind::BindOptions;
 use recc_runtime::data::spec::{DataSpec, LoadOptions};
 use recc_runtime::data::{delimited, BadLines, Dataset};
-use recc_runtime::metrics::RankingMetrics;
 use recc_runtime::modelfile::{self, SavedDomain, SavedModel};
 use recc_runtime::optim::Schedule;
 use recc_runtime::predict::{self, Predictor};
@@ -473,11 +472,11 @@ pub fn run_split(job: &Job, data: &Dataset, split: &Split, label: &str) -> Resul
                 let m = predictor
                     .ranking(data, &train_rows, &test_rows, out.k)
                     .map_err(|e| failed(e.to_string()))?;
-                metrics = ranking_metrics(&m);
+                metrics = m.named().into_iter().collect();
                 if out.baseline {
                     let b = predict::popularity_ranking(data, &train_rows, &test_rows, out.k)
                         .map_err(|e| failed(e.to_string()))?;
-                    baseline = Some(ranking_metrics(&b));
+                    baseline = Some(b.named().into_iter().collect());
                 }
             }
             Task::Loss => {
@@ -495,26 +494,6 @@ pub fn run_split(job: &Job, data: &Dataset, split: &Split, label: &str) -> Resul
         baseline,
         seconds,
     })
-}
-
-/// The ranking metrics by the names `train`, `eval` and `--json` print.
-fn ranking_metrics(m: &RankingMetrics) -> BTreeMap<String, f64> {
-    let k = m.k;
-    [
-        (format!("precision@{k}"), m.precision),
-        (format!("recall@{k}"), m.recall),
-        (format!("ndcg@{k}"), m.ndcg),
-        ("map".into(), m.map),
-        ("mrr".into(), m.mrr),
-        ("auc".into(), m.auc),
-        (format!("hit_rate@{k}"), m.hit_rate),
-        (format!("arhr@{k}"), m.arhr),
-        (format!("coverage@{k}"), m.coverage),
-        (format!("novelty@{k}"), m.novelty),
-        (format!("diversity@{k}"), m.diversity),
-    ]
-    .into_iter()
-    .collect()
 }
 
 /// The rows a model trains and is tested on, as `--write-split` writes them.

@@ -434,23 +434,31 @@ pub fn cosine(a: &[u32], b: &[u32]) -> f64 {
     common as f64 / ((a.len() as f64) * (b.len() as f64)).sqrt()
 }
 
+impl RankingMetrics {
+    /// Each metric with the name `train`, `eval` and `--json` print, in
+    /// table order (`precision@10`, ..., `diversity@10`).
+    pub fn named(&self) -> [(String, f64); 11] {
+        let k = self.k;
+        [
+            (format!("precision@{k}"), self.precision),
+            (format!("recall@{k}"), self.recall),
+            (format!("ndcg@{k}"), self.ndcg),
+            ("map".to_string(), self.map),
+            ("mrr".to_string(), self.mrr),
+            ("auc".to_string(), self.auc),
+            (format!("hit_rate@{k}"), self.hit_rate),
+            (format!("arhr@{k}"), self.arhr),
+            (format!("coverage@{k}"), self.coverage),
+            (format!("novelty@{k}"), self.novelty),
+            (format!("diversity@{k}"), self.diversity),
+        ]
+    }
+}
+
 /// The metrics as an aligned two-column table, one per line, e.g.
 /// `precision@10  0.1234`.
 pub fn format_table(m: &RankingMetrics) -> String {
-    let k = m.k;
-    let rows = [
-        (format!("precision@{k}"), m.precision),
-        (format!("recall@{k}"), m.recall),
-        (format!("ndcg@{k}"), m.ndcg),
-        ("map".to_string(), m.map),
-        ("mrr".to_string(), m.mrr),
-        ("auc".to_string(), m.auc),
-        (format!("hit_rate@{k}"), m.hit_rate),
-        (format!("arhr@{k}"), m.arhr),
-        (format!("coverage@{k}"), m.coverage),
-        (format!("novelty@{k}"), m.novelty),
-        (format!("diversity@{k}"), m.diversity),
-    ];
+    let rows = m.named();
     let width = rows
         .iter()
         .map(|(label, _)| label.len())

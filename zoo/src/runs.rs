@@ -1,7 +1,6 @@
 //! The experiments: each section runs `recc` (and LightFM where a peer is
 //! named), fills a section of the page and records its figures.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -752,14 +751,13 @@ fn item2vec(zoo: &Zoo, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-fn text(zoo: &Zoo, report: &mut Report) -> Result<()> {
+fn text(zoo: &Zoo, _report: &mut Report) -> Result<()> {
     let path = zoo
         .data
         .join("amazon-musical-instruments/reviews_5core.json");
     if !path.is_file() {
         return Err(ZooError::Setup(format!("no {}", path.display())));
     }
-    let _ = report;
     let mut s = Section::new("word2vec-as-MF on Amazon musical-instrument reviews");
     s.text(
         "`recc train models/word2vec_mf.rec --data amazon:FILE+text --split none`: each \
@@ -800,9 +798,7 @@ fn text(zoo: &Zoo, report: &mut Report) -> Result<()> {
         t.row(vec![p.clone(), words.join(", ")]);
     }
     s.table(t);
-    let mut note = String::new();
-    let _ = write!(note, "Training took {} s.", secs(&v));
-    s.text(note);
+    s.text(format!("Training took {} s.", secs(&v)));
     report.push(s);
     Ok(())
 }
