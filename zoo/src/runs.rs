@@ -751,7 +751,7 @@ fn item2vec(zoo: &Zoo, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-fn text(zoo: &Zoo, _report: &mut Report) -> Result<()> {
+fn text(zoo: &Zoo, report: &mut Report) -> Result<()> {
     let path = zoo
         .data
         .join("amazon-musical-instruments/reviews_5core.json");
