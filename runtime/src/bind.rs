@@ -937,7 +937,8 @@ impl Binding {
         };
         // When the users are members of the sampled domain (a tree's nodes),
         // a user is never its own negative either: a node is no non-ancestor
-        // of itself, and a distance has no gradient between a row and itself.
+        // of itself, and its distance to itself, 0, only adds a constant to a
+        // softmax over distances.
         let user = row.user.filter(|_| of_domain(self.user_column));
         let allowed =
             |j: usize| excluded.binary_search(&(j as u32)).is_err() && user != Some(j as u32);
