@@ -495,7 +495,8 @@ fn a_tree_is_embedded_whole_and_measured_by_its_hierarchy() {
 fn a_bad_tree_shape_is_a_usage_error() {
     let run = train_fails(&["--data", "tree:3x0"], 2);
     assert!(
-        run.stderr.contains("tree:3x0: the depth must be at least 1"),
+        run.stderr
+            .contains("tree:3x0: the depth must be at least 1"),
         "{}",
         run.stderr
     );

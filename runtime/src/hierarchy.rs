@@ -8,7 +8,7 @@
 
 use crate::data::tree::{self, Tree};
 use crate::data::IdMap;
-use ndarray::{Array2, ArrayView1, ArrayView2};
+use ndarray::{s, Array2, ArrayView2};
 use rayon::prelude::*;
 use recc_compiler::interp::Params;
 use recc_compiler::ir::{Graph, TableRole};
@@ -31,13 +31,19 @@ pub struct HierarchyReport {
 /// the boundary is infinitely far.
 pub fn hierarchy_report(tree: &Tree, embedding: ArrayView2<f64>) -> HierarchyReport {
     let n = tree.len().min(embedding.nrows());
+    let lanes = embedding.ncols();
+    // Rows laid out flat, so the n² comparisons below allocate nothing.
+    let flat: Vec<f64> = embedding.slice(s![..n, ..]).iter().copied().collect();
+    let row = |i: usize| &flat[i * lanes..(i + 1) * lanes];
+    let room: Vec<f64> = (0..n)
+        .map(|i| 1.0 - row(i).iter().map(|x| x * x).sum::<f64>())
+        .collect();
     // For a fixed `a`, d(a, b) = arcosh(1 + 2‖a − b‖² / ((1 − ‖a‖²)(1 − ‖b‖²)))
     // grows with ‖a − b‖² / (1 − ‖b‖²): ranks compare that, without logs.
-    let far = |a: ArrayView1<f64>, b: ArrayView1<f64>| {
-        let diff = &a - &b;
-        let room = 1.0 - b.dot(&b);
-        if room > 0.0 {
-            diff.dot(&diff) / room
+    let far = |a: &[f64], j: usize| {
+        if room[j] > 0.0 {
+            let d2: f64 = a.iter().zip(row(j)).map(|(x, y)| (x - y) * (x - y)).sum();
+            d2 / room[j]
         } else {
             f64::INFINITY
         }
@@ -46,11 +52,11 @@ pub fn hierarchy_report(tree: &Tree, embedding: ArrayView2<f64>) -> HierarchyRep
         .into_par_iter()
         .filter_map(|i| {
             let p = tree.parent(i).filter(|&p| p < n)?;
-            let a = embedding.row(i);
-            let to_parent = far(a, embedding.row(p));
+            let a = row(i);
+            let to_parent = far(a, p);
             let (mut nearer, mut tied) = (0usize, 0usize);
             for j in (0..n).filter(|&j| j != i && j != p) {
-                let d = far(a, embedding.row(j));
+                let d = far(a, j);
                 if d < to_parent {
                     nearer += 1;
                 } else if d == to_parent {
@@ -64,9 +70,8 @@ pub fn hierarchy_report(tree: &Tree, embedding: ArrayView2<f64>) -> HierarchyRep
     let depths = (0..n).map(|i| tree.depth_of(i)).max().map_or(0, |d| d + 1);
     let mut sums = vec![(0.0, 0usize); depths];
     for i in 0..n {
-        let row = embedding.row(i);
         let s = &mut sums[tree.depth_of(i)];
-        s.0 += row.dot(&row).sqrt();
+        s.0 += row(i).iter().map(|x| x * x).sum::<f64>().sqrt();
         s.1 += 1;
     }
     HierarchyReport {
