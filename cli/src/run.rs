@@ -4,11 +4,13 @@
 
 use crate::progress::Progress;
 use crate::{Failure, EXIT_MODEL_ERRORS, EXIT_USAGE};
+use recc_compiler::interp::Params;
 use recc_compiler::ir::SlotKind;
 use recc_compiler::model::{Model, Optimizer};
 use recc_runtime::bind::BindOptions;
 use recc_runtime::data::spec::{DataSpec, LoadOptions};
 use recc_runtime::data::{delimited, BadLines, Dataset};
+use recc_runtime::hierarchy::{self, HierarchyReport};
 use recc_runtime::modelfile::{self, SavedDomain, SavedModel};
 use recc_runtime::optim::Schedule;
 use recc_runtime::predict::{self, Predictor};
@@ -23,12 +25,13 @@ use std::time::Instant;
 #[derive(clap::Args, Clone, Debug)]
 pub struct DataArgs {
     /// Data: builtin (generated, the default), ml-100k:DIR, lastfm:DIR,
-    /// amazon:FILE, csv:FILE or a path; append +item2vec or +text for
-    /// co-occurrence counts
+    /// amazon:FILE, csv:FILE, tree:BxD (the ancestor pairs of a generated
+    /// tree) or a path; append +item2vec or +text for co-occurrence counts
     #[arg(long, default_value = "builtin")]
     pub data: String,
     /// How to split: given[:u1..u5|ua|ub], random[:F], kfold[:K], user[:F],
-    /// last[:N|P%], none [default: random:0.2, or user:0.2 for ranking models]
+    /// last[:N|P%], none [default: random:0.2, or user:0.2 for ranking
+    /// models, none for tree:BxD]
     #[arg(long)]
     pub split: Option<String>,
     /// Columns of a delimited file, e.g. user,item,rating:real,ts:time,genres:bag(genre,|)
@@ -159,10 +162,12 @@ fn has_negatives(model: &Model) -> bool {
     !model.samplers.is_empty()
 }
 
-/// The split as asked, or the default for the model.
-fn split_text(args: &DataArgs, model: &Model) -> String {
+/// The split as asked, or the data's own default, or the model's.
+fn split_text(args: &DataArgs, model: &Model, spec: &DataSpec) -> String {
     args.split.clone().unwrap_or_else(|| {
-        if has_negatives(model) {
+        if let Some(split) = spec.default_split() {
+            split.into()
+        } else if has_negatives(model) {
             "user:0.2".into()
         } else {
             "random:0.2".into()
@@ -220,7 +225,7 @@ pub struct Prepared {
 pub fn prepare(args: &DataArgs, model: &Model, seed: u64, all_folds: bool) -> Result<Prepared> {
     let spec: DataSpec = args.data.parse().map_err(usage)?;
     let options = load_options(args)?;
-    let split_text = split_text(args, model);
+    let split_text = split_text(args, model, &spec);
     let (fold_names, rest): (Vec<String>, Option<SplitSpec>) =
         match split_text.strip_prefix("given") {
             Some(tail) => {
@@ -517,15 +522,34 @@ fn write_split(
 
 fn describe_data(data: &Dataset) -> String {
     let mut parts = vec![format!("{} rows", data.len())];
+    let mut named: Vec<&str> = Vec::new();
     for role in [data.user.as_deref(), data.item.as_deref()]
         .into_iter()
         .flatten()
     {
-        if let Some((d, _)) = data.indices(role) {
+        // Users and items of one domain (a tree's nodes) are counted once.
+        if let Some((d, _)) = data.indices(role).filter(|(d, _)| !named.contains(d)) {
             parts.push(format!("{} {}s", data.domain_size(d), d));
+            named.push(d);
         }
     }
     format!("{} ({})", data.name, parts.join(", "))
+}
+
+/// The hierarchy figures of a model trained on a generated tree, when one of
+/// its tables embeds the tree's nodes in the Poincaré ball.
+fn hierarchy(spec: &DataSpec, session: &Session, params: &Params) -> Option<HierarchyReport> {
+    let tree = spec.tree()?;
+    hierarchy::tree_report(&tree, &session.forward, &session.binding.domains, params)
+}
+
+fn format_hierarchy(h: &HierarchyReport) -> String {
+    let norms: Vec<String> = h.norm_by_depth.iter().map(|n| format!("{n:.4}")).collect();
+    format!(
+        "hierarchy: parent_rank {:.4}  norm_by_depth {}",
+        h.parent_rank,
+        norms.join(" ")
+    )
 }
 
 fn format_metrics(metrics: &BTreeMap<String, f64>) -> String {
@@ -586,11 +610,12 @@ pub fn train_command(
         write_split(dir, &prepared.data, split, &source.model, data_args)?;
     }
     let outcome = run_split(&job, &prepared.data, split, "")?;
+    let hierarchy = hierarchy(&prepared.spec, &outcome.session, &outcome.trained.params);
     let output = output.unwrap_or_else(|| PathBuf::from(format!("{}.recm", source.model.name)));
     let saved = saved_model(&source, &prepared, &config, &outcome, data_args);
     modelfile::save(&output, &saved).map_err(|e| usage(e.to_string()))?;
     if out.json {
-        let v = json!({
+        let mut v = json!({
             "model": source.model.name,
             "file": source.name,
             "data": prepared.spec.to_string(),
@@ -606,18 +631,24 @@ pub fn train_command(
             "seconds": outcome.seconds,
             "output": output.display().to_string(),
         });
+        if let Some(h) = &hierarchy {
+            v["hierarchy"] = json!(h);
+        }
         println!("{v:#}");
     } else {
         if let Some(e) = outcome.trained.best_epoch {
             println!("early stopping kept epoch {e}");
         }
-        if outcome.metrics.is_empty() {
-            println!("no test rows: nothing measured");
-        } else {
+        if !outcome.metrics.is_empty() {
             println!("test: {}", format_metrics(&outcome.metrics));
         }
         if let Some(b) = &outcome.baseline {
             println!("popularity: {}", format_metrics(b));
+        }
+        match &hierarchy {
+            Some(h) => println!("{}", format_hierarchy(h)),
+            None if outcome.metrics.is_empty() => println!("no test rows: nothing measured"),
+            None => {}
         }
         println!(
             "wrote {} ({:.1} s of training)",
@@ -776,6 +807,8 @@ pub struct Reloaded {
     pub split: Split,
     pub session: Session,
     pub params: recc_compiler::interp::Params,
+    /// The data spec the model is measured on.
+    pub spec: DataSpec,
 }
 
 /// Load a model file and the data it was trained on (or `--data`).
@@ -867,6 +900,7 @@ pub fn reload(path: &Path, data_args: Option<&DataArgs>) -> Result<Reloaded> {
         .params(session.binding.domain_sizes())
         .map_err(|e| usage(e.to_string()))?;
     let data = prepared.data;
+    let spec = prepared.spec;
     Ok(Reloaded {
         saved,
         seed,
@@ -875,6 +909,7 @@ pub fn reload(path: &Path, data_args: Option<&DataArgs>) -> Result<Reloaded> {
         split,
         session,
         params,
+        spec,
     })
 }
 
@@ -897,8 +932,21 @@ pub fn eval_command(path: &Path, data_args: &DataArgs, out: &OutputArgs) -> Resu
     } else {
         (r.split.train.clone(), r.split.test.clone())
     };
+    let hierarchy = hierarchy(&r.spec, &r.session, &r.params);
     if test_rows.is_empty() {
-        return Err(usage("the split has no test rows to evaluate on"));
+        // A tree embedded whole is measured by its hierarchy figures alone.
+        let Some(h) = hierarchy else {
+            return Err(usage("the split has no test rows to evaluate on"));
+        };
+        if out.json {
+            println!(
+                "{:#}",
+                json!({"model": r.saved.model_name, "rows": 0, "hierarchy": h})
+            );
+        } else {
+            println!("{}", format_hierarchy(&h));
+        }
+        return Ok(());
     }
     let mut metrics: BTreeMap<String, f64> = BTreeMap::new();
     match r.session.task {
@@ -915,9 +963,15 @@ pub fn eval_command(path: &Path, data_args: &DataArgs, out: &OutputArgs) -> Resu
                 .map_err(|e| failed(e.to_string()))?;
             if !out.json {
                 println!("{}", recc_runtime::metrics::format_table(&m));
+                if let Some(h) = &hierarchy {
+                    println!("{}", format_hierarchy(h));
+                }
                 return Ok(());
             }
-            let v = serde_json::to_value(&m).map_err(|e| failed(e.to_string()))?;
+            let mut v = serde_json::to_value(&m).map_err(|e| failed(e.to_string()))?;
+            if let Some(h) = &hierarchy {
+                v["hierarchy"] = json!(h);
+            }
             println!("{v:#}");
             return Ok(());
         }
@@ -929,12 +983,17 @@ pub fn eval_command(path: &Path, data_args: &DataArgs, out: &OutputArgs) -> Resu
         }
     }
     if out.json {
-        println!(
-            "{:#}",
-            json!({"model": r.saved.model_name, "rows": test_rows.len(), "metrics": metrics})
-        );
+        let mut v =
+            json!({"model": r.saved.model_name, "rows": test_rows.len(), "metrics": metrics});
+        if let Some(h) = &hierarchy {
+            v["hierarchy"] = json!(h);
+        }
+        println!("{v:#}");
     } else {
         println!("{} rows: {}", test_rows.len(), format_metrics(&metrics));
+        if let Some(h) = &hierarchy {
+            println!("{}", format_hierarchy(h));
+        }
     }
     Ok(())
 }

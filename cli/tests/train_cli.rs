@@ -488,6 +488,70 @@ fn baseline_measures_popularity_on_the_same_split() {
     );
 }
 
+/// The `hierarchy:` line of `recc train` or `recc eval`.
+fn hierarchy_line(stdout: &str) -> &str {
+    stdout
+        .lines()
+        .find(|l| l.starts_with("hierarchy: "))
+        .unwrap_or_else(|| panic!("no hierarchy line:\n{stdout}"))
+}
+
+#[test]
+fn a_tree_is_embedded_whole_and_measured_by_its_hierarchy() {
+    let dir = temp();
+    let model = dir.path().join("tree.recm");
+    let args = [
+        "train",
+        "models/poincare_tree.rec",
+        "--data",
+        "tree:2x3",
+        "--epochs",
+        "30",
+        "-o",
+        path_str(&model),
+    ];
+    let run = recc(&args).ok();
+    assert!(
+        run.stderr
+            .contains("on tree 2x3 (34 rows, 15 nodes): 34 train / 0 test rows (none)"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stdout.contains("no test rows"), "{}", run.stdout);
+    let line = hierarchy_line(&run.stdout);
+    assert!(metric(line, "parent_rank") >= 1.0, "{line}");
+    let norms = line
+        .split("norm_by_depth ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{line}"));
+    assert_eq!(norms.split(' ').count(), 4, "{line}");
+    // eval measures the saved embedding the same way.
+    let eval = recc(&["eval", path_str(&model)]).ok();
+    assert_eq!(hierarchy_line(&eval.stdout), line);
+
+    let json = recc(&[&args[..], &["--json"]].concat()).ok().json();
+    assert_eq!(json["split"], "none");
+    assert_eq!(json["test_rows"], 0);
+    let h = &json["hierarchy"];
+    assert!(h["parent_rank"].as_f64() >= Some(1.0), "{json:#}");
+    assert_eq!(h["norm_by_depth"].as_array().map(Vec::len), Some(4));
+    let eval = recc(&["eval", path_str(&model), "--json"]).ok().json();
+    assert_eq!(eval["hierarchy"], *h);
+}
+
+#[test]
+fn a_bad_tree_shape_is_a_usage_error() {
+    let run = train_fails(&["--data", "tree:3x0"], 2);
+    assert!(
+        run.stderr
+            .contains("tree:3x0: the depth must be at least 1"),
+        "{}",
+        run.stderr
+    );
+    let run = train_fails(&["--data", "tree:3by6"], 2);
+    assert!(run.stderr.contains("expected tree:BxD"), "{}", run.stderr);
+}
+
 /// Train biased MF with `extra` flags into a fresh dir; the failure must
 /// leave no model file behind.
 fn train_fails(extra: &[&str], code: i32) -> Run {

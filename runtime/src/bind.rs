@@ -925,22 +925,30 @@ impl Binding {
         data: &Dataset,
         rng: &mut StdRng,
     ) -> usize {
-        let size = self.domains[domain.index()].1.len().max(1);
-        let excluded: &[u32] = match (row.user, self.item_column) {
-            (Some(u), Some(ic))
-                if data.columns[ic].data.domain() == Some(&self.domains[domain.index()].0) =>
-            {
+        let (name, ids) = &self.domains[domain.index()];
+        let size = ids.len().max(1);
+        let of_domain =
+            |c: Option<usize>| c.is_some_and(|c| data.columns[c].data.domain() == Some(name));
+        let excluded: &[u32] = match row.user {
+            Some(u) if of_domain(self.item_column) => {
                 self.positives.get(u as usize).map_or(&[], Vec::as_slice)
             }
             _ => &[],
         };
+        // When the users are members of the sampled domain (a tree's nodes),
+        // a user is never its own negative either: a node is no non-ancestor
+        // of itself, and its distance to itself, 0, only adds a constant to a
+        // softmax over distances.
+        let user = row.user.filter(|_| of_domain(self.user_column));
+        let allowed =
+            |j: usize| excluded.binary_search(&(j as u32)).is_err() && user != Some(j as u32);
         let mut draw = || match self.popularity.get(&domain.0) {
             Some(w) if popularity => w.sample(rng),
             _ => rng.random_range(0..size),
         };
         let mut j = draw();
         for _ in 0..NEGATIVE_TRIES {
-            if excluded.binary_search(&(j as u32)).is_err() {
+            if allowed(j) {
                 break;
             }
             j = draw();

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod bind;
 pub mod data;
 pub mod export;
+pub mod hierarchy;
 pub mod init;
 pub mod metrics;
 pub mod modelfile;

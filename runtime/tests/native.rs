@@ -61,8 +61,9 @@ fn builtin() -> Dataset {
 }
 
 /// Data `file` fits, from the built-in ratings: word2vec_mf reads the
-/// co-occurrences of items in users' sequences, every other model the
-/// ratings themselves (as `runtime/tests/train.rs` chooses).
+/// co-occurrences of items in users' sequences, poincare_tree the ancestor
+/// pairs of a generated tree, every other model the ratings themselves (as
+/// `runtime/tests/train.rs` chooses).
 fn data_for(file: &str, base: &Dataset) -> (Dataset, BindOptions) {
     match file {
         "word2vec_mf.rec" => {
@@ -71,8 +72,17 @@ fn data_for(file: &str, base: &Dataset) -> (Dataset, BindOptions) {
             d.target = None;
             (d, BindOptions::default())
         }
+        "poincare_tree.rec" => (tree_data("3x4"), BindOptions::default()),
         _ => (base.clone(), BindOptions::default()),
     }
+}
+
+/// The ancestor pairs of a complete tree of `shape` (`BxD`).
+fn tree_data(shape: &str) -> Dataset {
+    let shape = shape.parse().unwrap_or_else(|e| panic!("{e}"));
+    recc_runtime::data::tree::Tree::new(shape)
+        .closure()
+        .unwrap()
 }
 
 fn holdout(data: &Dataset) -> Split {

@@ -132,7 +132,9 @@ pub fn finite_difference_check(
                     .get(&(recc_compiler::ir::TableId(t as u32), row))
                     .map_or(0.0, |v| v[lane]);
                 let scale = analytic.abs().max(numeric.abs()).max(1e-3);
-                if (analytic - numeric).abs() / scale > tolerance {
+                // A NaN on either side is a mismatch, not a pass.
+                let error = (analytic - numeric).abs() / scale;
+                if error.is_nan() || error > tolerance {
                     mismatches.push(Mismatch {
                         table: g.tables[t].name.clone(),
                         row,

@@ -809,18 +809,19 @@ fn poincare(zoo: &Zoo, report: &mut Report) -> Result<()> {
         "`recc train models/poincare_tree.rec --data tree:3x6`: the transitive closure \
          of a complete ternary tree of depth 6 (1,093 nodes), embedded in the \
          2-dimensional Poincaré ball. Parent rank: the rank of each node's parent among \
-         all other nodes by Poincaré distance (1 = nearest), averaged over non-root \
-         nodes.",
+         all other nodes by Poincaré distance (1 = nearest, ties count half), \
+         averaged over non-root nodes.",
     );
     let mut t = Table::new(&["seed", "parent rank", "mean norm by depth 0–6", "s"]);
     let mut ranks = Vec::new();
     let mut increasing = true;
     for seed in ["42", "1", "2"] {
         let v = zoo.train("poincare_tree", "tree:3x6", &["--seed", seed])?;
-        let rank = num(&v, &["metrics", "parent_rank"]);
-        let norms: Vec<f64> = (0..=6)
-            .filter_map(|d| num(&v, &["metrics", &format!("norm_depth_{d}")]))
-            .collect();
+        let rank = num(&v, &["hierarchy", "parent_rank"]);
+        let norms: Vec<f64> = v["hierarchy"]["norm_by_depth"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_f64).collect())
+            .unwrap_or_default();
         increasing &= norms.len() == 7 && norms.windows(2).all(|w| w[0] < w[1]);
         ranks.push(rank.unwrap_or(f64::NAN));
         t.row(vec![
@@ -828,7 +829,7 @@ fn poincare(zoo: &Zoo, report: &mut Report) -> Result<()> {
             f4(rank),
             norms
                 .iter()
-                .map(|n| format!("{n:.3}"))
+                .map(|n| format!("{n:.4}"))
                 .collect::<Vec<_>>()
                 .join(", "),
             secs(&v),

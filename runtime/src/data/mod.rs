@@ -317,6 +317,7 @@ pub mod lastfm;
 pub mod movielens;
 pub mod spec;
 pub mod text;
+pub mod tree;
 
 impl Dataset {
     /// Write `rows` as tab-separated text with a header, raw ids restored

@@ -6,6 +6,7 @@
 //! lastfm:DIR                   Last.fm-2k user-artist plays
 //! amazon:FILE                  Amazon reviews, JSON lines
 //! csv:FILE  (or any FILE)      a delimited file; see --columns, --sep, --header
+//! tree:BxD                     a generated hierarchy: the ancestor pairs of a tree
 //! DIR                          ml-100k or lastfm, recognised by their files
 //! ```
 //!
@@ -13,6 +14,7 @@
 //! time-ordered sequences) or `text` (co-occurrence of review words with
 //! product tokens), e.g. `ml-100k:DIR+item2vec`, `amazon:FILE+text`.
 
+use super::tree::{Tree, TreeShape};
 use super::{amazon, delimited, lastfm, movielens, text, BadLines, DataError, Dataset};
 use crate::split::Split;
 use std::fmt;
@@ -27,6 +29,8 @@ pub enum Source {
     LastFm(PathBuf),
     Amazon(PathBuf),
     Delimited(PathBuf),
+    /// The transitive closure of a complete tree (see [`super::tree`]).
+    Tree(TreeShape),
 }
 
 /// A derived view of the loaded data.
@@ -66,6 +70,7 @@ impl FromStr for DataSpec {
             Some(("lastfm", p)) => Source::LastFm(p.into()),
             Some(("amazon", p)) => Source::Amazon(p.into()),
             Some(("csv" | "tsv" | "file", p)) => Source::Delimited(p.into()),
+            Some(("tree", shape)) => Source::Tree(shape.parse()?),
             _ => {
                 let p = Path::new(base);
                 if p.join("u.data").exists() {
@@ -99,6 +104,7 @@ impl fmt::Display for DataSpec {
             Source::LastFm(p) => write!(f, "lastfm:{}", p.display())?,
             Source::Amazon(p) => write!(f, "amazon:{}", p.display())?,
             Source::Delimited(p) => write!(f, "csv:{}", p.display())?,
+            Source::Tree(shape) => write!(f, "tree:{shape}")?,
         }
         match self.view {
             View::Rows => Ok(()),
@@ -121,6 +127,21 @@ pub struct LoadOptions {
 }
 
 impl DataSpec {
+    /// The generated tree, when the data is one: what the hierarchy report
+    /// measures an embedding against.
+    pub fn tree(&self) -> Option<Tree> {
+        match (&self.source, self.view) {
+            (Source::Tree(shape), View::Rows) => Some(Tree::new(*shape)),
+            _ => None,
+        }
+    }
+
+    /// The split to use when none is asked for, if the data has its own:
+    /// a hierarchy is embedded whole, with nothing held out.
+    pub fn default_split(&self) -> Option<&'static str> {
+        matches!((&self.source, self.view), (Source::Tree(_), View::Rows)).then_some("none")
+    }
+
     /// Load the data. `fold` names one of the data's own splits (MovieLens
     /// `u1`..`u5`, `ua`, `ub`); the split comes back with it.
     pub fn load(
@@ -165,6 +186,7 @@ impl DataSpec {
             Source::Delimited(path) => {
                 (delimited::read(path, &options.delimited, bad)?, None, None)
             }
+            Source::Tree(shape) => (Tree::new(*shape).closure()?, None, None),
         };
         let window = options.window.max(1);
         let data = match (self.view, texts) {
