@@ -77,6 +77,7 @@ pub fn check(
     if diags.iter().any(Diagnostic::is_error) {
         return (None, diags);
     }
+    let noise_scale = c.noise_scale();
     let model = Model {
         name: c.model_name.unwrap_or_else(|| default_name.to_string()),
         domains: c.domains,
@@ -85,6 +86,7 @@ pub fn check(
         samplers: c.samplers,
         terms: c.terms,
         score: c.score,
+        noise_scale,
         fit: c.fit,
     };
     (Some(model), diags)
@@ -163,6 +165,9 @@ struct Checker<'a> {
     samplers: Vec<Sampler>,
     terms: Vec<Term>,
     score: Option<TExpr>,
+    /// For each likelihood on a `real` input: the scale, if it is a usable
+    /// normal scale (see [`Model::noise_scale`]).
+    likelihood_scales: Vec<Option<TExpr>>,
     fit: FitConfig,
     /// Every top-level name of the user's file.
     globals: HashMap<String, (Symbol, Span)>,
@@ -192,6 +197,7 @@ impl<'a> Checker<'a> {
             samplers: Vec::new(),
             terms: Vec::new(),
             score: None,
+            likelihood_scales: Vec::new(),
             fit: FitConfig::default(),
             globals: HashMap::new(),
             defs: Vec::new(),
@@ -1278,7 +1284,38 @@ impl<'a> Checker<'a> {
         };
         let t = self.expr(env, &target_expr)?;
         let t = self.expect_value(t)?;
-        self.apply_distribution(env, t, dist, "likelihood")
+        let real_input = match t.kind {
+            TExprKind::Input(i) if self.inputs[i.index()].kind == InputKind::Real => Some(i),
+            _ => None,
+        };
+        let (def, args) = self.distribution_args(env, t, dist, "likelihood")?;
+        if let Some(input) = real_input {
+            let is_normal =
+                dist.name.name == "normal" && self.defs[def.0].module == Some(stdlib::LIKELIHOODS);
+            let scale = match &args[..] {
+                [_, _, s] if is_normal => Some(s),
+                _ => None,
+            };
+            // The scale must be computable for a row whose target is unknown.
+            let usable = scale.filter(|s| {
+                s.ty == Ty::scalar()
+                    && !mentions(s, &|k| {
+                        matches!(k, TExprKind::Negative { .. }) || *k == TExprKind::Input(input)
+                    })
+            });
+            self.likelihood_scales.push(usable.cloned());
+        }
+        self.instantiate(def, args, dist.span)
+    }
+
+    /// The recorded noise scale: only when the model has exactly one
+    /// likelihood on a `real` input, since two would not say which one
+    /// describes the target.
+    fn noise_scale(&mut self) -> Option<TExpr> {
+        match std::mem::take(&mut self.likelihood_scales).as_mut_slice() {
+            [one] => one.take(),
+            _ => None,
+        }
     }
 
     /// `X ~ D(args)` → `D_nll(X, args...)`.
@@ -1289,6 +1326,18 @@ impl<'a> Checker<'a> {
         dist: &ast::Dist,
         what: &str,
     ) -> Option<TExpr> {
+        let (def, args) = self.distribution_args(env, target, dist, what)?;
+        self.instantiate(def, args, dist.span)
+    }
+
+    /// The `D_nll` behind `X ~ D(args)` and its checked arguments, `X` first.
+    fn distribution_args(
+        &mut self,
+        env: &Env,
+        target: TExpr,
+        dist: &ast::Dist,
+        what: &str,
+    ) -> Option<(DefId, Vec<TExpr>)> {
         let fn_name = format!("{}_nll", dist.name.name);
         let def = match self.globals.get(&fn_name) {
             Some((Symbol::Def(d), _)) => Some(*d),
@@ -1352,7 +1401,7 @@ impl<'a> Checker<'a> {
         for a in &dist.args {
             args.push(self.expr(env, a)?);
         }
-        self.instantiate(def, args, dist.span)
+        Some((def, args))
     }
 
     fn prior(&mut self, target: &Expr, dist: &ast::Dist) -> Option<TExpr> {
@@ -2583,6 +2632,11 @@ fn find_shift_nodes(e: &TExpr, out: &mut Vec<TExpr>) {
     for c in children(e) {
         find_shift_nodes(c, out);
     }
+}
+
+/// Does `e` or any sub-expression satisfy `hit`?
+fn mentions(e: &TExpr, hit: &impl Fn(&TExprKind) -> bool) -> bool {
+    hit(&e.kind) || children(e).into_iter().any(|c| mentions(c, hit))
 }
 
 fn texpr_size(e: &TExpr) -> usize {

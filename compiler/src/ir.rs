@@ -265,6 +265,9 @@ pub struct Graph {
     pub loss: NodeId,
     /// The prediction, if the model has one.
     pub score: Option<NodeId>,
+    /// The scale of a normal likelihood on the target (`Model::noise_scale`):
+    /// the observation noise around `score`, for predictive intervals.
+    pub noise_scale: Option<NodeId>,
     /// Gradients of `loss`, filled in by [`crate::grad::grad`].
     pub grads: Vec<Grad>,
 }
@@ -284,10 +287,11 @@ impl Graph {
         self.nodes[id.index()].ty
     }
 
-    /// Every node the outputs depend on: loss, score and gradients.
+    /// Every node the outputs depend on: loss, score, noise scale and gradients.
     pub fn roots(&self) -> Vec<NodeId> {
         let mut roots = vec![self.loss];
         roots.extend(self.score);
+        roots.extend(self.noise_scale);
         for g in &self.grads {
             roots.push(g.value);
             match g.target {
@@ -345,6 +349,9 @@ impl Graph {
         }
         if self.ty(self.loss) != Ty::SCALAR {
             return Err(IrError("the loss is not a scalar".into()));
+        }
+        if self.noise_scale.is_some_and(|s| self.ty(s) != Ty::SCALAR) {
+            return Err(IrError("the noise scale is not a scalar".into()));
         }
         for g in &self.grads {
             let table = &self.tables[match g.target {
@@ -447,6 +454,9 @@ impl Graph {
         let _ = writeln!(out, "  loss {}", self.loss);
         if let Some(s) = self.score {
             let _ = writeln!(out, "  score {s}");
+        }
+        if let Some(s) = self.noise_scale {
+            let _ = writeln!(out, "  scale {s}");
         }
         for g in &self.grads {
             let target = match g.target {
@@ -736,6 +746,7 @@ impl Builder {
                 spans: Vec::new(),
                 loss: NodeId(0),
                 score: None,
+                noise_scale: None,
                 grads: Vec::new(),
             },
             seen: HashMap::new(),

@@ -30,6 +30,7 @@ pub fn lower(model: &Model) -> Result<Graph, IrError> {
         spans: Vec::new(),
         loss: NodeId(0),
         score: None,
+        noise_scale: None,
         grads: Vec::new(),
     };
     let dom = |d: crate::model::DomainId| ir::DomainId(d.0);
@@ -128,9 +129,14 @@ pub fn lower(model: &Model) -> Result<Graph, IrError> {
         Some(s) => Some(l.expr(s)?),
         None => None,
     };
+    let noise_scale = match &model.noise_scale {
+        Some(s) => Some(l.expr(s)?),
+        None => None,
+    };
     let mut g = l.b.finish();
     g.loss = loss;
     g.score = score;
+    g.noise_scale = noise_scale;
     Ok(g)
 }
 

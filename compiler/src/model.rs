@@ -20,6 +20,11 @@ pub struct Model {
     pub terms: Vec<Term>,
     /// The prediction: the `let` named `R` applied to the inputs it names.
     pub score: Option<TExpr>,
+    /// The scale `S` of the model's one likelihood `x ~ normal(MU, S)` on a
+    /// `real` input: the observation noise around the prediction, which
+    /// predictive intervals need. A scalar that reads neither that input nor
+    /// a negative, so it can be evaluated without the target.
+    pub noise_scale: Option<TExpr>,
     pub fit: FitConfig,
 }
 

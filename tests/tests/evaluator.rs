@@ -156,3 +156,40 @@ fn negatives_in_a_comprehension_take_the_hardest() {
         0.0
     );
 }
+
+#[test]
+fn a_normal_likelihood_records_its_scale_beside_the_score() {
+    let head = "input u: user\ninput i: item\ninput r: real\nparam ls: real\n\
+                param w[user]: real\nlet R(u, i) = w[u]\n";
+    let g = graph(&format!("{head}r ~ normal(R(u, i), exp(ls))\n"));
+    assert!(g.noise_scale.is_some());
+    assert!(g.to_text(None).contains("  scale %"));
+    let mut params = Params::zeros(&g, &[2, 1]).unwrap_or_else(|e| panic!("{e}"));
+    params.tables[table(&g, "ls")] = array![[2f64.ln()]];
+    params.tables[table(&g, "w")] = array![[0.0], [3.0]];
+    let ex = Example {
+        slots: vec![
+            SlotValue::Index(1),
+            SlotValue::Index(0),
+            SlotValue::Real(4.0),
+        ],
+    };
+    let e = evaluate(&g, &params, &ex).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(e.score, Some(3.0));
+    assert!((e.noise_scale.unwrap_or(f64::NAN) - 2.0).abs() < 1e-12);
+    // ½((4 − 3) / 2)² + log 2 + ½ log 2π
+    let want = 0.125 + 2f64.ln() + 0.918_938_533_204_672_7;
+    assert!((e.loss - want).abs() < 1e-12, "{}", e.loss);
+
+    // No scale where it would not describe the target, or not be known without it.
+    for objective in [
+        "r ~ laplace(R(u, i), 1)\n",
+        "r ~ normal(R(u, i), 0.1 * r + 1)\n",
+        "r ~ normal(R(u, i), 1)\nr ~ normal(R(u, i), 2)\n",
+        "use stdlib.losses\nloss mse(R(u, i), r)\n",
+    ] {
+        let g = graph(&format!("{head}{objective}"));
+        assert_eq!(g.noise_scale, None, "{objective}");
+        assert!(!g.to_text(None).contains("scale"), "{objective}");
+    }
+}
