@@ -537,7 +537,7 @@ impl<'a> Checker<'a> {
                     }
                     init = Some(self.init(dist));
                 }
-                ast::ParamAttr::Variational(s) => {
+                ast::ParamAttr::Variational(s, options) => {
                     if variational.is_some() {
                         self.error(
                             "recc::bad-param",
@@ -546,7 +546,8 @@ impl<'a> Checker<'a> {
                             "again",
                         );
                     }
-                    variational = Some(*s);
+                    let v = self.variational_options(options);
+                    variational = Some((*s, v));
                 }
                 ast::ParamAttr::OnBall(s) | ast::ParamAttr::Nonneg(s) => {
                     let c = if matches!(attr, ast::ParamAttr::OnBall(_)) {
@@ -586,7 +587,7 @@ impl<'a> Checker<'a> {
                 );
             }
         }
-        if let (Some(v), Some((_, s))) = (variational, constraint) {
+        if let (Some((v, _)), Some((_, s))) = (variational, constraint) {
             self.report(
                 Diagnostic::error(
                     "recc::bad-param",
@@ -604,11 +605,52 @@ impl<'a> Checker<'a> {
                 domain: domain_id,
                 shape,
                 init: init.flatten().unwrap_or(Init::Zeros),
-                variational: variational.is_some(),
+                variational: variational.map(|(_, v)| v),
                 constraint: constraint.map_or(Constraint::None, |(c, _)| c),
                 span: name.span,
             });
         }
+    }
+
+    /// `variational(sd: S)`: the sd rows start with, a positive number.
+    fn variational_options(&mut self, options: &[ast::FitEntry]) -> Variational {
+        let mut v = Variational { initial_sd: None };
+        for o in options {
+            if o.key.name != "sd" {
+                let mut d = Diagnostic::error(
+                    "recc::bad-param",
+                    format!("unknown option `{}` of `variational`", o.key.name),
+                    o.key.span,
+                )
+                .label("unknown option");
+                d = match closest(&o.key.name, ["sd"]) {
+                    Some(c) => d.with_help(format!("did you mean `{c}`?")),
+                    None => d.with_help("`variational(sd: S)` starts every row with sd S"),
+                };
+                self.report(d);
+                continue;
+            }
+            match o.value {
+                ast::FitValue::Number(x, _) if x > 0.0 && x.is_finite() => {
+                    if v.initial_sd.is_some() {
+                        self.error(
+                            "recc::bad-param",
+                            "`sd` is given twice",
+                            o.key.span,
+                            "again",
+                        );
+                    }
+                    v.initial_sd = Some(x);
+                }
+                _ => self.error(
+                    "recc::bad-param",
+                    "`sd` must be a positive number",
+                    o.value.span(),
+                    "the sd every row starts with",
+                ),
+            }
+        }
+        v
     }
 
     /// A constant argument of `init`: a number, possibly negated.
@@ -1053,8 +1095,8 @@ impl<'a> Checker<'a> {
                     });
                     self.term(TermKind::Likelihood, e, item.span);
                 }
-                ItemKind::Prior { target, dist } => {
-                    let e = self.prior(target, dist);
+                ItemKind::Prior { target, dist, once } => {
+                    let e = self.prior(target, dist, *once);
                     self.term(TermKind::Prior, e, item.span);
                 }
                 ItemKind::Penalty(expr) => {
@@ -1404,9 +1446,59 @@ impl<'a> Checker<'a> {
         Some((def, args))
     }
 
-    fn prior(&mut self, target: &Expr, dist: &ast::Dist) -> Option<TExpr> {
+    /// A prior's term; with `once`, weighted so that it counts once per row
+    /// per epoch instead of once per example.
+    fn prior(&mut self, target: &Expr, dist: &ast::Dist, once: Option<Span>) -> Option<TExpr> {
         let env = Env::default();
         let t = self.expr(&env, target)?;
+        let e = self.prior_term(&env, target, &t, dist)?;
+        let Some(once) = once else { return Some(e) };
+        let counted_by = match &t.kind {
+            TExprKind::Global(_) => None,
+            TExprKind::Row { index, .. } => match index.kind {
+                TExprKind::Input(i)
+                    if matches!(self.inputs[i.index()].kind, InputKind::Index(_)) =>
+                {
+                    Some(i)
+                }
+                _ => {
+                    let what = match (&index.kind, index.ty) {
+                        (TExprKind::Shift { .. }, _) => "a shifted index",
+                        (_, Ty::Bag(..)) => "a bag: one row per member",
+                        _ => "not an index input",
+                    };
+                    self.report(
+                        Diagnostic::error(
+                            "recc::prior-once",
+                            "`once` needs the row to be looked up by an index input",
+                            index.span,
+                        )
+                        .label(what)
+                        .with_secondary(once, "counts the row's training examples")
+                        .with_help("write the prior on the row an input names, e.g. `prior p[u] ~ normal(0, 1) once` with `input u: user`"),
+                    );
+                    return None;
+                }
+            },
+            _ => return None,
+        };
+        let weight = self.node(TExprKind::InverseCount(counted_by), Ty::scalar(), once)?;
+        let span = e.span;
+        self.node(
+            TExprKind::Binary(BinaryFn::Mul, Box::new(weight), Box::new(e)),
+            Ty::scalar(),
+            span,
+        )
+    }
+
+    fn prior_term(
+        &mut self,
+        env: &Env,
+        target: &Expr,
+        t: &TExpr,
+        dist: &ast::Dist,
+    ) -> Option<TExpr> {
+        let t = t.clone();
         let (param, index) = match &t.kind {
             TExprKind::Global(p) => (*p, None),
             TExprKind::Row { param, index } => (*param, Some(index.clone())),
@@ -1429,7 +1521,7 @@ impl<'a> Checker<'a> {
                 return None;
             }
         };
-        if self.params[param.index()].variational {
+        if self.params[param.index()].variational.is_some() {
             if dist.name.name != "normal" || dist.args.len() != 2 {
                 self.report(
                     Diagnostic::error(
@@ -1442,8 +1534,8 @@ impl<'a> Checker<'a> {
                 );
                 return None;
             }
-            let mean = self.expr(&env, &dist.args[0])?;
-            let std = self.expr(&env, &dist.args[1])?;
+            let mean = self.expr(env, &dist.args[0])?;
+            let std = self.expr(env, &dist.args[1])?;
             let mean = self.expect_value(mean)?;
             let std = self.expect_value(std)?;
             let kl = self.node(
@@ -1458,7 +1550,7 @@ impl<'a> Checker<'a> {
             )?;
             return self.reduce_bag(kl);
         }
-        let mut e = self.apply_distribution(&env, t, dist, "prior")?;
+        let mut e = self.apply_distribution(env, t, dist, "prior")?;
         e = self.reduce_bag(e)?;
         // A random-walk prior `n[t] ~ normal(n[t - 1], s)` has no neighbour at
         // the start of the domain: the term is switched off there.
@@ -1943,7 +2035,7 @@ impl<'a> Checker<'a> {
             self.report(d);
             return None;
         }
-        if bag.is_some() && self.params[param.index()].variational {
+        if bag.is_some() && self.params[param.index()].variational.is_some() {
             let d = Diagnostic::error(
                 "recc::variational-bag",
                 format!("variational `{}` cannot be looked up by a bag", table.name),
@@ -2649,6 +2741,7 @@ pub fn children(e: &TExpr) -> Vec<&TExpr> {
         TExprKind::Const(_)
         | TExprKind::Input(_)
         | TExprKind::Negative { .. }
+        | TExprKind::InverseCount(_)
         | TExprKind::Global(_) => vec![],
         TExprKind::Shift { index, .. } => vec![index],
         TExprKind::InRange(x)

@@ -313,8 +313,8 @@ fn check_example(g: &Graph, params: &Params, example: &Example) -> Result<(), Ev
                 in_domain(*i, *d)?
             }
             (SlotKind::Index(_) | SlotKind::Negative { .. }, _) => return bad("an index"),
-            (SlotKind::Real, SlotValue::Real(_)) => {}
-            (SlotKind::Real, _) => return bad("a number"),
+            (SlotKind::Real | SlotKind::InverseCount(_), SlotValue::Real(_)) => {}
+            (SlotKind::Real | SlotKind::InverseCount(_), _) => return bad("a number"),
             (SlotKind::Bag { domain, .. }, SlotValue::Bag(members)) => {
                 for (i, _) in members {
                     in_domain(*i, *domain)?;

@@ -205,6 +205,10 @@ pub enum SlotKind {
     },
     /// Standard normal noise of a variational row (zero at prediction).
     Noise(Shape),
+    /// 1 / the number of training examples whose index slot holds this
+    /// example's value (`None`: 1 / the number of training examples); 1 for
+    /// a value training never saw. The weight of a `once` prior.
+    InverseCount(Option<SlotId>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -339,6 +343,19 @@ impl Graph {
                 )));
             }
         }
+        for s in &self.slots {
+            if let SlotKind::InverseCount(Some(of)) = s.kind {
+                if !matches!(
+                    self.slots.get(of.index()).map(|o| &o.kind),
+                    Some(SlotKind::Index(_))
+                ) {
+                    return Err(IrError(format!(
+                        "slot {} counts {of}, not an index",
+                        s.name
+                    )));
+                }
+            }
+        }
         if petgraph::algo::is_cyclic_directed(&self.to_petgraph()) {
             return Err(IrError("the graph has a cycle".into()));
         }
@@ -419,6 +436,8 @@ impl Graph {
                     if *popularity { ", popularity" } else { "" }
                 ),
                 SlotKind::Noise(shape) => format!("noise {}", shape_text(*shape)),
+                SlotKind::InverseCount(Some(of)) => format!("inverse_count {of}"),
+                SlotKind::InverseCount(None) => "inverse_count".to_string(),
             };
             let _ = writeln!(out, "  slot s{i} {}: {kind}", s.name);
         }
@@ -568,7 +587,7 @@ fn infer_type_with(
             Some(SlotKind::Index(d)) | Some(SlotKind::Negative { domain: d, .. }) => {
                 Ok(Ty::Index(*d))
             }
-            Some(SlotKind::Real) => Ok(Ty::SCALAR),
+            Some(SlotKind::Real | SlotKind::InverseCount(_)) => Ok(Ty::SCALAR),
             Some(SlotKind::Bag { domain, .. }) => Ok(Ty::Bag(s, *domain)),
             Some(SlotKind::Noise(shape)) => Ok(Ty::Value {
                 shape: *shape,

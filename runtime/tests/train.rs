@@ -303,3 +303,50 @@ fn the_builtin_data_spec_loads_the_generated_data() {
     assert!("nowhere/at/all+bogus".parse::<DataSpec>().is_err());
     let _ = predict::monitor_name(Task::Rating);
 }
+
+/// A `once` prior's weight is 1 / the row's number of training rows, so over
+/// an epoch the prior counts once per user; the native columns agree.
+#[test]
+fn a_once_prior_weighs_each_example_by_its_rows_training_count() {
+    use rand::SeedableRng;
+    use recc_compiler::interp::{Example, SlotValue};
+    use recc_runtime::bind::SlotColumn;
+    let text = "input u: user\ninput i: item\ninput r: real\nparam w[user]: real\n\
+                param m[item]: real\nlet R(u, i) = w[u] + m[i]\nr ~ normal(R(u, i), 1)\n\
+                prior w[u] ~ normal(0, 1) once\nprior m[i] ~ normal(0, 1) once\n";
+    let compiled = recc_compiler::compile("once.rec", text);
+    let model = compiled.model.expect("a checked model");
+    let data = small_data();
+    let s = holdout(&data);
+    let session = Session::new(&model, &data, &s.train, &BindOptions::default()).unwrap();
+    let b = &session.binding;
+    let slots = &session.gradient.slots;
+    let once_u = slots.iter().position(|s| s.name == "once.u").unwrap();
+    let (user_domain, users) = data.users().unwrap();
+    let mut count = vec![0usize; data.domain_size(user_domain)];
+    for &r in &s.train {
+        count[users[r] as usize] += 1;
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let mut ex = Example { slots: Vec::new() };
+    let mut total = vec![0.0; count.len()];
+    for &r in &s.train {
+        b.example(&data, &b.row(&data, r), &mut rng, true, &mut ex);
+        let SlotValue::Real(w) = ex.slots[once_u] else {
+            panic!("once.u is {:?}", ex.slots[once_u])
+        };
+        assert_eq!(w, 1.0 / count[users[r] as usize] as f64);
+        total[users[r] as usize] += w;
+    }
+    for (u, t) in total.iter().enumerate() {
+        assert!(count[u] == 0 || (t - 1.0).abs() < 1e-9, "user {u}: {t}");
+    }
+    let mut columns = b.columns();
+    b.encode_rows(&data, &s.train[..50], &mut rng, true, &mut columns);
+    let SlotColumn::Real(native) = &columns.slots[once_u] else {
+        panic!("once.u is not a real column")
+    };
+    for (k, &r) in s.train[..50].iter().enumerate() {
+        assert_eq!(native[k], (1.0 / count[users[r] as usize] as f64) as f32);
+    }
+}

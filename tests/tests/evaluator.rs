@@ -3,6 +3,8 @@
 use ndarray::array;
 use recc_compiler::interp::{evaluate, EvalError, Example, Params, SlotValue};
 use recc_compiler::ir::{Graph, TableId};
+use recc_compiler::lower::INITIAL_LOG_VARIANCE;
+use recc_compiler::model::Init;
 use recc_compiler::{compile, gradient_graph};
 
 fn graph(src: &str) -> Graph {
@@ -192,4 +194,42 @@ fn a_normal_likelihood_records_its_scale_beside_the_score() {
         assert_eq!(g.noise_scale, None, "{objective}");
         assert!(!g.to_text(None).contains("scale"), "{objective}");
     }
+}
+
+#[test]
+fn a_once_prior_is_weighted_by_its_slot() {
+    let g = graph(
+        "input u: user\ninput r: real\nparam w[user]: real\nlet R(u) = w[u]\n\
+         r ~ normal(R(u), 1)\nprior w[u] ~ normal(0, 0.5) once\n",
+    );
+    let once = g
+        .slots
+        .iter()
+        .position(|s| s.name == "once.u")
+        .unwrap_or_else(|| panic!("no once slot:\n{}", g.to_text(None)));
+    assert!(g.to_text(None).contains("slot s2 once.u: inverse_count s0"));
+    let mut params = Params::zeros(&g, &[1]).unwrap_or_else(|e| panic!("{e}"));
+    params.tables[table(&g, "w")] = array![[1.0]];
+    let mut slots = vec![SlotValue::Index(0), SlotValue::Real(1.0)];
+    slots.insert(once, SlotValue::Real(0.25));
+    let e = evaluate(&g, &params, &Example { slots }).unwrap_or_else(|e| panic!("{e}"));
+    // Likelihood: ½·0² + log 1 + c. Prior: ¼ · (½(1 / 0.5)² + log 0.5 + c).
+    let c = 0.918_938_533_204_672_7;
+    let want = c + 0.25 * (2.0 + 0.5f64.ln() + c);
+    assert!((e.loss - want).abs() < 1e-12, "{} vs {want}", e.loss);
+    let dw = &e.gradients.rows[&(TableId(table(&g, "w") as u32), 0)];
+    // d/dw of ¼ · ½ (w / 0.5)² = ¼ · 4w = 1.
+    assert!((dw[0] - 1.0).abs() < 1e-12, "{dw:?}");
+}
+
+#[test]
+fn variational_sd_sets_where_the_log_variance_starts() {
+    let g = graph(
+        "input u: user\ninput r: real\nparam p[user]: vec(2) variational(sd: 0.5)\n\
+         param q[user]: vec(2) variational\nlet R(u) = sum(p[u] + q[u])\n\
+         r ~ normal(R(u), 1)\n",
+    );
+    let init = |name: &str| g.tables[table(&g, name)].init;
+    assert_eq!(init("p.logvar"), Init::Constant(2.0 * 0.5f64.ln()));
+    assert_eq!(init("q.logvar"), Init::Constant(INITIAL_LOG_VARIANCE));
 }
