@@ -350,3 +350,51 @@ fn a_once_prior_weighs_each_example_by_its_rows_training_count() {
         assert_eq!(native[k], (1.0 / count[users[r] as usize] as f64) as f32);
     }
 }
+
+/// Only a model with variational rows has intervals to measure; without a
+/// normal likelihood's scale, the training residuals stand in for the noise.
+#[test]
+fn intervals_are_measured_for_variational_models_only() {
+    let data = small_data();
+    let s = holdout(&data);
+    let measure = |text: &str| {
+        let compiled = recc_compiler::compile("m.rec", text);
+        let model = compiled.model.expect("a checked model");
+        let session = Session::new(&model, &data, &s.train, &BindOptions::default()).unwrap();
+        let trained = train::train(
+            &session,
+            &data,
+            &s.train,
+            &[],
+            &config(&model, 2),
+            &mut Silent,
+        )
+        .unwrap();
+        Predictor::new(&session, &trained.params)
+            .intervals(&data, &s.train, &s.test, 42)
+            .unwrap()
+    };
+    let head = "input u: user\ninput i: item\ninput r: real\nparam b: real init constant(3)\n";
+    let plain = format!("{head}param p[user]: vec(4)\nparam q[item]: vec(4)\n");
+    let variational = format!(
+        "{head}param p[user]: vec(4) variational(sd: 0.2) init normal(0, 0.1)\n\
+         param q[item]: vec(4) variational(sd: 0.2) init normal(0, 0.1)\n"
+    );
+    let score = "let R(u, i) = b + dot(p[u], q[i])\n";
+    assert_eq!(
+        measure(&format!("{plain}{score}r ~ normal(R(u, i), 1)\n")),
+        None
+    );
+    for objective in [
+        "r ~ normal(R(u, i), 1)\n",
+        "use stdlib.losses\nloss mse(R(u, i), r)\n",
+    ] {
+        let m = measure(&format!("{variational}{score}{objective}"))
+            .unwrap_or_else(|| panic!("no intervals for {objective}"));
+        assert!(
+            0.0 < m.interval50 && m.interval50 < m.interval90 && m.interval90 <= 1.0,
+            "{objective}: {m:?}"
+        );
+        assert!((-1.0..=1.0).contains(&m.spread_corr), "{objective}: {m:?}");
+    }
+}
