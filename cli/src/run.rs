@@ -467,11 +467,7 @@ pub fn run_split(job: &Job, data: &Dataset, split: &Split, label: &str) -> Resul
     if !test_rows.is_empty() {
         match session.task {
             Task::Rating => {
-                let m = predictor
-                    .rating(data, &test_rows)
-                    .map_err(|e| failed(e.to_string()))?;
-                metrics.insert("rmse".into(), m.rmse);
-                metrics.insert("mae".into(), m.mae);
+                metrics = rating_metrics(&predictor, data, &train_rows, &test_rows, config.seed)?;
             }
             Task::Ranking => {
                 let m = predictor
@@ -499,6 +495,31 @@ pub fn run_split(job: &Job, data: &Dataset, split: &Split, label: &str) -> Resul
         baseline,
         seconds,
     })
+}
+
+/// A rating model's test metrics: RMSE and MAE, and for a model with a
+/// predictive distribution (variational tables) the coverage of its
+/// intervals, measured as `recc train` and `recc eval` both measure it.
+fn rating_metrics(
+    predictor: &Predictor,
+    data: &Dataset,
+    train: &[usize],
+    test: &[usize],
+    seed: u64,
+) -> Result<BTreeMap<String, f64>> {
+    let m = predictor
+        .rating(data, test)
+        .map_err(|e| failed(e.to_string()))?;
+    let mut metrics = BTreeMap::from([("rmse".to_string(), m.rmse), ("mae".to_string(), m.mae)]);
+    let intervals = predictor
+        .intervals(data, train, test, seed)
+        .map_err(|e| failed(e.to_string()))?;
+    if let Some(i) = intervals {
+        metrics.insert("interval50".into(), i.interval50);
+        metrics.insert("interval90".into(), i.interval90);
+        metrics.insert("spread_corr".into(), i.spread_corr);
+    }
+    Ok(metrics)
 }
 
 /// The rows a model trains and is tested on, as `--write-split` writes them.
@@ -951,11 +972,7 @@ pub fn eval_command(path: &Path, data_args: &DataArgs, out: &OutputArgs) -> Resu
     let mut metrics: BTreeMap<String, f64> = BTreeMap::new();
     match r.session.task {
         Task::Rating => {
-            let m = predictor
-                .rating(&r.data, &test_rows)
-                .map_err(|e| failed(e.to_string()))?;
-            metrics.insert("rmse".into(), m.rmse);
-            metrics.insert("mae".into(), m.mae);
+            metrics = rating_metrics(&predictor, &r.data, &train_rows, &test_rows, r.seed)?;
         }
         Task::Ranking => {
             let m = predictor

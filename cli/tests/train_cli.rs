@@ -185,6 +185,8 @@ fn train_json_has_model_metrics_history_and_output_and_eval_agrees_exactly() {
     assert_eq!(v["history"].as_array().map(Vec::len), Some(2), "{v:#}");
     let rmse = v["metrics"]["rmse"].as_f64().unwrap_or(f64::NAN);
     assert!(rmse.is_finite() && rmse > 0.0, "{v:#}");
+    // A point prediction has no intervals to measure.
+    assert!(v["metrics"].get("interval50").is_none(), "{v:#}");
     // --json keeps stderr free of progress.
     assert!(run.stderr.is_empty(), "{}", run.stderr);
 
@@ -550,6 +552,53 @@ fn a_bad_tree_shape_is_a_usage_error() {
     );
     let run = train_fails(&["--data", "tree:3by6"], 2);
     assert!(run.stderr.contains("expected tree:BxD"), "{}", run.stderr);
+}
+
+#[test]
+fn a_variational_model_reports_its_intervals_wherever_rating_metrics_appear() {
+    let dir = temp();
+    let model = dir.path().join("v.recm");
+    let v = recc(&[
+        "train",
+        "models/variational_mf.rec",
+        "--epochs",
+        "2",
+        "--json",
+        "-o",
+        path_str(&model),
+    ])
+    .ok()
+    .json();
+    assert_eq!(v["task"], "rating");
+    let m = &v["metrics"];
+    for name in ["interval50", "interval90"] {
+        let c = m[name].as_f64().unwrap_or(f64::NAN);
+        assert!((0.0..=1.0).contains(&c), "{name}: {v:#}");
+    }
+    assert!(m["interval50"].as_f64() < m["interval90"].as_f64(), "{v:#}");
+    let corr = m["spread_corr"].as_f64().unwrap_or(f64::NAN);
+    assert!((-1.0..=1.0).contains(&corr), "{v:#}");
+    // Recorded in the model file, and recomputed exactly by eval: the draws
+    // are seeded.
+    let (header, _) = model_file_without_timings(&model);
+    assert_eq!(&header["metrics"], m, "{header:#}");
+    let eval = recc(&["eval", path_str(&model), "--json"]).ok().json();
+    assert_eq!(&eval["metrics"], m, "{eval:#}");
+
+    let cv = recc(&[
+        "cv",
+        "models/variational_mf.rec",
+        "--split",
+        "kfold:2",
+        "--epochs",
+        "1",
+        "-q",
+    ])
+    .ok();
+    let last = cv.stdout.lines().last().unwrap_or_default();
+    for name in ["interval50 ", "interval90 ", "spread_corr "] {
+        assert!(last.contains(name), "{name}: {}", cv.stdout);
+    }
 }
 
 /// Train biased MF with `extra` flags into a fresh dir; the failure must

@@ -57,8 +57,12 @@ pub enum ItemKind {
         dist: Dist,
         samplers: Vec<Sampler>,
     },
-    /// `prior ROW ~ DIST(ARGS)`
-    Prior { target: Expr, dist: Dist },
+    /// `prior ROW ~ DIST(ARGS) [once]`; `once` is the keyword's span.
+    Prior {
+        target: Expr,
+        dist: Dist,
+        once: Option<Span>,
+    },
     /// `penalty EXPR`
     Penalty(Expr),
     /// `fit { KEY: VALUE, ... }`
@@ -98,7 +102,8 @@ pub struct Dim {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ParamAttr {
     Init(Dist),
-    Variational(Span),
+    /// `variational` or `variational(sd: 0.3)`: the keyword's span and the options.
+    Variational(Span, Vec<FitEntry>),
     OnBall(Span),
     Nonneg(Span),
 }
@@ -249,7 +254,13 @@ fn item_sexpr(item: &Item) -> String {
             for a in attrs {
                 s.push_str(&match a {
                     ParamAttr::Init(d) => format!(" (init {})", dist_sexpr(d)),
-                    ParamAttr::Variational(_) => " variational".to_string(),
+                    ParamAttr::Variational(_, options) if options.is_empty() => {
+                        " variational".to_string()
+                    }
+                    ParamAttr::Variational(_, options) => {
+                        let o: Vec<String> = options.iter().map(fit_sexpr).collect();
+                        format!(" (variational {})", o.join(" "))
+                    }
                     ParamAttr::OnBall(_) => " (on ball)".to_string(),
                     ParamAttr::Nonneg(_) => " nonneg".to_string(),
                 });
@@ -282,9 +293,12 @@ fn item_sexpr(item: &Item) -> String {
             dist_sexpr(dist),
             where_sexpr(samplers)
         ),
-        ItemKind::Prior { target, dist } => {
-            format!("(prior {} {})", expr_sexpr(target), dist_sexpr(dist))
-        }
+        ItemKind::Prior { target, dist, once } => format!(
+            "(prior {} {}{})",
+            expr_sexpr(target),
+            dist_sexpr(dist),
+            if once.is_some() { " once" } else { "" }
+        ),
         ItemKind::Penalty(e) => format!("(penalty {})", expr_sexpr(e)),
         ItemKind::Fit(entries) => {
             let e: Vec<String> = entries.iter().map(fit_sexpr).collect();

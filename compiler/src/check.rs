@@ -77,6 +77,7 @@ pub fn check(
     if diags.iter().any(Diagnostic::is_error) {
         return (None, diags);
     }
+    let noise_scale = c.noise_scale();
     let model = Model {
         name: c.model_name.unwrap_or_else(|| default_name.to_string()),
         domains: c.domains,
@@ -85,6 +86,7 @@ pub fn check(
         samplers: c.samplers,
         terms: c.terms,
         score: c.score,
+        noise_scale,
         fit: c.fit,
     };
     (Some(model), diags)
@@ -163,6 +165,9 @@ struct Checker<'a> {
     samplers: Vec<Sampler>,
     terms: Vec<Term>,
     score: Option<TExpr>,
+    /// For each likelihood on a `real` input: the scale, if it is a usable
+    /// normal scale (see [`Model::noise_scale`]).
+    likelihood_scales: Vec<Option<TExpr>>,
     fit: FitConfig,
     /// Every top-level name of the user's file.
     globals: HashMap<String, (Symbol, Span)>,
@@ -192,6 +197,7 @@ impl<'a> Checker<'a> {
             samplers: Vec::new(),
             terms: Vec::new(),
             score: None,
+            likelihood_scales: Vec::new(),
             fit: FitConfig::default(),
             globals: HashMap::new(),
             defs: Vec::new(),
@@ -531,7 +537,7 @@ impl<'a> Checker<'a> {
                     }
                     init = Some(self.init(dist));
                 }
-                ast::ParamAttr::Variational(s) => {
+                ast::ParamAttr::Variational(s, options) => {
                     if variational.is_some() {
                         self.error(
                             "recc::bad-param",
@@ -540,7 +546,8 @@ impl<'a> Checker<'a> {
                             "again",
                         );
                     }
-                    variational = Some(*s);
+                    let v = self.variational_options(options);
+                    variational = Some((*s, v));
                 }
                 ast::ParamAttr::OnBall(s) | ast::ParamAttr::Nonneg(s) => {
                     let c = if matches!(attr, ast::ParamAttr::OnBall(_)) {
@@ -580,7 +587,7 @@ impl<'a> Checker<'a> {
                 );
             }
         }
-        if let (Some(v), Some((_, s))) = (variational, constraint) {
+        if let (Some((v, _)), Some((_, s))) = (variational, constraint) {
             self.report(
                 Diagnostic::error(
                     "recc::bad-param",
@@ -598,11 +605,52 @@ impl<'a> Checker<'a> {
                 domain: domain_id,
                 shape,
                 init: init.flatten().unwrap_or(Init::Zeros),
-                variational: variational.is_some(),
+                variational: variational.map(|(_, v)| v),
                 constraint: constraint.map_or(Constraint::None, |(c, _)| c),
                 span: name.span,
             });
         }
+    }
+
+    /// `variational(sd: S)`: the sd rows start with, a positive number.
+    fn variational_options(&mut self, options: &[ast::FitEntry]) -> Variational {
+        let mut v = Variational { initial_sd: None };
+        for o in options {
+            if o.key.name != "sd" {
+                let mut d = Diagnostic::error(
+                    "recc::bad-param",
+                    format!("unknown option `{}` of `variational`", o.key.name),
+                    o.key.span,
+                )
+                .label("unknown option");
+                d = match closest(&o.key.name, ["sd"]) {
+                    Some(c) => d.with_help(format!("did you mean `{c}`?")),
+                    None => d.with_help("`variational(sd: S)` starts every row with sd S"),
+                };
+                self.report(d);
+                continue;
+            }
+            match o.value {
+                ast::FitValue::Number(x, _) if x > 0.0 && x.is_finite() => {
+                    if v.initial_sd.is_some() {
+                        self.error(
+                            "recc::bad-param",
+                            "`sd` is given twice",
+                            o.key.span,
+                            "again",
+                        );
+                    }
+                    v.initial_sd = Some(x);
+                }
+                _ => self.error(
+                    "recc::bad-param",
+                    "`sd` must be a positive number",
+                    o.value.span(),
+                    "the sd every row starts with",
+                ),
+            }
+        }
+        v
     }
 
     /// A constant argument of `init`: a number, possibly negated.
@@ -1047,8 +1095,8 @@ impl<'a> Checker<'a> {
                     });
                     self.term(TermKind::Likelihood, e, item.span);
                 }
-                ItemKind::Prior { target, dist } => {
-                    let e = self.prior(target, dist);
+                ItemKind::Prior { target, dist, once } => {
+                    let e = self.prior(target, dist, *once);
                     self.term(TermKind::Prior, e, item.span);
                 }
                 ItemKind::Penalty(expr) => {
@@ -1278,7 +1326,38 @@ impl<'a> Checker<'a> {
         };
         let t = self.expr(env, &target_expr)?;
         let t = self.expect_value(t)?;
-        self.apply_distribution(env, t, dist, "likelihood")
+        let real_input = match t.kind {
+            TExprKind::Input(i) if self.inputs[i.index()].kind == InputKind::Real => Some(i),
+            _ => None,
+        };
+        let (def, args) = self.distribution_args(env, t, dist, "likelihood")?;
+        if let Some(input) = real_input {
+            let is_normal =
+                dist.name.name == "normal" && self.defs[def.0].module == Some(stdlib::LIKELIHOODS);
+            let scale = match &args[..] {
+                [_, _, s] if is_normal => Some(s),
+                _ => None,
+            };
+            // The scale must be computable for a row whose target is unknown.
+            let usable = scale.filter(|s| {
+                s.ty == Ty::scalar()
+                    && !mentions(s, &|k| {
+                        matches!(k, TExprKind::Negative { .. }) || *k == TExprKind::Input(input)
+                    })
+            });
+            self.likelihood_scales.push(usable.cloned());
+        }
+        self.instantiate(def, args, dist.span)
+    }
+
+    /// The recorded noise scale: only when the model has exactly one
+    /// likelihood on a `real` input, since two would not say which one
+    /// describes the target.
+    fn noise_scale(&mut self) -> Option<TExpr> {
+        match std::mem::take(&mut self.likelihood_scales).as_mut_slice() {
+            [one] => one.take(),
+            _ => None,
+        }
     }
 
     /// `X ~ D(args)` → `D_nll(X, args...)`.
@@ -1289,6 +1368,18 @@ impl<'a> Checker<'a> {
         dist: &ast::Dist,
         what: &str,
     ) -> Option<TExpr> {
+        let (def, args) = self.distribution_args(env, target, dist, what)?;
+        self.instantiate(def, args, dist.span)
+    }
+
+    /// The `D_nll` behind `X ~ D(args)` and its checked arguments, `X` first.
+    fn distribution_args(
+        &mut self,
+        env: &Env,
+        target: TExpr,
+        dist: &ast::Dist,
+        what: &str,
+    ) -> Option<(DefId, Vec<TExpr>)> {
         let fn_name = format!("{}_nll", dist.name.name);
         let def = match self.globals.get(&fn_name) {
             Some((Symbol::Def(d), _)) => Some(*d),
@@ -1352,12 +1443,62 @@ impl<'a> Checker<'a> {
         for a in &dist.args {
             args.push(self.expr(env, a)?);
         }
-        self.instantiate(def, args, dist.span)
+        Some((def, args))
     }
 
-    fn prior(&mut self, target: &Expr, dist: &ast::Dist) -> Option<TExpr> {
+    /// A prior's term; with `once`, weighted so that it counts once per row
+    /// per epoch instead of once per example.
+    fn prior(&mut self, target: &Expr, dist: &ast::Dist, once: Option<Span>) -> Option<TExpr> {
         let env = Env::default();
         let t = self.expr(&env, target)?;
+        let e = self.prior_term(&env, target, &t, dist)?;
+        let Some(once) = once else { return Some(e) };
+        let counted_by = match &t.kind {
+            TExprKind::Global(_) => None,
+            TExprKind::Row { index, .. } => match index.kind {
+                TExprKind::Input(i)
+                    if matches!(self.inputs[i.index()].kind, InputKind::Index(_)) =>
+                {
+                    Some(i)
+                }
+                _ => {
+                    let what = match (&index.kind, index.ty) {
+                        (TExprKind::Shift { .. }, _) => "a shifted index",
+                        (_, Ty::Bag(..)) => "a bag: one row per member",
+                        _ => "not an index input",
+                    };
+                    self.report(
+                        Diagnostic::error(
+                            "recc::prior-once",
+                            "`once` needs the row to be looked up by an index input",
+                            index.span,
+                        )
+                        .label(what)
+                        .with_secondary(once, "counts the row's training examples")
+                        .with_help("write the prior on the row an input names, e.g. `prior p[u] ~ normal(0, 1) once` with `input u: user`"),
+                    );
+                    return None;
+                }
+            },
+            _ => return None,
+        };
+        let weight = self.node(TExprKind::InverseCount(counted_by), Ty::scalar(), once)?;
+        let span = e.span;
+        self.node(
+            TExprKind::Binary(BinaryFn::Mul, Box::new(weight), Box::new(e)),
+            Ty::scalar(),
+            span,
+        )
+    }
+
+    fn prior_term(
+        &mut self,
+        env: &Env,
+        target: &Expr,
+        t: &TExpr,
+        dist: &ast::Dist,
+    ) -> Option<TExpr> {
+        let t = t.clone();
         let (param, index) = match &t.kind {
             TExprKind::Global(p) => (*p, None),
             TExprKind::Row { param, index } => (*param, Some(index.clone())),
@@ -1380,7 +1521,7 @@ impl<'a> Checker<'a> {
                 return None;
             }
         };
-        if self.params[param.index()].variational {
+        if self.params[param.index()].variational.is_some() {
             if dist.name.name != "normal" || dist.args.len() != 2 {
                 self.report(
                     Diagnostic::error(
@@ -1393,8 +1534,8 @@ impl<'a> Checker<'a> {
                 );
                 return None;
             }
-            let mean = self.expr(&env, &dist.args[0])?;
-            let std = self.expr(&env, &dist.args[1])?;
+            let mean = self.expr(env, &dist.args[0])?;
+            let std = self.expr(env, &dist.args[1])?;
             let mean = self.expect_value(mean)?;
             let std = self.expect_value(std)?;
             let kl = self.node(
@@ -1409,7 +1550,7 @@ impl<'a> Checker<'a> {
             )?;
             return self.reduce_bag(kl);
         }
-        let mut e = self.apply_distribution(&env, t, dist, "prior")?;
+        let mut e = self.apply_distribution(env, t, dist, "prior")?;
         e = self.reduce_bag(e)?;
         // A random-walk prior `n[t] ~ normal(n[t - 1], s)` has no neighbour at
         // the start of the domain: the term is switched off there.
@@ -1894,7 +2035,7 @@ impl<'a> Checker<'a> {
             self.report(d);
             return None;
         }
-        if bag.is_some() && self.params[param.index()].variational {
+        if bag.is_some() && self.params[param.index()].variational.is_some() {
             let d = Diagnostic::error(
                 "recc::variational-bag",
                 format!("variational `{}` cannot be looked up by a bag", table.name),
@@ -2585,6 +2726,11 @@ fn find_shift_nodes(e: &TExpr, out: &mut Vec<TExpr>) {
     }
 }
 
+/// Does `e` or any sub-expression satisfy `hit`?
+fn mentions(e: &TExpr, hit: &impl Fn(&TExprKind) -> bool) -> bool {
+    hit(&e.kind) || children(e).into_iter().any(|c| mentions(c, hit))
+}
+
 fn texpr_size(e: &TExpr) -> usize {
     1 + children(e).iter().map(|c| texpr_size(c)).sum::<usize>()
 }
@@ -2595,6 +2741,7 @@ pub fn children(e: &TExpr) -> Vec<&TExpr> {
         TExprKind::Const(_)
         | TExprKind::Input(_)
         | TExprKind::Negative { .. }
+        | TExprKind::InverseCount(_)
         | TExprKind::Global(_) => vec![],
         TExprKind::Shift { index, .. } => vec![index],
         TExprKind::InRange(x)

@@ -203,6 +203,7 @@ pub fn grad(forward: &Graph) -> Result<Graph, IrError> {
     let mut out = b.finish();
     out.loss = loss;
     out.score = forward.score.map(|s| map[s.index()]);
+    out.noise_scale = forward.noise_scale.map(|s| map[s.index()]);
     out.grads = grads;
     Ok(out)
 }

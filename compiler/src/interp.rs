@@ -78,6 +78,8 @@ impl Gradients {
 pub struct Evaluation {
     pub loss: f64,
     pub score: Option<f64>,
+    /// The value of [`Graph::noise_scale`], if the graph has one.
+    pub noise_scale: Option<f64>,
     pub gradients: Gradients,
 }
 
@@ -163,6 +165,7 @@ pub fn evaluate(g: &Graph, params: &Params, example: &Example) -> Result<Evaluat
     };
     let loss = scalar(g.loss)?;
     let score = g.score.map(scalar).transpose()?;
+    let noise_scale = g.noise_scale.map(scalar).transpose()?;
     let mut gradients = Gradients::default();
     for gr in &g.grads {
         let value = tensor(&values, gr.value)?;
@@ -185,6 +188,7 @@ pub fn evaluate(g: &Graph, params: &Params, example: &Example) -> Result<Evaluat
     Ok(Evaluation {
         loss,
         score,
+        noise_scale,
         gradients,
     })
 }
@@ -220,6 +224,30 @@ impl<'g> Incremental<'g> {
     /// The score of `example`. After the first call, the caller promises
     /// that only the slots named in [`Incremental::new`] have changed.
     pub fn score(&mut self, params: &Params, example: &Example) -> Result<f64, EvalError> {
+        self.run(params, example)?;
+        let id = self
+            .graph
+            .score
+            .ok_or_else(|| EvalError::Internal("the model has no score".into()))?;
+        self.scalar(id)
+    }
+
+    /// The score and the noise scale ([`Graph::noise_scale`]) of `example`,
+    /// with the promise of [`Incremental::score`].
+    pub fn score_and_scale(
+        &mut self,
+        params: &Params,
+        example: &Example,
+    ) -> Result<(f64, Option<f64>), EvalError> {
+        let score = self.score(params, example)?;
+        let scale = match self.graph.noise_scale {
+            Some(id) => Some(self.scalar(id)?),
+            None => None,
+        };
+        Ok((score, scale))
+    }
+
+    fn run(&mut self, params: &Params, example: &Example) -> Result<(), EvalError> {
         let g = self.graph;
         check_example(g, params, example)?;
         let fresh = self.values.len() != g.nodes.len();
@@ -237,11 +265,12 @@ impl<'g> Incremental<'g> {
                 self.values[i] = v;
             }
         }
-        let id = g
-            .score
-            .ok_or_else(|| EvalError::Internal("the model has no score".into()))?;
-        match &self.values[id.index()] {
-            Value::Tensor(t) if t.data.len() == 1 => Ok(t.data[0]),
+        Ok(())
+    }
+
+    fn scalar(&self, id: NodeId) -> Result<f64, EvalError> {
+        match self.values.get(id.index()) {
+            Some(Value::Tensor(t)) if t.data.len() == 1 => Ok(t.data[0]),
             _ => Err(EvalError::Internal(format!("{id} is not a scalar"))),
         }
     }
@@ -284,8 +313,8 @@ fn check_example(g: &Graph, params: &Params, example: &Example) -> Result<(), Ev
                 in_domain(*i, *d)?
             }
             (SlotKind::Index(_) | SlotKind::Negative { .. }, _) => return bad("an index"),
-            (SlotKind::Real, SlotValue::Real(_)) => {}
-            (SlotKind::Real, _) => return bad("a number"),
+            (SlotKind::Real | SlotKind::InverseCount(_), SlotValue::Real(_)) => {}
+            (SlotKind::Real | SlotKind::InverseCount(_), _) => return bad("a number"),
             (SlotKind::Bag { domain, .. }, SlotValue::Bag(members)) => {
                 for (i, _) in members {
                     in_domain(*i, *domain)?;

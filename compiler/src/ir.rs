@@ -205,6 +205,10 @@ pub enum SlotKind {
     },
     /// Standard normal noise of a variational row (zero at prediction).
     Noise(Shape),
+    /// 1 / the number of training examples whose index slot holds this
+    /// example's value (`None`: 1 / the number of training examples); 1 for
+    /// a value training never saw. The weight of a `once` prior.
+    InverseCount(Option<SlotId>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -265,6 +269,9 @@ pub struct Graph {
     pub loss: NodeId,
     /// The prediction, if the model has one.
     pub score: Option<NodeId>,
+    /// The scale of a normal likelihood on the target (`Model::noise_scale`):
+    /// the observation noise around `score`, for predictive intervals.
+    pub noise_scale: Option<NodeId>,
     /// Gradients of `loss`, filled in by [`crate::grad::grad`].
     pub grads: Vec<Grad>,
 }
@@ -284,10 +291,11 @@ impl Graph {
         self.nodes[id.index()].ty
     }
 
-    /// Every node the outputs depend on: loss, score and gradients.
+    /// Every node the outputs depend on: loss, score, noise scale and gradients.
     pub fn roots(&self) -> Vec<NodeId> {
         let mut roots = vec![self.loss];
         roots.extend(self.score);
+        roots.extend(self.noise_scale);
         for g in &self.grads {
             roots.push(g.value);
             match g.target {
@@ -335,6 +343,19 @@ impl Graph {
                 )));
             }
         }
+        for s in &self.slots {
+            if let SlotKind::InverseCount(Some(of)) = s.kind {
+                if !matches!(
+                    self.slots.get(of.index()).map(|o| &o.kind),
+                    Some(SlotKind::Index(_))
+                ) {
+                    return Err(IrError(format!(
+                        "slot {} counts {of}, not an index",
+                        s.name
+                    )));
+                }
+            }
+        }
         if petgraph::algo::is_cyclic_directed(&self.to_petgraph()) {
             return Err(IrError("the graph has a cycle".into()));
         }
@@ -345,6 +366,9 @@ impl Graph {
         }
         if self.ty(self.loss) != Ty::SCALAR {
             return Err(IrError("the loss is not a scalar".into()));
+        }
+        if self.noise_scale.is_some_and(|s| self.ty(s) != Ty::SCALAR) {
+            return Err(IrError("the noise scale is not a scalar".into()));
         }
         for g in &self.grads {
             let table = &self.tables[match g.target {
@@ -412,6 +436,8 @@ impl Graph {
                     if *popularity { ", popularity" } else { "" }
                 ),
                 SlotKind::Noise(shape) => format!("noise {}", shape_text(*shape)),
+                SlotKind::InverseCount(Some(of)) => format!("inverse_count {of}"),
+                SlotKind::InverseCount(None) => "inverse_count".to_string(),
             };
             let _ = writeln!(out, "  slot s{i} {}: {kind}", s.name);
         }
@@ -447,6 +473,9 @@ impl Graph {
         let _ = writeln!(out, "  loss {}", self.loss);
         if let Some(s) = self.score {
             let _ = writeln!(out, "  score {s}");
+        }
+        if let Some(s) = self.noise_scale {
+            let _ = writeln!(out, "  scale {s}");
         }
         for g in &self.grads {
             let target = match g.target {
@@ -558,7 +587,7 @@ fn infer_type_with(
             Some(SlotKind::Index(d)) | Some(SlotKind::Negative { domain: d, .. }) => {
                 Ok(Ty::Index(*d))
             }
-            Some(SlotKind::Real) => Ok(Ty::SCALAR),
+            Some(SlotKind::Real | SlotKind::InverseCount(_)) => Ok(Ty::SCALAR),
             Some(SlotKind::Bag { domain, .. }) => Ok(Ty::Bag(s, *domain)),
             Some(SlotKind::Noise(shape)) => Ok(Ty::Value {
                 shape: *shape,
@@ -736,6 +765,7 @@ impl Builder {
                 spans: Vec::new(),
                 loss: NodeId(0),
                 score: None,
+                noise_scale: None,
                 grads: Vec::new(),
             },
             seen: HashMap::new(),

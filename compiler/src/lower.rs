@@ -5,7 +5,7 @@
 //! through a reparameterised sample, and the terms are summed into one loss.
 
 use crate::ir::{self, Builder, Graph, IrError, NodeId, Op, SlotId, SlotKind, TableId, TableRole};
-use crate::model::{Constraint, Init, InputKind, Model, ParamId, TExpr, TExprKind, Ty};
+use crate::model::{Constraint, Init, InputId, InputKind, Model, ParamId, TExpr, TExprKind, Ty};
 use crate::types::{BinaryFn, Shape, UnaryFn};
 use std::collections::HashMap;
 
@@ -30,6 +30,7 @@ pub fn lower(model: &Model) -> Result<Graph, IrError> {
         spans: Vec::new(),
         loss: NodeId(0),
         score: None,
+        noise_scale: None,
         grads: Vec::new(),
     };
     let dom = |d: crate::model::DomainId| ir::DomainId(d.0);
@@ -72,7 +73,7 @@ pub fn lower(model: &Model) -> Result<Graph, IrError> {
     for p in &model.params {
         let domain = p.domain.map(dom);
         let mean = TableId(template.tables.len() as u32);
-        if p.variational {
+        if let Some(v) = p.variational {
             template.tables.push(ir::Table {
                 name: format!("{}.mean", p.name),
                 domain,
@@ -85,7 +86,10 @@ pub fn lower(model: &Model) -> Result<Graph, IrError> {
                 name: format!("{}.logvar", p.name),
                 domain,
                 shape: p.shape,
-                init: Init::Constant(INITIAL_LOG_VARIANCE),
+                init: Init::Constant(
+                    v.initial_sd
+                        .map_or(INITIAL_LOG_VARIANCE, |sd| 2.0 * sd.ln()),
+                ),
                 constraint: Constraint::None,
                 role: TableRole::LogVar,
             });
@@ -109,6 +113,7 @@ pub fn lower(model: &Model) -> Result<Graph, IrError> {
         negative_slots,
         tables,
         noise: HashMap::new(),
+        inverse_counts: HashMap::new(),
     };
     let mut loss = None;
     for term in &model.terms {
@@ -128,9 +133,14 @@ pub fn lower(model: &Model) -> Result<Graph, IrError> {
         Some(s) => Some(l.expr(s)?),
         None => None,
     };
+    let noise_scale = match &model.noise_scale {
+        Some(s) => Some(l.expr(s)?),
+        None => None,
+    };
     let mut g = l.b.finish();
     g.loss = loss;
     g.score = score;
+    g.noise_scale = noise_scale;
     Ok(g)
 }
 
@@ -144,6 +154,8 @@ struct Lowering<'m> {
     tables: Vec<(TableId, Option<TableId>)>,
     /// One noise slot per variational row an example reads.
     noise: HashMap<(ParamId, Option<NodeId>), SlotId>,
+    /// One slot per input whose rows a `once` prior counts (`None`: all rows).
+    inverse_counts: HashMap<Option<InputId>, SlotId>,
 }
 
 impl Lowering<'_> {
@@ -157,6 +169,7 @@ impl Lowering<'_> {
             }
             TExprKind::Shift { index, by } => Op::Shift(self.expr(index)?, *by),
             TExprKind::InRange(x) => Op::InRange(self.expr(x)?),
+            TExprKind::InverseCount(input) => Op::Slot(self.inverse_count_slot(*input)),
             TExprKind::Global(p) => return self.param_value(*p, None, e),
             TExprKind::Row { param, index } => {
                 let ix = self.expr(index)?;
@@ -233,6 +246,26 @@ impl Lowering<'_> {
             } => return self.kl(*param, index.as_deref(), mean, std, e),
         };
         self.b.add(op, span)
+    }
+
+    fn inverse_count_slot(&mut self, input: Option<InputId>) -> SlotId {
+        if let Some(&slot) = self.inverse_counts.get(&input) {
+            return slot;
+        }
+        let slot = SlotId(self.b.graph.slots.len() as u32);
+        let (name, of) = match input {
+            Some(i) => (
+                format!("once.{}", self.model.input(i).name),
+                Some(self.input_slots[i.index()]),
+            ),
+            None => ("once".to_string(), None),
+        };
+        self.b.graph.slots.push(ir::Slot {
+            name,
+            kind: SlotKind::InverseCount(of),
+        });
+        self.inverse_counts.insert(input, slot);
+        slot
     }
 
     fn shape(&self, e: &TExpr) -> Shape {

@@ -20,6 +20,11 @@ pub struct Model {
     pub terms: Vec<Term>,
     /// The prediction: the `let` named `R` applied to the inputs it names.
     pub score: Option<TExpr>,
+    /// The scale `S` of the model's one likelihood `x ~ normal(MU, S)` on a
+    /// `real` input: the observation noise around the prediction, which
+    /// predictive intervals need. A scalar that reads neither that input nor
+    /// a negative, so it can be evaluated without the target.
+    pub noise_scale: Option<TExpr>,
     pub fit: FitConfig,
 }
 
@@ -67,7 +72,8 @@ pub struct Param {
     pub domain: Option<DomainId>,
     pub shape: Shape,
     pub init: Init,
-    pub variational: bool,
+    /// `Some` for a `variational` param: each row is a Gaussian.
+    pub variational: Option<Variational>,
     pub constraint: Constraint,
     pub span: Span,
 }
@@ -89,6 +95,15 @@ impl fmt::Display for Init {
             Init::Uniform { low, high } => write!(f, "uniform({low}, {high})"),
         }
     }
+}
+
+/// How a variational param's rows start.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Variational {
+    /// The standard deviation every row's Gaussian starts with
+    /// (`variational(sd: S)`); `None` for the compiler's default
+    /// ([`crate::lower::INITIAL_LOG_VARIANCE`]).
+    pub initial_sd: Option<f64>,
 }
 
 /// A constraint the optimiser keeps after every step.
@@ -192,6 +207,11 @@ pub enum TExprKind {
     },
     /// 1 if the index exists (a shifted index may fall off the domain), else 0.
     InRange(Box<TExpr>),
+    /// The weight of a prior written `once`: 1 / the number of training
+    /// examples whose index input holds this example's value, or with no
+    /// input 1 / the number of training examples. Summed over an epoch, the
+    /// prior then counts once per row.
+    InverseCount(Option<InputId>),
     Global(ParamId),
     /// `p[u]` (an index) or `v[f]` (a bag: one weighted row per member).
     Row {

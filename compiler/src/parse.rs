@@ -401,6 +401,7 @@ fn describe(rule: Rule) -> &'static str {
         Rule::loss_decl => "`loss`",
         Rule::likelihood_decl => "a likelihood (`r ~ normal(R, 1)`)",
         Rule::prior_decl => "`prior`",
+        Rule::once_attr => "`once`",
         Rule::penalty_decl => "`penalty`",
         Rule::fit_decl => "`fit`",
         Rule::keyword => "a keyword",
@@ -411,9 +412,11 @@ fn describe(rule: Rule) -> &'static str {
         Rule::real_shape | Rule::vec_shape | Rule::mat_shape => {
             "a shape (`real`, `vec(K)`, `mat(R, C)`)"
         }
-        Rule::init_attr | Rule::variational_attr | Rule::ball_attr | Rule::nonneg_attr => {
-            "a param attribute (`init`, `variational`, `on ball`, `nonneg`)"
-        }
+        Rule::init_attr
+        | Rule::variational_attr
+        | Rule::variational_kw
+        | Rule::ball_attr
+        | Rule::nonneg_attr => "a param attribute (`init`, `variational`, `on ball`, `nonneg`)",
         Rule::param_list => "an argument list",
         Rule::prior_target => "a parameter row",
         Rule::where_clause => "`where`",
@@ -511,7 +514,12 @@ impl Builder {
                             shape = Some(ShapeDecl::Mat(r, c, qs));
                         }
                         Rule::init_attr => attrs.push(ParamAttr::Init(self.dist(first(q)))),
-                        Rule::variational_attr => attrs.push(ParamAttr::Variational(qs)),
+                        Rule::variational_attr => {
+                            let mut v = q.into_inner();
+                            let kw = self.span(&next(&mut v));
+                            let options = v.map(|e| self.fit_entry(e)).collect();
+                            attrs.push(ParamAttr::Variational(kw, options))
+                        }
                         Rule::ball_attr => attrs.push(ParamAttr::OnBall(qs)),
                         _ => attrs.push(ParamAttr::Nonneg(qs)),
                     }
@@ -562,7 +570,8 @@ impl Builder {
                 let mut it = inner.into_iter();
                 let target = self.primary(first(next(&mut it)));
                 let dist = self.dist(next(&mut it));
-                ItemKind::Prior { target, dist }
+                let once = it.next().map(|p| self.span(&p));
+                ItemKind::Prior { target, dist, once }
             }
             Rule::penalty_decl => ItemKind::Penalty(self.expr(inner.remove(0))),
             _ => ItemKind::Fit(inner.into_iter().map(|e| self.fit_entry(e)).collect()),

@@ -47,6 +47,7 @@ fn rebuild(
     let m = |id: NodeId| map[id.index()];
     out.loss = m(g.loss);
     out.score = g.score.map(m);
+    out.noise_scale = g.noise_scale.map(m);
     out.grads = g
         .grads
         .iter()
@@ -131,7 +132,7 @@ pub fn fold_constants(g: &Graph) -> Result<Graph, IrError> {
     )
 }
 
-/// Drop nodes that neither the loss, the score nor a gradient depends on.
+/// Drop nodes that no output ([`Graph::roots`]) depends on.
 pub fn eliminate_dead_nodes(g: &Graph) -> Result<Graph, IrError> {
     let mut live = vec![false; g.nodes.len()];
     for r in g.roots() {

@@ -391,7 +391,7 @@ impl Gen<'_, '_> {
                         let row = self.load_u32(self.word(w), self.k);
                         Val::Index { row, valid: None }
                     }
-                    SlotKind::Real => {
+                    SlotKind::Real | SlotKind::InverseCount(_) => {
                         let a = self.column_addr(self.word(w), self.k, 4);
                         let v = self.b.ins().load(F32, mem(), a, 0);
                         Val::Num(Lanes {

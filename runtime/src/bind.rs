@@ -54,11 +54,39 @@ enum SlotSource {
     Index(usize),
     Real(usize),
     Bag(usize),
-    TimeBucket { column: usize, width: i64 },
+    TimeBucket {
+        column: usize,
+        width: i64,
+    },
     Features,
     History,
-    Negative { domain: DomainId, popularity: bool },
+    Negative {
+        domain: DomainId,
+        popularity: bool,
+    },
     Noise(usize),
+    /// A `once` prior's weight: per member of the index that slot `of`
+    /// reads, 1 / its number of training rows; with no `of`, the one weight
+    /// 1 / the number of training rows.
+    InverseCount {
+        of: Option<usize>,
+        weights: Vec<f64>,
+    },
+}
+
+/// The index a plain or time-bucket slot reads from data row `r`.
+fn index_at(source: &SlotSource, data: &Dataset, r: usize, time_origin: i64) -> Option<u32> {
+    match source {
+        SlotSource::Index(c) => match &data.columns[*c].data {
+            ColumnData::Index { values, .. } => Some(values[r]),
+            _ => None,
+        },
+        SlotSource::TimeBucket { column, width } => match &data.columns[*column].data {
+            ColumnData::Time(ts) => Some(((ts[r] - time_origin).max(0) / width) as u32),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// A row to read each column from: a data row, or for a (user, item) pair,
@@ -374,6 +402,37 @@ impl Binding {
                     popularity: *popularity,
                 },
                 SlotKind::Noise(shape) => SlotSource::Noise(shape.len()),
+                SlotKind::InverseCount(of) => {
+                    let of = of.map(|s| s.index());
+                    let mut weights = vec![1.0 / train.len().max(1) as f64];
+                    if let Some(s) = of {
+                        let index = sources.get(s).filter(|i| {
+                            matches!(i, SlotSource::Index(_) | SlotSource::TimeBucket { .. })
+                        });
+                        let Some(index) = index else {
+                            return Err(BindError(format!(
+                                "slot `{}` counts the rows of slot {s}, which is not an index \
+                                 read from the data",
+                                slot.name
+                            )));
+                        };
+                        let mut counts: Vec<usize> = Vec::new();
+                        for &r in train {
+                            if let Some(m) = index_at(index, data, r, time_origin) {
+                                let m = m as usize;
+                                if m >= counts.len() {
+                                    counts.resize(m + 1, 0);
+                                }
+                                counts[m] += 1;
+                            }
+                        }
+                        weights = counts
+                            .iter()
+                            .map(|&n| if n == 0 { 1.0 } else { 1.0 / n as f64 })
+                            .collect();
+                    }
+                    SlotSource::InverseCount { of, weights }
+                }
             };
             if let SlotSource::TimeBucket { width, .. } = source {
                 let d = match &slot.kind {
@@ -691,9 +750,37 @@ impl Binding {
                 } else {
                     vec![0.0; *n]
                 }),
+                SlotSource::InverseCount { of, weights } => {
+                    SlotValue::Real(self.inverse_count(*of, weights, data, row))
+                }
             };
             out.slots.push(value);
         }
+    }
+
+    /// The value of an [`SlotSource::InverseCount`] slot for `row`: 1 for a
+    /// member training never saw (or an id the data does not know).
+    fn inverse_count(
+        &self,
+        of: Option<usize>,
+        weights: &[f64],
+        data: &Dataset,
+        row: &RowRef,
+    ) -> f64 {
+        let member = match of.map(|s| &self.sources[s]) {
+            None => Some(0),
+            Some(index) => {
+                let column = match index {
+                    SlotSource::Index(c) | SlotSource::TimeBucket { column: c, .. } => *c,
+                    _ => return 1.0,
+                };
+                row.columns[column].and_then(|r| index_at(index, data, r, self.time_origin))
+            }
+        };
+        member
+            .and_then(|m| weights.get(m as usize))
+            .copied()
+            .unwrap_or(1.0)
     }
 
     /// Point `out` at data row `r`, reusing its storage.
@@ -755,6 +842,9 @@ impl Binding {
                 }
                 (SlotSource::Negative { domain, popularity }, SlotColumn::Index(v)) => {
                     v.push(self.negative(*domain, *popularity, row, data, rng) as u32)
+                }
+                (SlotSource::InverseCount { of, weights }, SlotColumn::Real(v)) => {
+                    v.push(self.inverse_count(*of, weights, data, row) as f32)
                 }
                 (SlotSource::Noise(n), SlotColumn::Real(v)) => {
                     for _ in 0..*n {
@@ -866,7 +956,9 @@ impl Binding {
                 SlotSource::Index(_)
                 | SlotSource::TimeBucket { .. }
                 | SlotSource::Negative { .. } => SlotColumn::Index(Vec::new()),
-                SlotSource::Real(_) | SlotSource::Noise(_) => SlotColumn::Real(Vec::new()),
+                SlotSource::Real(_) | SlotSource::Noise(_) | SlotSource::InverseCount { .. } => {
+                    SlotColumn::Real(Vec::new())
+                }
                 SlotSource::Bag(_) | SlotSource::Features | SlotSource::History => {
                     SlotColumn::Bag {
                         offsets: vec![0],
@@ -959,19 +1051,23 @@ impl Binding {
     /// The slots whose value changes with the item of a (user, item) pair:
     /// the item's own column, its attributes and feature bags.
     pub fn item_slots(&self) -> Vec<recc_compiler::ir::SlotId> {
-        self.sources
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| match s {
-                SlotSource::Index(c) | SlotSource::Real(c) | SlotSource::Bag(c) => {
-                    self.attribute_of[*c] == Some(false)
-                }
-                SlotSource::Features | SlotSource::Negative { .. } => true,
-                SlotSource::TimeBucket { column, .. } => self.attribute_of[*column] == Some(false),
-                SlotSource::History | SlotSource::Noise(_) => false,
-            })
-            .map(|(k, _)| recc_compiler::ir::SlotId(k as u32))
+        (0..self.sources.len())
+            .filter(|&k| self.changes_with_item(k))
+            .map(|k| recc_compiler::ir::SlotId(k as u32))
             .collect()
+    }
+
+    fn changes_with_item(&self, slot: usize) -> bool {
+        match &self.sources[slot] {
+            SlotSource::Index(c) | SlotSource::Real(c) | SlotSource::Bag(c) => {
+                self.attribute_of[*c] == Some(false)
+            }
+            SlotSource::Features | SlotSource::Negative { .. } => true,
+            SlotSource::TimeBucket { column, .. } => self.attribute_of[*column] == Some(false),
+            SlotSource::History | SlotSource::Noise(_) => false,
+            // The slot it counts comes earlier, so this recursion ends.
+            SlotSource::InverseCount { of, .. } => of.is_some_and(|s| self.changes_with_item(s)),
+        }
     }
 
     /// The slot bound to the data's target column, if any: the number the

@@ -1,6 +1,8 @@
 //! Scoring a trained model: rating error and ranking quality.
 //!
-//! Rating models are judged with [`rmse`] and [`mae`]. Ranking models are
+//! Rating models are judged with [`rmse`] and [`mae`]; a model with a
+//! predictive distribution also by how well its intervals cover the targets
+//! ([`predictive`], [`predictive_intervals`]). Ranking models are
 //! judged one user at a time: [`rank_user`] ranks the whole catalogue for a
 //! user from its scores and returns [`UserMetrics`], and [`summarise`] averages
 //! those over users and adds the catalogue-level measures (coverage, novelty,
@@ -38,6 +40,132 @@ fn mean_of(values: impl Iterator<Item = f64>) -> f64 {
     } else {
         sum / n as f64
     }
+}
+
+/// A row's predictive distribution, summarised: mean and standard deviation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Predictive {
+    pub mean: f64,
+    pub sd: f64,
+}
+
+/// The predictive distribution of one row from Monte Carlo draws: draw `s`
+/// gave the score `scores[s]` and the noise scale `scales[s]`, i.e. the
+/// target is normal(scores[s], scales[s]²) given that draw. The mixture
+/// over equally weighted draws has mean `mean(scores)` and, by the law of
+/// total variance, variance `var(scores) + mean(scales²)` (variances over
+/// the draws, divided by their number, not one less).
+///
+/// Pairs beyond the shorter slice are ignored; no draws give NaN.
+pub fn predictive(scores: &[f64], scales: &[f64]) -> Predictive {
+    let n = scores.len().min(scales.len());
+    if n == 0 {
+        return Predictive {
+            mean: f64::NAN,
+            sd: f64::NAN,
+        };
+    }
+    let (scores, scales) = (&scores[..n], &scales[..n]);
+    let mean = scores.iter().sum::<f64>() / n as f64;
+    let spread = scores.iter().map(|s| (s - mean) * (s - mean)).sum::<f64>() / n as f64;
+    let noise = scales.iter().map(|s| s * s).sum::<f64>() / n as f64;
+    Predictive {
+        mean,
+        sd: (spread + noise).sqrt(),
+    }
+}
+
+/// The standard normal quantile at 75%: mean ± this many sd hold 50%.
+pub const Z50: f64 = 0.674_489_750_196_081_7;
+/// The standard normal quantile at 95%: mean ± this many sd hold 90%.
+pub const Z90: f64 = 1.644_853_626_951_472_2;
+
+/// How well predictive distributions describe the targets.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct IntervalMetrics {
+    /// The fraction of targets within mean ± [`Z50`]·sd: 0.5 if calibrated.
+    pub interval50: f64,
+    /// The fraction of targets within mean ± [`Z90`]·sd: 0.9 if calibrated.
+    pub interval90: f64,
+    /// The Spearman correlation between the sd and the row's support (e.g.
+    /// its user's number of training rows): negative when the model is
+    /// less sure where it has seen less.
+    pub spread_corr: f64,
+}
+
+/// Coverage of the central 50% and 90% intervals of `rows` (the predictive
+/// distribution of each row, taken as normal) over `targets`, and the rank
+/// correlation of the rows' sd with `support`, all paired by index.
+///
+/// Rows beyond the shortest slice are ignored; no rows give NaN coverage; see
+/// [`spearman`] for its NaN cases.
+pub fn predictive_intervals(
+    rows: &[Predictive],
+    targets: &[f64],
+    support: &[f64],
+) -> IntervalMetrics {
+    let n = rows.len().min(targets.len()).min(support.len());
+    let (rows, targets) = (&rows[..n], &targets[..n]);
+    let coverage = |z: f64| {
+        let inside = rows
+            .iter()
+            .zip(targets)
+            .filter(|(p, t)| (*t - p.mean).abs() <= z * p.sd)
+            .count();
+        if n == 0 {
+            f64::NAN
+        } else {
+            inside as f64 / n as f64
+        }
+    };
+    let sds: Vec<f64> = rows.iter().map(|p| p.sd).collect();
+    IntervalMetrics {
+        interval50: coverage(Z50),
+        interval90: coverage(Z90),
+        spread_corr: spearman(&sds, &support[..n]),
+    }
+}
+
+/// Spearman's rank correlation: the Pearson correlation of the ranks, tied
+/// values sharing their mean rank.
+///
+/// Pairs beyond the shorter slice are ignored. Fewer than two pairs, or a
+/// side whose values are all equal (no order to correlate), give NaN.
+pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (ra, rb) = (ranks(&a[..n]), ranks(&b[..n]));
+    let mean = (n as f64 + 1.0) / 2.0;
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for (x, y) in ra.iter().zip(&rb) {
+        ab += (x - mean) * (y - mean);
+        aa += (x - mean) * (x - mean);
+        bb += (y - mean) * (y - mean);
+    }
+    if n < 2 || aa == 0.0 || bb == 0.0 {
+        return f64::NAN;
+    }
+    ab / (aa * bb).sqrt()
+}
+
+/// 1-based ranks, ties given the mean of the ranks they span.
+fn ranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&i, &j| values[i].total_cmp(&values[j]));
+    let mut out = vec![0.0; values.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        while end < order.len() && values[order[end]] == values[order[start]] {
+            end += 1;
+        }
+        // Positions start..end hold ranks start+1..=end; their mean:
+        let rank = (start + end + 1) as f64 / 2.0;
+        for &k in &order[start..end] {
+            out[k] = rank;
+        }
+        start = end;
+    }
+    out
 }
 
 /// One user's scores over the whole catalogue, with what to leave out and

@@ -3,9 +3,10 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
 use recc_runtime::metrics::{
-    cosine, format_table, mae, rank_user, rmse, summarise, Catalogue, RankingMetrics, UserMetrics,
-    UserRanking,
+    cosine, format_table, mae, predictive, predictive_intervals, rank_user, rmse, spearman,
+    summarise, Catalogue, Predictive, RankingMetrics, UserMetrics, UserRanking,
 };
 
 fn close(a: f64, b: f64) -> bool {
@@ -451,4 +452,80 @@ fn table_is_aligned_and_serialises() {
     let json = serde_json::to_value(&m).unwrap();
     assert_eq!(json["k"], 10);
     assert!(json["map"].is_number());
+}
+
+#[test]
+fn predictive_distribution_by_hand() {
+    // Two draws at 1 and 3, each with noise sd 1: the mixture has mean 2
+    // and variance var{1, 3} + mean{1², 1²} = 1 + 1.
+    let p = predictive(&[1.0, 3.0], &[1.0, 1.0]);
+    assert_close!(p.mean, 2.0);
+    assert_close!(p.sd, 2f64.sqrt());
+    // Scales enter squared: mean{0², 2²} = 2.
+    assert_close!(predictive(&[5.0, 5.0], &[0.0, 2.0]).sd, 2f64.sqrt());
+    assert!(predictive(&[], &[]).mean.is_nan());
+
+    let rows = [Predictive { mean: 0.0, sd: 1.0 }; 4];
+    // |t| ≤ 0.674 holds 0.5 only; |t| ≤ 1.645 holds 0.5, −0.7 and 1.0.
+    let m = predictive_intervals(&rows, &[0.5, -0.7, 1.0, 2.0], &[1.0, 2.0, 3.0, 4.0]);
+    assert_close!(m.interval50, 0.25);
+    assert_close!(m.interval90, 0.75);
+    // Every sd is the same: no order to correlate.
+    assert!(m.spread_corr.is_nan());
+    let wider: Vec<Predictive> = (1..=4)
+        .map(|k| Predictive {
+            mean: 0.0,
+            sd: k as f64,
+        })
+        .collect();
+    let m = predictive_intervals(&wider, &[0.0; 4], &[40.0, 30.0, 20.0, 10.0]);
+    assert_close!(m.spread_corr, -1.0);
+    assert_close!(m.interval50, 1.0);
+}
+
+#[test]
+fn spearman_by_hand() {
+    assert_close!(spearman(&[1.0, 2.0, 3.0], &[10.0, 20.0, 30.0]), 1.0);
+    // Ranks of the first side: 1, 2.5, 2.5, 4. Deviations from 2.5 give
+    // Σab = 4.5, Σa² = 4.5, Σb² = 5.
+    assert_close!(
+        spearman(&[1.0, 2.0, 2.0, 3.0], &[1.0, 2.0, 3.0, 4.0]),
+        4.5 / 22.5f64.sqrt()
+    );
+    assert!(spearman(&[1.0], &[2.0]).is_nan());
+    assert!(spearman(&[1.0, 1.0], &[2.0, 3.0]).is_nan());
+}
+
+/// Targets drawn from exactly the distribution the draws describe: a score
+/// uncertain by `a` (the draws) plus noise of sd `b` (the scale). The
+/// intervals must then cover 50% and 90%, up to sampling error.
+#[test]
+fn well_specified_intervals_cover_what_they_claim() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let n = 20_000;
+    let (mut rows, mut targets, mut support) = (Vec::new(), Vec::new(), Vec::new());
+    let mut overconfident = Vec::new();
+    for _ in 0..n {
+        let mu: f64 = rng.random_range(1.0..5.0);
+        let a: f64 = rng.random_range(0.1..0.8);
+        let b: f64 = rng.random_range(0.5..1.0);
+        let scores: Vec<f64> = (0..64)
+            .map(|_| mu + a * rng.sample::<f64, _>(StandardNormal))
+            .collect();
+        let truth = mu
+            + a * rng.sample::<f64, _>(StandardNormal)
+            + b * rng.sample::<f64, _>(StandardNormal);
+        rows.push(predictive(&scores, &[b; 64]));
+        overconfident.push(predictive(&[mu], &[b]));
+        targets.push(truth);
+        // Less data, more uncertainty: support falls as `a` grows.
+        support.push(1.0 / (a * a));
+    }
+    let m = predictive_intervals(&rows, &targets, &support);
+    assert!((m.interval50 - 0.5).abs() < 0.02, "{m:?}");
+    assert!((m.interval90 - 0.9).abs() < 0.015, "{m:?}");
+    assert!(m.spread_corr < -0.3, "{m:?}");
+    // Leaving out the score's own uncertainty covers too little.
+    let m = predictive_intervals(&overconfident, &targets, &support);
+    assert!(m.interval50 < 0.46 && m.interval90 < 0.87, "{m:?}");
 }

@@ -232,6 +232,10 @@ fn edge_example(g: &Graph, sizes: &[usize], e: usize, train: bool) -> Example {
                 }
                 // A rating, and a co-occurrence count (positive: log k).
                 SlotKind::Real => SlotValue::Real(if e.is_multiple_of(2) { 4.0 } else { 1.5 }),
+                // A row seen once, or one of eight.
+                SlotKind::InverseCount(_) => {
+                    SlotValue::Real(if e.is_multiple_of(2) { 1.0 } else { 0.125 })
+                }
                 SlotKind::Bag { domain, .. } => {
                     let n = sizes[domain.index()];
                     SlotValue::Bag(match e % 4 {
@@ -265,7 +269,9 @@ fn columns_of(g: &Graph, examples: &[Example]) -> Columns {
         .iter()
         .map(|s| match s.kind {
             SlotKind::Index(_) | SlotKind::Negative { .. } => SlotColumn::Index(Vec::new()),
-            SlotKind::Real | SlotKind::Noise(_) => SlotColumn::Real(Vec::new()),
+            SlotKind::Real | SlotKind::Noise(_) | SlotKind::InverseCount(_) => {
+                SlotColumn::Real(Vec::new())
+            }
             SlotKind::Bag { .. } => SlotColumn::Bag {
                 offsets: vec![0],
                 members: Vec::new(),

@@ -410,3 +410,98 @@ fn the_tree_data_spec_loads_its_closure_and_is_embedded_whole() {
     }
     assert_eq!("builtin".parse::<DataSpec>().unwrap().default_split(), None);
 }
+
+/// A `once` prior's weight is 1 / the row's number of training rows, so over
+/// an epoch the prior counts once per user; the native columns agree.
+#[test]
+fn a_once_prior_weighs_each_example_by_its_rows_training_count() {
+    use rand::SeedableRng;
+    use recc_compiler::interp::{Example, SlotValue};
+    use recc_runtime::bind::SlotColumn;
+    let text = "input u: user\ninput i: item\ninput r: real\nparam w[user]: real\n\
+                param m[item]: real\nlet R(u, i) = w[u] + m[i]\nr ~ normal(R(u, i), 1)\n\
+                prior w[u] ~ normal(0, 1) once\nprior m[i] ~ normal(0, 1) once\n";
+    let compiled = recc_compiler::compile("once.rec", text);
+    let model = compiled.model.expect("a checked model");
+    let data = small_data();
+    let s = holdout(&data);
+    let session = Session::new(&model, &data, &s.train, &BindOptions::default()).unwrap();
+    let b = &session.binding;
+    let slots = &session.gradient.slots;
+    let once_u = slots.iter().position(|s| s.name == "once.u").unwrap();
+    let (user_domain, users) = data.users().unwrap();
+    let mut count = vec![0usize; data.domain_size(user_domain)];
+    for &r in &s.train {
+        count[users[r] as usize] += 1;
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let mut ex = Example { slots: Vec::new() };
+    let mut total = vec![0.0; count.len()];
+    for &r in &s.train {
+        b.example(&data, &b.row(&data, r), &mut rng, true, &mut ex);
+        let SlotValue::Real(w) = ex.slots[once_u] else {
+            panic!("once.u is {:?}", ex.slots[once_u])
+        };
+        assert_eq!(w, 1.0 / count[users[r] as usize] as f64);
+        total[users[r] as usize] += w;
+    }
+    for (u, t) in total.iter().enumerate() {
+        assert!(count[u] == 0 || (t - 1.0).abs() < 1e-9, "user {u}: {t}");
+    }
+    let mut columns = b.columns();
+    b.encode_rows(&data, &s.train[..50], &mut rng, true, &mut columns);
+    let SlotColumn::Real(native) = &columns.slots[once_u] else {
+        panic!("once.u is not a real column")
+    };
+    for (k, &r) in s.train[..50].iter().enumerate() {
+        assert_eq!(native[k], (1.0 / count[users[r] as usize] as f64) as f32);
+    }
+}
+
+/// Only a model with variational rows has intervals to measure; without a
+/// normal likelihood's scale, the training residuals stand in for the noise.
+#[test]
+fn intervals_are_measured_for_variational_models_only() {
+    let data = small_data();
+    let s = holdout(&data);
+    let measure = |text: &str| {
+        let compiled = recc_compiler::compile("m.rec", text);
+        let model = compiled.model.expect("a checked model");
+        let session = Session::new(&model, &data, &s.train, &BindOptions::default()).unwrap();
+        let trained = train::train(
+            &session,
+            &data,
+            &s.train,
+            &[],
+            &config(&model, 2),
+            &mut Silent,
+        )
+        .unwrap();
+        Predictor::new(&session, &trained.params)
+            .intervals(&data, &s.train, &s.test, 42)
+            .unwrap()
+    };
+    let head = "input u: user\ninput i: item\ninput r: real\nparam b: real init constant(3)\n";
+    let plain = format!("{head}param p[user]: vec(4)\nparam q[item]: vec(4)\n");
+    let variational = format!(
+        "{head}param p[user]: vec(4) variational(sd: 0.2) init normal(0, 0.1)\n\
+         param q[item]: vec(4) variational(sd: 0.2) init normal(0, 0.1)\n"
+    );
+    let score = "let R(u, i) = b + dot(p[u], q[i])\n";
+    assert_eq!(
+        measure(&format!("{plain}{score}r ~ normal(R(u, i), 1)\n")),
+        None
+    );
+    for objective in [
+        "r ~ normal(R(u, i), 1)\n",
+        "use stdlib.losses\nloss mse(R(u, i), r)\n",
+    ] {
+        let m = measure(&format!("{variational}{score}{objective}"))
+            .unwrap_or_else(|| panic!("no intervals for {objective}"));
+        assert!(
+            0.0 < m.interval50 && m.interval50 < m.interval90 && m.interval90 <= 1.0,
+            "{objective}: {m:?}"
+        );
+        assert!((-1.0..=1.0).contains(&m.spread_corr), "{objective}: {m:?}");
+    }
+}

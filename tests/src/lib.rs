@@ -73,6 +73,7 @@ pub fn random_example(g: &Graph, rng: &mut StdRng) -> Example {
                 SlotValue::Index(rng.random_range(0..DOMAIN_SIZE))
             }
             SlotKind::Real => SlotValue::Real(rng.random_range(0.5..5.0)),
+            SlotKind::InverseCount(_) => SlotValue::Real(1.0 / rng.random_range(1..=100) as f64),
             SlotKind::Bag { .. } => {
                 let n = rng.random_range(1..=4);
                 SlotValue::Bag(

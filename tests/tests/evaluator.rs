@@ -3,6 +3,8 @@
 use ndarray::array;
 use recc_compiler::interp::{evaluate, EvalError, Example, Params, SlotValue};
 use recc_compiler::ir::{Graph, TableId};
+use recc_compiler::lower::INITIAL_LOG_VARIANCE;
+use recc_compiler::model::Init;
 use recc_compiler::{compile, gradient_graph};
 
 fn graph(src: &str) -> Graph {
@@ -155,4 +157,79 @@ fn negatives_in_a_comprehension_take_the_hardest() {
             .unwrap_or(0.0),
         0.0
     );
+}
+
+#[test]
+fn a_normal_likelihood_records_its_scale_beside_the_score() {
+    let head = "input u: user\ninput i: item\ninput r: real\nparam ls: real\n\
+                param w[user]: real\nlet R(u, i) = w[u]\n";
+    let g = graph(&format!("{head}r ~ normal(R(u, i), exp(ls))\n"));
+    assert!(g.noise_scale.is_some());
+    assert!(g.to_text(None).contains("  scale %"));
+    let mut params = Params::zeros(&g, &[2, 1]).unwrap_or_else(|e| panic!("{e}"));
+    params.tables[table(&g, "ls")] = array![[2f64.ln()]];
+    params.tables[table(&g, "w")] = array![[0.0], [3.0]];
+    let ex = Example {
+        slots: vec![
+            SlotValue::Index(1),
+            SlotValue::Index(0),
+            SlotValue::Real(4.0),
+        ],
+    };
+    let e = evaluate(&g, &params, &ex).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(e.score, Some(3.0));
+    assert!((e.noise_scale.unwrap_or(f64::NAN) - 2.0).abs() < 1e-12);
+    // ½((4 − 3) / 2)² + log 2 + ½ log 2π
+    let want = 0.125 + 2f64.ln() + 0.918_938_533_204_672_7;
+    assert!((e.loss - want).abs() < 1e-12, "{}", e.loss);
+
+    // No scale where it would not describe the target, or not be known without it.
+    for objective in [
+        "r ~ laplace(R(u, i), 1)\n",
+        "r ~ normal(R(u, i), 0.1 * r + 1)\n",
+        "r ~ normal(R(u, i), 1)\nr ~ normal(R(u, i), 2)\n",
+        "use stdlib.losses\nloss mse(R(u, i), r)\n",
+    ] {
+        let g = graph(&format!("{head}{objective}"));
+        assert_eq!(g.noise_scale, None, "{objective}");
+        assert!(!g.to_text(None).contains("scale"), "{objective}");
+    }
+}
+
+#[test]
+fn a_once_prior_is_weighted_by_its_slot() {
+    let g = graph(
+        "input u: user\ninput r: real\nparam w[user]: real\nlet R(u) = w[u]\n\
+         r ~ normal(R(u), 1)\nprior w[u] ~ normal(0, 0.5) once\n",
+    );
+    let once = g
+        .slots
+        .iter()
+        .position(|s| s.name == "once.u")
+        .unwrap_or_else(|| panic!("no once slot:\n{}", g.to_text(None)));
+    assert!(g.to_text(None).contains("slot s2 once.u: inverse_count s0"));
+    let mut params = Params::zeros(&g, &[1]).unwrap_or_else(|e| panic!("{e}"));
+    params.tables[table(&g, "w")] = array![[1.0]];
+    let mut slots = vec![SlotValue::Index(0), SlotValue::Real(1.0)];
+    slots.insert(once, SlotValue::Real(0.25));
+    let e = evaluate(&g, &params, &Example { slots }).unwrap_or_else(|e| panic!("{e}"));
+    // Likelihood: ½·0² + log 1 + c. Prior: ¼ · (½(1 / 0.5)² + log 0.5 + c).
+    let c = 0.918_938_533_204_672_7;
+    let want = c + 0.25 * (2.0 + 0.5f64.ln() + c);
+    assert!((e.loss - want).abs() < 1e-12, "{} vs {want}", e.loss);
+    let dw = &e.gradients.rows[&(TableId(table(&g, "w") as u32), 0)];
+    // d/dw of ¼ · ½ (w / 0.5)² = ¼ · 4w = 1.
+    assert!((dw[0] - 1.0).abs() < 1e-12, "{dw:?}");
+}
+
+#[test]
+fn variational_sd_sets_where_the_log_variance_starts() {
+    let g = graph(
+        "input u: user\ninput r: real\nparam p[user]: vec(2) variational(sd: 0.5)\n\
+         param q[user]: vec(2) variational\nlet R(u) = sum(p[u] + q[u])\n\
+         r ~ normal(R(u), 1)\n",
+    );
+    let init = |name: &str| g.tables[table(&g, name)].init;
+    assert_eq!(init("p.logvar"), Init::Constant(2.0 * 0.5f64.ln()));
+    assert_eq!(init("q.logvar"), Init::Constant(INITIAL_LOG_VARIANCE));
 }
