@@ -8,4 +8,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked --bin recc --bin recc-zoo
-exec target/release/recc-zoo --data "${RECC_DATA:-../shared/data}" --out docs/RESULTS.md "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/recc-zoo" --data "${RECC_DATA:-../shared/data}" --out docs/RESULTS.md "$@"
