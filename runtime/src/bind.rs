@@ -705,6 +705,7 @@ impl Binding {
             let dom = data.columns[c].data.domain().unwrap_or("");
             data.domain_size(dom)
         };
+        let mut drawn = Vec::new();
         for source in &self.sources {
             let value = match source {
                 SlotSource::Index(c) => match (row.columns[*c], &data.columns[*c].data) {
@@ -742,9 +743,14 @@ impl Binding {
                 }
                 SlotSource::Features => SlotValue::Bag(self.feature_bag(data, row)),
                 SlotSource::History => SlotValue::Bag(self.history_bag(row)),
-                SlotSource::Negative { domain, popularity } => {
-                    SlotValue::Index(self.negative(*domain, *popularity, row, data, rng))
-                }
+                SlotSource::Negative { domain, popularity } => SlotValue::Index(self.negative(
+                    *domain,
+                    *popularity,
+                    row,
+                    data,
+                    rng,
+                    &mut drawn,
+                )),
                 SlotSource::Noise(n) => SlotValue::Noise(if train {
                     (0..*n).map(|_| rng.sample(StandardNormal)).collect()
                 } else {
@@ -819,6 +825,7 @@ impl Binding {
             let dom = data.columns[c].data.domain().unwrap_or("");
             data.domain_size(dom) as u32
         };
+        let mut drawn = Vec::new();
         for (source, column) in self.sources.iter().zip(out.slots.iter_mut()) {
             match (source, column) {
                 (SlotSource::Index(c), SlotColumn::Index(v)) => {
@@ -841,7 +848,7 @@ impl Binding {
                     v.push(((t - self.time_origin).max(0) / width) as u32)
                 }
                 (SlotSource::Negative { domain, popularity }, SlotColumn::Index(v)) => {
-                    v.push(self.negative(*domain, *popularity, row, data, rng) as u32)
+                    v.push(self.negative(*domain, *popularity, row, data, rng, &mut drawn) as u32)
                 }
                 (SlotSource::InverseCount { of, weights }, SlotColumn::Real(v)) => {
                     v.push(self.inverse_count(*of, weights, data, row) as f32)
@@ -1009,6 +1016,11 @@ impl Binding {
             .collect()
     }
 
+    /// A negative of `domain` for `row`: not one of the user's positives and
+    /// not one already `drawn` for this example. Distinct negatives matter
+    /// beyond sampling: a row named twice in one example would be stepped
+    /// once per use by the native trainer but once in all by the evaluator,
+    /// which differ for adaptive optimisers.
     fn negative(
         &self,
         domain: DomainId,
@@ -1016,6 +1028,7 @@ impl Binding {
         row: &RowRef,
         data: &Dataset,
         rng: &mut StdRng,
+        drawn: &mut Vec<(DomainId, usize)>,
     ) -> usize {
         let (name, ids) = &self.domains[domain.index()];
         let size = ids.len().max(1);
@@ -1032,8 +1045,11 @@ impl Binding {
         // of itself, and its distance to itself, 0, only adds a constant to a
         // softmax over distances.
         let user = row.user.filter(|_| of_domain(self.user_column));
-        let allowed =
-            |j: usize| excluded.binary_search(&(j as u32)).is_err() && user != Some(j as u32);
+        let allowed = |j: usize| {
+            excluded.binary_search(&(j as u32)).is_err()
+                && user != Some(j as u32)
+                && !drawn.contains(&(domain, j))
+        };
         let mut draw = || match self.popularity.get(&domain.0) {
             Some(w) if popularity => w.sample(rng),
             _ => rng.random_range(0..size),
@@ -1045,6 +1061,7 @@ impl Binding {
             }
             j = draw();
         }
+        drawn.push((domain, j));
         j
     }
 
