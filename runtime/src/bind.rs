@@ -705,7 +705,6 @@ impl Binding {
             let dom = data.columns[c].data.domain().unwrap_or("");
             data.domain_size(dom)
         };
-        let mut drawn = Vec::new();
         for source in &self.sources {
             let value = match source {
                 SlotSource::Index(c) => match (row.columns[*c], &data.columns[*c].data) {
@@ -743,14 +742,16 @@ impl Binding {
                 }
                 SlotSource::Features => SlotValue::Bag(self.feature_bag(data, row)),
                 SlotSource::History => SlotValue::Bag(self.history_bag(row)),
-                SlotSource::Negative { domain, popularity } => SlotValue::Index(self.negative(
-                    *domain,
-                    *popularity,
-                    row,
-                    data,
-                    rng,
-                    &mut drawn,
-                )),
+                SlotSource::Negative { domain, popularity } => {
+                    // The negatives of this domain drawn so far in this example.
+                    let taken = |j: usize| {
+                        self.sources.iter().zip(&out.slots).any(|(s, v)| {
+                            matches!(s, SlotSource::Negative { domain: d, .. } if d == domain)
+                                && matches!(v, SlotValue::Index(x) if *x == j)
+                        })
+                    };
+                    SlotValue::Index(self.negative(*domain, *popularity, row, data, rng, taken))
+                }
                 SlotSource::Noise(n) => SlotValue::Noise(if train {
                     (0..*n).map(|_| rng.sample(StandardNormal)).collect()
                 } else {
@@ -825,8 +826,12 @@ impl Binding {
             let dom = data.columns[c].data.domain().unwrap_or("");
             data.domain_size(dom) as u32
         };
-        let mut drawn = Vec::new();
-        for (source, column) in self.sources.iter().zip(out.slots.iter_mut()) {
+        for (k, source) in self.sources.iter().enumerate() {
+            // Columns before `k` already end with this example's value.
+            let (earlier, rest) = out.slots.split_at_mut(k);
+            let Some(column) = rest.first_mut() else {
+                break;
+            };
             match (source, column) {
                 (SlotSource::Index(c), SlotColumn::Index(v)) => {
                     v.push(match (row.columns[*c], &data.columns[*c].data) {
@@ -848,7 +853,13 @@ impl Binding {
                     v.push(((t - self.time_origin).max(0) / width) as u32)
                 }
                 (SlotSource::Negative { domain, popularity }, SlotColumn::Index(v)) => {
-                    v.push(self.negative(*domain, *popularity, row, data, rng, &mut drawn) as u32)
+                    let taken = |j: usize| {
+                        self.sources.iter().zip(&*earlier).any(|(s, c)| {
+                            matches!(s, SlotSource::Negative { domain: d, .. } if d == domain)
+                                && matches!(c, SlotColumn::Index(x) if x.last() == Some(&(j as u32)))
+                        })
+                    };
+                    v.push(self.negative(*domain, *popularity, row, data, rng, taken) as u32)
                 }
                 (SlotSource::InverseCount { of, weights }, SlotColumn::Real(v)) => {
                     v.push(self.inverse_count(*of, weights, data, row) as f32)
@@ -1017,7 +1028,7 @@ impl Binding {
     }
 
     /// A negative of `domain` for `row`: not one of the user's positives and
-    /// not one already `drawn` for this example. Distinct negatives matter
+    /// not one `taken` by an earlier negative of this example. Distinct negatives matter
     /// beyond sampling: a row named twice in one example would be stepped
     /// once per use by the native trainer but once in all by the evaluator,
     /// which differ for adaptive optimisers.
@@ -1028,7 +1039,7 @@ impl Binding {
         row: &RowRef,
         data: &Dataset,
         rng: &mut StdRng,
-        drawn: &mut Vec<(DomainId, usize)>,
+        taken: impl Fn(usize) -> bool,
     ) -> usize {
         let (name, ids) = &self.domains[domain.index()];
         let size = ids.len().max(1);
@@ -1046,9 +1057,7 @@ impl Binding {
         // softmax over distances.
         let user = row.user.filter(|_| of_domain(self.user_column));
         let allowed = |j: usize| {
-            excluded.binary_search(&(j as u32)).is_err()
-                && user != Some(j as u32)
-                && !drawn.contains(&(domain, j))
+            excluded.binary_search(&(j as u32)).is_err() && user != Some(j as u32) && !taken(j)
         };
         let mut draw = || match self.popularity.get(&domain.0) {
             Some(w) if popularity => w.sample(rng),
@@ -1061,7 +1070,6 @@ impl Binding {
             }
             j = draw();
         }
-        drawn.push((domain, j));
         j
     }
 
