@@ -103,25 +103,10 @@ impl Zoo {
 
     /// Runs `recc ARGS` and parses its JSON output.
     fn recc(&self, args: &[String]) -> Result<Value> {
-        let command = format!("recc {}", args.join(" "));
-        eprintln!("   {command}");
-        let out = Command::new(&self.recc)
-            .args(args)
-            .output()
-            .map_err(|source| ZooError::Spawn {
-                program: self.recc.display().to_string(),
-                source,
-            })?;
-        if !out.status.success() {
-            return Err(ZooError::Failed {
-                command,
-                stderr: tail(&String::from_utf8_lossy(&out.stderr)),
-            });
-        }
-        serde_json::from_slice(&out.stdout).map_err(|e| ZooError::Output {
-            command,
-            detail: e.to_string(),
-        })
+        run_json(
+            Command::new(&self.recc).args(args),
+            format!("recc {}", args.join(" ")),
+        )
     }
 
     /// `recc train MODEL --data DATA ARGS --json -q -o SCRATCH`.
@@ -196,26 +181,17 @@ impl Zoo {
             self.python,
             dir.display()
         );
-        eprintln!("   {command}");
-        let out = Command::new(&self.python)
-            .args([script, &dir.display().to_string(), "--loss", loss, "--json"])
-            .output()
-            .map_err(|source| ZooError::Spawn {
-                program: self.python.clone(),
-                source,
-            })?;
-        if !out.status.success() {
-            return Err(ZooError::Failed {
-                command,
-                stderr: tail(&String::from_utf8_lossy(&out.stderr)),
-            });
-        }
-        serde_json::from_slice(&out.stdout)
-            .map(Some)
-            .map_err(|e| ZooError::Output {
-                command,
-                detail: e.to_string(),
-            })
+        run_json(
+            Command::new(&self.python).args([
+                script,
+                &dir.display().to_string(),
+                "--loss",
+                loss,
+                "--json",
+            ]),
+            command,
+        )
+        .map(Some)
     }
 
     /// The setup paragraph: versions, machine, data.
@@ -249,6 +225,25 @@ impl Zoo {
             self.data.display()
         )
     }
+}
+
+/// Runs `cmd` (shown as `command`) and parses the JSON it prints.
+fn run_json(cmd: &mut Command, command: String) -> Result<Value> {
+    eprintln!("   {command}");
+    let out = cmd.output().map_err(|source| ZooError::Spawn {
+        program: cmd.get_program().to_string_lossy().into_owned(),
+        source,
+    })?;
+    if !out.status.success() {
+        return Err(ZooError::Failed {
+            command,
+            stderr: tail(&String::from_utf8_lossy(&out.stderr)),
+        });
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| ZooError::Output {
+        command,
+        detail: e.to_string(),
+    })
 }
 
 fn tail(s: &str) -> String {
