@@ -139,6 +139,18 @@ fn a_diverging_loss_stops_with_the_epoch_and_a_smaller_rate() {
     }
 }
 
+/// The example slots that hold sampled negatives.
+fn negative_slots(session: &Session) -> Vec<usize> {
+    session
+        .gradient
+        .slots
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s.kind, recc_compiler::ir::SlotKind::Negative { .. }))
+        .map(|(k, _)| k)
+        .collect()
+}
+
 #[test]
 fn negatives_are_never_a_positive_of_the_user() {
     let model = compile("bpr_mf.rec");
@@ -146,12 +158,7 @@ fn negatives_are_never_a_positive_of_the_user() {
     let s = holdout(&data);
     let session = Session::new(&model, &data, &s.train, &BindOptions::default()).unwrap();
     let b = &session.binding;
-    let j = session
-        .gradient
-        .slots
-        .iter()
-        .position(|s| matches!(s.kind, recc_compiler::ir::SlotKind::Negative { .. }))
-        .unwrap();
+    let j = negative_slots(&session)[0];
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
     let mut ex = recc_compiler::interp::Example { slots: Vec::new() };
     let (_, users) = data.users().unwrap();
@@ -174,14 +181,7 @@ fn the_negatives_of_one_example_are_distinct() {
     let s = holdout(&data);
     let session = Session::new(&model, &data, &s.train, &BindOptions::default()).unwrap();
     let b = &session.binding;
-    let slots: Vec<usize> = session
-        .gradient
-        .slots
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| matches!(s.kind, recc_compiler::ir::SlotKind::Negative { .. }))
-        .map(|(k, _)| k)
-        .collect();
+    let slots = negative_slots(&session);
     assert_eq!(slots.len(), 5);
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
     let mut ex = recc_compiler::interp::Example { slots: Vec::new() };
@@ -232,14 +232,7 @@ fn a_tree_node_never_draws_itself_or_an_ancestor_as_a_negative() {
     let rows: Vec<usize> = (0..data.len()).collect();
     let session = Session::new(&model, &data, &rows, &BindOptions::default()).unwrap();
     let b = &session.binding;
-    let negatives: Vec<usize> = session
-        .gradient
-        .slots
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| matches!(s.kind, recc_compiler::ir::SlotKind::Negative { .. }))
-        .map(|(k, _)| k)
-        .collect();
+    let negatives = negative_slots(&session);
     assert_eq!(negatives.len(), 10);
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
     let mut ex = recc_compiler::interp::Example { slots: Vec::new() };
