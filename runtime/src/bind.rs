@@ -26,6 +26,17 @@ use std::collections::BTreeMap;
 pub const TIME_DOMAINS: [(&str, i64); 3] =
     [("day", 86_400), ("week", 604_800), ("month", 2_629_746)];
 
+/// At most this many buckets a `day`, `week` or `month` domain may have: a
+/// million weeks are 19,000 years, so more means the times are not unix
+/// seconds (milliseconds, or a stray sentinel), and each bucket is a row of
+/// every table over the domain.
+pub const MAX_TIME_BUCKETS: u64 = 1_000_000;
+
+/// Times spanning more than this (100 average Gregorian years, in seconds)
+/// are reported: real interaction logs do not, while seconds mixed with
+/// milliseconds, or a zero beside modern times in milliseconds, do.
+pub const MIXED_UNITS_SPAN: i64 = 100 * 31_556_952;
+
 /// At most this many of a user's most recent items make up a `history`:
 /// it bounds the cost of one example and matches what sequence models see.
 pub const MAX_HISTORY: usize = 256;
@@ -54,9 +65,13 @@ enum SlotSource {
     Index(usize),
     Real(usize),
     Bag(usize),
+    /// `⌊(t − origin) / width⌋` of time column `column`, where `origin` is
+    /// the column's earliest time; at most `last`.
     TimeBucket {
         column: usize,
         width: i64,
+        origin: i64,
+        last: u32,
     },
     Features,
     History,
@@ -75,18 +90,82 @@ enum SlotSource {
 }
 
 /// The index a plain or time-bucket slot reads from data row `r`.
-fn index_at(source: &SlotSource, data: &Dataset, r: usize, time_origin: i64) -> Option<u32> {
+fn index_at(source: &SlotSource, data: &Dataset, r: usize) -> Option<u32> {
     match source {
         SlotSource::Index(c) => match &data.columns[*c].data {
             ColumnData::Index { values, .. } => Some(values[r]),
             _ => None,
         },
-        SlotSource::TimeBucket { column, width } => match &data.columns[*column].data {
-            ColumnData::Time(ts) => Some(((ts[r] - time_origin).max(0) / width) as u32),
+        SlotSource::TimeBucket {
+            column,
+            width,
+            origin,
+            last,
+        } => match &data.columns[*column].data {
+            ColumnData::Time(ts) => Some(time_bucket(ts[r], *origin, *width, *last)),
             _ => None,
         },
         _ => None,
     }
+}
+
+/// The bucket of time `t`: `⌊(t − origin) / width⌋`, in 128 bits so that no
+/// pair of `i64` times overflows, and kept within `0..=last`.
+fn time_bucket(t: i64, origin: i64, width: i64, last: u32) -> u32 {
+    let b = (i128::from(t) - i128::from(origin)).max(0) / i128::from(width.max(1));
+    u32::try_from(b).map_or(last, |b| b.min(last))
+}
+
+/// What a time-bucket slot over column `column` needs: its source, the id
+/// map of its buckets, and a note when the times look like mixed units.
+/// More than [`MAX_TIME_BUCKETS`] buckets is an error that names the column,
+/// its range and the bucket width.
+fn time_buckets(
+    input: &str,
+    domain: &str,
+    data: &Dataset,
+    column: usize,
+    width: i64,
+) -> Result<(SlotSource, IdMap, Option<String>), BindError> {
+    let name = &data.columns[column].name;
+    let ts: &[i64] = match &data.columns[column].data {
+        ColumnData::Time(ts) => ts,
+        _ => &[],
+    };
+    let (min, max) = match (ts.iter().min(), ts.iter().max()) {
+        (Some(&a), Some(&b)) => (a, b),
+        _ => (0, 0),
+    };
+    let span = i128::from(max) - i128::from(min);
+    let buckets = span / i128::from(width) + 1;
+    if buckets > i128::from(MAX_TIME_BUCKETS) {
+        return Err(BindError(format!(
+            "input `{input}: {domain}`: time column `{name}` runs from {min} to {max}, which \
+             makes {buckets} buckets of {width} s; at most {MAX_TIME_BUCKETS} are allowed. \
+             Times must be integer unix seconds: convert milliseconds, or drop the rows with \
+             stray times"
+        )));
+    }
+    // At most MAX_TIME_BUCKETS, so it fits.
+    let last = u32::try_from(buckets - 1).unwrap_or(u32::MAX);
+    let note = (span > i128::from(MIXED_UNITS_SPAN)).then(|| {
+        let years = span / 31_556_952;
+        format!(
+            "time column `{name}` runs from {min} to {max}, {years} years in unix seconds: \
+             are some times in milliseconds? `{domain}` has {buckets} buckets"
+        )
+    });
+    let mut map = IdMap::new();
+    for b in 0..=last {
+        map.intern(&b.to_string());
+    }
+    let source = SlotSource::TimeBucket {
+        column,
+        width,
+        origin: min,
+        last,
+    };
+    Ok((source, map, note))
 }
 
 /// A row to read each column from: a data row, or for a (user, item) pair,
@@ -189,7 +268,6 @@ pub struct Binding {
     user_column: Option<usize>,
     item_column: Option<usize>,
     time_column: Option<usize>,
-    time_origin: i64,
     features: Features,
     /// Per column: is it constant per user (`Some(true)`), per item
     /// (`Some(false)`), or neither?
@@ -206,6 +284,9 @@ pub struct Binding {
     history_column: Option<usize>,
     /// Per domain with a popularity sampler: the sampler.
     popularity: BTreeMap<u32, WeightedIndex<f64>>,
+    /// What the data looks like that binding does not refuse but the user
+    /// should hear of (times in mixed units), one sentence each.
+    pub notes: Vec<String>,
 }
 
 impl Binding {
@@ -231,14 +312,7 @@ impl Binding {
             }
         }
         let time_column = data.time.as_deref().and_then(column_index);
-        let time_origin = data
-            .times()
-            .and_then(|t| t.iter().min().copied())
-            .unwrap_or(0);
-        let time_max = data
-            .times()
-            .and_then(|t| t.iter().max().copied())
-            .unwrap_or(0);
+        let mut notes: Vec<String> = Vec::new();
 
         let mut sources = Vec::with_capacity(g.slots.len());
         let mut derived: BTreeMap<usize, IdMap> = BTreeMap::new();
@@ -257,6 +331,8 @@ impl Binding {
                 None => None,
             };
             let named = explicit.or_else(|| column_index(&slot.name));
+            // A time-bucket slot's derived domain and its note, if any.
+            let mut buckets: Option<(DomainId, IdMap, Option<String>)> = None;
             let source = match &slot.kind {
                 SlotKind::Index(d) => {
                     let want = domain_name(*d);
@@ -281,7 +357,10 @@ impl Binding {
                                             slot.name, data.columns[c].name
                                         ))
                                     })?;
-                                SlotSource::TimeBucket { column: c, width }
+                                let (source, map, note) =
+                                    time_buckets(&slot.name, want, data, c, width)?;
+                                buckets = Some((*d, map, note));
+                                source
                             }
                             other => {
                                 return Err(BindError(format!(
@@ -293,10 +372,11 @@ impl Binding {
                             }
                         },
                         (None, Some((_, width))) if time_column.is_some() => {
-                            SlotSource::TimeBucket {
-                                column: time_column.unwrap_or(0),
-                                width: *width,
-                            }
+                            let c = time_column.unwrap_or(0);
+                            let (source, map, note) =
+                                time_buckets(&slot.name, want, data, c, *width)?;
+                            buckets = Some((*d, map, note));
+                            source
                         }
                         (None, _) => {
                             return Err(BindError(format!(
@@ -384,6 +464,35 @@ impl Binding {
                         // No column of the domain: a factorization machine's
                         // feature bag, built from the data's categorical columns.
                         None => {
+                            // The feature domain's ids are `column=value`;
+                            // a domain the data or time already numbers
+                            // would get two meanings for one index.
+                            let owner = data
+                                .columns
+                                .iter()
+                                .find(|c| c.data.domain() == Some(want))
+                                .map(|c| format!("the domain of the data's column `{}`", c.name))
+                                .or_else(|| {
+                                    data.domains
+                                        .contains_key(want)
+                                        .then(|| "a domain of the data".to_string())
+                                })
+                                .or_else(|| {
+                                    TIME_DOMAINS
+                                        .iter()
+                                        .any(|(n, _)| *n == want)
+                                        .then(|| "derived from time".to_string())
+                                });
+                            if let Some(owner) = owner {
+                                return Err(BindError(format!(
+                                    "input `{}: bag({want})`: the data has no bag column of \
+                                     domain `{want}`, and `{want}` cannot hold a factorization \
+                                     machine's `column=value` features because it is {owner}; \
+                                     give the feature bag a domain of its own (`bag(feature)`), \
+                                     or bind a bag column with --bind {}=COLUMN",
+                                    slot.name, slot.name
+                                )));
+                            }
                             if feature_domain.is_some_and(|f| f != *domain) {
                                 return Err(BindError(format!(
                                     "input `{}`: only one feature domain can be derived",
@@ -418,7 +527,7 @@ impl Binding {
                         };
                         let mut counts: Vec<usize> = Vec::new();
                         for &r in train {
-                            if let Some(m) = index_at(index, data, r, time_origin) {
+                            if let Some(m) = index_at(index, data, r) {
                                 let m = m as usize;
                                 if m >= counts.len() {
                                     counts.resize(m + 1, 0);
@@ -434,17 +543,11 @@ impl Binding {
                     SlotSource::InverseCount { of, weights }
                 }
             };
-            if let SlotSource::TimeBucket { width, .. } = source {
-                let d = match &slot.kind {
-                    SlotKind::Index(d) => d.index(),
-                    _ => 0,
-                };
-                let buckets = ((time_max - time_origin) / width + 1).max(1);
-                let mut map = IdMap::new();
-                for b in 0..buckets {
-                    map.intern(&format!("{}", b));
+            if let Some((d, map, note)) = buckets {
+                derived.insert(d.index(), map);
+                if let Some(note) = note.filter(|n| !notes.contains(n)) {
+                    notes.push(note);
                 }
-                derived.insert(d, map);
             }
             sources.push(source);
         }
@@ -475,7 +578,18 @@ impl Binding {
                     })
                     .collect::<Result<_, _>>()?
             };
+            for (k, &c) in chosen.iter().enumerate() {
+                if chosen[..k].contains(&c) {
+                    return Err(BindError(format!(
+                        "--features names column `{}` twice",
+                        data.columns[c].name
+                    )));
+                }
+            }
+            // Column `k`'s value `v` is feature `offsets[k] + v`: every
+            // `column=value` must be new to the map for that to hold.
             let mut map = IdMap::new();
+            let mut origin: Vec<usize> = Vec::new();
             for &c in &chosen {
                 let col = &data.columns[c];
                 let Some(dom) = col.data.domain() else {
@@ -485,10 +599,21 @@ impl Binding {
                         col.data.kind()
                     )));
                 };
-                features.offsets.push(map.len() as u32);
+                let offset = u32::try_from(map.len())
+                    .map_err(|_| BindError("more features than 32-bit indices hold".into()))?;
+                features.offsets.push(offset);
                 if let Some(ids) = data.domains.get(dom) {
                     for (k, name) in ids.names().iter().enumerate() {
-                        let f = map.intern(&format!("{}={name}", col.name));
+                        let feature = format!("{}={name}", col.name);
+                        let f = map.intern(&feature);
+                        if f as usize != origin.len() {
+                            return Err(BindError(format!(
+                                "feature `{feature}` comes from both column `{}` and column \
+                                 `{}`; rename one of them, or choose the columns with --features",
+                                data.columns[origin[f as usize]].name, col.name
+                            )));
+                        }
+                        origin.push(c);
                         map.set_label(f, &format!("{}={}", col.name, ids.label(k as u32)));
                     }
                 }
@@ -631,7 +756,6 @@ impl Binding {
             user_column,
             item_column,
             time_column,
-            time_origin,
             features,
             attribute_of,
             user_rows,
@@ -640,6 +764,7 @@ impl Binding {
             history,
             history_column,
             popularity,
+            notes,
         })
     }
 
@@ -733,12 +858,17 @@ impl Binding {
                     ),
                     _ => SlotValue::Bag(Vec::new()),
                 },
-                SlotSource::TimeBucket { column, width } => {
+                SlotSource::TimeBucket {
+                    column,
+                    width,
+                    origin,
+                    last,
+                } => {
                     let t = match (row.columns[*column], &data.columns[*column].data) {
                         (Some(r), ColumnData::Time(ts)) => ts[r],
-                        _ => self.time_origin,
+                        _ => *origin,
                     };
-                    SlotValue::Index(((t - self.time_origin).max(0) / width) as usize)
+                    SlotValue::Index(time_bucket(t, *origin, *width, *last) as usize)
                 }
                 SlotSource::Features => SlotValue::Bag(self.feature_bag(data, row)),
                 SlotSource::History => SlotValue::Bag(self.history_bag(row)),
@@ -781,7 +911,7 @@ impl Binding {
                     SlotSource::Index(c) | SlotSource::TimeBucket { column: c, .. } => *c,
                     _ => return 1.0,
                 };
-                row.columns[column].and_then(|r| index_at(index, data, r, self.time_origin))
+                row.columns[column].and_then(|r| index_at(index, data, r))
             }
         };
         member
@@ -845,12 +975,20 @@ impl Binding {
                         _ => 0.0,
                     })
                 }
-                (SlotSource::TimeBucket { column, width }, SlotColumn::Index(v)) => {
+                (
+                    SlotSource::TimeBucket {
+                        column,
+                        width,
+                        origin,
+                        last,
+                    },
+                    SlotColumn::Index(v),
+                ) => {
                     let t = match (row.columns[*column], &data.columns[*column].data) {
                         (Some(r), ColumnData::Time(ts)) => ts[r],
-                        _ => self.time_origin,
+                        _ => *origin,
                     };
-                    v.push(((t - self.time_origin).max(0) / width) as u32)
+                    v.push(time_bucket(t, *origin, *width, *last))
                 }
                 (SlotSource::Negative { domain, popularity }, SlotColumn::Index(v)) => {
                     let taken = |j: usize| {

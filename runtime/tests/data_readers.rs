@@ -760,3 +760,210 @@ fn real_lastfm_2k() {
     assert_eq!(ds.domain_size("user"), 1892);
     assert_eq!(ds.skipped, 0);
 }
+
+// Hostile input: overlong lines, byte order marks, duplicated or absurd
+// side data.
+
+/// A copy of fixture directory `name` whose file `file` is replaced by `text`.
+fn fixture_with(name: &str, file: &str, text: &[u8]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture(name)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    std::fs::write(dir.path().join(file), text).unwrap();
+    dir
+}
+
+/// `text` written to a file `name` in a new directory.
+fn file_with(name: &str, text: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+fn overlong_line(r: Result<impl std::fmt::Debug, DataError>) -> (String, usize) {
+    let (file, line, message) = bad_line(r);
+    assert!(
+        message.contains("longer than 1048576 bytes"),
+        "{file}:{line}: {message}"
+    );
+    (file, line)
+}
+
+#[test]
+fn an_endless_line_stops_at_the_line_bound_with_its_location() {
+    // `/dev/zero` has no line break: it was read until memory ran out.
+    let zero = Path::new("/dev/zero");
+    if zero.exists() {
+        let r = delimited::read(zero, &Spec::default(), BadLines::Skip);
+        assert_eq!(overlong_line(r), ("zero".to_string(), 1));
+    }
+    let mut text = b"user,item,rating\nu1,i1,4\n".to_vec();
+    text.extend(std::iter::repeat_n(b'x', delimited::MAX_LINE_BYTES + 1));
+    text.extend(b"\nu2,i2,3\n");
+    let (_dir, path) = file_with("long.csv", &text);
+    let r = delimited::read(&path, &Spec::default(), BadLines::Skip);
+    assert_eq!(overlong_line(r), ("long.csv".to_string(), 3));
+    let r = delimited::read_str(
+        "long.csv",
+        std::str::from_utf8(&text).unwrap(),
+        &Spec::default(),
+        BadLines::Skip,
+    );
+    assert_eq!(overlong_line(r), ("long.csv".to_string(), 3));
+
+    // A line of exactly the bound is data.
+    let mut text = b"user,item,note\nu1,i1,".to_vec();
+    let room = delimited::MAX_LINE_BYTES - "u1,i1,".len();
+    text.extend(std::iter::repeat_n(b'y', room));
+    text.extend(b"\nu2,i2,z\n");
+    let (_dir, path) = file_with("edge.csv", &text);
+    let header = Spec {
+        header: true,
+        ..Spec::default()
+    };
+    assert_eq!(ok(delimited::read(&path, &header, BadLines::Fail)).len(), 2);
+
+    // Every reader stops the same way.
+    let mut long = b"userID\tartistID\tweight\n2\t51\t1\n".to_vec();
+    long.extend(std::iter::repeat_n(b'7', delimited::MAX_LINE_BYTES + 1));
+    let dir = fixture_with("lastfm-mini", "user_artists.dat", &long);
+    let (file, line) = overlong_line(lastfm::load(dir.path(), BadLines::Skip));
+    assert_eq!((file.as_str(), line), ("user_artists.dat", 3));
+    let dir = fixture_with("lastfm-mini", "artists.dat", &long);
+    let (file, line) = overlong_line(lastfm::load(dir.path(), BadLines::Skip));
+    assert_eq!((file.as_str(), line), ("artists.dat", 3));
+    let dir = fixture_with("ml-mini", "u.user", &long);
+    let (file, line) = overlong_line(movielens::load(dir.path(), BadLines::Skip));
+    assert_eq!((file.as_str(), line), ("u.user", 3));
+    let (_dir, path) = file_with("reviews.json", &long);
+    let (file, line) = overlong_line(recc_runtime::data::amazon::load(&path, BadLines::Skip));
+    assert_eq!((file.as_str(), line), ("reviews.json", 3));
+}
+
+#[test]
+fn a_byte_order_mark_is_no_part_of_the_first_field() {
+    let text = "\u{feff}user,item,rating\nu1,i1,4\nu2,i1,3\n";
+    let header = Spec {
+        header: true,
+        ..Spec::default()
+    };
+    let (_dir, path) = file_with("bom.csv", text.as_bytes());
+    for ds in [
+        ok(delimited::read(&path, &header, BadLines::Fail)),
+        ok(delimited::read_str("bom.csv", text, &header, BadLines::Fail)),
+    ] {
+        assert_eq!(ds.columns[0].name, "user");
+        assert_eq!(ds.user.as_deref(), Some("user"));
+        assert_eq!(ds.target.as_deref(), Some("rating"));
+    }
+    // Without a header the first id is clean.
+    let (_dir, path) = file_with("bom.tsv", "\u{feff}196\t242\t3\n186\t302\t3\n".as_bytes());
+    let ds = ok(delimited::read(&path, &Spec::default(), BadLines::Fail));
+    assert_eq!(raw_ids(&ds, "user"), ["196", "186"]);
+
+    let users = std::fs::read(fixture("ml-mini/u.user")).unwrap();
+    let dir = fixture_with("ml-mini", "u.user", &[b"\xEF\xBB\xBF", &users[..]].concat());
+    let ds = ok(movielens::load(dir.path(), BadLines::Fail));
+    assert_eq!(ds.domains["user"].names(), ["1", "2", "3", "4"]);
+
+    let plays = std::fs::read(fixture("lastfm-mini/user_artists.dat")).unwrap();
+    let dir = fixture_with(
+        "lastfm-mini",
+        "user_artists.dat",
+        &[b"\xEF\xBB\xBF", &plays[..]].concat(),
+    );
+    assert_eq!(
+        ok(lastfm::load(dir.path(), BadLines::Fail)),
+        ok(lastfm::load(&fixture("lastfm-mini"), BadLines::Fail))
+    );
+
+    let reviews = std::fs::read(fixture("amazon/reviews.json")).unwrap();
+    let (_dir, path) = file_with("reviews.json", &[b"\xEF\xBB\xBF", &reviews[..]].concat());
+    let amazon = recc_runtime::data::amazon::load;
+    assert_eq!(
+        ok(amazon(&path, BadLines::Fail)).dataset.columns,
+        ok(amazon(&fixture("amazon/reviews.json"), BadLines::Fail))
+            .dataset
+            .columns
+    );
+}
+
+#[test]
+fn side_files_list_each_id_once() {
+    let users = std::fs::read_to_string(fixture("ml-mini/u.user")).unwrap();
+    let twice = format!("{users}2|60|M|retired|99999\n");
+    let dir = fixture_with("ml-mini", "u.user", twice.as_bytes());
+    let (file, line, message) = bad_line(movielens::load(dir.path(), BadLines::Fail));
+    assert_eq!((file.as_str(), line), ("u.user", users.lines().count() + 1));
+    assert_eq!(message, "user 2 is listed twice");
+    // Skipped, the first listing counts.
+    let ds = ok(movielens::load(dir.path(), BadLines::Skip));
+    assert_eq!(ds.skipped, 1);
+    assert_eq!(ds.domains["user"].len(), 4);
+
+    let occupations = std::fs::read_to_string(fixture("ml-mini/u.occupation")).unwrap();
+    let first = occupations.lines().next().unwrap();
+    let twice = format!("{occupations}{first}\n");
+    let dir = fixture_with("ml-mini", "u.occupation", twice.as_bytes());
+    let (file, _, message) = bad_line(movielens::load(dir.path(), BadLines::Fail));
+    assert_eq!(file, "u.occupation");
+    assert_eq!(message, format!("occupation {first:?} is listed twice"));
+
+    let genres = std::fs::read_to_string(fixture("ml-mini/u.genre")).unwrap();
+    let first = genres.lines().next().unwrap().split('|').next().unwrap();
+    let n = genres.lines().filter(|l| !l.trim().is_empty()).count();
+    let twice = format!("{genres}{first}|{n}\n");
+    let dir = fixture_with("ml-mini", "u.genre", twice.as_bytes());
+    let (file, _, message) = bad_line(movielens::load(dir.path(), BadLines::Fail));
+    assert_eq!(file, "u.genre");
+    assert_eq!(message, format!("genre {first:?} is listed twice"));
+
+    let artists = std::fs::read_to_string(fixture("lastfm-mini/artists.dat")).unwrap();
+    let twice = format!("{artists}51\tThe Other Kites\thttp://x\thttp://y\n");
+    let dir = fixture_with("lastfm-mini", "artists.dat", twice.as_bytes());
+    let (file, line, message) = bad_line(lastfm::load(dir.path(), BadLines::Fail));
+    assert_eq!((file.as_str(), line), ("artists.dat", artists.lines().count() + 1));
+    assert_eq!(message, "artist \"51\" is listed twice");
+    let ds = ok(lastfm::load(dir.path(), BadLines::Skip));
+    assert_eq!(ds.domains["item"].label(0), "The Paper Kites");
+}
+
+#[test]
+fn absurd_numbers_are_bad_lines() {
+    let users = std::fs::read_to_string(fixture("ml-mini/u.user")).unwrap();
+    for age in ["1e20", "151", "-1", "inf", "NaN"] {
+        let text = users.replacen("|24|", &format!("|{age}|"), 1);
+        let dir = fixture_with("ml-mini", "u.user", text.as_bytes());
+        let (file, line, message) = bad_line(movielens::load(dir.path(), BadLines::Fail));
+        assert_eq!((file.as_str(), line), ("u.user", 1), "{age}");
+        assert!(message.starts_with("column age: "), "{message}");
+    }
+    let text = users.replacen("|24|", "|150|", 1);
+    let dir = fixture_with("ml-mini", "u.user", text.as_bytes());
+    ok(movielens::load(dir.path(), BadLines::Fail));
+
+    // A number beyond a 32-bit float would be an infinity in native code.
+    let header = Spec {
+        header: true,
+        ..Spec::default()
+    };
+    let r = delimited::read_str(
+        "big.csv",
+        "user,item,rating\nu1,i1,4\nu2,i1,1e39\n",
+        &header,
+        BadLines::Fail,
+    );
+    let (file, line, message) = bad_line(r);
+    assert_eq!((file.as_str(), line), ("big.csv", 3));
+    assert!(message.contains("beyond the range"), "{message}");
+    let ds = ok(delimited::read_str(
+        "big.csv",
+        "user,item,rating\nu1,i1,4\nu2,i1,-3e38\n",
+        &header,
+        BadLines::Fail,
+    ));
+    assert_eq!(reals(&ds, "rating"), [4.0, -3e38]);
+}

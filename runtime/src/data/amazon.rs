@@ -5,11 +5,12 @@
 //! The examples are (user, item, stars, timestamp); the review texts are kept
 //! beside the dataset, one per row, for the text readers in [`super::text`].
 
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use super::delimited::{is_real, read_line_bounded};
 use super::{BadLines, Column, ColumnData, DataError, Dataset, IdMap, Location};
 
 /// Reviews as examples, with the text of each.
@@ -45,16 +46,27 @@ pub fn load(path: &Path, bad: BadLines) -> Result<Reviews, DataError> {
     let mut texts = Vec::new();
     let mut skipped = 0;
 
-    for (k, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| DataError::io(path, e))?;
-        if line.trim().is_empty() {
+    let mut reader = BufReader::new(file);
+    let mut bytes = Vec::new();
+    for k in 0.. {
+        bytes.clear();
+        if read_line_bounded(&mut reader, &mut bytes, path, k + 1)? == 0 {
+            break;
+        }
+        // A byte order mark before the first object is no part of it.
+        let text = match k {
+            0 => bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes),
+            _ => &bytes,
+        };
+        let line = std::str::from_utf8(text).map_err(|e| format!("not UTF-8 text: {e}"));
+        if line.as_ref().is_ok_and(|l| l.trim().is_empty()) {
             continue;
         }
-        let object = match serde_json::from_str::<Value>(&line) {
+        let object = line.and_then(|line| match serde_json::from_str::<Value>(line) {
             Ok(Value::Object(object)) => Ok(object),
             Ok(_) => Err("expected a JSON object".to_string()),
             Err(e) => Err(format!("malformed JSON: {e}")),
-        };
+        });
         let review = object.and_then(|o| parse_review(&o));
         let review = match review {
             Ok(r) => r,
@@ -143,8 +155,8 @@ fn parse_review(o: &Map<String, Value>) -> Result<Review, String> {
     let stars = match o.get("overall") {
         Some(Value::Number(n)) => n
             .as_f64()
-            .filter(|x| x.is_finite())
-            .ok_or_else(|| "`overall` is not a finite number".to_string())?,
+            .filter(|&x| is_real(x))
+            .ok_or_else(|| "`overall` is not a finite number within ±3.4e38".to_string())?,
         Some(_) => return Err("`overall` is not a number".to_string()),
         None => return Err("no `overall`".to_string()),
     };

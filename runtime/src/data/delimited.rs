@@ -11,6 +11,7 @@
 //! parsing, Latin-1 decoding) are shared with the MovieLens and Last.fm readers.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, Read};
 use std::path::Path;
 
 use super::{BadLines, Column, ColumnData, DataError, Dataset, IdMap, Location};
@@ -256,6 +257,14 @@ pub fn read(path: &Path, spec: &Spec, bad: BadLines) -> Result<Dataset, DataErro
 
 /// [`read`] on text in memory; `name` stands for the file in messages.
 pub fn read_str(name: &str, text: &str, spec: &Spec, bad: BadLines) -> Result<Dataset, DataError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if let Some((n, _)) = text
+        .split('\n')
+        .enumerate()
+        .find(|(_, l)| l.len() > MAX_LINE_BYTES)
+    {
+        return Err(line_too_long(Path::new(name), n + 1));
+    }
     read_lines(name, Path::new(name), text, spec, bad)
 }
 
@@ -483,7 +492,7 @@ fn infer_from_header(
                     .iter()
                     .filter(|(_, f)| f.len() == names.len())
                     .take(INFER_ROWS)
-                    .all(|(_, f)| f[k].parse::<f64>().is_ok_and(f64::is_finite));
+                    .all(|(_, f)| f[k].parse::<f64>().is_ok_and(is_real));
                 let kind = if numeric {
                     ColumnKind::Real
                 } else {
@@ -728,10 +737,21 @@ pub(crate) fn parse_id<'a>(column: &str, text: &'a str) -> Result<&'a str, Strin
     }
 }
 
-/// A finite number; NaN and infinities are errors.
+/// Is `x` a number the native kernels hold as it is: finite, and within
+/// the range of a 32-bit float (beyond it, it would become an infinity)?
+pub(crate) fn is_real(x: f64) -> bool {
+    x.is_finite() && x.abs() <= f64::from(f32::MAX)
+}
+
+/// A finite number within the range of a 32-bit float; NaN, infinities and
+/// numbers beyond ±3.4e38 are errors.
 pub(crate) fn parse_real(column: &str, text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(x) if x.is_finite() => Ok(x),
+        Ok(x) if is_real(x) => Ok(x),
+        Ok(x) if x.is_finite() => Err(format!(
+            "column {column}: {text:?} is beyond the range of numbers models compute with \
+             (±3.4e38)"
+        )),
         Ok(_) => Err(format!(
             "column {column}: expected a finite number, found {text:?}"
         )),
@@ -748,9 +768,70 @@ pub(crate) fn parse_time(column: &str, text: &str) -> Result<i64, String> {
     })
 }
 
+/// The longest line any reader accepts, in bytes. A longer one is not data
+/// (a binary file, `/dev/zero`) and would otherwise be read until memory
+/// runs out.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// The UTF-8 byte order mark some editors put at the start of a file.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The error for a line longer than [`MAX_LINE_BYTES`].
+pub(crate) fn line_too_long(path: &Path, line: usize) -> DataError {
+    DataError::BadLine {
+        at: Location {
+            path: path.to_path_buf(),
+            line,
+        },
+        message: format!(
+            "a line longer than {MAX_LINE_BYTES} bytes (1 MiB) without a line break; \
+             this is not a data file"
+        ),
+    }
+}
+
+/// Append the next line of `reader`, its `\n` included, to `out`; the
+/// number of bytes appended, 0 at the end. A line longer than
+/// [`MAX_LINE_BYTES`] is an error located at `line`.
+pub(crate) fn read_line_bounded(
+    reader: &mut impl BufRead,
+    out: &mut Vec<u8>,
+    path: &Path,
+    line: usize,
+) -> Result<usize, DataError> {
+    let limit = MAX_LINE_BYTES as u64 + 1;
+    let n = reader
+        .by_ref()
+        .take(limit)
+        .read_until(b'\n', out)
+        .map_err(|e| DataError::io(path, e))?;
+    if n as u64 == limit && out.last() != Some(&b'\n') {
+        return Err(line_too_long(path, line));
+    }
+    Ok(n)
+}
+
+/// A file's bytes, its byte order mark left out, read line by line so that
+/// a line longer than [`MAX_LINE_BYTES`] stops the read with a located error.
+pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let size = file.metadata().map_or(0, |m| m.len());
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+    // A regular file's size is known; a device's or a pipe's reads as 0.
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    let mut line = 1;
+    while read_line_bounded(&mut reader, &mut bytes, path, line)? > 0 {
+        line += 1;
+    }
+    if bytes.starts_with(BOM) {
+        bytes.drain(..BOM.len());
+    }
+    Ok(bytes)
+}
+
 /// A file's text: UTF-8, or else Latin-1 (every byte one character).
 pub(crate) fn read_text(path: &Path) -> Result<String, DataError> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = read_bytes(path)?;
     Ok(String::from_utf8(bytes).unwrap_or_else(|e| latin1(e.as_bytes())))
 }
 
@@ -761,7 +842,5 @@ pub(crate) fn latin1(bytes: &[u8]) -> String {
 
 /// A file's Latin-1 text.
 pub(crate) fn read_latin1(path: &Path) -> Result<String, DataError> {
-    std::fs::read(path)
-        .map(|b| latin1(&b))
-        .map_err(|e| DataError::io(path, e))
+    read_bytes(path).map(|b| latin1(&b))
 }

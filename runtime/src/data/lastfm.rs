@@ -5,7 +5,7 @@
 //! decides what counts as a positive. If `artists.dat` lies beside it, its
 //! `id\tname\t…` lines label the artists.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use super::delimited::{data_lines, no_rows, parse_id, parse_real, read_text, Policy};
@@ -102,22 +102,26 @@ fn parse_row<'a>(fields: &[&'a str]) -> Result<(&'a str, &'a str, f64), String> 
 }
 
 /// Label the artists that have plays with the names in `artists.dat`
-/// (`id\tname\turl\tpicture`, after a header). Returns the bad lines skipped.
+/// (`id\tname\turl\tpicture`, after a header). An id listed twice is a bad
+/// line: which name is right cannot be told. Returns the bad lines skipped.
 fn label_artists(path: &Path, items: &mut IdMap, bad: BadLines) -> Result<usize, DataError> {
     let text = read_text(path)?;
     let mut policy = Policy::new(path, bad);
+    let mut listed: HashSet<&str> = HashSet::new();
     for (k, (n, line)) in data_lines(&text).enumerate() {
         let fields: Vec<&str> = line.split('\t').map(str::trim).collect();
         if k == 0 && fields.first().is_some_and(|f| f.eq_ignore_ascii_case("id")) {
             continue;
         }
         let parsed = match fields[..] {
+            [id, _, ..] if listed.contains(id) => Err(format!("artist {id:?} is listed twice")),
             [id, name, ..] if !id.is_empty() && !name.is_empty() => Ok((id, name)),
             _ => Err(format!(
                 "expected an artist id and name separated by a tab, found {line:?}"
             )),
         };
         if let Some((id, name)) = policy.check(n, parsed)? {
+            listed.insert(id);
             if let Some(i) = items.get(id) {
                 items.set_label(i, name);
             }

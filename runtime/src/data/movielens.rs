@@ -26,6 +26,10 @@ pub const AGE_GROUPS: [&str; 7] = [
     "under 18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+",
 ];
 
+/// The oldest age `u.user` may give, in years; a larger one is a typo or a
+/// sentinel, and as a model's input it would swamp every other feature.
+pub const MAX_AGE: f64 = 150.0;
+
 /// The `year` of a film without a release date.
 pub const UNKNOWN_YEAR: &str = "unknown";
 
@@ -127,13 +131,23 @@ impl<'a> Reader<'a> {
         self.domains.entry(name.to_string()).or_default()
     }
 
-    /// `u.occupation`: one occupation a line.
+    /// `u.occupation`: one occupation a line, each listed once.
     fn occupations(&mut self) -> Result<(), DataError> {
-        let text = read_latin1(&self.dir.join("u.occupation"))?;
-        let occupations = self.domain("occupation");
-        for (_, line) in data_lines(&text) {
-            occupations.intern(line.trim());
+        let path = self.dir.join("u.occupation");
+        let text = read_latin1(&path)?;
+        let mut policy = Policy::new(&path, self.bad);
+        let occupations = self.domains.entry("occupation".to_string()).or_default();
+        for (n, line) in data_lines(&text) {
+            let name = line.trim();
+            let parsed = match occupations.get(name) {
+                Some(_) => Err(format!("occupation {name:?} is listed twice")),
+                None => Ok(name),
+            };
+            if let Some(name) = policy.check(n, parsed)? {
+                occupations.intern(name);
+            }
         }
+        self.skipped += policy.skipped;
         Ok(())
     }
 
@@ -146,6 +160,14 @@ impl<'a> Reader<'a> {
         let mut order = Vec::new();
         for (n, line) in data_lines(&text) {
             let parsed = match line.split('|').collect::<Vec<_>>()[..] {
+                [name, _]
+                    if self
+                        .domains
+                        .get("genre")
+                        .is_some_and(|g| g.get(name.trim()).is_some()) =>
+                {
+                    Err(format!("genre {:?} is listed twice", name.trim()))
+                }
                 [name, position] if position.trim() == order.len().to_string() => {
                     parse_id("genre", name.trim())
                 }
@@ -201,8 +223,10 @@ impl<'a> Reader<'a> {
             return Err(format!("user {id} is listed twice"));
         }
         let age = parse_real("age", age)?;
-        if age < 0.0 {
-            return Err(format!("column age: expected an age, found {age}"));
+        if !(0.0..=MAX_AGE).contains(&age) {
+            return Err(format!(
+                "column age: expected an age from 0 to {MAX_AGE} years, found {age}"
+            ));
         }
         let gender = parse_id("gender", gender)?;
         let occupation = self.domain("occupation").get(occupation).ok_or_else(|| {
