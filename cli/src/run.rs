@@ -430,6 +430,9 @@ pub fn run_split(job: &Job, data: &Dataset, split: &Split, label: &str) -> Resul
     };
     let mut session = Session::new(&source.model, data, &train_rows, bind)
         .map_err(|e| session_failure(e).context(&source.name))?;
+    for note in &session.binding.notes {
+        eprintln!("note: {note}");
+    }
     session.backend = config.backend;
     let watched = if config.early_stopping > 0 {
         "valid"

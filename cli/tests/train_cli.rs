@@ -752,3 +752,96 @@ fn train_help_lists_every_flag() {
     let run = recc(&["train", "--help"]).ok();
     insta::assert_snapshot!("train_help", run.stdout);
 }
+
+/// `recc train MODEL --split none --epochs 1 EXTRA`, writing nothing.
+fn train_model_fails(model: &str, extra: &[&str]) -> Run {
+    let mut args = vec!["train", model, "--split", "none", "--epochs", "1", "-q"];
+    args.extend_from_slice(extra);
+    recc(&args).fails(2)
+}
+
+#[test]
+fn hostile_data_and_flags_are_usage_errors_not_crashes() {
+    let dir = temp();
+    // Times whose difference overflows an i64 (a segfault in native code).
+    let times = dir.path().join("times.csv");
+    std::fs::write(
+        &times,
+        "user,item,rating,timestamp\nu1,i1,4,-9223372036854775808\nu2,i2,3,-1\nu1,i2,5,0\n",
+    )
+    .unwrap();
+    let run = train_model_fails(
+        "models/temporal_mf.rec",
+        &["--data", path_str(&times), "--header"],
+    );
+    assert!(
+        run.stderr.contains("time column `timestamp` runs from -9223372036854775808 to 0"),
+        "{}",
+        run.stderr
+    );
+
+    // The same feature column twice (a double free).
+    let run = train_model_fails("models/fm.rec", &["--features", "user,user,user,user"]);
+    assert!(
+        run.stderr.contains("--features names column `user` twice"),
+        "{}",
+        run.stderr
+    );
+
+    // A bag over the user domain (an invalid free, or silently wrong).
+    let model = dir.path().join("bag.rec");
+    std::fs::write(
+        &model,
+        "model bag\nuse stdlib.losses\ninput u: user\ninput h: bag(user)\ninput r: real\n\
+         param w[user]: real\nlet R = w[u] + sum(w[h])\nloss mse(R, r)\n",
+    )
+    .unwrap();
+    for extra in [&[][..], &["--features", "gender"]] {
+        let run = train_model_fails(path_str(&model), extra);
+        assert!(run.stderr.contains("input `h: bag(user)`"), "{}", run.stderr);
+    }
+
+    // A file without line breaks (read until memory ran out).
+    if Path::new("/dev/zero").exists() {
+        let run = train_model_fails("models/biased_mf.rec", &["--data", "/dev/zero"]);
+        assert!(
+            run.stderr.contains("/dev/zero:1: a line longer than"),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn times_in_milliseconds_are_noted() {
+    let dir = temp();
+    let times = dir.path().join("ms.csv");
+    let mut text = "user,item,rating,timestamp\n".to_string();
+    for k in 0..40u64 {
+        let t = 1_600_000_000_000 + k * 1_500_000_000;
+        text.push_str(&format!("u{},i{},{},{t}\n", k % 7, k % 5, 1 + k % 5));
+    }
+    std::fs::write(&times, text).unwrap();
+    let model = dir.path().join("m.recm");
+    let run = recc(&[
+        "train",
+        "models/temporal_mf.rec",
+        "--data",
+        path_str(&times),
+        "--header",
+        "--split",
+        "none",
+        "--epochs",
+        "1",
+        "-q",
+        "-o",
+        path_str(&model),
+    ])
+    .ok();
+    assert!(
+        run.stderr.contains("note: time column `timestamp` runs from"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("milliseconds"), "{}", run.stderr);
+}
