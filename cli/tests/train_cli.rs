@@ -775,7 +775,8 @@ fn hostile_data_and_flags_are_usage_errors_not_crashes() {
         &["--data", path_str(&times), "--header"],
     );
     assert!(
-        run.stderr.contains("time column `timestamp` runs from -9223372036854775808 to 0"),
+        run.stderr
+            .contains("time column `timestamp` runs from -9223372036854775808 to 0"),
         "{}",
         run.stderr
     );
@@ -798,7 +799,11 @@ fn hostile_data_and_flags_are_usage_errors_not_crashes() {
     .unwrap();
     for extra in [&[][..], &["--features", "gender"]] {
         let run = train_model_fails(path_str(&model), extra);
-        assert!(run.stderr.contains("input `h: bag(user)`"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("input `h: bag(user)`"),
+            "{}",
+            run.stderr
+        );
     }
 
     // A file without line breaks (read until memory ran out).
@@ -839,7 +844,8 @@ fn times_in_milliseconds_are_noted() {
     ])
     .ok();
     assert!(
-        run.stderr.contains("note: time column `timestamp` runs from"),
+        run.stderr
+            .contains("note: time column `timestamp` runs from"),
         "{}",
         run.stderr
     );

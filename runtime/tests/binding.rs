@@ -32,8 +32,7 @@ fn csv(text: &str) -> Dataset {
         header: true,
         ..Spec::default()
     };
-    delimited::read_str("data.csv", text, &spec, BadLines::Fail)
-        .unwrap_or_else(|e| panic!("{e}"))
+    delimited::read_str("data.csv", text, &spec, BadLines::Fail).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn all_rows(data: &Dataset) -> Vec<usize> {
@@ -81,14 +80,17 @@ fn assert_examples_in_domain(session: &Session, data: &Dataset) {
 
 #[test]
 fn times_whose_difference_overflows_are_refused_naming_the_column() {
-    let data = csv(
-        "user,item,rating,timestamp\n\
+    let data = csv("user,item,rating,timestamp\n\
          u1,i1,4,-9223372036854775808\n\
          u2,i2,3,-1\n\
-         u1,i2,5,0\n",
-    );
+         u1,i2,5,0\n");
     let m = model_file("temporal_mf.rec");
-    let e = bind_error(Session::new(&m, &data, &all_rows(&data), &BindOptions::default()));
+    let e = bind_error(Session::new(
+        &m,
+        &data,
+        &all_rows(&data),
+        &BindOptions::default(),
+    ));
     assert!(e.contains("time column `timestamp`"), "{e}");
     assert!(e.contains("from -9223372036854775808 to 0"), "{e}");
     assert!(e.contains("604800 s"), "{e}");
@@ -100,15 +102,23 @@ fn a_range_of_more_buckets_than_the_bound_is_refused() {
     // 0 and 9e18 would make 1.5e13 weeks, interned one by one.
     let data = csv("user,item,rating,timestamp\nu1,i1,4,0\nu2,i2,3,9000000000000000000\n");
     let m = model_file("temporal_mf.rec");
-    let e = bind_error(Session::new(&m, &data, &all_rows(&data), &BindOptions::default()));
+    let e = bind_error(Session::new(
+        &m,
+        &data,
+        &all_rows(&data),
+        &BindOptions::default(),
+    ));
     assert!(e.contains("from 0 to 9000000000000000000"), "{e}");
     assert!(e.contains("14880952380953 buckets"), "{e}");
 
     // Seconds mixed with milliseconds: 2.6 million weeks.
-    let data = csv(
-        "user,item,rating,timestamp\nu1,i1,4,1600000000\nu2,i2,3,1600000000000\n",
-    );
-    let e = bind_error(Session::new(&m, &data, &all_rows(&data), &BindOptions::default()));
+    let data = csv("user,item,rating,timestamp\nu1,i1,4,1600000000\nu2,i2,3,1600000000000\n");
+    let e = bind_error(Session::new(
+        &m,
+        &data,
+        &all_rows(&data),
+        &BindOptions::default(),
+    ));
     assert!(e.contains("milliseconds"), "{e}");
 }
 
@@ -116,12 +126,10 @@ fn a_range_of_more_buckets_than_the_bound_is_refused() {
 fn times_that_look_like_mixed_units_are_noted_and_seconds_are_not() {
     let m = model_file("temporal_mf.rec");
     // Two years in milliseconds: 104,000 "weeks", within the bound.
-    let data = csv(
-        "user,item,rating,timestamp\n\
+    let data = csv("user,item,rating,timestamp\n\
          u1,i1,4,1600000000000\n\
          u2,i2,3,1663000000000\n\
-         u1,i2,5,1630000000000\n",
-    );
+         u1,i2,5,1630000000000\n");
     let s = Session::new(&m, &data, &all_rows(&data), &BindOptions::default())
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.binding.notes.len(), 1, "{:?}", s.binding.notes);
@@ -139,17 +147,18 @@ fn times_that_look_like_mixed_units_are_noted_and_seconds_are_not() {
 #[test]
 fn extreme_times_within_the_bound_train_with_every_bucket_in_its_domain() {
     // The whole i64 range in months is too many; near its ends, a few are fine.
-    let data = csv(
-        "user,item,rating,timestamp\n\
+    let data = csv("user,item,rating,timestamp\n\
          u1,i1,4,9223372036854775807\n\
          u2,i2,3,9223372036854000000\n\
-         u1,i2,5,9223372036854775000\n",
-    );
+         u1,i2,5,9223372036854775000\n");
     let m = model_file("temporal_mf.rec");
     let rows = all_rows(&data);
-    let s = Session::new(&m, &data, &rows, &BindOptions::default())
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(s.binding.domain_sizes()[s.binding.domain_of("week").unwrap()], 2);
+    let s =
+        Session::new(&m, &data, &rows, &BindOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        s.binding.domain_sizes()[s.binding.domain_of("week").unwrap()],
+        2
+    );
     assert_examples_in_domain(&s, &data);
     let mut c = TrainConfig::from_fit(&m.fit);
     c.epochs = 2;
@@ -182,7 +191,10 @@ fn a_bucket_input_bound_to_another_time_column_counts_that_columns_range() {
         ..BindOptions::default()
     };
     let s = Session::new(&m, &data, &all_rows(&data), &bind).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(s.binding.domain_sizes()[s.binding.domain_of("week").unwrap()], 10);
+    assert_eq!(
+        s.binding.domain_sizes()[s.binding.domain_of("week").unwrap()],
+        10
+    );
     assert_examples_in_domain(&s, &data);
 }
 
@@ -192,31 +204,53 @@ fn a_bucket_input_bound_to_another_time_column_counts_that_columns_range() {
 fn a_feature_column_named_twice_is_refused() {
     let data = synth::generate(&SynthConfig::default());
     let m = model_file("fm.rec");
-    for names in [&["user", "user"][..], &["user", "user", "user", "user"], &["item", "gender", "item"]] {
+    for names in [
+        &["user", "user"][..],
+        &["user", "user", "user", "user"],
+        &["item", "gender", "item"],
+    ] {
         let e = bind_error(Session::new(&m, &data, &all_rows(&data), &features(names)));
-        let twice = names.iter().find(|n| names.iter().filter(|m| m == n).count() > 1);
-        assert_eq!(e, format!("--features names column `{}` twice", twice.unwrap()));
+        let twice = names
+            .iter()
+            .find(|n| names.iter().filter(|m| m == n).count() > 1);
+        assert_eq!(
+            e,
+            format!("--features names column `{}` twice", twice.unwrap())
+        );
     }
-    let s = Session::new(&m, &data, &all_rows(&data), &features(&["user", "item", "genres"]))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let s = Session::new(
+        &m,
+        &data,
+        &all_rows(&data),
+        &features(&["user", "item", "genres"]),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_examples_in_domain(&s, &data);
 }
 
 #[test]
 fn features_whose_names_collide_are_refused() {
     // `a` = `b=x12` and `a=b` = `x12` are both the feature `a=b=x12`.
-    let data = csv(
-        "user,item,rating,a,a=b\n\
+    let data = csv("user,item,rating,a,a=b\n\
          u30,i19,1,b=x23,x12\n\
-         u31,i19,2,b=x12,x12\n",
-    );
+         u31,i19,2,b=x12,x12\n");
     let m = model_file("fm.rec");
-    let e = bind_error(Session::new(&m, &data, &all_rows(&data), &BindOptions::default()));
+    let e = bind_error(Session::new(
+        &m,
+        &data,
+        &all_rows(&data),
+        &BindOptions::default(),
+    ));
     assert!(e.contains("feature `a=b=x12`"), "{e}");
     assert!(e.contains("column `a` and column `a=b`"), "{e}");
     // Without one of the two, every feature is its own.
-    let s = Session::new(&m, &data, &all_rows(&data), &features(&["user", "item", "a"]))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let s = Session::new(
+        &m,
+        &data,
+        &all_rows(&data),
+        &features(&["user", "item", "a"]),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_examples_in_domain(&s, &data);
     // The single row that does not collide binds in full.
     let data = csv("user,item,rating,a,a=b\nu30,i19,1,b=x23,x12\n");
@@ -251,8 +285,16 @@ fn a_feature_bag_never_renumbers_a_domain_of_the_data() {
     let weeks = BAG_OF_USERS
         .replace("bag(user)", "bag(week)")
         .replace("sum(w[h])", "sum(n[h])")
-        .replace("param w[user]: real", "param w[user]: real\nparam n[week]: real");
+        .replace(
+            "param w[user]: real",
+            "param w[user]: real\nparam n[week]: real",
+        );
     let m = model("bag_of_weeks.rec", &weeks);
-    let e = bind_error(Session::new(&m, &data, &all_rows(&data), &BindOptions::default()));
+    let e = bind_error(Session::new(
+        &m,
+        &data,
+        &all_rows(&data),
+        &BindOptions::default(),
+    ));
     assert!(e.contains("derived from time"), "{e}");
 }

@@ -853,7 +853,12 @@ fn a_byte_order_mark_is_no_part_of_the_first_field() {
     let (_dir, path) = file_with("bom.csv", text.as_bytes());
     for ds in [
         ok(delimited::read(&path, &header, BadLines::Fail)),
-        ok(delimited::read_str("bom.csv", text, &header, BadLines::Fail)),
+        ok(delimited::read_str(
+            "bom.csv",
+            text,
+            &header,
+            BadLines::Fail,
+        )),
     ] {
         assert_eq!(ds.columns[0].name, "user");
         assert_eq!(ds.user.as_deref(), Some("user"));
@@ -925,7 +930,10 @@ fn side_files_list_each_id_once() {
     let twice = format!("{artists}51\tThe Other Kites\thttp://x\thttp://y\n");
     let dir = fixture_with("lastfm-mini", "artists.dat", twice.as_bytes());
     let (file, line, message) = bad_line(lastfm::load(dir.path(), BadLines::Fail));
-    assert_eq!((file.as_str(), line), ("artists.dat", artists.lines().count() + 1));
+    assert_eq!(
+        (file.as_str(), line),
+        ("artists.dat", artists.lines().count() + 1)
+    );
     assert_eq!(message, "artist \"51\" is listed twice");
     let ds = ok(lastfm::load(dir.path(), BadLines::Skip));
     assert_eq!(ds.domains["item"].label(0), "The Paper Kites");
