@@ -4,7 +4,8 @@
 //! prediction), its [`ArgLayout`] and the optimiser. Output: the body of
 //! `fn(args: *const u64, begin: u64, end: u64) -> u64` in a Cranelift
 //! [`Function`]. For each example the kernel computes the forward values and
-//! the gradients in registers (static shapes, `f32x4` chunks; bag-valued
+//! the gradients in registers (static shapes, `f32x4` chunks; values wider
+//! than [`REGISTER_LANES`] in scratch memory, one loop per op; bag-valued
 //! nodes in a scratch area, one loop over the members each), then updates
 //! exactly the rows the example touched, in place, with the optimiser's
 //! rule and the table's constraint. It returns the index of the first
