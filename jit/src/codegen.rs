@@ -4,7 +4,8 @@
 //! prediction), its [`ArgLayout`] and the optimiser. Output: the body of
 //! `fn(args: *const u64, begin: u64, end: u64) -> u64` in a Cranelift
 //! [`Function`]. For each example the kernel computes the forward values and
-//! the gradients in registers (static shapes, `f32x4` chunks; bag-valued
+//! the gradients in registers (static shapes, `f32x4` chunks; values wider
+//! than [`REGISTER_LANES`] in scratch memory, one loop per op; bag-valued
 //! nodes in a scratch area, one loop over the members each), then updates
 //! exactly the rows the example touched, in place, with the optimiser's
 //! rule and the table's constraint. It returns the index of the first
@@ -21,6 +22,7 @@
 
 use crate::lanes::{self, mem, Lanes, F32, V4};
 use crate::layout::ArgLayout;
+use crate::wide::{self, Src};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     types, Endianness, FuncRef, InstBuilder, MemFlagsData as MemFlags, StackSlotData,
@@ -60,7 +62,25 @@ pub struct Helpers {
     pub bias_correction: FuncRef,
     /// `fn(addresses: *const u64, count: i64)`: prefetch each address.
     pub prefetch: FuncRef,
+    /// `fn(bytes: i64) -> *mut u8`: scratch for wide values, 64-byte aligned.
+    pub scratch_alloc: FuncRef,
+    /// `fn(at: *mut u8, bytes: i64)`: give that scratch back.
+    pub scratch_free: FuncRef,
 }
+
+/// The widest value kept in registers, in lanes, by default. Wider values
+/// live in scratch memory and every op over them is a loop (see
+/// [`crate::wide`]); up to this width unrolled `f32x4` chunks compile fast
+/// and run faster.
+pub const REGISTER_LANES: usize = 128;
+
+/// The most scratch a kernel's wide values may need at once: 1 GiB, 4096
+/// values of the widest shape the checker allows.
+pub const MAX_SCRATCH: usize = 1 << 30;
+
+/// Cache lines of one row the kernel prefetches at most; the hardware's
+/// stream prefetcher follows a longer row by itself.
+const PREFETCH_LINES_PER_ROW: usize = 16;
 
 /// Unary functions the kernel calls out for instead of inlining.
 pub const CALLED_UNARY: [UnaryFn; 6] = [
@@ -89,6 +109,69 @@ enum Val {
         base: Value,
         lanes: usize,
     },
+    /// A value wider than registers, in memory at `addr`.
+    Wide {
+        addr: Value,
+        n: usize,
+    },
+}
+
+/// A numeric operand: lanes in registers or in memory.
+#[derive(Clone, Debug)]
+enum Opnd {
+    Reg(Lanes),
+    Mem(Value, usize),
+}
+
+impl Opnd {
+    fn n(&self) -> usize {
+        match self {
+            Opnd::Reg(l) => l.n,
+            Opnd::Mem(_, n) => *n,
+        }
+    }
+}
+
+/// Byte ranges of the wide-value scratch, handed out and taken back as
+/// values die, so the scratch is as large as the most values live at once.
+#[derive(Default)]
+struct Regions {
+    /// Free ranges: (bytes, offset).
+    free: Vec<(usize, usize)>,
+    /// Bytes in all.
+    high: usize,
+}
+
+impl Regions {
+    /// Whole cache lines, so two values never share one.
+    fn round(lanes: usize) -> usize {
+        (4 * lanes.max(1)).div_ceil(64) * 64
+    }
+
+    fn take(&mut self, lanes: usize) -> (usize, usize) {
+        let bytes = Self::round(lanes);
+        let best = self
+            .free
+            .iter()
+            .enumerate()
+            .filter(|(_, &(size, _))| size >= bytes)
+            .min_by_key(|(_, &(size, _))| size)
+            .map(|(k, _)| k);
+        if let Some(k) = best {
+            let (size, at) = self.free.swap_remove(k);
+            if size > bytes {
+                self.free.push((size - bytes, at + bytes));
+            }
+            return (at, bytes);
+        }
+        let at = self.high;
+        self.high += bytes;
+        (at, bytes)
+    }
+
+    fn give(&mut self, (at, bytes): (usize, usize)) {
+        self.free.push((bytes, at));
+    }
 }
 
 /// A bag slot's members for the current example.
@@ -131,7 +214,34 @@ fn live_nodes(g: &Graph, kind: &KernelKind) -> Vec<bool> {
     live
 }
 
-/// Build the kernel into `b` (a fresh function with the kernel signature).
+/// For each node, the last live node that reads it; `usize::MAX` for the
+/// values the kernel's end (the loss, the score, the updates) reads.
+fn last_uses(g: &Graph, live: &[bool]) -> Vec<usize> {
+    let mut last = vec![0; g.nodes.len()];
+    for (i, n) in g.nodes.iter().enumerate() {
+        if live[i] {
+            for o in n.op.operands() {
+                last[o.index()] = last[o.index()].max(i);
+            }
+        }
+    }
+    let mut roots = vec![g.loss];
+    roots.extend(g.score);
+    for gr in &g.grads {
+        roots.push(gr.value);
+        match gr.target {
+            GradTarget::Global(_) => {}
+            GradTarget::Row(_, i) | GradTarget::BagRows(_, i) => roots.push(i),
+        }
+    }
+    for r in roots {
+        last[r.index()] = usize::MAX;
+    }
+    last
+}
+
+/// Build the kernel into `b` (a fresh function with the kernel signature),
+/// keeping values of up to `register_lanes` lanes in registers.
 pub fn build_kernel(
     b: &mut FunctionBuilder,
     g: &Graph,
@@ -139,7 +249,11 @@ pub fn build_kernel(
     kind: KernelKind,
     prefetch: usize,
     helpers: &Helpers,
+    register_lanes: usize,
 ) -> Result<(), String> {
+    // A scalar is always in a register.
+    let register_lanes = register_lanes.max(1);
+    let live = live_nodes(g, &kind);
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
@@ -148,6 +262,21 @@ pub fn build_kernel(
     let words: Vec<Value> = (0..layout.words)
         .map(|w| b.ins().load(types::I64, mem(), args, 8 * w as i32))
         .collect();
+    // Scratch for wide values, once per call; its size is known when every
+    // node has been generated, and patched in then.
+    let any_wide = g
+        .nodes
+        .iter()
+        .enumerate()
+        .any(|(i, n)| live[i] && n.ty.shape().is_some_and(|s| s.len() > register_lanes))
+        || g.tables.iter().any(|t| t.shape.len() > register_lanes);
+    let scratch = if any_wide {
+        let size = b.ins().iconst(types::I64, 0);
+        let call = b.ins().call(helpers.scratch_alloc, &[size]);
+        Some((size, b.inst_results(call)[0]))
+    } else {
+        None
+    };
     let k_var = b.declare_var(types::I64);
     let loss_var = b.declare_var(types::F64);
     b.def_var(k_var, begin);
@@ -173,8 +302,21 @@ pub fn build_kernel(
         k,
         vals: vec![None; g.nodes.len()],
         bags: vec![None; g.slots.len()],
+        register_lanes,
+        scratch: scratch.map(|(_, base)| base),
+        regions: Regions::default(),
+        owned: vec![None; g.nodes.len()],
+        last_use: last_uses(g, &live),
     };
-    gen.example(kind, prefetch, end, exit, loss_var)?;
+    gen.example(&live, kind, prefetch, end, exit, loss_var)?;
+    let high = gen.regions.high;
+    if high > MAX_SCRATCH {
+        return Err(format!(
+            "the model's wide values need {} MiB of scratch at once; at most {} MiB are allowed",
+            high >> 20,
+            MAX_SCRATCH >> 20
+        ));
+    }
     let b = gen.b;
     let next = b.ins().iadd_imm_s(k, 1);
     b.def_var(k_var, next);
@@ -190,6 +332,16 @@ pub fn build_kernel(
         let added = b.use_var(loss_var);
         let total = b.ins().fadd(before, added);
         b.ins().store(mem(), total, out, 0);
+    }
+    if let Some((size, base)) = scratch {
+        let inst = b
+            .func
+            .dfg
+            .value_def(size)
+            .inst()
+            .ok_or("the scratch size is not an instruction")?;
+        b.func.replace(inst).iconst(types::I64, high as i64);
+        b.ins().call(helpers.scratch_free, &[base, size]);
     }
     b.ins().return_(&[done]);
     b.seal_all_blocks();
@@ -207,6 +359,14 @@ struct Gen<'a, 'b> {
     k: Value,
     vals: Vec<Option<Val>>,
     bags: Vec<Option<BagSlot>>,
+    /// The widest value kept in registers.
+    register_lanes: usize,
+    /// The wide values' scratch, when the kernel has any.
+    scratch: Option<Value>,
+    regions: Regions,
+    /// The scratch range each wide node's value occupies.
+    owned: Vec<Option<(usize, usize)>>,
+    last_use: Vec<usize>,
 }
 
 impl Gen<'_, '_> {
@@ -251,13 +411,13 @@ impl Gen<'_, '_> {
 
     fn example(
         &mut self,
+        live: &[bool],
         kind: KernelKind,
         prefetch: usize,
         end: Value,
         exit: cranelift_codegen::ir::Block,
         loss_var: Variable,
     ) -> Result<(), String> {
-        let live = live_nodes(self.g, &kind);
         // The bags of this example: offsets[k] .. offsets[k + 1].
         for (s, slot) in self.g.slots.iter().enumerate() {
             if !matches!(slot.kind, SlotKind::Bag { .. }) {
@@ -277,12 +437,20 @@ impl Gen<'_, '_> {
             });
         }
         if prefetch > 0 {
-            self.prefetch(&live, prefetch, end);
+            self.prefetch(live, prefetch, end);
         }
         for (i, &needed) in live.iter().enumerate() {
             if needed {
                 let v = self.node(NodeId(i as u32))?;
                 self.vals[i] = Some(v);
+                // Operands read for the last time give their scratch back.
+                for o in self.g.nodes[i].op.operands() {
+                    if self.last_use[o.index()] == i {
+                        if let Some(r) = self.owned[o.index()].take() {
+                            self.regions.give(r);
+                        }
+                    }
+                }
             }
         }
         match kind {
@@ -331,7 +499,11 @@ impl Gen<'_, '_> {
         }
         let lines: usize = rows
             .iter()
-            .map(|&(t, _)| (self.row_bytes(t) as usize).div_ceil(64))
+            .map(|&(t, _)| {
+                (self.row_bytes(t) as usize)
+                    .div_ceil(64)
+                    .min(PREFETCH_LINES_PER_ROW)
+            })
             .sum();
         if lines == 0 {
             return;
@@ -357,7 +529,10 @@ impl Gen<'_, '_> {
                 }
             };
             let addr = self.row_addr(t, 0, row);
-            for line in (0..self.row_bytes(t)).step_by(64) {
+            let lines = (0..self.row_bytes(t))
+                .step_by(64)
+                .take(PREFETCH_LINES_PER_ROW);
+            for line in lines {
                 let a = self.b.ins().iadd_imm_s(addr, line);
                 self.b.ins().stack_store(types::I64, a, slot, 8 * at);
                 at += 1;
@@ -401,8 +576,14 @@ impl Gen<'_, '_> {
                     }
                     SlotKind::Bag { .. } => Val::Bag(s),
                     SlotKind::Noise(shape) => {
-                        let a = self.column_addr(self.word(w), self.k, 4 * shape.len() as i64);
-                        Val::Num(lanes::load(self.b, a, 0, shape.len()))
+                        let n = shape.len();
+                        let a = self.column_addr(self.word(w), self.k, 4 * n as i64);
+                        if n > self.register_lanes {
+                            // The column is read-only: the value stays there.
+                            Val::Wide { addr: a, n }
+                        } else {
+                            Val::Num(lanes::load(self.b, a, 0, n))
+                        }
                     }
                 }
             }
@@ -447,13 +628,49 @@ impl Gen<'_, '_> {
             }
             Op::Global(t) => {
                 let base = self.table_word(t, 0);
-                Val::Num(lanes::load(self.b, base, 0, lanes_of(n.ty)))
+                let n_lanes = lanes_of(n.ty);
+                if n_lanes > self.register_lanes {
+                    // A copy: the updates write the table before the
+                    // gradients that read this value are all applied.
+                    let dst = self.own(id, n_lanes)?;
+                    wide::copy(self.b, n_lanes, dst, Src::Mem(base));
+                    Val::Wide {
+                        addr: dst,
+                        n: n_lanes,
+                    }
+                } else {
+                    Val::Num(lanes::load(self.b, base, 0, n_lanes))
+                }
             }
             Op::Gather(t, ix) => {
                 let Some(Val::Index { row, valid }) = self.vals[ix.index()].clone() else {
                     return Err("gather with a non-index".into());
                 };
                 let addr = self.row_addr(t, 0, row);
+                let n_lanes = lanes_of(n.ty);
+                if n_lanes > self.register_lanes {
+                    let dst = self.own(id, n_lanes)?;
+                    match valid {
+                        None => wide::copy(self.b, n_lanes, dst, Src::Mem(addr)),
+                        Some(ok) => {
+                            let one = self.b.ins().f32const(1.0);
+                            let zero = self.b.ins().f32const(0.0);
+                            let flag = self.b.ins().select(ok, one, zero);
+                            wide::zip(
+                                self.b,
+                                n_lanes,
+                                dst,
+                                Src::Mem(addr),
+                                Src::Scalar(flag),
+                                |b, x, y, _| b.ins().fmul(x, y),
+                            );
+                        }
+                    }
+                    return Ok(Val::Wide {
+                        addr: dst,
+                        n: n_lanes,
+                    });
+                }
                 let mut v = lanes::load(self.b, addr, 0, lanes_of(n.ty));
                 if let Some(ok) = valid {
                     // Off the domain's end: zeros, as the evaluator reads.
@@ -483,7 +700,7 @@ impl Gen<'_, '_> {
                     chunks: vec![v],
                 })
             }
-            Op::SumBag(x) => Val::Num(self.sum_bag(x)?),
+            Op::SumBag(x) => self.sum_bag(id, x)?,
             Op::GatherBag(..) | Op::BagWeights(_) => {
                 return Err("a bag op typed as a non-bag".into());
             }
@@ -491,27 +708,123 @@ impl Gen<'_, '_> {
                 let args = op
                     .operands()
                     .iter()
-                    .map(|&o| self.lanes(o))
+                    .map(|&o| self.operand(o, None))
                     .collect::<Result<Vec<_>, _>>()?;
-                Val::Num(self.pure(op, n.ty, &args)?)
+                let out_n = lanes_of(n.ty);
+                let dst = if out_n > self.register_lanes {
+                    Some(self.own(id, out_n)?)
+                } else {
+                    None
+                };
+                match self.compute(op, n.ty, &args, dst)? {
+                    Opnd::Reg(l) => Val::Num(l),
+                    Opnd::Mem(addr, n) => Val::Wide { addr, n },
+                }
             }
         })
     }
 
-    fn bag(&self, slot: SlotId) -> Result<BagSlot, String> {
-        self.bags[slot.index()].ok_or_else(|| format!("bag slot {slot} not loaded"))
+    /// The scratch address of range `r`.
+    fn region_addr(&mut self, (at, _): (usize, usize)) -> Result<Value, String> {
+        let base = self.scratch.ok_or("a wide value but no scratch")?;
+        Ok(wide::offset(self.b, base, at as i64))
     }
 
-    /// The operand `id` for member `m` of a bag loop.
-    fn member_operand(&mut self, id: NodeId, m: Value) -> Result<Lanes, String> {
-        match self.vals[id.index()].clone() {
-            Some(Val::Num(l)) => Ok(l),
-            Some(Val::BagNum { base, lanes }) => {
+    /// Scratch for node `id`'s value of `n` lanes, held until its last use.
+    fn own(&mut self, id: NodeId, n: usize) -> Result<Value, String> {
+        let r = self.regions.take(n);
+        self.owned[id.index()] = Some(r);
+        self.region_addr(r)
+    }
+
+    /// Scratch for an intermediate of `n` lanes; give it back when done.
+    fn temp(&mut self, n: usize) -> Result<(Value, (usize, usize)), String> {
+        let r = self.regions.take(n);
+        Ok((self.region_addr(r)?, r))
+    }
+
+    /// Node `id`'s value as an operand; for a bag-valued node, member `m`'s.
+    fn operand(&mut self, id: NodeId, m: Option<Value>) -> Result<Opnd, String> {
+        match (self.vals[id.index()].clone(), m) {
+            (Some(Val::Num(l)), _) => Ok(Opnd::Reg(l)),
+            (Some(Val::Wide { addr, n }), _) => Ok(Opnd::Mem(addr, n)),
+            (Some(Val::BagNum { base, lanes }), Some(m)) => {
                 let a = self.column_addr(base, m, 4 * lanes as i64);
-                Ok(lanes::load(self.b, a, 0, lanes))
+                Ok(if lanes > self.register_lanes {
+                    Opnd::Mem(a, lanes)
+                } else {
+                    Opnd::Reg(lanes::load(self.b, a, 0, lanes))
+                })
             }
-            other => Err(format!("{id} is not a number: {other:?}")),
+            (other, _) => Err(format!("{id} is not a number here: {other:?}")),
         }
+    }
+
+    /// An operand for a loop: a scalar broadcasts, lanes in registers are
+    /// stored to scratch first (the range returned, to give back).
+    fn src(&mut self, x: &Opnd) -> Result<(Src, Option<(usize, usize)>), String> {
+        Ok(match x {
+            Opnd::Reg(l) if l.n == 1 => (Src::Scalar(l.chunks[0]), None),
+            Opnd::Reg(l) => {
+                let (addr, r) = self.temp(l.n)?;
+                lanes::store(self.b, l, addr, 0);
+                (Src::Mem(addr), Some(r))
+            }
+            Opnd::Mem(addr, _) => (Src::Mem(*addr), None),
+        })
+    }
+
+    /// `op` over `args`: in registers when the result and every operand fit
+    /// there, else by loops, writing the result to `dst` (scratch when
+    /// `None`, loaded back into registers).
+    fn compute(
+        &mut self,
+        op: Op,
+        ty: Ty,
+        args: &[Opnd],
+        dst: Option<Value>,
+    ) -> Result<Opnd, String> {
+        let out_n = ty.shape().map_or(1, Shape::len);
+        if dst.is_none() && args.iter().all(|a| matches!(a, Opnd::Reg(_))) {
+            let regs: Vec<Lanes> = args
+                .iter()
+                .filter_map(|a| match a {
+                    Opnd::Reg(l) => Some(l.clone()),
+                    Opnd::Mem(..) => None,
+                })
+                .collect();
+            return Ok(Opnd::Reg(self.pure(op, ty, &regs)?));
+        }
+        let mut temps = Vec::new();
+        let (out, into_registers) = match dst {
+            Some(d) => (d, false),
+            None => {
+                let (d, r) = self.temp(out_n)?;
+                temps.push(r);
+                (d, true)
+            }
+        };
+        let mut srcs = Vec::with_capacity(args.len());
+        for a in args {
+            let (s, r) = self.src(a)?;
+            srcs.push(s);
+            temps.extend(r);
+        }
+        let ns: Vec<usize> = args.iter().map(Opnd::n).collect();
+        self.pure_mem(op, out_n, &srcs, &ns, out)?;
+        let result = if into_registers {
+            Opnd::Reg(lanes::load(self.b, out, 0, out_n))
+        } else {
+            Opnd::Mem(out, out_n)
+        };
+        for r in temps {
+            self.regions.give(r);
+        }
+        Ok(result)
+    }
+
+    fn bag(&self, slot: SlotId) -> Result<BagSlot, String> {
+        self.bags[slot.index()].ok_or_else(|| format!("bag slot {slot} not loaded"))
     }
 
     /// Open a loop over the members of `slot`; returns the member index and
@@ -554,6 +867,7 @@ impl Gen<'_, '_> {
         let n = *self.g.node(id);
         let slot = n.ty.bag().ok_or("bag node without a bag")?;
         let lanes_n = n.ty.shape().map_or(1, Shape::len);
+        let wide = lanes_n > self.register_lanes;
         let region = self.layout.region(id).ok_or("bag node without scratch")?;
         let scratch = self.word(self.layout.scratch);
         let cap = self.word(self.layout.bag_cap);
@@ -561,35 +875,41 @@ impl Gen<'_, '_> {
         let base = self.b.ins().iadd(scratch, off);
         let bag = self.bag(slot)?;
         let (m_var, m, blocks) = self.open_loop(slot)?;
+        let a = self.column_addr(base, m, 4 * lanes_n as i64);
         let value = match n.op {
             Op::GatherBag(t, _) => {
                 let (row, w) = self.member(bag, m);
                 let addr = self.row_addr(t, 0, row);
-                let v = lanes::load(self.b, addr, 0, lanes_n);
-                let w = Lanes {
-                    n: 1,
-                    chunks: vec![w],
-                };
-                lanes::zip(self.b, &v, &w, |b, x, y| b.ins().fmul(x, y))
+                if wide {
+                    let mul = |b: &mut FunctionBuilder, x, y, _| b.ins().fmul(x, y);
+                    wide::zip(self.b, lanes_n, a, Src::Mem(addr), Src::Scalar(w), mul);
+                    None
+                } else {
+                    let v = lanes::load(self.b, addr, 0, lanes_n);
+                    Some(lanes::zip(self.b, &v, &scalar(w), |b, x, y| {
+                        b.ins().fmul(x, y)
+                    }))
+                }
             }
             Op::BagWeights(_) => {
                 let (_, w) = self.member(bag, m);
-                Lanes {
-                    n: 1,
-                    chunks: vec![w],
-                }
+                Some(scalar(w))
             }
             op => {
                 let args = op
                     .operands()
                     .iter()
-                    .map(|&o| self.member_operand(o, m))
+                    .map(|&o| self.operand(o, Some(m)))
                     .collect::<Result<Vec<_>, _>>()?;
-                self.pure(op, n.ty, &args)?
+                match self.compute(op, n.ty, &args, wide.then_some(a))? {
+                    Opnd::Reg(l) => Some(l),
+                    Opnd::Mem(..) => None,
+                }
             }
         };
-        let a = self.column_addr(base, m, 4 * lanes_n as i64);
-        lanes::store(self.b, &value, a, 0);
+        if let Some(value) = value {
+            lanes::store(self.b, &value, a, 0);
+        }
         self.close_loop(m_var, m, blocks);
         Ok(Val::BagNum {
             base,
@@ -597,9 +917,25 @@ impl Gen<'_, '_> {
         })
     }
 
-    fn sum_bag(&mut self, x: NodeId) -> Result<Lanes, String> {
+    /// The sum over a bag's members of `x`, the value of node `id`.
+    fn sum_bag(&mut self, id: NodeId, x: NodeId) -> Result<Val, String> {
         let slot = self.g.ty(x).bag().ok_or("sum_bag of a non-bag")?;
         let n = self.g.ty(x).shape().map_or(1, Shape::len);
+        if n > self.register_lanes {
+            let dst = self.own(id, n)?;
+            let zero = self.b.ins().f32const(0.0);
+            wide::copy(self.b, n, dst, Src::Scalar(zero));
+            let (m_var, m, blocks) = self.open_loop(slot)?;
+            let v = self.operand(x, Some(m))?;
+            let (v, temp) = self.src(&v)?;
+            let add = |b: &mut FunctionBuilder, p, q, _| b.ins().fadd(p, q);
+            wide::zip(self.b, n, dst, Src::Mem(dst), v, add);
+            if let Some(r) = temp {
+                self.regions.give(r);
+            }
+            self.close_loop(m_var, m, blocks);
+            return Ok(Val::Wide { addr: dst, n });
+        }
         let init = lanes::zeros(self.b, n);
         let vars: Vec<Variable> = init
             .chunks
@@ -614,7 +950,11 @@ impl Gen<'_, '_> {
             })
             .collect();
         let (m_var, m, blocks) = self.open_loop(slot)?;
-        let v = self.member_operand(x, m)?;
+        let v = match self.operand(x, Some(m))? {
+            Opnd::Reg(l) if l.n == n => l,
+            Opnd::Reg(l) => lanes::splat_to(self.b, l.chunks[0], n),
+            Opnd::Mem(addr, _) => lanes::load(self.b, addr, 0, n),
+        };
         for (var, &c) in vars.iter().zip(&v.chunks) {
             let acc = self.b.use_var(*var);
             let s = self.b.ins().fadd(acc, c);
@@ -622,7 +962,163 @@ impl Gen<'_, '_> {
         }
         self.close_loop(m_var, m, blocks);
         let chunks = vars.iter().map(|v| self.b.use_var(*v)).collect();
-        Ok(Lanes { n, chunks })
+        Ok(Val::Num(Lanes { n, chunks }))
+    }
+
+    /// `op` by loops over memory: every operand an address or a scalar
+    /// (`ns` their lanes), the result's `out_n` lanes written to `dst`.
+    fn pure_mem(
+        &mut self,
+        op: Op,
+        out_n: usize,
+        srcs: &[Src],
+        ns: &[usize],
+        dst: Value,
+    ) -> Result<(), String> {
+        let b = &mut *self.b;
+        let store_scalar = |b: &mut FunctionBuilder, v: Value| b.ins().store(mem(), v, dst, 0);
+        let called = |f: UnaryFn| {
+            self.helpers
+                .unary
+                .get(&f)
+                .copied()
+                .ok_or_else(|| format!("no helper for {}", f.name()))
+        };
+        match op {
+            Op::Unary(f, _) => {
+                let x = srcs[0];
+                match f {
+                    UnaryFn::Neg => wide::map(b, out_n, dst, x, |b, v, _| b.ins().fneg(v)),
+                    UnaryFn::Abs => wide::map(b, out_n, dst, x, |b, v, _| b.ins().fabs(v)),
+                    UnaryFn::Sqrt => wide::map(b, out_n, dst, x, |b, v, _| b.ins().sqrt(v)),
+                    UnaryFn::Relu => wide::map(b, out_n, dst, x, |b, v, vector| {
+                        let z = lanes::constant(b, 0.0, vector);
+                        b.ins().fmax(v, z)
+                    }),
+                    UnaryFn::Step => wide::map(b, out_n, dst, x, step),
+                    UnaryFn::Sign => wide::map(b, out_n, dst, x, |b, v, vector| {
+                        let up = step(b, v, vector);
+                        let nv = b.ins().fneg(v);
+                        let down = step(b, nv, vector);
+                        b.ins().fsub(up, down)
+                    }),
+                    _ => {
+                        let func = called(f)?;
+                        wide::for_lanes(b, out_n, |b, off| {
+                            let v = wide::lane(b, x, off);
+                            let call = b.ins().call(func, &[v]);
+                            let y = b.inst_results(call)[0];
+                            wide::store(b, y, dst, off);
+                        });
+                    }
+                }
+            }
+            Op::Binary(f, _, _) => {
+                wide::zip(b, out_n, dst, srcs[0], srcs[1], |b, x, y, _| match f {
+                    BinaryFn::Add => b.ins().fadd(x, y),
+                    BinaryFn::Sub => b.ins().fsub(x, y),
+                    BinaryFn::Mul => b.ins().fmul(x, y),
+                    BinaryFn::Div => b.ins().fdiv(x, y),
+                    BinaryFn::Max => b.ins().fmax(x, y),
+                    BinaryFn::Min => b.ins().fmin(x, y),
+                })
+            }
+            Op::Dot(_, _) => {
+                let d = wide::dot(b, ns[0].max(ns[1]), srcs[0], srcs[1]);
+                store_scalar(b, d);
+            }
+            Op::SumLanes(_) => {
+                let s = wide::sum(b, ns[0], srcs[0]);
+                store_scalar(b, s);
+            }
+            Op::Expand(_, _) => wide::copy(b, out_n, dst, srcs[0]),
+            Op::Softmax(_) => {
+                let exp = called(UnaryFn::Exp)?;
+                let x = srcs[0];
+                let n = ns[0];
+                let max = b.declare_var(F32);
+                let at0 = b.ins().iconst(types::I64, 0);
+                let first = wide::lane(b, x, at0);
+                b.def_var(max, first);
+                wide::for_lanes(b, n, |b, off| {
+                    let v = wide::lane(b, x, off);
+                    let m = b.use_var(max);
+                    let m = b.ins().fmax(m, v);
+                    b.def_var(max, m);
+                });
+                let max = b.use_var(max);
+                wide::for_lanes(b, n, |b, off| {
+                    let v = wide::lane(b, x, off);
+                    let shifted = b.ins().fsub(v, max);
+                    let call = b.ins().call(exp, &[shifted]);
+                    let e = b.inst_results(call)[0];
+                    wide::store(b, e, dst, off);
+                });
+                let total = wide::sum(b, n, Src::Mem(dst));
+                let div = |b: &mut FunctionBuilder, x, y, _| b.ins().fdiv(x, y);
+                wide::zip(b, n, dst, Src::Mem(dst), Src::Scalar(total), div);
+            }
+            Op::Concat(_, _) => {
+                wide::copy(b, ns[0], dst, srcs[0]);
+                let second = wide::offset(b, dst, 4 * ns[0] as i64);
+                wide::copy(b, ns[1], second, srcs[1]);
+            }
+            Op::Slice(_, start, len) => {
+                let at = b.ins().iconst(types::I64, 4 * i64::from(start));
+                let x = wide::advance(b, srcs[0], at);
+                wide::copy(b, len as usize, dst, x);
+            }
+            Op::Pad(_, start, len) => {
+                let zero = b.ins().f32const(0.0);
+                wide::copy(b, len as usize, dst, Src::Scalar(zero));
+                let at = wide::offset(b, dst, 4 * i64::from(start));
+                wide::copy(b, ns[0], at, srcs[0]);
+            }
+            Op::MatVec(m, _) => {
+                let (rows, cols) = self.mat_dims(m)?;
+                let b = &mut *self.b;
+                let (mat, v) = (srcs[0], srcs[1]);
+                wide::counted_loop(b, 4 * rows as i64, 4, |b, r4| {
+                    let row_at = b.ins().imul_imm_s(r4, cols as i64);
+                    let row = wide::advance(b, mat, row_at);
+                    let d = wide::dot(b, cols, row, v);
+                    wide::store(b, d, dst, r4);
+                });
+            }
+            Op::MatTVec(m, _) => {
+                let (rows, cols) = self.mat_dims(m)?;
+                let b = &mut *self.b;
+                let (mat, v) = (srcs[0], srcs[1]);
+                let zero = b.ins().f32const(0.0);
+                wide::copy(b, cols, dst, Src::Scalar(zero));
+                wide::counted_loop(b, 4 * rows as i64, 4, |b, r4| {
+                    let vr = wide::lane(b, v, r4);
+                    let row_at = b.ins().imul_imm_s(r4, cols as i64);
+                    let row = wide::advance(b, mat, row_at);
+                    wide::for_chunks(b, cols, |b, off, vector| {
+                        let acc = wide::load(b, Src::Mem(dst), off, vector);
+                        let w = wide::load(b, row, off, vector);
+                        let s = wide::load(b, Src::Scalar(vr), off, vector);
+                        let p = b.ins().fmul(w, s);
+                        let sum = b.ins().fadd(acc, p);
+                        wide::store(b, sum, dst, off);
+                    });
+                });
+            }
+            Op::Outer(_, _) => {
+                let (x, y) = (srcs[0], srcs[1]);
+                let (nx, ny) = (ns[0], ns[1]);
+                wide::counted_loop(b, 4 * nx as i64, 4, |b, i4| {
+                    let xi = wide::lane(b, x, i4);
+                    let row_at = b.ins().imul_imm_s(i4, ny as i64);
+                    let row = b.ins().iadd(dst, row_at);
+                    let mul = |b: &mut FunctionBuilder, p, q, _| b.ins().fmul(p, q);
+                    wide::zip(b, ny, row, y, Src::Scalar(xi), mul);
+                });
+            }
+            other => return Err(format!("{other:?} is not a lane op")),
+        }
+        Ok(())
     }
 
     fn call_unary(&mut self, f: UnaryFn, x: &Lanes) -> Result<Lanes, String> {
@@ -781,9 +1277,9 @@ impl Gen<'_, '_> {
         for gr in self.g.grads.clone() {
             match gr.target {
                 GradTarget::Global(t) => {
-                    let g = self.lanes(gr.value)?;
+                    let g = self.operand(gr.value, None)?;
                     let row = self.b.ins().iconst(types::I64, 0);
-                    self.update_row(options, t, row, g);
+                    self.update_row(options, t, row, g)?;
                 }
                 GradTarget::Row(t, ix) => {
                     let group = rows.get(&t).cloned().unwrap_or_default();
@@ -798,8 +1294,8 @@ impl Gen<'_, '_> {
                     let b = self.bag(slot)?;
                     let (m_var, m, blocks) = self.open_loop(slot)?;
                     let (row, _) = self.member(b, m);
-                    let g = self.member_operand(gr.value, m)?;
-                    self.update_row(options, t, row, g);
+                    let g = self.operand(gr.value, Some(m))?;
+                    self.update_row(options, t, row, g)?;
                     self.close_loop(m_var, m, blocks);
                 }
             }
@@ -821,7 +1317,10 @@ impl Gen<'_, '_> {
         let Some(Val::Index { row, valid }) = self.vals[ix.index()].clone() else {
             return Err("row gradient without an index".into());
         };
-        let mut g = self.lanes(value)?;
+        let n = self.g.tables[t.index()].shape.len();
+        let mut g = self.operand(value, None)?;
+        // A wide sum is gathered in scratch.
+        let mut sum: Option<(Value, (usize, usize))> = None;
         let mut first = valid;
         let me = group.iter().position(|(i, _)| *i == ix).unwrap_or(0);
         for (pos, &(other, other_value)) in group.iter().enumerate() {
@@ -841,10 +1340,42 @@ impl Gen<'_, '_> {
             }
             let one = self.b.ins().f32const(1.0);
             let zero = self.b.ins().f32const(0.0);
-            let flag = scalar(self.b.ins().select(same, one, zero));
-            let og = self.lanes(other_value)?;
-            let add = lanes::zip(self.b, &og, &flag, |b, x, y| b.ins().fmul(x, y));
-            g = lanes::zip(self.b, &g, &add, |b, x, y| b.ins().fadd(x, y));
+            let flag = self.b.ins().select(same, one, zero);
+            let og = self.operand(other_value, None)?;
+            match (&g, &og) {
+                (Opnd::Reg(gl), Opnd::Reg(ol)) if n <= self.register_lanes => {
+                    let add = lanes::zip(self.b, ol, &scalar(flag), |b, x, y| b.ins().fmul(x, y));
+                    g = Opnd::Reg(lanes::zip(self.b, gl, &add, |b, x, y| b.ins().fadd(x, y)));
+                }
+                _ => {
+                    let acc = match sum {
+                        Some((acc, _)) => acc,
+                        None => {
+                            let (acc, r) = self.temp(n)?;
+                            let (gs, temp) = self.src(&g)?;
+                            wide::copy(self.b, n, acc, gs);
+                            if let Some(r) = temp {
+                                self.regions.give(r);
+                            }
+                            sum = Some((acc, r));
+                            g = Opnd::Mem(acc, n);
+                            acc
+                        }
+                    };
+                    let (os, temp) = self.src(&og)?;
+                    wide::for_chunks(self.b, n, |b, off, vector| {
+                        let a = wide::load(b, Src::Mem(acc), off, vector);
+                        let o = wide::load(b, os, off, vector);
+                        let f = wide::load(b, Src::Scalar(flag), off, vector);
+                        let p = b.ins().fmul(o, f);
+                        let s = b.ins().fadd(a, p);
+                        wide::store(b, s, acc, off);
+                    });
+                    if let Some(r) = temp {
+                        self.regions.give(r);
+                    }
+                }
+            }
             if pos < me {
                 let not_same = self.b.ins().bxor_imm_s(same, 1);
                 first = Some(match first {
@@ -854,55 +1385,46 @@ impl Gen<'_, '_> {
             }
         }
         match first {
-            None => self.update_row(options, t, row, g),
+            None => self.update_row(options, t, row, g)?,
             Some(cond) => {
                 let then = self.b.create_block();
                 let after = self.b.create_block();
                 self.b.ins().brif(cond, then, &[], after, &[]);
                 self.b.switch_to_block(then);
-                self.update_row(options, t, row, g);
+                self.update_row(options, t, row, g)?;
                 self.b.ins().jump(after, &[]);
                 self.b.switch_to_block(after);
             }
         }
+        if let Some((_, r)) = sum {
+            self.regions.give(r);
+        }
         Ok(())
     }
 
-    /// One optimiser step on one row, then its constraint; marks the row touched.
-    fn update_row(&mut self, options: &StepOptions, t: TableId, row: Value, grad: Lanes) {
-        let table = &self.g.tables[t.index()];
-        let n = table.shape.len();
-        let constraint = table.constraint;
+    /// The optimiser's per-row constants and state addresses for one update
+    /// (Adam counts the step here); `metric` scales the gradient first.
+    fn rule(
+        &mut self,
+        options: &StepOptions,
+        t: TableId,
+        row: Value,
+        metric: Option<Value>,
+        nonneg: bool,
+    ) -> (Rule, [Option<Value>; 2]) {
         let lr = self.hyper(self.layout.lr);
-        let addr = self.row_addr(t, 0, row);
-        let v = lanes::load(self.b, addr, 0, n);
-        let mut g = grad;
-        if constraint == Constraint::Ball {
-            // The Poincaré metric: steps shrink near the boundary.
-            let sq = lanes::zip(self.b, &v, &v, |b, x, y| b.ins().fmul(x, y));
-            let norm2 = lanes::sum(self.b, &sq);
-            let one = self.b.ins().f32const(1.0);
-            let s = self.b.ins().fsub(one, norm2);
-            let s2 = self.b.ins().fmul(s, s);
-            let quarter = self.b.ins().f32const(0.25);
-            let scale = scalar(self.b.ins().fmul(s2, quarter));
-            g = lanes::zip(self.b, &g, &scale, |b, x, y| b.ins().fmul(x, y));
-        }
-        let lr = scalar(lr);
-        let eps = scalar(self.b.ins().f32const(EPSILON));
-        let step = match options.optimizer {
-            Optimizer::Sgd => lanes::zip(self.b, &g, &lr, |b, x, y| b.ins().fmul(x, y)),
-            Optimizer::Adagrad => {
-                let aaddr = self.row_addr(t, 1, row);
-                let a = lanes::load(self.b, aaddr, 0, n);
-                let g2 = lanes::zip(self.b, &g, &g, |b, x, y| b.ins().fmul(x, y));
-                let a = lanes::zip(self.b, &a, &g2, |b, x, y| b.ins().fadd(x, y));
-                lanes::store(self.b, &a, aaddr, 0);
-                let root = lanes::map(self.b, &a, |b, x, _| b.ins().sqrt(x));
-                let den = lanes::zip(self.b, &root, &eps, |b, x, y| b.ins().fadd(x, y));
-                let q = lanes::zip(self.b, &g, &den, |b, x, y| b.ins().fdiv(x, y));
-                lanes::zip(self.b, &q, &lr, |b, x, y| b.ins().fmul(x, y))
-            }
+        let eps = self.b.ins().f32const(EPSILON);
+        let mut rule = Rule {
+            optimizer: options.optimizer,
+            lr,
+            eps,
+            metric,
+            nonneg,
+            adam: None,
+        };
+        let state = match options.optimizer {
+            Optimizer::Sgd => [None, None],
+            Optimizer::Adagrad => [Some(self.row_addr(t, 1, row)), None],
             Optimizer::Adam { .. } => {
                 let steps = self.table_word(t, 3);
                 let sa = self.column_addr(steps, row, 4);
@@ -918,58 +1440,133 @@ impl Gen<'_, '_> {
                 let b1 = self.b.ins().fdemote(F32, beta1);
                 let b2 = self.b.ins().fdemote(F32, beta2);
                 let one = self.b.ins().f32const(1.0);
-                let nb1 = scalar(self.b.ins().fsub(one, b1));
-                let nb2 = scalar(self.b.ins().fsub(one, b2));
-                let (b1, b2) = (scalar(b1), scalar(b2));
-                let maddr = self.row_addr(t, 1, row);
-                let saddr = self.row_addr(t, 2, row);
-                let m = lanes::load(self.b, maddr, 0, n);
-                let s = lanes::load(self.b, saddr, 0, n);
-                let mul = |b: &mut FunctionBuilder, x: Value, y: Value| b.ins().fmul(x, y);
-                let add = |b: &mut FunctionBuilder, x: Value, y: Value| b.ins().fadd(x, y);
-                let bm = lanes::zip(self.b, &m, &b1, mul);
-                let gm = lanes::zip(self.b, &g, &nb1, mul);
-                let m = lanes::zip(self.b, &bm, &gm, add);
-                let bs = lanes::zip(self.b, &s, &b2, mul);
-                let g2 = lanes::zip(self.b, &g, &g, mul);
-                let gs = lanes::zip(self.b, &g2, &nb2, mul);
-                let s = lanes::zip(self.b, &bs, &gs, add);
-                lanes::store(self.b, &m, maddr, 0);
-                lanes::store(self.b, &s, saddr, 0);
-                let mhat = lanes::zip(self.b, &m, &scalar(c1), |b, x, y| b.ins().fdiv(x, y));
-                let shat = lanes::zip(self.b, &s, &scalar(c2), |b, x, y| b.ins().fdiv(x, y));
-                let root = lanes::map(self.b, &shat, |b, x, _| b.ins().sqrt(x));
-                let den = lanes::zip(self.b, &root, &eps, add);
-                let q = lanes::zip(self.b, &mhat, &den, |b, x, y| b.ins().fdiv(x, y));
-                lanes::zip(self.b, &q, &lr, mul)
+                let nb1 = self.b.ins().fsub(one, b1);
+                let nb2 = self.b.ins().fsub(one, b2);
+                rule.adam = Some([b1, nb1, b2, nb2, c1, c2]);
+                [
+                    Some(self.row_addr(t, 1, row)),
+                    Some(self.row_addr(t, 2, row)),
+                ]
             }
         };
-        let mut v = lanes::zip(self.b, &v, &step, |b, x, y| b.ins().fsub(x, y));
-        match constraint {
-            Constraint::None => {}
-            Constraint::Nonneg => {
-                v = lanes::map(self.b, &v, |b, x, vector| {
-                    let z = lanes::constant(b, 0.0, vector);
-                    b.ins().fmax(x, z)
-                })
-            }
-            Constraint::Ball => {
+        (rule, state)
+    }
+
+    /// The Poincaré metric's scale of a gradient at a point of squared norm
+    /// `norm2`: steps shrink near the boundary.
+    fn ball_metric(&mut self, norm2: Value) -> Value {
+        let one = self.b.ins().f32const(1.0);
+        let s = self.b.ins().fsub(one, norm2);
+        let s2 = self.b.ins().fmul(s, s);
+        let quarter = self.b.ins().f32const(0.25);
+        self.b.ins().fmul(s2, quarter)
+    }
+
+    /// The factor that pulls a row of squared norm `norm2` back inside the ball.
+    fn ball_shrink(&mut self, options: &StepOptions, norm2: Value) -> Value {
+        let norm = self.b.ins().sqrt(norm2);
+        let max = self.b.ins().f32const(options.max_ball_norm as f32);
+        let outside = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, norm, max);
+        let shrink = self.b.ins().fdiv(max, norm);
+        let one = self.b.ins().f32const(1.0);
+        self.b.ins().select(outside, shrink, one)
+    }
+
+    /// One optimiser step on one row, then its constraint; marks the row
+    /// touched. A wide row is updated by a loop over its chunks.
+    fn update_row(
+        &mut self,
+        options: &StepOptions,
+        t: TableId,
+        row: Value,
+        grad: Opnd,
+    ) -> Result<(), String> {
+        let table = &self.g.tables[t.index()];
+        let n = table.shape.len();
+        let constraint = table.constraint;
+        let ball = constraint == Constraint::Ball;
+        let nonneg = constraint == Constraint::Nonneg;
+        let addr = self.row_addr(t, 0, row);
+        let in_registers = n <= self.register_lanes && matches!(grad, Opnd::Reg(_));
+        if let (true, Opnd::Reg(g)) = (in_registers, &grad) {
+            let v = lanes::load(self.b, addr, 0, n);
+            let metric = if ball {
                 let sq = lanes::zip(self.b, &v, &v, |b, x, y| b.ins().fmul(x, y));
                 let norm2 = lanes::sum(self.b, &sq);
-                let norm = self.b.ins().sqrt(norm2);
-                let max = self.b.ins().f32const(options.max_ball_norm as f32);
-                let outside = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, norm, max);
-                let shrink = self.b.ins().fdiv(max, norm);
-                let one = self.b.ins().f32const(1.0);
-                let f = scalar(self.b.ins().select(outside, shrink, one));
-                v = lanes::zip(self.b, &v, &f, |b, x, y| b.ins().fmul(x, y));
+                Some(self.ball_metric(norm2))
+            } else {
+                None
+            };
+            let (rule, state_addr) = self.rule(options, t, row, metric, nonneg);
+            let mut state: Vec<Option<Lanes>> = state_addr
+                .iter()
+                .map(|a| a.map(|a| lanes::load(self.b, a, 0, n)))
+                .collect();
+            let mut out = v.clone();
+            for c in 0..v.chunks.len() {
+                let vector = v.is_vector_chunk(c);
+                let gc = if g.n == n {
+                    g.chunks[c]
+                } else {
+                    lanes::constant_of(self.b, g.chunks[0], vector)
+                };
+                let sc = [0, 1].map(|k| state[k].as_ref().map(|l| l.chunks[c]));
+                let (nv, ns) = rule.chunk(self.b, v.chunks[c], gc, sc, vector);
+                out.chunks[c] = nv;
+                for k in 0..2 {
+                    if let (Some(l), Some(x)) = (state[k].as_mut(), ns[k]) {
+                        l.chunks[c] = x;
+                    }
+                }
+            }
+            for (a, l) in state_addr.iter().zip(&state) {
+                if let (Some(a), Some(l)) = (a, l) {
+                    lanes::store(self.b, l, *a, 0);
+                }
+            }
+            if ball {
+                let sq = lanes::zip(self.b, &out, &out, |b, x, y| b.ins().fmul(x, y));
+                let norm2 = lanes::sum(self.b, &sq);
+                let f = scalar(self.ball_shrink(options, norm2));
+                out = lanes::zip(self.b, &out, &f, |b, x, y| b.ins().fmul(x, y));
+            }
+            lanes::store(self.b, &out, addr, 0);
+        } else {
+            let (g, temp) = self.src(&grad)?;
+            let metric = if ball {
+                let norm2 = wide::dot(self.b, n, Src::Mem(addr), Src::Mem(addr));
+                Some(self.ball_metric(norm2))
+            } else {
+                None
+            };
+            let (rule, state_addr) = self.rule(options, t, row, metric, nonneg);
+            wide::for_chunks(self.b, n, |b, off, vector| {
+                let v = wide::load(b, Src::Mem(addr), off, vector);
+                let gc = wide::load(b, g, off, vector);
+                let sc = state_addr.map(|a| a.map(|a| wide::load(b, Src::Mem(a), off, vector)));
+                let (nv, ns) = rule.chunk(b, v, gc, sc, vector);
+                wide::store(b, nv, addr, off);
+                for k in 0..2 {
+                    if let (Some(a), Some(x)) = (state_addr[k], ns[k]) {
+                        wide::store(b, x, a, off);
+                    }
+                }
+            });
+            if ball {
+                let norm2 = wide::dot(self.b, n, Src::Mem(addr), Src::Mem(addr));
+                let f = self.ball_shrink(options, norm2);
+                let mul = |b: &mut FunctionBuilder, x, y, _| b.ins().fmul(x, y);
+                wide::zip(self.b, n, addr, Src::Mem(addr), Src::Scalar(f), mul);
+            }
+            if let Some(r) = temp {
+                self.regions.give(r);
             }
         }
-        lanes::store(self.b, &v, addr, 0);
         let touched = self.table_word(t, 4);
         let ta = self.b.ins().iadd(touched, row);
         let one = self.b.ins().iconst(types::I8, 1);
         self.b.ins().store(mem(), one, ta, 0);
+        Ok(())
     }
 
     /// A hyper-parameter word (f64 bits) as an f32.
@@ -985,6 +1582,78 @@ impl Gen<'_, '_> {
             .ins()
             .call(self.helpers.bias_correction, &[beta, count]);
         self.b.inst_results(call)[0]
+    }
+}
+
+/// One row update's optimiser, as constants of the step.
+#[derive(Clone, Copy)]
+struct Rule {
+    optimizer: Optimizer,
+    lr: Value,
+    eps: Value,
+    /// The ball's metric: the gradient's scale.
+    metric: Option<Value>,
+    /// Clip at zero after the step.
+    nonneg: bool,
+    /// Adam's β₁, 1 − β₁, β₂, 1 − β₂ and the two bias corrections.
+    adam: Option<[Value; 6]>,
+}
+
+impl Rule {
+    /// The step on one chunk of a row: its new value and the optimiser's
+    /// new state (Adagrad's sum of squares; Adam's two moments), in the
+    /// evaluator's order of operations.
+    fn chunk(
+        &self,
+        b: &mut FunctionBuilder,
+        v: Value,
+        g: Value,
+        state: [Option<Value>; 2],
+        vector: bool,
+    ) -> (Value, [Option<Value>; 2]) {
+        let c = |b: &mut FunctionBuilder, s: Value| lanes::constant_of(b, s, vector);
+        let g = match self.metric {
+            Some(m) => {
+                let m = c(b, m);
+                b.ins().fmul(g, m)
+            }
+            None => g,
+        };
+        let lr = c(b, self.lr);
+        let eps = c(b, self.eps);
+        let (step, state) = match (self.optimizer, state, self.adam) {
+            (Optimizer::Adagrad, [Some(a), _], _) => {
+                let g2 = b.ins().fmul(g, g);
+                let a = b.ins().fadd(a, g2);
+                let root = b.ins().sqrt(a);
+                let den = b.ins().fadd(root, eps);
+                let q = b.ins().fdiv(g, den);
+                (b.ins().fmul(q, lr), [Some(a), None])
+            }
+            (Optimizer::Adam { .. }, [Some(m), Some(s)], Some(k)) => {
+                let [b1, nb1, b2, nb2, c1, c2] = k.map(|x| c(b, x));
+                let bm = b.ins().fmul(m, b1);
+                let gm = b.ins().fmul(g, nb1);
+                let m = b.ins().fadd(bm, gm);
+                let bs = b.ins().fmul(s, b2);
+                let g2 = b.ins().fmul(g, g);
+                let gs = b.ins().fmul(g2, nb2);
+                let s = b.ins().fadd(bs, gs);
+                let mhat = b.ins().fdiv(m, c1);
+                let shat = b.ins().fdiv(s, c2);
+                let root = b.ins().sqrt(shat);
+                let den = b.ins().fadd(root, eps);
+                let q = b.ins().fdiv(mhat, den);
+                (b.ins().fmul(q, lr), [Some(m), Some(s)])
+            }
+            _ => (b.ins().fmul(g, lr), [None, None]),
+        };
+        let mut v = b.ins().fsub(v, step);
+        if self.nonneg {
+            let z = lanes::constant(b, 0.0, vector);
+            v = b.ins().fmax(v, z);
+        }
+        (v, state)
     }
 }
 

@@ -215,6 +215,15 @@ pub fn map(
     Lanes { n: x.n, chunks }
 }
 
+/// A scalar as a chunk of either kind.
+pub fn constant_of(b: &mut FunctionBuilder, s: Value, vector: bool) -> Value {
+    if vector {
+        b.ins().splat(V4, s)
+    } else {
+        s
+    }
+}
+
 /// A constant of either chunk kind.
 pub fn constant(b: &mut FunctionBuilder, v: f32, vector: bool) -> Value {
     let s = b.ins().f32const(v);

@@ -16,8 +16,9 @@
 pub mod codegen;
 pub mod lanes;
 pub mod layout;
+pub mod wide;
 
-pub use codegen::{KernelKind, StepOptions};
+pub use codegen::{KernelKind, StepOptions, REGISTER_LANES};
 pub use layout::ArgLayout;
 
 use codegen::{Helpers, CALLED_UNARY};
@@ -75,6 +76,18 @@ impl Kernel {
     /// Compile `g` into a kernel of `kind`, touching rows `prefetch`
     /// examples ahead (0: never).
     pub fn compile(g: &Graph, kind: KernelKind, prefetch: usize) -> Result<Kernel, JitError> {
+        Self::compile_with(g, kind, prefetch, REGISTER_LANES)
+    }
+
+    /// [`Kernel::compile`], keeping values of at most `register_lanes`
+    /// lanes in registers and computing wider ones by loops over memory
+    /// (0 or 1: every vector in memory).
+    pub fn compile_with(
+        g: &Graph,
+        kind: KernelKind,
+        prefetch: usize,
+        register_lanes: usize,
+    ) -> Result<Kernel, JitError> {
         let distance = prefetch;
         let started = Instant::now();
         let layout = ArgLayout::new(g);
@@ -104,6 +117,8 @@ impl Kernel {
         }
         builder.symbol("recc_bias_correction", bias_correction as *const u8);
         builder.symbol("recc_prefetch", prefetch_lines as *const u8);
+        builder.symbol("recc_scratch_alloc", scratch_alloc as *const u8);
+        builder.symbol("recc_scratch_free", scratch_free as *const u8);
         let mut module = JITModule::new(builder);
 
         let ptr = module.target_config().pointer_type();
@@ -117,6 +132,12 @@ impl Kernel {
         let mut prefetch_sig = module.make_signature();
         prefetch_sig.params.push(AbiParam::new(ptr));
         prefetch_sig.params.push(AbiParam::new(types::I64));
+        let mut alloc_sig = module.make_signature();
+        alloc_sig.params.push(AbiParam::new(types::I64));
+        alloc_sig.returns.push(AbiParam::new(ptr));
+        let mut free_sig = module.make_signature();
+        free_sig.params.push(AbiParam::new(ptr));
+        free_sig.params.push(AbiParam::new(types::I64));
         let codegen_err = |e: cranelift_module::ModuleError| JitError::Codegen(e.to_string());
         let mut unary_ids = Vec::new();
         for f in CALLED_UNARY {
@@ -130,6 +151,13 @@ impl Kernel {
             .map_err(codegen_err)?;
         let prefetch_id = module
             .declare_function("recc_prefetch", Linkage::Import, &prefetch_sig)
+            .map_err(codegen_err)?;
+
+        let alloc_id = module
+            .declare_function("recc_scratch_alloc", Linkage::Import, &alloc_sig)
+            .map_err(codegen_err)?;
+        let free_id = module
+            .declare_function("recc_scratch_free", Linkage::Import, &free_sig)
             .map_err(codegen_err)?;
 
         let mut sig = Signature::new(module.isa().default_call_conv());
@@ -152,11 +180,13 @@ impl Kernel {
                 .collect(),
             bias_correction: module.declare_func_in_func(corr_id, &mut func),
             prefetch: module.declare_func_in_func(prefetch_id, &mut func),
+            scratch_alloc: module.declare_func_in_func(alloc_id, &mut func),
+            scratch_free: module.declare_func_in_func(free_id, &mut func),
         };
         let mut fctx = FunctionBuilderContext::new();
         {
             let mut b = FunctionBuilder::new(&mut func, &mut fctx);
-            codegen::build_kernel(&mut b, g, &layout, kind, distance, &helpers)
+            codegen::build_kernel(&mut b, g, &layout, kind, distance, &helpers, register_lanes)
                 .map_err(JitError::Codegen)?;
             b.finalize(module.target_config());
         }
@@ -257,4 +287,31 @@ extern "C" fn prefetch_lines(addresses: *const u64, count: i64) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (addresses, count);
+}
+
+/// The layout of a kernel call's scratch for wide values: whole cache lines.
+fn scratch_layout(bytes: i64) -> std::alloc::Layout {
+    // The code generator bounds `bytes` (`codegen::MAX_SCRATCH`), so this
+    // layout always exists.
+    match std::alloc::Layout::from_size_align(bytes.clamp(64, 1 << 40) as usize, 64) {
+        Ok(layout) => layout,
+        Err(_) => std::process::abort(),
+    }
+}
+
+/// Scratch for one kernel call's wide values (uninitialised: every value
+/// is written before it is read).
+extern "C" fn scratch_alloc(bytes: i64) -> *mut u8 {
+    let layout = scratch_layout(bytes);
+    // SAFETY: the layout's size is at least 64.
+    let at = unsafe { std::alloc::alloc(layout) };
+    if at.is_null() {
+        std::alloc::handle_alloc_error(layout);
+    }
+    at
+}
+
+extern "C" fn scratch_free(at: *mut u8, bytes: i64) {
+    // SAFETY: `at` came from `scratch_alloc(bytes)` of the same call.
+    unsafe { std::alloc::dealloc(at, scratch_layout(bytes)) }
 }

@@ -15,10 +15,10 @@ use rand::{Rng, SeedableRng};
 use recc_compiler::interp::{evaluate, Example, Params, SlotValue};
 use recc_compiler::ir::{DomainId, Graph, SlotKind, TableId};
 use recc_compiler::model::{Model, Optimizer};
-use recc_jit::{Kernel, KernelKind};
+use recc_jit::{Kernel, KernelKind, StepOptions};
 use recc_runtime::bind::{BindOptions, Columns, SlotColumn};
 use recc_runtime::data::Dataset;
-use recc_runtime::init::initialise;
+use recc_runtime::init::{initialise, MAX_BALL_NORM};
 use recc_runtime::native::{Hyper, NativeParams, Runner, TableWords};
 use recc_runtime::optim::OptimiserState;
 use recc_runtime::predict::{with_cold_rows, Predictor};
@@ -1136,6 +1136,7 @@ fn lockstep(
     data: &Dataset,
     rows: &[usize],
     tol: f64,
+    kernel: &Kernel,
 ) -> Result<f64, String> {
     let g = &session.gradient;
     let b = &session.binding;
@@ -1145,7 +1146,6 @@ fn lockstep(
     let mut state = OptimiserState::new(optimizer, g, &params);
     let mut native = NativeParams::new(&params, optimizer);
     let tables = TableWords::new(&mut native);
-    let kernel = train::compile_step(g, optimizer, recc_jit::DEFAULT_PREFETCH).unwrap();
     let mut runner = Runner::new();
     // `example` and `encode` draw negatives and noise in the same order.
     let seed = model.fit.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -1172,7 +1172,7 @@ fn lockstep(
             }
         }
         let (done, _) = runner.run(
-            &kernel,
+            kernel,
             g,
             &columns,
             &tables,
@@ -1320,7 +1320,12 @@ fn random_models_agree() {
             Comparison::Agree(m) => Ok(m),
             Comparison::Disagree(m) => Err(m),
             Comparison::Drift(drift) => {
-                lockstep(&session, &model, &data, &rows, LOCKSTEP_TOLERANCE)
+                let g = &session.gradient;
+                let kernel =
+                    train::compile_step(g, model.fit.optimizer, recc_jit::DEFAULT_PREFETCH)
+                        .map_err(|e| e.to_string());
+                kernel
+                    .and_then(|k| lockstep(&session, &model, &data, &rows, LOCKSTEP_TOLERANCE, &k))
                     .map(|d| format!("trajectories drift ({drift}), every step agrees ({d:.2e})"))
                     .map_err(|e| format!("{drift}; stepping together: {e}"))
             }
@@ -1344,6 +1349,174 @@ fn random_models_agree() {
         "{} random models disagree",
         failures.len()
     );
+}
+
+// ---------------------------------------------------------------------------
+// Wide values: computed by loops over memory instead of unrolled registers.
+
+/// A model's step kernel keeping values of at most `register_lanes` lanes
+/// in registers.
+fn step_kernel(g: &Graph, optimizer: Optimizer, register_lanes: usize) -> Kernel {
+    let options = StepOptions {
+        optimizer,
+        max_ball_norm: MAX_BALL_NORM,
+    };
+    let kind = KernelKind::Step(options);
+    Kernel::compile_with(g, kind, recc_jit::DEFAULT_PREFETCH, register_lanes)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Every step of `text` on `steps` rows of the built-in data, the kernel
+/// (values wider than `register_lanes` in memory) against the evaluator.
+fn wide_lockstep(
+    name: &str,
+    text: &str,
+    register_lanes: usize,
+    steps: usize,
+) -> Result<f64, String> {
+    let model = compile_text(name, text)?;
+    let (data, bind) = data_for(name, &builtin());
+    let s = holdout(&data);
+    let rows: Vec<usize> = s.train.iter().copied().step_by(7).take(steps).collect();
+    let session = Session::new(&model, &data, &rows, &bind).map_err(|e| e.to_string())?;
+    let kernel = step_kernel(&session.gradient, model.fit.optimizer, register_lanes);
+    lockstep(&session, &model, &data, &rows, LOCKSTEP_TOLERANCE, &kernel)
+}
+
+/// Every op, optimiser and constraint of `models/` computed the wide way:
+/// with no value in registers, each step agrees with the evaluator.
+#[test]
+fn every_model_agrees_with_every_value_in_memory() {
+    let mut failures = Vec::new();
+    for file in model_files() {
+        let text = std::fs::read_to_string(models_dir().join(&file)).expect("model file");
+        match wide_lockstep(&file, &text, 0, 150) {
+            Ok(d) => println!("{file:<22} every step within {d:.2e}"),
+            Err(e) => failures.push(format!("{file}: {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The random models likewise, with no value in registers.
+#[test]
+fn random_models_agree_with_every_value_in_memory() {
+    let seed: u64 = from_env("RECC_RANDOM_SEED", 0x5eed_2024);
+    let mut failures = Vec::new();
+    for n in 0..20 {
+        let text = ModelGen::model(seed, n);
+        let name = format!("random_{n}.rec");
+        if compile_text(&name, &text).is_err() {
+            continue;
+        }
+        match wide_lockstep(&name, &text, 0, 100) {
+            Ok(d) => println!("random_{n}: every step within {d:.2e}"),
+            Err(e) => failures.push(format!("random_{n}: {e}\n{text}")),
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Models whose values are wider than registers hold, at the default
+/// width: factors of 4096 lanes, a 256 × 256 matrix, and a mix of bags,
+/// softmax, concatenation, a nonneg and a ball constraint over 160 lanes.
+const WIDE_MODELS: [(&str, &str); 3] = [
+    (
+        "wide_mf.rec",
+        "model wide_mf
+use stdlib.losses
+input u: user
+input i: item
+input r: real
+param b: real
+param w[user]: real
+param m[item]: real
+param p[user]: vec(4096) init normal(0, 0.01)
+param q[item]: vec(4096) init normal(0, 0.01)
+let R(u, i) = b + w[u] + m[i] + dot(p[u], q[i])
+loss mse(R(u, i), r)
+penalty 0.1 * (sq(p[u]) + sq(q[i]))
+fit { optimizer: sgd(lr: 0.005), epochs: 1, seed: 42 }
+",
+    ),
+    (
+        "wide_mat.rec",
+        "model wide_mat
+use stdlib.losses
+input u: user
+input i: item
+input r: real
+param W: mat(256, 256) init normal(0, 0.01)
+param p[user]: vec(256) init normal(0, 0.1)
+param q[item]: vec(256) init normal(0, 0.1)
+let R(u, i) = dot(p[u], W @ q[i])
+loss mse(R(u, i), r)
+fit { optimizer: sgd(lr: 0.05), epochs: 1, seed: 42 }
+",
+    ),
+    (
+        "wide_mix.rec",
+        "model wide_mix
+use stdlib.losses
+use stdlib.geometry
+input u: user
+input i: item
+input g: bag(genre)
+input r: real
+param p[user]: vec(160) init normal(0, 0.05)
+param q[item]: vec(160) nonneg init uniform(0, 0.1)
+param e[genre]: vec(160) init normal(0, 0.05)
+param a[user]: vec(150) on ball init uniform(-0.001, 0.001)
+param c[item]: vec(150) on ball init uniform(-0.001, 0.001)
+param W: mat(6, 320) init normal(0, 0.05)
+param v: vec(6) init normal(0, 0.1)
+let R(u, i) = dot(p[u] + mean(e[g]), q[i]) + sum(softmax(p[u]) * q[i])
+    + dot(v, tanh(W @ concat(relu(p[u]), q[i]))) - poincare_distance(a[u], c[i])
+loss mse(R(u, i), r)
+fit { optimizer: adagrad(lr: 0.01), epochs: 1, seed: 7 }
+",
+    ),
+];
+
+#[test]
+fn wide_models_agree_at_the_default_width() {
+    let mut failures = Vec::new();
+    for (name, text) in WIDE_MODELS {
+        match wide_lockstep(name, text, recc_jit::REGISTER_LANES, 60) {
+            Ok(d) => println!("{name}: every step within {d:.2e}"),
+            Err(e) => failures.push(format!("{name}: {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The widest factors the checker allows compile as loops, in time linear
+/// in the graph: well under a second natively, a few here, unoptimised.
+#[test]
+fn widest_factors_compile_quickly() {
+    const BOUND: std::time::Duration = std::time::Duration::from_secs(3);
+    let text = std::fs::read_to_string(models_dir().join("biased_mf.rec"))
+        .expect("model file")
+        .replace("vec(64)", "vec(65536)");
+    let model = compile_text("biased_mf_65536.rec", &text).unwrap_or_else(|e| panic!("{e}"));
+    let gradient = recc_compiler::gradient_graph(&model).unwrap();
+    let forward = recc_compiler::forward_graph(&model).unwrap();
+    let (done, wait) = std::sync::mpsc::channel();
+    // Compiled on a thread of its own, so a slow compiler fails the test
+    // at the bound instead of running on.
+    std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let step = train::compile_step(&gradient, model.fit.optimizer, 8);
+        let predict = Kernel::compile(&forward, KernelKind::Predict, 0);
+        let _ = done.send((started.elapsed(), step.is_ok() && predict.is_ok()));
+    });
+    match wait.recv_timeout(BOUND) {
+        Ok((took, ok)) => {
+            assert!(ok, "the kernels did not compile");
+            println!("step and predict kernels of vec(65536) compiled in {took:.2?}");
+        }
+        Err(_) => panic!("compiling vec(65536) factors took more than {BOUND:?}"),
+    }
 }
 
 // ---------------------------------------------------------------------------
