@@ -453,7 +453,9 @@ fn write_cache(config: &ZipfConfig, t: &Triples, path: &Path) -> Result<(), Data
         .unwrap_or(Path::new("."));
     let io = |e| DataError::io(path, e);
     std::fs::create_dir_all(dir).map_err(io)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    // Named after the cache file, so one left by a killed run is recognised
+    // and removed by the next write.
+    let mut tmp = crate::modelfile::temp_file_beside(path).map_err(io)?;
     {
         let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
         w.write_all(&header(config, t.users.len())).map_err(io)?;
