@@ -754,3 +754,32 @@ fn the_temporary_file_of_an_exited_process_is_removed() {
     save(&path, &sample()).unwrap();
     assert_eq!(names_in(dir.path()), ["m.reccm"]);
 }
+
+#[test]
+fn nan_scores_rank_after_every_number() {
+    use recc_runtime::predict::{best_first, similar};
+    let mut ranked = vec![
+        (0, 0.5),
+        (1, f64::NAN),
+        (2, f64::INFINITY),
+        (3, -f64::NAN),
+        (4, f64::NEG_INFINITY),
+        (5, 0.5),
+    ];
+    ranked.sort_by(|&a, &b| best_first(a, b));
+    let order: Vec<u32> = ranked.iter().map(|r| r.0).collect();
+    assert_eq!(order, [2, 0, 5, 4, 1, 3]);
+
+    // A row of NaN in an embedding is never anyone's nearest neighbour.
+    let model = sample();
+    let compiled = recc_compiler::compile("tiny.rec", SOURCE);
+    let graph = recc_compiler::forward_graph(&compiled.model.unwrap()).unwrap();
+    let mut params = model.params(vec![3, 2]).unwrap();
+    params.tables[0].row_mut(1).fill(f64::NAN);
+    params.tables[0].row_mut(2).assign(&ndarray::arr1(&[1.0, 2.0]));
+    params.tables[0].row_mut(0).assign(&ndarray::arr1(&[1.0, 2.5]));
+    let near = similar(&graph, &params, 0, 0, 5);
+    assert_eq!(near.len(), 2);
+    assert_eq!(near[0].0, 2);
+    assert!(near[1].1.is_nan(), "{near:?}");
+}
