@@ -185,9 +185,7 @@ impl SavedModel {
     /// sizes of the domains the parameters will be used with (the data's),
     /// which must be those of the model's own domains.
     pub fn params(&self, domain_sizes: Vec<usize>) -> Result<Params, ModelFileError> {
-        let corrupt = |reason: String| {
-            ModelFileError::corrupt(Path::new(&self.model_name), reason)
-        };
+        let corrupt = |reason: String| ModelFileError::corrupt(Path::new(&self.model_name), reason);
         self.check_shapes().map_err(corrupt)?;
         let own: Vec<usize> = self.domains.iter().map(|d| d.ids.len()).collect();
         if domain_sizes != own {
@@ -353,7 +351,11 @@ impl SavedModel {
                 .and_then(|d| graph.domains.get(d.index()))
                 .map(|d| d.name.as_str());
             if t.domain.as_deref() != want_domain {
-                let show = |d: Option<&str>| d.map_or("no domain (a global)".to_string(), |d| format!("domain `{d}`"));
+                let show = |d: Option<&str>| {
+                    d.map_or("no domain (a global)".to_string(), |d| {
+                        format!("domain `{d}`")
+                    })
+                };
                 return Err(format!(
                     "table `{}` is over {} in the file but over {} in the source",
                     t.name,
@@ -496,11 +498,14 @@ pub fn load(path: &Path) -> Result<SavedModel, ModelFileError> {
     };
     // Bytes before the checksum (all of them in a format without one).
     let body_len = if checksummed {
-        file_len.checked_sub(CHECKSUM_LEN).filter(|&n| n >= PREAMBLE_LEN).ok_or_else(|| {
-            corrupt(format!(
-                "truncated: {file_len} bytes, too short for the preamble and checksum"
-            ))
-        })?
+        file_len
+            .checked_sub(CHECKSUM_LEN)
+            .filter(|&n| n >= PREAMBLE_LEN)
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "truncated: {file_len} bytes, too short for the preamble and checksum"
+                ))
+            })?
     } else {
         file_len
     };

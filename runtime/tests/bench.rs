@@ -273,7 +273,12 @@ fn a_killed_writers_temporary_cache_file_is_removed_by_the_next_write() {
     load_or_generate_zipf(&config, dir.path()).expect("written");
     let mut names: Vec<String> = std::fs::read_dir(dir.path())
         .expect("listable")
-        .map(|e| e.expect("an entry").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     names.sort();
     assert_eq!(names, [name]);

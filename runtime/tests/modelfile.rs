@@ -394,7 +394,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         c ^= u32::from(b);
         for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xEDB8_8320
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -589,7 +593,10 @@ fn params_refuse_other_domain_sizes() {
     assert!(model.params(vec![3, 2]).is_ok());
     for sizes in [vec![4, 2], vec![3], vec![3, 2, 1], vec![]] {
         let err = model.params(sizes.clone()).unwrap_err();
-        assert!(err.to_string().contains("`user`, `item`"), "{sizes:?}: {err}");
+        assert!(
+            err.to_string().contains("`user`, `item`"),
+            "{sizes:?}: {err}"
+        );
     }
 }
 
@@ -776,8 +783,12 @@ fn nan_scores_rank_after_every_number() {
     let graph = recc_compiler::forward_graph(&compiled.model.unwrap()).unwrap();
     let mut params = model.params(vec![3, 2]).unwrap();
     params.tables[0].row_mut(1).fill(f64::NAN);
-    params.tables[0].row_mut(2).assign(&ndarray::arr1(&[1.0, 2.0]));
-    params.tables[0].row_mut(0).assign(&ndarray::arr1(&[1.0, 2.5]));
+    params.tables[0]
+        .row_mut(2)
+        .assign(&ndarray::arr1(&[1.0, 2.0]));
+    params.tables[0]
+        .row_mut(0)
+        .assign(&ndarray::arr1(&[1.0, 2.5]));
     let near = similar(&graph, &params, 0, 0, 5);
     assert_eq!(near.len(), 2);
     assert_eq!(near[0].0, 2);
