@@ -536,9 +536,17 @@ fn write_split(
     std::fs::create_dir_all(dir)
         .map_err(|e| usage(format!("cannot create {}: {e}", dir.display())))?;
     let min = has_negatives(model).then_some(args.min_target).flatten();
-    for (name, rows) in [("train.tsv", &split.train), ("test.tsv", &split.test)] {
+    // Both files are checked before either is written, and each is written
+    // where a symlink leads, never over a directory, device or FIFO.
+    let mut targets = Vec::new();
+    for name in ["train.tsv", "test.tsv"] {
+        let target = modelfile::check_output(&dir.join(name))
+            .map_err(|e| usage(format!("--write-split {e}")))?;
+        targets.push(target);
+    }
+    for (target, rows) in targets.iter().zip([&split.train, &split.test]) {
         let rows = predict::positive_rows(data, rows, min);
-        data.write_tsv(&dir.join(name), &rows)
+        data.write_tsv(target, &rows)
             .map_err(|e| usage(e.to_string()))?;
     }
     Ok(())
@@ -594,6 +602,9 @@ pub fn train_command(
 ) -> Result<()> {
     let source = compile_file(file)?;
     let config = train_config(&source.model, fit)?;
+    // A run is not lost to an output it cannot write: check before training.
+    let output = output.unwrap_or_else(|| PathBuf::from(format!("{}.recm", source.model.name)));
+    modelfile::check_output(&output).map_err(|e| usage(format!("-o {e}")))?;
     let prepared = prepare(data_args, &source.model, config.seed, false)?;
     let bind = bind_options(data_args)?;
     let (split_name, split) = prepared
@@ -635,7 +646,6 @@ pub fn train_command(
     }
     let outcome = run_split(&job, &prepared.data, split, "")?;
     let hierarchy = hierarchy(&prepared.spec, &outcome.session, &outcome.trained.params);
-    let output = output.unwrap_or_else(|| PathBuf::from(format!("{}.recm", source.model.name)));
     let saved = saved_model(&source, &prepared, &config, &outcome, data_args);
     modelfile::save(&output, &saved).map_err(|e| usage(e.to_string()))?;
     if out.json {
@@ -908,8 +918,19 @@ pub fn reload(path: &Path, data_args: Option<&DataArgs>) -> Result<Reloaded> {
     session.backend = setting("backend")
         .and_then(|b| b.parse().ok())
         .unwrap_or_default();
-    // The data must be what the model was trained on: same domains, same ids.
-    for ((name, map), saved_domain) in session.binding.domains.iter().zip(&saved.domains) {
+    // The data must be what the model was trained on: same domains, same
+    // ids. `load` has checked the file's domains against its source, which
+    // the session was built from, so the lists correspond one to one.
+    let bound = &session.binding.domains;
+    if bound.len() != saved.domains.len() {
+        return Err(usage(format!(
+            "{}: the model has {} domains but its source binds {} to the data",
+            path.display(),
+            saved.domains.len(),
+            bound.len()
+        )));
+    }
+    for ((name, map), saved_domain) in bound.iter().zip(&saved.domains) {
         if *name != saved_domain.name || map.names() != saved_domain.ids.as_slice() {
             return Err(usage(format!(
                 "{}: the data's `{name}` ids differ from those the model was trained on \
@@ -1022,8 +1043,9 @@ fn lookup(data: &Dataset, domain: &str, raw: &str, what: &str) -> Option<u32> {
     let found = data.domains.get(domain).and_then(|m| m.find(raw));
     if found.is_none() {
         eprintln!(
-            "note: {what} `{raw}` is not in the data; scoring it as an unknown {what} \
-             (the mean of the {what}s the model learned)"
+            "note: {what} `{}` is not in the data; scoring it as an unknown {what} \
+             (the mean of the {what}s the model learned)",
+            printable(raw)
         );
     }
     found
@@ -1072,7 +1094,7 @@ pub fn predict_command(
     } else {
         println!("user\titem\tscore");
         for (u, i, s) in rows {
-            println!("{u}\t{i}\t{s:.4}");
+            println!("{}\t{}\t{s:.4}", printable(&u), printable(&i));
         }
     }
     Ok(())
@@ -1097,9 +1119,10 @@ pub fn recommend_command(path: &Path, user: &str, out: &OutputArgs) -> Result<()
             .collect();
         println!("{:#}", json!({"user": user, "recommendations": v}));
     } else {
-        println!("top {} for {ud} {user}:", recs.len());
+        println!("top {} for {ud} {}:", recs.len(), printable(user));
         for (rank, (i, s)) in recs.iter().enumerate() {
             let (l, n) = (label(*i), raw(*i));
+            let (l, n) = (printable(&l), printable(&n));
             if l == n {
                 println!("{:>3}. {n}  ({s:.3})", rank + 1);
             } else {
@@ -1165,17 +1188,8 @@ pub fn similar_command(
     let row = map
         .find(item)
         .ok_or_else(|| usage(format!("{table_domain} `{item}` is not in the model")))?;
-    let sizes: Vec<usize> = g
-        .domains
-        .iter()
-        .map(|d| {
-            saved
-                .domains
-                .iter()
-                .find(|s| s.name == d.name)
-                .map_or(0, |s| s.ids.len())
-        })
-        .collect();
+    // `load` checked that the file's domains are the graph's, in order.
+    let sizes: Vec<usize> = saved.domains.iter().map(|d| d.ids.len()).collect();
     let params = saved.params(sizes).map_err(|e| usage(e.to_string()))?;
     let near = predict::similar(&g, &params, t, row as usize, out.k);
     if out.json {
@@ -1188,9 +1202,13 @@ pub fn similar_command(
             json!({"item": item, "table": g.tables[t].name, "neighbours": v})
         );
     } else {
-        println!("nearest to {} by `{}`:", map.label(row), g.tables[t].name);
+        println!(
+            "nearest to {} by `{}`:",
+            printable(map.label(row)),
+            g.tables[t].name
+        );
         for (rank, (r, s)) in near.iter().enumerate() {
-            println!("{:>3}. {}  ({s:.3})", rank + 1, map.label(*r));
+            println!("{:>3}. {}  ({s:.3})", rank + 1, printable(map.label(*r)));
         }
     }
     Ok(())
@@ -1205,7 +1223,26 @@ pub fn export_command(path: &Path, format: &str, dir: &Path) -> Result<()> {
     let written =
         recc_runtime::export::export(&saved, dir, format).map_err(|e| usage(e.to_string()))?;
     for p in written {
-        println!("{}", p.display());
+        println!("{}", printable(&p.display().to_string()));
     }
     Ok(())
+}
+
+/// `text` safe to print to a terminal: ids and labels come from data, and a
+/// control character in one (an escape sequence above all) would be obeyed
+/// by the terminal instead of shown. Each is written as a Rust escape
+/// (`\u{1b}`, `\n`); JSON output escapes them by itself.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }

@@ -111,7 +111,8 @@ fn files_in(dir: &Path) -> Vec<String> {
 }
 
 /// A model file split into its JSON header, with the wall-clock seconds of
-/// each epoch removed, and the raw bytes of its tables.
+/// each epoch removed, and the raw bytes of its tables (without the
+/// checksum that ends the file, which covers the timings too).
 fn model_file_without_timings(path: &Path) -> (Value, Vec<u8>) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let magic = b"RECC-MODEL\n";
@@ -127,7 +128,7 @@ fn model_file_without_timings(path: &Path) -> (Value, Vec<u8>) {
             e.as_object_mut().map(|o| o.remove("seconds"));
         }
     }
-    (header, bytes[end..].to_vec())
+    (header, bytes[end..bytes.len() - 4].to_vec())
 }
 
 #[test]
@@ -751,6 +752,281 @@ fn binding_an_input_the_model_lacks_is_a_usage_error() {
 fn train_help_lists_every_flag() {
     let run = recc(&["train", "--help"]).ok();
     insta::assert_snapshot!("train_help", run.stdout);
+}
+
+/// `recc train` of biased MF for many epochs with `-o out`: refused at once,
+/// before the data is even loaded, and `out` is left as it was.
+fn train_refuses_output(out: &Path) -> Run {
+    let started = std::time::Instant::now();
+    let run = recc(&[
+        "train",
+        "models/biased_mf.rec",
+        "--epochs",
+        "500",
+        "-o",
+        path_str(out),
+    ])
+    .fails(2);
+    assert!(
+        run.stderr.contains(&format!("-o {}", out.display())),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("training "), "{}", run.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "refused only after training"
+    );
+    run
+}
+
+#[test]
+fn train_never_replaces_a_device_a_fifo_or_a_directory() {
+    let run = train_refuses_output(Path::new("/dev/null"));
+    assert!(run.stderr.contains("a character device"), "{}", run.stderr);
+    let null = std::fs::symlink_metadata("/dev/null").unwrap_or_else(|e| panic!("{e}"));
+    assert!(!null.is_file(), "/dev/null was replaced by a file");
+
+    let dir = temp();
+    let fifo = dir.path().join("fifo");
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(made.success());
+    let run = train_refuses_output(&fifo);
+    assert!(run.stderr.contains("a FIFO"), "{}", run.stderr);
+
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap_or_else(|e| panic!("{e}"));
+    let run = train_refuses_output(&sub);
+    assert!(run.stderr.contains("a directory"), "{}", run.stderr);
+    assert!(sub.is_dir());
+
+    let missing = dir.path().join("missing").join("m.recm");
+    let run = train_refuses_output(&missing);
+    assert!(
+        run.stderr.contains("cannot create a file in"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(files_in(dir.path()), ["fifo", "sub"]);
+}
+
+#[test]
+fn train_writes_through_a_symlink_to_the_file_it_names() {
+    let dir = temp();
+    let real = dir.path().join("real.recm");
+    std::fs::write(&real, "an older model").unwrap_or_else(|e| panic!("{e}"));
+    let link = dir.path().join("link.recm");
+    std::os::unix::fs::symlink("real.recm", &link).unwrap_or_else(|e| panic!("{e}"));
+    recc(&[
+        "train",
+        "models/biased_mf.rec",
+        "--epochs",
+        "1",
+        "-q",
+        "-o",
+        path_str(&link),
+    ])
+    .ok();
+    let meta = std::fs::symlink_metadata(&link).unwrap_or_else(|e| panic!("{e}"));
+    assert!(meta.file_type().is_symlink(), "the link was replaced");
+    assert_eq!(files_in(dir.path()), ["link.recm", "real.recm"]);
+    recc(&["eval", path_str(&real)]).ok();
+}
+
+#[test]
+fn write_split_and_export_refuse_a_fifo_before_writing_anything() {
+    let dir = temp();
+    let split = dir.path().join("split");
+    std::fs::create_dir(&split).unwrap_or_else(|e| panic!("{e}"));
+    let fifo = split.join("test.tsv");
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(made.success());
+    let model = dir.path().join("m.recm");
+    let run = recc(&[
+        "train",
+        "models/biased_mf.rec",
+        "--epochs",
+        "500",
+        "-o",
+        path_str(&model),
+        "--write-split",
+        path_str(&split),
+    ])
+    .fails(2);
+    assert!(run.stderr.contains("--write-split"), "{}", run.stderr);
+    assert!(run.stderr.contains("a FIFO"), "{}", run.stderr);
+    assert_eq!(files_in(&split), ["test.tsv"]);
+    assert!(!model.exists());
+
+    let model = train_biased_mf(dir.path(), "1");
+    let out = dir.path().join("csv");
+    std::fs::create_dir(&out).unwrap_or_else(|e| panic!("{e}"));
+    let made = Command::new("mkfifo")
+        .arg(out.join("w.csv"))
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(made.success());
+    let run = recc(&["export", path_str(&model), "-o", path_str(&out)]).fails(2);
+    assert!(run.stderr.contains("w.csv"), "{}", run.stderr);
+    assert!(run.stderr.contains("a FIFO"), "{}", run.stderr);
+    assert_eq!(files_in(&out), ["w.csv"]);
+
+    let run = recc(&["export", path_str(&model), "-o", "/dev/null"]).fails(2);
+    assert!(run.stderr.contains("not a directory"), "{}", run.stderr);
+}
+
+/// Overwrite the rows of `ids` in every table over items of the model at
+/// `path` with NaN, through the runtime, and save it again.
+fn poison_items(path: &Path, ids: &[&str]) {
+    use recc_runtime::modelfile;
+    let mut saved = modelfile::load(path).unwrap_or_else(|e| panic!("{e}"));
+    let items = saved
+        .domains
+        .iter()
+        .find(|d| d.name == "item")
+        .map(|d| d.ids.clone())
+        .unwrap_or_default();
+    for t in &mut saved.tables {
+        if t.domain.as_deref() != Some("item") {
+            continue;
+        }
+        for id in ids {
+            let r = items
+                .iter()
+                .position(|i| i == id)
+                .unwrap_or_else(|| panic!("no item {id}"));
+            for v in &mut t.values[r * t.lanes..(r + 1) * t.lanes] {
+                *v = f64::NAN;
+            }
+        }
+    }
+    modelfile::save(path, &saved).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The score in parentheses at the end of a ranked line.
+fn ranked_score(line: &str) -> f64 {
+    line.rsplit('(')
+        .next()
+        .and_then(|s| s.strip_suffix(')'))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no score in {line:?}"))
+}
+
+#[test]
+fn nan_scores_rank_last_in_recommend_and_similar() {
+    let dir = temp();
+    let model = train_biased_mf(dir.path(), "1");
+    poison_items(&model, &["i2", "i3", "i4"]);
+    let run = recc(&[
+        "recommend",
+        path_str(&model),
+        "--user",
+        "u1",
+        "-k",
+        "100000",
+    ])
+    .ok();
+    let scores: Vec<f64> = run.stdout.lines().skip(1).map(ranked_score).collect();
+    let nan = scores.iter().filter(|s| s.is_nan()).count();
+    assert!(nan >= 1, "{}", run.stdout);
+    assert!(
+        scores[..scores.len() - nan].iter().all(|s| !s.is_nan()),
+        "a NaN score ranks before a number:\n{}",
+        run.stdout
+    );
+    let top = recc(&["recommend", path_str(&model), "--user", "u1", "-k", "3"]).ok();
+    assert!(!top.stdout.contains("NaN"), "{}", top.stdout);
+
+    let run = recc(&["similar", path_str(&model), "--item", "i1", "-k", "100000"]).ok();
+    let scores: Vec<f64> = run.stdout.lines().skip(1).map(ranked_score).collect();
+    let n = scores.len();
+    assert!(n > 3, "{}", run.stdout);
+    assert!(scores[n - 3..].iter().all(|s| s.is_nan()), "{}", run.stdout);
+    assert!(
+        scores[..n - 3].iter().all(|s| !s.is_nan()),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn control_characters_in_ids_are_escaped_on_the_terminal() {
+    let dir = temp();
+    let mut text = String::new();
+    for k in 0..60 {
+        // Only u0 rates it: recommended to u1.
+        let item = if k % 10 == 0 {
+            "\u{1b}[31mred\u{7}".to_string()
+        } else {
+            format!("i{}", k % 7)
+        };
+        text.push_str(&format!("u{},{item},{}\n", k % 5, 1 + k % 5));
+    }
+    let csv = dir.path().join("ratings.csv");
+    std::fs::write(&csv, text).unwrap_or_else(|e| panic!("{e}"));
+    let data = format!("csv:{}", path_str(&csv));
+    let model = dir.path().join("m.recm");
+    recc(&[
+        "train",
+        "models/biased_mf.rec",
+        "--data",
+        &data,
+        "--split",
+        "none",
+        "--epochs",
+        "1",
+        "-q",
+        "-o",
+        path_str(&model),
+    ])
+    .ok();
+    for args in [
+        vec!["recommend", path_str(&model), "--user", "u1", "-k", "10"],
+        vec!["similar", path_str(&model), "--item", "i1", "-k", "10"],
+        vec![
+            "predict",
+            path_str(&model),
+            "--user",
+            "u1",
+            "--item",
+            "\u{1b}[31mred\u{7}",
+        ],
+    ] {
+        let run = recc(&args).ok();
+        assert!(!run.stdout.contains('\u{1b}'), "{args:?}: {:?}", run.stdout);
+        assert!(!run.stdout.contains('\u{7}'), "{args:?}: {:?}", run.stdout);
+        assert!(
+            run.stdout.contains("\\u{1b}[31mred\\u{7}"),
+            "{args:?}: {:?}",
+            run.stdout
+        );
+    }
+    // JSON escapes them its own way, exactly.
+    let json = recc(&[
+        "similar",
+        path_str(&model),
+        "--item",
+        "i1",
+        "-k",
+        "10",
+        "--json",
+    ])
+    .ok()
+    .json();
+    let ids: Vec<String> = json["neighbours"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| n["id"].as_str().map(String::from))
+        .collect();
+    assert!(ids.iter().any(|i| i == "\u{1b}[31mred\u{7}"), "{ids:?}");
 }
 
 /// `recc train MODEL --split none --epochs 1 EXTRA`, writing nothing.

@@ -400,8 +400,9 @@ pub fn default_cache_dir() -> PathBuf {
 /// left it there. A missing, unreadable, truncated or otherwise corrupt cache
 /// file is drawn again and rewritten; the file appears under its final name
 /// only once complete, so a concurrent or interrupted run never leaves half a
-/// file to be read. Errors are those of creating the directory or writing
-/// the file.
+/// file to be read; the temporary file a killed run leaves
+/// (`.NAME.recc-tmp-PID-…`) is removed by the next write. Errors are those of
+/// creating the directory or writing the file.
 pub fn load_or_generate_zipf(config: &ZipfConfig, cache_dir: &Path) -> Result<Dataset, DataError> {
     let path = cache_dir.join(config.cache_file_name());
     if let Some(t) = read_cache(config, &path) {
@@ -453,7 +454,9 @@ fn write_cache(config: &ZipfConfig, t: &Triples, path: &Path) -> Result<(), Data
         .unwrap_or(Path::new("."));
     let io = |e| DataError::io(path, e);
     std::fs::create_dir_all(dir).map_err(io)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    // Named after the cache file, so one left by a killed run is recognised
+    // and removed by the next write.
+    let mut tmp = crate::modelfile::temp_file_beside(path).map_err(io)?;
     {
         let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
         w.write_all(&header(config, t.users.len())).map_err(io)?;

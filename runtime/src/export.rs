@@ -9,13 +9,17 @@
 //! `.npy` files (format 1.0) hold little-endian `f64` of shape
 //! `(rows, lanes)` in C order; a table over a domain also gets
 //! `NAME.ids.txt`, one raw id per line in row order.
+//!
+//! Each file is written as a model file is ([`write_atomic`]): through a
+//! symlink, never over a directory, device or FIFO, and all of them are
+//! checked before the first is written.
 
 use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use crate::modelfile::{write_atomic, ModelFileError, SavedModel, SavedTable};
+use crate::modelfile::{check_output, write_atomic, ModelFileError, SavedModel, SavedTable};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportFormat {
@@ -57,43 +61,64 @@ pub fn export(
         path: dir.to_path_buf(),
         reason: format!("cannot export model `{}`: {reason}", model.model_name),
     })?;
+    if let Ok(meta) = std::fs::metadata(dir) {
+        if !meta.is_dir() {
+            return Err(ModelFileError::Output {
+                path: dir.to_path_buf(),
+                reason: "exists and is not a directory; export writes a directory of files"
+                    .to_string(),
+            });
+        }
+    }
     std::fs::create_dir_all(dir).map_err(|source| ModelFileError::Io {
         path: dir.to_path_buf(),
         source,
     })?;
-    let mut written = Vec::new();
+    // Every file is checked before any is written: a directory, device or
+    // FIFO in the way stops the export before it has replaced anything.
+    let mut files = Vec::new();
     for t in &model.tables {
         let ids = row_ids(model, t);
-        match format {
-            ExportFormat::Csv => {
-                let path = dir.join(format!("{}.csv", t.name));
-                write_atomic(&path, |w| write_csv(w, t, ids))?;
-                written.push(path);
-            }
-            ExportFormat::Npy => {
-                let path = dir.join(format!("{}.npy", t.name));
-                write_atomic(&path, |w| write_npy(w, t))?;
-                written.push(path);
-                if let Some(ids) = ids {
-                    let path = dir.join(format!("{}.ids.txt", t.name));
-                    if let Some(id) = ids.iter().find(|id| id.contains(['\n', '\r'])) {
-                        return Err(ModelFileError::Corrupt {
-                            path,
-                            reason: format!(
-                                "id {id:?} of domain `{}` contains a line break; export as csv instead",
-                                t.domain.as_deref().unwrap_or_default()
-                            ),
-                        });
-                    }
-                    write_atomic(&path, |w| {
-                        for id in ids {
-                            writeln!(w, "{id}")?;
-                        }
-                        Ok(())
-                    })?;
-                    written.push(path);
+        let ext = match format {
+            ExportFormat::Csv => "csv",
+            ExportFormat::Npy => "npy",
+        };
+        let values = dir.join(format!("{}.{ext}", t.name));
+        check_output(&values)?;
+        let ids_file = match (format, ids) {
+            (ExportFormat::Npy, Some(ids)) => {
+                let path = dir.join(format!("{}.ids.txt", t.name));
+                if let Some(id) = ids.iter().find(|id| id.contains(['\n', '\r'])) {
+                    return Err(ModelFileError::Corrupt {
+                        path,
+                        reason: format!(
+                            "id {id:?} of domain `{}` contains a line break; export as csv instead",
+                            t.domain.as_deref().unwrap_or_default()
+                        ),
+                    });
                 }
+                check_output(&path)?;
+                Some((path, ids))
             }
+            _ => None,
+        };
+        files.push((t, ids, values, ids_file));
+    }
+    let mut written = Vec::new();
+    for (t, ids, values, ids_file) in files {
+        match format {
+            ExportFormat::Csv => write_atomic(&values, |w| write_csv(w, t, ids))?,
+            ExportFormat::Npy => write_atomic(&values, |w| write_npy(w, t))?,
+        }
+        written.push(values);
+        if let Some((path, ids)) = ids_file {
+            write_atomic(&path, |w| {
+                for id in ids {
+                    writeln!(w, "{id}")?;
+                }
+                Ok(())
+            })?;
+            written.push(path);
         }
     }
     Ok(written)

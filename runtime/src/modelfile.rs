@@ -2,11 +2,22 @@
 //! read them back and to know where they came from.
 //!
 //! A file is the magic line `RECC-MODEL\n`, the format version as a `u32`,
-//! the length of a JSON header as a `u64`, the header, and then every
-//! table's values as `f64`, tables in header order, rows one after another.
-//! All numbers are little-endian. The header holds everything except the
-//! values: provenance (source text, data, settings), metrics, the training
-//! history, the domains' raw ids and labels, and each table's name and shape.
+//! the length of a JSON header as a `u64`, the header, every table's values
+//! as `f64` (tables in header order, rows one after another), and last the
+//! CRC-32 (IEEE) of every byte before it as a `u32`. All numbers are
+//! little-endian. The header holds everything except the values: provenance
+//! (source text, data, settings), metrics, the training history, the
+//! domains' raw ids and labels, and each table's name and shape.
+//!
+//! Nothing in a file is trusted. [`load`] checks the layout and the
+//! checksum, then compiles the embedded source again and checks
+//! the file against that graph: the same domains in the same order, the same
+//! tables in the same order with the same domain and lanes, and as many rows
+//! as their domain has ids. Code that runs the model (the JIT among it)
+//! indexes tables by those figures, so a file that disagrees with its own
+//! source is refused here, naming what differs, instead of reaching it.
+//! Format 1 files, written before the checksum, are still read: they pass
+//! every check but the checksum.
 //!
 //! Values are stored as raw bits, so a model reloads bit for bit (`-0.0`,
 //! subnormals and NaN payloads included). Numbers in the header that are
@@ -15,12 +26,19 @@
 //!
 //! Saving never leaves a half-written file: the bytes go to a temporary file
 //! in the destination directory, which replaces the destination only once it
-//! is complete and synced.
+//! is complete and synced. Only a regular file (or a new name) is ever
+//! replaced: a symlink is written through to the file it names, and a
+//! directory, device, FIFO or socket is refused ([`check_output`]). The
+//! temporary file is named `.NAME.recc-tmp-PID-RANDOM` after the destination
+//! `NAME`; one left behind by a killed process is removed by the next write
+//! of the same destination ([`temp_file_beside`]).
 
 use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use ndarray::Array2;
 use recc_compiler::interp::Params;
@@ -30,7 +48,13 @@ use serde::{Deserialize, Serialize};
 use crate::data::IdMap;
 
 /// The layout [`save`] writes and the newest [`load`] reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The format before the trailing checksum; [`load`] still reads it.
+const UNCHECKED_FORMAT_VERSION: u32 = 1;
+
+/// Bytes of the checksum that ends a file of the current format.
+const CHECKSUM_LEN: u64 = 4;
 
 /// The first bytes of every model file.
 pub const MAGIC: &[u8] = b"RECC-MODEL\n";
@@ -111,6 +135,10 @@ pub enum ModelFileError {
     Version { path: PathBuf, found: u32 },
     #[error("{}: {reason}", path.display())]
     Corrupt { path: PathBuf, reason: String },
+    /// A destination that must not be written: not a regular file, or in
+    /// a directory that cannot take a new file.
+    #[error("{}: {reason}", path.display())]
+    Output { path: PathBuf, reason: String },
 }
 
 impl ModelFileError {
@@ -153,24 +181,36 @@ impl SavedDomain {
 }
 
 impl SavedModel {
-    /// The tables as evaluator parameters, in order.
+    /// The tables as evaluator parameters, in order. `domain_sizes` are the
+    /// sizes of the domains the parameters will be used with (the data's),
+    /// which must be those of the model's own domains.
     pub fn params(&self, domain_sizes: Vec<usize>) -> Result<Params, ModelFileError> {
+        let corrupt = |reason: String| ModelFileError::corrupt(Path::new(&self.model_name), reason);
+        self.check_shapes().map_err(corrupt)?;
+        let own: Vec<usize> = self.domains.iter().map(|d| d.ids.len()).collect();
+        if domain_sizes != own {
+            return Err(corrupt(format!(
+                "the model's domains ({}) have sizes {own:?}, not the {domain_sizes:?} asked for",
+                self.domains
+                    .iter()
+                    .map(|d| format!("`{}`", d.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         let tables = self
             .tables
             .iter()
             .map(|t| {
                 Array2::from_shape_vec((t.rows, t.lanes), t.values.clone()).map_err(|_| {
-                    ModelFileError::corrupt(
-                        Path::new(&self.model_name),
-                        format!(
-                            "table `{}` has {} values; {} rows × {} lanes need {}",
-                            t.name,
-                            t.values.len(),
-                            t.rows,
-                            t.lanes,
-                            t.rows.saturating_mul(t.lanes)
-                        ),
-                    )
+                    corrupt(format!(
+                        "table `{}` has {} values; {} rows × {} lanes need {}",
+                        t.name,
+                        t.values.len(),
+                        t.rows,
+                        t.lanes,
+                        t.rows.saturating_mul(t.lanes)
+                    ))
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -180,13 +220,27 @@ impl SavedModel {
         })
     }
 
-    /// The model's inconsistencies, if any: what a well-formed file never has.
-    /// Checked before saving, after loading and before exporting.
+    /// The model's inconsistencies, if any: what a well-formed file never
+    /// has. Checked before saving, after loading and before exporting: the
+    /// file agrees with itself ([`SavedModel::check_shapes`]) and with the
+    /// graph of its embedded source ([`SavedModel::check_source`]).
     pub fn check(&self) -> Result<(), String> {
+        self.check_shapes()?;
+        self.check_source()
+    }
+
+    /// The checks that need no compiler: unique domains with one label per
+    /// id and no id twice, unique plainly named tables over known domains,
+    /// as many rows as the domain has ids (one for a global), as many
+    /// values as rows × lanes.
+    pub fn check_shapes(&self) -> Result<(), String> {
         let mut domain_sizes = BTreeMap::new();
         for d in &self.domains {
             if domain_sizes.insert(d.name.as_str(), d.ids.len()).is_some() {
                 return Err(format!("domain `{}` appears twice", d.name));
+            }
+            if d.ids.is_empty() {
+                return Err(format!("domain `{}` has no ids", d.name));
             }
             if d.labels.len() != d.ids.len() {
                 return Err(format!(
@@ -243,6 +297,103 @@ impl SavedModel {
         }
         Ok(())
     }
+
+    /// Compile the embedded source again and compare the model with its
+    /// graph: every domain by name and position, every table by name,
+    /// position, domain and lanes. Rows are the domains' sizes
+    /// ([`SavedModel::check_shapes`]).
+    pub fn check_source(&self) -> Result<(), String> {
+        let compiled = recc_compiler::compile(&self.source_name, &self.source);
+        let model = match compiled.model {
+            Some(m) if !compiled.has_errors() => m,
+            _ => {
+                let first = compiled
+                    .diagnostics
+                    .iter()
+                    .find(|d| d.is_error())
+                    .map_or_else(|| "no model".to_string(), |d| d.message.clone());
+                return Err(format!(
+                    "the embedded source `{}` does not compile: {first}",
+                    self.source_name
+                ));
+            }
+        };
+        let graph = recc_compiler::forward_graph(&model)
+            .map_err(|e| format!("the embedded source `{}`: {e}", self.source_name))?;
+        let source_domains: Vec<&str> = graph.domains.iter().map(|d| d.name.as_str()).collect();
+        let file_domains: Vec<&str> = self.domains.iter().map(|d| d.name.as_str()).collect();
+        if source_domains != file_domains {
+            return Err(format!(
+                "the file's domains are {} but its source's are {}",
+                name_list(&file_domains),
+                name_list(&source_domains)
+            ));
+        }
+        for (k, want) in graph.tables.iter().enumerate() {
+            let Some(t) = self.tables.get(k) else {
+                return Err(format!(
+                    "table `{}` of the source is missing from the file ({} tables, the source has {})",
+                    want.name,
+                    self.tables.len(),
+                    graph.tables.len()
+                ));
+            };
+            if t.name != want.name {
+                return Err(format!(
+                    "table {} is `{}` in the file but `{}` in the source",
+                    k + 1,
+                    t.name,
+                    want.name
+                ));
+            }
+            let want_domain = want
+                .domain
+                .and_then(|d| graph.domains.get(d.index()))
+                .map(|d| d.name.as_str());
+            if t.domain.as_deref() != want_domain {
+                let show = |d: Option<&str>| {
+                    d.map_or("no domain (a global)".to_string(), |d| {
+                        format!("domain `{d}`")
+                    })
+                };
+                return Err(format!(
+                    "table `{}` is over {} in the file but over {} in the source",
+                    t.name,
+                    show(t.domain.as_deref()),
+                    show(want_domain)
+                ));
+            }
+            if t.lanes != want.shape.len() {
+                return Err(format!(
+                    "table `{}` has {} lanes in the file but the source declares {} ({} lanes)",
+                    t.name,
+                    t.lanes,
+                    want.shape,
+                    want.shape.len()
+                ));
+            }
+        }
+        if let Some(extra) = self.tables.get(graph.tables.len()) {
+            return Err(format!(
+                "table `{}` is not in the source ({} tables in the file, the source has {})",
+                extra.name,
+                self.tables.len(),
+                graph.tables.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn name_list(names: &[&str]) -> String {
+    if names.is_empty() {
+        return "none".to_string();
+    }
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A table name that is safe as a file name: not empty, no path separators
@@ -284,6 +435,10 @@ pub fn save(path: &Path, model: &SavedModel) -> Result<(), ModelFileError> {
     let header = serde_json::to_vec(model)
         .map_err(|e| ModelFileError::corrupt(path, format!("cannot save model: header: {e}")))?;
     write_atomic(path, |w| {
+        let mut w = Checksummed {
+            inner: w,
+            crc: Crc32::new(),
+        };
         w.write_all(MAGIC)?;
         w.write_all(&FORMAT_VERSION.to_le_bytes())?;
         w.write_all(&(header.len() as u64).to_le_bytes())?;
@@ -293,27 +448,32 @@ pub fn save(path: &Path, model: &SavedModel) -> Result<(), ModelFileError> {
                 w.write_all(&v.to_le_bytes())?;
             }
         }
-        Ok(())
+        let crc = w.crc.finish();
+        w.inner.write_all(&crc.to_le_bytes())
     })
 }
 
-/// Read a model file written by [`save`].
+/// Read a model file written by [`save`], and check it: the layout, the
+/// checksum, and the tables against the graph of the embedded source.
 pub fn load(path: &Path) -> Result<SavedModel, ModelFileError> {
     let file = File::open(path).map_err(|e| ModelFileError::io(path, e))?;
     let file_len = file
         .metadata()
         .map_err(|e| ModelFileError::io(path, e))?
         .len();
-    let mut r = BufReader::new(file);
+    let mut r = HashingReader {
+        inner: BufReader::new(file),
+        crc: Crc32::new(),
+    };
     let corrupt =
         |reason: String| ModelFileError::corrupt(path, format!("corrupt model file: {reason}"));
+    let io_error = |e| ModelFileError::io(path, e);
 
     let mut magic = [0u8; MAGIC.len()];
     if file_len < MAGIC.len() as u64 {
         return Err(ModelFileError::NotAModel(path.to_path_buf()));
     }
-    r.read_exact(&mut magic)
-        .map_err(|e| ModelFileError::io(path, e))?;
+    r.read_exact(&mut magic).map_err(io_error)?;
     if magic != MAGIC {
         return Err(ModelFileError::NotAModel(path.to_path_buf()));
     }
@@ -323,8 +483,7 @@ pub fn load(path: &Path) -> Result<SavedModel, ModelFileError> {
         )));
     }
     let mut word = [0u8; 4];
-    r.read_exact(&mut word)
-        .map_err(|e| ModelFileError::io(path, e))?;
+    r.read_exact(&mut word).map_err(io_error)?;
     let version = u32::from_le_bytes(word);
     if version > FORMAT_VERSION {
         return Err(ModelFileError::Version {
@@ -332,24 +491,47 @@ pub fn load(path: &Path) -> Result<SavedModel, ModelFileError> {
             found: version,
         });
     }
-    if version != FORMAT_VERSION {
-        return Err(corrupt(format!("unknown format version {version}")));
-    }
+    let checksummed = match version {
+        FORMAT_VERSION => true,
+        UNCHECKED_FORMAT_VERSION => false,
+        _ => return Err(corrupt(format!("unknown format version {version}"))),
+    };
+    // Bytes before the checksum (all of them in a format without one).
+    let body_len = if checksummed {
+        file_len
+            .checked_sub(CHECKSUM_LEN)
+            .filter(|&n| n >= PREAMBLE_LEN)
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "truncated: {file_len} bytes, too short for the preamble and checksum"
+                ))
+            })?
+    } else {
+        file_len
+    };
     let mut dword = [0u8; 8];
-    r.read_exact(&mut dword)
-        .map_err(|e| ModelFileError::io(path, e))?;
+    r.read_exact(&mut dword).map_err(io_error)?;
     let header_len = u64::from_le_bytes(dword);
-    let after_preamble = file_len - PREAMBLE_LEN;
+    let after_preamble = body_len - PREAMBLE_LEN;
     if header_len > after_preamble {
         return Err(corrupt(format!(
             "truncated: the header needs {header_len} bytes but only {after_preamble} follow"
         )));
     }
     let mut header = vec![0u8; header_len as usize];
-    r.read_exact(&mut header)
-        .map_err(|e| ModelFileError::io(path, e))?;
-    let mut model: SavedModel =
-        serde_json::from_slice(&header).map_err(|e| corrupt(format!("header: {e}")))?;
+    r.read_exact(&mut header).map_err(io_error)?;
+    let mut model: SavedModel = match serde_json::from_slice(&header) {
+        Ok(m) => m,
+        Err(e) => {
+            // A damaged header is said to be damaged, not mis-spelt.
+            if checksummed {
+                let rest = body_len - PREAMBLE_LEN - header_len;
+                io::copy(&mut (&mut r).take(rest), &mut io::sink()).map_err(io_error)?;
+                verify_checksum(&mut r).map_err(|e| e.into_error(path))?;
+            }
+            return Err(corrupt(format!("header: {e}")));
+        }
+    };
 
     // Shapes are checked before anything is allocated for the values.
     let mut expected: u64 = 0;
@@ -379,8 +561,7 @@ pub fn load(path: &Path) -> Result<SavedModel, ModelFileError> {
     for t in &mut model.tables {
         let n = t.rows * t.lanes;
         let mut bytes = vec![0u8; n * 8];
-        r.read_exact(&mut bytes)
-            .map_err(|e| ModelFileError::io(path, e))?;
+        r.read_exact(&mut bytes).map_err(io_error)?;
         t.values = bytes
             .chunks_exact(8)
             .map(|c| {
@@ -390,32 +571,308 @@ pub fn load(path: &Path) -> Result<SavedModel, ModelFileError> {
             })
             .collect();
     }
+    if checksummed {
+        verify_checksum(&mut r).map_err(|e| e.into_error(path))?;
+    }
     model.check().map_err(corrupt)?;
     Ok(model)
 }
 
-/// Write a file through `write`, atomically: into a temporary file beside
-/// `path`, synced, then renamed over `path`. On any error `path` is left as
-/// it was and the temporary file is removed.
-pub(crate) fn write_atomic(
-    path: &Path,
-    write: impl FnOnce(&mut BufWriter<&File>) -> io::Result<()>,
-) -> Result<(), ModelFileError> {
-    let dir = match path.parent() {
+enum ChecksumError {
+    Io(io::Error),
+    Mismatch { stored: u32, computed: u32 },
+}
+
+impl ChecksumError {
+    fn into_error(self, path: &Path) -> ModelFileError {
+        match self {
+            ChecksumError::Io(e) => ModelFileError::io(path, e),
+            ChecksumError::Mismatch { stored, computed } => ModelFileError::corrupt(
+                path,
+                format!(
+                    "corrupt model file: checksum mismatch (stored {stored:08x}, computed \
+                     {computed:08x}): the file was damaged or edited after it was written"
+                ),
+            ),
+        }
+    }
+}
+
+/// Compare the checksum of everything `r` has read with the `u32` that
+/// follows.
+fn verify_checksum<R: Read>(r: &mut HashingReader<R>) -> Result<(), ChecksumError> {
+    let computed = r.crc.finish();
+    let mut stored = [0u8; 4];
+    r.inner.read_exact(&mut stored).map_err(ChecksumError::Io)?;
+    let stored = u32::from_le_bytes(stored);
+    if stored == computed {
+        Ok(())
+    } else {
+        Err(ChecksumError::Mismatch { stored, computed })
+    }
+}
+
+/// A reader that keeps the CRC-32 of everything read through it.
+struct HashingReader<R> {
+    inner: R,
+    crc: Crc32,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// CRC-32 (IEEE 802.3, as zlib and PNG compute it): every single-bit and
+/// every burst error of up to 32 bits changes it.
+struct Crc32 {
+    state: u32,
+}
+
+const CRC32_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+};
+
+impl Crc32 {
+    fn new() -> Crc32 {
+        Crc32 { state: !0 }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        let mut c = self.state;
+        for &b in bytes {
+            c = CRC32_TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
+        }
+        self.state = c;
+    }
+
+    fn finish(&self) -> u32 {
+        !self.state
+    }
+}
+
+/// A writer that keeps the CRC-32 of everything written through it.
+struct Checksummed<W> {
+    inner: W,
+    crc: Crc32,
+}
+
+impl<W: Write> Write for Checksummed<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Symbolic links followed from one destination before giving up (as
+/// Linux's `ELOOP`).
+const MAX_LINKS: usize = 40;
+
+/// A temporary file older than this is left over whatever its process id
+/// says (the id may have been reused); no write takes a day.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Where writing `path` lands: `path` itself when it is a regular file or
+/// names nothing yet, and for a symlink the file at the end of its links.
+/// Anything else (a directory, device, FIFO or socket) is refused, never
+/// replaced.
+pub fn output_target(path: &Path) -> Result<PathBuf, ModelFileError> {
+    let refuse = |target: &Path, what: String| {
+        let reason = if target == path {
+            format!("{what}, not a regular file; only a regular file or a new name is written")
+        } else {
+            format!(
+                "links to {}, {what}, not a regular file; only a regular file or a new name is written",
+                target.display()
+            )
+        };
+        ModelFileError::Output {
+            path: path.to_path_buf(),
+            reason,
+        }
+    };
+    let mut target = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        match std::fs::symlink_metadata(&target) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let link = std::fs::read_link(&target).map_err(|e| ModelFileError::io(path, e))?;
+                // A relative link is relative to the directory holding it.
+                target = match target.parent() {
+                    Some(dir) => dir.join(link),
+                    None => link,
+                };
+            }
+            Ok(meta) if meta.is_file() => return Ok(target),
+            Ok(meta) => return Err(refuse(&target, file_kind(&meta).to_string())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(target),
+            Err(e) => return Err(ModelFileError::io(path, e)),
+        }
+    }
+    Err(ModelFileError::Output {
+        path: path.to_path_buf(),
+        reason: format!("more than {MAX_LINKS} symbolic links to follow"),
+    })
+}
+
+/// What a non-regular file is, for messages.
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    if meta.is_dir() {
+        return "a directory";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    "a special file"
+}
+
+/// Check, before any work, that `path` can be written: it is a regular file,
+/// a new name or a symlink to one ([`output_target`]), and its directory
+/// takes a new file (tried by creating and removing a temporary one).
+/// Returns where the bytes will land.
+pub fn check_output(path: &Path) -> Result<PathBuf, ModelFileError> {
+    let target = output_target(path)?;
+    temp_file_beside(&target).map_err(|e| ModelFileError::Output {
+        path: path.to_path_buf(),
+        reason: format!(
+            "cannot create a file in {}: {e}",
+            parent_dir(&target).display()
+        ),
+    })?;
+    Ok(target)
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
-    };
+    }
+}
+
+/// The start of every temporary file written for `target`: `.NAME.recc-tmp-`
+/// (`NAME` cut to 64 characters, so the whole name stays within the limits
+/// of file systems).
+fn temp_prefix(target: &Path) -> String {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().chars().take(64).collect::<String>())
+        .unwrap_or_default();
+    format!(".{name}.recc-tmp-")
+}
+
+/// A new temporary file beside `target`, named
+/// `.NAME.recc-tmp-PID-RANDOM`, for writing `target` atomically. Temporary
+/// files of the same target left by a process that is gone (killed before it
+/// could clean up), or older than a day, are removed first.
+pub(crate) fn temp_file_beside(target: &Path) -> io::Result<tempfile::NamedTempFile> {
+    let dir = parent_dir(target);
+    let prefix = temp_prefix(target);
+    remove_stale_temps(dir, &prefix);
     let mut builder = tempfile::Builder::new();
-    builder.prefix(".recc-").suffix(".tmp");
+    let own = format!("{prefix}{}-", std::process::id());
+    builder.prefix(&own).rand_bytes(8);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         // As for any new file: readable by others unless the umask says not.
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
-    let tmp = builder
-        .tempfile_in(dir)
-        .map_err(|e| ModelFileError::io(path, e))?;
+    builder.tempfile_in(dir)
+}
+
+/// Remove the files in `dir` named `PREFIX` + `PID-…` whose process is gone
+/// or that are older than [`STALE_TEMP_AGE`]. Best effort: a file that
+/// cannot be removed is left for the next write.
+fn remove_stale_temps(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name: OsString = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // Not followed: only a plain file is ever one of ours.
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|age| age > STALE_TEMP_AGE);
+        if old || process_is_gone(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether no process `pid` runs on this machine. Known where `/proc` lists
+/// processes (Linux); elsewhere every process counts as running, and only
+/// age makes a temporary file stale. Processes in another pid namespace
+/// writing into the same directory are not seen.
+fn process_is_gone(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return false;
+    }
+    let proc = Path::new("/proc");
+    proc.join("self").exists() && !proc.join(pid.to_string()).exists()
+}
+
+/// Write a file through `write`, atomically: into a temporary file beside
+/// the destination, synced, then renamed over it. The destination is `path`,
+/// or the file a symlink at `path` leads to; anything but a regular file is
+/// refused ([`output_target`]). On any error the destination is left as it
+/// was and the temporary file is removed.
+pub(crate) fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<&File>) -> io::Result<()>,
+) -> Result<(), ModelFileError> {
+    let target = output_target(path)?;
+    let tmp = temp_file_beside(&target).map_err(|e| ModelFileError::io(path, e))?;
     let written = (|| {
         let mut w = BufWriter::new(tmp.as_file());
         write(&mut w)?;
@@ -424,11 +881,18 @@ pub(crate) fn write_atomic(
         tmp.as_file().sync_all()
     })();
     written.map_err(|e| ModelFileError::io(path, e))?;
-    tmp.persist(path)
+    // The destination may have changed while the file was written.
+    if output_target(path)? != target {
+        return Err(ModelFileError::Output {
+            path: path.to_path_buf(),
+            reason: "changed into a different link while it was being written".to_string(),
+        });
+    }
+    tmp.persist(&target)
         .map_err(|e| ModelFileError::io(path, e.error))?;
     // Make the rename itself durable; not every platform can sync a directory.
     #[cfg(unix)]
-    if let Ok(d) = File::open(dir) {
+    if let Ok(d) = File::open(parent_dir(&target)) {
         let _ = d.sync_all();
     }
     Ok(())

@@ -440,11 +440,7 @@ impl<'a> Predictor<'a> {
         let mut order: Vec<u32> = (0..scores.len() as u32)
             .filter(|i| seen.binary_search(i).is_err())
             .collect();
-        order.sort_by(|&a, &b| {
-            scores[b as usize]
-                .total_cmp(&scores[a as usize])
-                .then(a.cmp(&b))
-        });
+        order.sort_by(|&a, &b| best_first((a, scores[a as usize]), (b, scores[b as usize])));
         order.truncate(k);
         Ok(order.into_iter().map(|i| (i, scores[i as usize])).collect())
     }
@@ -629,9 +625,24 @@ pub fn similar(g: &Graph, params: &Params, table: usize, row: usize, k: usize) -
             (r as u32, s)
         })
         .collect();
-    scored.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+    scored.sort_by(|&x, &y| best_first(x, y));
     scored.truncate(k);
     scored
+}
+
+/// The order of a ranked list of `(index, score)`: highest score first, a
+/// NaN score (a row no figure can rank) after every number, ties by index.
+pub fn best_first(a: (u32, f64), b: (u32, f64)) -> std::cmp::Ordering {
+    a.1.is_nan()
+        .cmp(&b.1.is_nan())
+        .then_with(|| {
+            if a.1.is_nan() {
+                std::cmp::Ordering::Equal
+            } else {
+                b.1.total_cmp(&a.1)
+            }
+        })
+        .then(a.0.cmp(&b.0))
 }
 
 /// Rows a positive-only ranking model trains and is tested on: those whose

@@ -260,6 +260,31 @@ fn corrupt_cache_is_regenerated() {
 }
 
 #[test]
+fn a_killed_writers_temporary_cache_file_is_removed_by_the_next_write() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = ZipfConfig {
+        ratings: 1_000,
+        ..small()
+    };
+    let name = config.cache_file_name();
+    // Left by a process that is gone (no kernel hands out this pid).
+    let stale = dir.path().join(format!(".{name}.recc-tmp-99999999-k1lLeD"));
+    std::fs::write(&stale, vec![0u8; 4096]).expect("writable");
+    load_or_generate_zipf(&config, dir.path()).expect("written");
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("listable")
+        .map(|e| {
+            e.expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, [name]);
+}
+
+#[test]
 fn cache_directory_is_created() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let nested = dir.path().join("a").join("b");

@@ -312,7 +312,7 @@ fn trained_models_round_trip_through_a_file() {
         recc_version: "test".into(),
         model_name: model.name.clone(),
         source_name: "biased_mf.rec".into(),
-        source: String::new(),
+        source: std::fs::read_to_string(models_dir().join("biased_mf.rec")).unwrap(),
         data: "builtin".into(),
         settings: BTreeMap::new(),
         metrics: BTreeMap::new(),
