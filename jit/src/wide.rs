@@ -21,7 +21,7 @@ pub enum Src {
     Scalar(Value),
 }
 
-/// Lane `0` of a chunk that is a vector (`f32x4`) or one scalar lane.
+/// The type of a chunk: a vector (`f32x4`) or one scalar lane.
 fn chunk_type(vector: bool) -> types::Type {
     if vector {
         V4

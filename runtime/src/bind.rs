@@ -32,10 +32,13 @@ pub const TIME_DOMAINS: [(&str, i64); 3] =
 /// every table over the domain.
 pub const MAX_TIME_BUCKETS: u64 = 1_000_000;
 
-/// Times spanning more than this (100 average Gregorian years, in seconds)
-/// are reported: real interaction logs do not, while seconds mixed with
-/// milliseconds, or a zero beside modern times in milliseconds, do.
-pub const MIXED_UNITS_SPAN: i64 = 100 * 31_556_952;
+/// An average Gregorian year, in seconds.
+const YEAR_SECONDS: i64 = 31_556_952;
+
+/// Times spanning more than this (100 years, in seconds) are reported: real
+/// interaction logs do not, while seconds mixed with milliseconds, or a
+/// zero beside modern times in milliseconds, do.
+pub const MIXED_UNITS_SPAN: i64 = 100 * YEAR_SECONDS;
 
 /// At most this many of a user's most recent items make up a `history`:
 /// it bounds the cost of one example and matches what sequence models see.
@@ -149,7 +152,7 @@ fn time_buckets(
     // At most MAX_TIME_BUCKETS, so it fits.
     let last = u32::try_from(buckets - 1).unwrap_or(u32::MAX);
     let note = (span > i128::from(MIXED_UNITS_SPAN)).then(|| {
-        let years = span / 31_556_952;
+        let years = span / i128::from(YEAR_SECONDS);
         format!(
             "time column `{name}` runs from {min} to {max}, {years} years in unix seconds: \
              are some times in milliseconds? `{domain}` has {buckets} buckets"
