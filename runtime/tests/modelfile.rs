@@ -765,7 +765,7 @@ fn the_temporary_file_of_an_exited_process_is_removed() {
 #[test]
 fn nan_scores_rank_after_every_number() {
     use recc_runtime::predict::{best_first, similar};
-    let mut ranked = vec![
+    let mut ranked = [
         (0, 0.5),
         (1, f64::NAN),
         (2, f64::INFINITY),
