@@ -339,6 +339,15 @@ impl SavedModel {
                 ));
             };
             if t.name != want.name {
+                if !self.tables.iter().any(|t| t.name == want.name) {
+                    return Err(format!(
+                        "table `{}` of the source is missing from the file",
+                        want.name
+                    ));
+                }
+                if !graph.tables.iter().any(|g| g.name == t.name) {
+                    return Err(format!("table `{}` is not in the source", t.name));
+                }
                 return Err(format!(
                     "table {} is `{}` in the file but `{}` in the source",
                     k + 1,
