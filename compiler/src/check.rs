@@ -28,6 +28,10 @@ const MAX_NEGATIVES: usize = 1_000;
 /// over a large score while refusing a runaway model in a fraction of a
 /// second.
 const MAX_WORK: usize = 200_000;
+/// Deepest expanded expression: bounds the recursion of every stage and of
+/// whoever clones, compares or prints a model (the largest model of
+/// `models/` is under 30 deep).
+const MAX_EXPR_DEPTH: usize = 2_000;
 /// Nested calls deeper than this are refused (a cycle is reported anyway).
 const MAX_DEPTH: usize = 32;
 
@@ -1152,6 +1156,9 @@ impl<'a> Checker<'a> {
 
     fn term(&mut self, kind: TermKind, e: Option<TExpr>, span: Span) {
         let Some(e) = e else { return };
+        if self.check_depth(&e, span).is_none() {
+            return;
+        }
         match e.ty {
             Ty::Value {
                 shape: Shape::Scalar,
@@ -1646,6 +1653,9 @@ impl<'a> Checker<'a> {
         let Some(e) = self.instantiate(def, args, span) else {
             return;
         };
+        if self.check_depth(&e, span).is_none() {
+            return;
+        }
         if e.ty == Ty::scalar() {
             self.score = Some(e);
         } else {
@@ -1804,6 +1814,27 @@ impl<'a> Checker<'a> {
                 names[names.len() - 3..].join(" → ")
             )
         }
+    }
+
+    /// Expanded definitions nest: every later stage and every user of the
+    /// model walks its expressions recursively, so their depth is bounded.
+    fn check_depth(&mut self, e: &TExpr, span: Span) -> Option<()> {
+        let depth = texpr_depth(e);
+        if depth <= MAX_EXPR_DEPTH {
+            return Some(());
+        }
+        self.report(
+            Diagnostic::error(
+                "recc::too-large",
+                format!(
+                    "this expression nests {depth} operations deep once its definitions are expanded; at most {MAX_EXPR_DEPTH} are allowed"
+                ),
+                span,
+            )
+            .label("too deep")
+            .with_help("long chains of definitions that each extend the one before nest deeply: sum the pieces side by side instead"),
+        );
+        None
     }
 
     /// Native code computes in f32: a constant outside its range would be
@@ -2852,6 +2883,17 @@ fn find_shift_nodes(e: &TExpr, out: &mut Vec<TExpr>) {
 /// Does `e` or any sub-expression satisfy `hit`?
 fn mentions(e: &TExpr, hit: &impl Fn(&TExprKind) -> bool) -> bool {
     hit(&e.kind) || children(e).into_iter().any(|c| mentions(c, hit))
+}
+
+/// The number of nodes on the longest path from `e` to a leaf.
+fn texpr_depth(e: &TExpr) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(e, 1)];
+    while let Some((e, depth)) = pending.pop() {
+        deepest = deepest.max(depth);
+        pending.extend(children(e).into_iter().map(|c| (c, depth + 1)));
+    }
+    deepest
 }
 
 fn texpr_size(e: &TExpr) -> usize {

@@ -285,3 +285,35 @@ fn doubling_definitions_are_refused_quickly() {
         assert!(took.as_secs_f64() < 2.0, "{code} took {took:?}");
     }
 }
+
+/// Definitions that each extend the one before by a long sum nest the
+/// expression tree thousands deep. Refused with a located error, and every
+/// stage, and dropping the model, works on a small stack.
+#[test]
+fn deeply_nested_expressions_are_refused_on_a_small_stack() {
+    let chain = |n: usize| {
+        let mut text =
+            String::from("use stdlib.losses\ninput r: real\nparam b: real\nlet a0 = b\n");
+        for k in 1..=n {
+            text.push_str(&format!("let a{k} = a{}{}\n", k - 1, " + b".repeat(250)));
+        }
+        text.push_str(&format!("loss mse(a{n}, r)\n"));
+        text
+    };
+    let result = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || {
+            let deep = compile("deep.rec", &chain(30));
+            assert!(
+                deep.diagnostics.iter().any(|d| d.code == "recc::too-large"),
+                "{}",
+                deep.render_diagnostics()
+            );
+            // Just under the bound: accepted, and the whole pipeline runs.
+            let text = chain(7);
+            assert!(compile("deep.rec", &text).model.is_some());
+            run_pipeline("deep.rec", &text);
+        })
+        .map(|h| h.join());
+    assert!(matches!(result, Ok(Ok(()))), "the pipeline failed");
+}
