@@ -2796,6 +2796,23 @@ impl<'a> Checker<'a> {
                 }
             },
             ("concat", Some(b), _) => match (shape_of(&a), shape_of(&b)) {
+                // Nested concatenations double at each level: values obey the
+                // bound declared params do.
+                (Shape::Vec(n), Shape::Vec(m)) if n + m > MAX_DIM => {
+                    self.report(
+                        Diagnostic::error(
+                            "recc::too-large",
+                            format!(
+                                "`concat` makes a vector of {} numbers; at most {MAX_DIM} are allowed",
+                                n + m
+                            ),
+                            span,
+                        )
+                        .label(format!("vec({n}) and vec({m})"))
+                        .with_help("concatenate shorter vectors"),
+                    );
+                    None
+                }
                 (Shape::Vec(n), Shape::Vec(m)) => {
                     let bag = self.join_bags(&a, &b)?;
                     self.node(
