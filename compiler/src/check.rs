@@ -659,7 +659,10 @@ impl<'a> Checker<'a> {
                 continue;
             }
             match o.value {
-                ast::FitValue::Number(x, _) if x > 0.0 && x.is_finite() => {
+                ast::FitValue::Number(x, span) if x > 0.0 && x.is_finite() => {
+                    if self.check_f32_range(x, span).is_none() {
+                        continue;
+                    }
                     if v.initial_sd.is_some() {
                         self.error(
                             "recc::bad-param",
@@ -915,7 +918,10 @@ impl<'a> Checker<'a> {
 
     fn number(&mut self, v: &ast::FitValue) -> Option<f64> {
         match v {
-            ast::FitValue::Number(x, _) if x.is_finite() => Some(*x),
+            ast::FitValue::Number(x, span) if x.is_finite() => {
+                self.check_f32_range(*x, *span)?;
+                Some(*x)
+            }
             _ => {
                 self.error(
                     "recc::bad-fit",
