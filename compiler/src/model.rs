@@ -244,7 +244,7 @@ pub enum TExprKind {
 /// model. This one keeps the pending sub-expressions in a list instead.
 impl Drop for TExpr {
     fn drop(&mut self) {
-        let mut pending: Vec<Box<TExpr>> = Vec::new();
+        let mut pending: Vec<TExpr> = Vec::new();
         detach_children(&mut self.kind, &mut pending);
         while let Some(mut e) = pending.pop() {
             // `e` drops at the end of this iteration with no children left.
@@ -254,7 +254,7 @@ impl Drop for TExpr {
 }
 
 /// Move the sub-expressions of `kind` into `out`, leaving a leaf behind.
-fn detach_children(kind: &mut TExprKind, out: &mut Vec<Box<TExpr>>) {
+fn detach_children(kind: &mut TExprKind, out: &mut Vec<TExpr>) {
     use TExprKind::*;
     match kind {
         Const(_) | Input(_) | Negative { .. } | InverseCount(_) | Global(_) => return,
@@ -269,17 +269,17 @@ fn detach_children(kind: &mut TExprKind, out: &mut Vec<Box<TExpr>>) {
         | Sq(x)
         | Sum(x)
         | Mean(x)
-        | Softmax(x) => out.push(x),
+        | Softmax(x) => out.push(*x),
         Binary(_, a, b) | Dot(a, b) | Concat(a, b) | MatVec(a, b) => {
-            out.push(a);
-            out.push(b);
+            out.push(*a);
+            out.push(*b);
         }
         Kl {
             index, mean, std, ..
         } => {
-            out.extend(index);
-            out.push(mean);
-            out.push(std);
+            out.extend(index.map(|i| *i));
+            out.push(*mean);
+            out.push(*std);
         }
     }
 }

@@ -334,7 +334,9 @@ fn invalid_character(file: FileId, offset: usize, text: &str, pos: usize) -> Opt
     let c = text.get(pos..)?.chars().next()?;
     let span = Span::new(file, offset + pos, offset + pos + c.len_utf8());
     if c.is_ascii() {
-        let stray = (c.is_ascii_graphic() && !c.is_ascii_alphanumeric() && !"()[]{},:~=+-*/@.#_;".contains(c))
+        let stray = (c.is_ascii_graphic()
+            && !c.is_ascii_alphanumeric()
+            && !"()[]{},:~=+-*/@.#_;".contains(c))
             || (c.is_ascii_control() && !c.is_ascii_whitespace());
         return stray.then(|| {
             let shown = if c.is_ascii_graphic() {
@@ -342,8 +344,12 @@ fn invalid_character(file: FileId, offset: usize, text: &str, pos: usize) -> Opt
             } else {
                 format!("U+{:04X}", u32::from(c))
             };
-            Diagnostic::error("recc::syntax", format!("unexpected character {shown}"), span)
-                .label("not part of the language")
+            Diagnostic::error(
+                "recc::syntax",
+                format!("unexpected character {shown}"),
+                span,
+            )
+            .label("not part of the language")
         });
     }
     let code_point = format!("U+{:04X}", u32::from(c));
@@ -354,7 +360,9 @@ fn invalid_character(file: FileId, offset: usize, text: &str, pos: usize) -> Opt
             span,
         )
         .label("not an ASCII letter, digit or `_`")
-        .with_help("names are written with ASCII letters, digits and `_`, starting with a letter or `_`")
+        .with_help(
+            "names are written with ASCII letters, digits and `_`, starting with a letter or `_`",
+        )
     } else {
         Diagnostic::error(
             "recc::syntax",

@@ -93,10 +93,7 @@ fn a_byte_order_mark_is_skipped() {
             assert_eq!(m.span.start, p.span.start + bom, "{name}");
         }
     }
-    let compiled = compile(
-        "bom.rec",
-        "\u{feff}input r: real\nloss sq(rr)\n",
-    );
+    let compiled = compile("bom.rec", "\u{feff}input r: real\nloss sq(rr)\n");
     let report = compiled.render_diagnostics();
     assert!(report.contains("unknown name `rr`"), "{report}");
     assert!(report.contains("bom.rec:2:9]"), "{report}");

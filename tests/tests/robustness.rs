@@ -250,7 +250,11 @@ fn refused_in(text: &str, code: &str) -> std::time::Duration {
     let start = std::time::Instant::now();
     let compiled = compile("chain.rec", text);
     let took = start.elapsed();
-    let errors: Vec<_> = compiled.diagnostics.iter().filter(|d| d.is_error()).collect();
+    let errors: Vec<_> = compiled
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .collect();
     assert!(
         errors.iter().any(|d| d.code == code),
         "expected {code}, found {:?}",
@@ -271,8 +275,14 @@ fn doubling_definitions_are_refused_quickly() {
         (doubling_chain(40, "dot(p[u], q[i])"), "recc::too-large"),
         (doubling_chain(24, "dot(p[u], q[i])"), "recc::too-large"),
         (doubling_chain(29, "dot(p[u], qq[i])"), "recc::unknown-name"),
-        (doubling_chain(29, "dot(p[u], q[i]) * 1e39"), "recc::bad-number"),
-        (doubling_chain(29, "dot(p[u], q[i]) * 1e-50"), "recc::bad-number"),
+        (
+            doubling_chain(29, "dot(p[u], q[i]) * 1e39"),
+            "recc::bad-number",
+        ),
+        (
+            doubling_chain(29, "dot(p[u], q[i]) * 1e-50"),
+            "recc::bad-number",
+        ),
     ];
     // Functions whose innermost body is wrong: every call fails, none builds anything.
     let mut failing_fns = String::from("input r: real\nfn f0(x) = x + sq(x, x)\n");
