@@ -15,14 +15,23 @@ use crate::types::{BinaryFn, Shape, UnaryFn};
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::DiGraph;
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::rc::Rc;
 
 /// Largest vector length or matrix size a parameter may declare.
 const MAX_DIM: usize = 65_536;
 /// Largest number of negatives one sampler may draw per example.
 const MAX_NEGATIVES: usize = 1_000;
-/// Expansion work (expression nodes built or copied) before we give up:
-/// nested definitions can otherwise grow exponentially.
-const MAX_WORK: usize = 2_000_000;
+/// Expansion work before we give up: every expression node built or copied
+/// and every expansion of a definition, successful or not, counts one.
+/// Nested definitions can otherwise grow exponentially. The largest model of
+/// `models/` needs under 2,000; this leaves room for a thousand negatives
+/// over a large score while refusing a runaway model in a fraction of a
+/// second.
+const MAX_WORK: usize = 200_000;
+/// Deepest expanded expression: bounds the recursion of every stage and of
+/// whoever clones, compares or prints a model (the largest model of
+/// `models/` is under 30 deep).
+const MAX_EXPR_DEPTH: usize = 2_000;
 /// Nested calls deeper than this are refused (a cycle is reported anyway).
 const MAX_DEPTH: usize = 32;
 
@@ -124,8 +133,10 @@ struct Def<'a> {
 /// What an expression can see.
 #[derive(Clone, Default)]
 struct Env {
-    /// Bound arguments and sampler variables, innermost last.
-    locals: Vec<(String, TExpr)>,
+    /// Bound arguments and sampler variables, innermost last. Shared, so
+    /// that copying an environment copies no expression: each use of a local
+    /// is copied (and paid for) in `Checker::name`.
+    locals: Vec<(String, Rc<TExpr>)>,
     /// Inside a `fn` body: only arguments and functions are visible.
     in_fn: Option<String>,
     /// Inside a stdlib body: every stdlib function is visible.
@@ -135,7 +146,7 @@ struct Env {
 impl Env {
     fn bind(&self, name: &str, value: TExpr) -> Env {
         let mut e = self.clone();
-        e.locals.push((name.to_string(), value));
+        e.locals.push((name.to_string(), Rc::new(value)));
         e
     }
 
@@ -144,11 +155,12 @@ impl Env {
             .iter()
             .rev()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v)
+            .map(|(_, v)| &**v)
     }
 }
 
 struct Frame {
+    def: DefId,
     name: String,
     call: Span,
 }
@@ -178,9 +190,19 @@ struct Checker<'a> {
     /// Definitions that are part of a cycle: never expanded.
     recursive: HashSet<DefId>,
     expanded: HashSet<DefId>,
+    /// How many times each definition has been expanded.
+    expansions: HashMap<DefId, usize>,
     stack: Vec<Frame>,
     work: usize,
+    /// Set once expansion is refused (work or depth): every later expansion
+    /// stops at once, so a refused model costs no more than the budget.
     out_of_budget: bool,
+    /// Definitions without arguments whose expansion failed: expanding them
+    /// again would fail the same way, so their uses stop at once.
+    failed_lets: HashSet<DefId>,
+    /// Errors already reported, so a definition used many times reports
+    /// each of its mistakes once.
+    reported: HashSet<(&'static str, String, Span)>,
 }
 
 impl<'a> Checker<'a> {
@@ -205,9 +227,12 @@ impl<'a> Checker<'a> {
             used_modules: HashSet::new(),
             recursive: HashSet::new(),
             expanded: HashSet::new(),
+            expansions: HashMap::new(),
             stack: Vec::new(),
             work: 0,
             out_of_budget: false,
+            failed_lets: HashSet::new(),
+            reported: HashSet::new(),
         };
         for m in stdlib {
             for item in &m.file.items {
@@ -255,7 +280,10 @@ impl<'a> Checker<'a> {
                 );
             }
         }
-        self.diags.push(d);
+        let key = (d.code, d.message.clone(), d.primary.span);
+        if self.reported.insert(key) {
+            self.diags.push(d);
+        }
     }
 
     fn warn(&mut self, d: Diagnostic) {
@@ -631,7 +659,10 @@ impl<'a> Checker<'a> {
                 continue;
             }
             match o.value {
-                ast::FitValue::Number(x, _) if x > 0.0 && x.is_finite() => {
+                ast::FitValue::Number(x, span) if x > 0.0 && x.is_finite() => {
+                    if self.check_f32_range(x, span).is_none() {
+                        continue;
+                    }
                     if v.initial_sd.is_some() {
                         self.error(
                             "recc::bad-param",
@@ -656,7 +687,10 @@ impl<'a> Checker<'a> {
     /// A constant argument of `init`: a number, possibly negated.
     fn constant(&mut self, e: &Expr) -> Option<f64> {
         match &e.kind {
-            ExprKind::Number(v) => Some(*v),
+            ExprKind::Number(v) => {
+                self.check_f32_range(*v, e.span)?;
+                Some(*v)
+            }
             ExprKind::Neg(inner) => self.constant(inner).map(|v| -v),
             _ => {
                 self.error(
@@ -884,7 +918,10 @@ impl<'a> Checker<'a> {
 
     fn number(&mut self, v: &ast::FitValue) -> Option<f64> {
         match v {
-            ast::FitValue::Number(x, _) if x.is_finite() => Some(*x),
+            ast::FitValue::Number(x, span) if x.is_finite() => {
+                self.check_f32_range(*x, *span)?;
+                Some(*x)
+            }
             _ => {
                 self.error(
                     "recc::bad-fit",
@@ -1125,6 +1162,9 @@ impl<'a> Checker<'a> {
 
     fn term(&mut self, kind: TermKind, e: Option<TExpr>, span: Span) {
         let Some(e) = e else { return };
+        if self.check_depth(&e, span).is_none() {
+            return;
+        }
         match e.ty {
             Ty::Value {
                 shape: Shape::Scalar,
@@ -1619,6 +1659,9 @@ impl<'a> Checker<'a> {
         let Some(e) = self.instantiate(def, args, span) else {
             return;
         };
+        if self.check_depth(&e, span).is_none() {
+            return;
+        }
         if e.ty == Ty::scalar() {
             self.score = Some(e);
         } else {
@@ -1705,18 +1748,122 @@ impl<'a> Checker<'a> {
         self.work += work;
         if self.work > MAX_WORK {
             self.out_of_budget = true;
-            self.report(
-                Diagnostic::error(
+            let d = match self.outermost_user_frame() {
+                Some(outer) => {
+                    // Blame the outermost definition copied more than once:
+                    // that is where the copies start to multiply.
+                    let k = (outer..self.stack.len())
+                        .find(|&k| self.expansions_of(self.stack[k].def) > 1)
+                        .unwrap_or(outer);
+                    let name = self.stack[k].name.clone();
+                    let copies = self.expansions_of(self.stack[k].def);
+                    let chain = self.expansion_chain(outer, None);
+                    let label = if copies > 1 {
+                        format!("`{name}` is copied at each use ({copies} copies so far)")
+                    } else {
+                        format!("expanding `{name}`")
+                    };
+                    Diagnostic::error(
+                        "recc::too-large",
+                        format!(
+                            "expanding `{name}` makes the model more than {MAX_WORK} operations"
+                        ),
+                        self.stack[k].call,
+                    )
+                    .label(label)
+                    .with_help(format!(
+                        "each use of a definition copies its body, so nested uses multiply \
+                         ({chain}); use each definition fewer times, or nest fewer of them"
+                    ))
+                }
+                None => Diagnostic::error(
                     "recc::too-large",
                     format!("the model expands to more than {MAX_WORK} operations"),
                     span,
                 )
                 .label("while expanding this")
                 .with_help("definitions are expanded where they are used; nested ones multiply"),
-            );
+            };
+            self.report(d);
             return None;
         }
         Some(())
+    }
+
+    fn expansions_of(&self, def: DefId) -> usize {
+        self.expansions.get(&def).copied().unwrap_or(0)
+    }
+
+    /// The first frame of the expansion stack that expands one of the
+    /// user's definitions, used from the user's file.
+    fn outermost_user_frame(&self) -> Option<usize> {
+        self.stack
+            .iter()
+            .position(|f| f.call.file == self.root && self.defs[f.def.0].module.is_none())
+    }
+
+    /// The definitions being expanded from frame `from` inwards, then
+    /// `next`: `a3 → a2 → a1`, the middle left out when long.
+    fn expansion_chain(&self, from: usize, next: Option<&str>) -> String {
+        let names: Vec<String> = self.stack[from..]
+            .iter()
+            .map(|f| f.name.as_str())
+            .chain(next)
+            .map(|n| format!("`{n}`"))
+            .collect();
+        if names.len() <= 8 {
+            names.join(" → ")
+        } else {
+            format!(
+                "{} → … → {}",
+                names[..4].join(" → "),
+                names[names.len() - 3..].join(" → ")
+            )
+        }
+    }
+
+    /// Expanded definitions nest: every later stage and every user of the
+    /// model walks its expressions recursively, so their depth is bounded.
+    fn check_depth(&mut self, e: &TExpr, span: Span) -> Option<()> {
+        let depth = texpr_depth(e);
+        if depth <= MAX_EXPR_DEPTH {
+            return Some(());
+        }
+        self.report(
+            Diagnostic::error(
+                "recc::too-large",
+                format!(
+                    "this expression nests {depth} operations deep once its definitions are expanded; at most {MAX_EXPR_DEPTH} are allowed"
+                ),
+                span,
+            )
+            .label("too deep")
+            .with_help("long chains of definitions that each extend the one before nest deeply: sum the pieces side by side instead"),
+        );
+        None
+    }
+
+    /// Native code computes in f32: a constant outside its range would be
+    /// infinite or zero there while the evaluator, in f64, kept its value.
+    fn check_f32_range(&mut self, v: f64, span: Span) -> Option<()> {
+        let magnitude = v.abs();
+        let (problem, label) = if !v.is_finite() || magnitude > f64::from(f32::MAX) {
+            ("too large", "infinite in f32")
+        } else if magnitude != 0.0 && magnitude < f64::from(f32::MIN_POSITIVE) {
+            ("too small", "zero or imprecise in f32")
+        } else {
+            return Some(());
+        };
+        self.report(
+            Diagnostic::error(
+                "recc::bad-number",
+                format!("this number is {problem} for f32, which training computes in"),
+                span,
+            )
+            .label(label)
+            .with_help("numbers other than 0 must lie between about 1.2e-38 and 3.4e38 in size; write 0 for a vanishing constant"),
+        );
+        None
     }
 
     fn describe(&self, ty: Ty) -> String {
@@ -1758,15 +1905,7 @@ impl<'a> Checker<'a> {
     fn expr(&mut self, env: &Env, e: &Expr) -> Option<TExpr> {
         match &e.kind {
             ExprKind::Number(v) => {
-                if !v.is_finite() {
-                    self.error(
-                        "recc::bad-number",
-                        "this number is too large",
-                        e.span,
-                        "not finite",
-                    );
-                    return None;
-                }
+                self.check_f32_range(*v, e.span)?;
                 self.node(TExprKind::Const(*v), Ty::scalar(), e.span)
             }
             ExprKind::Name(id) => self.name(env, id),
@@ -1794,9 +1933,10 @@ impl<'a> Checker<'a> {
 
     fn name(&mut self, env: &Env, id: &Ident) -> Option<TExpr> {
         if let Some(v) = env.local(&id.name) {
+            // Pay before copying: a large argument used many times is an
+            // expansion like any other.
+            self.spend(texpr_size(v), id.span)?;
             let mut v = v.clone();
-            let size = texpr_size(&v);
-            self.spend(size, id.span)?;
             // Inside the user's own definitions, point at the use; inside the
             // stdlib, keep pointing at the user's argument.
             if id.span.file == self.root {
@@ -2232,18 +2372,30 @@ impl<'a> Checker<'a> {
 
     /// Expand a definition with its arguments bound.
     fn instantiate(&mut self, def: DefId, args: Vec<TExpr>, call: Span) -> Option<TExpr> {
-        if self.recursive.contains(&def) || self.out_of_budget {
+        if self.recursive.contains(&def) || self.failed_lets.contains(&def) {
             return None;
         }
+        // Every expansion pays, even one that fails: failing ones build no
+        // node, and uses of them can still multiply.
+        self.spend(1, call)?;
         self.expanded.insert(def);
+        *self.expansions.entry(def).or_insert(0) += 1;
         let d = &self.defs[def.0];
         let name = d.name.name.clone();
         if self.stack.len() >= MAX_DEPTH {
-            self.error(
-                "recc::too-large",
-                "definitions nest too deeply",
-                call,
-                "while expanding this",
+            self.out_of_budget = true;
+            let from = self.outermost_user_frame().unwrap_or(0);
+            let chain = self.expansion_chain(from, Some(&name));
+            self.report(
+                Diagnostic::error(
+                    "recc::too-large",
+                    format!("definitions nest more than {MAX_DEPTH} deep at `{name}`"),
+                    call,
+                )
+                .label(format!("`{name}` used {MAX_DEPTH} definitions deep"))
+                .with_help(format!(
+                    "{chain}: compute the value with fewer definitions inside each other"
+                )),
             );
             return None;
         }
@@ -2253,13 +2405,21 @@ impl<'a> Checker<'a> {
             in_stdlib: d.module.is_some(),
         };
         for (p, a) in d.params.unwrap_or(&[]).iter().zip(args) {
-            env.locals.push((p.name.clone(), a));
+            env.locals.push((p.name.clone(), Rc::new(a)));
         }
         let body = d.body;
-        self.stack.push(Frame { name, call });
+        let no_args = d.params.is_none();
+        self.stack.push(Frame { def, name, call });
         let result = self.expr(&env, body);
         self.stack.pop();
-        let mut result = result?;
+        let Some(mut result) = result else {
+            // A `let` without arguments sees no locals: it fails the same way
+            // at every use.
+            if no_args {
+                self.failed_lets.insert(def);
+            }
+            return None;
+        };
         // Point uses of the definition at the call, not at the body.
         if body.span.file != self.root || self.defs[def.0].params.is_some() {
             result.span = call;
@@ -2642,6 +2802,23 @@ impl<'a> Checker<'a> {
                 }
             },
             ("concat", Some(b), _) => match (shape_of(&a), shape_of(&b)) {
+                // Nested concatenations double at each level: values obey the
+                // bound declared params do.
+                (Shape::Vec(n), Shape::Vec(m)) if n + m > MAX_DIM => {
+                    self.report(
+                        Diagnostic::error(
+                            "recc::too-large",
+                            format!(
+                                "`concat` makes a vector of {} numbers; at most {MAX_DIM} are allowed",
+                                n + m
+                            ),
+                            span,
+                        )
+                        .label(format!("vec({n}) and vec({m})"))
+                        .with_help("concatenate shorter vectors"),
+                    );
+                    None
+                }
                 (Shape::Vec(n), Shape::Vec(m)) => {
                     let bag = self.join_bags(&a, &b)?;
                     self.node(
@@ -2729,6 +2906,17 @@ fn find_shift_nodes(e: &TExpr, out: &mut Vec<TExpr>) {
 /// Does `e` or any sub-expression satisfy `hit`?
 fn mentions(e: &TExpr, hit: &impl Fn(&TExprKind) -> bool) -> bool {
     hit(&e.kind) || children(e).into_iter().any(|c| mentions(c, hit))
+}
+
+/// The number of nodes on the longest path from `e` to a leaf.
+fn texpr_depth(e: &TExpr) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(e, 1)];
+    while let Some((e, depth)) = pending.pop() {
+        deepest = deepest.max(depth);
+        pending.extend(children(e).into_iter().map(|c| (c, depth + 1)));
+    }
+    deepest
 }
 
 fn texpr_size(e: &TExpr) -> usize {

@@ -746,6 +746,12 @@ fn infer_type_with(
     }
 }
 
+/// Most nodes one graph may have. The checker's expansion budget keeps a
+/// model's expression tree far smaller, and lowering, `grad` and `simplify`
+/// add a bounded number of nodes per node they read; this is the backstop
+/// that turns a mistake in that reasoning into an error, not exhausted memory.
+pub const MAX_NODES: usize = 4_000_000;
+
 /// Builds a graph node by node, hash-consing as it goes.
 pub struct Builder {
     pub graph: Graph,
@@ -783,6 +789,12 @@ impl Builder {
                 self.graph.spans[id.index()] = span;
             }
             return Ok(id);
+        }
+        if self.graph.nodes.len() >= MAX_NODES {
+            return Err(IrError(format!(
+                "the graph of `{}` grows beyond {MAX_NODES} nodes",
+                self.graph.name
+            )));
         }
         let nodes = &self.graph.nodes;
         let ty = infer_type_with(

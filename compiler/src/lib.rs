@@ -98,6 +98,9 @@ fn on_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     })
 }
 
+/// The UTF-8 byte order mark some editors write at the start of a file.
+pub const BYTE_ORDER_MARK: char = '\u{feff}';
+
 /// Parse and check one model file. `name` is how the file is shown in
 /// diagnostics and IR comments.
 pub fn compile(name: &str, text: &str) -> Compiled {
@@ -105,6 +108,9 @@ pub fn compile(name: &str, text: &str) -> Compiled {
 }
 
 fn compile_here(name: &str, text: &str) -> Compiled {
+    // A byte order mark is no part of the model: dropped before any span is
+    // taken, so spans and rendered columns count from the first real character.
+    let text = text.strip_prefix(BYTE_ORDER_MARK).unwrap_or(text);
     let mut sources = SourceMap::new();
     let root = sources.add(name, text);
     let (modules, mut diagnostics) = stdlib::load(&mut sources);

@@ -239,6 +239,51 @@ pub enum TExprKind {
     },
 }
 
+/// Expanded definitions nest expressions thousands deep; the derived,
+/// recursive drop would need a frame per level on whatever thread drops the
+/// model. This one keeps the pending sub-expressions in a list instead.
+impl Drop for TExpr {
+    fn drop(&mut self) {
+        let mut pending: Vec<TExpr> = Vec::new();
+        detach_children(&mut self.kind, &mut pending);
+        while let Some(mut e) = pending.pop() {
+            // `e` drops at the end of this iteration with no children left.
+            detach_children(&mut e.kind, &mut pending);
+        }
+    }
+}
+
+/// Move the sub-expressions of `kind` into `out`, leaving a leaf behind.
+fn detach_children(kind: &mut TExprKind, out: &mut Vec<TExpr>) {
+    use TExprKind::*;
+    match kind {
+        Const(_) | Input(_) | Negative { .. } | InverseCount(_) | Global(_) => return,
+        _ => {}
+    }
+    match std::mem::replace(kind, Const(0.0)) {
+        Const(_) | Input(_) | Negative { .. } | InverseCount(_) | Global(_) => {}
+        Shift { index: x, .. }
+        | InRange(x)
+        | Row { index: x, .. }
+        | Unary(_, x)
+        | Sq(x)
+        | Sum(x)
+        | Mean(x)
+        | Softmax(x) => out.push(*x),
+        Binary(_, a, b) | Dot(a, b) | Concat(a, b) | MatVec(a, b) => {
+            out.push(*a);
+            out.push(*b);
+        }
+        Kl {
+            index, mean, std, ..
+        } => {
+            out.extend(index.map(|i| *i));
+            out.push(*mean);
+            out.push(*std);
+        }
+    }
+}
+
 /// Training defaults from the `fit { ... }` block.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FitConfig {

@@ -236,6 +236,9 @@ fn syntax_error(
         InputLocation::Span((s, e)) => (s, e),
     };
     if let Some((pos, expected)) = furthest_expectation(e) {
+        if let Some(d) = invalid_character(file, offset, text, pos) {
+            return d;
+        }
         if pos >= start {
             // Point at the start of a word the parser stopped inside (`vec` of `vector`).
             let bytes = text.as_bytes();
@@ -260,7 +263,9 @@ fn syntax_error(
                 .any(|x| x == "a name" || x == "an expression")
             {
                 if let Some((ws, we, word)) = word_before(text, pos) {
-                    if is_reserved(word) {
+                    // Only a reserved word the parser stopped right after is
+                    // the culprit: `input 1x` stops after `input` too.
+                    if we == pos && is_reserved(word) {
                         return Diagnostic::error(
                             "recc::syntax",
                             format!("`{word}` is a reserved word, not a name"),
@@ -311,6 +316,9 @@ fn syntax_error(
         }
         ErrorVariant::CustomError { message } => (message.clone(), String::new()),
     };
+    if let Some(d) = invalid_character(file, offset, text, start) {
+        return d;
+    }
     let span = Span::new(file, offset + start, offset + end.max(start));
     let found = found_in(text, start);
     let mut d = Diagnostic::error("recc::syntax", message, span).label(label);
@@ -318,6 +326,52 @@ fn syntax_error(
         d = d.with_help(h);
     }
     d
+}
+
+/// A character no token may contain, at the byte `pos` where parsing
+/// stopped: named for what it is, rather than blaming the token before it.
+fn invalid_character(file: FileId, offset: usize, text: &str, pos: usize) -> Option<Diagnostic> {
+    let c = text.get(pos..)?.chars().next()?;
+    let span = Span::new(file, offset + pos, offset + pos + c.len_utf8());
+    if c.is_ascii() {
+        let stray = (c.is_ascii_graphic()
+            && !c.is_ascii_alphanumeric()
+            && !"()[]{},:~=+-*/@.#_;".contains(c))
+            || (c.is_ascii_control() && !c.is_ascii_whitespace());
+        return stray.then(|| {
+            let shown = if c.is_ascii_graphic() {
+                format!("`{c}`")
+            } else {
+                format!("U+{:04X}", u32::from(c))
+            };
+            Diagnostic::error(
+                "recc::syntax",
+                format!("unexpected character {shown}"),
+                span,
+            )
+            .label("not part of the language")
+        });
+    }
+    let code_point = format!("U+{:04X}", u32::from(c));
+    Some(if c.is_alphanumeric() {
+        Diagnostic::error(
+            "recc::syntax",
+            format!("`{c}` ({code_point}) cannot be part of a name"),
+            span,
+        )
+        .label("not an ASCII letter, digit or `_`")
+        .with_help(
+            "names are written with ASCII letters, digits and `_`, starting with a letter or `_`",
+        )
+    } else {
+        Diagnostic::error(
+            "recc::syntax",
+            format!("unexpected character {code_point}"),
+            span,
+        )
+        .label("not part of the language")
+        .with_help("model files are written in ASCII, except in comments")
+    })
 }
 
 fn is_reserved(word: &str) -> bool {

@@ -67,3 +67,36 @@ fn every_corpus_file_reports_its_expected_errors() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// A UTF-8 byte order mark, as some editors write, is skipped: every model
+/// checks with one, and diagnostics still point at the right column.
+#[test]
+fn a_byte_order_mark_is_skipped() {
+    use recc_compiler::parse::parse;
+    use recc_compiler::source::FileId;
+    for path in rec_files("models") {
+        let name = display_name(&path);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let with_bom = format!("\u{feff}{text}");
+        let compiled = compile(&name, &with_bom);
+        assert!(
+            compiled.model.is_some(),
+            "{name} with a byte order mark:\n{}",
+            compiled.render_diagnostics()
+        );
+        // Parsed alone, spans stay offsets into the text as given.
+        let plain = parse(FileId(0), &text).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let marked = parse(FileId(0), &with_bom).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let bom = 3;
+        assert_eq!(marked.items.len(), plain.items.len(), "{name}");
+        for (m, p) in marked.items.iter().zip(&plain.items) {
+            assert_eq!(m.span.start, p.span.start + bom, "{name}");
+        }
+    }
+    let compiled = compile("bom.rec", "\u{feff}input r: real\nloss sq(rr)\n");
+    let report = compiled.render_diagnostics();
+    assert!(report.contains("unknown name `rr`"), "{report}");
+    assert!(report.contains("bom.rec:2:9]"), "{report}");
+    let first_line = compile("bom.rec", "\u{feff}loss sq(rr)\n").render_diagnostics();
+    assert!(first_line.contains("bom.rec:1:9]"), "{first_line}");
+}

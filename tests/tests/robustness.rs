@@ -85,6 +85,11 @@ const TOKENS: &[&str] = &[
     " ",
     "#",
     "é",
+    "ü",
+    "\u{feff}",
+    "$",
+    "1e39",
+    "1e-50",
     "\t",
     "99999999999999999999",
 ];
@@ -223,4 +228,107 @@ fn exponential_expansion_is_refused() {
         .diagnostics
         .iter()
         .any(|d| d.code == "recc::too-large"));
+}
+
+/// A model whose definitions each use the one before twice:
+/// `let a1 = a0 + a0` … `let aN = aN-1 + aN-1`, with `a0 = A0`.
+fn doubling_chain(n: usize, a0: &str) -> String {
+    let mut text = String::from(
+        "use stdlib.losses\ninput u: user\ninput i: item\ninput r: real\n\
+         param p[user]: vec(8)\nparam q[item]: vec(8)\n",
+    );
+    text.push_str(&format!("let a0 = {a0}\n"));
+    for k in 1..=n {
+        text.push_str(&format!("let a{k} = a{} + a{}\n", k - 1, k - 1));
+    }
+    text.push_str(&format!("let R(u, i) = a{n}\nloss mse(R(u, i), r)\n"));
+    text
+}
+
+/// Compile `text`, check it is refused with `code`, and return how long it took.
+fn refused_in(text: &str, code: &str) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    let compiled = compile("chain.rec", text);
+    let took = start.elapsed();
+    let errors: Vec<_> = compiled
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .collect();
+    assert!(
+        errors.iter().any(|d| d.code == code),
+        "expected {code}, found {:?}",
+        errors.iter().map(|d| &d.message).collect::<Vec<_>>()
+    );
+    // One located error, not one per failed expansion.
+    assert!(errors.len() <= 2, "{} errors", errors.len());
+    took
+}
+
+/// Expansion is bounded however it ends: by the work budget, by the depth
+/// limit, or by an error inside a definition used 2^31 times. Each of these
+/// once ran without bound (expansions that failed paid nothing).
+#[test]
+fn doubling_definitions_are_refused_quickly() {
+    let cases = [
+        (doubling_chain(31, "dot(p[u], q[i])"), "recc::too-large"),
+        (doubling_chain(40, "dot(p[u], q[i])"), "recc::too-large"),
+        (doubling_chain(24, "dot(p[u], q[i])"), "recc::too-large"),
+        (doubling_chain(29, "dot(p[u], qq[i])"), "recc::unknown-name"),
+        (
+            doubling_chain(29, "dot(p[u], q[i]) * 1e39"),
+            "recc::bad-number",
+        ),
+        (
+            doubling_chain(29, "dot(p[u], q[i]) * 1e-50"),
+            "recc::bad-number",
+        ),
+    ];
+    // Functions whose innermost body is wrong: every call fails, none builds anything.
+    let mut failing_fns = String::from("input r: real\nfn f0(x) = x + sq(x, x)\n");
+    for k in 1..30 {
+        failing_fns.push_str(&format!("fn f{k}(x) = f{}(x) + f{}(x)\n", k - 1, k - 1));
+    }
+    failing_fns.push_str("loss f29(r)\n");
+    let cases = cases
+        .into_iter()
+        .chain([(failing_fns, "recc::arity")])
+        .collect::<Vec<_>>();
+    for (text, code) in &cases {
+        let took = refused_in(text, code);
+        eprintln!("{code}: {took:?}");
+        assert!(took.as_secs_f64() < 2.0, "{code} took {took:?}");
+    }
+}
+
+/// Definitions that each extend the one before by a long sum nest the
+/// expression tree thousands deep. Refused with a located error, and every
+/// stage, and dropping the model, works on a small stack.
+#[test]
+fn deeply_nested_expressions_are_refused_on_a_small_stack() {
+    let chain = |n: usize| {
+        let mut text =
+            String::from("use stdlib.losses\ninput r: real\nparam b: real\nlet a0 = b\n");
+        for k in 1..=n {
+            text.push_str(&format!("let a{k} = a{}{}\n", k - 1, " + b".repeat(250)));
+        }
+        text.push_str(&format!("loss mse(a{n}, r)\n"));
+        text
+    };
+    let result = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || {
+            let deep = compile("deep.rec", &chain(30));
+            assert!(
+                deep.diagnostics.iter().any(|d| d.code == "recc::too-large"),
+                "{}",
+                deep.render_diagnostics()
+            );
+            // Just under the bound: accepted, and the whole pipeline runs.
+            let text = chain(7);
+            assert!(compile("deep.rec", &text).model.is_some());
+            run_pipeline("deep.rec", &text);
+        })
+        .map(|h| h.join());
+    assert!(matches!(result, Ok(Ok(()))), "the pipeline failed");
 }
