@@ -20,7 +20,7 @@
 use crate::bind::{Columns, SlotColumn};
 use crate::init::{initialise_each, zeroed, InitError};
 use recc_compiler::interp::Params;
-use recc_compiler::ir::{GradTarget, Graph, NodeId, Op, SlotKind};
+use recc_compiler::ir::{Graph, SlotKind};
 use recc_compiler::model::Optimizer;
 use recc_jit::layout::TABLE_WORDS;
 use recc_jit::{Kernel, KernelKind};
@@ -161,6 +161,23 @@ impl NativeParams {
         })
     }
 
+    /// The first parameter that is an infinity or a NaN, if any: one
+    /// vectorised pass over every table, cheap beside an epoch.
+    pub fn first_non_finite(&self) -> Option<NonFinite> {
+        for (t, (values, &lanes)) in self.tables.iter().zip(&self.lanes).enumerate() {
+            if all_finite(values) {
+                continue;
+            }
+            let at = values.iter().position(|v| !v.is_finite())?;
+            return Some(NonFinite {
+                table: t,
+                row: at / lanes.max(1),
+                value: values[at],
+            });
+        }
+        None
+    }
+
     /// The parameters as the evaluator's f64 tables.
     pub fn to_params(&self) -> Params {
         let tables = self
@@ -234,26 +251,6 @@ impl TableWords {
             ]);
         }
         TableWords { words, lens }
-    }
-
-    /// The values of row `row` of table `t`, `lanes` wide, if the table
-    /// holds it.
-    ///
-    /// # Safety
-    /// The parameters these words were taken from must be alive and not
-    /// resized, and no kernel may be writing the row on this thread.
-    /// (Hogwild threads read rows other threads may be writing, as the
-    /// kernels themselves do; a torn read only delays a finiteness check.)
-    unsafe fn row(&self, t: usize, row: usize, lanes: usize) -> Option<&[f32]> {
-        let len = self.lens.get(t)?[0];
-        let start = row.checked_mul(lanes)?;
-        if start.checked_add(lanes)? > len {
-            return None;
-        }
-        let base = self.words[t * TABLE_WORDS] as *const f32;
-        // SAFETY: inside the table's buffer (checked above); the caller
-        // guarantees the buffer is alive.
-        Some(unsafe { std::slice::from_raw_parts(base.add(start), lanes) })
     }
 }
 
@@ -457,144 +454,6 @@ pub struct NonFinite {
     pub table: usize,
     pub row: usize,
     pub value: f32,
-}
-
-/// The rows a step kernel updates, found from the examples' columns, so
-/// that they can be checked for infinities and NaNs after each block
-/// without scanning whole tables.
-#[derive(Clone, Debug)]
-pub struct UpdatedRows {
-    targets: Vec<Updated>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Updated {
-    /// A global: its one row.
-    Global(usize),
-    /// The row an index slot names, shifted by `by`.
-    Row { table: usize, slot: usize, by: i64 },
-    /// Every member of a bag slot.
-    Members { table: usize, slot: usize },
-    /// Rows found some other way: the whole table is checked.
-    All(usize),
-}
-
-impl UpdatedRows {
-    /// The rows the gradients of `g` update.
-    pub fn new(g: &Graph) -> UpdatedRows {
-        let mut targets = Vec::new();
-        for grad in &g.grads {
-            let target = match grad.target {
-                GradTarget::Global(t) => Updated::Global(t.index()),
-                GradTarget::Row(t, ix) => match shifted_slot(g, ix) {
-                    Some((slot, by)) => Updated::Row {
-                        table: t.index(),
-                        slot,
-                        by,
-                    },
-                    None => Updated::All(t.index()),
-                },
-                GradTarget::BagRows(t, bag) => match g.node(bag).op {
-                    Op::Slot(s) => Updated::Members {
-                        table: t.index(),
-                        slot: s.index(),
-                    },
-                    _ => Updated::All(t.index()),
-                },
-            };
-            if !targets.contains(&target) {
-                targets.push(target);
-            }
-        }
-        UpdatedRows { targets }
-    }
-
-    /// The first parameter that is not finite among the rows the first
-    /// `done` examples of `columns` updated.
-    ///
-    /// `tables` must be the live tables the kernel of `g` just ran on,
-    /// with `columns` validated against them ([`validate`]).
-    pub fn first_non_finite(
-        &self,
-        g: &Graph,
-        columns: &Columns,
-        tables: &TableWords,
-        domain_sizes: &[usize],
-        done: usize,
-    ) -> Option<NonFinite> {
-        let rows_of = |t: usize| {
-            g.tables[t]
-                .domain
-                .map_or(1, |d| domain_sizes.get(d.index()).copied().unwrap_or(0))
-        };
-        // SAFETY (every `row` call): the tables are alive for the caller's
-        // run, and the kernel has returned on this thread.
-        let check = |t: usize, row: usize| -> Option<NonFinite> {
-            let lanes = g.tables[t].shape.len();
-            let values = unsafe { tables.row(t, row, lanes) }?;
-            if all_finite(values) {
-                return None;
-            }
-            let value = values.iter().copied().find(|v| !v.is_finite())?;
-            Some(NonFinite {
-                table: t,
-                row,
-                value,
-            })
-        };
-        for target in &self.targets {
-            let found = match *target {
-                Updated::Global(t) => check(t, 0),
-                Updated::All(t) => (0..rows_of(t)).find_map(|r| check(t, r)),
-                Updated::Row { table, slot, by } => {
-                    let Some(SlotColumn::Index(v)) = columns.slots.get(slot) else {
-                        continue;
-                    };
-                    let rows = rows_of(table);
-                    v.iter().take(done).find_map(|&x| {
-                        let r = (x as i64).checked_add(by)?;
-                        let r = usize::try_from(r).ok().filter(|&r| r < rows)?;
-                        check(table, r)
-                    })
-                }
-                Updated::Members { table, slot } => {
-                    let Some(SlotColumn::Bag {
-                        offsets, members, ..
-                    }) = columns.slots.get(slot)
-                    else {
-                        continue;
-                    };
-                    let (Some(&start), Some(&end)) = (offsets.first(), offsets.get(done)) else {
-                        continue;
-                    };
-                    members
-                        .get(start as usize..end as usize)
-                        .unwrap_or(&[])
-                        .iter()
-                        .find_map(|&m| check(table, m as usize))
-                }
-            };
-            if found.is_some() {
-                return found;
-            }
-        }
-        None
-    }
-}
-
-/// The slot an index node reads and the sum of the shifts applied to it.
-fn shifted_slot(g: &Graph, mut ix: NodeId) -> Option<(usize, i64)> {
-    let mut by = 0i64;
-    loop {
-        match g.node(ix).op {
-            Op::Slot(s) => return Some((s.index(), by)),
-            Op::Shift(inner, d) => {
-                by = by.checked_add(d)?;
-                ix = inner;
-            }
-            _ => return None,
-        }
-    }
 }
 
 /// No infinity or NaN in `v`: one branch-free pass over the exponent bits.

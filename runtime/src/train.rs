@@ -10,7 +10,7 @@ use crate::bind::{BindError, BindOptions, Binding};
 use crate::data::Dataset;
 use crate::init::{check_memory, initialise, Holder, InitError, MAX_BALL_NORM};
 use crate::modelfile::EpochRecord;
-use crate::native::{Hyper, InputError, NativeParams, NonFinite, Runner, TableWords, UpdatedRows};
+use crate::native::{Hyper, InputError, NativeParams, NonFinite, Runner, TableWords};
 use crate::optim::{OptimiserState, Schedule};
 use crate::predict::{self, Predictor};
 use rand::rngs::StdRng;
@@ -65,19 +65,17 @@ pub enum TrainError {
         lr: f64,
         suggest: f64,
     },
+    /// The native step made a parameter infinite or NaN while every loss
+    /// stayed finite (the evaluator refuses such a step by its gradient).
     #[error(
-        "training diverged: parameter `{table}` row {row} became {value} at epoch {epoch}, \
-         in examples {first}–{last} (learning rate {lr}); try a smaller learning rate, \
-         e.g. --lr {suggest}"
+        "training diverged: parameter `{table}` row {row} became {value} in epoch {epoch} \
+         (learning rate {lr}); try a smaller learning rate, e.g. --lr {suggest}"
     )]
     DivergedParameter {
         table: String,
         /// The row's number and, where the domain names it, its id.
         row: String,
         epoch: usize,
-        /// The examples (1-based, of the epoch) whose updates made it so.
-        first: usize,
-        last: usize,
         value: f64,
         lr: f64,
         suggest: f64,
@@ -433,7 +431,6 @@ fn train_native(
     let kernel = compile_step(g, config.optimizer, config.prefetch)?;
     let mut native = NativeParams::initialise(g, &sizes, config.seed, config.optimizer)?;
     let tables = TableWords::new(&mut native);
-    let updated = UpdatedRows::new(g);
     let mut order: Vec<usize> = rows.to_vec();
     let mut shuffle_rng = StdRng::seed_from_u64(config.seed);
     let mut sample_rng = StdRng::seed_from_u64(config.seed.wrapping_add(0x9e37_79b9_7f4a_7c15));
@@ -459,7 +456,6 @@ fn train_native(
             data,
             kernel: &kernel,
             tables: &tables,
-            updated: &updated,
             sizes: &sizes,
             hyper,
         };
@@ -527,17 +523,13 @@ fn train_native(
                         suggest: nice_smaller(lr),
                     })
                 }
-                Some(Stop::Parameter { bad, examples }) => {
-                    return Err(diverged_parameter(
-                        session,
-                        bad,
-                        epoch + 1,
-                        (offset + examples.0 + 1, offset + examples.1),
-                        lr,
-                    ))
-                }
                 Some(Stop::Input(e)) => return Err(e.into()),
             }
+        }
+        // The loss can stay finite while an update overflows: no
+        // parameter may leave an epoch (or an interrupted one) infinite.
+        if let Some(bad) = native.first_non_finite() {
+            return Err(diverged_parameter(session, bad, epoch + 1, lr));
         }
         if halted {
             interrupted = Some(Interruption {
@@ -563,13 +555,7 @@ fn train_native(
 }
 
 /// The divergence error for a parameter the native step made infinite or NaN.
-fn diverged_parameter(
-    session: &Session,
-    bad: NonFinite,
-    epoch: usize,
-    (first, last): (usize, usize),
-    lr: f64,
-) -> TrainError {
+fn diverged_parameter(session: &Session, bad: NonFinite, epoch: usize, lr: f64) -> TrainError {
     let g = &session.gradient;
     let table = &g.tables[bad.table];
     let id = table
@@ -584,8 +570,6 @@ fn diverged_parameter(
         table: table.name.clone(),
         row,
         epoch,
-        first,
-        last,
         value: f64::from(bad.value),
         lr,
         suggest: nice_smaller(lr),
@@ -613,7 +597,6 @@ struct NativeJob<'a> {
     data: &'a Dataset,
     kernel: &'a Kernel,
     tables: &'a TableWords,
-    updated: &'a UpdatedRows,
     sizes: &'a [usize],
     hyper: Hyper,
 }
@@ -630,12 +613,6 @@ struct Ran {
 enum Stop {
     /// An example's loss was not finite (`done` is that example, 0-based).
     Loss,
-    /// A row the block updated is no longer finite; examples `.0...1`
-    /// (0-based, end exclusive) of the share were that block.
-    Parameter {
-        bad: NonFinite,
-        examples: (usize, usize),
-    },
     /// A block failed validation; the kernel did not run it.
     Input(InputError),
     /// Asked to stop (an interrupt), or another thread stopped.
@@ -643,11 +620,11 @@ enum Stop {
 }
 
 impl NativeJob<'_> {
-    /// Train on `rows` in blocks. After each block the rows it updated are
-    /// checked for infinities and NaNs, and `report` is told the examples
-    /// done and their summed loss; it returns false to stop there. Stops
-    /// early too when a loss is not finite, or when another thread has
-    /// stopped (`shared`).
+    /// Train on `rows` in blocks. After each block `report` is told the
+    /// examples done and their summed loss; it returns false to stop
+    /// there (unless it was the last block). Stops early too when a loss
+    /// is not finite, when a block fails validation, or when another thread
+    /// has stopped (`shared`).
     fn run(
         &self,
         rows: &[usize],
@@ -681,25 +658,13 @@ impl NativeJob<'_> {
                 Ok(ran) => ran,
                 Err(e) => break Some(Stop::Input(e)),
             };
-            let start = done;
             done += n;
             loss += l;
             if let Some((_, progress)) = shared {
                 progress.fetch_add(n, Ordering::Relaxed);
             }
-            // A loss that is not finite names its example, so it is said
-            // first; otherwise the rows the block updated must be finite.
-            let bad = || {
-                self.updated
-                    .first_non_finite(g, &columns, self.tables, self.sizes, n)
-            };
             let stop = if n < block.len() {
                 Some(Stop::Loss)
-            } else if let Some(bad) = bad() {
-                Some(Stop::Parameter {
-                    bad,
-                    examples: (start, done),
-                })
             } else if !report(done, loss) && blocks.peek().is_some() {
                 Some(Stop::Halted)
             } else {
