@@ -722,12 +722,22 @@ impl<'a> EpochTracker<'a> {
         let g = &session.gradient;
         let monitor = predict::monitor_name(session.task);
         // Parameters are read only to validate, and to keep the best epoch.
-        let state = (!self.validation.is_empty()).then(snapshot);
-        let value = match &state {
+        let mut state = (!self.validation.is_empty()).then(snapshot);
+        // Only early stopping keeps the snapshot; otherwise it is finalised
+        // in place and dropped as soon as the predictor has its own copy.
+        let value = match state.take() {
             None => None,
             Some((params, touched)) => {
-                let finished = predict::finalise(g, params.clone(), touched);
+                let keep = self.config.early_stopping > 0;
+                let finished = if keep {
+                    let finished = predict::finalise(g, params.clone(), &touched);
+                    state = Some((params, touched));
+                    finished
+                } else {
+                    predict::finalise(g, params, &touched)
+                };
                 let predictor = Predictor::new(session, &finished);
+                drop(finished);
                 Some(predictor.monitor(self.data, self.validation, self.config.seed)?)
             }
         };
