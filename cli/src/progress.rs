@@ -1,9 +1,61 @@
 //! The trainer's progress for people: a bar over each epoch's examples with
-//! the running loss and examples per second, and one line per epoch.
+//! the running loss and examples per second, and one line per epoch; and
+//! Ctrl-C while training, which asks the trainer to stop ([`catch_interrupts`]).
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use recc_runtime::modelfile::EpochRecord;
 use recc_runtime::train::Observer;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set by the first Ctrl-C while interrupts are caught.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// The exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells
+/// report it.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+#[cfg(unix)]
+extern "C" fn on_interrupt(_: libc::c_int) {
+    if INTERRUPTED.swap(true, Ordering::SeqCst) {
+        // SAFETY: `_exit` is async-signal-safe and ends the process at once.
+        unsafe { libc::_exit(EXIT_INTERRUPTED as libc::c_int) };
+    }
+    let say = b"\ninterrupted: stopping after the current block (Ctrl-C again to quit now)\n";
+    // SAFETY: `write` is async-signal-safe; the buffer is a static string.
+    unsafe {
+        libc::write(2, say.as_ptr().cast(), say.len());
+    }
+}
+
+/// From now until [`release_interrupts`], the first Ctrl-C asks training to
+/// stop at the end of its current block (see [`interrupted`]) and a second
+/// one ends the process at once with status 130.
+pub fn catch_interrupts() {
+    INTERRUPTED.store(false, Ordering::SeqCst);
+    #[cfg(unix)]
+    // SAFETY: the handler only touches an atomic and calls the
+    // async-signal-safe `write` and `_exit`.
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+    }
+}
+
+/// Ctrl-C ends the process again, as it did before [`catch_interrupts`].
+pub fn release_interrupts() {
+    #[cfg(unix)]
+    // SAFETY: restoring a signal's default disposition has no precondition.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+    }
+}
+
+/// Has Ctrl-C been pressed since [`catch_interrupts`]?
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
 
 pub struct Progress {
     bar: Option<ProgressBar>,
@@ -48,6 +100,10 @@ impl Progress {
 }
 
 impl Observer for Progress {
+    fn stop_requested(&mut self) -> bool {
+        interrupted()
+    }
+
     fn progress(&mut self, epoch: usize, done: usize, total: usize, loss: f64) {
         if let Some(bar) = &self.bar {
             if bar.length() != Some(total as u64) || done < bar.position() as usize {

@@ -2,7 +2,7 @@
 //! similar and export. Each reads its arguments, calls the runtime and
 //! prints for people or, with `--json`, for machines.
 
-use crate::progress::Progress;
+use crate::progress::{self, Progress, EXIT_INTERRUPTED};
 use crate::{Failure, EXIT_MODEL_ERRORS, EXIT_USAGE};
 use recc_compiler::interp::Params;
 use recc_compiler::ir::SlotKind;
@@ -15,7 +15,7 @@ use recc_runtime::modelfile::{self, SavedDomain, SavedModel};
 use recc_runtime::optim::Schedule;
 use recc_runtime::predict::{self, Predictor};
 use recc_runtime::split::{Split, SplitSpec};
-use recc_runtime::train::{self, Backend, Session, Task, TrainConfig, Trained};
+use recc_runtime::train::{self, Backend, Interruption, Session, Task, TrainConfig, Trained};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -441,6 +441,9 @@ pub fn run_split(job: &Job, data: &Dataset, split: &Split, label: &str) -> Resul
     };
     let started = Instant::now();
     let mut progress = Progress::new(out.quiet || out.json, label, watched);
+    // Ctrl-C stops training at the end of a block; the caller saves what
+    // there is (`Trained::interrupted`).
+    progress::catch_interrupts();
     let trained = train::train(
         &session,
         data,
@@ -450,6 +453,7 @@ pub fn run_split(job: &Job, data: &Dataset, split: &Split, label: &str) -> Resul
         &mut progress,
     )
     .map_err(|e| failed(e.to_string()));
+    progress::release_interrupts();
     progress.finish();
     let trained = trained?;
     let seconds = started.elapsed().as_secs_f64();
@@ -467,7 +471,8 @@ pub fn run_split(job: &Job, data: &Dataset, split: &Split, label: &str) -> Resul
     let predictor = Predictor::new(&session, &trained.params);
     let mut metrics = BTreeMap::new();
     let mut baseline = None;
-    if !test_rows.is_empty() {
+    // An interrupted run is saved as it stands, without measuring it.
+    if !test_rows.is_empty() && trained.interrupted.is_none() {
         match session.task {
             Task::Rating => {
                 metrics = rating_metrics(&predictor, data, &train_rows, &test_rows, config.seed)?;
@@ -646,8 +651,19 @@ pub fn train_command(
     }
     let outcome = run_split(&job, &prepared.data, split, "")?;
     let hierarchy = hierarchy(&prepared.spec, &outcome.session, &outcome.trained.params);
-    let saved = saved_model(&source, &prepared, &config, &outcome, data_args);
+    let mut saved = saved_model(&source, &prepared, &config, &outcome, data_args);
+    let interrupted = outcome
+        .trained
+        .interrupted
+        .map(|stop| describe_interruption(stop, outcome.trained.best_epoch));
+    if let Some(what) = &interrupted {
+        saved.settings.insert("interrupted".into(), what.clone());
+    }
     modelfile::save(&output, &saved).map_err(|e| usage(e.to_string()))?;
+    if let Some(what) = interrupted {
+        eprintln!("interrupted: wrote {what} to {}", output.display());
+        std::process::exit(EXIT_INTERRUPTED.into());
+    }
     if out.json {
         let mut v = json!({
             "model": source.model.name,
@@ -691,6 +707,27 @@ pub fn train_command(
         );
     }
     Ok(())
+}
+
+/// What an interrupted run kept: `epoch 3`, or `epoch 3 and 4096 of 80000
+/// examples of epoch 4`.
+fn describe_interruption(stop: Interruption, best_epoch: Option<usize>) -> String {
+    if let Some(best) = best_epoch {
+        return format!("epoch {best} (the best on validation)");
+    }
+    let finished = if stop.examples == stop.total {
+        stop.epoch
+    } else {
+        stop.epoch - 1
+    };
+    if stop.examples == stop.total || stop.examples == 0 {
+        format!("epoch {finished}")
+    } else {
+        format!(
+            "epoch {finished} and {} of {} examples of epoch {}",
+            stop.examples, stop.total, stop.epoch
+        )
+    }
 }
 
 fn saved_model(
@@ -783,6 +820,10 @@ pub fn cv_command(
             out,
         };
         let outcome = run_split(&job, data, split, name)?;
+        if outcome.trained.interrupted.is_some() {
+            eprintln!("interrupted during {name}: no results");
+            std::process::exit(EXIT_INTERRUPTED.into());
+        }
         if !out.json {
             println!("{name}: {}", format_metrics(&outcome.metrics));
         }

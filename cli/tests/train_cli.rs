@@ -1127,3 +1127,116 @@ fn times_in_milliseconds_are_noted() {
     );
     assert!(run.stderr.contains("milliseconds"), "{}", run.stderr);
 }
+
+/// A model whose parameters become infinite while its loss stays finite:
+/// `sqrt(w[u])` at `w = 0` has an infinite gradient, and with one rating
+/// per user no example reads the infinite row again in the epoch.
+const SQRT_MODEL: &str = "model sqrt_bias
+use stdlib.losses
+input u: user
+input i: item
+input r: real
+param q[item]: real
+param w[user]: real
+let R(u, i) = q[i] + sqrt(w[u])
+loss mse(R(u, i), r)
+fit { optimizer: sgd(lr: 0.01), epochs: 1, seed: 1 }
+";
+
+#[test]
+fn parameters_that_diverge_under_a_finite_loss_fail_and_leave_the_old_model() {
+    let dir = temp();
+    let src = dir.path().join("sqrt_bias.rec");
+    std::fs::write(&src, SQRT_MODEL).unwrap_or_else(|e| panic!("{e}"));
+    let csv = dir.path().join("one_per_user.csv");
+    let text: String = (0..200)
+        .map(|u| format!("u{u},i{},{}\n", u % 13, 1 + u % 5))
+        .collect();
+    std::fs::write(&csv, text).unwrap_or_else(|e| panic!("{e}"));
+    let model = train_biased_mf(dir.path(), "1");
+    let before = std::fs::read(&model).unwrap_or_else(|e| panic!("{e}"));
+    let data = format!("csv:{}", path_str(&csv));
+    let run = recc(&[
+        "train",
+        path_str(&src),
+        "--data",
+        &data,
+        "--split",
+        "none",
+        "-q",
+        "-o",
+        path_str(&model),
+    ])
+    .fails(1);
+    assert!(
+        run.stderr.contains("diverged: parameter `w`"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("epoch 1"), "{}", run.stderr);
+    let after = std::fs::read(&model).unwrap_or_else(|e| panic!("{e}"));
+    assert!(before == after, "the existing model file was replaced");
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_training_and_writes_a_loadable_model_with_exit_130() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = temp();
+    let model = dir.path().join("m.recm");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_recc"))
+        .args([
+            "train",
+            "models/biased_mf.rec",
+            "--epochs",
+            "1000000",
+            "-o",
+            path_str(&model),
+        ])
+        .current_dir(workspace())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run recc: {e}"));
+    let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+    let mut lines = BufReader::new(stderr).lines();
+    // Wait until an epoch has finished, so training is under way.
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap_or_default();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.trim_start().starts_with("epoch ") {
+            break;
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
+    assert!(status.success());
+    for line in lines {
+        seen.push_str(&line.unwrap_or_default());
+        seen.push('\n');
+    }
+    let code = child
+        .wait()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .code()
+        .unwrap_or(-1);
+    assert_eq!(code, 130, "{seen}");
+    assert!(!seen.contains("panicked"), "{seen}");
+    let said = seen
+        .lines()
+        .find(|l| l.starts_with("interrupted: wrote epoch "))
+        .unwrap_or_else(|| panic!("no interruption message:\n{seen}"));
+    assert!(said.ends_with(&format!("to {}", model.display())), "{said}");
+    // The file is a whole model: eval loads it and measures it.
+    let eval = recc(&["eval", path_str(&model), "--json"]).ok();
+    assert!(
+        eval.json()["metrics"]["rmse"].as_f64().is_some(),
+        "{}",
+        eval.stdout
+    );
+}

@@ -8,6 +8,16 @@
 use recc_compiler::ir::{Graph, NodeId, Op, SlotKind};
 
 /// Where each input of a kernel sits in its argument block.
+///
+/// The kernel trusts every word: it does no bounds checks. The runtime
+/// therefore validates each block against this layout before the kernel
+/// runs (`recc_runtime::native::validate`): one column per slot of the
+/// slot's kind, holding at least the block's examples; every index and bag
+/// member below its domain's size; bag offsets monotone and inside their
+/// members and weights; every table's values and the optimiser state the
+/// update reads at least `rows × lanes` (rows: the domain's size, 1 for a
+/// global); the scratch at least `bag_lanes × bag_cap`. A reader, binder or
+/// model-file bug then surfaces as an error, not an out-of-bounds access.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArgLayout {
     /// First word of each slot's columns, by slot:

@@ -5,10 +5,22 @@
 //! [`NativeParams`]. Output: the parameters updated in place (a step kernel)
 //! or one score per example (a predict kernel). The evaluator's f64
 //! [`Params`] are converted in at the start of training and out at the end.
+//!
+//! **Invariant: nothing reaches a kernel unchecked.** A kernel does no
+//! bounds checks of its own, so [`Runner::run`] calls [`validate`] on every
+//! block before the kernel sees it: every index column and bag member is
+//! inside its domain, bag offsets are monotone and inside their member
+//! column, every column holds at least the block's examples, and every
+//! table (values and the optimiser state the kernel's update reads) holds
+//! at least `rows × lanes` of its domain's size. A bug in a reader, the
+//! binder or a model file then becomes an [`InputError`], never an access
+//! outside a buffer. The checks are linear in the block, a few percent of
+//! the kernel's own work.
 
 use crate::bind::{Columns, SlotColumn};
+use crate::init::{initialise_each, zeroed, InitError};
 use recc_compiler::interp::Params;
-use recc_compiler::ir::Graph;
+use recc_compiler::ir::{Graph, SlotKind};
 use recc_compiler::model::Optimizer;
 use recc_jit::layout::TABLE_WORDS;
 use recc_jit::{Kernel, KernelKind};
@@ -67,6 +79,105 @@ impl NativeParams {
         }
     }
 
+    /// Fresh parameters, drawn exactly as
+    /// [`initialise`](crate::init::initialise) draws them, with
+    /// zeroed optimiser state. Tables are converted to f32 one at a time,
+    /// and every buffer is reserved fallibly: memory that cannot be had is
+    /// an error naming the table, not an abort.
+    pub fn initialise(
+        g: &Graph,
+        domain_sizes: &[usize],
+        seed: u64,
+        optimizer: Optimizer,
+    ) -> Result<NativeParams, InitError> {
+        let n = g.tables.len();
+        let mut out = NativeParams {
+            tables: Vec::with_capacity(n),
+            first: Vec::with_capacity(n),
+            second: Vec::with_capacity(n),
+            steps: Vec::with_capacity(n),
+            touched: Vec::with_capacity(n),
+            lanes: Vec::with_capacity(n),
+            domain_sizes: domain_sizes.to_vec(),
+        };
+        let (first, second, steps) = match optimizer {
+            Optimizer::Sgd => (false, false, false),
+            Optimizer::Adagrad => (true, false, false),
+            Optimizer::Adam { .. } => (true, true, true),
+        };
+        initialise_each(g, domain_sizes, seed, |k, values| {
+            let name = &g.tables[k].name;
+            let (rows, lanes) = values.dim();
+            let mut table: Vec<f32> = zeroed(0, name)?;
+            table
+                .try_reserve_exact(values.len())
+                .map_err(|_| InitError::Memory(format!("cannot allocate `{name}` in f32")))?;
+            table.extend(values.iter().map(|&v| v as f32));
+            drop(values);
+            out.tables.push(table);
+            out.first
+                .push(zeroed(if first { rows * lanes } else { 0 }, name)?);
+            out.second
+                .push(zeroed(if second { rows * lanes } else { 0 }, name)?);
+            out.steps.push(zeroed(if steps { rows } else { 0 }, name)?);
+            out.touched.push(zeroed(rows, name)?);
+            out.lanes.push(lanes);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The parameters as the evaluator's f64 tables, consuming these: the
+    /// optimiser state goes first, then each f32 table as soon as its f64
+    /// copy exists, so the two precisions are never both held in full.
+    pub fn into_params(self) -> Result<Params, InitError> {
+        let NativeParams {
+            tables,
+            first,
+            second,
+            steps,
+            touched,
+            lanes,
+            domain_sizes,
+        } = self;
+        drop((first, second, steps, touched));
+        let mut out = Vec::with_capacity(tables.len());
+        for (t, lanes) in tables.into_iter().zip(lanes) {
+            let rows = t.len() / lanes.max(1);
+            let mut wide: Vec<f64> = zeroed(0, "the trained parameters")?;
+            wide.try_reserve_exact(rows * lanes).map_err(|_| {
+                InitError::Memory("cannot allocate the trained parameters in f64".into())
+            })?;
+            wide.extend(t[..rows * lanes].iter().map(|&v| f64::from(v)));
+            drop(t);
+            out.push(
+                ndarray::Array2::from_shape_vec((rows, lanes), wide)
+                    .map_err(|e| InitError::Memory(e.to_string()))?,
+            );
+        }
+        Ok(Params {
+            domain_sizes,
+            tables: out,
+        })
+    }
+
+    /// The first parameter that is an infinity or a NaN, if any: one
+    /// vectorised pass over every table, cheap beside an epoch.
+    pub fn first_non_finite(&self) -> Option<NonFinite> {
+        for (t, (values, &lanes)) in self.tables.iter().zip(&self.lanes).enumerate() {
+            if all_finite(values) {
+                continue;
+            }
+            let at = values.iter().position(|v| !v.is_finite())?;
+            return Some(NonFinite {
+                table: t,
+                row: at / lanes.max(1),
+                value: values[at],
+            });
+        }
+        None
+    }
+
     /// The parameters as the evaluator's f64 tables.
     pub fn to_params(&self) -> Params {
         let tables = self
@@ -111,22 +222,247 @@ impl Hyper {
 }
 
 /// Pointers into [`NativeParams`], taken once so that several threads can
-/// run kernels on the same tables (Hogwild): each word is an address.
+/// run kernels on the same tables (Hogwild): each word is an address. The
+/// length of every buffer is kept beside its address, so that [`validate`]
+/// can check a kernel's tables without the parameters at hand.
 #[derive(Clone, Debug)]
-pub struct TableWords(Vec<u64>);
+pub struct TableWords {
+    words: Vec<u64>,
+    /// Per table, elements of: values, first, second, steps, touched.
+    lens: Vec<[usize; TABLE_WORDS]>,
+}
 
 impl TableWords {
     pub fn new(params: &mut NativeParams) -> TableWords {
         let mut words = Vec::with_capacity(params.tables.len() * TABLE_WORDS);
+        let mut lens = Vec::with_capacity(params.tables.len());
         for t in 0..params.tables.len() {
             words.push(params.tables[t].as_mut_ptr() as u64);
             words.push(params.first[t].as_mut_ptr() as u64);
             words.push(params.second[t].as_mut_ptr() as u64);
             words.push(params.steps[t].as_mut_ptr() as u64);
             words.push(params.touched[t].as_mut_ptr() as u64);
+            lens.push([
+                params.tables[t].len(),
+                params.first[t].len(),
+                params.second[t].len(),
+                params.steps[t].len(),
+                params.touched[t].len(),
+            ]);
         }
-        TableWords(words)
+        TableWords { words, lens }
     }
+}
+
+/// A kernel's inputs disagree with the layout it was compiled for. Always
+/// a bug upstream (a reader, the binder, a model file): the kernel is not
+/// run.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("refusing to run the native kernel of `{model}`: {reason}")]
+pub struct InputError {
+    pub model: String,
+    pub reason: String,
+}
+
+/// Check every input a kernel of `g` will read against its layout: the
+/// invariant in this module's documentation.
+pub fn validate(
+    kernel: &Kernel,
+    g: &Graph,
+    columns: &Columns,
+    tables: &TableWords,
+    domain_sizes: &[usize],
+) -> Result<(), InputError> {
+    let fail = |reason: String| InputError {
+        model: g.name.clone(),
+        reason,
+    };
+    let layout = &kernel.layout;
+    if layout.slot.len() != g.slots.len()
+        || layout.table.len() != g.tables.len()
+        || layout.domain.len() != g.domains.len()
+        || layout.bag_region.len() != g.nodes.len()
+    {
+        return Err(fail(format!(
+            "it was compiled for another graph ({} slots, {} tables, {} domains; this one has {}, {}, {})",
+            layout.slot.len(),
+            layout.table.len(),
+            layout.domain.len(),
+            g.slots.len(),
+            g.tables.len(),
+            g.domains.len()
+        )));
+    }
+    if domain_sizes.len() != g.domains.len() {
+        return Err(fail(format!(
+            "{} domain sizes given for {} domains",
+            domain_sizes.len(),
+            g.domains.len()
+        )));
+    }
+    if columns.slots.len() != g.slots.len() {
+        return Err(fail(format!(
+            "{} input columns given for {} slots",
+            columns.slots.len(),
+            g.slots.len()
+        )));
+    }
+    let n = columns.len;
+    let domain = |d: usize| (g.domains[d].name.as_str(), domain_sizes[d]);
+    for (slot, column) in g.slots.iter().zip(&columns.slots) {
+        let name = &slot.name;
+        let short = |what: &str, have: usize, need: usize| {
+            fail(format!(
+                "slot `{name}`: its {what} holds {have} values, {need} needed for {n} examples"
+            ))
+        };
+        match (&slot.kind, column) {
+            (SlotKind::Index(d) | SlotKind::Negative { domain: d, .. }, SlotColumn::Index(v)) => {
+                if v.len() < n {
+                    return Err(short("column", v.len(), n));
+                }
+                let (dname, size) = domain(d.index());
+                if let Some((k, x)) = first_outside(&v[..n], size) {
+                    return Err(fail(format!(
+                        "slot `{name}`: example {} holds index {x}, outside domain `{dname}` of {size} members",
+                        k + 1
+                    )));
+                }
+            }
+            (SlotKind::Real | SlotKind::InverseCount(_), SlotColumn::Real(v)) => {
+                if v.len() < n {
+                    return Err(short("column", v.len(), n));
+                }
+            }
+            (SlotKind::Noise(shape), SlotColumn::Real(v)) => {
+                let need = n.saturating_mul(shape.len());
+                if v.len() < need {
+                    return Err(short("noise column", v.len(), need));
+                }
+            }
+            (
+                SlotKind::Bag { domain: d, .. },
+                SlotColumn::Bag {
+                    offsets,
+                    members,
+                    weights,
+                },
+            ) => {
+                if offsets.len() < n + 1 {
+                    return Err(short("offsets", offsets.len(), n + 1));
+                }
+                let offsets = &offsets[..=n];
+                if let Some(k) = offsets.windows(2).position(|w| w[1] < w[0]) {
+                    return Err(fail(format!(
+                        "slot `{name}`: the bag of example {} ends (offset {}) before it starts (offset {})",
+                        k + 1,
+                        offsets[k + 1],
+                        offsets[k]
+                    )));
+                }
+                let (start, end) = (offsets[0] as usize, offsets[n] as usize);
+                if end > members.len() || end > weights.len() {
+                    return Err(fail(format!(
+                        "slot `{name}`: bag offsets reach {end}, past its {} members and {} weights",
+                        members.len(),
+                        weights.len()
+                    )));
+                }
+                let (dname, size) = domain(d.index());
+                if let Some((k, x)) = first_outside(&members[start..end], size) {
+                    let at = start + k;
+                    let example = offsets.partition_point(|&o| o as usize <= at);
+                    return Err(fail(format!(
+                        "slot `{name}`: the bag of example {example} holds member {x}, outside domain `{dname}` of {size} members"
+                    )));
+                }
+            }
+            (kind, _) => {
+                return Err(fail(format!(
+                    "slot `{name}` ({kind:?}) was given a column of another kind"
+                )))
+            }
+        }
+    }
+    if tables.lens.len() != g.tables.len() {
+        return Err(fail(format!(
+            "{} tables given for {} in the graph",
+            tables.lens.len(),
+            g.tables.len()
+        )));
+    }
+    let optimizer = match kernel.kind {
+        KernelKind::Step(options) => Some(options.optimizer),
+        KernelKind::Predict => None,
+    };
+    for (table, lens) in g.tables.iter().zip(&tables.lens) {
+        let rows = table.domain.map_or(1, |d| domain_sizes[d.index()]);
+        let lanes = table.shape.len();
+        let values = rows.checked_mul(lanes).ok_or_else(|| {
+            fail(format!(
+                "table `{}`: {rows} rows × {lanes} lanes overflows",
+                table.name
+            ))
+        })?;
+        let [first, second, steps, touched] = match optimizer {
+            None => [0; 4],
+            Some(Optimizer::Sgd) => [0, 0, 0, rows],
+            Some(Optimizer::Adagrad) => [values, 0, 0, rows],
+            Some(Optimizer::Adam { .. }) => [values, values, rows, rows],
+        };
+        let need = [values, first, second, steps, touched];
+        const FIELDS: [&str; TABLE_WORDS] = [
+            "values",
+            "optimiser state",
+            "second moments",
+            "step counts",
+            "touched flags",
+        ];
+        for ((field, &have), &need) in FIELDS.iter().zip(lens).zip(&need) {
+            if have < need {
+                return Err(fail(format!(
+                    "table `{}`: its {field} hold {have} entries, {need} needed ({rows} rows × {} lanes)",
+                    table.name,
+                    if *field == "step counts" || *field == "touched flags" {
+                        1
+                    } else {
+                        lanes
+                    }
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first value of `v` that is not below `size`, with its position.
+fn first_outside(v: &[u32], size: usize) -> Option<(usize, u32)> {
+    // The common case is one vectorised pass for the largest value.
+    let max = v.iter().copied().max()?;
+    if (max as usize) < size {
+        return None;
+    }
+    v.iter()
+        .copied()
+        .enumerate()
+        .find(|&(_, x)| x as usize >= size)
+}
+
+/// A parameter that is no longer a finite number.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NonFinite {
+    pub table: usize,
+    pub row: usize,
+    pub value: f32,
+}
+
+/// No infinity or NaN in `v`: one branch-free pass over the exponent bits.
+fn all_finite(v: &[f32]) -> bool {
+    const EXPONENT: u32 = 0x7f80_0000;
+    let bad = v.iter().fold(0u32, |acc, x| {
+        acc | u32::from(x.to_bits() & EXPONENT == EXPONENT)
+    });
+    bad == 0
 }
 
 /// Per-thread buffers for running a kernel.
@@ -145,11 +481,11 @@ impl Runner {
 
     /// Run `kernel` over every example of `columns`. Returns how many
     /// examples finished (fewer than all when a loss was not finite) and
-    /// the summed loss of those that did.
+    /// the summed loss of those that did; an error, before the kernel
+    /// runs, when any input fails [`validate`].
     ///
-    /// `tables` must come from the parameters the kernel was compiled for,
-    /// still alive and not resized; `columns` must come from the binding of
-    /// the same graph (so every index is inside its table).
+    /// `tables` must come from parameters still alive and not resized
+    /// since it was taken; everything else is checked.
     pub fn run(
         &mut self,
         kernel: &Kernel,
@@ -158,10 +494,21 @@ impl Runner {
         tables: &TableWords,
         domain_sizes: &[usize],
         hyper: Hyper,
-    ) -> (usize, f64) {
+    ) -> Result<(usize, f64), InputError> {
+        validate(kernel, g, columns, tables, domain_sizes)?;
         let layout = &kernel.layout;
+        // Offsets are monotone (validated), so this is the longest bag.
         let cap = columns.max_bag().max(1);
-        let need = layout.bag_lanes * cap;
+        let need = layout
+            .bag_lanes
+            .checked_mul(cap)
+            .ok_or_else(|| InputError {
+                model: g.name.clone(),
+                reason: format!(
+                    "bag scratch of {} lanes × {cap} members overflows",
+                    layout.bag_lanes
+                ),
+            })?;
         if self.scratch.len() < need {
             self.scratch.resize(need, 0.0);
         }
@@ -191,10 +538,10 @@ impl Runner {
         }
         for (t, &w) in layout.table.iter().enumerate() {
             self.args[w..w + TABLE_WORDS]
-                .copy_from_slice(&tables.0[t * TABLE_WORDS..(t + 1) * TABLE_WORDS]);
+                .copy_from_slice(&tables.words[t * TABLE_WORDS..(t + 1) * TABLE_WORDS]);
         }
         for (d, &w) in layout.domain.iter().enumerate() {
-            self.args[w] = domain_sizes.get(d).copied().unwrap_or(0) as u64;
+            self.args[w] = domain_sizes[d] as u64;
         }
         self.args[layout.scratch] = self.scratch.as_mut_ptr() as u64;
         self.args[layout.bag_cap] = cap as u64;
@@ -203,11 +550,13 @@ impl Runner {
         self.args[layout.beta2] = hyper.beta2.to_bits();
         self.args[layout.loss_out] = &mut self.loss as *mut f64 as u64;
         self.args[layout.score_out] = self.scores.as_mut_ptr() as u64;
-        // SAFETY: the words above follow the kernel's layout: columns hold
-        // `columns.len` examples validated by the binding, the scratch
-        // holds `bag_lanes × cap` floats, no bag is longer than `cap`, and
-        // the table words point at live tables of the compiled graph.
+        // SAFETY: the words above follow the kernel's layout, and
+        // `validate` has checked everything they point at: columns hold
+        // `columns.len` examples with every index inside its domain, bag
+        // offsets are monotone inside their members, every table holds its
+        // domain's rows, the scratch holds `bag_lanes × cap` floats and no
+        // bag is longer than `cap`.
         let done = unsafe { kernel.run(&self.args, 0, columns.len) };
-        (done, self.loss)
+        Ok((done, self.loss))
     }
 }

@@ -15,7 +15,7 @@ use crate::data::{ColumnData, Dataset};
 use crate::metrics::{
     self, Catalogue, IntervalMetrics, Predictive, RankingMetrics, UserMetrics, UserRanking,
 };
-use crate::native::{Hyper, NativeParams, Runner, TableWords};
+use crate::native::{Hyper, InputError, NativeParams, Runner, TableWords};
 use crate::train::{Backend, Session, Task, TrainError};
 use ndarray::{Array2, Axis};
 use rand::rngs::StdRng;
@@ -29,8 +29,8 @@ use recc_jit::{Kernel, KernelKind};
 
 /// Replace rows training never touched by the mean of the touched rows of
 /// their table (per-domain tables only).
-pub fn finalise(g: &Graph, params: &Params, touched: &[Vec<bool>]) -> Params {
-    let mut out = params.clone();
+pub fn finalise(g: &Graph, params: Params, touched: &[Vec<bool>]) -> Params {
+    let mut out = params;
     for (k, table) in g.tables.iter().enumerate() {
         if table.domain.is_none() {
             continue;
@@ -138,7 +138,7 @@ impl NativeScorer {
     }
 
     /// The score of every example of `columns`.
-    pub fn score(&self, g: &Graph, columns: &Columns) -> Vec<f32> {
+    pub fn score(&self, g: &Graph, columns: &Columns) -> Result<Vec<f32>, InputError> {
         let mut runner = Runner::new();
         let hyper = Hyper::new(recc_compiler::model::Optimizer::Sgd, 0.0);
         runner.run(
@@ -148,8 +148,8 @@ impl NativeScorer {
             &self.tables,
             &self.params.domain_sizes,
             hyper,
-        );
-        std::mem::take(&mut runner.scores)
+        )?;
+        Ok(std::mem::take(&mut runner.scores))
     }
 }
 
@@ -188,20 +188,18 @@ impl<'a> Predictor<'a> {
         native: &NativeScorer,
         items: &[T],
         encode: impl Fn(&[T], &mut StdRng, &mut Columns) + Sync,
-    ) -> Vec<f64> {
+    ) -> Result<Vec<f64>, InputError> {
         let b = &self.session.binding;
-        items
+        let blocks: Vec<Vec<f32>> = items
             .par_chunks(SCORE_BLOCK)
-            .flat_map_iter(|block| {
+            .map(|block| {
                 let mut columns = b.columns();
                 let mut rng = StdRng::seed_from_u64(0);
                 encode(block, &mut rng, &mut columns);
-                native
-                    .score(&self.session.forward, &columns)
-                    .into_iter()
-                    .map(f64::from)
+                native.score(&self.session.forward, &columns)
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok(blocks.into_iter().flatten().map(f64::from).collect())
     }
 
     fn score(&self, ex: &Example) -> Result<f64, EvalError> {
@@ -248,7 +246,7 @@ impl<'a> Predictor<'a> {
                 let b = &self.session.binding;
                 self.native_scores(native, rows, |block, rng, columns| {
                     b.encode_rows(data, block, rng, false, columns)
-                })
+                })?
             }
             None => rows
                 .par_iter()
@@ -407,11 +405,13 @@ impl<'a> Predictor<'a> {
         if let Some(native) = &self.native {
             let b = &self.session.binding;
             let items: Vec<u32> = (0..n_items as u32).collect();
-            return Ok(self.native_scores(native, &items, |block, rng, columns| {
-                for &i in block {
-                    b.encode(data, &b.pair(user, Some(i)), rng, false, columns);
-                }
-            }));
+            return self
+                .native_scores(native, &items, |block, rng, columns| {
+                    for &i in block {
+                        b.encode(data, &b.pair(user, Some(i)), rng, false, columns);
+                    }
+                })
+                .map_err(|e| EvalError::Internal(e.to_string()));
         }
         let b = &self.session.binding;
         let mut ex = Example { slots: Vec::new() };

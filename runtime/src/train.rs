@@ -8,10 +8,9 @@
 
 use crate::bind::{BindError, BindOptions, Binding};
 use crate::data::Dataset;
-use crate::init::initialise;
-use crate::init::MAX_BALL_NORM;
+use crate::init::{check_memory, initialise, Holder, InitError, MAX_BALL_NORM};
 use crate::modelfile::EpochRecord;
-use crate::native::{Hyper, NativeParams, Runner, TableWords};
+use crate::native::{Hyper, InputError, NativeParams, NonFinite, Runner, TableWords};
 use crate::optim::{OptimiserState, Schedule};
 use crate::predict::{self, Predictor};
 use rand::rngs::StdRng;
@@ -66,6 +65,26 @@ pub enum TrainError {
         lr: f64,
         suggest: f64,
     },
+    /// The native step made a parameter infinite or NaN while every loss
+    /// stayed finite (the evaluator refuses such a step by its gradient).
+    #[error(
+        "training diverged: parameter `{table}` row {row} became {value} in epoch {epoch} \
+         (learning rate {lr}); try a smaller learning rate, e.g. --lr {suggest}"
+    )]
+    DivergedParameter {
+        table: String,
+        /// The row's number and, where the domain names it, its id.
+        row: String,
+        epoch: usize,
+        value: f64,
+        lr: f64,
+        suggest: f64,
+    },
+    #[error(transparent)]
+    Native(#[from] InputError),
+    /// Initialisation failed, or the parameters would not fit in memory.
+    #[error(transparent)]
+    Init(#[from] InitError),
     #[error("{0}")]
     Config(String),
 }
@@ -218,6 +237,11 @@ pub trait Observer {
     fn progress(&mut self, _epoch: usize, _done: usize, _total: usize, _loss: f64) {}
     /// An epoch ended.
     fn epoch(&mut self, _record: &EpochRecord, _monitor: &str, _epochs: usize) {}
+    /// Should training stop now (an interrupt)? Asked at the end of every
+    /// block of examples; training then returns what it has.
+    fn stop_requested(&mut self) -> bool {
+        false
+    }
 }
 
 /// An observer that says nothing.
@@ -235,6 +259,20 @@ pub struct Trained {
     pub best_epoch: Option<usize>,
     /// The name of the per-epoch validation figure, e.g. `rmse`.
     pub monitor: String,
+    /// Set when the observer asked training to stop before its last epoch.
+    pub interrupted: Option<Interruption>,
+}
+
+/// Where training stood when it was asked to stop. The parameters returned
+/// are those after the last finished block of examples (or the best epoch,
+/// under early stopping), not a copy from the last epoch's end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interruption {
+    /// The epoch (1-based) that was running.
+    pub epoch: usize,
+    /// Examples of that epoch trained on: `total` when it had just ended.
+    pub examples: usize,
+    pub total: usize,
 }
 
 /// Examples between progress reports.
@@ -264,6 +302,7 @@ pub fn train(
     }
     let g = &session.gradient;
     let sizes = session.binding.domain_sizes();
+    check_memory(g, &sizes, config.optimizer, Holder::Evaluator)?;
     let mut params = initialise(g, &sizes, config.seed)?;
     let mut optimiser = OptimiserState::new(config.optimizer, g, &params);
     let mut touched: Vec<Vec<bool>> = params
@@ -278,8 +317,17 @@ pub fn train(
     let mut tracker = EpochTracker::new(session, data, validation, config);
     let batch = config.batch.max(1);
     let mut pending: BTreeMap<(TableId, usize), Vec<f64>> = BTreeMap::new();
+    let mut interrupted = None;
 
-    for epoch in 0..config.epochs {
+    'epochs: for epoch in 0..config.epochs {
+        if observer.stop_requested() {
+            interrupted = Some(Interruption {
+                epoch: epoch.max(1),
+                examples: if epoch == 0 { 0 } else { order.len() },
+                total: order.len(),
+            });
+            break;
+        }
         let started = Instant::now();
         let lr = config.schedule.rate(config.lr, epoch, config.epochs);
         order.shuffle(&mut shuffle_rng);
@@ -334,6 +382,15 @@ pub fn train(
             }
             if (k + 1) % PROGRESS_EVERY == 0 {
                 observer.progress(epoch + 1, k + 1, order.len(), total_loss / (k + 1) as f64);
+                // A partial mini-batch is dropped: its rows are not stepped.
+                if k + 1 < order.len() && observer.stop_requested() {
+                    interrupted = Some(Interruption {
+                        epoch: epoch + 1,
+                        examples: k + 1,
+                        total: order.len(),
+                    });
+                    break 'epochs;
+                }
             }
         }
         observer.progress(
@@ -349,7 +406,7 @@ pub fn train(
             break;
         }
     }
-    Ok(tracker.finish(params, &touched))
+    Ok(tracker.finish(params, &touched, interrupted))
 }
 
 /// Examples encoded and run per kernel call: large enough to amortise the
@@ -369,28 +426,31 @@ fn train_native(
 ) -> Result<Trained, TrainError> {
     let g = &session.gradient;
     let sizes = session.binding.domain_sizes();
-    let initial = initialise(g, &sizes, config.seed)?;
+    // Before compiling: a model too large for memory is refused at once.
+    check_memory(g, &sizes, config.optimizer, Holder::Native)?;
     let kernel = compile_step(g, config.optimizer, config.prefetch)?;
-    let mut native = NativeParams::new(&initial, config.optimizer);
+    let mut native = NativeParams::initialise(g, &sizes, config.seed, config.optimizer)?;
     let tables = TableWords::new(&mut native);
     let mut order: Vec<usize> = rows.to_vec();
     let mut shuffle_rng = StdRng::seed_from_u64(config.seed);
     let mut sample_rng = StdRng::seed_from_u64(config.seed.wrapping_add(0x9e37_79b9_7f4a_7c15));
     let mut tracker = EpochTracker::new(session, data, validation, config);
     let threads = config.threads.clamp(1, order.len().max(1));
+    let mut interrupted = None;
     for epoch in 0..config.epochs {
+        let total = order.len();
+        if observer.stop_requested() {
+            interrupted = Some(Interruption {
+                epoch: epoch.max(1),
+                examples: if epoch == 0 { 0 } else { total },
+                total,
+            });
+            break;
+        }
         let started = Instant::now();
         let lr = config.schedule.rate(config.lr, epoch, config.epochs);
         let hyper = Hyper::new(config.optimizer, lr);
         order.shuffle(&mut shuffle_rng);
-        let total = order.len();
-        let diverged = |done: usize| TrainError::Diverged {
-            epoch: epoch + 1,
-            example: done + 1,
-            value: f64::NAN,
-            lr,
-            suggest: nice_smaller(lr),
-        };
         let job = NativeJob {
             session,
             data,
@@ -399,15 +459,13 @@ fn train_native(
             sizes: &sizes,
             hyper,
         };
-        let total_loss = if threads == 1 {
+        // Each share of the order ran from its offset: what it did.
+        let ran: Vec<(usize, Ran)> = if threads == 1 {
             let mut report = |done: usize, loss: f64| {
-                observer.progress(epoch + 1, done, total, loss / done.max(1) as f64)
+                observer.progress(epoch + 1, done, total, loss / done.max(1) as f64);
+                !observer.stop_requested()
             };
-            let (done, loss) = job.run(&order, &mut sample_rng, &mut report, None);
-            if done < total {
-                return Err(diverged(done));
-            }
-            loss
+            vec![(0, job.run(&order, &mut sample_rng, &mut report, None))]
         } else {
             // Hogwild: each thread takes a contiguous share of the shuffled
             // order and updates the shared tables without locks.
@@ -422,7 +480,7 @@ fn train_native(
                     let seed = seeds[t];
                     handles.push(scope.spawn(move || {
                         let mut rng = StdRng::seed_from_u64(seed);
-                        let mut report = |_: usize, _: f64| {};
+                        let mut report = |_: usize, _: f64| true;
                         job.run(part, &mut rng, &mut report, Some((stop, progress)))
                     }));
                 }
@@ -430,26 +488,57 @@ fn train_native(
                 let first = &order[..share.min(total)];
                 let mut report = |_: usize, loss: f64| {
                     let done = progress.load(Ordering::Relaxed);
-                    observer.progress(epoch + 1, done, total, loss / done.max(1) as f64)
+                    observer.progress(epoch + 1, done, total, loss / done.max(1) as f64);
+                    !observer.stop_requested()
                 };
                 let mut results =
                     vec![job.run(first, &mut rng, &mut report, Some((&stop, &progress)))];
                 for h in handles {
-                    results.push(h.join().unwrap_or((0, f64::NAN)));
+                    results.push(h.join().unwrap_or(Ran {
+                        done: 0,
+                        loss: f64::NAN,
+                        stop: Some(Stop::Halted),
+                    }));
                 }
                 results
             });
-            let mut loss = 0.0;
-            let mut done_all = 0;
-            for (part, (done, l)) in order.chunks(share).zip(&results) {
-                if *done < part.len() {
-                    return Err(diverged(done_all + done));
-                }
-                done_all += done;
-                loss += l;
-            }
-            loss
+            (0..total).step_by(share.max(1)).zip(results).collect()
         };
+        let mut total_loss = 0.0;
+        let mut done_all = 0;
+        let mut halted = false;
+        for (offset, ran) in ran {
+            total_loss += ran.loss;
+            done_all += ran.done;
+            let first = offset + ran.done + 1;
+            match ran.stop {
+                None => {}
+                Some(Stop::Halted) => halted = true,
+                Some(Stop::Loss) => {
+                    return Err(TrainError::Diverged {
+                        epoch: epoch + 1,
+                        example: first,
+                        value: f64::NAN,
+                        lr,
+                        suggest: nice_smaller(lr),
+                    })
+                }
+                Some(Stop::Input(e)) => return Err(e.into()),
+            }
+        }
+        // The loss can stay finite while an update overflows: no
+        // parameter may leave an epoch (or an interrupted one) infinite.
+        if let Some(bad) = native.first_non_finite() {
+            return Err(diverged_parameter(session, bad, epoch + 1, lr));
+        }
+        if halted {
+            interrupted = Some(Interruption {
+                epoch: epoch + 1,
+                examples: done_all,
+                total,
+            });
+            break;
+        }
         observer.progress(epoch + 1, total, total, total_loss / total as f64);
         let mean_loss = total_loss / total as f64;
         let seconds = started.elapsed().as_secs_f64();
@@ -459,9 +548,32 @@ fn train_native(
             break;
         }
     }
-    let params = native.to_params();
+    drop(tables);
     let touched = native.touched();
-    Ok(tracker.finish(params, &touched))
+    let params = native.into_params()?;
+    Ok(tracker.finish(params, &touched, interrupted))
+}
+
+/// The divergence error for a parameter the native step made infinite or NaN.
+fn diverged_parameter(session: &Session, bad: NonFinite, epoch: usize, lr: f64) -> TrainError {
+    let g = &session.gradient;
+    let table = &g.tables[bad.table];
+    let id = table
+        .domain
+        .and_then(|d| session.binding.domains.get(d.index()))
+        .and_then(|(_, ids)| ids.names().get(bad.row));
+    let row = match id {
+        Some(id) => format!("{} (`{id}`)", bad.row),
+        None => bad.row.to_string(),
+    };
+    TrainError::DivergedParameter {
+        table: table.name.clone(),
+        row,
+        epoch,
+        value: f64::from(bad.value),
+        lr,
+        suggest: nice_smaller(lr),
+    }
 }
 
 /// Compile the fused training step of `g`, touching rows `prefetch`
@@ -489,50 +601,83 @@ struct NativeJob<'a> {
     hyper: Hyper,
 }
 
+/// What one thread's share of an epoch did.
+struct Ran {
+    /// Examples finished, and their summed loss.
+    done: usize,
+    loss: f64,
+    /// Why it stopped before the end of its rows.
+    stop: Option<Stop>,
+}
+
+enum Stop {
+    /// An example's loss was not finite (`done` is that example, 0-based).
+    Loss,
+    /// A block failed validation; the kernel did not run it.
+    Input(InputError),
+    /// Asked to stop (an interrupt), or another thread stopped.
+    Halted,
+}
+
 impl NativeJob<'_> {
-    /// Train on `rows` in blocks; returns the examples finished and their
-    /// summed loss. Stops early when a loss is not finite, or when another
-    /// thread has stopped (`shared`).
+    /// Train on `rows` in blocks. After each block `report` is told the
+    /// examples done and their summed loss; it returns false to stop
+    /// there (unless it was the last block). Stops early too when a loss
+    /// is not finite, when a block fails validation, or when another thread
+    /// has stopped (`shared`).
     fn run(
         &self,
         rows: &[usize],
         rng: &mut StdRng,
-        report: &mut dyn FnMut(usize, f64),
+        report: &mut dyn FnMut(usize, f64) -> bool,
         shared: Option<(&AtomicBool, &AtomicUsize)>,
-    ) -> (usize, f64) {
+    ) -> Ran {
         let binding = &self.session.binding;
         let g = &self.session.gradient;
         let mut columns = binding.columns();
         let mut runner = Runner::new();
         let (mut done, mut loss) = (0, 0.0);
-        for block in rows.chunks(NATIVE_BLOCK) {
+        let mut blocks = rows.chunks(NATIVE_BLOCK).peekable();
+        let stop = loop {
+            let Some(block) = blocks.next() else {
+                break None;
+            };
             if shared.is_some_and(|(stop, _)| stop.load(Ordering::Relaxed)) {
-                break;
+                break Some(Stop::Halted);
             }
             columns.clear();
             binding.encode_rows(self.data, block, rng, true, &mut columns);
-            let (n, l) = runner.run(
+            let (n, l) = match runner.run(
                 self.kernel,
                 g,
                 &columns,
                 self.tables,
                 self.sizes,
                 self.hyper,
-            );
+            ) {
+                Ok(ran) => ran,
+                Err(e) => break Some(Stop::Input(e)),
+            };
             done += n;
             loss += l;
-            if let Some((stop, progress)) = shared {
+            if let Some((_, progress)) = shared {
                 progress.fetch_add(n, Ordering::Relaxed);
-                if n < block.len() {
-                    stop.store(true, Ordering::Relaxed);
-                }
             }
-            report(done, loss);
-            if n < block.len() {
-                break;
+            let stop = if n < block.len() {
+                Some(Stop::Loss)
+            } else if !report(done, loss) && blocks.peek().is_some() {
+                Some(Stop::Halted)
+            } else {
+                None
+            };
+            if stop.is_some() {
+                break stop;
             }
+        };
+        if let (Some((flag, _)), Some(_)) = (shared, &stop) {
+            flag.store(true, Ordering::Relaxed);
         }
-        (done, loss)
+        Ran { done, loss, stop }
     }
 }
 
@@ -577,12 +722,22 @@ impl<'a> EpochTracker<'a> {
         let g = &session.gradient;
         let monitor = predict::monitor_name(session.task);
         // Parameters are read only to validate, and to keep the best epoch.
-        let state = (!self.validation.is_empty()).then(snapshot);
-        let value = match &state {
+        let mut state = (!self.validation.is_empty()).then(snapshot);
+        // Only early stopping keeps the snapshot; otherwise it is finalised
+        // in place and dropped as soon as the predictor has its own copy.
+        let value = match state.take() {
             None => None,
             Some((params, touched)) => {
-                let finished = predict::finalise(g, params, touched);
+                let keep = self.config.early_stopping > 0;
+                let finished = if keep {
+                    let finished = predict::finalise(g, params.clone(), &touched);
+                    state = Some((params, touched));
+                    finished
+                } else {
+                    predict::finalise(g, params, &touched)
+                };
                 let predictor = Predictor::new(session, &finished);
+                drop(finished);
                 Some(predictor.monitor(self.data, self.validation, self.config.seed)?)
             }
         };
@@ -616,17 +771,23 @@ impl<'a> EpochTracker<'a> {
         Ok(false)
     }
 
-    fn finish(self, params: Params, touched: &[Vec<bool>]) -> Trained {
+    fn finish(
+        self,
+        params: Params,
+        touched: &[Vec<bool>],
+        interrupted: Option<Interruption>,
+    ) -> Trained {
         let g = &self.session.gradient;
         let (params, touched, best_epoch) = match self.best {
             Some((_, e, p, t)) => (p, t, Some(e)),
             None => (params, touched.to_vec(), None),
         };
         Trained {
-            params: predict::finalise(g, &params, &touched),
+            params: predict::finalise(g, params, &touched),
             history: self.history,
             best_epoch,
             monitor: predict::monitor_name(self.session.task).to_string(),
+            interrupted,
         }
     }
 }

@@ -441,14 +441,16 @@ fn check_edges(file: &str, model: &Model, base: &Dataset) {
     let kernel = train::compile_step(g, optimizer, recc_jit::DEFAULT_PREFETCH).unwrap();
     let mut native = guarded(&start, optimizer);
     let tables = TableWords::new(&mut native);
-    let (done, native_loss) = Runner::new().run(
-        &kernel,
-        g,
-        &columns,
-        &tables,
-        &sizes,
-        Hyper::new(optimizer, model.fit.lr),
-    );
+    let (done, native_loss) = Runner::new()
+        .run(
+            &kernel,
+            g,
+            &columns,
+            &tables,
+            &sizes,
+            Hyper::new(optimizer, model.fit.lr),
+        )
+        .unwrap();
     let what = format!("{file} step");
     assert_eq!(done, n, "{what}: a loss was not finite (a guard read?)");
     assert!(native_loss.is_finite(), "{what}: loss {native_loss}");
@@ -474,14 +476,16 @@ fn check_edges(file: &str, model: &Model, base: &Dataset) {
         let mut native = guarded(&params, Optimizer::Sgd);
         let tables = TableWords::new(&mut native);
         let mut runner = Runner::new();
-        let (done, _) = runner.run(
-            &predict,
-            f,
-            &columns,
-            &tables,
-            sizes,
-            Hyper::new(Optimizer::Sgd, 0.0),
-        );
+        let (done, _) = runner
+            .run(
+                &predict,
+                f,
+                &columns,
+                &tables,
+                sizes,
+                Hyper::new(Optimizer::Sgd, 0.0),
+            )
+            .unwrap();
         assert_eq!(done, examples.len(), "{what}");
         for (ex, &score) in examples.iter().zip(&runner.scores) {
             let want = evaluate(f, &params, ex)
@@ -1171,14 +1175,16 @@ fn lockstep(
                 *m = *t as f32;
             }
         }
-        let (done, _) = runner.run(
-            kernel,
-            g,
-            &columns,
-            &tables,
-            &sizes,
-            Hyper::new(optimizer, lr),
-        );
+        let (done, _) = runner
+            .run(
+                kernel,
+                g,
+                &columns,
+                &tables,
+                &sizes,
+                Hyper::new(optimizer, lr),
+            )
+            .unwrap();
         if done != 1 {
             return Err(format!(
                 "step {k}: the kernel's loss was not finite; evaluator {}",
@@ -1604,7 +1610,9 @@ fn a_row_repeated_in_one_example_takes_one_step() {
             let mut native = NativeParams::new(&start, opt);
             let tables = TableWords::new(&mut native);
             let columns = columns_of(g, &[ex]);
-            Runner::new().run(&kernel, g, &columns, &tables, &sizes, Hyper::new(opt, lr));
+            Runner::new()
+                .run(&kernel, g, &columns, &tables, &sizes, Hyper::new(opt, lr))
+                .unwrap();
             let (d, at) = max_rel_diff(&session, &expected, &native.to_params());
             println!("{optimizer}, {case}: {d:.3e} at {at}");
             if d > 1e-5 {
@@ -1613,4 +1621,192 @@ fn a_row_repeated_in_one_example_takes_one_step() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// One block of `file`'s training examples, encoded, with its session.
+fn encoded_block(file: &str, base: &Dataset, n: usize) -> (Session, Columns) {
+    let model = compile_file(file);
+    let (data, bind) = data_for(file, base);
+    let rows: Vec<usize> = (0..data.len()).collect();
+    let session = Session::new(&model, &data, &rows, &bind).unwrap();
+    let mut columns = session.binding.columns();
+    let mut rng = StdRng::seed_from_u64(3);
+    session
+        .binding
+        .encode_rows(&data, &rows[..n], &mut rng, true, &mut columns);
+    (session, columns)
+}
+
+/// Columns, offsets and tables that break the kernel's layout are refused
+/// before the kernel runs, naming what is wrong; the tables stay as they
+/// were.
+#[test]
+fn bad_columns_offsets_and_tables_are_refused_before_the_kernel_runs() {
+    let base = builtin();
+    for (file, optimizer) in [
+        ("biased_mf.rec", Optimizer::Sgd),
+        ("svdpp.rec", Optimizer::Adagrad),
+        (
+            "svdpp.rec",
+            Optimizer::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+            },
+        ),
+    ] {
+        let (session, good) = encoded_block(file, &base, 64);
+        let g = &session.gradient;
+        let sizes = session.binding.domain_sizes();
+        let kernel = train::compile_step(g, optimizer, 0).unwrap();
+        let start = initialise(g, &sizes, 1).unwrap();
+        let hyper = Hyper::new(optimizer, 0.01);
+        let run = |columns: &Columns, native: &mut NativeParams, sizes: &[usize]| {
+            let tables = TableWords::new(native);
+            Runner::new().run(&kernel, g, columns, &tables, sizes, hyper)
+        };
+        let refused =
+            |columns: &Columns, native: &mut NativeParams, sizes: &[usize], says: &str| {
+                let before = native.tables.clone();
+                match run(columns, native, sizes) {
+                    Err(e) => {
+                        let m = e.to_string();
+                        assert!(m.contains(says), "{file}: expected `{says}` in: {m}");
+                    }
+                    Ok(r) => panic!("{file}: ran ({r:?}) where `{says}` was expected"),
+                }
+                assert_eq!(
+                    native.tables, before,
+                    "{file}: a refused block changed the tables"
+                );
+            };
+        let mut native = NativeParams::new(&start, optimizer);
+        assert_eq!(run(&good, &mut native, &sizes).unwrap().0, 64, "{file}");
+
+        let index_slot = g
+            .slots
+            .iter()
+            .position(|s| matches!(s.kind, SlotKind::Index(_)))
+            .unwrap();
+        let SlotKind::Index(d) = g.slots[index_slot].kind else {
+            unreachable!()
+        };
+        let name = &g.slots[index_slot].name;
+
+        // An index equal to its domain's size.
+        let mut bad = good.clone();
+        if let SlotColumn::Index(v) = &mut bad.slots[index_slot] {
+            v[5] = sizes[d.index()] as u32;
+        }
+        let says = format!("slot `{name}`: example 6 holds index {}", sizes[d.index()]);
+        refused(&bad, &mut native, &sizes, &says);
+
+        // A column shorter than the block.
+        let mut bad = good.clone();
+        if let SlotColumn::Index(v) = &mut bad.slots[index_slot] {
+            v.pop();
+        }
+        refused(&bad, &mut native, &sizes, "holds 63 values, 64 needed");
+
+        // A column missing, domain sizes missing.
+        let mut bad = good.clone();
+        bad.slots.pop();
+        refused(&bad, &mut native, &sizes, "input columns given for");
+        refused(&good, &mut native, &sizes[1..], "domain sizes given for");
+
+        // A domain said to be larger than its tables: every table over it
+        // is then short.
+        let mut larger = sizes.clone();
+        larger[d.index()] += 1;
+        refused(&good, &mut native, &larger, "its values hold");
+
+        // Short tables: values, and each piece of optimiser state.
+        let t = g.tables.iter().position(|t| t.domain == Some(d)).unwrap();
+        let mut short = NativeParams::new(&start, optimizer);
+        short.tables[t].pop();
+        refused(&good, &mut short, &sizes, "its values hold");
+        let mut short = NativeParams::new(&start, optimizer);
+        short.touched[t].pop();
+        refused(&good, &mut short, &sizes, "its touched flags hold");
+        if optimizer != Optimizer::Sgd {
+            let mut short = NativeParams::new(&start, optimizer);
+            short.first[t].clear();
+            refused(&good, &mut short, &sizes, "its optimiser state hold 0");
+        }
+        if matches!(optimizer, Optimizer::Adam { .. }) {
+            let mut short = NativeParams::new(&start, optimizer);
+            short.steps[t].clear();
+            refused(&good, &mut short, &sizes, "its step counts hold 0");
+        }
+
+        // Bags: offsets out of order, past the members, a member outside.
+        let Some(bag_slot) = g
+            .slots
+            .iter()
+            .position(|s| matches!(s.kind, SlotKind::Bag { .. }))
+        else {
+            continue;
+        };
+        let SlotKind::Bag { domain: bd, .. } = g.slots[bag_slot].kind else {
+            unreachable!()
+        };
+        let mut bad = good.clone();
+        if let SlotColumn::Bag { offsets, .. } = &mut bad.slots[bag_slot] {
+            // Example 10's bag ends before it starts.
+            offsets[10] = offsets[11] + 1;
+        }
+        refused(&bad, &mut native, &sizes, "the bag of example");
+        let mut bad = good.clone();
+        if let SlotColumn::Bag {
+            offsets, members, ..
+        } = &mut bad.slots[bag_slot]
+        {
+            let last = offsets.len() - 1;
+            offsets[last] = members.len() as u32 + 1;
+        }
+        refused(&bad, &mut native, &sizes, "past its");
+        let mut bad = good.clone();
+        if let SlotColumn::Bag {
+            offsets, members, ..
+        } = &mut bad.slots[bag_slot]
+        {
+            let at = offsets[20] as usize;
+            assert!(at < members.len(), "{file}: example 21 has an empty bag");
+            members[at] = sizes[bd.index()] as u32;
+        }
+        refused(&bad, &mut native, &sizes, "outside domain");
+        let mut bad = good.clone();
+        if let SlotColumn::Bag { offsets, .. } = &mut bad.slots[bag_slot] {
+            offsets.truncate(10);
+        }
+        refused(
+            &bad,
+            &mut native,
+            &sizes,
+            "offsets holds 10 values, 65 needed",
+        );
+    }
+}
+
+/// The predict kernel is checked the same way: a short table is refused.
+#[test]
+fn a_predict_kernel_with_a_short_table_is_refused() {
+    let base = builtin();
+    let (session, columns) = encoded_block("biased_mf.rec", &base, 32);
+    let f = &session.forward;
+    let sizes = session.binding.domain_sizes();
+    let predict = Kernel::compile(f, KernelKind::Predict, 0).unwrap();
+    let params = initialise(f, &sizes, 1).unwrap();
+    let mut native = NativeParams::new(&params, Optimizer::Sgd);
+    let tables = TableWords::new(&mut native);
+    let hyper = Hyper::new(Optimizer::Sgd, 0.0);
+    assert!(Runner::new()
+        .run(&predict, f, &columns, &tables, &sizes, hyper)
+        .is_ok());
+    let p = f.tables.iter().position(|t| t.name == "p").unwrap();
+    native.tables[p].truncate(10);
+    let tables = TableWords::new(&mut native);
+    let err = Runner::new()
+        .run(&predict, f, &columns, &tables, &sizes, hyper)
+        .unwrap_err();
+    assert!(err.to_string().contains("table `p`"), "{err}");
 }

@@ -556,3 +556,167 @@ fn intervals_are_measured_for_variational_models_only() {
         assert!((-1.0..=1.0).contains(&m.spread_corr), "{objective}: {m:?}");
     }
 }
+
+/// `sqrt(w[u])` at `w = 0` has an infinite gradient: the native step makes
+/// the row infinite while the loss stays finite, and with one row per user
+/// nothing reads the row again within the epoch.
+const SQRT_MODEL: &str = "model sqrt_bias
+use stdlib.losses
+input u: user
+input i: item
+input r: real
+param q[item]: real
+param w[user]: real
+let R(u, i) = q[i] + sqrt(w[u])
+loss mse(R(u, i), r)
+fit { optimizer: sgd(lr: 0.01), epochs: 1, seed: 1 }
+";
+
+fn compile_text(name: &str, text: &str) -> recc_compiler::model::Model {
+    let compiled = recc_compiler::compile(name, text);
+    assert!(!compiled.has_errors(), "{}", compiled.render_diagnostics());
+    compiled.model.expect("a checked model")
+}
+
+/// The first row of every user.
+fn one_row_per_user(data: &Dataset) -> Vec<usize> {
+    let (_, users) = data.users().expect("a user column");
+    let mut seen = std::collections::HashSet::new();
+    (0..data.len()).filter(|&r| seen.insert(users[r])).collect()
+}
+
+#[test]
+fn parameters_that_become_infinite_under_a_finite_loss_stop_training() {
+    let model = compile_text("sqrt_bias.rec", SQRT_MODEL);
+    let data = small_data();
+    let rows = one_row_per_user(&data);
+    let session = Session::new(&model, &data, &rows, &BindOptions::default()).unwrap();
+    for threads in [1, 2] {
+        let mut c = config(&model, 1);
+        c.threads = threads;
+        match train::train(&session, &data, &rows, &[], &c, &mut Silent) {
+            Err(e @ TrainError::DivergedParameter { epoch, .. }) => {
+                assert_eq!(epoch, 1);
+                let m = e.to_string();
+                assert!(m.contains("parameter `w` row"), "{m}");
+                assert!(m.contains("try a smaller learning rate"), "{m}");
+            }
+            Err(e) => panic!("threads {threads}: expected a parameter divergence, got {e}"),
+            Ok(t) => panic!(
+                "threads {threads}: trained, w[0] = {}",
+                t.params.tables[1][(0, 0)]
+            ),
+        }
+    }
+    // The evaluator refuses the same step, on the gradient.
+    let mut c = config(&model, 1);
+    c.backend = train::Backend::Interp;
+    assert!(matches!(
+        train::train(&session, &data, &rows, &[], &c, &mut Silent),
+        Err(TrainError::Diverged { epoch: 1, .. })
+    ));
+}
+
+/// An observer that asks to stop after `after` progress reports.
+struct StopAfter {
+    after: usize,
+    reports: usize,
+}
+
+impl train::Observer for StopAfter {
+    fn progress(&mut self, _: usize, _: usize, _: usize, _: f64) {
+        self.reports += 1;
+    }
+    fn stop_requested(&mut self) -> bool {
+        self.reports >= self.after
+    }
+}
+
+#[test]
+fn a_stop_request_ends_training_at_a_block_with_the_parameters_so_far() {
+    let model = compile("biased_mf.rec");
+    let data = synth::generate(&SynthConfig {
+        users: 300,
+        items: 200,
+        ratings_per_user: 60,
+        ..SynthConfig::default()
+    });
+    let rows: Vec<usize> = (0..data.len()).collect();
+    assert!(rows.len() > 3 * 4096, "want several blocks an epoch");
+    let session = Session::new(&model, &data, &rows, &BindOptions::default()).unwrap();
+    for backend in [train::Backend::Jit, train::Backend::Interp] {
+        let mut c = config(&model, 50);
+        c.backend = backend;
+        // Native: after the first block of epoch 1. Interp: after 4096 examples.
+        let mut observer = StopAfter {
+            after: 1,
+            reports: 0,
+        };
+        let trained = train::train(&session, &data, &rows, &[], &c, &mut observer).unwrap();
+        let stop = trained.interrupted.expect("interrupted");
+        assert_eq!(stop.epoch, 1, "{backend}");
+        assert_eq!(stop.examples, 4096, "{backend}");
+        assert_eq!(stop.total, rows.len());
+        assert!(trained.history.is_empty(), "{backend}");
+        assert!(trained
+            .params
+            .tables
+            .iter()
+            .all(|t| t.iter().all(|v| v.is_finite())));
+        // Interrupted between epochs: the finished epochs are kept.
+        let mut observer = StopAfter {
+            after: 0,
+            reports: 0,
+        };
+        let mut c = config(&model, 50);
+        c.backend = backend;
+        let trained = train::train(&session, &data, &rows, &[], &c, &mut observer).unwrap();
+        assert_eq!(trained.interrupted.map(|s| s.examples), Some(0));
+    }
+}
+
+#[test]
+fn parameters_beyond_memory_are_refused_with_their_size_and_cause() {
+    use recc_runtime::init::{check_memory_within, Holder, InitError};
+    let model = compile_text(
+        "wide.rec",
+        "model wide\nuse stdlib.losses\ninput u: user\ninput i: item\ninput r: real\n\
+         param p[user]: vec(65536)\nparam q[item]: real\n\
+         loss mse(sum(p[u]) + q[i], r)\n\
+         fit { optimizer: adam(lr: 0.01), epochs: 1, seed: 1 }\n",
+    );
+    let g = recc_compiler::gradient_graph(&model).unwrap();
+    let sizes = [200_000, 50];
+    let gb = 1_000_000_000u128;
+    match check_memory_within(&g, &sizes, model.fit.optimizer, Holder::Native, 16 * gb) {
+        Err(InitError::Memory(m)) => {
+            // 200000 × 65536 × (4 values + 8 Adam) bytes.
+            assert!(m.contains("need 157.3 GB"), "{m}");
+            assert!(m.contains("16.0 GB"), "{m}");
+            assert!(
+                m.contains("`p[user]`: 200000 rows × 65536 lanes × 12 bytes"),
+                "{m}"
+            );
+            assert!(m.contains("adam"), "{m}");
+        }
+        other => panic!("expected a memory error, got {other:?}"),
+    }
+    assert!(
+        check_memory_within(&g, &[20, 50], model.fit.optimizer, Holder::Native, 16 * gb).is_ok()
+    );
+    // Through the trainer, before anything is allocated or compiled.
+    let data = small_data();
+    let rows: Vec<usize> = (0..data.len()).collect();
+    let session = Session::new(&model, &data, &rows, &BindOptions::default()).unwrap();
+    let mut big = session.clone();
+    if let Some((_, ids)) = big.binding.domains.iter_mut().find(|(n, _)| n == "user") {
+        for k in 0..300_000 {
+            ids.intern(&format!("extra{k}"));
+        }
+    }
+    let err = train::train(&big, &data, &rows, &[], &config(&model, 1), &mut Silent).unwrap_err();
+    assert!(
+        matches!(err, TrainError::Init(InitError::Memory(_))),
+        "{err}"
+    );
+}
