@@ -704,4 +704,3 @@ pub const LOCKSTEP_TOLERANCE: f64 = 1e-5;
 /// Adagrad's and Adam's steps from gradients this small are left out of
 /// the lockstep comparison: see [`lockstep`].
 const ILL_CONDITIONED_GRADIENT: f64 = 1e-5;
-

@@ -204,7 +204,13 @@ impl Default for DataHarness {
 
 impl DataHarness {
     pub fn new() -> DataHarness {
-        let wanted = ["biased_mf.rec", "temporal_mf.rec", "fm.rec", "svdpp.rec", "bpr_mf.rec"];
+        let wanted = [
+            "biased_mf.rec",
+            "temporal_mf.rec",
+            "fm.rec",
+            "svdpp.rec",
+            "bpr_mf.rec",
+        ];
         let models = crate::named_model_sources()
             .into_iter()
             .filter(|(n, _)| wanted.contains(&n.as_str()))
@@ -433,8 +439,16 @@ impl Harness for DataHarness {
                 let spec = pick(
                     rng,
                     &[
-                        "tree:3x3", "tree:2x5", "tree:0x3", "tree:1x1", "tree:99999x99999",
-                        "tree:3x", "builtin+item2vec", "csv:x+text", "lastfm:", "ml-100k:x+foo",
+                        "tree:3x3",
+                        "tree:2x5",
+                        "tree:0x3",
+                        "tree:1x1",
+                        "tree:99999x99999",
+                        "tree:3x",
+                        "builtin+item2vec",
+                        "csv:x+text",
+                        "lastfm:",
+                        "ml-100k:x+foo",
                         "tree:18446744073709551615x2",
                     ],
                 );
@@ -445,7 +459,9 @@ impl Harness for DataHarness {
                 });
                 c.files.push((
                     "words.txt".into(),
-                    pick(rng, FIELDS).repeat(rng.random_range(1..4)).into_bytes(),
+                    pick(rng, FIELDS)
+                        .repeat(rng.random_range(1..4))
+                        .into_bytes(),
                 ));
                 c.train = false;
             }
@@ -460,7 +476,8 @@ impl Harness for DataHarness {
         for (_, content) in &c.files {
             let _ = text::tokenize(&String::from_utf8_lossy(content));
         }
-        let dir = tempfile::tempdir().map_err(|e| Finding::new("harness: tempdir", e.to_string()))?;
+        let dir =
+            tempfile::tempdir().map_err(|e| Finding::new("harness: tempdir", e.to_string()))?;
         for (name, content) in &c.files {
             // Only plain names: a case must not write outside its folder.
             if name.is_empty() || name.contains('/') || name.starts_with('.') {
@@ -518,7 +535,11 @@ impl Harness for DataHarness {
             None => Vec::new(),
         };
         let options = LoadOptions {
-            bad_lines: if c.bad_skip { BadLines::Skip } else { BadLines::Fail },
+            bad_lines: if c.bad_skip {
+                BadLines::Skip
+            } else {
+                BadLines::Fail
+            },
             delimited: Spec {
                 separator: c.sep.clone().filter(|s| !s.is_empty()),
                 header: c.header,
@@ -595,8 +616,7 @@ impl DataHarness {
             config.threads = 1;
             config.early_stopping = 0;
             config.backend = Backend::Jit;
-            let Ok(trained) = train::train(&session, data, &rows, &[], &config, &mut Silent)
-            else {
+            let Ok(trained) = train::train(&session, data, &rows, &[], &config, &mut Silent) else {
                 continue;
             };
             stage("trained");

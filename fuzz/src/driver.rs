@@ -116,11 +116,19 @@ pub struct Report {
 impl Report {
     pub fn print(&self, name: &str) {
         println!("{name}: {} executions", self.executions);
-        let stages: Vec<String> = self.stages.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let stages: Vec<String> = self
+            .stages
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
         println!("{name}: stages: {}", stages.join(", "));
         println!("{name}: {} distinct findings", self.findings.len());
         for k in &self.findings {
-            println!("  FINDING {}\n    input: {}", k.finding.signature, k.path.display());
+            println!(
+                "  FINDING {}\n    input: {}",
+                k.finding.signature,
+                k.path.display()
+            );
             for line in k.finding.detail.lines().take(6) {
                 println!("    {line}");
             }
@@ -364,7 +372,14 @@ pub fn run_in_process<H: Harness>(
                 } else {
                     input.clone()
                 };
-                let path = keep(&opts.findings, h.name(), h.extension(), opts.seed, &f, &small);
+                let path = keep(
+                    &opts.findings,
+                    h.name(),
+                    h.extension(),
+                    opts.seed,
+                    &f,
+                    &small,
+                );
                 if progress {
                     println!("FINDING\t{}\t{}", f.signature, path.display());
                 }
@@ -544,18 +559,16 @@ fn supervise(name: &str, ext: &str, opts: &Options) -> Report {
                 let mut parts = line.splitn(3, '\t');
                 match (parts.next(), parts.next(), parts.next()) {
                     (Some("EXECS"), Some(n), _) => execs = n.parse().unwrap_or(execs),
-                    (Some("FINDING"), Some(sig), Some(path)) => {
-                        if signatures.insert(sig.to_string()) {
-                            let detail = std::fs::read_to_string(
-                                Path::new(path).with_extension("txt"),
-                            )
+                    (Some("FINDING"), Some(sig), Some(path))
+                        if signatures.insert(sig.to_string()) =>
+                    {
+                        let detail = std::fs::read_to_string(Path::new(path).with_extension("txt"))
                             .unwrap_or_default();
-                            report.findings.push(Kept {
-                                finding: Finding::new(sig, detail),
-                                path: PathBuf::from(path),
-                            });
-                            eprintln!("{name}: finding: {sig}");
-                        }
+                        report.findings.push(Kept {
+                            finding: Finding::new(sig, detail),
+                            path: PathBuf::from(path),
+                        });
+                        eprintln!("{name}: finding: {sig}");
                     }
                     (Some("STAGES"), Some(list), _) => {
                         for kv in list.split(' ') {

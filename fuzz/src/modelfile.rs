@@ -56,6 +56,9 @@ pub struct ModelFileHarness {
     /// The mutations of the last generated case, for the finding's note.
     recipe: Vec<String>,
     dir: tempfile::TempDir,
+    /// Whether cases edit header fields (resizing the values to match);
+    /// without, only raw bytes are mutated.
+    pub header_edits: bool,
 }
 
 impl Default for ModelFileHarness {
@@ -137,6 +140,7 @@ impl ModelFileHarness {
             bases,
             recipe: Vec::new(),
             dir,
+            header_edits: true,
         }
     }
 }
@@ -229,7 +233,17 @@ fn edit_header(p: &mut Parts, rng: &mut StdRng, other: &Parts) -> String {
         }
         4 | 5 => {
             let src = h["source"].as_str().unwrap_or("").to_string();
-            let to = pick(rng, &["vec(4096)", "vec(8)", "vec(65)", "vec(1)", "vec(63)", "real"]);
+            let to = pick(
+                rng,
+                &[
+                    "vec(4096)",
+                    "vec(8)",
+                    "vec(65)",
+                    "vec(1)",
+                    "vec(63)",
+                    "real",
+                ],
+            );
             let new = src.replacen("vec(64)", to, 1);
             h["source"] = new.into();
             format!("source: vec(64) -> {to}")
@@ -320,8 +334,10 @@ impl Harness for ModelFileHarness {
         }
         let k = rng.random_range(0..self.bases.len());
         let base = &self.bases[k];
-        self.recipe.push(format!("base {}", BASES.get(k).unwrap_or(&"?")));
-        match rng.random_range(0..20) {
+        self.recipe
+            .push(format!("base {}", BASES.get(k).unwrap_or(&"?")));
+        let classes = if self.header_edits { 20 } else { 11 };
+        match rng.random_range(0..classes) {
             0..=5 => {
                 let rounds = rng.random_range(1..=4);
                 self.recipe.push(format!("{rounds} byte mutations"));
@@ -341,8 +357,12 @@ impl Harness for ModelFileHarness {
             }
             9 | 10 => {
                 let other = &self.bases[rng.random_range(0..self.bases.len())];
-                let (a, b) = (rng.random_range(0..=base.len()), rng.random_range(0..=other.len()));
-                self.recipe.push(format!("first {a} bytes, then another file from byte {b}"));
+                let (a, b) = (
+                    rng.random_range(0..=base.len()),
+                    rng.random_range(0..=other.len()),
+                );
+                self.recipe
+                    .push(format!("first {a} bytes, then another file from byte {b}"));
                 let mut out = base[..a].to_vec();
                 out.extend_from_slice(&other[b..]);
                 out

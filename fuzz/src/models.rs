@@ -16,7 +16,7 @@ use crate::mutate::{self, TOKENS};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use recc_compiler::interp::{evaluate, Example};
-use recc_compiler::model::Model;
+use recc_compiler::model::{Constraint, Model};
 use recc_runtime::bind::BindOptions;
 use recc_runtime::data::Dataset;
 use recc_runtime::init::initialise;
@@ -33,6 +33,8 @@ const SCORED: usize = 20;
 pub const MAX_LANES: usize = 512;
 /// The most parameter values a case may have.
 pub const MAX_VALUES: usize = 400_000;
+/// The largest initial parameter of a model the backends are compared on.
+const MAX_COMPARED_INIT: f64 = 100.0;
 /// Predict scores may differ by this much relative to max(|score|, 1).
 const SCORE_TOLERANCE: f64 = 1e-4;
 
@@ -178,7 +180,9 @@ impl Harness for ModelHarness {
             .tables
             .iter()
             .map(|t| {
-                let rows = t.domain.map_or(1, |dom| sizes.get(dom.index()).copied().unwrap_or(1));
+                let rows = t
+                    .domain
+                    .map_or(1, |dom| sizes.get(dom.index()).copied().unwrap_or(1));
                 rows.saturating_mul(t.shape.len())
             })
             .fold(0, usize::saturating_add);
@@ -186,8 +190,21 @@ impl Harness for ModelHarness {
             stage("set aside: too large");
             return Ok(());
         }
-        if initialise(g, &sizes, model.fit.seed).is_err() {
+        let Ok(start) = initialise(g, &sizes, model.fit.seed) else {
             stage("refused by init");
+            return Ok(());
+        };
+        // Rows that start in the thousands (a mutated `init uniform(0, 1e6)`)
+        // make scores whose f32 rounding alone exceeds the tolerances: such a
+        // model still trains natively, for crashes, but is not compared.
+        let largest = start
+            .tables
+            .iter()
+            .flat_map(|t| t.iter())
+            .fold(0.0f64, |m, v| m.max(v.abs()));
+        if largest.is_nan() || largest > MAX_COMPARED_INIT {
+            let _ = train_on(&session, &d.data, &d.rows, &config(&model, Backend::Jit));
+            stage("trained natively, not compared: large initial values");
             return Ok(());
         }
         // The kernel alone first, so a compile failure is told apart from
@@ -235,7 +252,13 @@ impl Harness for ModelHarness {
                     return Err(Finding::new(
                         format!(
                             "disagree: one step differs ({})",
-                            model.fit.optimizer.to_string().split('(').next().unwrap_or("")
+                            model
+                                .fit
+                                .optimizer
+                                .to_string()
+                                .split('(')
+                                .next()
+                                .unwrap_or("")
                         ),
                         format!("{drift}; stepping together: {e}"),
                     ));
@@ -287,8 +310,15 @@ impl Harness for ModelHarness {
                 continue;
             }
             if diff > SCORE_TOLERANCE {
+                // Distances near the ball's edge lose most of f32's digits
+                // in 1 − |x|²: kept apart from other score disagreements.
+                let ball = f.tables.iter().any(|t| t.constraint == Constraint::Ball);
                 return Err(Finding::new(
-                    "disagree: predict score",
+                    if ball {
+                        "disagree: predict score (a model with a table on the ball)"
+                    } else {
+                        "disagree: predict score"
+                    },
                     format!("row {r}: evaluator {want}, kernel {got} (rel {diff:.2e})"),
                 ));
             }
