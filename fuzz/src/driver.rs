@@ -506,6 +506,12 @@ pub fn main<H: Harness>(mut h: H) -> ! {
 /// A command that runs this executable under the memory limit.
 fn limited(opts: &Options, timeout: Option<f64>) -> Command {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("recc-fuzz"));
+    // Linux names a replaced executable `PATH (deleted)`: a rebuild during a
+    // run starts the new build.
+    let exe = exe
+        .to_str()
+        .and_then(|s| s.strip_suffix(" (deleted)"))
+        .map_or(exe.clone(), PathBuf::from);
     let mut c = Command::new("sh");
     let run = match timeout {
         Some(t) => format!("exec timeout -s KILL {t:.0} \"$0\" \"$@\""),
@@ -595,6 +601,10 @@ fn supervise(name: &str, ext: &str, opts: &Options) -> Report {
         };
         use std::os::unix::process::ExitStatusExt;
         if !hung && status.signal().is_none() && matches!(status.code(), Some(0 | 1)) {
+            break;
+        }
+        if matches!(status.code(), Some(126 | 127)) {
+            eprintln!("{name}: cannot run a worker ({status})");
             break;
         }
         // The worker died in the middle of the case it wrote last.
