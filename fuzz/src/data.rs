@@ -122,6 +122,9 @@ struct Case {
     sep: Option<String>,
     header: bool,
     train: bool,
+    /// `--features` for the factorization machine; empty: every index and
+    /// bag column.
+    features: Option<String>,
     spec: Option<String>,
     files: Vec<(String, Vec<u8>)>,
 }
@@ -140,6 +143,7 @@ fn parse_case(input: &[u8]) -> Case {
                 "sep" => c.sep = Some(value.to_string()),
                 "header" => c.header = true,
                 "train" => c.train = true,
+                "features" => c.features = Some(value.to_string()),
                 "spec" => c.spec = Some(value.to_string()),
                 "file" => c.files.push((value.to_string(), Vec::new())),
                 _ => {}
@@ -177,6 +181,9 @@ fn write_case(c: &Case) -> Vec<u8> {
     }
     if c.train {
         directive("train", "");
+    }
+    if let Some(v) = &c.features {
+        directive("features", v);
     }
     if let Some(v) = &c.spec {
         directive("spec", v);
@@ -354,6 +361,16 @@ impl Harness for DataHarness {
             train: rng.random_bool(0.4),
             ..Case::default()
         };
+        if rng.random_bool(0.2) {
+            let features = [
+                "user,item",
+                "user,user",
+                "user,user,user,user",
+                "item,a",
+                "a,b",
+            ];
+            c.features = Some(pick(rng, &features).to_string());
+        }
         match rng.random_range(0..10) {
             0..=3 => {
                 c.reader = "csv".into();
@@ -581,7 +598,7 @@ impl Harness for DataHarness {
         let _ = text::cooccurrence(&text::item_sequences(&data), 2, None);
         stage("split");
         if c.train {
-            self.train(&data, &mut stage);
+            self.train(&data, c.features.as_deref(), &mut stage);
         }
         Ok(())
     }
@@ -589,7 +606,7 @@ impl Harness for DataHarness {
 
 impl DataHarness {
     /// A few steps of every model the data binds to, then predictions.
-    fn train(&self, data: &Dataset, stage: &mut impl FnMut(&'static str)) {
+    fn train(&self, data: &Dataset, features: Option<&str>, stage: &mut impl FnMut(&'static str)) {
         let rows: Vec<usize> = (0..data.len().min(TRAIN_ROWS)).collect();
         let bags: Vec<String> = data
             .columns
@@ -603,8 +620,11 @@ impl DataHarness {
                 continue;
             };
             let mut options = BindOptions::default();
-            if name == "fm.rec" && !bags.is_empty() {
-                options.features = bags.clone();
+            if name == "fm.rec" {
+                options.features = match features {
+                    Some(f) => f.split(',').map(String::from).collect(),
+                    None => bags.clone(),
+                };
             }
             let Ok(session) = Session::new(model, data, &rows, &options) else {
                 continue;
