@@ -400,7 +400,8 @@ pub fn run_in_process<H: Harness>(
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         println!("EXECS\t{}", report.executions);
-        println!("STAGES\t{}", stages.join(" "));
+        // Stage names have spaces: entries are separated by `;`.
+        println!("STAGES\t{}", stages.join(";"));
     }
     report
 }
@@ -577,7 +578,7 @@ fn supervise(name: &str, ext: &str, opts: &Options) -> Report {
                         eprintln!("{name}: finding: {sig}");
                     }
                     (Some("STAGES"), Some(list), _) => {
-                        for kv in list.split(' ') {
+                        for kv in list.split(';') {
                             if let Some((k, v)) = kv.split_once('=') {
                                 let k: &'static str = Box::leak(k.to_string().into_boxed_str());
                                 *report.stages.entry(k).or_default() += v.parse().unwrap_or(0);
