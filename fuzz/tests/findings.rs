@@ -1,0 +1,54 @@
+//! Inputs the long runs found that today's code mishandles, kept in
+//! `fuzz/findings/HARNESS/` (each with a `.txt` note: the symptom and how
+//! the input was made). Each test replays one harness's inputs and passes
+//! when none of them is a finding any more. They are ignored until the
+//! defects are fixed: some of the inputs crash the process, not only panic.
+//! Run one with `cargo test -p recc-fuzz --test findings -- --ignored NAME`.
+
+use recc_fuzz::data::DataHarness;
+use recc_fuzz::driver::{run_case, Harness, Stages};
+use recc_fuzz::modelfile::ModelFileHarness;
+use recc_fuzz::models::ModelHarness;
+use std::path::PathBuf;
+
+fn replay<H: Harness>(h: &mut H) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("findings")
+        .join(h.name());
+    let mut inputs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == h.extension()))
+                .collect()
+        })
+        .unwrap_or_default();
+    inputs.sort();
+    let mut failures = Vec::new();
+    for path in &inputs {
+        let input = std::fs::read(path).unwrap();
+        println!("{}", path.display());
+        if let Err(f) = run_case(h, &input, &mut Stages::new()) {
+            failures.push(format!("{}: {}", path.display(), f.signature));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+#[ignore = "model files are trusted: tables are not checked against the embedded source"]
+fn modelfile_findings_are_clean_errors() {
+    replay(&mut ModelFileHarness::new());
+}
+
+#[test]
+#[ignore = "time buckets overflow on extreme timestamps; duplicated FM features corrupt the heap"]
+fn data_findings_are_clean_errors() {
+    replay(&mut DataHarness::new());
+}
+
+#[test]
+#[ignore = "models whose backends disagree beyond the tolerances"]
+fn models_findings_agree() {
+    replay(&mut ModelHarness::new());
+}
