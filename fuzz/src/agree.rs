@@ -602,14 +602,16 @@ pub fn lockstep(
                 *m = *t as f32;
             }
         }
-        let (done, _) = runner.run(
-            &kernel,
-            g,
-            &columns,
-            &tables,
-            &sizes,
-            Hyper::new(optimizer, lr),
-        );
+        let (done, _) = runner
+            .run(
+                &kernel,
+                g,
+                &columns,
+                &tables,
+                &sizes,
+                Hyper::new(optimizer, lr),
+            )
+            .map_err(|e| format!("step {k}: the kernel's inputs were refused: {e}"))?;
         if done != 1 {
             return Err(format!(
                 "step {k}: the kernel's loss was not finite; evaluator {}",

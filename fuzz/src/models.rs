@@ -286,7 +286,12 @@ impl Harness for ModelHarness {
         let mut columns = b.columns();
         let mut rng = StdRng::seed_from_u64(0);
         b.encode_rows(&d.data, &rows, &mut rng, false, &mut columns);
-        let scores = scorer.score(f, &columns);
+        let scores = scorer.score(f, &columns).map_err(|e| {
+            Finding::new(
+                "disagree: the predict kernel refused the binding's columns",
+                e.to_string(),
+            )
+        })?;
         let mut rng = StdRng::seed_from_u64(0);
         let mut ex = Example { slots: Vec::new() };
         for (k, &r) in rows.iter().enumerate() {
