@@ -36,13 +36,11 @@ fn replay<H: Harness>(h: &mut H) {
 }
 
 #[test]
-#[ignore = "model files are trusted: tables are not checked against the embedded source"]
 fn modelfile_findings_are_clean_errors() {
     replay(&mut ModelFileHarness::new());
 }
 
 #[test]
-#[ignore = "time buckets overflow on extreme timestamps; duplicated FM features corrupt the heap"]
 fn data_findings_are_clean_errors() {
     replay(&mut DataHarness::new());
 }

@@ -163,12 +163,9 @@ fn data_short_run() {
 #[test]
 fn modelfile_short_run() {
     let _serial = serial();
+    // Bytes and header fields (a table's lanes, the embedded source, a
+    // dropped table) are both mutated: `load` checks them all.
     let mut h = ModelFileHarness::new();
-    // Edited header fields reach a panic or a crash in today's prediction
-    // path within a few cases (a table's lanes or the embedded source
-    // changed, a table dropped); the short run mutates bytes only, which
-    // `load` refuses or which change values, until those are checked.
-    h.header_edits = false;
     let mut report = short_run(&mut h, 1, 60);
     assert_clean(&report);
     // An unmutated file goes all the way.

@@ -876,7 +876,7 @@ fn process_is_gone(pid: u32) -> bool {
 /// or the file a symlink at `path` leads to; anything but a regular file is
 /// refused ([`output_target`]). On any error the destination is left as it
 /// was and the temporary file is removed.
-pub(crate) fn write_atomic(
+pub fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<&File>) -> io::Result<()>,
 ) -> Result<(), ModelFileError> {

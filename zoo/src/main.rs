@@ -67,7 +67,7 @@ fn main() -> ExitCode {
     }
     let page = report.render(&zoo.describe(), started.elapsed().as_secs_f64());
     if let Err(e) = report::write_atomically(&args.out, &page) {
-        eprintln!("error: cannot write {}: {e}", args.out.display());
+        eprintln!("error: cannot write {e}");
         return ExitCode::from(1);
     }
     eprintln!(

@@ -1,6 +1,7 @@
 //! The results page: sections of tables and notes, and every figure checked
 //! against its target, gathered into one summary at the top.
 
+use recc_runtime::modelfile::{write_atomic, ModelFileError};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
@@ -161,15 +162,8 @@ impl Report {
 }
 
 /// Writes `text` to `path` through a temporary file beside it, so an
-/// interrupted run never leaves half a page.
-pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(text.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+/// interrupted run never leaves half a page (the runtime's atomic writer:
+/// the temporary files of killed runs are removed by the next one).
+pub fn write_atomically(path: &Path, text: &str) -> Result<(), ModelFileError> {
+    write_atomic(path, |w| w.write_all(text.as_bytes()))
 }

@@ -325,21 +325,16 @@ impl Dataset {
     /// The file appears only once complete.
     pub fn write_tsv(&self, path: &Path, rows: &[usize]) -> Result<(), DataError> {
         use std::io::Write;
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let io = |e| DataError::io(path, e);
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-        {
-            let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+        let id = |domain: &str, i: u32| {
+            self.domains
+                .get(domain)
+                .map_or_else(|| i.to_string(), |m| m.name(i).to_string())
+        };
+        // The model files' writer: a recognisable temporary file beside the
+        // target (stale ones of killed writers removed), synced, renamed.
+        crate::modelfile::write_atomic(path, |w| {
             let names: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
-            writeln!(w, "{}", names.join("\t")).map_err(io)?;
-            let id = |domain: &str, i: u32| {
-                self.domains
-                    .get(domain)
-                    .map_or_else(|| i.to_string(), |m| m.name(i).to_string())
-            };
+            writeln!(w, "{}", names.join("\t"))?;
             for &r in rows {
                 let fields: Vec<String> = self
                     .columns
@@ -360,12 +355,13 @@ impl Dataset {
                             .join("|"),
                     })
                     .collect();
-                writeln!(w, "{}", fields.join("\t")).map_err(io)?;
+                writeln!(w, "{}", fields.join("\t"))?;
             }
-            w.flush().map_err(io)?;
-        }
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(path).map_err(|e| io(e.error))?;
-        Ok(())
+            Ok(())
+        })
+        .map_err(|e| match e {
+            crate::modelfile::ModelFileError::Io { path, source } => DataError::Io { path, source },
+            other => DataError::Invalid(other.to_string()),
+        })
     }
 }
