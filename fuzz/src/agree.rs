@@ -23,16 +23,19 @@ pub const PARAM_TOLERANCE: f64 = 1e-4;
 /// The largest elementwise `|jit − interp| / max(|interp|, 1)` over every
 /// table, and where it is. A NaN on either side counts as infinite.
 pub fn max_rel_diff(session: &Session, interp: &Params, jit: &Params) -> (f64, String) {
-    let (d, t, row, lane) = worst_lane(interp, jit, 0.0, |_, _, _| false);
+    let (d, t, row, lane) = worst_lane(interp, jit, 0.0, |_, _, _| 0.0, |_, _, _| false);
     (d, describe_lane(session, interp, jit, t, row, lane))
 }
 
 /// [`max_rel_diff`] as (difference, table, row, lane), less an absolute
-/// `slack`, leaving out the lanes `skip` names.
+/// `slack`, relative to the larger of the evaluator's value and the lane's
+/// `operands` (a value computed as a difference carries the rounding of
+/// what it was computed from), leaving out the lanes `skip` names.
 fn worst_lane(
     interp: &Params,
     jit: &Params,
     slack: f64,
+    operands: impl Fn(usize, usize, usize) -> f64,
     skip: impl Fn(usize, usize, usize) -> bool,
 ) -> (f64, usize, usize, usize) {
     let mut worst = (0.0, 0, 0, 0);
@@ -40,7 +43,7 @@ fn worst_lane(
     for (k, (a, b)) in interp.tables.iter().zip(&jit.tables).enumerate() {
         assert_eq!(a.dim(), b.dim(), "table {k}");
         for (((row, lane), x), y) in a.indexed_iter().zip(b.iter()) {
-            let d = ((y - x).abs() - slack).max(0.0) / x.abs().max(1.0);
+            let d = ((y - x).abs() - slack).max(0.0) / x.abs().max(operands(k, row, lane)).max(1.0);
             let d = if (y - x).is_nan() { f64::INFINITY } else { d };
             if d > worst.0 && !skip(k, row, lane) {
                 worst = (d, k, row, lane);
@@ -596,6 +599,11 @@ pub fn lockstep(
         for ((t, row), grad) in &ev.gradients.rows {
             state.step(&mut next, *t, *row, grad, lr);
         }
+        // Optimiser state beyond f32's range is a divergence in both
+        // trainers (the kernel's state would be infinite, its step zero).
+        if state.first_beyond_f32().is_some() {
+            break;
+        }
         // The kernel starts from the evaluator's parameters, in place.
         for (mine, theirs) in native.tables.iter_mut().zip(&params.tables) {
             for (m, t) in mine.iter_mut().zip(theirs.iter()) {
@@ -612,6 +620,10 @@ pub fn lockstep(
                 Hyper::new(optimizer, lr),
             )
             .map_err(|e| format!("step {k}: the kernel's inputs were refused: {e}"))?;
+        // A loss f32 cannot hold is one the kernel stops at as diverged.
+        if done != 1 && ev.loss.abs() > f64::from(f32::MAX) {
+            break;
+        }
         if done != 1 {
             return Err(format!(
                 "step {k}: the kernel's loss was not finite; evaluator {}",
@@ -636,7 +648,18 @@ pub fn lockstep(
                 .map_or(0.0, |g| g[lane])
         };
         let jit = native.to_params();
-        let (d, t, row, lane) = worst_lane(&next, &jit, slack, |t, row, lane| {
+        // A step is a difference: f32 rounds the lane's old value and
+        // its update (lr times the gradient for SGD) before they cancel,
+        // so a huge step landing near zero is compared to its operands.
+        let operands = |t: usize, row: usize, lane: usize| {
+            let step = if adaptive {
+                lr
+            } else {
+                lr * gradient(t, row, lane).abs()
+            };
+            params.tables[t][[row, lane]].abs().max(step)
+        };
+        let (d, t, row, lane) = worst_lane(&next, &jit, slack, operands, |t, row, lane| {
             adaptive && gradient(t, row, lane).abs() < ILL_CONDITIONED_GRADIENT
         });
         if d > tol {
@@ -662,6 +685,17 @@ pub enum Comparison {
     Disagree(String),
 }
 
+/// A divergence error of either trainer: the loss, a parameter or the
+/// optimiser's state left the range the backends can carry.
+fn diverged(e: &TrainError) -> bool {
+    matches!(
+        e,
+        TrainError::Diverged { .. }
+            | TrainError::DivergedParameter { .. }
+            | TrainError::DivergedState { .. }
+    )
+}
+
 pub fn compare_random(
     session: &Session,
     interp: Result<Trained, TrainError>,
@@ -682,12 +716,10 @@ pub fn compare_random(
                 Comparison::Drift(format!("max rel diff {diff:.3e} at {at}"))
             }
         }
-        (Err(TrainError::Diverged { .. }), Err(TrainError::Diverged { .. })) => {
+        (Err(a), Err(b)) if diverged(&a) && diverged(&b) => {
             Comparison::Agree("diverged in both".into())
         }
-        (Err(TrainError::Diverged { .. }), Ok(t)) | (Ok(t), Err(TrainError::Diverged { .. }))
-            if magnitude(&t.params) > 1e6 =>
-        {
+        (Err(e), Ok(t)) | (Ok(t), Err(e)) if diverged(&e) && magnitude(&t.params) > 1e6 => {
             Comparison::Agree("diverged in one; the other's parameters exceed 1e6".into())
         }
         (a, b) => {

@@ -15,11 +15,12 @@ use crate::driver::{Finding, Harness, Stages};
 use crate::mutate::{self, TOKENS};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use recc_compiler::interp::{evaluate, Example};
+use recc_compiler::interp::{evaluate, Example, Params};
+use recc_compiler::ir::Graph;
 use recc_compiler::model::{Constraint, Model};
 use recc_runtime::bind::BindOptions;
 use recc_runtime::data::Dataset;
-use recc_runtime::init::initialise;
+use recc_runtime::init::{initialise, MAX_BALL_NORM};
 use recc_runtime::predict::{with_cold_rows, NativeScorer};
 use recc_runtime::synth::{self, SynthConfig};
 use recc_runtime::train::{self, Backend, Session, Silent, TrainConfig, TrainError, Trained};
@@ -292,6 +293,7 @@ impl Harness for ModelHarness {
                 e.to_string(),
             )
         })?;
+        let ball_slack = ball_edge_slack(f, &params);
         let mut rng = StdRng::seed_from_u64(0);
         let mut ex = Example { slots: Vec::new() };
         for (k, &r) in rows.iter().enumerate() {
@@ -303,7 +305,7 @@ impl Harness for ModelHarness {
                 continue;
             };
             let got = got as f64;
-            let diff = (got - want).abs() / want.abs().max(1.0);
+            let diff = ((got - want).abs() - ball_slack).max(0.0) / want.abs().max(1.0);
             let both_nan = got.is_nan() && want.is_nan();
             if !want.is_finite() || !got.is_finite() {
                 if !both_nan && want.is_finite() != got.is_finite() && want.abs() < 1e30 {
@@ -331,4 +333,28 @@ impl Harness for ModelHarness {
         stage("predict agreed");
         Ok(())
     }
+}
+
+/// The absolute error f32 may put in a score through Poincaré distances.
+/// The kernel rounds ‖x‖² by about `lanes` ε, which 1 − ‖x‖² carries as an
+/// absolute error; relative to 1 − ‖x‖² (2e-5 at the ball's edge) it is
+/// large, and the distance (about the logarithm of a ratio of such terms)
+/// carries it as an absolute error, once for each of its two points. So
+/// each ball table adds 2 · lanes · ε / (its smallest 1 − ‖x‖²): about
+/// 1e-6 for rows well inside the ball, 2e-2 at its edge.
+fn ball_edge_slack(g: &Graph, params: &Params) -> f64 {
+    g.tables
+        .iter()
+        .zip(&params.tables)
+        .filter(|(t, _)| t.constraint == Constraint::Ball)
+        .map(|(_, v)| {
+            let margin = v
+                .rows()
+                .into_iter()
+                .map(|r| 1.0 - r.dot(&r))
+                .fold(1.0f64, f64::min)
+                .max(1.0 - MAX_BALL_NORM * MAX_BALL_NORM);
+            2.0 * v.ncols() as f64 * f64::from(f32::EPSILON) / margin
+        })
+        .sum()
 }

@@ -17,6 +17,18 @@ use recc_compiler::model::{Constraint, Optimizer};
 /// Added to Adagrad's and Adam's denominators so a zero gradient is a zero step.
 const EPSILON: f64 = 1e-8;
 
+/// A lane of optimiser state beyond f32's range: the native step keeps its
+/// state in f32, where a gradient whose square overflows makes Adagrad's
+/// or Adam's step silently zero. Both backends stop there as diverged.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StateOverflow {
+    pub table: usize,
+    pub row: usize,
+    /// Which accumulator: "squared-gradient sum", "first moment" or "second moment".
+    pub state: &'static str,
+    pub value: f64,
+}
+
 /// The optimiser and its per-row state.
 #[derive(Clone, Debug)]
 pub struct OptimiserState {
@@ -61,6 +73,29 @@ impl OptimiserState {
             second,
             steps,
         }
+    }
+
+    /// The first lane of Adagrad's or Adam's state that f32 cannot hold.
+    pub fn first_beyond_f32(&self) -> Option<StateOverflow> {
+        let names: [&'static str; 2] = match self.kind {
+            Optimizer::Adagrad => ["squared-gradient sum", ""],
+            Optimizer::Adam { .. } => ["first moment", "second moment"],
+            Optimizer::Sgd => return None,
+        };
+        for (state, tables) in names.into_iter().zip([&self.first, &self.second]) {
+            for (table, values) in tables.iter().enumerate() {
+                let beyond = |v: &f64| !(v.abs() <= f64::from(f32::MAX));
+                if let Some(((row, _), &value)) = values.indexed_iter().find(|(_, v)| beyond(v)) {
+                    return Some(StateOverflow {
+                        table,
+                        row,
+                        state,
+                        value,
+                    });
+                }
+            }
+        }
+        None
     }
 
     /// Apply `gradient` to row `row` of `table` with learning rate `lr`.

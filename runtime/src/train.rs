@@ -11,7 +11,7 @@ use crate::data::Dataset;
 use crate::init::{check_memory, initialise, Holder, InitError, MAX_BALL_NORM};
 use crate::modelfile::EpochRecord;
 use crate::native::{Hyper, InputError, NativeParams, NonFinite, Runner, TableWords};
-use crate::optim::{OptimiserState, Schedule};
+use crate::optim::{OptimiserState, Schedule, StateOverflow};
 use crate::predict::{self, Predictor};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -75,6 +75,23 @@ pub enum TrainError {
         table: String,
         /// The row's number and, where the domain names it, its id.
         row: String,
+        epoch: usize,
+        value: f64,
+        lr: f64,
+        suggest: f64,
+    },
+    /// A gradient whose square (or whose moment) f32 cannot hold: the
+    /// native step's Adagrad or Adam state would become infinite and its
+    /// steps silently zero. The evaluator stops at the same bound.
+    #[error(
+        "training diverged: a gradient of parameter `{table}` row {row} is too large for \
+         the optimiser: its {state} became {value:e}, beyond f32's range, in epoch {epoch}; \
+         scale the loss or penalty terms down, or try a smaller learning rate, e.g. --lr {suggest}"
+    )]
+    DivergedState {
+        table: String,
+        row: String,
+        state: &'static str,
         epoch: usize,
         value: f64,
         lr: f64,
@@ -401,6 +418,9 @@ pub fn train(
         );
         let mean_loss = total_loss / order.len() as f64;
         let seconds = started.elapsed().as_secs_f64();
+        if let Some(over) = optimiser.first_beyond_f32() {
+            return Err(diverged_state(session, over, epoch + 1, lr));
+        }
         let snapshot = || (params.clone(), touched.clone());
         if tracker.end_epoch(epoch, mean_loss, seconds, &snapshot, observer)? {
             break;
@@ -531,6 +551,9 @@ fn train_native(
         if let Some(bad) = native.first_non_finite() {
             return Err(diverged_parameter(session, bad, epoch + 1, lr));
         }
+        if let Some(over) = native_state_overflow(&native, config.optimizer) {
+            return Err(diverged_state(session, over, epoch + 1, lr));
+        }
         if halted {
             interrupted = Some(Interruption {
                 epoch: epoch + 1,
@@ -554,18 +577,57 @@ fn train_native(
     Ok(tracker.finish(params, &touched, interrupted))
 }
 
-/// The divergence error for a parameter the native step made infinite or NaN.
-fn diverged_parameter(session: &Session, bad: NonFinite, epoch: usize, lr: f64) -> TrainError {
-    let g = &session.gradient;
-    let table = &g.tables[bad.table];
-    let id = table
+/// A row's number and, where its domain names it, its id.
+fn describe_row(session: &Session, table: usize, row: usize) -> String {
+    let id = session.gradient.tables[table]
         .domain
         .and_then(|d| session.binding.domains.get(d.index()))
-        .and_then(|(_, ids)| ids.names().get(bad.row));
-    let row = match id {
-        Some(id) => format!("{} (`{id}`)", bad.row),
-        None => bad.row.to_string(),
+        .and_then(|(_, ids)| ids.names().get(row));
+    match id {
+        Some(id) => format!("{row} (`{id}`)"),
+        None => row.to_string(),
+    }
+}
+
+/// The first lane of the native Adagrad or Adam state that is infinite or NaN.
+fn native_state_overflow(native: &NativeParams, optimizer: Optimizer) -> Option<StateOverflow> {
+    let names: [&'static str; 2] = match optimizer {
+        Optimizer::Adagrad => ["squared-gradient sum", ""],
+        Optimizer::Adam { .. } => ["first moment", "second moment"],
+        Optimizer::Sgd => return None,
     };
+    for (state, tables) in names.into_iter().zip([&native.first, &native.second]) {
+        for (table, values) in tables.iter().enumerate() {
+            if let Some(at) = values.iter().position(|v| !v.is_finite()) {
+                return Some(StateOverflow {
+                    table,
+                    row: at / native.lanes[table].max(1),
+                    state,
+                    value: f64::from(values[at]),
+                });
+            }
+        }
+    }
+    None
+}
+
+/// The divergence error for optimiser state beyond f32's range.
+fn diverged_state(session: &Session, over: StateOverflow, epoch: usize, lr: f64) -> TrainError {
+    TrainError::DivergedState {
+        table: session.gradient.tables[over.table].name.clone(),
+        row: describe_row(session, over.table, over.row),
+        state: over.state,
+        epoch,
+        value: over.value,
+        lr,
+        suggest: nice_smaller(lr),
+    }
+}
+
+/// The divergence error for a parameter the native step made infinite or NaN.
+fn diverged_parameter(session: &Session, bad: NonFinite, epoch: usize, lr: f64) -> TrainError {
+    let table = &session.gradient.tables[bad.table];
+    let row = describe_row(session, bad.table, bad.row);
     TrainError::DivergedParameter {
         table: table.name.clone(),
         row,
