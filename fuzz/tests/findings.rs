@@ -1,9 +1,9 @@
 //! Inputs the long runs found that today's code mishandles, kept in
 //! `fuzz/findings/HARNESS/` (each with a `.txt` note: the symptom and how
 //! the input was made). Each test replays one harness's inputs and passes
-//! when none of them is a finding any more. They are ignored until the
-//! defects are fixed: some of the inputs crash the process, not only panic.
-//! Run one with `cargo test -p recc-fuzz --test findings -- --ignored NAME`.
+//! when none of them is a finding any more. A test whose inputs still
+//! crash the process is ignored until they are fixed; run one with
+//! `cargo test -p recc-fuzz --test findings -- --ignored NAME`.
 
 use recc_fuzz::data::DataHarness;
 use recc_fuzz::driver::{run_case, Harness, Stages};
@@ -46,7 +46,6 @@ fn data_findings_are_clean_errors() {
 }
 
 #[test]
-#[ignore = "models whose backends disagree beyond the tolerances"]
 fn models_findings_agree() {
     replay(&mut ModelHarness::new());
 }

@@ -84,7 +84,7 @@ impl OptimiserState {
         };
         for (state, tables) in names.into_iter().zip([&self.first, &self.second]) {
             for (table, values) in tables.iter().enumerate() {
-                let beyond = |v: &f64| !(v.abs() <= f64::from(f32::MAX));
+                let beyond = |v: &f64| v.is_nan() || v.abs() > f64::from(f32::MAX);
                 if let Some(((row, _), &value)) = values.indexed_iter().find(|(_, v)| beyond(v)) {
                     return Some(StateOverflow {
                         table,

@@ -720,3 +720,45 @@ fn parameters_beyond_memory_are_refused_with_their_size_and_cause() {
         "{err}"
     );
 }
+
+/// A penalty of 1e30 · q²: gradients of about 2e30, whose squares no f32
+/// holds. The native Adagrad and Adam state would become infinite and
+/// their steps silently zero, where the evaluator's f64 state steps on.
+const HUGE_PENALTY_MODEL: &str = "model huge_penalty
+use stdlib.losses
+input u: user
+input i: item
+input r: real
+param q[item]: real init normal(0, 1)
+param w[user]: real
+let R(u, i) = q[i] + w[u]
+loss mse(R(u, i), r)
+penalty 1e30 * sq(q[i])
+fit { optimizer: OPTIMIZER, epochs: 1, seed: 1 }
+";
+
+#[test]
+fn optimiser_state_beyond_f32_stops_both_backends_as_diverged() {
+    let data = small_data();
+    let rows: Vec<usize> = (0..data.len()).collect();
+    for optimizer in ["adagrad(lr: 0.1)", "adam(lr: 0.1)"] {
+        let text = HUGE_PENALTY_MODEL.replace("OPTIMIZER", optimizer);
+        let model = compile_text("huge_penalty.rec", &text);
+        let session = Session::new(&model, &data, &rows, &BindOptions::default()).unwrap();
+        for backend in [train::Backend::Jit, train::Backend::Interp] {
+            let mut c = config(&model, 1);
+            c.backend = backend;
+            match train::train(&session, &data, &rows, &[], &c, &mut Silent) {
+                Err(e @ TrainError::DivergedState { epoch, .. }) => {
+                    assert_eq!(epoch, 1);
+                    let m = e.to_string();
+                    assert!(
+                        m.contains("parameter `q`") && m.contains("beyond f32's range"),
+                        "{m}"
+                    );
+                }
+                other => panic!("{optimizer} on {backend}: expected a divergence, got {other:?}"),
+            }
+        }
+    }
+}
