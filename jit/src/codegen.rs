@@ -32,7 +32,7 @@ use cranelift_frontend::{FunctionBuilder, Variable};
 use recc_compiler::ir::{GradTarget, Graph, NodeId, Op, SlotId, SlotKind, TableId, Ty};
 use recc_compiler::model::{Constraint, Optimizer};
 use recc_compiler::types::{BinaryFn, Shape, UnaryFn};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What a kernel does with each example.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -269,7 +269,8 @@ pub fn build_kernel(
         .iter()
         .enumerate()
         .any(|(i, n)| live[i] && n.ty.shape().is_some_and(|s| s.len() > register_lanes))
-        || g.tables.iter().any(|t| t.shape.len() > register_lanes);
+        || g.tables.iter().any(|t| t.shape.len() > register_lanes)
+        || !looped_row_tables(g).is_empty();
     let scratch = if any_wide {
         let size = b.ins().iconst(types::I64, 0);
         let call = b.ins().call(helpers.scratch_alloc, &[size]);
@@ -1274,8 +1275,15 @@ impl Gen<'_, '_> {
                 rows.entry(t).or_default().push((ix, gr.value));
             }
         }
+        let looped = looped_row_tables(self.g);
         for gr in self.g.grads.clone() {
             match gr.target {
+                GradTarget::Row(t, _) if looped.contains(&t) => {
+                    // The whole group at its first gradient, once.
+                    if let Some(group) = rows.remove(&t) {
+                        self.update_rows_loop(options, t, &group)?;
+                    }
+                }
                 GradTarget::Global(t) => {
                     let g = self.operand(gr.value, None)?;
                     let row = self.b.ins().iconst(types::I64, 0);
@@ -1299,6 +1307,152 @@ impl Gen<'_, '_> {
                     self.close_loop(m_var, m, blocks);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Update every row a large group of index nodes of table `t` names, by
+    /// one runtime loop: rows and gradients go to scratch, and the first
+    /// node naming a row applies the sum of the gradients of all nodes
+    /// naming it. Code size stays linear in the group, where comparing each
+    /// pair in straight-line code and updating per node would be quadratic.
+    fn update_rows_loop(
+        &mut self,
+        options: &StepOptions,
+        t: TableId,
+        group: &[(NodeId, NodeId)],
+    ) -> Result<(), String> {
+        let n = self.g.tables[t.index()].shape.len();
+        let k = group.len();
+        // Rows as i64 (two lanes each); an invalid index is stored as −1,
+        // which names no row.
+        let (rows, rows_r) = self.temp(2 * k)?;
+        let (grads, grads_r) = self.temp(k * n)?;
+        for (j, &(ix, value)) in group.iter().enumerate() {
+            let Some(Val::Index { row, valid }) = self.vals[ix.index()].clone() else {
+                return Err("row gradient without an index".into());
+            };
+            let row = if self.b.func.dfg.value_type(row) == types::I64 {
+                row
+            } else {
+                self.b.ins().uextend(types::I64, row)
+            };
+            let row = match valid {
+                Some(v) => {
+                    let none = self.b.ins().iconst(types::I64, -1);
+                    self.b.ins().select(v, row, none)
+                }
+                None => row,
+            };
+            self.b.ins().store(mem(), row, rows, 8 * j as i32);
+            let dst = wide::offset(self.b, grads, 4 * (n * j) as i64);
+            match self.operand(value, None)? {
+                Opnd::Reg(l) if l.n == n => lanes::store(self.b, &l, dst, 0),
+                g => {
+                    let (s, temp) = self.src(&g)?;
+                    wide::copy(self.b, n, dst, s);
+                    if let Some(r) = temp {
+                        self.regions.give(r);
+                    }
+                }
+            }
+        }
+        let (acc, acc_r) = self.temp(n)?;
+        let i_var = self.b.declare_var(types::I64);
+        let j_var = self.b.declare_var(types::I64);
+        let zero = self.b.ins().iconst(types::I64, 0);
+        self.b.def_var(i_var, zero);
+        let header = self.b.create_block();
+        let body = self.b.create_block();
+        let seen_head = self.b.create_block();
+        let seen_body = self.b.create_block();
+        let seen_next = self.b.create_block();
+        let sum_start = self.b.create_block();
+        let sum_head = self.b.create_block();
+        let sum_body = self.b.create_block();
+        let sum_add = self.b.create_block();
+        let sum_next = self.b.create_block();
+        let apply = self.b.create_block();
+        let next = self.b.create_block();
+        let done = self.b.create_block();
+        let row_at = |b: &mut FunctionBuilder, at: Value| {
+            let off = b.ins().imul_imm_s(at, 8);
+            let a = b.ins().iadd(rows, off);
+            b.ins().load(types::I64, mem(), a, 0)
+        };
+        let grad_at = |b: &mut FunctionBuilder, at: Value| {
+            let off = b.ins().imul_imm_s(at, 4 * n as i64);
+            b.ins().iadd(grads, off)
+        };
+        self.b.ins().jump(header, &[]);
+        // for i in 0..k
+        self.b.switch_to_block(header);
+        let i = self.b.use_var(i_var);
+        let more = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::UnsignedLessThan, i, k as i64);
+        self.b.ins().brif(more, body, &[], done, &[]);
+        self.b.switch_to_block(body);
+        let row = row_at(self.b, i);
+        let invalid = self.b.ins().icmp_imm_s(IntCC::Equal, row, -1);
+        self.b.def_var(j_var, zero);
+        self.b.ins().brif(invalid, next, &[], seen_head, &[]);
+        // Skip a row some j < i names: its update is j's.
+        self.b.switch_to_block(seen_head);
+        let j = self.b.use_var(j_var);
+        let before = self.b.ins().icmp(IntCC::UnsignedLessThan, j, i);
+        self.b.ins().brif(before, seen_body, &[], sum_start, &[]);
+        self.b.switch_to_block(seen_body);
+        let other = row_at(self.b, j);
+        let same = self.b.ins().icmp(IntCC::Equal, other, row);
+        self.b.ins().brif(same, next, &[], seen_next, &[]);
+        self.b.switch_to_block(seen_next);
+        let j1 = self.b.ins().iadd_imm_s(j, 1);
+        self.b.def_var(j_var, j1);
+        self.b.ins().jump(seen_head, &[]);
+        // acc = Σ gradients of j ≥ i naming the row, in group order.
+        self.b.switch_to_block(sum_start);
+        let gi = grad_at(self.b, i);
+        wide::copy(self.b, n, acc, Src::Mem(gi));
+        let i1 = self.b.ins().iadd_imm_s(i, 1);
+        self.b.def_var(j_var, i1);
+        self.b.ins().jump(sum_head, &[]);
+        self.b.switch_to_block(sum_head);
+        let j = self.b.use_var(j_var);
+        let more = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::UnsignedLessThan, j, k as i64);
+        self.b.ins().brif(more, sum_body, &[], apply, &[]);
+        self.b.switch_to_block(sum_body);
+        let other = row_at(self.b, j);
+        let same = self.b.ins().icmp(IntCC::Equal, other, row);
+        self.b.ins().brif(same, sum_add, &[], sum_next, &[]);
+        self.b.switch_to_block(sum_add);
+        let gj = grad_at(self.b, j);
+        let add = |b: &mut FunctionBuilder, x, y, _| b.ins().fadd(x, y);
+        wide::zip(self.b, n, acc, Src::Mem(acc), Src::Mem(gj), add);
+        self.b.ins().jump(sum_next, &[]);
+        self.b.switch_to_block(sum_next);
+        let j1 = self.b.ins().iadd_imm_s(j, 1);
+        self.b.def_var(j_var, j1);
+        self.b.ins().jump(sum_head, &[]);
+        self.b.switch_to_block(apply);
+        let g = if n <= self.register_lanes {
+            Opnd::Reg(lanes::load(self.b, acc, 0, n))
+        } else {
+            Opnd::Mem(acc, n)
+        };
+        self.update_row(options, t, row, g)?;
+        self.b.ins().jump(next, &[]);
+        self.b.switch_to_block(next);
+        let i1 = self.b.ins().iadd_imm_s(i, 1);
+        self.b.def_var(i_var, i1);
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(done);
+        for r in [acc_r, grads_r, rows_r] {
+            self.regions.give(r);
         }
         Ok(())
     }
@@ -1583,6 +1737,32 @@ impl Gen<'_, '_> {
             .call(self.helpers.bias_correction, &[beta, count]);
         self.b.inst_results(call)[0]
     }
+}
+
+/// Row-gradient groups up to this size are updated by straight-line code,
+/// pair by pair; larger ones by one loop (see `Gen::update_rows_loop`).
+const UNROLLED_ROW_GROUP: usize = 4;
+
+/// Tables whose row gradients are updated by one loop: more than
+/// [`UNROLLED_ROW_GROUP`] index nodes, and no bag gradient whose updates
+/// the loop could reorder against theirs.
+fn looped_row_tables(g: &Graph) -> BTreeSet<TableId> {
+    let mut counts: BTreeMap<TableId, usize> = BTreeMap::new();
+    let mut bagged = BTreeSet::new();
+    for gr in &g.grads {
+        match gr.target {
+            GradTarget::Row(t, _) => *counts.entry(t).or_default() += 1,
+            GradTarget::BagRows(t, _) => {
+                bagged.insert(t);
+            }
+            GradTarget::Global(_) => {}
+        }
+    }
+    counts
+        .into_iter()
+        .filter(|&(t, c)| c > UNROLLED_ROW_GROUP && !bagged.contains(&t))
+        .map(|(t, _)| t)
+        .collect()
 }
 
 /// One row update's optimiser, as constants of the step.
