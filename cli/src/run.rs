@@ -455,7 +455,7 @@ pub fn run_split(job: &Job, data: &Dataset, split: &Split, label: &str) -> Resul
     .map_err(|e| failed(e.to_string()));
     progress::release_interrupts();
     progress.finish();
-    let trained = trained?;
+    let mut trained = trained?;
     let seconds = started.elapsed().as_secs_f64();
     // Measured as `recc eval` measures it: every training row, validation
     // tenth included, is the user's and is left out of their ranking.
@@ -468,7 +468,16 @@ pub fn run_split(job: &Job, data: &Dataset, split: &Split, label: &str) -> Resul
         session
     };
     let train_rows = all_train;
-    let predictor = Predictor::new(&session, &trained.params);
+    // The predictor holds the trained tables while it measures and hands
+    // them back, so that no second copy of them lives beside it.
+    let trained_params = std::mem::replace(
+        &mut trained.params,
+        Params {
+            domain_sizes: Vec::new(),
+            tables: Vec::new(),
+        },
+    );
+    let predictor = Predictor::owning(&session, trained_params);
     let mut metrics = BTreeMap::new();
     let mut baseline = None;
     // An interrupted run is saved as it stands, without measuring it.
@@ -496,6 +505,7 @@ pub fn run_split(job: &Job, data: &Dataset, split: &Split, label: &str) -> Resul
             }
         }
     }
+    trained.params = predictor.into_params();
     Ok(Outcome {
         session,
         trained,
@@ -649,9 +659,17 @@ pub fn train_command(
     if let Some(dir) = &data_args.write_split {
         write_split(dir, &prepared.data, split, &source.model, data_args)?;
     }
-    let outcome = run_split(&job, &prepared.data, split, "")?;
+    let mut outcome = run_split(&job, &prepared.data, split, "")?;
     let hierarchy = hierarchy(&prepared.spec, &outcome.session, &outcome.trained.params);
-    let mut saved = saved_model(&source, &prepared, &config, &outcome, data_args);
+    // The tables move into the saved model: nothing reads them after this.
+    let params = std::mem::replace(
+        &mut outcome.trained.params,
+        Params {
+            domain_sizes: Vec::new(),
+            tables: Vec::new(),
+        },
+    );
+    let mut saved = saved_model(&source, &prepared, &config, &outcome, params, data_args);
     let interrupted = outcome
         .trained
         .interrupted
@@ -735,6 +753,7 @@ fn saved_model(
     prepared: &Prepared,
     config: &TrainConfig,
     outcome: &Outcome,
+    params: Params,
     args: &DataArgs,
 ) -> SavedModel {
     let mut settings = config.describe();
@@ -776,7 +795,7 @@ fn saved_model(
             .iter()
             .map(|(n, m)| SavedDomain::from_id_map(n, m))
             .collect(),
-        tables: modelfile::tables_from_params(g, &outcome.trained.params),
+        tables: modelfile::into_saved_tables(g, params),
     }
 }
 

@@ -435,6 +435,26 @@ pub fn tables_from_params(graph: &Graph, params: &Params) -> Vec<SavedTable> {
         .collect()
 }
 
+/// [`tables_from_params`] taking the parameters, so that each table's
+/// values move into the saved model instead of being copied.
+pub fn into_saved_tables(graph: &Graph, params: Params) -> Vec<SavedTable> {
+    graph
+        .tables
+        .iter()
+        .zip(params.tables)
+        .map(|(t, values)| SavedTable {
+            name: t.name.clone(),
+            domain: t
+                .domain
+                .and_then(|d| graph.domains.get(d.index()))
+                .map(|d| d.name.clone()),
+            rows: values.nrows(),
+            lanes: values.ncols(),
+            values: crate::predict::into_row_major(values),
+        })
+        .collect()
+}
+
 /// Write `model` to `path`, replacing any file there only once the new one
 /// is complete.
 pub fn save(path: &Path, model: &SavedModel) -> Result<(), ModelFileError> {

@@ -36,20 +36,35 @@ pub fn finalise(g: &Graph, params: Params, touched: &[Vec<bool>]) -> Params {
             continue;
         }
         let values = &mut out.tables[k];
-        let seen: Vec<usize> = (0..values.nrows()).filter(|&r| touched[k][r]).collect();
-        if seen.is_empty() || seen.len() == values.nrows() {
+        let seen = touched[k]
+            .iter()
+            .take(values.nrows())
+            .filter(|&&t| t)
+            .count();
+        if seen == 0 || seen == values.nrows() {
             continue;
         }
-        let mean = values.select(Axis(0), &seen).mean_axis(Axis(0));
-        if let Some(mean) = mean {
-            for (mut row, _) in values
-                .rows_mut()
-                .into_iter()
-                .zip(&touched[k])
-                .filter(|(_, t)| !**t)
-            {
-                row.assign(&mean);
-            }
+        // Summed in place rather than over a copy of the touched rows (with
+        // many ids, a second table's worth of memory), in the order and with
+        // the rounding of `mean_axis(Axis(0))`: row after row, then divided.
+        let mut sum = ndarray::Array1::<f64>::zeros(values.ncols());
+        for (row, _) in values
+            .rows()
+            .into_iter()
+            .zip(&touched[k])
+            .filter(|(_, t)| **t)
+        {
+            sum += &row;
+        }
+        let count = seen as f64;
+        let mean = sum.mapv_into(|v| v / count);
+        for (mut row, _) in values
+            .rows_mut()
+            .into_iter()
+            .zip(&touched[k])
+            .filter(|(_, t)| !**t)
+        {
+            row.assign(&mean);
         }
     }
     out
@@ -58,27 +73,89 @@ pub fn finalise(g: &Graph, params: Params, touched: &[Vec<bool>]) -> Params {
 /// `params` with one extra row per domain table, the mean of its rows: the
 /// row of an id the data does not know.
 pub fn with_cold_rows(g: &Graph, params: &Params) -> Params {
-    let mut tables = Vec::with_capacity(params.tables.len());
-    for (table, values) in g.tables.iter().zip(&params.tables) {
-        if table.domain.is_none() {
-            tables.push(values.clone());
-            continue;
-        }
-        let lanes = values.ncols();
-        let mean = values
-            .mean_axis(Axis(0))
-            .unwrap_or_else(|| ndarray::Array1::zeros(lanes));
-        let mut grown = Array2::zeros((values.nrows() + 1, lanes));
-        grown
-            .slice_mut(ndarray::s![..values.nrows(), ..])
-            .assign(values);
-        grown.row_mut(values.nrows()).assign(&mean);
-        tables.push(grown);
-    }
+    add_cold_rows(g, params.clone())
+}
+
+/// [`with_cold_rows`], growing each table in place rather than copying it:
+/// with many ids the tables are most of the memory a run uses.
+pub fn add_cold_rows(g: &Graph, params: Params) -> Params {
+    let Params {
+        domain_sizes,
+        tables,
+    } = params;
+    let tables = g
+        .tables
+        .iter()
+        .zip(tables)
+        .map(|(table, values)| {
+            if table.domain.is_none() {
+                return values;
+            }
+            let (rows, lanes) = values.dim();
+            let mean = values
+                .mean_axis(Axis(0))
+                .unwrap_or_else(|| ndarray::Array1::zeros(lanes));
+            let mut flat = into_row_major(values);
+            flat.reserve_exact(lanes);
+            flat.extend(mean.iter());
+            table_from_rows(rows + 1, lanes, flat)
+        })
+        .collect();
     Params {
-        domain_sizes: params.domain_sizes.iter().map(|n| n + 1).collect(),
+        domain_sizes: domain_sizes.iter().map(|n| n + 1).collect(),
         tables,
     }
+}
+
+/// The inverse of [`add_cold_rows`]: the parameters as trained, bit for bit.
+pub fn remove_cold_rows(g: &Graph, params: Params) -> Params {
+    let Params {
+        domain_sizes,
+        tables,
+    } = params;
+    let tables = g
+        .tables
+        .iter()
+        .zip(tables)
+        .map(|(table, values)| {
+            if table.domain.is_none() {
+                return values;
+            }
+            let (rows, lanes) = values.dim();
+            let rows = rows.saturating_sub(1);
+            let mut flat = into_row_major(values);
+            flat.truncate(rows * lanes);
+            table_from_rows(rows, lanes, flat)
+        })
+        .collect();
+    Params {
+        domain_sizes: domain_sizes.iter().map(|n| n.saturating_sub(1)).collect(),
+        tables,
+    }
+}
+
+/// The values of `table` row after row, without a copy when it is laid out
+/// that way already (as every table the runtime makes is).
+pub fn into_row_major(table: Array2<f64>) -> Vec<f64> {
+    if !table.is_standard_layout() {
+        return table.iter().copied().collect();
+    }
+    let len = table.len();
+    let (mut flat, offset) = table.into_raw_vec_and_offset();
+    let offset = offset.unwrap_or(0);
+    if offset == 0 && flat.len() == len {
+        return flat;
+    }
+    flat.truncate(offset + len);
+    flat.drain(..offset);
+    flat
+}
+
+/// A `rows × lanes` table of `flat`, which holds exactly that many values.
+fn table_from_rows(rows: usize, lanes: usize, flat: Vec<f64>) -> Array2<f64> {
+    debug_assert_eq!(flat.len(), rows * lanes);
+    Array2::from_shape_vec((rows, lanes), flat)
+        .unwrap_or_else(|_| unreachable!("a table's values fill its shape"))
 }
 
 /// The per-epoch validation figure of a task.
@@ -165,7 +242,13 @@ const MONITOR_ROWS: usize = 2000;
 impl<'a> Predictor<'a> {
     /// `params` as trained (already [`finalise`]d).
     pub fn new(session: &'a Session, params: &Params) -> Predictor<'a> {
-        let params = with_cold_rows(&session.forward, params);
+        Predictor::owning(session, params.clone())
+    }
+
+    /// [`Predictor::new`] taking the parameters rather than copying them;
+    /// [`Predictor::into_params`] gives them back.
+    pub fn owning(session: &'a Session, params: Params) -> Predictor<'a> {
+        let params = add_cold_rows(&session.forward, params);
         let native = match session.backend {
             // A model the JIT cannot compile is still scored, by the evaluator.
             Backend::Jit if session.forward.score.is_some() => {
@@ -178,6 +261,12 @@ impl<'a> Predictor<'a> {
             params,
             native,
         }
+    }
+
+    /// The parameters as given to [`Predictor::owning`], bit for bit; the
+    /// native scorer's copy is freed.
+    pub fn into_params(self) -> Params {
+        remove_cold_rows(&self.session.forward, self.params)
     }
 
     /// Scores through the predict kernel, in blocks on every core:

@@ -786,7 +786,7 @@ impl<'a> EpochTracker<'a> {
         // Parameters are read only to validate, and to keep the best epoch.
         let mut state = (!self.validation.is_empty()).then(snapshot);
         // Only early stopping keeps the snapshot; otherwise it is finalised
-        // in place and dropped as soon as the predictor has its own copy.
+        // in place and handed to the predictor, which owns it.
         let value = match state.take() {
             None => None,
             Some((params, touched)) => {
@@ -798,8 +798,7 @@ impl<'a> EpochTracker<'a> {
                 } else {
                     predict::finalise(g, params, &touched)
                 };
-                let predictor = Predictor::new(session, &finished);
-                drop(finished);
+                let predictor = Predictor::owning(session, finished);
                 Some(predictor.monitor(self.data, self.validation, self.config.seed)?)
             }
         };

@@ -762,3 +762,52 @@ fn optimiser_state_beyond_f32_stops_both_backends_as_diverged() {
         }
     }
 }
+
+#[test]
+fn prediction_and_saving_take_the_tables_without_changing_them() {
+    let model = compile("biased_mf.rec");
+    let data = small_data();
+    let s = holdout(&data);
+    let session = Session::new(&model, &data, &s.train, &BindOptions::default()).unwrap();
+    let trained = train::train(
+        &session,
+        &data,
+        &s.train,
+        &[],
+        &config(&model, 1),
+        &mut Silent,
+    )
+    .unwrap();
+    // The owning predictor scores as the copying one and gives the tables
+    // back bit for bit, cold rows removed.
+    let p = Predictor::new(&session, &trained.params);
+    let q = Predictor::owning(&session, trained.params.clone());
+    for r in s.test.iter().take(50) {
+        assert_eq!(
+            p.score_row(&data, *r).unwrap().to_bits(),
+            q.score_row(&data, *r).unwrap().to_bits()
+        );
+    }
+    assert_eq!(
+        q.params,
+        predict::with_cold_rows(&session.forward, &trained.params)
+    );
+    let back = q.into_params();
+    let bits = |p: &Params| -> Vec<Vec<u64>> {
+        p.tables
+            .iter()
+            .map(|t| t.iter().map(|v| v.to_bits()).collect())
+            .collect()
+    };
+    assert_eq!(bits(&back), bits(&trained.params));
+    assert_eq!(back.domain_sizes, trained.params.domain_sizes);
+    // Saving moves each table's values into the saved model: same values
+    // as the copying conversion, in the very same buffers.
+    let copied = modelfile::tables_from_params(&session.forward, &trained.params);
+    let buffers: Vec<*const f64> = back.tables.iter().map(|t| t.as_ptr()).collect();
+    let moved = modelfile::into_saved_tables(&session.forward, back);
+    assert_eq!(moved, copied);
+    for (t, buffer) in moved.iter().zip(buffers) {
+        assert_eq!(t.values.as_ptr(), buffer, "table {} was copied", t.name);
+    }
+}
