@@ -1,9 +1,8 @@
-//! Inputs the long runs found that today's code mishandles, kept in
-//! `fuzz/findings/HARNESS/` (each with a `.txt` note: the symptom and how
-//! the input was made). Each test replays one harness's inputs and passes
-//! when none of them is a finding any more. A test whose inputs still
-//! crash the process is ignored until they are fixed; run one with
-//! `cargo test -p recc-fuzz --test findings -- --ignored NAME`.
+//! Inputs the long runs found, kept in `fuzz/findings/HARNESS/` (the
+//! symptom each had and how it was resolved are in that folder's
+//! README.md). Each test replays one harness's inputs and passes when none
+//! of them is a finding, so a fixed defect stays fixed. Inputs still open
+//! live in `fuzz/findings/open/`, which these tests do not replay.
 
 use recc_fuzz::data::DataHarness;
 use recc_fuzz::driver::{run_case, Harness, Stages};
