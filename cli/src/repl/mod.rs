@@ -8,6 +8,7 @@
 
 pub mod buffer;
 pub mod commands;
+mod data;
 pub mod input;
 pub mod runs;
 pub mod transcript;
@@ -183,6 +184,14 @@ pub struct Repl {
     out: Out,
     buffer: Buffer,
     runs: Vec<runs::Run>,
+    /// The data as asked with `:data` and `:split`.
+    request: recc_runtime::experiment::DataRequest,
+    /// That data, loaded and split.
+    loaded: Option<data::Loaded>,
+    /// The trained model: the last run, or a model file opened.
+    current: Option<data::Current>,
+    /// Whether a person is watching (progress bars) rather than a transcript.
+    interactive: bool,
 }
 
 /// `recc repl`
@@ -191,7 +200,7 @@ pub fn main(args: ReplArgs) -> ExitCode {
         return check(&args, path);
     }
     let interactive = std::io::stdin().is_terminal();
-    let mut repl = Repl::new(Out::terminal());
+    let mut repl = Repl::new(Out::terminal(), interactive);
     if interactive {
         repl.out.print(&format!(
             "recc {} — statements build the model; :help lists the commands; Ctrl-D leaves",
@@ -226,7 +235,7 @@ fn check(args: &ReplArgs, path: &Path) -> ExitCode {
             return ExitCode::from(crate::EXIT_USAGE);
         }
     };
-    let mut repl = Repl::new(Out::capture());
+    let mut repl = Repl::new(Out::capture(), false);
     repl.start(args);
     // A replay runs every recorded line: the transcript shows what failed.
     repl.drive(
@@ -304,11 +313,15 @@ fn classify(text: &str) -> Entry<'_> {
 }
 
 impl Repl {
-    fn new(out: Out) -> Repl {
+    fn new(out: Out, interactive: bool) -> Repl {
         Repl {
             out,
             buffer: Buffer::default(),
             runs: Vec::new(),
+            request: Default::default(),
+            loaded: None,
+            current: None,
+            interactive,
         }
     }
 
@@ -536,7 +549,8 @@ impl Repl {
             }
             [name] => {
                 if let Some(c) = commands::find(name) {
-                    let text = format!("{}\n  {}", c.usage, c.about);
+                    let text = data::help(&c.name[1..])
+                        .unwrap_or_else(|| format!("{}\n  {}", c.usage, c.about));
                     self.out.print(&text);
                     return Ok(());
                 }
@@ -656,12 +670,6 @@ impl Repl {
         .map_err(|e| e.to_string())?;
         self.out.print(&graph.to_text(Some(&compiled.sources)));
         Ok(())
-    }
-
-    /// The commands that need data or a trained model.
-    fn data_command(&mut self, words: &[String]) -> Answer {
-        let name = words.first().map_or("", String::as_str);
-        Err(format!(":{name} is not available yet"))
     }
 }
 
