@@ -175,7 +175,7 @@ struct ExportCommand {
 /// The clap help of a data command, for `:help NAME`.
 pub fn help(name: &str) -> Option<String> {
     use clap::CommandFactory;
-    let command = match name {
+    let mut command = match name {
         "data" => DataCommand::command(),
         "split" => SplitCommand::command(),
         "train" => TrainCommand::command().name(":train"),
