@@ -15,6 +15,7 @@ pub mod modelfile;
 pub mod native;
 pub mod optim;
 pub mod predict;
+pub mod probe;
 pub mod split;
 pub mod synth;
 pub mod train;
