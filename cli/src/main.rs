@@ -4,6 +4,7 @@
 
 mod bench;
 mod progress;
+mod repl;
 mod run;
 
 use clap::{Parser, Subcommand};
