@@ -101,6 +101,88 @@ pub fn check(
     (Some(model), diags)
 }
 
+/// Check an expression typed at a prompt against a model: the model's file
+/// first, as [`check`] does, then `expr` (from its own file) with every
+/// stdlib function in scope. A literal of `literals` that stands where an
+/// index goes becomes an index input of that index's domain, one per literal
+/// and domain. Returns the model (inputs extended by those slots, terms as
+/// checked), the expression's value and the slots made, as
+/// `(input, literal)` pairs with `literal` indexing `literals`.
+pub fn check_probe(
+    root: FileId,
+    file: &ast::File,
+    stdlib: &[Module],
+    default_name: &str,
+    expr: &Expr,
+    literals: &[Span],
+) -> (
+    Option<(Model, TExpr, Vec<(InputId, usize)>)>,
+    Vec<Diagnostic>,
+) {
+    let mut c = Checker::new(root, stdlib);
+    c.declarations(file);
+    c.find_recursion();
+    c.terms(file);
+    c.score();
+    // A model still being written may have no objective yet: an expression
+    // over what it has so far is still worth evaluating.
+    c.diags
+        .retain(|d| d.is_error() && d.code != "recc::no-loss");
+    if !c.diags.is_empty() {
+        let mut diags = std::mem::take(&mut c.diags);
+        diagnostic::sort(&mut diags);
+        return (None, diags);
+    }
+    c.used_modules.extend(stdlib.iter().map(|m| m.name.clone()));
+    c.probe = Some(Probe {
+        file: expr.span.file,
+        literals: literals
+            .iter()
+            .enumerate()
+            .map(|(k, span)| (*span, k))
+            .collect(),
+        slots: HashMap::new(),
+    });
+    let value = c.expr(&Env::default(), expr);
+    if let Some(v) = &value {
+        let _ = c.check_depth(v, expr.span);
+    }
+    let mut diags = std::mem::take(&mut c.diags);
+    diagnostic::sort(&mut diags);
+    let value = match value {
+        Some(v) if !diags.iter().any(Diagnostic::is_error) => v,
+        _ => return (None, diags),
+    };
+    let mut slots: Vec<(InputId, usize)> = c
+        .probe
+        .take()
+        .map(|p| p.slots.into_iter().map(|((k, _), i)| (i, k)).collect())
+        .unwrap_or_default();
+    slots.sort();
+    let model = Model {
+        name: c.model_name.unwrap_or_else(|| default_name.to_string()),
+        domains: c.domains,
+        inputs: c.inputs,
+        params: c.params,
+        samplers: c.samplers,
+        terms: c.terms,
+        score: c.score,
+        noise_scale: None,
+        fit: c.fit,
+    };
+    (Some((model, value, slots)), diags)
+}
+
+/// State of checking a prompt expression (see [`check_probe`]).
+struct Probe {
+    /// The expression's file.
+    file: FileId,
+    /// The literal at each span that may stand for a domain member.
+    literals: HashMap<Span, usize>,
+    /// The index input made for each (literal, domain).
+    slots: HashMap<(usize, DomainId), InputId>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct DefId(usize);
 
@@ -203,6 +285,8 @@ struct Checker<'a> {
     /// Errors already reported, so a definition used many times reports
     /// each of its mistakes once.
     reported: HashSet<(&'static str, String, Span)>,
+    /// Set while checking an expression typed at a prompt.
+    probe: Option<Probe>,
 }
 
 impl<'a> Checker<'a> {
@@ -233,6 +317,7 @@ impl<'a> Checker<'a> {
             out_of_budget: false,
             failed_lets: HashSet::new(),
             reported: HashSet::new(),
+            probe: None,
         };
         for m in stdlib {
             for item in &m.file.items {
@@ -257,8 +342,13 @@ impl<'a> Checker<'a> {
     /// Record an error. One found inside a stdlib body is shown at the user's
     /// call, with the stdlib location as a note.
     fn report(&mut self, mut d: Diagnostic) {
-        if d.primary.span.file != self.root {
-            if let Some(frame) = self.stack.iter().rev().find(|f| f.call.file == self.root) {
+        if !self.is_user_file(d.primary.span.file) {
+            if let Some(frame) = self
+                .stack
+                .iter()
+                .rev()
+                .find(|f| self.is_user_file(f.call.file))
+            {
                 let inner = std::mem::replace(
                     &mut d.primary,
                     diagnostic::Label {
@@ -284,6 +374,35 @@ impl<'a> Checker<'a> {
         if self.reported.insert(key) {
             self.diags.push(d);
         }
+    }
+
+    /// The model's file, or the prompt expression's: not the stdlib.
+    fn is_user_file(&self, file: FileId) -> bool {
+        file == self.root || self.probe.as_ref().is_some_and(|p| p.file == file)
+    }
+
+    /// A prompt literal standing where an index of `domain` goes, as the
+    /// index input that will hold its member; anything else unchanged.
+    fn probe_index(&mut self, e: TExpr, domain: DomainId) -> TExpr {
+        let Some(probe) = &mut self.probe else {
+            return e;
+        };
+        let Some(&literal) = probe.literals.get(&e.span) else {
+            return e;
+        };
+        if !matches!(e.kind, TExprKind::Const(_)) {
+            return e;
+        }
+        let next = InputId(self.inputs.len() as u32);
+        let id = *probe.slots.entry((literal, domain)).or_insert(next);
+        if id == next {
+            self.inputs.push(Input {
+                name: format!("id{}.{}", literal, self.domains[domain.index()].name),
+                kind: InputKind::Index(domain),
+                span: e.span,
+            });
+        }
+        self.input_expr(id, e.span)
     }
 
     fn warn(&mut self, d: Diagnostic) {
@@ -1799,7 +1918,7 @@ impl<'a> Checker<'a> {
     fn outermost_user_frame(&self) -> Option<usize> {
         self.stack
             .iter()
-            .position(|f| f.call.file == self.root && self.defs[f.def.0].module.is_none())
+            .position(|f| self.is_user_file(f.call.file) && self.defs[f.def.0].module.is_none())
     }
 
     /// The definitions being expanded from frame `from` inwards, then
@@ -1938,8 +2057,11 @@ impl<'a> Checker<'a> {
             self.spend(texpr_size(v), id.span)?;
             let mut v = v.clone();
             // Inside the user's own definitions, point at the use; inside the
-            // stdlib, keep pointing at the user's argument.
-            if id.span.file == self.root {
+            // stdlib, keep pointing at the user's argument. What was typed at
+            // a prompt keeps its own span: that is how an index position
+            // finds a literal, and where a report about it belongs.
+            let from_prompt = self.probe.as_ref().is_some_and(|p| p.file == v.span.file);
+            if id.span.file == self.root && !from_prompt {
                 v.span = id.span;
             }
             return Some(v);
@@ -2127,6 +2249,7 @@ impl<'a> Checker<'a> {
             return None;
         };
         let shape = p.shape;
+        let ix = self.probe_index(ix, domain);
         let (bag, found) = match ix.ty {
             Ty::Index(d) => (None, d),
             Ty::Bag(b, d) => (Some(b), d),
@@ -2141,7 +2264,11 @@ impl<'a> Checker<'a> {
                     ix.span,
                 )
                 .label(self.describe(ix.ty))
-                .with_help("index with an input such as `u`, a negative such as `j`, or a bag");
+                .with_help(if self.probe.is_some() {
+                    "at the prompt, index with a raw id such as `42` or a quoted label such as `\"Star Wars (1977)\"`"
+                } else {
+                    "index with an input such as `u`, a negative such as `j`, or a bag"
+                });
                 self.report(d);
                 return None;
             }

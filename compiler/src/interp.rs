@@ -193,6 +193,29 @@ pub fn evaluate(g: &Graph, params: &Params, example: &Example) -> Result<Evaluat
     })
 }
 
+/// The value of one node of `g` on one example, all its lanes in order (a
+/// matrix row after row): for outputs other than the loss and the score.
+pub fn evaluate_node(
+    g: &Graph,
+    params: &Params,
+    example: &Example,
+    node: NodeId,
+) -> Result<Vec<f64>, EvalError> {
+    check_example(g, params, example)?;
+    if node.index() >= g.nodes.len() {
+        return Err(EvalError::Internal(format!("{node} does not exist")));
+    }
+    let mut values: Vec<Value> = Vec::with_capacity(node.index() + 1);
+    for (i, n) in g.nodes.iter().enumerate().take(node.index() + 1) {
+        let v = eval_node(g, params, example, &values, n.op, n.ty).map_err(|e| match e {
+            EvalError::Internal(m) => EvalError::Internal(format!("%{i}: {m}")),
+            other => other,
+        })?;
+        values.push(v);
+    }
+    Ok(tensor(&values, node)?.data.clone())
+}
+
 /// Scores one graph on many examples that differ only in a few slots (one
 /// user against every item), recomputing only the nodes that depend on
 /// those slots. Every example is still checked in full.

@@ -45,6 +45,7 @@ pub mod ir;
 pub mod lower;
 pub mod model;
 pub mod parse;
+pub mod probe;
 pub mod simplify;
 pub mod source;
 pub mod stdlib;

@@ -61,6 +61,33 @@ pub fn parse(file: FileId, text: &str) -> Result<File, Vec<Diagnostic>> {
     }
 }
 
+/// Parse one expression alone (an expression typed at a prompt): the same
+/// limits and syntax errors as an expression inside a file.
+pub fn parse_expression(file: FileId, text: &str) -> Result<Expr, Vec<Diagnostic>> {
+    if let Some(d) = check_nesting(file, text) {
+        return Err(vec![d]);
+    }
+    if let Some(d) = check_operator_count(file, text, 0) {
+        return Err(vec![d]);
+    }
+    pest::set_error_detail(true);
+    match RecParser::parse(Rule::expr_only, text) {
+        Ok(mut pairs) => {
+            let builder = Builder { file, offset: 0 };
+            match pairs.next().and_then(|p| p.into_inner().next()) {
+                Some(expr) => Ok(builder.expr(expr)),
+                None => Err(vec![Diagnostic::error(
+                    "recc::syntax",
+                    "expected an expression",
+                    Span::new(file, 0, text.len()),
+                )
+                .label("nothing to evaluate")]),
+            }
+        }
+        Err(e) => Err(vec![syntax_error(file, 0, text, &e)]),
+    }
+}
+
 /// Parse each statement-sized piece of `text` alone and collect their errors.
 fn recover_statement_errors(file: FileId, text: &str) -> Vec<Diagnostic> {
     let mut errors = Vec::new();
@@ -446,6 +473,7 @@ fn describe(rule: Rule) -> &'static str {
     match rule {
         Rule::EOI => "end of file",
         Rule::file | Rule::statement_only => "a statement",
+        Rule::expr_only => "an expression",
         Rule::model_decl => "`model`",
         Rule::use_decl => "`use`",
         Rule::input_decl => "`input`",

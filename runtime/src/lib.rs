@@ -16,6 +16,7 @@ pub mod modelfile;
 pub mod native;
 pub mod optim;
 pub mod predict;
+pub mod probe;
 pub mod session;
 pub mod split;
 pub mod synth;

@@ -57,7 +57,10 @@ pub struct Current {
 /// The seed a model's data is split with when nothing else says: its `fit`
 /// seed, as `recc train` splits.
 fn model_seed(model: Option<&Model>) -> u64 {
-    model.map_or_else(|| recc_compiler::model::FitConfig::default().seed, |m| m.fit.seed)
+    model.map_or_else(
+        || recc_compiler::model::FitConfig::default().seed,
+        |m| m.fit.seed,
+    )
 }
 
 fn message(e: ExperimentError) -> String {
@@ -108,7 +111,10 @@ pub struct TrainCommand {
 
 /// `:eval [-k N]`
 #[derive(Parser)]
-#[command(name = ":eval", about = "Measure the trained model on its test rows again")]
+#[command(
+    name = ":eval",
+    about = "Measure the trained model on its test rows again"
+)]
 struct EvalCommand {
     /// Cut-off of the @k ranking metrics
     #[arg(short = 'k', long, default_value_t = 10)]
@@ -117,7 +123,10 @@ struct EvalCommand {
 
 /// `:predict USER ITEM...`
 #[derive(Parser)]
-#[command(name = ":predict", about = "Score (user, item) pairs with the trained model")]
+#[command(
+    name = ":predict",
+    about = "Score (user, item) pairs with the trained model"
+)]
 struct PredictCommand {
     /// A raw user id
     user: String,
@@ -128,7 +137,10 @@ struct PredictCommand {
 
 /// `:recommend USER [-k N]`
 #[derive(Parser)]
-#[command(name = ":recommend", about = "The best items for a user, leaving out what they have")]
+#[command(
+    name = ":recommend",
+    about = "The best items for a user, leaving out what they have"
+)]
 struct RecommendCommand {
     /// A raw user id
     user: String,
@@ -139,7 +151,10 @@ struct RecommendCommand {
 
 /// `:similar ITEM [-k N] [--table T] [--domain D]`
 #[derive(Parser)]
-#[command(name = ":similar", about = "The nearest neighbours of an item in the trained embedding")]
+#[command(
+    name = ":similar",
+    about = "The nearest neighbours of an item in the trained embedding"
+)]
 struct SimilarCommand {
     /// The raw id or the exact label (a film's title) of the item
     item: String,
@@ -240,8 +255,7 @@ impl<'a> Watch<'a> {
     fn new(out: &'a mut Out, interactive: bool, watched: &'static str, label: &str) -> Watch<'a> {
         let bar = interactive.then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-            if let Ok(style) =
-                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
+            if let Ok(style) = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
             {
                 bar.set_style(style.progress_chars("=> "));
             }
@@ -393,8 +407,7 @@ impl Repl {
 
     /// Load (or reload) the data for `self.request`, split for `model`.
     fn prepare(&mut self, model: Option<&Model>, seed: u64) -> Answer {
-        let prepared =
-            experiment::prepare(&self.request, model, seed, false).map_err(message)?;
+        let prepared = experiment::prepare(&self.request, model, seed, false).map_err(message)?;
         for note in &prepared.notes {
             self.out.print(&format!("note: {note}"));
         }
@@ -473,7 +486,8 @@ impl Repl {
     /// data loaded, the built-in data, as `recc train` defaults to.
     fn ensure_split(&mut self, model: &Model, seed: u64) -> Answer {
         if self.loaded.is_none() {
-            self.out.print("no data loaded: using builtin (as :data builtin)");
+            self.out
+                .print("no data loaded: using builtin (as :data builtin)");
         }
         let key = SplitKey::new(&self.request, Some(model), seed);
         let fresh = self.loaded.as_ref().is_some_and(|l| l.split_key == key);
@@ -483,7 +497,10 @@ impl Repl {
         Ok(())
     }
 
-    fn train_setup(&mut self, argv: &[String]) -> Result<Option<(Source, TrainConfig, usize)>, String> {
+    fn train_setup(
+        &mut self,
+        argv: &[String],
+    ) -> Result<Option<(Source, TrainConfig, usize)>, String> {
         let Some(c) = parse::<TrainCommand>(&mut self.out, argv)? else {
             return Ok(None);
         };
@@ -579,8 +596,8 @@ impl Repl {
         let request = self.request.for_cross_validation();
         // Every fold is made (and a given fold loaded) afresh: the kept
         // data and its split stay as they are for :train.
-        let prepared =
-            experiment::prepare(&request, Some(&source.model), config.seed, true).map_err(message)?;
+        let prepared = experiment::prepare(&request, Some(&source.model), config.seed, true)
+            .map_err(message)?;
         self.out.print(&format!(
             "cross-validating {} on {}: {} folds ({})\n{}",
             source.model.name,
@@ -696,8 +713,8 @@ impl Repl {
             return Ok(());
         };
         let current = self.current()?;
-        let recs = experiment::recommend(&current.fitted, self.data()?, &c.user, c.k)
-            .map_err(message)?;
+        let recs =
+            experiment::recommend(&current.fitted, self.data()?, &c.user, c.k).map_err(message)?;
         let mut text = String::new();
         for note in &recs.notes {
             text.push_str(&format!("note: {note}\n"));

@@ -9,11 +9,14 @@
 pub mod buffer;
 pub mod commands;
 mod data;
+pub mod editor;
+pub mod expr;
 pub mod input;
 pub mod runs;
 pub mod transcript;
 
 use buffer::Buffer;
+pub use editor::Read;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -93,15 +96,6 @@ impl Out {
     }
 }
 
-/// What the prompt read.
-pub enum Read {
-    Line(String),
-    /// Ctrl-C at the prompt: the line being typed is dropped.
-    Interrupted,
-    /// Ctrl-D, or the end of the input.
-    Eof,
-}
-
 /// Where input lines come from: a terminal's line editor, standard input
 /// read as a script, or a recorded transcript.
 pub trait Lines {
@@ -109,6 +103,12 @@ pub trait Lines {
     /// Are the lines echoed into the output (a transcript), or has the
     /// person just typed them?
     fn echoed(&self) -> bool;
+    /// What tab completes now (a line editor's business).
+    fn completions(&mut self, _completions: editor::Completions) {}
+    /// A problem with reading worth telling (the history file), once.
+    fn warning(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// Lines from a pipe or a file, echoed into the transcript.
@@ -135,22 +135,21 @@ impl<R: BufRead> Lines for Script<R> {
     }
 }
 
-/// Lines typed at a terminal with no line editor: the prompt is printed and
-/// a line read.
-struct Plain;
-
-impl Lines for Plain {
+impl Lines for editor::LineEditor {
     fn read(&mut self, prompt: &str) -> Read {
-        print!("{prompt}");
-        let _ = std::io::stdout().flush();
-        let mut script = Script {
-            input: std::io::stdin().lock(),
-        };
-        script.read(prompt)
+        editor::LineEditor::read(self, prompt)
     }
 
     fn echoed(&self) -> bool {
         false
+    }
+
+    fn completions(&mut self, completions: editor::Completions) {
+        self.set_completions(completions);
+    }
+
+    fn warning(&mut self) -> Option<String> {
+        self.take_warning()
     }
 }
 
@@ -192,6 +191,21 @@ pub struct Repl {
     current: Option<data::Current>,
     /// Whether a person is watching (progress bars) rather than a transcript.
     interactive: bool,
+    /// The stdlib's functions, for `:help NAME`.
+    catalogue: Vec<recc_compiler::stdlib::FunctionDoc>,
+    /// Names of every function a model can call, for completion.
+    functions: Vec<String>,
+    /// The current model bound to the loaded data with its initial
+    /// parameters, for expressions before training; kept while the source
+    /// and data stay as they are.
+    initial: Option<Initial>,
+}
+
+/// A model's initial parameters on the loaded data.
+struct Initial {
+    source: String,
+    session: recc_runtime::session::Session,
+    params: recc_compiler::interp::Params,
 }
 
 /// `recc repl`
@@ -212,7 +226,11 @@ pub fn main(args: ReplArgs) -> ExitCode {
         return ExitCode::from(crate::EXIT_MODEL_ERRORS);
     }
     let failures = if interactive {
-        repl.drive(&mut Plain, false)
+        let (mut editor, warning) = editor::LineEditor::new(editor::default_history_path());
+        if let Some(w) = warning {
+            repl.out.print(&w);
+        }
+        repl.drive(&mut editor, false)
     } else {
         let mut script = Script {
             input: std::io::stdin().lock(),
@@ -322,6 +340,12 @@ impl Repl {
             loaded: None,
             current: None,
             interactive,
+            functions: recc_compiler::stdlib::catalogue()
+                .iter()
+                .map(|f| f.name.clone())
+                .collect(),
+            catalogue: recc_compiler::stdlib::catalogue(),
+            initial: None,
         }
     }
 
@@ -358,7 +382,11 @@ impl Repl {
             } else {
                 CONTINUATION
             };
-            let line = match lines.read(prompt) {
+            let read = lines.read(prompt);
+            if let Some(warning) = lines.warning() {
+                self.out.print(&warning);
+            }
+            let line = match read {
                 Read::Line(line) => line,
                 Read::Interrupted => {
                     pending.clear();
@@ -381,7 +409,11 @@ impl Repl {
                 continue;
             }
             let entry = std::mem::take(&mut pending);
-            match self.execute(&entry) {
+            let status = self.execute(&entry);
+            if !lines.echoed() {
+                lines.completions(self.completions());
+            }
+            match status {
                 Status::Done => {}
                 Status::Quit => break,
                 Status::Failed => {
@@ -396,6 +428,23 @@ impl Repl {
             }
         }
         failures
+    }
+
+    /// What tab completes: commands, the model's names and domains, and
+    /// the functions a model can call.
+    fn completions(&self) -> editor::Completions {
+        let model = self.buffer.model();
+        editor::Completions {
+            commands: commands::COMMANDS
+                .iter()
+                .map(|c| c.name.to_string())
+                .collect(),
+            names: self.buffer.names(),
+            domains: model.map_or_else(Vec::new, |m| {
+                m.domains.iter().map(|d| d.name.clone()).collect()
+            }),
+            functions: self.functions.clone(),
+        }
     }
 
     fn answer(&mut self, answer: Answer) -> Status {
@@ -460,11 +509,58 @@ impl Repl {
         }
     }
 
+    /// An expression: evaluated on the trained parameters when the model is
+    /// the one trained, else on initial ones when data is loaded, else
+    /// without parameters (`sigmoid(3)`).
     fn expression(&mut self, text: &str) -> Answer {
-        Err(format!(
-            "`{}` is not a statement or a command, and expressions are not evaluated here yet",
-            text.trim()
-        ))
+        let source = self.buffer.text();
+        let trained = self
+            .current
+            .as_ref()
+            .filter(|c| c.fitted.source.text == source);
+        let value = match trained {
+            Some(c) => recc_runtime::probe::evaluate_expression(
+                &source,
+                text.trim(),
+                Some((&c.fitted.session, &c.fitted.params)),
+            ),
+            None => {
+                self.bind_initial(&source)?;
+                let bound = self.initial.as_ref().map(|i| (&i.session, &i.params));
+                recc_runtime::probe::evaluate_expression(&source, text.trim(), bound)
+            }
+        }
+        .map_err(|e| e.message)?;
+        self.out.print(&expr::format_value(&value));
+        Ok(())
+    }
+
+    /// Bind the model to the loaded data with its initial parameters, unless
+    /// that is done, or there is no complete model or no data.
+    fn bind_initial(&mut self, source: &str) -> Answer {
+        if self.initial.as_ref().is_some_and(|i| i.source == source) {
+            return Ok(());
+        }
+        self.initial = None;
+        let (Some(model), Some(loaded)) = (self.buffer.model(), &self.loaded) else {
+            return Ok(());
+        };
+        let Some((_, split)) = loaded.prepared.splits.first() else {
+            return Ok(());
+        };
+        let bind = recc_runtime::experiment::bind_options(&self.request).map_err(|e| e.message)?;
+        let session =
+            recc_runtime::session::Session::new(model, &loaded.prepared.data, &split.train, &bind)
+                .map_err(|e| e.to_string())?;
+        let sizes = session.binding.domain_sizes();
+        let params = recc_runtime::init::initialise(&session.gradient, &sizes, model.fit.seed)
+            .map_err(|e| e.to_string())?;
+        self.initial = Some(Initial {
+            source: source.to_string(),
+            session,
+            params,
+        });
+        Ok(())
     }
 
     /// A `:command` split into words, the name first.
@@ -551,6 +647,17 @@ impl Repl {
                 if let Some(c) = commands::find(name) {
                     let text = data::help(&c.name[1..])
                         .unwrap_or_else(|| format!("{}\n  {}", c.usage, c.about));
+                    self.out.print(&text);
+                    return Ok(());
+                }
+                if let Some(f) = self.catalogue.iter().find(|f| f.name == *name) {
+                    let mut text = format!("{}  (use stdlib.{})\n", f.signature, f.module);
+                    if !f.doc.is_empty() {
+                        for line in f.doc.lines() {
+                            text.push_str(&format!("  {line}\n"));
+                        }
+                    }
+                    text.push_str(&format!("  = {}", f.body));
                     self.out.print(&text);
                     return Ok(());
                 }

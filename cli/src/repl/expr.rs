@@ -1,0 +1,114 @@
+//! How expression values print at the prompt: numbers to 4 significant
+//! digits, long vectors cut short with their length.
+
+use recc_runtime::probe::Value;
+
+/// Lanes of a vector shown before the rest is summarised.
+const SHOWN_LANES: usize = 8;
+/// Rows of a matrix shown before the rest is summarised.
+const SHOWN_ROWS: usize = 4;
+
+/// One value as the prompt prints it: `3.512`, `[0.1, -0.02, 0.3]`,
+/// `[0.1, …, 0.4, … (64 lanes)]`.
+pub fn format_value(value: &Value) -> String {
+    match value {
+        Value::Scalar(x) => format_number(*x),
+        Value::Vector(v) => format_lanes(v),
+        Value::Matrix { rows, cols, values } => {
+            let mut shown: Vec<String> = values
+                .chunks(*cols.max(&1))
+                .take(SHOWN_ROWS)
+                .map(format_lanes)
+                .collect();
+            if *rows > SHOWN_ROWS {
+                shown.push(format!("… ({rows}×{cols})"));
+            }
+            format!("[{}]", shown.join(", "))
+        }
+    }
+}
+
+fn format_lanes(v: &[f64]) -> String {
+    let mut shown: Vec<String> = v
+        .iter()
+        .take(SHOWN_LANES)
+        .map(|x| format_number(*x))
+        .collect();
+    if v.len() > SHOWN_LANES {
+        shown.push(format!("… ({} lanes)", v.len()));
+    }
+    format!("[{}]", shown.join(", "))
+}
+
+/// `x` to 4 significant digits, without trailing zeros; very large and very
+/// small magnitudes in scientific notation.
+pub fn format_number(x: f64) -> String {
+    if x == 0.0 {
+        return "0".to_string();
+    }
+    if !x.is_finite() {
+        return format!("{x}");
+    }
+    let magnitude = x.abs().log10().floor();
+    if !(-4.0..6.0).contains(&magnitude) {
+        let text = format!("{x:.3e}");
+        // 1.500e-7 → 1.5e-7
+        return match text.split_once('e') {
+            Some((mantissa, exponent)) => format!("{}e{exponent}", trim_zeros(mantissa)),
+            None => text,
+        };
+    }
+    let decimals = (3.0 - magnitude).max(0.0) as usize;
+    let text = format!("{x:.decimals$}");
+    // Rounding may carry into a new digit (9.9996 → 10.000): still fine.
+    trim_zeros(&text).to_string()
+}
+
+fn trim_zeros(text: &str) -> &str {
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_have_four_significant_digits() {
+        assert_eq!(format_number(3.51234), "3.512");
+        assert_eq!(format_number(-0.000123456), "-0.0001235");
+        assert_eq!(format_number(4.0), "4");
+        assert_eq!(format_number(0.5), "0.5");
+        assert_eq!(format_number(12345.6), "12346");
+        assert_eq!(format_number(0.0), "0");
+        assert_eq!(format_number(1.5e-7), "1.5e-7");
+        assert_eq!(format_number(2.0e9), "2e9");
+        assert_eq!(format_number(f64::NAN), "NaN");
+        assert_eq!(format_number(0.9525741268224334), "0.9526");
+    }
+
+    #[test]
+    fn short_vectors_print_whole_and_long_ones_with_their_length() {
+        assert_eq!(
+            format_value(&Value::Vector(vec![0.1, -0.25, 3.0])),
+            "[0.1, -0.25, 3]"
+        );
+        let long: Vec<f64> = (0..64).map(|k| k as f64 / 10.0).collect();
+        assert_eq!(
+            format_value(&Value::Vector(long)),
+            "[0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, … (64 lanes)]"
+        );
+        assert_eq!(format_value(&Value::Scalar(-1.25)), "-1.25");
+        assert_eq!(
+            format_value(&Value::Matrix {
+                rows: 2,
+                cols: 2,
+                values: vec![1.0, 2.0, 3.0, 4.0]
+            }),
+            "[[1, 2], [3, 4]]"
+        );
+    }
+}
