@@ -50,8 +50,8 @@ impl SplitKey {
 pub struct Current {
     pub fitted: Fitted,
     pub split: Split,
-    /// Its number in `:runs`.
-    pub run: usize,
+    /// Its number in `:runs`; none for a model file opened.
+    pub run: Option<usize>,
 }
 
 /// The seed a model's data is split with when nothing else says: its `fit`
@@ -100,7 +100,10 @@ struct SplitCommand {
 
 /// `:train [fit flags]`, `:cv [fit flags]`
 #[derive(Parser)]
-#[command(about = "Train on the loaded data (the model's `fit`, overridden by flags)")]
+#[command(
+    about = "Train on the loaded data (the model's `fit`, overridden by flags)",
+    allow_negative_numbers = true
+)]
 pub struct TrainCommand {
     #[command(flatten)]
     fit: FitArgs,
@@ -456,10 +459,19 @@ impl Repl {
         let Some(c) = parse::<SplitCommand>(&mut self.out, argv)? else {
             return Ok(());
         };
-        let previous = self.request.split.replace(c.spec);
+        // A given fold is checked when its files are read; any other split
+        // can be checked now, before there is data to apply it to.
+        if !c.spec.starts_with("given") {
+            c.spec
+                .parse::<recc_runtime::split::SplitSpec>()
+                .map_err(|e| format!("bad split `{}`: {e}", c.spec))?;
+        }
+        let previous = self.request.split.replace(c.spec.clone());
         if self.loaded.is_none() {
-            self.out
-                .print("the split is kept for the data :data loads (or :train's default)");
+            self.out.print(&format!(
+                "split {} is kept for the data :data loads",
+                c.spec
+            ));
             return Ok(());
         }
         let model = self.buffer.model().cloned();
@@ -575,7 +587,7 @@ impl Repl {
         let summary = match &kept {
             Some(k) => format!("interrupted: kept {k} (not measured; :eval measures it)"),
             None if metrics.is_empty() => "no test rows: nothing measured".into(),
-            None => format!("test: {}", format_metrics(&metrics)),
+            None => format!("test {}", format_metrics(&metrics)),
         };
         self.out.print(&format!(
             "run {id}: {summary}  ({} of training)",
@@ -584,7 +596,7 @@ impl Repl {
         self.current = Some(Current {
             fitted,
             split,
-            run: id,
+            run: Some(id),
         });
         Ok(())
     }
@@ -777,12 +789,18 @@ impl Repl {
         };
         let current = self.current()?;
         current.fitted.save(&c.file).map_err(message)?;
-        let line = format!(
-            "wrote {} (run {}, model {})",
-            c.file.display(),
-            current.run,
-            current.fitted.source.model.name
-        );
+        let line = match current.run {
+            Some(run) => format!(
+                "wrote {} (run {run}, model {})",
+                c.file.display(),
+                current.fitted.source.model.name
+            ),
+            None => format!(
+                "wrote {} (model {})",
+                c.file.display(),
+                current.fitted.source.model.name
+            ),
+        };
         self.out.print(&line);
         Ok(())
     }
@@ -817,7 +835,7 @@ impl Repl {
         self.current = Some(Current {
             fitted: reopened.fitted,
             split: reopened.split,
-            run: 0,
+            run: None,
         });
         self.out.print(&lines);
         if !metrics.is_empty() {
