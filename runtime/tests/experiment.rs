@@ -232,6 +232,36 @@ fn cross_validation_reports_every_fold_and_their_mean() {
 }
 
 #[test]
+fn loaded_data_splits_again_without_reloading() {
+    let prepared = experiment::prepare(&DataRequest::default(), None, 7, false).unwrap();
+    let half = experiment::resplit(&prepared, Some("random:0.5"), None, 7, false).unwrap();
+    assert_eq!(half.split_text, "random:0.5");
+    assert_eq!(half.request.split.as_deref(), Some("random:0.5"));
+    assert_eq!(half.data, prepared.data);
+    let (name, split) = &half.splits[0];
+    assert_eq!(name, "random:0.5");
+    assert_eq!(split.train.len() + split.test.len(), prepared.data.len());
+    assert!(split.test.len().abs_diff(prepared.data.len() / 2) <= 1);
+    // The same as loading it split that way.
+    let loaded = experiment::prepare(&half.request, None, 7, false).unwrap();
+    assert_eq!(loaded.splits, half.splits);
+    let folds = experiment::resplit(&prepared, Some("kfold:3"), None, 7, true).unwrap();
+    let names: Vec<&str> = folds.splits.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["fold 1", "fold 2", "fold 3"]);
+    // Back to the default.
+    let again = experiment::resplit(&half, None, None, 7, false).unwrap();
+    assert_eq!(again.splits, prepared.splits);
+    let message = usage_error(experiment::resplit(
+        &prepared,
+        Some("random:2"),
+        None,
+        7,
+        false,
+    ));
+    assert!(message.starts_with("bad split `random:2`"), "{message}");
+}
+
+#[test]
 fn bad_requests_are_usage_errors_that_say_what_was_wrong() {
     let source = model("biased_mf.rec");
     let bad_lr = FitOverrides {
