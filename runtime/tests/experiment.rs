@@ -185,6 +185,38 @@ fn recommend_leaves_out_what_the_user_trained_on_and_similar_finds_neighbours() 
     );
 }
 
+#[test]
+fn a_ranking_model_is_measured_over_the_catalogue_beside_popularity() {
+    let source = model("bpr_mf.rec");
+    let (config, _) = experiment::train_config(&source.model, &quick()).unwrap();
+    let request = DataRequest::default();
+    let prepared = experiment::prepare(&request, Some(&source.model), config.seed, false).unwrap();
+    // A ranking model's default split holds out a share of each user's rows.
+    assert_eq!(prepared.split_text, "user:0.2");
+    let (_, split) = &prepared.splits[0];
+    let req = TrainRequest {
+        source: &source,
+        config: &config,
+        request: &request,
+        k: 5,
+        baseline: true,
+    };
+    let outcome = experiment::train_split(&req, &prepared.data, split, &mut Silent).unwrap();
+    for name in ["auc", "precision@5", "ndcg@5"] {
+        assert!(outcome.metrics.contains_key(name), "{:?}", outcome.metrics);
+    }
+    let baseline = outcome.baseline.clone().expect("the popularity baseline");
+    assert_eq!(
+        baseline.keys().collect::<Vec<_>>(),
+        outcome.metrics.keys().collect::<Vec<_>>()
+    );
+    let metrics = outcome.metrics.clone();
+    let fitted = experiment::Fitted::from_outcome(&req, &prepared, outcome);
+    let evaluation = experiment::evaluate(&fitted, &prepared.data, split, 5).unwrap();
+    assert!(matches!(evaluation.measured, Measured::Ranking(_)));
+    assert_eq!(evaluation.metrics(), metrics);
+}
+
 struct Folds(Vec<String>);
 
 impl FoldObserver for Folds {
