@@ -113,6 +113,21 @@ fn train_split_on_the_builtin_data_returns_test_metrics_and_reopening_reproduces
     // The model in memory measures the same as the one reopened.
     let again = experiment::evaluate(&fitted, &prepared.data, split, 10).unwrap();
     assert_eq!(again.metrics(), metrics);
+
+    // Neighbours from the bound model and from the file alone agree.
+    let item = reopened.saved.domains[1].ids[0].clone();
+    let bound = experiment::similar(&reopened.fitted, &item, None, None, 5).unwrap();
+    let (saved, source) = experiment::open_model(&path).unwrap();
+    let from_file = experiment::similar_saved(&saved, &source, &item, None, None, 5).unwrap();
+    assert_eq!(bound, from_file);
+    assert_eq!(bound.neighbours.len(), 5);
+
+    // Every table exported, one file each.
+    let out = dir.path().join("tables");
+    let written =
+        experiment::export(&fitted.saved_model(), &out, experiment::ExportFormat::Csv).unwrap();
+    assert_eq!(written.len(), saved.tables.len());
+    assert!(written.iter().all(|p| p.is_file()));
 }
 
 #[test]

@@ -41,6 +41,9 @@ pub use query::{
 };
 pub use source::{compile_source, read_source, Source};
 pub use text::{format_hierarchy, format_metrics, printable};
+// The types a caller of the API needs beside its own.
+pub use crate::export::ExportFormat;
+pub use crate::train::{Interruption, Observer, OnInterrupt, Silent, TrainConfig, Trained};
 
 use crate::predict::PredictError;
 use crate::session::SessionError;
