@@ -36,7 +36,7 @@ const MAX_EXPR_DEPTH: usize = 2_000;
 const MAX_DEPTH: usize = 32;
 
 /// Built-in primitives and their arities.
-const PRIMITIVES: &[(&str, usize)] = &[
+pub(crate) const PRIMITIVES: &[(&str, usize)] = &[
     ("dot", 2),
     ("sum", 1),
     ("mean", 1),
@@ -115,10 +115,7 @@ pub fn check_probe(
     default_name: &str,
     expr: &Expr,
     literals: &[Span],
-) -> (
-    Option<(Model, TExpr, Vec<(InputId, usize)>)>,
-    Vec<Diagnostic>,
-) {
+) -> (Option<CheckedProbe>, Vec<Diagnostic>) {
     let mut c = Checker::new(root, stdlib);
     c.declarations(file);
     c.find_recursion();
@@ -170,7 +167,22 @@ pub fn check_probe(
         noise_scale: None,
         fit: c.fit,
     };
-    (Some((model, value, slots)), diags)
+    (
+        Some(CheckedProbe {
+            model,
+            value,
+            slots,
+        }),
+        diags,
+    )
+}
+
+/// What [`check_probe`] gives for an expression that checks.
+pub struct CheckedProbe {
+    pub model: Model,
+    pub value: TExpr,
+    /// `(input, literal)`: the index input made for a literal.
+    pub slots: Vec<(InputId, usize)>,
 }
 
 /// State of checking a prompt expression (see [`check_probe`]).

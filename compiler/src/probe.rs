@@ -108,7 +108,7 @@ fn compile_here(model_name: &str, model_text: &str, expr: &str) -> Result<Probe,
     }
     let (masked, quoted) = match mask_strings(file, expr) {
         Ok(m) => m,
-        Err(d) => return Err(fail(sources, vec![d])),
+        Err(d) => return Err(fail(sources, vec![*d])),
     };
     let ast = match parse::parse(root, model_text) {
         Ok(ast) => ast,
@@ -137,7 +137,12 @@ fn compile_here(model_name: &str, model_text: &str, expr: &str) -> Result<Probe,
         .trim_end_matches(".rec")
         .to_string();
     let (checked, diagnostics) = check::check_probe(root, &ast, &modules, &stem, &parsed, &numbers);
-    let Some((mut model, value, literal_slots)) = checked else {
+    let Some(check::CheckedProbe {
+        mut model,
+        value,
+        slots: literal_slots,
+    }) = checked
+    else {
         return Err(fail(sources, diagnostics));
     };
     let quoted_spans: Vec<Span> = quoted.iter().map(|q| q.span).collect();
@@ -195,7 +200,7 @@ fn compile_here(model_name: &str, model_text: &str, expr: &str) -> Result<Probe,
 
 /// `text` with every quoted string replaced by zeros of the same length (a
 /// number the parser accepts), and the strings found.
-fn mask_strings(file: FileId, text: &str) -> Result<(String, Vec<Quoted>), Diagnostic> {
+fn mask_strings(file: FileId, text: &str) -> Result<(String, Vec<Quoted>), Box<Diagnostic>> {
     let mut masked = String::with_capacity(text.len());
     let mut quoted = Vec::new();
     let mut chars = text.char_indices().peekable();
@@ -214,13 +219,15 @@ fn mask_strings(file: FileId, text: &str) -> Result<(String, Vec<Quoted>), Diagn
             }
             '"' => {
                 let Some(close) = text[i + 1..].find('"').map(|k| i + 1 + k) else {
-                    return Err(Diagnostic::error(
-                        "recc::syntax",
-                        "this quoted id has no closing quote",
-                        Span::new(file, i, text.len()),
-                    )
-                    .label("opened here")
-                    .with_help("end it with `\"`"));
+                    return Err(Box::new(
+                        Diagnostic::error(
+                            "recc::syntax",
+                            "this quoted id has no closing quote",
+                            Span::new(file, i, text.len()),
+                        )
+                        .label("opened here")
+                        .with_help("end it with `\"`"),
+                    ));
                 };
                 quoted.push(Quoted {
                     span: Span::new(file, i, close + 1),

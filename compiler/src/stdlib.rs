@@ -89,6 +89,63 @@ pub fn catalogue() -> Vec<FunctionDoc> {
     out
 }
 
+/// The primitives the compiler provides, documented as [`catalogue`]
+/// documents the stdlib: `(name, arguments, doc)`.
+const BUILTIN_DOCS: &[(&str, &str, &str)] = &[
+    ("dot", "a, b", "Sum of the lane-wise products of two vectors."),
+    ("sum", "x", "Over a bag (`sum(w[f])`): add the members. Otherwise: add the lanes of a vector or matrix."),
+    ("mean", "x", "Like `sum`, divided by the count (an empty bag's mean is 0)."),
+    ("sq", "x", "Square of a scalar; squared norm of a vector or matrix."),
+    ("exp", "x", "e^x, lane by lane."),
+    ("log", "x", "Natural logarithm, lane by lane."),
+    ("sqrt", "x", "Square root, lane by lane."),
+    ("abs", "x", "|x|, lane by lane."),
+    ("sigmoid", "x", "1 / (1 + e^-x), lane by lane."),
+    ("log_sigmoid", "x", "log sigmoid(x) = -softplus(-x), computed without overflow."),
+    ("softplus", "x", "log(1 + e^x), computed without overflow."),
+    ("tanh", "x", "Hyperbolic tangent, lane by lane."),
+    ("relu", "x", "max(0, x), lane by lane."),
+    ("max", "a, b", "The larger, lane by lane; `max(E for j ~ negative(item, 5))` takes the largest over draws."),
+    ("min", "a, b", "The smaller, lane by lane."),
+    ("clip", "x, lo, hi", "x limited to [lo, hi]: min(max(x, lo), hi)."),
+    ("softmax", "x", "e^x_k / sum_j e^x_j over the lanes of a vector."),
+    ("concat", "a, b", "The lanes of a followed by those of b."),
+];
+
+/// Every built-in primitive with its signature and documentation (module
+/// `builtin`), for help at a prompt.
+pub fn builtins() -> Vec<FunctionDoc> {
+    crate::check::PRIMITIVES
+        .iter()
+        .map(|(name, _)| {
+            let (args, doc) = BUILTIN_DOCS
+                .iter()
+                .find(|(n, _, _)| n == name)
+                .map_or(("", ""), |(_, a, d)| (*a, *d));
+            FunctionDoc {
+                module: "builtin".to_string(),
+                name: (*name).to_string(),
+                signature: format!("{name}({args})"),
+                doc: doc.to_string(),
+                body: String::new(),
+            }
+        })
+        .collect()
+}
+
+/// The names of every function an expression can call: the built-in
+/// primitives and the stdlib's, sorted.
+pub fn function_names() -> Vec<String> {
+    let mut names: Vec<String> = crate::check::PRIMITIVES
+        .iter()
+        .map(|(n, _)| (*n).to_string())
+        .chain(catalogue().into_iter().map(|d| d.name))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
 /// The run of `#` lines that ends on the line before byte `start`. Functions
 /// written on consecutive lines share the comment above the first.
 fn comment_above(text: &str, start: usize) -> String {
@@ -145,6 +202,18 @@ mod tests {
         // part of the first function's doc.
         let fm2 = docs.iter().find(|d| d.name == "fm2");
         assert!(fm2.is_some_and(|d| d.doc.starts_with("Second-order FM")));
+        // Built-ins are documented too, with the arity the checker enforces.
+        for b in builtins() {
+            assert!(!b.doc.is_empty(), "{} has no doc", b.name);
+            let arity = crate::check::PRIMITIVES
+                .iter()
+                .find(|(n, _)| *n == b.name)
+                .map(|(_, a)| *a);
+            let written = b.signature.matches(',').count() + 1;
+            assert_eq!(Some(written), arity, "{}", b.signature);
+        }
+        let names = function_names();
+        assert!(names.iter().any(|n| n == "sigmoid") && names.iter().any(|n| n == "mse"));
         // Names are unique across modules, as the checker requires.
         let mut names: Vec<&str> = docs.iter().map(|d| d.name.as_str()).collect();
         names.sort_unstable();
