@@ -408,9 +408,29 @@ impl Repl {
         }
     }
 
-    /// Load (or reload) the data for `self.request`, split for `model`.
+    /// Load the data for `self.request`, split for `model` with `seed`;
+    /// data already loaded from the same source is split again in memory.
     fn prepare(&mut self, model: Option<&Model>, seed: u64) -> Answer {
-        let prepared = experiment::prepare(&self.request, model, seed, false).map_err(message)?;
+        let same_data = self.loaded.as_ref().filter(|l| {
+            DataRequest {
+                split: None,
+                ..l.prepared.request.clone()
+            } == DataRequest {
+                split: None,
+                ..self.request.clone()
+            }
+        });
+        let prepared = match same_data {
+            Some(l) => experiment::resplit(
+                &l.prepared,
+                self.request.split.as_deref(),
+                model,
+                seed,
+                false,
+            ),
+            None => experiment::prepare(&self.request, model, seed, false),
+        }
+        .map_err(message)?;
         for note in &prepared.notes {
             self.out.print(&format!("note: {note}"));
         }
@@ -432,9 +452,12 @@ impl Repl {
             request.split = self.request.split.clone();
         }
         let previous = std::mem::replace(&mut self.request, request);
+        // :data reads the data afresh, even from where it was read before.
+        let kept = self.loaded.take();
         let model = self.buffer.model().cloned();
         if let Err(e) = self.prepare(model.as_ref(), model_seed(model.as_ref())) {
             self.request = previous;
+            self.loaded = kept;
             return Err(e);
         }
         if self.current.take().is_some() {
@@ -606,10 +629,20 @@ impl Repl {
             return Ok(());
         };
         let request = self.request.for_cross_validation();
-        // Every fold is made (and a given fold loaded) afresh: the kept
-        // data and its split stay as they are for :train.
-        let prepared = experiment::prepare(&request, Some(&source.model), config.seed, true)
-            .map_err(message)?;
+        // The folds are made from the data in memory (given folds are read
+        // from their files); the kept split stays as it is for :train.
+        self.ensure_split(&source.model, config.seed)?;
+        let Some(loaded) = &self.loaded else {
+            return Err("no data loaded".into());
+        };
+        let prepared = experiment::resplit(
+            &loaded.prepared,
+            request.split.as_deref(),
+            Some(&source.model),
+            config.seed,
+            true,
+        )
+        .map_err(message)?;
         self.out.print(&format!(
             "cross-validating {} on {}: {} folds ({})\n{}",
             source.model.name,

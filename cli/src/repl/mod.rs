@@ -192,7 +192,7 @@ pub struct Repl {
     current: Option<data::Current>,
     /// Whether a person is watching (progress bars) rather than a transcript.
     interactive: bool,
-    /// The stdlib's functions, for `:help NAME`.
+    /// The built-in and stdlib functions, for `:help NAME`.
     catalogue: Vec<recc_compiler::stdlib::FunctionDoc>,
     /// Names of every function a model can call, for completion.
     functions: Vec<String>,
@@ -341,11 +341,11 @@ impl Repl {
             loaded: None,
             current: None,
             interactive,
-            functions: recc_compiler::stdlib::catalogue()
-                .iter()
-                .map(|f| f.name.clone())
+            functions: recc_compiler::stdlib::function_names(),
+            catalogue: recc_compiler::stdlib::builtins()
+                .into_iter()
+                .chain(recc_compiler::stdlib::catalogue())
                 .collect(),
-            catalogue: recc_compiler::stdlib::catalogue(),
             initial: None,
         }
     }
@@ -652,13 +652,17 @@ impl Repl {
                     return Ok(());
                 }
                 if let Some(f) = self.catalogue.iter().find(|f| f.name == *name) {
-                    let mut text = format!("{}  (use stdlib.{})\n", f.signature, f.module);
-                    if !f.doc.is_empty() {
-                        for line in f.doc.lines() {
-                            text.push_str(&format!("  {line}\n"));
-                        }
+                    let mut text = if f.module == "builtin" {
+                        format!("{}  (built in)\n", f.signature)
+                    } else {
+                        format!("{}  (use stdlib.{})\n", f.signature, f.module)
+                    };
+                    for line in f.doc.lines() {
+                        text.push_str(&format!("  {line}\n"));
                     }
-                    text.push_str(&format!("  = {}", f.body));
+                    if !f.body.is_empty() {
+                        text.push_str(&format!("  = {}", f.body));
+                    }
                     self.out.print(&text);
                     return Ok(());
                 }
