@@ -298,3 +298,28 @@ fn run_with_editor(mut command: Command, cwd: &Path, stdin: &str, editor: &str) 
         Err(e) => panic!("recc did not finish: {e}"),
     }
 }
+
+/// `recc repl FILE --data SPEC --split SPEC` does what `:load`, `:data` and
+/// `:split` would, before the first prompt.
+#[test]
+fn the_command_line_loads_a_model_and_data_before_the_first_prompt() {
+    let dir = scratch();
+    let mut c = recc();
+    c.args([
+        "repl",
+        "models/mf.rec",
+        "--data",
+        "builtin",
+        "--split",
+        "user:0.1",
+    ]);
+    let out = run(c, dir.path(), Some(":train --epochs 1\n"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let loaded = stdout.find("loaded models/mf.rec").unwrap_or(usize::MAX);
+    let data = stdout.find("split user:0.1:").unwrap_or(usize::MAX);
+    let prompt = stdout.find("recc> :train").unwrap_or(usize::MAX);
+    assert!(loaded < data && data < prompt, "{stdout}");
+    assert!(stdout.contains("run 1: test mae"), "{stdout}");
+    assert!(stdout.contains("(user:0.1)"), "{stdout}");
+}
