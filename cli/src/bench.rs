@@ -14,6 +14,7 @@ use recc_runtime::bench::{
     RatingTriples, ZipfConfig,
 };
 use recc_runtime::data::Dataset;
+use recc_runtime::experiment;
 use recc_runtime::train::{self, Backend, Session, Silent};
 use std::path::Path;
 use std::time::Instant;
@@ -85,7 +86,7 @@ pub fn bench_command(
     let source = run::compile_file(file)?;
     let mut fit = fit.clone();
     fit.epochs = fit.epochs.or(Some(3));
-    let mut config = run::train_config(&source.model, &fit)?;
+    let mut config = run::train_config(&source, &fit)?;
     config.prefetch = bench.prefetch;
     let loaded = Instant::now();
     let (data, rows): (Dataset, Vec<usize>) = match zipf_config(&data_args.data) {
@@ -104,7 +105,7 @@ pub fn bench_command(
             (data, rows)
         }
         None => {
-            let prepared = run::prepare(data_args, &source.model, config.seed, false)?;
+            let prepared = run::prepare(&data_args.request(), &source, config.seed, false)?;
             let (_, split) = prepared
                 .splits
                 .first()
@@ -114,7 +115,7 @@ pub fn bench_command(
         }
     };
     let load_seconds = loaded.elapsed().as_secs_f64();
-    let bind = run::bind_options(data_args)?;
+    let bind = experiment::bind_options(&data_args.request())?;
     let mut session = Session::new(&source.model, &data, &rows, &bind)
         .map_err(|e| failed(format!("{}: {e}", source.name)))?;
     session.backend = config.backend;

@@ -134,6 +134,9 @@ enum Command {
         #[command(flatten)]
         out: run::OutputArgs,
     },
+    /// Build, train and compare models interactively, on data loaded once;
+    /// with input from a pipe, write a transcript (see docs/repl.md).
+    Repl(repl::ReplArgs),
     /// Write a trained model's tables as CSV or .npy files.
     Export {
         /// The trained model file.
@@ -263,6 +266,7 @@ fn main() -> ExitCode {
             format,
             output,
         } => finish(run::export_command(&model, &format, &output)),
+        Command::Repl(args) => repl::main(args),
     }
 }
 

@@ -104,6 +104,24 @@ impl Observer for Progress {
         interrupted()
     }
 
+    fn note(&mut self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("note: {text}")),
+            None => eprintln!("note: {text}"),
+        }
+    }
+
+    /// Ctrl-C stops training at the end of a block; the caller keeps what
+    /// there is (`Trained::interrupted`).
+    fn started(&mut self) {
+        catch_interrupts();
+    }
+
+    fn finished(&mut self) {
+        release_interrupts();
+        Progress::finish(self);
+    }
+
     fn progress(&mut self, epoch: usize, done: usize, total: usize, loss: f64) {
         if let Some(bar) = &self.bar {
             if bar.length() != Some(total as u64) || done < bar.position() as usize {

@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod bind;
 pub mod data;
+pub mod experiment;
 pub mod export;
 pub mod hierarchy;
 pub mod init;
@@ -16,6 +17,7 @@ pub mod native;
 pub mod optim;
 pub mod predict;
 pub mod probe;
+pub mod session;
 pub mod split;
 pub mod synth;
 pub mod train;

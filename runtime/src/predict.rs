@@ -16,7 +16,7 @@ use crate::metrics::{
     self, Catalogue, IntervalMetrics, Predictive, RankingMetrics, UserMetrics, UserRanking,
 };
 use crate::native::{Hyper, InputError, NativeParams, Runner, TableWords};
-use crate::train::{Backend, Session, Task, TrainError};
+use crate::session::{Backend, Session, Task};
 use ndarray::{Array2, Axis};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -26,6 +26,18 @@ use recc_compiler::interp::{evaluate, EvalError, Example, Incremental, Params};
 use recc_compiler::ir::{Graph, SlotId, SlotKind, TableRole};
 use recc_compiler::model::Constraint;
 use recc_jit::{Kernel, KernelKind};
+
+/// Why scoring or measuring failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PredictError {
+    #[error("the evaluator refused an example: {0}")]
+    Eval(#[from] EvalError),
+    #[error(transparent)]
+    Native(#[from] InputError),
+    /// The model or the data cannot give the figure asked for.
+    #[error("{0}")]
+    Config(String),
+}
 
 /// Replace rows training never touched by the mean of the touched rows of
 /// their table (per-domain tables only).
@@ -321,11 +333,11 @@ impl<'a> Predictor<'a> {
     }
 
     /// RMSE and MAE of the score against the target on `rows`.
-    pub fn rating(&self, data: &Dataset, rows: &[usize]) -> Result<RatingMetrics, TrainError> {
+    pub fn rating(&self, data: &Dataset, rows: &[usize]) -> Result<RatingMetrics, PredictError> {
         let target = match self.session.binding.target_values(data) {
             Some(t) => t,
             None => {
-                return Err(TrainError::Config(
+                return Err(PredictError::Config(
                     "rating metrics need the model's real input bound to the data's target".into(),
                 ))
             }
@@ -367,13 +379,13 @@ impl<'a> Predictor<'a> {
         train: &[usize],
         test: &[usize],
         seed: u64,
-    ) -> Result<Option<IntervalMetrics>, TrainError> {
+    ) -> Result<Option<IntervalMetrics>, PredictError> {
         let g = &self.session.forward;
         if !g.tables.iter().any(|t| t.role == TableRole::LogVar) {
             return Ok(None);
         }
         let Some(target) = self.session.binding.target_values(data) else {
-            return Err(TrainError::Config(
+            return Err(PredictError::Config(
                 "predictive intervals need the model's real input bound to the data's target"
                     .into(),
             ));
@@ -444,7 +456,7 @@ impl<'a> Predictor<'a> {
     }
 
     /// The validation figure named by [`monitor_name`].
-    pub fn monitor(&self, data: &Dataset, rows: &[usize], seed: u64) -> Result<f64, TrainError> {
+    pub fn monitor(&self, data: &Dataset, rows: &[usize], seed: u64) -> Result<f64, PredictError> {
         match self.session.task {
             Task::Rating => Ok(self.rating(data, rows)?.rmse),
             Task::Loss => Ok(self.mean_loss(data, rows, seed)?),
@@ -542,7 +554,7 @@ impl<'a> Predictor<'a> {
         train: &[usize],
         test: &[usize],
         k: usize,
-    ) -> Result<RankingMetrics, TrainError> {
+    ) -> Result<RankingMetrics, PredictError> {
         let positives = &self.session.binding.positives;
         rank_catalogue(
             data,
@@ -565,10 +577,10 @@ pub fn rank_catalogue<'a>(
     k: usize,
     exclude: impl Fn(u32) -> &'a [u32] + Sync,
     scores: impl Fn(u32) -> Result<Vec<f64>, EvalError> + Sync,
-) -> Result<RankingMetrics, TrainError> {
+) -> Result<RankingMetrics, PredictError> {
     let (Some((user_domain, users)), Some((item_domain, items))) = (data.users(), data.items())
     else {
-        return Err(TrainError::Config(
+        return Err(PredictError::Config(
             "ranking metrics need user and item columns in the data".into(),
         ));
     };
@@ -639,7 +651,7 @@ pub fn popularity_ranking(
     train: &[usize],
     test: &[usize],
     k: usize,
-) -> Result<RankingMetrics, TrainError> {
+) -> Result<RankingMetrics, PredictError> {
     let scores: Vec<f64> = item_users(data, train)
         .iter()
         .map(|u| u.len() as f64)

@@ -6,45 +6,27 @@
 //! gradient followed by the optimiser's row updates; one thread and a seed
 //! make a run reproducible bit for bit.
 
-use crate::bind::{BindError, BindOptions, Binding};
+use crate::bind::BindError;
 use crate::data::Dataset;
 use crate::init::{check_memory, initialise, Holder, InitError, MAX_BALL_NORM};
 use crate::modelfile::EpochRecord;
 use crate::native::{Hyper, InputError, NativeParams, NonFinite, Runner, TableWords};
 use crate::optim::{OptimiserState, Schedule, StateOverflow};
-use crate::predict::{self, Predictor};
+use crate::predict::{self, PredictError, Predictor};
+// Re-exported: they were defined here before the session had a module of
+// its own, and callers still name them through the trainer.
+pub use crate::session::{Backend, Session, SessionError, Task};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand::SeedableRng;
 use recc_compiler::interp::{evaluate, EvalError, Example, Params};
-use recc_compiler::ir::{Graph, SlotKind, TableId};
-use recc_compiler::model::{FitConfig, Model, Optimizer};
+use recc_compiler::ir::{Graph, TableId};
+use recc_compiler::model::{FitConfig, Optimizer};
 use recc_jit::{Kernel, KernelKind, StepOptions, DEFAULT_PREFETCH};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
-
-/// What a model is judged by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Task {
-    /// The score predicts the data's target: RMSE and MAE.
-    Rating,
-    /// Trained against sampled negatives: ranking metrics over the catalogue.
-    Ranking,
-    /// Neither: the mean loss on held-out rows.
-    Loss,
-}
-
-impl std::fmt::Display for Task {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Task::Rating => "rating",
-            Task::Ranking => "ranking",
-            Task::Loss => "loss",
-        })
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -104,52 +86,17 @@ pub enum TrainError {
     Init(#[from] InitError),
     #[error("{0}")]
     Config(String),
+    /// Measuring the validation rows failed.
+    #[error(transparent)]
+    Predict(#[from] PredictError),
 }
 
-/// A model bound to its data, ready to train and to predict.
-#[derive(Clone, Debug)]
-pub struct Session {
-    pub model: Model,
-    pub forward: Graph,
-    pub gradient: Graph,
-    pub binding: Binding,
-    pub task: Task,
-    /// What scores examples after training: the native predict kernel, or
-    /// the reference evaluator.
-    pub backend: Backend,
-}
-
-impl Session {
-    pub fn new(
-        model: &Model,
-        data: &Dataset,
-        train: &[usize],
-        options: &BindOptions,
-    ) -> Result<Session, TrainError> {
-        let forward =
-            recc_compiler::forward_graph(model).map_err(|e| TrainError::Compile(e.to_string()))?;
-        let gradient =
-            recc_compiler::gradient_graph(model).map_err(|e| TrainError::Compile(e.to_string()))?;
-        let binding = Binding::new(&gradient, data, train, options)?;
-        let task = if gradient
-            .slots
-            .iter()
-            .any(|s| matches!(s.kind, SlotKind::Negative { .. }))
-        {
-            Task::Ranking
-        } else if forward.score.is_some() && binding.target_slot(data).is_some() {
-            Task::Rating
-        } else {
-            Task::Loss
-        };
-        Ok(Session {
-            model: model.clone(),
-            forward,
-            gradient,
-            binding,
-            task,
-            backend: Backend::default(),
-        })
+impl From<SessionError> for TrainError {
+    fn from(e: SessionError) -> TrainError {
+        match e {
+            SessionError::Bind(b) => TrainError::Bind(b),
+            SessionError::Compile(c) => TrainError::Compile(c),
+        }
     }
 }
 
@@ -173,36 +120,22 @@ pub struct TrainConfig {
     pub threads: usize,
     /// Examples ahead whose rows the native step touches early (0: none).
     pub prefetch: usize,
+    /// Which parameters an interrupted run returns.
+    pub on_interrupt: OnInterrupt,
 }
 
-/// Which code runs the training step.
+/// Which parameters a run stopped by its observer returns (early
+/// stopping's best epoch, when it has one, wins over both).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Backend {
-    /// The reference evaluator: f64, checked, slow.
-    Interp,
-    /// One fused native step per model, compiled with Cranelift.
+pub enum OnInterrupt {
+    /// Those after the last finished block of examples: nothing trained is
+    /// lost, but the last epoch may be part-way through.
     #[default]
-    Jit,
-}
-
-impl std::str::FromStr for Backend {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Backend, String> {
-        match s {
-            "interp" => Ok(Backend::Interp),
-            "jit" => Ok(Backend::Jit),
-            _ => Err(format!("unknown backend `{s}`; expected jit or interp")),
-        }
-    }
-}
-
-impl std::fmt::Display for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Backend::Interp => "interp",
-            Backend::Jit => "jit",
-        })
-    }
+    KeepLastBlock,
+    /// Those at the end of the last finished epoch (the initial ones when
+    /// none finished), so that a stopped run is one a whole number of
+    /// epochs long. Costs a copy of the parameters at every epoch's end.
+    KeepLastEpoch,
 }
 
 impl TrainConfig {
@@ -218,6 +151,7 @@ impl TrainConfig {
             backend: Backend::default(),
             threads: 1,
             prefetch: DEFAULT_PREFETCH,
+            on_interrupt: OnInterrupt::default(),
         }
     }
 
@@ -259,6 +193,17 @@ pub trait Observer {
     fn stop_requested(&mut self) -> bool {
         false
     }
+    /// Something worth telling whoever runs the training (how the data was
+    /// bound), said before the first epoch. The trainer itself says none;
+    /// [`crate::experiment`] passes on its notes here as they arise.
+    fn note(&mut self, _text: &str) {}
+    /// Training starts now (the notes are said). Called by
+    /// [`crate::experiment`], not by [`train`].
+    fn started(&mut self) {}
+    /// Training is over, whether it ended, stopped or failed; what follows
+    /// (measuring the result) reports no progress. Called by
+    /// [`crate::experiment`], not by [`train`].
+    fn finished(&mut self) {}
 }
 
 /// An observer that says nothing.
@@ -282,7 +227,8 @@ pub struct Trained {
 
 /// Where training stood when it was asked to stop. The parameters returned
 /// are those after the last finished block of examples (or the best epoch,
-/// under early stopping), not a copy from the last epoch's end.
+/// under early stopping), or with [`OnInterrupt::KeepLastEpoch`] those at
+/// the end of the last finished epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Interruption {
     /// The epoch (1-based) that was running.
@@ -290,6 +236,9 @@ pub struct Interruption {
     /// Examples of that epoch trained on: `total` when it had just ended.
     pub examples: usize,
     pub total: usize,
+    /// The epoch whose end the returned parameters are (0: the initial
+    /// ones), under [`OnInterrupt::KeepLastEpoch`] without a best epoch.
+    pub kept_epoch: Option<usize>,
 }
 
 /// Examples between progress reports.
@@ -332,6 +281,7 @@ pub fn train(
     let mut sample_rng = StdRng::seed_from_u64(config.seed.wrapping_add(0x9e37_79b9_7f4a_7c15));
     let mut example = Example { slots: Vec::new() };
     let mut tracker = EpochTracker::new(session, data, validation, config);
+    tracker.start(&|| (params.clone(), touched.clone()));
     let batch = config.batch.max(1);
     let mut pending: BTreeMap<(TableId, usize), Vec<f64>> = BTreeMap::new();
     let mut interrupted = None;
@@ -342,6 +292,7 @@ pub fn train(
                 epoch: epoch.max(1),
                 examples: if epoch == 0 { 0 } else { order.len() },
                 total: order.len(),
+                kept_epoch: None,
             });
             break;
         }
@@ -405,6 +356,7 @@ pub fn train(
                         epoch: epoch + 1,
                         examples: k + 1,
                         total: order.len(),
+                        kept_epoch: None,
                     });
                     break 'epochs;
                 }
@@ -455,6 +407,7 @@ fn train_native(
     let mut shuffle_rng = StdRng::seed_from_u64(config.seed);
     let mut sample_rng = StdRng::seed_from_u64(config.seed.wrapping_add(0x9e37_79b9_7f4a_7c15));
     let mut tracker = EpochTracker::new(session, data, validation, config);
+    tracker.start(&|| (native.to_params(), native.touched()));
     let threads = config.threads.clamp(1, order.len().max(1));
     let mut interrupted = None;
     for epoch in 0..config.epochs {
@@ -464,6 +417,7 @@ fn train_native(
                 epoch: epoch.max(1),
                 examples: if epoch == 0 { 0 } else { total },
                 total,
+                kept_epoch: None,
             });
             break;
         }
@@ -559,6 +513,7 @@ fn train_native(
                 epoch: epoch + 1,
                 examples: done_all,
                 total,
+                kept_epoch: None,
             });
             break;
         }
@@ -752,6 +707,9 @@ struct EpochTracker<'a> {
     config: &'a TrainConfig,
     history: Vec<EpochRecord>,
     best: Option<(f64, usize, Params, Vec<Vec<bool>>)>,
+    /// The parameters at the end of the last finished epoch, and its
+    /// number, kept only under [`OnInterrupt::KeepLastEpoch`].
+    last_epoch: Option<(usize, Params, Vec<Vec<bool>>)>,
 }
 
 impl<'a> EpochTracker<'a> {
@@ -768,6 +726,20 @@ impl<'a> EpochTracker<'a> {
             config,
             history: Vec::new(),
             best: None,
+            last_epoch: None,
+        }
+    }
+
+    fn keeps_epochs(&self) -> bool {
+        self.config.on_interrupt == OnInterrupt::KeepLastEpoch
+    }
+
+    /// Before the first epoch: the initial parameters are the last
+    /// finished epoch's until one ends.
+    fn start(&mut self, snapshot: &dyn Fn() -> (Params, Vec<Vec<bool>>)) {
+        if self.keeps_epochs() {
+            let (params, touched) = snapshot();
+            self.last_epoch = Some((0, params, touched));
         }
     }
 
@@ -810,6 +782,10 @@ impl<'a> EpochTracker<'a> {
         };
         observer.epoch(&record, monitor, self.config.epochs);
         self.history.push(record);
+        if self.keeps_epochs() {
+            let (params, touched) = snapshot();
+            self.last_epoch = Some((epoch + 1, params, touched));
+        }
         if self.config.early_stopping > 0 {
             if let Some(v) = value {
                 let better = self
@@ -836,12 +812,16 @@ impl<'a> EpochTracker<'a> {
         self,
         params: Params,
         touched: &[Vec<bool>],
-        interrupted: Option<Interruption>,
+        mut interrupted: Option<Interruption>,
     ) -> Trained {
         let g = &self.session.gradient;
-        let (params, touched, best_epoch) = match self.best {
-            Some((_, e, p, t)) => (p, t, Some(e)),
-            None => (params, touched.to_vec(), None),
+        let (params, touched, best_epoch) = match (self.best, self.last_epoch, &mut interrupted) {
+            (Some((_, e, p, t)), _, _) => (p, t, Some(e)),
+            (None, Some((e, p, t)), Some(stop)) => {
+                stop.kept_epoch = Some(e);
+                (p, t, None)
+            }
+            (None, _, _) => (params, touched.to_vec(), None),
         };
         Trained {
             params: predict::finalise(g, params, &touched),

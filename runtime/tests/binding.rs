@@ -9,7 +9,7 @@ use recc_runtime::bind::{BindOptions, SlotColumn, MAX_TIME_BUCKETS};
 use recc_runtime::data::delimited::{self, Spec};
 use recc_runtime::data::{BadLines, Dataset};
 use recc_runtime::synth::{self, SynthConfig};
-use recc_runtime::train::{self, Session, Silent, TrainConfig, TrainError};
+use recc_runtime::train::{self, Session, SessionError, Silent, TrainConfig};
 use std::path::PathBuf;
 
 fn models_dir() -> PathBuf {
@@ -39,9 +39,9 @@ fn all_rows(data: &Dataset) -> Vec<usize> {
     (0..data.len()).collect()
 }
 
-fn bind_error(r: Result<Session, TrainError>) -> String {
+fn bind_error(r: Result<Session, SessionError>) -> String {
     match r {
-        Err(TrainError::Bind(e)) => e.to_string(),
+        Err(SessionError::Bind(e)) => e.to_string(),
         Err(other) => panic!("expected a binding error, got {other}"),
         Ok(_) => panic!("expected a binding error, the model bound"),
     }

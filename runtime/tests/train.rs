@@ -675,6 +675,90 @@ fn a_stop_request_ends_training_at_a_block_with_the_parameters_so_far() {
     }
 }
 
+/// An observer that asks to stop at the first block of the epoch after
+/// `epochs` have ended.
+struct StopInEpoch {
+    epochs: usize,
+    ended: usize,
+    reports_since: usize,
+}
+
+impl train::Observer for StopInEpoch {
+    fn progress(&mut self, _: usize, _: usize, _: usize, _: f64) {
+        self.reports_since += 1;
+    }
+    fn epoch(&mut self, _: &modelfile::EpochRecord, _: &str, _: usize) {
+        self.ended += 1;
+        self.reports_since = 0;
+    }
+    fn stop_requested(&mut self) -> bool {
+        self.ended >= self.epochs && self.reports_since > 0
+    }
+}
+
+#[test]
+fn an_interrupted_run_can_keep_the_parameters_of_its_last_finished_epoch() {
+    let model = compile("biased_mf.rec");
+    let data = synth::generate(&SynthConfig {
+        users: 300,
+        items: 200,
+        ratings_per_user: 60,
+        ..SynthConfig::default()
+    });
+    let rows: Vec<usize> = (0..data.len()).collect();
+    assert!(rows.len() > 3 * 4096, "want several blocks an epoch");
+    let session = Session::new(&model, &data, &rows, &BindOptions::default()).unwrap();
+    for backend in [train::Backend::Jit, train::Backend::Interp] {
+        let mut two = config(&model, 2);
+        two.backend = backend;
+        let after_two = train::train(&session, &data, &rows, &[], &two, &mut Silent).unwrap();
+        let run = |on_interrupt| {
+            let mut c = config(&model, 50);
+            c.backend = backend;
+            c.on_interrupt = on_interrupt;
+            let mut observer = StopInEpoch {
+                epochs: 2,
+                ended: 0,
+                reports_since: 0,
+            };
+            train::train(&session, &data, &rows, &[], &c, &mut observer).unwrap()
+        };
+        // Stopped one block into epoch 3: by default that block is kept...
+        let partial = run(train::OnInterrupt::KeepLastBlock);
+        let stop = partial.interrupted.expect("interrupted");
+        assert_eq!(
+            (stop.epoch, stop.examples, stop.kept_epoch),
+            (3, 4096, None)
+        );
+        assert_ne!(partial.params, after_two.params, "{backend}");
+        // ...and on request the run is exactly two epochs long.
+        let whole = run(train::OnInterrupt::KeepLastEpoch);
+        let stop = whole.interrupted.expect("interrupted");
+        assert_eq!((stop.epoch, stop.examples), (3, 4096), "{backend}");
+        assert_eq!(stop.kept_epoch, Some(2), "{backend}");
+        assert_eq!(whole.history.len(), 2, "{backend}");
+        assert_eq!(whole.params, after_two.params, "{backend}");
+        assert_eq!(
+            recc_runtime::experiment::describe_interruption(stop, None),
+            "epoch 2"
+        );
+    }
+    // Stopped before any epoch finished: the initial parameters.
+    let mut c = config(&model, 50);
+    c.on_interrupt = train::OnInterrupt::KeepLastEpoch;
+    let mut observer = StopAfter {
+        after: 1,
+        reports: 0,
+    };
+    let trained = train::train(&session, &data, &rows, &[], &c, &mut observer).unwrap();
+    assert_eq!(trained.interrupted.and_then(|s| s.kept_epoch), Some(0));
+    let mut none = config(&model, 0);
+    none.backend = c.backend;
+    let initial = train::train(&session, &data, &rows, &[], &none, &mut Silent).unwrap();
+    assert_eq!(trained.params, initial.params);
+    assert!(trained.history.is_empty());
+}
+
 #[test]
 fn parameters_beyond_memory_are_refused_with_their_size_and_cause() {
     use recc_runtime::init::{check_memory_within, Holder, InitError};

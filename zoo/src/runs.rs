@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use recc_compiler::model::Constraint;
+use recc_runtime::experiment;
 use serde_json::Value;
 
 use crate::report::{Report, Section, Table};
@@ -418,17 +420,22 @@ fn nonneg_figure(zoo: &Zoo, s: &mut Section, report: &mut Report) -> Result<()> 
     }
     zoo.train("nmf", &zoo.movielens(), &["--split", "given:u1"])?;
     let path = zoo.scratch("nmf.recm");
-    let saved = recc_runtime::modelfile::load(&path).map_err(|e| ZooError::Output {
+    let reading = |e: experiment::ExperimentError| ZooError::Output {
         command: format!("reading {}", path.display()),
         detail: e.to_string(),
-    })?;
-    let source = &saved.source;
+    };
+    // Which tables are non-negative is the compiled model's to say.
+    let saved = experiment::read_model(&path).map_err(reading)?;
+    let source =
+        experiment::compile_source(&saved.source_name, saved.source.clone()).map_err(reading)?;
     let mut lowest = f64::INFINITY;
     let mut names = Vec::new();
     for t in &saved.tables {
         let nonneg = source
-            .lines()
-            .any(|l| l.starts_with(&format!("param {}[", t.name)) && l.contains("nonneg"));
+            .model
+            .params
+            .iter()
+            .any(|p| p.name == t.name && p.constraint == Constraint::Nonneg);
         if nonneg {
             names.push(format!("`{}`", t.name));
             lowest = t.values.iter().copied().fold(lowest, f64::min);

@@ -1,0 +1,458 @@
+//! Training: the fit settings, one split trained and measured, every fold
+//! of a cross-validation, and the model file a run is saved as.
+
+use super::data::{has_negatives, load_options};
+use super::{bind_options, failed, usage, DataRequest, Prepared, Result, Source};
+use crate::data::Dataset;
+use crate::modelfile::{self, SavedDomain, SavedModel};
+use crate::optim::Schedule;
+use crate::predict::{self, Predictor};
+use crate::session::{Backend, Session, Task};
+use crate::split::{self, Split};
+use crate::train::{self, Interruption, Observer, TrainConfig, Trained};
+use recc_compiler::interp::Params;
+use recc_compiler::model::{Model, Optimizer};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// Overrides of a model's `fit` block: the command line's fit flags.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FitOverrides {
+    pub epochs: Option<usize>,
+    pub lr: Option<f64>,
+    /// sgd, adagrad or adam.
+    pub optimizer: Option<String>,
+    pub batch: Option<usize>,
+    pub seed: Option<u64>,
+    pub early_stopping: Option<usize>,
+    /// constant, linear, cosine or step:FACTOR:EPOCHS.
+    pub schedule: Option<String>,
+    pub threads: Option<usize>,
+    /// jit or interp.
+    pub backend: Option<String>,
+}
+
+/// The fit settings: the model's `fit`, overridden. The notes say where a
+/// setting will not act as asked.
+pub fn train_config(model: &Model, fit: &FitOverrides) -> Result<(TrainConfig, Vec<String>)> {
+    let mut c = TrainConfig::from_fit(&model.fit);
+    if let Some(e) = fit.epochs {
+        c.epochs = e;
+    }
+    if let Some(lr) = fit.lr {
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(usage(format!(
+                "--lr {lr}: the learning rate must be a positive number"
+            )));
+        }
+        c.lr = lr;
+    }
+    if let Some(o) = &fit.optimizer {
+        c.optimizer = match o.as_str() {
+            "sgd" => Optimizer::Sgd,
+            "adagrad" => Optimizer::Adagrad,
+            "adam" => match c.optimizer {
+                a @ Optimizer::Adam { .. } => a,
+                _ => Optimizer::Adam {
+                    beta1: 0.9,
+                    beta2: 0.999,
+                },
+            },
+            other => {
+                return Err(usage(format!(
+                    "--optimizer {other}: expected sgd, adagrad or adam"
+                )))
+            }
+        };
+    }
+    if let Some(b) = fit.batch {
+        if b == 0 {
+            return Err(usage("--batch 0: a batch holds at least one example"));
+        }
+        c.batch = b;
+    }
+    if let Some(s) = fit.seed {
+        c.seed = s;
+    }
+    if let Some(e) = fit.early_stopping {
+        c.early_stopping = e;
+    }
+    if let Some(s) = &fit.schedule {
+        c.schedule = s.parse::<Schedule>().map_err(usage)?;
+    }
+    if let Some(b) = &fit.backend {
+        c.backend = b.parse::<Backend>().map_err(usage)?;
+    }
+    if let Some(t) = fit.threads {
+        if t == 0 {
+            return Err(usage("--threads 0: training needs at least one thread"));
+        }
+        c.threads = t;
+    }
+    let mut notes = Vec::new();
+    if c.batch > 1 && c.backend == Backend::Jit {
+        notes.push(format!(
+            "--batch {}: mini-batches are averaged by the reference evaluator, \
+             which trains this run",
+            c.batch
+        ));
+    }
+    if c.threads > 1 && c.effective_backend() == Backend::Interp {
+        notes.push(format!(
+            "--threads {}: the reference evaluator trains on one thread",
+            c.threads
+        ));
+    }
+    Ok((c, notes))
+}
+
+/// What every split of one run shares.
+#[derive(Clone, Copy, Debug)]
+pub struct TrainRequest<'a> {
+    pub source: &'a Source,
+    pub config: &'a TrainConfig,
+    /// The data as asked: its binding, and a ranking model's `min_target`.
+    pub request: &'a DataRequest,
+    /// Cut-off of the @k ranking metrics.
+    pub k: usize,
+    /// Also measure the popularity baseline (ranking models).
+    pub baseline: bool,
+}
+
+/// One trained split: the session, its result and the test metrics.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The model bound to the split's training rows, as it is measured.
+    pub session: Session,
+    pub trained: Trained,
+    /// The test metrics; empty when the split has no test rows or the run
+    /// was interrupted (an interrupted run is not measured).
+    pub metrics: BTreeMap<String, f64>,
+    /// The popularity baseline's metrics, when asked for.
+    pub baseline: Option<BTreeMap<String, f64>>,
+    /// Wall time of the training.
+    pub seconds: f64,
+    /// Notes about the binding (also given to the observer before training).
+    pub notes: Vec<String>,
+}
+
+/// The rows of `rows` a model trains or is tested on: a ranking model's
+/// positives only.
+fn model_rows(req: &TrainRequest, data: &Dataset, rows: &[usize]) -> Vec<usize> {
+    if has_negatives(&req.source.model) {
+        predict::positive_rows(data, rows, req.request.min_target)
+    } else {
+        rows.to_vec()
+    }
+}
+
+/// Train on one split and measure on its test rows. Progress, and the
+/// binding's notes before it, go to `observer`; its
+/// [`Observer::stop_requested`] interrupts the run, which is then returned
+/// unmeasured with [`Trained::interrupted`] set.
+pub fn train_split(
+    req: &TrainRequest,
+    data: &Dataset,
+    split: &Split,
+    observer: &mut dyn Observer,
+) -> Result<Outcome> {
+    let TrainRequest { source, config, .. } = *req;
+    let bind = bind_options(req.request)?;
+    let train_rows = model_rows(req, data, &split.train);
+    let test_rows = model_rows(req, data, &split.test);
+    // Early stopping watches a tenth of the training rows; otherwise the
+    // test rows are shown as they go, which steers nothing.
+    let all_train = train_rows.clone();
+    let (train_rows, validation) = if config.early_stopping > 0 {
+        let s = split::random_holdout(train_rows.len(), 0.1, config.seed);
+        (
+            s.train.iter().map(|&k| train_rows[k]).collect::<Vec<_>>(),
+            s.test.iter().map(|&k| train_rows[k]).collect::<Vec<_>>(),
+        )
+    } else {
+        (train_rows, test_rows.clone())
+    };
+    let mut session = Session::new(&source.model, data, &train_rows, &bind)
+        .map_err(|e| super::ExperimentError::from(e).context(&source.name))?;
+    let notes = session.binding.notes.clone();
+    for note in &notes {
+        observer.note(note);
+    }
+    session.backend = config.backend;
+    observer.started();
+    let started = Instant::now();
+    let trained = train::train(&session, data, &train_rows, &validation, config, observer);
+    observer.finished();
+    let mut trained = trained.map_err(|e| failed(e.to_string()))?;
+    let seconds = started.elapsed().as_secs_f64();
+    // Measured as a reopened model is measured: every training row,
+    // validation tenth included, is the user's and is left out of their
+    // ranking.
+    let session = if config.early_stopping > 0 {
+        let mut s = Session::new(&source.model, data, &all_train, &bind)
+            .map_err(|e| super::ExperimentError::from(e).context(&source.name))?;
+        s.backend = config.backend;
+        s
+    } else {
+        session
+    };
+    let train_rows = all_train;
+    // The predictor holds the trained tables while it measures and hands
+    // them back, so that no second copy of them lives beside it.
+    let trained_params = std::mem::replace(&mut trained.params, empty_params());
+    let predictor = Predictor::owning(&session, trained_params);
+    let mut metrics = BTreeMap::new();
+    let mut baseline = None;
+    if !test_rows.is_empty() && trained.interrupted.is_none() {
+        match session.task {
+            Task::Rating => {
+                metrics = rating_metrics(&predictor, data, &train_rows, &test_rows, config.seed)?;
+            }
+            Task::Ranking => {
+                let m = predictor
+                    .ranking(data, &train_rows, &test_rows, req.k)
+                    .map_err(|e| failed(e.to_string()))?;
+                metrics = m.named().into_iter().collect();
+                if req.baseline {
+                    let b = predict::popularity_ranking(data, &train_rows, &test_rows, req.k)
+                        .map_err(|e| failed(e.to_string()))?;
+                    baseline = Some(b.named().into_iter().collect());
+                }
+            }
+            Task::Loss => {
+                let l = predictor
+                    .mean_loss(data, &test_rows, config.seed)
+                    .map_err(|e| failed(e.to_string()))?;
+                metrics.insert("loss".into(), l);
+            }
+        }
+    }
+    trained.params = predictor.into_params();
+    Ok(Outcome {
+        session,
+        trained,
+        metrics,
+        baseline,
+        seconds,
+        notes,
+    })
+}
+
+pub(super) fn empty_params() -> Params {
+    Params {
+        domain_sizes: Vec::new(),
+        tables: Vec::new(),
+    }
+}
+
+/// A rating model's test metrics: RMSE and MAE, and for a model with a
+/// predictive distribution (variational tables) the coverage of its
+/// intervals, measured alike after training and on a reopened model.
+pub(super) fn rating_metrics(
+    predictor: &Predictor,
+    data: &Dataset,
+    train: &[usize],
+    test: &[usize],
+    seed: u64,
+) -> Result<BTreeMap<String, f64>> {
+    let m = predictor
+        .rating(data, test)
+        .map_err(|e| failed(e.to_string()))?;
+    let mut metrics = BTreeMap::from([("rmse".to_string(), m.rmse), ("mae".to_string(), m.mae)]);
+    let intervals = predictor
+        .intervals(data, train, test, seed)
+        .map_err(|e| failed(e.to_string()))?;
+    if let Some(i) = intervals {
+        metrics.insert("interval50".into(), i.interval50);
+        metrics.insert("interval90".into(), i.interval90);
+        metrics.insert("spread_corr".into(), i.spread_corr);
+    }
+    Ok(metrics)
+}
+
+/// What an interrupted run kept: `epoch 3`, or `epoch 3 and 4096 of 80000
+/// examples of epoch 4`.
+pub fn describe_interruption(stop: Interruption, best_epoch: Option<usize>) -> String {
+    if let Some(best) = best_epoch {
+        return format!("epoch {best} (the best on validation)");
+    }
+    if let Some(kept) = stop.kept_epoch {
+        return format!("epoch {kept}");
+    }
+    let finished = if stop.examples == stop.total {
+        stop.epoch
+    } else {
+        stop.epoch - 1
+    };
+    if stop.examples == stop.total || stop.examples == 0 {
+        format!("epoch {finished}")
+    } else {
+        format!(
+            "epoch {finished} and {} of {} examples of epoch {}",
+            stop.examples, stop.total, stop.epoch
+        )
+    }
+}
+
+/// The settings a model file records: the fit settings, the split, the
+/// task and the data options a reopened model needs to bind as it did.
+pub(super) fn recorded_settings(
+    config: &TrainConfig,
+    split_text: &str,
+    task: Task,
+    request: &DataRequest,
+) -> BTreeMap<String, String> {
+    let mut settings = config.describe();
+    settings.insert("split".into(), split_text.to_string());
+    settings.insert("task".into(), task.to_string());
+    if !request.bind.is_empty() {
+        settings.insert("bind".into(), request.bind.join(" "));
+    }
+    if !request.features.is_empty() {
+        settings.insert("features".into(), request.features.join(","));
+    }
+    if let Some(m) = request.min_target {
+        settings.insert("min_target".into(), m.to_string());
+    }
+    for (k, v) in [
+        ("columns", request.columns.clone()),
+        ("sep", request.sep.clone()),
+    ] {
+        if let Some(v) = v {
+            settings.insert(k.into(), v);
+        }
+    }
+    if request.header {
+        settings.insert("header".into(), "true".into());
+    }
+    settings.insert("window".into(), request.window.to_string());
+    settings.insert("min_count".into(), request.min_count.to_string());
+    settings
+}
+
+/// The model file of a trained split; `params` are its trained parameters
+/// (moved in, so that no copy is made).
+pub fn saved_model(
+    source: &Source,
+    prepared: &Prepared,
+    config: &TrainConfig,
+    outcome: &Outcome,
+    params: Params,
+    request: &DataRequest,
+) -> SavedModel {
+    let settings = recorded_settings(config, &prepared.split_text, outcome.session.task, request);
+    let session = &outcome.session;
+    SavedModel {
+        recc_version: env!("CARGO_PKG_VERSION").to_string(),
+        model_name: source.model.name.clone(),
+        source_name: source.name.clone(),
+        source: source.text.clone(),
+        data: prepared.spec.to_string(),
+        settings,
+        metrics: outcome.metrics.clone(),
+        history: outcome.trained.history.clone(),
+        domains: session
+            .binding
+            .domains
+            .iter()
+            .map(|(n, m)| SavedDomain::from_id_map(n, m))
+            .collect(),
+        tables: modelfile::into_saved_tables(&session.forward, params),
+    }
+}
+
+/// One fold of a cross-validation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FoldResult {
+    pub name: String,
+    pub metrics: BTreeMap<String, f64>,
+    pub seconds: f64,
+}
+
+/// Every fold's test metrics, and the mean and sample standard deviation
+/// of each over the folds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CvReport {
+    pub folds: Vec<FoldResult>,
+    pub mean: BTreeMap<String, f64>,
+    pub std: BTreeMap<String, f64>,
+    /// Wall time of the whole cross-validation.
+    pub seconds: f64,
+    /// The fold that was interrupted: the folds before it are reported,
+    /// and the summary is over them.
+    pub interrupted: Option<String>,
+}
+
+/// Watches a cross-validation: an observer for each fold's training, and
+/// each fold's result as it comes.
+pub trait FoldObserver {
+    /// The observer of the training of fold `name`.
+    fn fold_started(&mut self, name: &str) -> Box<dyn Observer + '_>;
+    /// Fold `result.name` was trained and measured.
+    fn fold_finished(&mut self, _result: &FoldResult) {}
+}
+
+/// Train and test on every split of `prepared` (made with all folds).
+pub fn cross_validate(
+    req: &TrainRequest,
+    prepared: &Prepared,
+    watch: &mut dyn FoldObserver,
+) -> Result<CvReport> {
+    let options = load_options(req.request)?;
+    let given = prepared.split_text.starts_with("given");
+    let mut folds: Vec<FoldResult> = Vec::new();
+    let mut interrupted = None;
+    let started = Instant::now();
+    for (name, split) in &prepared.splits {
+        // A given fold has its own files: load them for this fold.
+        let fold_data;
+        let data = if given {
+            let (d, _) = prepared
+                .spec
+                .load(&options, Some(name))
+                .map_err(|e| usage(e.to_string()))?;
+            fold_data = d;
+            &fold_data
+        } else {
+            &prepared.data
+        };
+        let outcome = {
+            let mut observer = watch.fold_started(name);
+            train_split(req, data, split, observer.as_mut())?
+        };
+        if outcome.trained.interrupted.is_some() {
+            interrupted = Some(name.clone());
+            break;
+        }
+        let result = FoldResult {
+            name: name.clone(),
+            metrics: outcome.metrics,
+            seconds: outcome.seconds,
+        };
+        watch.fold_finished(&result);
+        folds.push(result);
+    }
+    let names: Vec<String> = folds
+        .first()
+        .map(|f| f.metrics.keys().cloned().collect())
+        .unwrap_or_default();
+    let (mut mean, mut std) = (BTreeMap::new(), BTreeMap::new());
+    for n in &names {
+        let vals: Vec<f64> = folds
+            .iter()
+            .filter_map(|f| f.metrics.get(n).copied())
+            .collect();
+        let m = vals.iter().sum::<f64>() / vals.len().max(1) as f64;
+        let var =
+            vals.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (vals.len().max(2) - 1) as f64;
+        mean.insert(n.clone(), m);
+        std.insert(n.clone(), var.sqrt());
+    }
+    Ok(CvReport {
+        folds,
+        mean,
+        std,
+        seconds: started.elapsed().as_secs_f64(),
+        interrupted,
+    })
+}

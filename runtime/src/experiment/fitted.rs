@@ -1,0 +1,351 @@
+//! Trained models: a run's result or a reopened model file, bound to its
+//! data, and measured on a split.
+
+use super::data::has_negatives;
+use super::fit::{rating_metrics, recorded_settings};
+use super::{
+    bind_options, compile_source, failed, prepare, usage, DataRequest, Outcome, Prepared, Result,
+    Source, TrainRequest,
+};
+use crate::data::spec::DataSpec;
+use crate::data::Dataset;
+use crate::hierarchy::{self, HierarchyReport};
+use crate::metrics::RankingMetrics;
+use crate::modelfile::{self, EpochRecord, SavedDomain, SavedModel};
+use crate::predict::{self, Predictor};
+use crate::session::{Session, Task};
+use crate::split::Split;
+use recc_compiler::interp::Params;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A model bound to data with trained parameters: made from a run's
+/// [`Outcome`], or by reopening a model file.
+#[derive(Clone, Debug)]
+pub struct Fitted {
+    pub source: Source,
+    pub session: Session,
+    /// The trained parameters, ready to score.
+    pub params: Params,
+    /// The seed it was trained with: measuring draws negatives and noise
+    /// with it.
+    pub seed: u64,
+    /// A ranking model's threshold for positive rows.
+    pub min_target: Option<f64>,
+    /// The data it is bound to.
+    pub spec: DataSpec,
+    /// What a model file records of how it was trained (fit settings,
+    /// split, task, data options).
+    pub settings: BTreeMap<String, String>,
+    /// The test metrics it was trained to, and its epochs.
+    pub metrics: BTreeMap<String, f64>,
+    pub history: Vec<EpochRecord>,
+}
+
+impl Fitted {
+    /// The trained model of a run on `prepared`; the outcome's parameters
+    /// move into it.
+    pub fn from_outcome(req: &TrainRequest, prepared: &Prepared, outcome: Outcome) -> Fitted {
+        let settings = recorded_settings(
+            req.config,
+            &prepared.split_text,
+            outcome.session.task,
+            req.request,
+        );
+        Fitted {
+            source: req.source.clone(),
+            session: outcome.session,
+            params: outcome.trained.params,
+            seed: req.config.seed,
+            min_target: req.request.min_target,
+            spec: prepared.spec.clone(),
+            settings,
+            metrics: outcome.metrics,
+            history: outcome.trained.history,
+        }
+    }
+
+    /// The model file of this model (its parameters copied).
+    pub fn saved_model(&self) -> SavedModel {
+        SavedModel {
+            recc_version: env!("CARGO_PKG_VERSION").to_string(),
+            model_name: self.source.model.name.clone(),
+            source_name: self.source.name.clone(),
+            source: self.source.text.clone(),
+            data: self.spec.to_string(),
+            settings: self.settings.clone(),
+            metrics: self.metrics.clone(),
+            history: self.history.clone(),
+            domains: self
+                .session
+                .binding
+                .domains
+                .iter()
+                .map(|(n, m)| SavedDomain::from_id_map(n, m))
+                .collect(),
+            tables: modelfile::into_saved_tables(&self.session.forward, self.params.clone()),
+        }
+    }
+
+    /// Write the model file (refusing to replace a directory, device or FIFO).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        modelfile::save(path, &self.saved_model()).map_err(|e| usage(e.to_string()))
+    }
+
+    /// The rows of `rows` the model is measured on: a ranking model's
+    /// positives only.
+    fn model_rows(&self, data: &Dataset, rows: &[usize]) -> Vec<usize> {
+        if has_negatives(&self.source.model) {
+            predict::positive_rows(data, rows, self.min_target)
+        } else {
+            rows.to_vec()
+        }
+    }
+}
+
+/// A model file reopened: the model bound to the data it was trained on
+/// (or to the data asked for), and the split it was measured on.
+#[derive(Clone, Debug)]
+pub struct Reopened {
+    pub saved: SavedModel,
+    pub fitted: Fitted,
+    pub prepared: Prepared,
+    /// The split the model was trained on (its first, for several).
+    pub split: Split,
+    /// The data request the model was bound with: what it was trained
+    /// with, overridden by what the caller asked differently.
+    pub request: DataRequest,
+}
+
+/// Read a model file and compile its source. The source's warnings are in
+/// the [`Source`]; show them before binding it ([`bind_saved`]).
+pub fn open_model(path: &Path) -> Result<(SavedModel, Source)> {
+    let saved = modelfile::load(path).map_err(|e| usage(e.to_string()))?;
+    let source = compile_source(&saved.source_name, saved.source.clone())?;
+    Ok((saved, source))
+}
+
+/// What a model was trained with, overridden only by what `asked` says
+/// differently (its `data` when not the default, its split and options
+/// when given).
+fn merged_request(saved: &SavedModel, asked: Option<&DataRequest>) -> DataRequest {
+    let setting = |k: &str| saved.settings.get(k).cloned();
+    let recorded = DataRequest {
+        data: saved.data.clone(),
+        split: setting("split"),
+        columns: setting("columns"),
+        sep: setting("sep"),
+        header: setting("header").is_some(),
+        skip_bad_lines: asked.is_some_and(|a| a.skip_bad_lines),
+        bind: setting("bind")
+            .map(|b| b.split(' ').map(String::from).collect())
+            .unwrap_or_default(),
+        features: setting("features")
+            .map(|f| f.split(',').map(String::from).collect())
+            .unwrap_or_default(),
+        min_target: setting("min_target").and_then(|m| m.parse().ok()),
+        window: setting("window").and_then(|w| w.parse().ok()).unwrap_or(5),
+        min_count: setting("min_count")
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(5),
+        write_split: None,
+    };
+    match asked {
+        Some(a) => DataRequest {
+            data: if a.data == "builtin" {
+                recorded.data.clone()
+            } else {
+                a.data.clone()
+            },
+            split: a.split.clone().or(recorded.split.clone()),
+            columns: a.columns.clone().or(recorded.columns.clone()),
+            sep: a.sep.clone().or(recorded.sep.clone()),
+            header: a.header || recorded.header,
+            bind: if a.bind.is_empty() {
+                recorded.bind.clone()
+            } else {
+                a.bind.clone()
+            },
+            features: if a.features.is_empty() {
+                recorded.features.clone()
+            } else {
+                a.features.clone()
+            },
+            min_target: a.min_target.or(recorded.min_target),
+            ..recorded
+        },
+        None => recorded,
+    }
+}
+
+/// Bind an opened model file to the data it was trained on (or `asked`):
+/// load it, split it as it was split, and check that its domains hold the
+/// ids the model was trained on. `name` names the file in messages.
+pub fn bind_saved(
+    name: &Path,
+    saved: SavedModel,
+    source: Source,
+    asked: Option<&DataRequest>,
+) -> Result<Reopened> {
+    let request = merged_request(&saved, asked);
+    let setting = |k: &str| saved.settings.get(k).cloned();
+    let seed = setting("seed").and_then(|s| s.parse().ok()).unwrap_or(42);
+    let prepared = prepare(&request, Some(&source.model), seed, false)
+        .map_err(|f| f.context(&format!("reloading the data of {}", name.display())))?;
+    let split = prepared
+        .splits
+        .first()
+        .map(|(_, s)| s.clone())
+        .unwrap_or_default();
+    let train_rows = if has_negatives(&source.model) {
+        predict::positive_rows(&prepared.data, &split.train, request.min_target)
+    } else {
+        split.train.clone()
+    };
+    let bind = bind_options(&request)?;
+    let mut session = Session::new(&source.model, &prepared.data, &train_rows, &bind)?;
+    // Score as training scored, unless the model file predates the choice.
+    session.backend = setting("backend")
+        .and_then(|b| b.parse().ok())
+        .unwrap_or_default();
+    // The data must be what the model was trained on: same domains, same
+    // ids. `load` has checked the file's domains against its source, which
+    // the session was built from, so the lists correspond one to one.
+    let bound = &session.binding.domains;
+    if bound.len() != saved.domains.len() {
+        return Err(usage(format!(
+            "{}: the model has {} domains but its source binds {} to the data",
+            name.display(),
+            saved.domains.len(),
+            bound.len()
+        )));
+    }
+    for ((domain, map), saved_domain) in bound.iter().zip(&saved.domains) {
+        if *domain != saved_domain.name || map.names() != saved_domain.ids.as_slice() {
+            return Err(usage(format!(
+                "{}: the data's `{domain}` ids differ from those the model was trained on \
+                 ({} now, {} in the model); use the data it was trained on",
+                name.display(),
+                map.len(),
+                saved_domain.ids.len()
+            )));
+        }
+    }
+    let params = saved
+        .params(session.binding.domain_sizes())
+        .map_err(|e| usage(e.to_string()))?;
+    let fitted = Fitted {
+        source,
+        session,
+        params,
+        seed,
+        min_target: request.min_target,
+        spec: prepared.spec.clone(),
+        settings: saved.settings.clone(),
+        metrics: saved.metrics.clone(),
+        history: saved.history.clone(),
+    };
+    Ok(Reopened {
+        saved,
+        fitted,
+        prepared,
+        split,
+        request,
+    })
+}
+
+/// [`open_model`] and [`bind_saved`] at once (the source's warnings are
+/// in `fitted.source.warnings`).
+pub fn reopen(path: &Path, data: Option<&DataRequest>) -> Result<Reopened> {
+    let (saved, source) = open_model(path)?;
+    bind_saved(path, saved, source, data)
+}
+
+/// The hierarchy figures of a model trained on a generated tree, when one
+/// of its tables embeds the tree's nodes in the Poincaré ball.
+pub fn hierarchy(spec: &DataSpec, session: &Session, params: &Params) -> Option<HierarchyReport> {
+    let tree = spec.tree()?;
+    hierarchy::tree_report(&tree, &session.forward, &session.binding.domains, params)
+}
+
+/// What a measurement found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Measured {
+    /// Named figures: a rating model's RMSE and MAE (and interval
+    /// coverage), or a loss model's mean loss.
+    Metrics(BTreeMap<String, f64>),
+    /// A ranking model's metrics over the catalogue.
+    Ranking(RankingMetrics),
+    /// No test rows: a tree embedded whole is measured by its hierarchy
+    /// figures alone.
+    Nothing,
+}
+
+/// A model measured on the test rows of a split.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    /// The model's name.
+    pub model: String,
+    /// Test rows measured on.
+    pub rows: usize,
+    pub measured: Measured,
+    pub hierarchy: Option<HierarchyReport>,
+}
+
+impl Evaluation {
+    /// The figures by name, whatever the task.
+    pub fn metrics(&self) -> BTreeMap<String, f64> {
+        match &self.measured {
+            Measured::Metrics(m) => m.clone(),
+            Measured::Ranking(r) => r.named().into_iter().collect(),
+            Measured::Nothing => BTreeMap::new(),
+        }
+    }
+}
+
+/// Measure `fitted` on the test rows of `split` of `data` (ranking metrics
+/// at `k`), as training measured it.
+pub fn evaluate(fitted: &Fitted, data: &Dataset, split: &Split, k: usize) -> Result<Evaluation> {
+    let predictor = Predictor::new(&fitted.session, &fitted.params);
+    let train_rows = fitted.model_rows(data, &split.train);
+    let test_rows = fitted.model_rows(data, &split.test);
+    let hierarchy = hierarchy(&fitted.spec, &fitted.session, &fitted.params);
+    let model = fitted.source.model.name.clone();
+    if test_rows.is_empty() {
+        if hierarchy.is_none() {
+            return Err(usage("the split has no test rows to evaluate on"));
+        }
+        return Ok(Evaluation {
+            model,
+            rows: 0,
+            measured: Measured::Nothing,
+            hierarchy,
+        });
+    }
+    let measured = match fitted.session.task {
+        Task::Rating => Measured::Metrics(rating_metrics(
+            &predictor,
+            data,
+            &train_rows,
+            &test_rows,
+            fitted.seed,
+        )?),
+        Task::Ranking => Measured::Ranking(
+            predictor
+                .ranking(data, &train_rows, &test_rows, k)
+                .map_err(|e| failed(e.to_string()))?,
+        ),
+        Task::Loss => {
+            let l = predictor
+                .mean_loss(data, &test_rows, fitted.seed)
+                .map_err(|e| failed(e.to_string()))?;
+            Measured::Metrics(BTreeMap::from([("loss".to_string(), l)]))
+        }
+    };
+    Ok(Evaluation {
+        model,
+        rows: test_rows.len(),
+        measured,
+        hierarchy,
+    })
+}

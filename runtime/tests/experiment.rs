@@ -1,0 +1,304 @@
+//! The experiment API end to end on the built-in data: train a split and
+//! get its metrics, save and reopen the model and measure it again,
+//! recommend, find neighbours, cross-validate, and fail with the right kind
+//! of error and a message that says what was wrong.
+
+use recc_runtime::experiment::{
+    self, DataRequest, ErrorKind, ExperimentError, FitOverrides, FoldObserver, FoldResult,
+    Measured, Source, TrainRequest,
+};
+use recc_runtime::train::{Observer, Silent};
+use std::path::PathBuf;
+
+fn model(name: &str) -> Source {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../models")
+        .join(name);
+    experiment::read_source(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn quick() -> FitOverrides {
+    FitOverrides {
+        epochs: Some(2),
+        ..FitOverrides::default()
+    }
+}
+
+fn usage_error<T>(r: experiment::Result<T>) -> String {
+    match r {
+        Err(ExperimentError {
+            kind: ErrorKind::Usage,
+            message,
+        }) => message,
+        Err(e) => panic!("expected a usage error, got a model error: {e}"),
+        Ok(_) => panic!("expected a usage error, it succeeded"),
+    }
+}
+
+/// An observer that remembers the notes it was told and the epochs it saw.
+#[derive(Default)]
+struct Recorder {
+    notes: Vec<String>,
+    epochs: usize,
+    started: bool,
+    finished: bool,
+}
+
+impl Observer for Recorder {
+    fn epoch(&mut self, _: &recc_runtime::modelfile::EpochRecord, _: &str, _: usize) {
+        self.epochs += 1;
+    }
+    fn note(&mut self, text: &str) {
+        self.notes.push(text.to_string());
+    }
+    fn started(&mut self) {
+        assert!(!self.finished, "started after finishing");
+        self.started = true;
+    }
+    fn finished(&mut self) {
+        assert!(self.started, "finished before starting");
+        self.finished = true;
+    }
+}
+
+#[test]
+fn train_split_on_the_builtin_data_returns_test_metrics_and_reopening_reproduces_them() {
+    let source = model("biased_mf.rec");
+    let (config, notes) = experiment::train_config(&source.model, &quick()).unwrap();
+    assert!(notes.is_empty(), "{notes:?}");
+    assert_eq!(config.epochs, 2);
+    let request = DataRequest::default();
+    let prepared = experiment::prepare(&request, Some(&source.model), config.seed, false).unwrap();
+    assert_eq!(prepared.split_text, "random:0.2");
+    let described = experiment::describe_data(&prepared.data);
+    let rows = format!("{} ({} rows, ", prepared.data.name, prepared.data.len());
+    assert!(described.starts_with(&rows), "{described}");
+    assert!(described.contains(" users, ") && described.ends_with(" items)"));
+    let (_, split) = &prepared.splits[0];
+    let req = TrainRequest {
+        source: &source,
+        config: &config,
+        request: &request,
+        k: 10,
+        baseline: false,
+    };
+    let mut recorder = Recorder::default();
+    let outcome = experiment::train_split(&req, &prepared.data, split, &mut recorder).unwrap();
+    assert!(recorder.started && recorder.finished);
+    assert_eq!(recorder.epochs, 2);
+    assert_eq!(recorder.notes, outcome.notes);
+    assert_eq!(outcome.trained.history.len(), 2);
+    let rmse = outcome.metrics["rmse"];
+    assert!(rmse.is_finite() && rmse > 0.0 && rmse < 1.5, "rmse {rmse}");
+    assert!(outcome.metrics.contains_key("mae"));
+
+    // Saved, reopened and measured again: the same figures, exactly.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("biased_mf.recm");
+    let metrics = outcome.metrics.clone();
+    let fitted = experiment::Fitted::from_outcome(&req, &prepared, outcome);
+    fitted.save(&path).unwrap();
+    let reopened = experiment::reopen(&path, None).unwrap();
+    assert_eq!(reopened.split, *split);
+    assert_eq!(reopened.saved.metrics, metrics);
+    let evaluation = experiment::evaluate(
+        &reopened.fitted,
+        &reopened.prepared.data,
+        &reopened.split,
+        10,
+    )
+    .unwrap();
+    assert_eq!(evaluation.measured, Measured::Metrics(metrics.clone()));
+    assert_eq!(evaluation.rows, split.test.len());
+    // The model in memory measures the same as the one reopened.
+    let again = experiment::evaluate(&fitted, &prepared.data, split, 10).unwrap();
+    assert_eq!(again.metrics(), metrics);
+}
+
+#[test]
+fn recommend_leaves_out_what_the_user_trained_on_and_similar_finds_neighbours() {
+    let source = model("biased_mf.rec");
+    let (config, _) = experiment::train_config(&source.model, &quick()).unwrap();
+    let request = DataRequest::default();
+    let prepared = experiment::prepare(&request, Some(&source.model), config.seed, false).unwrap();
+    let (_, split) = &prepared.splits[0];
+    let req = TrainRequest {
+        source: &source,
+        config: &config,
+        request: &request,
+        k: 10,
+        baseline: false,
+    };
+    let outcome = experiment::train_split(&req, &prepared.data, split, &mut Silent).unwrap();
+    let fitted = experiment::Fitted::from_outcome(&req, &prepared, outcome);
+    let data = &prepared.data;
+    let (user_domain, users) = data.users().unwrap();
+    let (item_domain, items) = data.items().unwrap();
+    let user_ids = &data.domains[user_domain];
+    let item_ids = &data.domains[item_domain];
+    let user = users[split.train[0]];
+    let raw_user = user_ids.name(user).to_string();
+    let seen: Vec<String> = split
+        .train
+        .iter()
+        .filter(|&&r| users[r] == user)
+        .map(|&r| item_ids.name(items[r]).to_string())
+        .collect();
+    assert!(!seen.is_empty());
+    let recs = experiment::recommend(&fitted, data, &raw_user, 20).unwrap();
+    assert!(recs.notes.is_empty(), "{:?}", recs.notes);
+    assert_eq!(recs.items.len(), 20);
+    for r in &recs.items {
+        assert!(
+            !seen.contains(&r.item),
+            "recommended {} the user has",
+            r.item
+        );
+    }
+    assert!(recs.items.windows(2).all(|w| w[0].score >= w[1].score));
+
+    // An unknown user is scored as the average one, and told so.
+    let cold = experiment::recommend(&fitted, data, "nobody", 5).unwrap();
+    assert_eq!(cold.items.len(), 5);
+    assert_eq!(cold.notes.len(), 1);
+    assert!(cold.notes[0].contains("user `nobody` is not in the data"));
+    let pairs = experiment::predict_pairs(
+        &fitted,
+        data,
+        std::slice::from_ref(&raw_user),
+        &[seen[0].clone(), "no-such-item".into()],
+    )
+    .unwrap();
+    assert_eq!(pairs.len(), 2);
+    assert!(pairs[0].notes.is_empty());
+    assert!(pairs[1].notes[0].contains("item `no-such-item`"));
+    assert!(pairs.iter().all(|p| p.score.is_finite()));
+
+    let item = item_ids.name(items[split.train[0]]).to_string();
+    let near = experiment::similar(&fitted, &item, None, None, 5).unwrap();
+    assert_eq!(near.neighbours.len(), 5);
+    assert!(near.neighbours.iter().all(|n| n.id != item));
+    let message = usage_error(experiment::similar(&fitted, "no-such-item", None, None, 5));
+    assert!(
+        message.contains("`no-such-item` is not in the model"),
+        "{message}"
+    );
+}
+
+struct Folds(Vec<String>);
+
+impl FoldObserver for Folds {
+    fn fold_started(&mut self, _: &str) -> Box<dyn Observer + '_> {
+        Box::new(Silent)
+    }
+    fn fold_finished(&mut self, result: &FoldResult) {
+        self.0.push(result.name.clone());
+    }
+}
+
+#[test]
+fn cross_validation_reports_every_fold_and_their_mean() {
+    let source = model("biased_mf.rec");
+    let fit = FitOverrides {
+        epochs: Some(1),
+        ..FitOverrides::default()
+    };
+    let (config, _) = experiment::train_config(&source.model, &fit).unwrap();
+    let request = DataRequest {
+        split: Some("kfold:2".into()),
+        ..DataRequest::default()
+    }
+    .for_cross_validation();
+    let prepared = experiment::prepare(&request, Some(&source.model), config.seed, true).unwrap();
+    let req = TrainRequest {
+        source: &source,
+        config: &config,
+        request: &request,
+        k: 10,
+        baseline: false,
+    };
+    let mut folds = Folds(Vec::new());
+    let report = experiment::cross_validate(&req, &prepared, &mut folds).unwrap();
+    assert_eq!(folds.0, ["fold 1", "fold 2"]);
+    assert_eq!(report.folds.len(), 2);
+    assert!(report.interrupted.is_none());
+    let a = report.folds[0].metrics["rmse"];
+    let b = report.folds[1].metrics["rmse"];
+    assert!((report.mean["rmse"] - (a + b) / 2.0).abs() < 1e-12);
+    assert!((report.std["rmse"] - (a - b).abs() / 2f64.sqrt()).abs() < 1e-12);
+    // Without a split named, five folds.
+    let default = DataRequest::default().for_cross_validation();
+    assert_eq!(default.split.as_deref(), Some("kfold:5"));
+}
+
+#[test]
+fn bad_requests_are_usage_errors_that_say_what_was_wrong() {
+    let source = model("biased_mf.rec");
+    let bad_lr = FitOverrides {
+        lr: Some(-1.0),
+        ..FitOverrides::default()
+    };
+    assert_eq!(
+        usage_error(experiment::train_config(&source.model, &bad_lr)),
+        "--lr -1: the learning rate must be a positive number"
+    );
+    let bad_split = DataRequest {
+        split: Some("sideways".into()),
+        ..DataRequest::default()
+    };
+    let message = usage_error(experiment::prepare(&bad_split, None, 1, false));
+    assert!(message.contains("sideways"), "{message}");
+    let missing = DataRequest {
+        data: "csv:/no/such/file.csv".into(),
+        ..DataRequest::default()
+    };
+    let message = usage_error(experiment::prepare(&missing, None, 1, false));
+    assert!(message.contains("/no/such/file.csv"), "{message}");
+    let bad_bind = DataRequest {
+        bind: vec!["r".into()],
+        ..DataRequest::default()
+    };
+    assert_eq!(
+        usage_error(experiment::bind_options(&bad_bind)),
+        "--bind r: expected INPUT=COLUMN, e.g. --bind r=stars"
+    );
+    // Binding an input the model lacks is the request's fault, and named.
+    let (config, _) = experiment::train_config(&source.model, &quick()).unwrap();
+    let unknown_input = DataRequest {
+        bind: vec!["nosuch=rating".into()],
+        ..DataRequest::default()
+    };
+    let prepared = experiment::prepare(&unknown_input, Some(&source.model), 1, false).unwrap();
+    let req = TrainRequest {
+        source: &source,
+        config: &config,
+        request: &unknown_input,
+        k: 10,
+        baseline: false,
+    };
+    let message = usage_error(experiment::train_split(
+        &req,
+        &prepared.data,
+        &prepared.splits[0].1,
+        &mut Silent,
+    ));
+    assert!(message.contains("nosuch"), "{message}");
+    let message = usage_error(experiment::reopen(
+        std::path::Path::new("/no/such/model.recm"),
+        None,
+    ));
+    assert!(message.contains("/no/such/model.recm"), "{message}");
+}
+
+#[test]
+fn a_model_with_errors_is_a_model_error_with_the_rendered_report() {
+    match experiment::compile_source("broken.rec", "model broken\nparam p[user: vec(4)\n".into()) {
+        Err(e) => {
+            assert_eq!(e.kind, ErrorKind::Model);
+            assert!(e.message.contains("broken.rec"), "{}", e.message);
+        }
+        Ok(_) => panic!("a model with a syntax error compiled"),
+    }
+    let e = experiment::read_source(std::path::Path::new("/no/such/model.rec"));
+    assert!(usage_error(e).starts_with("cannot read /no/such/model.rec"));
+}
