@@ -62,6 +62,27 @@ fn initial_parameters(
     Ok((session, params))
 }
 
+/// What `:help NAME` shows of a built-in or stdlib function, if `name` is one.
+pub fn function_help(name: &str) -> Option<String> {
+    let doc = recc_compiler::stdlib::builtins()
+        .into_iter()
+        .chain(recc_compiler::stdlib::catalogue())
+        .find(|d| d.name == name)?;
+    let mut text = if doc.module == "builtin" {
+        format!("{}  (built-in)", doc.signature)
+    } else {
+        format!(
+            "{} = {}  (stdlib.{}; in a model: use stdlib.{})",
+            doc.signature, doc.body, doc.module, doc.module
+        )
+    };
+    for line in doc.doc.lines() {
+        text.push_str("\n  ");
+        text.push_str(line);
+    }
+    Some(text)
+}
+
 /// Lanes of a vector shown before the rest is summarised.
 const SHOWN_LANES: usize = 8;
 /// Rows of a matrix shown before the rest is summarised.
@@ -134,6 +155,23 @@ fn trim_zeros(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn functions_have_help() {
+        let Some(mse) = function_help("mse") else {
+            panic!("no help for mse")
+        };
+        assert!(
+            mse.starts_with("mse(pred, target) = sq(pred - target)  (stdlib.losses"),
+            "{mse}"
+        );
+        assert!(mse.contains("\n  Squared error"), "{mse}");
+        let Some(sigmoid) = function_help("sigmoid") else {
+            panic!("no help for sigmoid")
+        };
+        assert!(sigmoid.starts_with("sigmoid(x)  (built-in)"), "{sigmoid}");
+        assert_eq!(function_help("nope"), None);
+    }
 
     #[test]
     fn numbers_have_four_significant_digits() {

@@ -542,6 +542,10 @@ impl Repl {
                     self.out.print(&text);
                     return Ok(());
                 }
+                if let Some(text) = expr::function_help(name) {
+                    self.out.print(&text);
+                    return Ok(());
+                }
                 Err(format!(
                     "no command or stdlib function `{name}`; :help lists the commands"
                 ))
