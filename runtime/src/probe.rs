@@ -78,7 +78,19 @@ pub fn evaluate_expression(
         Some((session, _)) => format!("{}.rec", session.model.name),
         None => "model.rec".to_string(),
     };
-    let probe = probe::compile(&name, model_text, expr).map_err(|e| ProbeError::new(e.render()))?;
+    evaluate_in(&name, model_text, expr, bound)
+}
+
+/// [`evaluate_expression`] with the model's source shown as `model_name` in
+/// reports that point into it.
+pub fn evaluate_in(
+    model_name: &str,
+    model_text: &str,
+    expr: &str,
+    bound: Option<(&Session, &Params)>,
+) -> Result<Value, ProbeError> {
+    let probe =
+        probe::compile(model_name, model_text, expr).map_err(|e| ProbeError::new(e.render()))?;
     let Some(output) = probe.graph.score else {
         return Err(ProbeError::new(
             "internal error: the expression has no value",

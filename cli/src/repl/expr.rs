@@ -2,7 +2,7 @@
 //! digits, long vectors cut short with their length.
 
 use recc_compiler::interp::Params;
-use recc_runtime::probe::{evaluate_expression, ProbeErrorKind, Value};
+use recc_runtime::probe::{evaluate_in, ProbeErrorKind, Value};
 use recc_runtime::session::Session;
 
 impl super::Repl {
@@ -16,7 +16,7 @@ impl super::Repl {
             .as_ref()
             .map(|c| (&c.fitted.session, &c.fitted.params));
         let value = match trained {
-            Some(bound) => match evaluate_expression(&source, text, Some(bound)) {
+            Some(bound) => match evaluate_in(&self.buffer.name, &source, text, Some(bound)) {
                 // The model has changed shape since: its own fresh parameters.
                 Err(e) if e.kind == ProbeErrorKind::OtherModel => {
                     self.evaluate_initial(&source, text)
@@ -38,7 +38,7 @@ impl super::Repl {
             _ => None,
         };
         let bound = initial.as_ref().map(|(s, p)| (s, p));
-        evaluate_expression(source, text, bound).map_err(|e| e.message)
+        evaluate_in(&self.buffer.name, source, text, bound).map_err(|e| e.message)
     }
 }
 
