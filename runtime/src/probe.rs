@@ -29,12 +29,33 @@ pub enum Value {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct ProbeError {
+    pub kind: ProbeErrorKind,
     pub message: String,
+}
+
+/// What went wrong, for a caller that can do something about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeErrorKind {
+    /// The expression does not check, names an unknown id, or the evaluator
+    /// refused it.
+    Expression,
+    /// It reads parameters and none were given.
+    NeedsData,
+    /// The parameters given are of a model with other tables.
+    OtherModel,
 }
 
 impl ProbeError {
     fn new(message: impl Into<String>) -> ProbeError {
         ProbeError {
+            kind: ProbeErrorKind::Expression,
+            message: message.into(),
+        }
+    }
+
+    fn of(kind: ProbeErrorKind, message: impl Into<String>) -> ProbeError {
+        ProbeError {
+            kind,
             message: message.into(),
         }
     }
@@ -57,7 +78,19 @@ pub fn evaluate_expression(
         Some((session, _)) => format!("{}.rec", session.model.name),
         None => "model.rec".to_string(),
     };
-    let probe = probe::compile(&name, model_text, expr).map_err(|e| ProbeError::new(e.render()))?;
+    evaluate_in(&name, model_text, expr, bound)
+}
+
+/// [`evaluate_expression`] with the model's source shown as `model_name` in
+/// reports that point into it.
+pub fn evaluate_in(
+    model_name: &str,
+    model_text: &str,
+    expr: &str,
+    bound: Option<(&Session, &Params)>,
+) -> Result<Value, ProbeError> {
+    let probe =
+        probe::compile(model_name, model_text, expr).map_err(|e| ProbeError::new(e.render()))?;
     let Some(output) = probe.graph.score else {
         return Err(ProbeError::new(
             "internal error: the expression has no value",
@@ -74,7 +107,7 @@ pub fn evaluate_expression(
                 )
                 .label("reads parameters")
                 .with_help("load data first: `:data SPEC`, e.g. `:data builtin`");
-                return Err(ProbeError::new(probe.report(d)));
+                return Err(ProbeError::of(ProbeErrorKind::NeedsData, probe.report(d)));
             }
             // Nothing reads a table or an id: one row per domain is enough
             // for the evaluator to accept the example.
@@ -130,7 +163,8 @@ fn bound_example(probe: &Probe, session: &Session, params: &Params) -> Result<Ex
         && params.domain_sizes.len() == g.domains.len()
         && params.tables.len() == g.tables.len();
     if !same_tables || !same_domains {
-        return Err(ProbeError::new(
+        return Err(ProbeError::of(
+            ProbeErrorKind::OtherModel,
             "the parameters belong to another version of the model: bind it to the data again (or train it) before evaluating with them",
         ));
     }
@@ -363,6 +397,7 @@ loss mse(R(u, i), r)
             panic!("R evaluated without data")
         };
         assert!(e.message.contains(":data"), "{}", e.message);
+        assert_eq!(e.kind, ProbeErrorKind::NeedsData);
         assert!(e.message.contains("<expr>"), "{}", e.message);
         // With no model at all.
         assert_eq!(
@@ -379,5 +414,6 @@ loss mse(R(u, i), r)
             panic!("evaluated with mismatched parameters")
         };
         assert!(e.message.contains("another version"), "{}", e.message);
+        assert_eq!(e.kind, ProbeErrorKind::OtherModel);
     }
 }

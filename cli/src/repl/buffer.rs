@@ -125,17 +125,6 @@ impl Buffer {
         text
     }
 
-    /// The names the source defines (inputs, params, lets, fns).
-    pub fn names(&self) -> Vec<String> {
-        self.statements
-            .iter()
-            .filter_map(|s| match &s.key {
-                Key::Name(n) => Some(n.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.statements.is_empty()
     }

@@ -1,6 +1,8 @@
 //! The prompt's line editor: rustyline with the language's completion,
 //! highlighting and multi-line statements, and a history file.
 
+use super::input::needs_more;
+use super::{Lines, Read};
 use rustyline::completion::{Completer, FilenameCompleter, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::{CmdKind, Highlighter};
@@ -10,17 +12,6 @@ use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Config, Context, Editor, Helper};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-
-/// What one read at the prompt gave.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Read {
-    /// A complete input: one line, or several while a bracket was open.
-    Line(String),
-    /// Ctrl-C: the line was dropped.
-    Interrupted,
-    /// Ctrl-D on an empty line, or the input ended.
-    Eof,
-}
 
 /// What tab completes, besides file paths.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -61,32 +52,6 @@ const KEYWORDS: &[&str] = &[
 /// user's data directory.
 pub fn default_history_path() -> Option<PathBuf> {
     dirs::data_dir().map(|d| d.join("recc").join("history"))
-}
-
-/// Is `text` unfinished: a bracket or brace still open? Brackets inside
-/// comments and quoted ids do not count.
-pub fn needs_more(text: &str) -> bool {
-    let mut depth: i64 = 0;
-    let mut in_comment = false;
-    let mut in_quote = false;
-    for c in text.chars() {
-        match c {
-            '\n' => {
-                in_comment = false;
-                // A quoted id never spans lines: an unclosed one is an
-                // error the parser reports, not a reason to wait.
-                in_quote = false;
-            }
-            _ if in_comment => {}
-            '"' => in_quote = !in_quote,
-            _ if in_quote => {}
-            '#' => in_comment = true,
-            '(' | '[' | '{' => depth += 1,
-            ')' | ']' | '}' => depth -= 1,
-            _ => {}
-        }
-    }
-    depth > 0
 }
 
 /// The line editor. Without a terminal rustyline still reads lines; if it
@@ -192,6 +157,76 @@ impl LineEditor {
             helper.completions = completions;
         }
     }
+}
+
+impl Lines for LineEditor {
+    fn read(&mut self, prompt: &str) -> Read {
+        let read = LineEditor::read(self, prompt);
+        if let Some(w) = self.take_warning() {
+            eprintln!("{w}");
+        }
+        read
+    }
+
+    fn echoed(&self) -> bool {
+        false
+    }
+
+    fn set_completions(&mut self, completions: Completions) {
+        LineEditor::set_completions(self, completions);
+    }
+}
+
+impl super::Repl {
+    /// What tab completes now: the commands, the names and domains the
+    /// model declares, and every function an expression can call.
+    pub(super) fn completions(&self) -> Completions {
+        let (names, domains) = declared_names(&self.buffer.text());
+        Completions {
+            commands: super::commands::COMMANDS
+                .iter()
+                .map(|c| c.name.to_string())
+                .collect(),
+            names,
+            domains,
+            functions: recc_compiler::stdlib::function_names(),
+        }
+    }
+}
+
+/// The names a model's source declares (inputs, params, lets, fns) and the
+/// domains it mentions; a source that does not parse declares nothing.
+fn declared_names(text: &str) -> (Vec<String>, Vec<String>) {
+    use recc_compiler::ast::{InputType, ItemKind};
+    let Ok(file) = recc_compiler::parse::parse(recc_compiler::source::FileId(0), text) else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut names = Vec::new();
+    let mut domains = Vec::new();
+    for item in &file.items {
+        match &item.kind {
+            ItemKind::Input { name, ty } => {
+                names.push(name.name.clone());
+                match ty {
+                    InputType::Domain(d) | InputType::Bag(d, _) | InputType::History(d, _) => {
+                        domains.push(d.name.clone())
+                    }
+                    InputType::Real(_) => {}
+                }
+            }
+            ItemKind::Param { name, domain, .. } => {
+                names.push(name.name.clone());
+                domains.extend(domain.iter().map(|d| d.name.clone()));
+            }
+            ItemKind::Let { name, .. } | ItemKind::Fn { name, .. } => names.push(name.name.clone()),
+            _ => {}
+        }
+    }
+    for list in [&mut names, &mut domains] {
+        list.sort_unstable();
+        list.dedup();
+    }
+    (names, domains)
 }
 
 fn history_warning(path: &Path, what: &str, why: &str) -> String {
@@ -487,20 +522,6 @@ mod tests {
     }
 
     #[test]
-    fn open_brackets_need_more_lines() {
-        assert!(needs_more("fit {"));
-        assert!(needs_more("let R(u, i) = dot(p[u],\n"));
-        assert!(!needs_more("let R(u, i) = dot(p[u], q[i])"));
-        assert!(!needs_more(
-            "loss mse(R(u, i), r) # (not closed in a comment"
-        ));
-        assert!(needs_more("loss mse(R(u, i), # )\n"));
-        assert!(!needs_more("p[\"Film (1977\"]"));
-        assert!(!needs_more(")"));
-        assert!(!needs_more(""));
-    }
-
-    #[test]
     fn completes_commands_names_and_functions() {
         assert_eq!(complete(":tr"), (0, vec![":train".to_string()]));
         assert_eq!(complete("  :lo"), (2, vec![":load".to_string()]));
@@ -587,6 +608,16 @@ mod tests {
         assert!(dir.path().join("recc").join("history").exists());
         let (_, warning) = LineEditor::new(None);
         assert_eq!(warning, None);
+    }
+
+    #[test]
+    fn the_model_declares_names_and_domains() {
+        let (names, domains) = declared_names(
+            "input u: user\ninput f: bag(feature)\nparam p[user]: vec(4)\nparam q[item]: real\nlet R(u) = 1\nfn g(x) = x\n",
+        );
+        assert_eq!(names, ["R", "f", "g", "p", "q", "u"]);
+        assert_eq!(domains, ["feature", "item", "user"]);
+        assert_eq!(declared_names("let = ("), (Vec::new(), Vec::new()));
     }
 
     #[test]

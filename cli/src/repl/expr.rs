@@ -1,7 +1,87 @@
 //! How expression values print at the prompt: numbers to 4 significant
 //! digits, long vectors cut short with their length.
 
-use recc_runtime::probe::Value;
+use recc_compiler::interp::Params;
+use recc_runtime::probe::{evaluate_in, ProbeErrorKind, Value};
+use recc_runtime::session::Session;
+
+impl super::Repl {
+    /// Evaluate an expression typed at the prompt and print its value: on
+    /// the trained parameters after `:train` (or `:open`), on the initial
+    /// ones while data is loaded but nothing trained, on none without data.
+    pub(super) fn evaluate(&mut self, text: &str) -> Result<(), String> {
+        let source = self.buffer.text();
+        let trained = self
+            .current
+            .as_ref()
+            .map(|c| (&c.fitted.session, &c.fitted.params));
+        let value = match trained {
+            Some(bound) => match evaluate_in(&self.buffer.name, &source, text, Some(bound)) {
+                // The model has changed shape since: its own fresh parameters.
+                Err(e) if e.kind == ProbeErrorKind::OtherModel => {
+                    self.evaluate_initial(&source, text)
+                }
+                other => other.map_err(|e| e.message),
+            },
+            None => self.evaluate_initial(&source, text),
+        }?;
+        self.out.print(&format_value(&value));
+        Ok(())
+    }
+
+    /// With data loaded and a complete model: on its initial parameters.
+    fn evaluate_initial(&self, source: &str, text: &str) -> Result<Value, String> {
+        let initial = match (&self.loaded, self.buffer.model()) {
+            (Some(loaded), Some(model)) => {
+                Some(initial_parameters(model, &loaded.prepared, &self.request)?)
+            }
+            _ => None,
+        };
+        let bound = initial.as_ref().map(|(s, p)| (s, p));
+        evaluate_in(&self.buffer.name, source, text, bound).map_err(|e| e.message)
+    }
+}
+
+/// `model` bound to the training rows of the data's first split, with the
+/// parameters training would start from.
+fn initial_parameters(
+    model: &recc_compiler::model::Model,
+    prepared: &recc_runtime::experiment::Prepared,
+    request: &recc_runtime::experiment::DataRequest,
+) -> Result<(Session, Params), String> {
+    let rows: Vec<usize> = match prepared.splits.first() {
+        Some((_, split)) => split.train.clone(),
+        None => (0..prepared.data.len()).collect(),
+    };
+    let options = recc_runtime::experiment::bind_options(request).map_err(|e| e.message)?;
+    let session =
+        Session::new(model, &prepared.data, &rows, &options).map_err(|e| e.to_string())?;
+    let sizes = session.binding.domain_sizes();
+    let params = recc_runtime::init::initialise(&session.forward, &sizes, model.fit.seed)
+        .map_err(|e| e.to_string())?;
+    Ok((session, params))
+}
+
+/// What `:help NAME` shows of a built-in or stdlib function, if `name` is one.
+pub fn function_help(name: &str) -> Option<String> {
+    let doc = recc_compiler::stdlib::builtins()
+        .into_iter()
+        .chain(recc_compiler::stdlib::catalogue())
+        .find(|d| d.name == name)?;
+    let mut text = if doc.module == "builtin" {
+        format!("{}  (built-in)", doc.signature)
+    } else {
+        format!(
+            "{} = {}  (stdlib.{}; in a model: use stdlib.{})",
+            doc.signature, doc.body, doc.module, doc.module
+        )
+    };
+    for line in doc.doc.lines() {
+        text.push_str("\n  ");
+        text.push_str(line);
+    }
+    Some(text)
+}
 
 /// Lanes of a vector shown before the rest is summarised.
 const SHOWN_LANES: usize = 8;
@@ -75,6 +155,23 @@ fn trim_zeros(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn functions_have_help() {
+        let Some(mse) = function_help("mse") else {
+            panic!("no help for mse")
+        };
+        assert!(
+            mse.starts_with("mse(pred, target) = sq(pred - target)  (stdlib.losses"),
+            "{mse}"
+        );
+        assert!(mse.contains("\n  Squared error"), "{mse}");
+        let Some(sigmoid) = function_help("sigmoid") else {
+            panic!("no help for sigmoid")
+        };
+        assert!(sigmoid.starts_with("sigmoid(x)  (built-in)"), "{sigmoid}");
+        assert_eq!(function_help("nope"), None);
+    }
 
     #[test]
     fn numbers_have_four_significant_digits() {

@@ -16,7 +16,6 @@ pub mod runs;
 pub mod transcript;
 
 use buffer::Buffer;
-pub use editor::Read;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -96,6 +95,16 @@ impl Out {
     }
 }
 
+/// What the prompt read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Read {
+    Line(String),
+    /// Ctrl-C at the prompt: the line being typed is dropped.
+    Interrupted,
+    /// Ctrl-D, or the end of the input.
+    Eof,
+}
+
 /// Where input lines come from: a terminal's line editor, standard input
 /// read as a script, or a recorded transcript.
 pub trait Lines {
@@ -103,12 +112,8 @@ pub trait Lines {
     /// Are the lines echoed into the output (a transcript), or has the
     /// person just typed them?
     fn echoed(&self) -> bool;
-    /// What tab completes now (a line editor's business).
-    fn completions(&mut self, _completions: editor::Completions) {}
-    /// A problem with reading worth telling (the history file), once.
-    fn warning(&mut self) -> Option<String> {
-        None
-    }
+    /// What tab may complete from now on; only a line editor uses it.
+    fn set_completions(&mut self, _completions: editor::Completions) {}
 }
 
 /// Lines from a pipe or a file, echoed into the transcript.
@@ -133,24 +138,6 @@ impl<R: BufRead> Lines for Script<R> {
 
     fn echoed(&self) -> bool {
         true
-    }
-}
-
-impl Lines for editor::LineEditor {
-    fn read(&mut self, prompt: &str) -> Read {
-        editor::LineEditor::read(self, prompt)
-    }
-
-    fn echoed(&self) -> bool {
-        false
-    }
-
-    fn completions(&mut self, completions: editor::Completions) {
-        self.set_completions(completions);
-    }
-
-    fn warning(&mut self) -> Option<String> {
-        self.take_warning()
     }
 }
 
@@ -192,21 +179,6 @@ pub struct Repl {
     current: Option<data::Current>,
     /// Whether a person is watching (progress bars) rather than a transcript.
     interactive: bool,
-    /// The built-in and stdlib functions, for `:help NAME`.
-    catalogue: Vec<recc_compiler::stdlib::FunctionDoc>,
-    /// Names of every function a model can call, for completion.
-    functions: Vec<String>,
-    /// The current model bound to the loaded data with its initial
-    /// parameters, for expressions before training; kept while the source
-    /// and data stay as they are.
-    initial: Option<Initial>,
-}
-
-/// A model's initial parameters on the loaded data.
-struct Initial {
-    source: String,
-    session: recc_runtime::session::Session,
-    params: recc_compiler::interp::Params,
 }
 
 /// `recc repl`
@@ -231,6 +203,7 @@ pub fn main(args: ReplArgs) -> ExitCode {
         if let Some(w) = warning {
             repl.out.print(&w);
         }
+        editor.set_completions(repl.completions());
         repl.drive(&mut editor, false)
     } else {
         let mut script = Script {
@@ -341,12 +314,6 @@ impl Repl {
             loaded: None,
             current: None,
             interactive,
-            functions: recc_compiler::stdlib::function_names(),
-            catalogue: recc_compiler::stdlib::builtins()
-                .into_iter()
-                .chain(recc_compiler::stdlib::catalogue())
-                .collect(),
-            initial: None,
         }
     }
 
@@ -383,11 +350,8 @@ impl Repl {
             } else {
                 CONTINUATION
             };
-            let read = lines.read(prompt);
-            if let Some(warning) = lines.warning() {
-                self.out.print(&warning);
-            }
-            let line = match read {
+            lines.set_completions(self.completions());
+            let line = match lines.read(prompt) {
                 Read::Line(line) => line,
                 Read::Interrupted => {
                     pending.clear();
@@ -410,11 +374,7 @@ impl Repl {
                 continue;
             }
             let entry = std::mem::take(&mut pending);
-            let status = self.execute(&entry);
-            if !lines.echoed() {
-                lines.completions(self.completions());
-            }
-            match status {
+            match self.execute(&entry) {
                 Status::Done => {}
                 Status::Quit => break,
                 Status::Failed => {
@@ -429,23 +389,6 @@ impl Repl {
             }
         }
         failures
-    }
-
-    /// What tab completes: commands, the model's names and domains, and
-    /// the functions a model can call.
-    fn completions(&self) -> editor::Completions {
-        let model = self.buffer.model();
-        editor::Completions {
-            commands: commands::COMMANDS
-                .iter()
-                .map(|c| c.name.to_string())
-                .collect(),
-            names: self.buffer.names(),
-            domains: model.map_or_else(Vec::new, |m| {
-                m.domains.iter().map(|d| d.name.clone()).collect()
-            }),
-            functions: self.functions.clone(),
-        }
     }
 
     fn answer(&mut self, answer: Answer) -> Status {
@@ -510,58 +453,10 @@ impl Repl {
         }
     }
 
-    /// An expression: evaluated on the trained parameters when the model is
-    /// the one trained, else on initial ones when data is loaded, else
-    /// without parameters (`sigmoid(3)`).
+    /// An expression: evaluated on the trained parameters, else on initial
+    /// ones when data is loaded, else without parameters (`sigmoid(3)`).
     fn expression(&mut self, text: &str) -> Answer {
-        let source = self.buffer.text();
-        let trained = self
-            .current
-            .as_ref()
-            .filter(|c| c.fitted.source.text == source);
-        let value = match trained {
-            Some(c) => recc_runtime::probe::evaluate_expression(
-                &source,
-                text.trim(),
-                Some((&c.fitted.session, &c.fitted.params)),
-            ),
-            None => {
-                self.bind_initial(&source)?;
-                let bound = self.initial.as_ref().map(|i| (&i.session, &i.params));
-                recc_runtime::probe::evaluate_expression(&source, text.trim(), bound)
-            }
-        }
-        .map_err(|e| e.message)?;
-        self.out.print(&expr::format_value(&value));
-        Ok(())
-    }
-
-    /// Bind the model to the loaded data with its initial parameters, unless
-    /// that is done, or there is no complete model or no data.
-    fn bind_initial(&mut self, source: &str) -> Answer {
-        if self.initial.as_ref().is_some_and(|i| i.source == source) {
-            return Ok(());
-        }
-        self.initial = None;
-        let (Some(model), Some(loaded)) = (self.buffer.model(), &self.loaded) else {
-            return Ok(());
-        };
-        let Some((_, split)) = loaded.prepared.splits.first() else {
-            return Ok(());
-        };
-        let bind = recc_runtime::experiment::bind_options(&self.request).map_err(|e| e.message)?;
-        let session =
-            recc_runtime::session::Session::new(model, &loaded.prepared.data, &split.train, &bind)
-                .map_err(|e| e.to_string())?;
-        let sizes = session.binding.domain_sizes();
-        let params = recc_runtime::init::initialise(&session.gradient, &sizes, model.fit.seed)
-            .map_err(|e| e.to_string())?;
-        self.initial = Some(Initial {
-            source: source.to_string(),
-            session,
-            params,
-        });
-        Ok(())
+        self.evaluate(text)
     }
 
     /// A `:command` split into words, the name first.
@@ -651,18 +546,7 @@ impl Repl {
                     self.out.print(&text);
                     return Ok(());
                 }
-                if let Some(f) = self.catalogue.iter().find(|f| f.name == *name) {
-                    let mut text = if f.module == "builtin" {
-                        format!("{}  (built in)\n", f.signature)
-                    } else {
-                        format!("{}  (use stdlib.{})\n", f.signature, f.module)
-                    };
-                    for line in f.doc.lines() {
-                        text.push_str(&format!("  {line}\n"));
-                    }
-                    if !f.body.is_empty() {
-                        text.push_str(&format!("  = {}", f.body));
-                    }
+                if let Some(text) = expr::function_help(name) {
                     self.out.print(&text);
                     return Ok(());
                 }
