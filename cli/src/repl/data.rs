@@ -587,10 +587,17 @@ impl Repl {
             .map(|stop| experiment::describe_interruption(stop, outcome.trained.best_epoch));
         let best = outcome.trained.best_epoch;
         let seconds = outcome.seconds;
-        let metrics = outcome.metrics.clone();
+        let mut metrics = outcome.metrics.clone();
         let split = split.clone();
         let split_name = split_name.clone();
-        let fitted = Fitted::from_outcome(&req, &loaded.prepared, outcome);
+        let mut fitted = Fitted::from_outcome(&req, &loaded.prepared, outcome);
+        // A stopped run keeps whole epochs, so it is measured like any other.
+        if kept.is_some() && !split.test.is_empty() {
+            metrics = experiment::evaluate(&fitted, &loaded.prepared.data, &split, k)
+                .map_err(message)?
+                .metrics();
+            fitted.metrics = metrics.clone();
+        }
         let id = self.runs.len() + 1;
         let mut settings = config.describe();
         settings.insert("data".into(), loaded.prepared.spec.to_string());
@@ -607,11 +614,15 @@ impl Repl {
         if let Some(e) = best {
             self.out.print(&format!("early stopping kept epoch {e}"));
         }
-        let summary = match &kept {
-            Some(k) => format!("interrupted: kept {k} (not measured; :eval measures it)"),
-            None if metrics.is_empty() => "no test rows: nothing measured".into(),
-            None => format!("test {}", format_metrics(&metrics)),
+        let mut summary = match &kept {
+            Some(k) => format!("interrupted, kept {k}; "),
+            None => String::new(),
         };
+        if metrics.is_empty() {
+            summary.push_str("no test rows: nothing measured");
+        } else {
+            summary.push_str(&format!("test {}", format_metrics(&metrics)));
+        }
         self.out.print(&format!(
             "run {id}: {summary}  ({} of training)",
             runs::format_seconds(seconds)

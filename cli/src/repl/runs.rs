@@ -15,11 +15,11 @@ pub struct Run {
     pub source: String,
     /// Data, split and fit settings, as text.
     pub settings: BTreeMap<String, String>,
-    /// Test metrics (none when the run was interrupted).
+    /// Test metrics (none when the split has no test rows).
     pub metrics: BTreeMap<String, f64>,
     /// Wall time of the training, seconds.
     pub seconds: f64,
-    /// Set when training stopped early: what was kept.
+    /// Set when training was stopped (Ctrl-C): what was kept.
     pub note: Option<String>,
 }
 
@@ -47,14 +47,16 @@ impl Run {
     }
 
     fn metrics_summary(&self) -> String {
-        if let Some(note) = &self.note {
-            return note.clone();
-        }
-        self.metrics
+        let metrics = self
+            .metrics
             .iter()
             .map(|(k, v)| format!("{k} {v:.4}"))
             .collect::<Vec<_>>()
-            .join("  ")
+            .join("  ");
+        match &self.note {
+            Some(note) => format!("{metrics} ({note})"),
+            None => metrics,
+        }
     }
 }
 
