@@ -350,9 +350,11 @@ impl Repl {
             } else {
                 CONTINUATION
             };
-            lines.set_completions(self.completions());
-            let line = match lines.read(prompt) {
-                Read::Line(line) => line,
+            if !lines.echoed() {
+                lines.set_completions(self.completions());
+            }
+            let (line, at_end) = match lines.read(prompt) {
+                Read::Line(line) => (line, false),
                 Read::Interrupted => {
                     pending.clear();
                     continue;
@@ -360,18 +362,24 @@ impl Repl {
                 Read::Eof if pending.is_empty() => break,
                 // An unfinished statement at the end is run as it is, so
                 // that its error is shown.
-                Read::Eof => String::new(),
+                Read::Eof => (String::new(), true),
             };
-            let at_end = line.is_empty() && !pending.is_empty() && input::needs_more(&pending);
-            if lines.echoed() && !at_end {
-                self.out.print(&transcript::echo(prompt, &line));
-            }
-            if !pending.is_empty() {
+            if at_end {
                 pending.push('\n');
-            }
-            pending.push_str(&line);
-            if input::needs_more(&pending) && !at_end {
-                continue;
+            } else {
+                if lines.echoed() {
+                    self.out.print(&transcript::echo(prompt, &line));
+                }
+                if !pending.is_empty() {
+                    pending.push('\n');
+                }
+                pending.push_str(&line);
+                // A command is one line; a statement or an expression goes
+                // on while a bracket is open.
+                let command = pending.trim_start().starts_with(':');
+                if !command && input::needs_more(&pending) {
+                    continue;
+                }
             }
             let entry = std::mem::take(&mut pending);
             match self.execute(&entry) {
