@@ -708,3 +708,31 @@ fn plural(n: usize) -> &'static str {
         "s"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{classify, Entry};
+
+    fn kind(text: &str) -> &'static str {
+        match classify(text) {
+            Entry::Nothing => "nothing",
+            Entry::Command(_) => "command",
+            Entry::Statement => "statement",
+            Entry::Expression => "expression",
+        }
+    }
+
+    #[test]
+    fn entries_are_told_apart_by_their_first_word() {
+        assert_eq!(kind("param p[user]: vec(8)"), "statement");
+        assert_eq!(kind("  let R(u, i) = dot(p[u], q[i])"), "statement");
+        assert_eq!(kind("r ~ normal(R(u, i), 1)"), "statement");
+        assert_eq!(kind("# a note\nfit { epochs: 3 }"), "statement");
+        assert_eq!(kind(":train --epochs 3"), "command");
+        assert_eq!(kind("R(1, 2)"), "expression");
+        assert_eq!(kind("lets(3)"), "expression");
+        assert_eq!(kind("p[\"u1\"]"), "expression");
+        assert_eq!(kind("# only a comment"), "nothing");
+        assert_eq!(kind("   "), "nothing");
+    }
+}
