@@ -241,8 +241,85 @@ fn piped_input_stops_at_the_first_failure_unless_told_to_keep_going() {
         stdout.len() < recorded.len(),
         "nothing was left out:\n{stdout}"
     );
+    // It stopped right after the first failure's report, before the next prompt.
+    assert!(stdout.contains("unknown parameter `qq`"), "{stdout}");
+    assert!(recorded[stdout.len()..].starts_with("recc> "), "{stdout}");
+}
+
+/// `:edit` opens `$EDITOR` on the source and keeps what it saved, if that
+/// checks; here the editor is a `sed` that changes one line.
+#[test]
+fn edit_keeps_a_good_edit_and_refuses_a_bad_one() {
+    let dir = scratch();
+    let session = |editor: &str| {
+        let mut c = recc();
+        c.arg("repl").arg("--keep-going");
+        let mut out = run_with_editor(
+            c,
+            dir.path(),
+            ":load models/mf.rec\n:edit\n:model\n",
+            editor,
+        );
+        out.stdout.extend(out.stderr);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let good = session("sed -i 's/vec(32)/vec(16)/'");
+    assert!(good.contains("param p[user]: vec(16)"), "{good}");
+    assert!(!good.contains("vec(32)"), "{good}");
+    let bad = session("sed -i 's/q\\[i\\])/w[i])/'");
     assert!(
-        stdout.trim_end().ends_with('╯') || stdout.contains("error"),
-        "{stdout}"
+        bad.contains("the edit does not check; the model is unchanged"),
+        "{bad}"
     );
+    assert!(bad.contains("let R(u, i) = dot(p[u], q[i])"), "{bad}");
+}
+
+fn run_with_editor(mut command: Command, cwd: &Path, stdin: &str, editor: &str) -> Output {
+    command
+        .current_dir(cwd)
+        .env("EDITOR", editor)
+        .env_remove("VISUAL");
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => panic!("cannot run recc: {e}"),
+    };
+    if let Some(mut pipe) = child.stdin.take() {
+        use std::io::Write;
+        if let Err(e) = pipe.write_all(stdin.as_bytes()) {
+            panic!("cannot write to recc: {e}");
+        }
+    }
+    match child.wait_with_output() {
+        Ok(o) => o,
+        Err(e) => panic!("recc did not finish: {e}"),
+    }
+}
+
+/// `recc repl FILE --data SPEC --split SPEC` does what `:load`, `:data` and
+/// `:split` would, before the first prompt.
+#[test]
+fn the_command_line_loads_a_model_and_data_before_the_first_prompt() {
+    let dir = scratch();
+    let mut c = recc();
+    c.args([
+        "repl",
+        "models/mf.rec",
+        "--data",
+        "builtin",
+        "--split",
+        "user:0.1",
+    ]);
+    let out = run(c, dir.path(), Some(":train --epochs 1\n"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let loaded = stdout.find("loaded models/mf.rec").unwrap_or(usize::MAX);
+    let data = stdout.find("split user:0.1:").unwrap_or(usize::MAX);
+    let prompt = stdout.find("recc> :train").unwrap_or(usize::MAX);
+    assert!(loaded < data && data < prompt, "{stdout}");
+    assert!(stdout.contains("run 1: test mae"), "{stdout}");
+    assert!(stdout.contains("(user:0.1)"), "{stdout}");
 }

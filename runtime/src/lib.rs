@@ -1,8 +1,9 @@
 //! The recc runtime: what surrounds a compiled training step.
 //!
 //! Data comes in through [`data`] as columns with dense indices, [`split`]
-//! divides it, the trainer feeds it to the model's step, [`metrics`] scores
-//! the result and [`modelfile`] saves it.
+//! divides it, [`session`] binds a model to it, the trainer feeds it to the
+//! model's step, [`metrics`] scores the result and [`modelfile`] saves it.
+//! [`experiment`] strings these into the steps every front end runs.
 
 pub mod bench;
 pub mod bind;

@@ -13,8 +13,8 @@ use crate::modelfile::EpochRecord;
 use crate::native::{Hyper, InputError, NativeParams, NonFinite, Runner, TableWords};
 use crate::optim::{OptimiserState, Schedule, StateOverflow};
 use crate::predict::{self, PredictError, Predictor};
-// Re-exported: they were defined here before the session had a module of
-// its own, and callers still name them through the trainer.
+// Re-exported: callers name the session's types through the trainer, where
+// they lived before the session had a module of its own.
 pub use crate::session::{Backend, Session, SessionError, Task};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;

@@ -113,6 +113,21 @@ fn train_split_on_the_builtin_data_returns_test_metrics_and_reopening_reproduces
     // The model in memory measures the same as the one reopened.
     let again = experiment::evaluate(&fitted, &prepared.data, split, 10).unwrap();
     assert_eq!(again.metrics(), metrics);
+
+    // Neighbours from the bound model and from the file alone agree.
+    let item = reopened.saved.domains[1].ids[0].clone();
+    let bound = experiment::similar(&reopened.fitted, &item, None, None, 5).unwrap();
+    let (saved, source) = experiment::open_model(&path).unwrap();
+    let from_file = experiment::similar_saved(&saved, &source, &item, None, None, 5).unwrap();
+    assert_eq!(bound, from_file);
+    assert_eq!(bound.neighbours.len(), 5);
+
+    // Every table exported, one file each.
+    let out = dir.path().join("tables");
+    let written =
+        experiment::export(&fitted.saved_model(), &out, experiment::ExportFormat::Csv).unwrap();
+    assert_eq!(written.len(), saved.tables.len());
+    assert!(written.iter().all(|p| p.is_file()));
 }
 
 #[test]
@@ -185,6 +200,38 @@ fn recommend_leaves_out_what_the_user_trained_on_and_similar_finds_neighbours() 
     );
 }
 
+#[test]
+fn a_ranking_model_is_measured_over_the_catalogue_beside_popularity() {
+    let source = model("bpr_mf.rec");
+    let (config, _) = experiment::train_config(&source.model, &quick()).unwrap();
+    let request = DataRequest::default();
+    let prepared = experiment::prepare(&request, Some(&source.model), config.seed, false).unwrap();
+    // A ranking model's default split holds out a share of each user's rows.
+    assert_eq!(prepared.split_text, "user:0.2");
+    let (_, split) = &prepared.splits[0];
+    let req = TrainRequest {
+        source: &source,
+        config: &config,
+        request: &request,
+        k: 5,
+        baseline: true,
+    };
+    let outcome = experiment::train_split(&req, &prepared.data, split, &mut Silent).unwrap();
+    for name in ["auc", "precision@5", "ndcg@5"] {
+        assert!(outcome.metrics.contains_key(name), "{:?}", outcome.metrics);
+    }
+    let baseline = outcome.baseline.clone().expect("the popularity baseline");
+    assert_eq!(
+        baseline.keys().collect::<Vec<_>>(),
+        outcome.metrics.keys().collect::<Vec<_>>()
+    );
+    let metrics = outcome.metrics.clone();
+    let fitted = experiment::Fitted::from_outcome(&req, &prepared, outcome);
+    let evaluation = experiment::evaluate(&fitted, &prepared.data, split, 5).unwrap();
+    assert!(matches!(evaluation.measured, Measured::Ranking(_)));
+    assert_eq!(evaluation.metrics(), metrics);
+}
+
 struct Folds(Vec<String>);
 
 impl FoldObserver for Folds {
@@ -229,6 +276,36 @@ fn cross_validation_reports_every_fold_and_their_mean() {
     // Without a split named, five folds.
     let default = DataRequest::default().for_cross_validation();
     assert_eq!(default.split.as_deref(), Some("kfold:5"));
+}
+
+#[test]
+fn loaded_data_splits_again_without_reloading() {
+    let prepared = experiment::prepare(&DataRequest::default(), None, 7, false).unwrap();
+    let half = experiment::resplit(&prepared, Some("random:0.5"), None, 7, false).unwrap();
+    assert_eq!(half.split_text, "random:0.5");
+    assert_eq!(half.request.split.as_deref(), Some("random:0.5"));
+    assert_eq!(half.data, prepared.data);
+    let (name, split) = &half.splits[0];
+    assert_eq!(name, "random:0.5");
+    assert_eq!(split.train.len() + split.test.len(), prepared.data.len());
+    assert!(split.test.len().abs_diff(prepared.data.len() / 2) <= 1);
+    // The same as loading it split that way.
+    let loaded = experiment::prepare(&half.request, None, 7, false).unwrap();
+    assert_eq!(loaded.splits, half.splits);
+    let folds = experiment::resplit(&prepared, Some("kfold:3"), None, 7, true).unwrap();
+    let names: Vec<&str> = folds.splits.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["fold 1", "fold 2", "fold 3"]);
+    // Back to the default.
+    let again = experiment::resplit(&half, None, None, 7, false).unwrap();
+    assert_eq!(again.splits, prepared.splits);
+    let message = usage_error(experiment::resplit(
+        &prepared,
+        Some("random:2"),
+        None,
+        7,
+        false,
+    ));
+    assert!(message.starts_with("bad split `random:2`"), "{message}");
 }
 
 #[test]

@@ -278,7 +278,7 @@ fn split_statements(text: &str) -> Result<(Vec<Statement>, String), String> {
     let mut statements = Vec::new();
     let mut end = 0;
     for item in &file.items {
-        let (start, stop) = (item.span.start as usize, item.span.end as usize);
+        let (start, stop) = trimmed(text, item.span);
         statements.push(Statement {
             lead: text.get(end..start).unwrap_or_default().to_string(),
             text: text.get(start..stop).unwrap_or_default().to_string(),
@@ -300,7 +300,7 @@ fn split_typed(typed: &str) -> Result<(Vec<Statement>, String), String> {
     let mut statements = Vec::new();
     let mut end = 0;
     for item in &file.items {
-        let (start, stop) = (item.span.start as usize, item.span.end as usize);
+        let (start, stop) = trimmed(typed, item.span);
         statements.push(Statement {
             lead: String::new(),
             text: typed.get(start..stop).unwrap_or_default().to_string(),
@@ -310,6 +310,14 @@ fn split_typed(typed: &str) -> Result<(Vec<Statement>, String), String> {
         end = stop;
     }
     Ok((statements, typed.get(end..).unwrap_or_default().to_string()))
+}
+
+/// A statement's byte range without the blank space its span may end with,
+/// which belongs before the next statement.
+fn trimmed(text: &str, span: Span) -> (usize, usize) {
+    let (start, stop) = (span.start as usize, span.end as usize);
+    let body = text.get(start..stop).unwrap_or_default();
+    (start, start + body.trim_end().len())
 }
 
 fn key_of(kind: &ItemKind, sources: &SourceMap, span: Span) -> Key {

@@ -19,7 +19,7 @@ macro_rules! commands {
 }
 
 commands! {
-    ":help", ":help [NAME]", "the commands; a command's usage; a stdlib function's signature and doc";
+    ":help", ":help [NAME]", "the commands; a command's flags; a stdlib function";
     ":model", ":model", "print the current source";
     ":load", ":load FILE.rec", "replace the model with a file's";
     ":reload", ":reload", "read the loaded file again (after an edit elsewhere)";
@@ -27,9 +27,9 @@ commands! {
     ":reset", ":reset", "start again from an empty model (data and runs stay)";
     ":write", ":write FILE.rec", "save the source";
     ":ir", ":ir [--grad]", "the graph the model compiles to (with --grad, its gradients)";
-    ":data", ":data SPEC [data flags]", "load data once and keep it: builtin, ml-100k:DIR, csv:FILE, ... (as --data)";
-    ":split", ":split SPEC", "how to split the data: random[:F], user[:F], given[:u1..u5], kfold[:K], last[:N], none";
-    ":train", ":train [fit flags]", "train on the split's training rows and measure on its test rows (as recc train; Ctrl-C stops after the last finished epoch)";
+    ":data", ":data SPEC [data flags]", "load data once and keep it: builtin, ml-100k:DIR, csv:FILE, ...";
+    ":split", ":split SPEC", "how to split it: random[:F], user[:F], given[:uN], kfold[:K], last[:N], none";
+    ":train", ":train [fit flags]", "train and measure on the test rows (Ctrl-C keeps the last finished epoch)";
     ":eval", ":eval [-k N]", "measure the trained model on the test rows again";
     ":cv", ":cv [fit flags]", "cross-validate: train and test on every fold, then mean ± std";
     ":predict", ":predict USER ITEM [ITEM...]", "score pairs with the trained model (raw ids or labels)";
@@ -38,7 +38,7 @@ commands! {
     ":save", ":save FILE.recm", "write the trained model";
     ":open", ":open FILE.recm", "open a trained model: its source, data and parameters";
     ":export", ":export DIR [--format csv|npy]", "write the trained tables as files";
-    ":runs", ":runs", "every training run of the session: model, source hash, settings, metrics, time";
+    ":runs", ":runs", "every run of the session: model, source hash, settings, metrics, time";
     ":compare", ":compare A B", "two runs side by side";
     ":diff", ":diff A B", "what changed in the source from run A to run B";
     ":quit", ":quit", "leave (Ctrl-D too)";
@@ -53,6 +53,14 @@ pub fn find(name: &str) -> Option<&'static CommandDoc> {
 /// The answer to an unknown command: the closest one, when one is close.
 pub fn unknown(name: &str) -> String {
     let bare = name.trim_start_matches(':');
+    // The start of a command's name is what people type when they forget the rest.
+    let started: Vec<&CommandDoc> = COMMANDS
+        .iter()
+        .filter(|c| !bare.is_empty() && c.name[1..].starts_with(bare))
+        .collect();
+    if let [only] = started.as_slice() {
+        return format!("unknown command `{name}`; did you mean `{}`?", only.name);
+    }
     let best = COMMANDS
         .iter()
         .map(|c| (strsim::damerau_levenshtein(bare, &c.name[1..]), c.name))
@@ -104,5 +112,9 @@ mod tests {
         assert_eq!(find("train").map(|c| c.name), Some(":train"));
         assert_eq!(find(":runs").map(|c| c.name), Some(":runs"));
         assert!(find(":nope").is_none());
+        assert_eq!(
+            unknown(":sim"),
+            "unknown command `:sim`; did you mean `:similar`?"
+        );
     }
 }

@@ -50,8 +50,8 @@ impl SplitKey {
 pub struct Current {
     pub fitted: Fitted,
     pub split: Split,
-    /// Its number in `:runs`.
-    pub run: usize,
+    /// Its number in `:runs`; none for a model file opened.
+    pub run: Option<usize>,
 }
 
 /// The seed a model's data is split with when nothing else says: its `fit`
@@ -100,7 +100,10 @@ struct SplitCommand {
 
 /// `:train [fit flags]`, `:cv [fit flags]`
 #[derive(Parser)]
-#[command(about = "Train on the loaded data (the model's `fit`, overridden by flags)")]
+#[command(
+    about = "Train on the loaded data (the model's `fit`, overridden by flags)",
+    allow_negative_numbers = true
+)]
 pub struct TrainCommand {
     #[command(flatten)]
     fit: FitArgs,
@@ -405,9 +408,29 @@ impl Repl {
         }
     }
 
-    /// Load (or reload) the data for `self.request`, split for `model`.
+    /// Load the data for `self.request`, split for `model` with `seed`;
+    /// data already loaded from the same source is split again in memory.
     fn prepare(&mut self, model: Option<&Model>, seed: u64) -> Answer {
-        let prepared = experiment::prepare(&self.request, model, seed, false).map_err(message)?;
+        let same_data = self.loaded.as_ref().filter(|l| {
+            DataRequest {
+                split: None,
+                ..l.prepared.request.clone()
+            } == DataRequest {
+                split: None,
+                ..self.request.clone()
+            }
+        });
+        let prepared = match same_data {
+            Some(l) => experiment::resplit(
+                &l.prepared,
+                self.request.split.as_deref(),
+                model,
+                seed,
+                false,
+            ),
+            None => experiment::prepare(&self.request, model, seed, false),
+        }
+        .map_err(message)?;
         for note in &prepared.notes {
             self.out.print(&format!("note: {note}"));
         }
@@ -429,9 +452,12 @@ impl Repl {
             request.split = self.request.split.clone();
         }
         let previous = std::mem::replace(&mut self.request, request);
+        // :data reads the data afresh, even from where it was read before.
+        let kept = self.loaded.take();
         let model = self.buffer.model().cloned();
         if let Err(e) = self.prepare(model.as_ref(), model_seed(model.as_ref())) {
             self.request = previous;
+            self.loaded = kept;
             return Err(e);
         }
         if self.current.take().is_some() {
@@ -456,10 +482,19 @@ impl Repl {
         let Some(c) = parse::<SplitCommand>(&mut self.out, argv)? else {
             return Ok(());
         };
-        let previous = self.request.split.replace(c.spec);
+        // A given fold is checked when its files are read; any other split
+        // can be checked now, before there is data to apply it to.
+        if !c.spec.starts_with("given") {
+            c.spec
+                .parse::<recc_runtime::split::SplitSpec>()
+                .map_err(|e| format!("bad split `{}`: {e}", c.spec))?;
+        }
+        let previous = self.request.split.replace(c.spec.clone());
         if self.loaded.is_none() {
-            self.out
-                .print("the split is kept for the data :data loads (or :train's default)");
+            self.out.print(&format!(
+                "split {} is kept for the data :data loads",
+                c.spec
+            ));
             return Ok(());
         }
         let model = self.buffer.model().cloned();
@@ -575,7 +610,7 @@ impl Repl {
         let summary = match &kept {
             Some(k) => format!("interrupted: kept {k} (not measured; :eval measures it)"),
             None if metrics.is_empty() => "no test rows: nothing measured".into(),
-            None => format!("test: {}", format_metrics(&metrics)),
+            None => format!("test {}", format_metrics(&metrics)),
         };
         self.out.print(&format!(
             "run {id}: {summary}  ({} of training)",
@@ -584,7 +619,7 @@ impl Repl {
         self.current = Some(Current {
             fitted,
             split,
-            run: id,
+            run: Some(id),
         });
         Ok(())
     }
@@ -594,10 +629,20 @@ impl Repl {
             return Ok(());
         };
         let request = self.request.for_cross_validation();
-        // Every fold is made (and a given fold loaded) afresh: the kept
-        // data and its split stay as they are for :train.
-        let prepared = experiment::prepare(&request, Some(&source.model), config.seed, true)
-            .map_err(message)?;
+        // The folds are made from the data in memory (given folds are read
+        // from their files); the kept split stays as it is for :train.
+        self.ensure_split(&source.model, config.seed)?;
+        let Some(loaded) = &self.loaded else {
+            return Err("no data loaded".into());
+        };
+        let prepared = experiment::resplit(
+            &loaded.prepared,
+            request.split.as_deref(),
+            Some(&source.model),
+            config.seed,
+            true,
+        )
+        .map_err(message)?;
         self.out.print(&format!(
             "cross-validating {} on {}: {} folds ({})\n{}",
             source.model.name,
@@ -777,12 +822,18 @@ impl Repl {
         };
         let current = self.current()?;
         current.fitted.save(&c.file).map_err(message)?;
-        let line = format!(
-            "wrote {} (run {}, model {})",
-            c.file.display(),
-            current.run,
-            current.fitted.source.model.name
-        );
+        let line = match current.run {
+            Some(run) => format!(
+                "wrote {} (run {run}, model {})",
+                c.file.display(),
+                current.fitted.source.model.name
+            ),
+            None => format!(
+                "wrote {} (model {})",
+                c.file.display(),
+                current.fitted.source.model.name
+            ),
+        };
         self.out.print(&line);
         Ok(())
     }
@@ -817,7 +868,7 @@ impl Repl {
         self.current = Some(Current {
             fitted: reopened.fitted,
             split: reopened.split,
-            run: 0,
+            run: None,
         });
         self.out.print(&lines);
         if !metrics.is_empty() {

@@ -96,6 +96,7 @@ impl Out {
 }
 
 /// What the prompt read.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Read {
     Line(String),
     /// Ctrl-C at the prompt: the line being typed is dropped.
@@ -122,14 +123,15 @@ struct Script<R: BufRead> {
 
 impl<R: BufRead> Lines for Script<R> {
     fn read(&mut self, _prompt: &str) -> Read {
-        let mut line = String::new();
-        match self.input.read_line(&mut line) {
+        let mut bytes = Vec::new();
+        match self.input.read_until(b'\n', &mut bytes) {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Read::Interrupted,
             Ok(0) | Err(_) => Read::Eof,
             Ok(_) => {
-                let end = line.trim_end_matches(['\n', '\r']).len();
-                line.truncate(end);
-                Read::Line(line)
+                // A line that is not UTF-8 is shown with its bad bytes
+                // replaced, and fails as any text that does not parse.
+                let line = String::from_utf8_lossy(&bytes);
+                Read::Line(line.trim_end_matches(['\n', '\r']).to_string())
             }
         }
     }
@@ -451,6 +453,8 @@ impl Repl {
         }
     }
 
+    /// An expression: evaluated on the trained parameters, else on initial
+    /// ones when data is loaded, else without parameters (`sigmoid(3)`).
     fn expression(&mut self, text: &str) -> Answer {
         self.evaluate(text)
     }

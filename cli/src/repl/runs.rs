@@ -31,16 +31,19 @@ pub fn source_hash(text: &str) -> String {
     format!("{:016x}", h.finish())[..8].to_string()
 }
 
-/// The settings worth a column in `:runs`: the ones people change.
-const SHOWN_SETTINGS: &[&str] = &["data", "split", "optimizer", "lr", "epochs"];
+/// The settings `:compare` always shows; the others only where they differ.
+const ALWAYS_COMPARED: &[&str] = &["data", "split", "optimizer", "lr", "epochs", "seed"];
 
 impl Run {
+    /// `sgd lr 0.01 · 3 epochs`: what people change most.
     fn settings_summary(&self) -> String {
-        SHOWN_SETTINGS
-            .iter()
-            .filter_map(|k| self.settings.get(*k).map(|v| format!("{k} {v}")))
-            .collect::<Vec<_>>()
-            .join(" · ")
+        let get = |k: &str| self.settings.get(k).map_or("?", String::as_str);
+        format!(
+            "{} lr {} · {} epochs",
+            get("optimizer"),
+            get("lr"),
+            get("epochs")
+        )
     }
 
     fn metrics_summary(&self) -> String {
@@ -153,6 +156,9 @@ pub fn compare(a: &Run, b: &Run) -> String {
     keys.dedup();
     for k in keys {
         let (x, y) = (a.settings.get(k), b.settings.get(k));
+        if x == y && !ALWAYS_COMPARED.contains(&k.as_str()) {
+            continue;
+        }
         let cell = |v: Option<&String>| v.cloned().unwrap_or_else(|| "-".into());
         rows.push(vec![
             k.clone(),

@@ -85,6 +85,8 @@ pub struct Prepared {
     pub splits: Vec<(String, Split)>,
     /// What the caller should be told (bad lines skipped).
     pub notes: Vec<String>,
+    /// What was asked: [`resplit`] splits the same data again.
+    pub request: DataRequest,
 }
 
 pub(super) fn has_negatives(model: &Model) -> bool {
@@ -154,26 +156,7 @@ pub fn prepare(
     let spec: DataSpec = req.data.parse().map_err(usage)?;
     let options = load_options(req)?;
     let split_text = split_text(req, model, &spec);
-    let (fold_names, rest): (Vec<String>, Option<SplitSpec>) =
-        match split_text.strip_prefix("given") {
-            Some(tail) => {
-                let named = tail.strip_prefix(':').filter(|t| !t.is_empty());
-                let folds = match (named, all_folds) {
-                    (Some(f), _) => vec![f.to_string()],
-                    (None, true) => ["u1", "u2", "u3", "u4", "u5"].map(String::from).to_vec(),
-                    (None, false) => vec!["u1".to_string()],
-                };
-                (folds, None)
-            }
-            None => (
-                Vec::new(),
-                Some(
-                    split_text
-                        .parse()
-                        .map_err(|e: SplitSpecError| usage(e.to_string()))?,
-                ),
-            ),
-        };
+    let (fold_names, rest) = parse_split(&split_text, all_folds)?;
     let mut splits = Vec::new();
     let mut data = None;
     for fold in &fold_names {
@@ -192,16 +175,7 @@ pub fn prepare(
             let (d, _) = spec
                 .load(&options, None)
                 .map_err(|e| usage(e.to_string()))?;
-            let made = split.apply(&d, seed).map_err(|e| usage(e.to_string()))?;
-            let n = made.len();
-            for (k, s) in made.into_iter().enumerate() {
-                let name = if n > 1 {
-                    format!("fold {}", k + 1)
-                } else {
-                    split_text.clone()
-                };
-                splits.push((name, s));
-            }
+            splits = apply_split(&split, &split_text, &d, seed)?;
             d
         }
         (None, None) => return Err(usage("no split to run")),
@@ -221,7 +195,85 @@ pub fn prepare(
         split_text,
         splits,
         notes,
+        request: req.clone(),
     })
+}
+
+/// The same data split another way (`split`; `None`: the default), made
+/// from the rows in memory; only given folds, which are files of their
+/// own, are read again.
+pub fn resplit(
+    prepared: &Prepared,
+    split: Option<&str>,
+    model: Option<&Model>,
+    seed: u64,
+    all_folds: bool,
+) -> Result<Prepared> {
+    let req = DataRequest {
+        split: split.map(String::from),
+        ..prepared.request.clone()
+    };
+    let split_text = split_text(&req, model, &prepared.spec);
+    let (fold_names, rest) = parse_split(&split_text, all_folds)?;
+    let Some(split) = rest.filter(|_| fold_names.is_empty()) else {
+        return prepare(&req, model, seed, all_folds);
+    };
+    let splits = apply_split(&split, &split_text, &prepared.data, seed)?;
+    Ok(Prepared {
+        data: prepared.data.clone(),
+        spec: prepared.spec.clone(),
+        split_text,
+        splits,
+        notes: Vec::new(),
+        request: req,
+    })
+}
+
+/// The given folds a split names, or the split to make.
+fn parse_split(split_text: &str, all_folds: bool) -> Result<(Vec<String>, Option<SplitSpec>)> {
+    Ok(match split_text.strip_prefix("given") {
+        Some(tail) => {
+            let named = tail.strip_prefix(':').filter(|t| !t.is_empty());
+            let folds = match (named, all_folds) {
+                (Some(f), _) => vec![f.to_string()],
+                (None, true) => ["u1", "u2", "u3", "u4", "u5"].map(String::from).to_vec(),
+                (None, false) => vec!["u1".to_string()],
+            };
+            (folds, None)
+        }
+        None => (
+            Vec::new(),
+            Some(
+                split_text
+                    .parse()
+                    .map_err(|e: SplitSpecError| usage(e.to_string()))?,
+            ),
+        ),
+    })
+}
+
+/// Apply `split` to `data`: one split named `split_text`, or folds named
+/// `fold 1`, `fold 2`, ...
+fn apply_split(
+    split: &SplitSpec,
+    split_text: &str,
+    data: &Dataset,
+    seed: u64,
+) -> Result<Vec<(String, Split)>> {
+    let made = split.apply(data, seed).map_err(|e| usage(e.to_string()))?;
+    let n = made.len();
+    Ok(made
+        .into_iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let name = if n > 1 {
+                format!("fold {}", k + 1)
+            } else {
+                split_text.to_string()
+            };
+            (name, s)
+        })
+        .collect())
 }
 
 /// A line about the data: `builtin (80000 rows, 943 users, 1682 items)`.

@@ -1,6 +1,7 @@
 //! One API for running experiments: compile a model, prepare and split its
 //! data, train on a split, measure, cross-validate, save, reopen a saved
-//! model and ask it for scores, recommendations, neighbours and exports.
+//! model and ask it for scores, recommendations, neighbours and exports,
+//! and time training against a hand-written loop.
 //!
 //! Every front end sits on it: the `recc` commands, the REPL and the zoo
 //! runner. It returns values (metrics, rankings, tables, run records and
@@ -15,6 +16,7 @@
 //!
 //! [`train::Observer`]: crate::train::Observer
 
+mod bench;
 mod data;
 mod fit;
 mod fitted;
@@ -22,7 +24,10 @@ mod query;
 mod source;
 mod text;
 
-pub use data::{bind_options, describe_data, prepare, write_split, DataRequest, Prepared};
+pub use bench::{
+    bench, bench_cache_dir, bench_data, zipf_request, BenchData, BenchOptions, BenchReport,
+};
+pub use data::{bind_options, describe_data, prepare, resplit, write_split, DataRequest, Prepared};
 pub use fit::{
     cross_validate, describe_interruption, saved_model, train_config, train_split, CvReport,
     FitOverrides, FoldObserver, FoldResult, Outcome, TrainRequest,
@@ -36,6 +41,9 @@ pub use query::{
 };
 pub use source::{compile_source, read_source, Source};
 pub use text::{format_hierarchy, format_metrics, printable};
+// The types a caller of the API needs beside its own.
+pub use crate::export::ExportFormat;
+pub use crate::train::{Interruption, Observer, OnInterrupt, Silent, TrainConfig, Trained};
 
 use crate::predict::PredictError;
 use crate::session::SessionError;
