@@ -13,7 +13,7 @@ const WAIT: Duration = Duration::from_secs(60);
 struct Tmux {
     session: String,
     /// Keeps the history file out of the user's data directory.
-    _home: tempfile::TempDir,
+    home: tempfile::TempDir,
 }
 
 fn tmux(args: &[&str]) -> Option<Output> {
@@ -48,10 +48,7 @@ impl Tmux {
             started.as_ref().is_some_and(|o| o.status.success()),
             "tmux did not start: {started:?}"
         );
-        Tmux {
-            session,
-            _home: home,
-        }
+        Tmux { session, home }
     }
 
     /// Type `text` as it is, key by key.
@@ -175,4 +172,12 @@ fn a_terminal_session_edits_completes_fails_interrupts_and_exits() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(!t.alive(), "Ctrl-D did not end the REPL:\n{}", t.screen());
+
+    // What was typed is kept in the data directory's history, the
+    // two-line statement as one entry.
+    let history = t.home.path().join("data").join("recc").join("history");
+    let kept = std::fs::read_to_string(&history).unwrap_or_default();
+    assert!(kept.contains(":train --epochs 100000"), "history:\n{kept}");
+    assert!(kept.contains("sigmoid("), "history:\n{kept}");
+    assert!(!kept.contains("never_run"), "history:\n{kept}");
 }

@@ -2117,7 +2117,11 @@ impl<'a> Checker<'a> {
                                 id.span,
                             )
                             .label("needs an index")
-                            .with_help(format!("did you mean `{}[{example}]`?", id.name)),
+                            .with_help(if self.probe.is_some() {
+                                format!("look a row up by a raw {domain} id or a quoted label, e.g. `{}[42]`", id.name)
+                            } else {
+                                format!("did you mean `{}[{example}]`?", id.name)
+                            }),
                         );
                         None
                     }

@@ -260,8 +260,8 @@ fn number_literals(e: &Expr, out: &mut Vec<Span>) {
     }
 }
 
-/// Why the checked value cannot be evaluated at a prompt, if it cannot:
-/// it is no number, or it reads what only a training example has.
+/// Why the checked value cannot be evaluated at a prompt, if it cannot: it
+/// reads what only a training example has, or it is no number.
 fn value_problem(
     model: &Model,
     value: &TExpr,
@@ -270,34 +270,6 @@ fn value_problem(
     whole: Span,
 ) -> Option<Diagnostic> {
     let here = |span: Span| if span.file == whole.file { span } else { whole };
-    match value.ty {
-        Ty::Value { bag: None, .. } => {}
-        Ty::Index(d) => {
-            return Some(
-                Diagnostic::error(
-                    "recc::not-a-value",
-                    format!(
-                        "this is {} index, not a value",
-                        article(&model.domain(d).name)
-                    ),
-                    whole,
-                )
-                .label("an index")
-                .with_help("look a row up with it, e.g. `p[42]`"),
-            )
-        }
-        Ty::Value { bag: Some(_), .. } | Ty::Bag(..) => {
-            return Some(
-                Diagnostic::error(
-                    "recc::not-a-value",
-                    "this has one value per member of a bag, which only an example has",
-                    whole,
-                )
-                .label("a bag")
-                .with_help("evaluate an expression over rows looked up by id, e.g. `v[42]`"),
-            )
-        }
-    }
     let mut stack = vec![value];
     while let Some(e) = stack.pop() {
         match &e.kind {
@@ -314,7 +286,7 @@ fn value_problem(
                         input.name
                     ),
                     InputKind::Bag(_) | InputKind::History(_) => format!(
-                        "each example gives `{}` its members; look rows up by id instead, e.g. `v[42]`",
+                        "each example gives the bag `{}` its members; look rows up by id instead, e.g. `v[42]`",
                         input.name
                     ),
                 };
@@ -353,6 +325,34 @@ fn value_problem(
             _ => {}
         }
         stack.extend(check::children(e));
+    }
+    match value.ty {
+        Ty::Value { bag: None, .. } => {}
+        Ty::Index(d) => {
+            return Some(
+                Diagnostic::error(
+                    "recc::not-a-value",
+                    format!(
+                        "this is {} index, not a value",
+                        article(&model.domain(d).name)
+                    ),
+                    whole,
+                )
+                .label("an index")
+                .with_help("look a row up with it, e.g. `p[42]`"),
+            )
+        }
+        Ty::Value { bag: Some(_), .. } | Ty::Bag(..) => {
+            return Some(
+                Diagnostic::error(
+                    "recc::not-a-value",
+                    "this has one value per member of a bag, which only an example has",
+                    whole,
+                )
+                .label("a bag")
+                .with_help("evaluate an expression over rows looked up by id, e.g. `v[42]`"),
+            )
+        }
     }
     None
 }
@@ -482,6 +482,10 @@ loss mse(R(u, i), r)
         let e = err("p[1.5 + 1]");
         assert!(e.contains("must be indexed by"), "{e}");
         assert!(e.contains("raw id such as `42`"), "{e}");
+        let e = err("p");
+        assert!(e.contains("e.g. `p[42]`"), "{e}");
+        let e = err("u");
+        assert!(e.contains("`u` is an input"), "{e}");
         let e = err("R(u, 3)");
         assert!(e.contains("`u` is an input"), "{e}");
         assert!(e.contains("<expr>:1:3"), "{e}");

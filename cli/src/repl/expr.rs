@@ -38,7 +38,17 @@ impl super::Repl {
             _ => None,
         };
         let bound = initial.as_ref().map(|(s, p)| (s, p));
-        evaluate_in(&self.buffer.name, source, text, bound).map_err(|e| e.message)
+        evaluate_in(&self.buffer.name, source, text, bound).map_err(|e| {
+            // With data loaded, what parameters wait for is a complete model.
+            if e.kind == ProbeErrorKind::NeedsData && self.loaded.is_some() {
+                format!(
+                    "{} (parameters exist once the model is complete)",
+                    super::incomplete(&self.buffer)
+                )
+            } else {
+                e.message
+            }
+        })
     }
 }
 
