@@ -4,8 +4,9 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use recc_runtime::modelfile::EpochRecord;
-use recc_runtime::train::Observer;
+use recc_runtime::train::{Observer, TrainConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 /// Set by the first Ctrl-C while interrupts are caught.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -57,20 +58,64 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
-pub struct Progress {
+/// Which rows a run's per-epoch figure is measured on: `valid` when it
+/// stops early on held-out rows, else `test`.
+pub fn watched(config: &TrainConfig) -> &'static str {
+    if config.early_stopping > 0 {
+        "valid"
+    } else {
+        "test"
+    }
+}
+
+/// The trainer's progress: a bar on the terminal, and its notes and epoch
+/// lines through one printer (standard error for the commands; the REPL's
+/// own writer, so that a transcript holds them in order).
+pub struct Progress<'a> {
     bar: Option<ProgressBar>,
     /// When the current epoch began, for examples per second.
-    epoch_started: std::time::Instant,
+    epoch_started: Instant,
     /// Printed before each epoch line (the fold of a cross-validation).
     label: String,
     /// Which rows the per-epoch figure is measured on: `test` or `valid`.
     watched: &'static str,
+    /// No epoch lines (notes are still said).
     quiet: bool,
+    /// Where notes and epoch lines go, a line at a time.
+    print: Box<dyn FnMut(&str) + 'a>,
 }
 
-impl Progress {
-    pub fn new(quiet: bool, label: &str, watched: &'static str) -> Progress {
-        let bar = (!quiet).then(|| {
+impl<'a> Progress<'a> {
+    /// Bar and epoch lines on standard error, unless `quiet`.
+    pub fn on_stderr(quiet: bool, label: &str, watched: &'static str) -> Progress<'a> {
+        Progress::new(
+            !quiet,
+            quiet,
+            label,
+            watched,
+            Box::new(|line| eprintln!("{line}")),
+        )
+    }
+
+    /// Epoch lines and notes through `print`, and a bar on standard error
+    /// if `bar`.
+    pub fn through(
+        print: impl FnMut(&str) + 'a,
+        bar: bool,
+        label: &str,
+        watched: &'static str,
+    ) -> Progress<'a> {
+        Progress::new(bar, false, label, watched, Box::new(print))
+    }
+
+    fn new(
+        bar: bool,
+        quiet: bool,
+        label: &str,
+        watched: &'static str,
+        print: Box<dyn FnMut(&str) + 'a>,
+    ) -> Progress<'a> {
+        let bar = bar.then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             let style =
                 ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {per_sec} {msg}")
@@ -81,7 +126,7 @@ impl Progress {
         });
         Progress {
             bar,
-            epoch_started: std::time::Instant::now(),
+            epoch_started: Instant::now(),
             label: if label.is_empty() {
                 String::new()
             } else {
@@ -89,6 +134,16 @@ impl Progress {
             },
             watched,
             quiet,
+            print,
+        }
+    }
+
+    /// Print a line without tearing the bar.
+    fn say(&mut self, line: &str) {
+        let print = &mut self.print;
+        match &self.bar {
+            Some(bar) => bar.suspend(|| print(line)),
+            None => print(line),
         }
     }
 
@@ -99,21 +154,19 @@ impl Progress {
     }
 }
 
-impl Observer for Progress {
+impl Observer for Progress<'_> {
     fn stop_requested(&mut self) -> bool {
         interrupted()
     }
 
     fn note(&mut self, text: &str) {
-        match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("note: {text}")),
-            None => eprintln!("note: {text}"),
-        }
+        self.say(&format!("note: {text}"));
     }
 
     /// Ctrl-C stops training at the end of a block; the caller keeps what
     /// there is (`Trained::interrupted`).
     fn started(&mut self) {
+        self.epoch_started = Instant::now();
         catch_interrupts();
     }
 
@@ -137,7 +190,7 @@ impl Observer for Progress {
 
     fn epoch(&mut self, record: &EpochRecord, monitor: &str, epochs: usize) {
         // The next epoch's examples start now (its validation is done).
-        self.epoch_started = std::time::Instant::now();
+        self.epoch_started = Instant::now();
         if self.quiet {
             return;
         }
@@ -150,9 +203,6 @@ impl Observer for Progress {
             "{}epoch {:>width$}/{epochs}  loss {:.4}{figure}  {:.1} s",
             self.label, record.epoch, record.loss, record.seconds
         );
-        match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
-        }
+        self.say(&line);
     }
 }

@@ -3,7 +3,7 @@
 //! [`recc_runtime::experiment`], and prints what comes back for people or,
 //! with `--json`, for machines.
 
-use crate::progress::{Progress, EXIT_INTERRUPTED};
+use crate::progress::{self, Progress, EXIT_INTERRUPTED};
 use crate::{Failure, EXIT_MODEL_ERRORS, EXIT_USAGE};
 use recc_runtime::data::Dataset;
 use recc_runtime::experiment::{
@@ -207,13 +207,27 @@ fn run_split(
     split: &Split,
     label: &str,
 ) -> Result<Outcome> {
-    let watched = if req.config.early_stopping > 0 {
-        "valid"
-    } else {
-        "test"
-    };
-    let mut progress = Progress::new(out.quiet || out.json, label, watched);
-    Ok(experiment::train_split(req, data, split, &mut progress)?)
+    let watched = progress::watched(req.config);
+    let mut observer = Progress::on_stderr(out.quiet || out.json, label, watched);
+    Ok(experiment::train_split(req, data, split, &mut observer)?)
+}
+
+/// The fit settings a run trains with, as one indented line.
+pub fn settings_line(config: &TrainConfig) -> String {
+    format!(
+        "  {} lr {} · {} epoch{} · batch {} · seed {}{}",
+        config.optimizer,
+        config.lr,
+        config.epochs,
+        if config.epochs == 1 { "" } else { "s" },
+        config.batch,
+        config.seed,
+        if config.schedule == Schedule::Constant {
+            String::new()
+        } else {
+            format!(" · schedule {}", config.schedule)
+        }
+    )
 }
 
 /// `recc train`
@@ -244,20 +258,7 @@ pub fn train_command(
             split.train.len(),
             split.test.len()
         );
-        eprintln!(
-            "  {} lr {} · {} epoch{} · batch {} · seed {}{}",
-            config.optimizer,
-            config.lr,
-            config.epochs,
-            if config.epochs == 1 { "" } else { "s" },
-            config.batch,
-            config.seed,
-            if config.schedule == Schedule::Constant {
-                String::new()
-            } else {
-                format!(" · schedule {}", config.schedule)
-            }
-        );
+        eprintln!("{}", settings_line(&config));
     }
     if let Some(dir) = &request.write_split {
         experiment::write_split(dir, &prepared.data, split, &source.model, &request)?;
@@ -348,7 +349,7 @@ struct CvProgress<'a> {
 
 impl FoldObserver for CvProgress<'_> {
     fn fold_started(&mut self, name: &str) -> Box<dyn Observer + '_> {
-        Box::new(Progress::new(
+        Box::new(Progress::on_stderr(
             self.out.quiet || self.out.json,
             name,
             self.watched,
@@ -383,11 +384,7 @@ pub fn cv_command(
     };
     let mut watch = CvProgress {
         out,
-        watched: if config.early_stopping > 0 {
-            "valid"
-        } else {
-            "test"
-        },
+        watched: progress::watched(&config),
     };
     let report = experiment::cross_validate(&req, &prepared, &mut watch)?;
     if let Some(name) = &report.interrupted {

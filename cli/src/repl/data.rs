@@ -5,21 +5,18 @@
 //! that the data stays loaded between commands, and the trained model with it.
 
 use super::{runs, Answer, Out, Repl};
-use crate::progress;
-use crate::run::{DataArgs, FitArgs};
+use crate::progress::{watched, Progress};
+use crate::run::{settings_line, DataArgs, FitArgs};
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use recc_compiler::model::Model;
 use recc_runtime::data::{ColumnData, Dataset};
 use recc_runtime::experiment::{
     self, format_metrics, printable, DataRequest, ExperimentError, Fitted, Measured, Prepared,
     Source, TrainRequest,
 };
-use recc_runtime::modelfile::EpochRecord;
 use recc_runtime::split::Split;
 use recc_runtime::train::{Observer, OnInterrupt, TrainConfig};
 use std::path::PathBuf;
-use std::time::Instant;
 
 /// Data loaded once and split, and what it was split for.
 pub struct Loaded {
@@ -243,103 +240,6 @@ fn split_line(prepared: &Prepared) -> String {
     }
 }
 
-/// The trainer's progress: epoch lines through the session's writer, and a
-/// bar on the terminal while a person watches.
-struct Watch<'a> {
-    out: &'a mut Out,
-    bar: Option<ProgressBar>,
-    epoch_started: Instant,
-    /// `test` or `valid`: which rows the per-epoch figure is measured on.
-    watched: &'static str,
-    label: String,
-}
-
-impl<'a> Watch<'a> {
-    fn new(out: &'a mut Out, interactive: bool, watched: &'static str, label: &str) -> Watch<'a> {
-        let bar = interactive.then(|| {
-            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-            if let Ok(style) = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
-            {
-                bar.set_style(style.progress_chars("=> "));
-            }
-            bar
-        });
-        Watch {
-            out,
-            bar,
-            epoch_started: Instant::now(),
-            watched,
-            label: if label.is_empty() {
-                String::new()
-            } else {
-                format!("{label}: ")
-            },
-        }
-    }
-
-    fn say(&mut self, line: &str) {
-        match &self.bar {
-            Some(bar) => {
-                let out = &mut *self.out;
-                bar.suspend(|| out.print(line));
-            }
-            None => self.out.print(line),
-        }
-    }
-}
-
-impl Observer for Watch<'_> {
-    fn stop_requested(&mut self) -> bool {
-        progress::interrupted()
-    }
-
-    fn note(&mut self, text: &str) {
-        self.say(&format!("note: {text}"));
-    }
-
-    fn started(&mut self) {
-        self.epoch_started = Instant::now();
-        progress::catch_interrupts();
-    }
-
-    fn finished(&mut self) {
-        progress::release_interrupts();
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
-    }
-
-    fn progress(&mut self, epoch: usize, done: usize, total: usize, loss: f64) {
-        if let Some(bar) = &self.bar {
-            if bar.length() != Some(total as u64) || done < bar.position() as usize {
-                bar.set_length(total as u64);
-                bar.reset();
-            }
-            let rate = done as f64 / self.epoch_started.elapsed().as_secs_f64().max(1e-3);
-            bar.set_prefix(format!("{}epoch {epoch}", self.label));
-            bar.set_position(done as u64);
-            bar.set_message(format!("loss {loss:.4}  {:.0}k examples/s", rate / 1000.0));
-        }
-    }
-
-    fn epoch(&mut self, record: &EpochRecord, monitor: &str, epochs: usize) {
-        self.epoch_started = Instant::now();
-        let width = epochs.to_string().len();
-        let figure = record
-            .validation
-            .map(|v| format!("  {} {monitor} {v:.4}", self.watched))
-            .unwrap_or_default();
-        let line = format!(
-            "{}epoch {:>width$}/{epochs}  loss {:.4}{figure}  {}",
-            self.label,
-            record.epoch,
-            record.loss,
-            runs::format_seconds(record.seconds)
-        );
-        self.say(&line);
-    }
-}
-
 /// A cross-validation's progress: each fold's epochs, then its line.
 struct CvWatch<'a> {
     out: &'a mut Out,
@@ -349,7 +249,13 @@ struct CvWatch<'a> {
 
 impl experiment::FoldObserver for CvWatch<'_> {
     fn fold_started(&mut self, name: &str) -> Box<dyn Observer + '_> {
-        Box::new(Watch::new(self.out, self.interactive, self.watched, name))
+        let out = &mut *self.out;
+        Box::new(Progress::through(
+            |line| out.print(line),
+            self.interactive,
+            name,
+            self.watched,
+        ))
     }
 
     fn fold_finished(&mut self, result: &experiment::FoldResult) {
@@ -359,31 +265,6 @@ impl experiment::FoldObserver for CvWatch<'_> {
             format_metrics(&result.metrics)
         ));
     }
-}
-
-fn watched(config: &TrainConfig) -> &'static str {
-    if config.early_stopping > 0 {
-        "valid"
-    } else {
-        "test"
-    }
-}
-
-fn settings_line(config: &TrainConfig) -> String {
-    format!(
-        "  {} lr {} · {} epoch{} · batch {} · seed {}{}",
-        config.optimizer,
-        config.lr,
-        config.epochs,
-        if config.epochs == 1 { "" } else { "s" },
-        config.batch,
-        config.seed,
-        if config.schedule == recc_runtime::optim::Schedule::Constant {
-            String::new()
-        } else {
-            format!(" · schedule {}", config.schedule)
-        }
-    )
 }
 
 impl Repl {
@@ -577,7 +458,13 @@ impl Repl {
             baseline: false,
         };
         let outcome = {
-            let mut watch = Watch::new(&mut self.out, self.interactive, watched(&config), "");
+            let out = &mut self.out;
+            let mut watch = Progress::through(
+                |line| out.print(line),
+                self.interactive,
+                "",
+                watched(&config),
+            );
             experiment::train_split(&req, &loaded.prepared.data, split, &mut watch)
         }
         .map_err(message)?;
