@@ -124,9 +124,33 @@ fn statement_chunks(text: &str) -> Vec<(usize, usize)> {
     chunks
 }
 
-const STATEMENT_KEYWORDS: &[&str] = &[
-    "model", "use", "input", "param", "let", "fn", "loss", "prior", "penalty", "fit",
+/// The words of the language: first those that open a statement, then the
+/// other words the grammar reserves (its `keyword` rule: never names), then
+/// `once`, which marks a prior only where it follows one and may otherwise
+/// be a name.
+pub const KEYWORDS: &[&str] = &[
+    "model",
+    "use",
+    "input",
+    "param",
+    "let",
+    "fn",
+    "loss",
+    "prior",
+    "penalty",
+    "fit",
+    "where",
+    "for",
+    "init",
+    "variational",
+    "nonneg",
+    "once",
 ];
+
+const STATEMENT_KEYWORDS: &[&str] = KEYWORDS.split_at(10).0;
+
+/// The words that are never names.
+const RESERVED: &[&str] = KEYWORDS.split_at(15).0;
 
 fn opens_statement(line: &str) -> bool {
     let t = line.trim_start();
@@ -402,8 +426,7 @@ fn invalid_character(file: FileId, offset: usize, text: &str, pos: usize) -> Opt
 }
 
 fn is_reserved(word: &str) -> bool {
-    STATEMENT_KEYWORDS.contains(&word)
-        || ["where", "for", "init", "variational", "nonneg"].contains(&word)
+    RESERVED.contains(&word)
 }
 
 /// The word ending at or before `pos`, skipping spaces: `(start, end, word)`.
@@ -824,5 +847,26 @@ mod tests {
     #[test]
     fn keywords_are_not_names() {
         assert!(parse(FileId(0), "let loss = 1").is_err());
+    }
+
+    /// The list agrees with the grammar: the reserved words cannot name a
+    /// `let`, `once` can, and the statement words each open a statement.
+    #[test]
+    fn the_keyword_list_is_the_grammars() {
+        for word in RESERVED {
+            assert!(
+                parse(FileId(0), &format!("let {word} = 1")).is_err(),
+                "{word}"
+            );
+        }
+        for word in &KEYWORDS[RESERVED.len()..] {
+            assert!(
+                parse(FileId(0), &format!("let {word} = 1")).is_ok(),
+                "{word}"
+            );
+        }
+        for word in STATEMENT_KEYWORDS {
+            assert!(opens_statement(&format!("{word} x")), "{word}");
+        }
     }
 }

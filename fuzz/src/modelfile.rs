@@ -254,7 +254,7 @@ fn edit_header(p: &mut Parts, rng: &mut StdRng, other: &Parts) -> String {
         }
         7 => {
             let src = h["source"].as_str().unwrap_or("").to_string();
-            h["source"] = mutate::text(&src, rng, mutate::TOKENS).into();
+            h["source"] = mutate::text(&src, rng, &mutate::TOKENS).into();
             "source mutated".into()
         }
         8 => {

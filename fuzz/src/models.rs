@@ -128,11 +128,11 @@ impl Harness for ModelHarness {
             ModelGen::model(r.random(), r.random_range(0..1000))
         } else if roll < 80 && !self.sources.is_empty() {
             let base = self.sources[rng.random_range(0..self.sources.len())].clone();
-            mutate::text(&base, rng, TOKENS)
+            mutate::text(&base, rng, &TOKENS)
         } else {
             let mut r = StdRng::seed_from_u64(rng.random());
             let base = ModelGen::model(r.random(), r.random_range(0..1000));
-            mutate::text(&base, rng, TOKENS)
+            mutate::text(&base, rng, &TOKENS)
         };
         text.into_bytes()
     }

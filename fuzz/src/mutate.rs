@@ -2,30 +2,22 @@
 
 use rand::rngs::StdRng;
 use rand::Rng;
+use recc_compiler::parse::KEYWORDS;
+use std::sync::LazyLock;
 
-/// Tokens of the model language (the robustness test's list, with more
-/// functions and numbers at the edges of f32).
-pub const TOKENS: &[&str] = &[
-    "model",
-    "use",
+/// Tokens of the model language: its keywords, then the other words and
+/// symbols below.
+pub static TOKENS: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| KEYWORDS.iter().chain(OTHER_TOKENS).copied().collect());
+
+/// Names, stdlib functions, symbols and numbers (the robustness test's
+/// list, with more functions and numbers at the edges of f32).
+const OTHER_TOKENS: &[&str] = &[
     "stdlib",
     "stdlib.losses",
     "stdlib.fm",
-    "input",
-    "param",
-    "let",
-    "fn",
-    "loss",
-    "prior",
-    "penalty",
-    "fit",
-    "where",
-    "for",
-    "init",
-    "variational",
     "on",
     "ball",
-    "nonneg",
     "real",
     "vec",
     "mat",
@@ -232,7 +224,7 @@ fn replace_word(text: &str, rng: &mut StdRng) -> String {
     let class = CLASSES.iter().find(|c| c.contains(&word));
     let new = match class {
         Some(c) => pick(rng, c),
-        None => pick(rng, TOKENS),
+        None => pick(rng, &TOKENS),
     };
     format!("{}{}{}", &text[..s], new, &text[e..])
 }

@@ -4,29 +4,17 @@
 
 use proptest::prelude::*;
 use recc_compiler::interp::evaluate;
+use recc_compiler::parse::KEYWORDS;
 use recc_compiler::{compile, forward_graph, gradient_graph};
 use recc_tests::{random_example, random_params, rec_files, rng};
 
-const TOKENS: &[&str] = &[
-    "model",
-    "use",
+/// Names, stdlib functions, symbols and numbers: with the language's
+/// keywords, the words of the soup.
+const OTHER_TOKENS: &[&str] = &[
     "stdlib",
     "stdlib.losses",
-    "input",
-    "param",
-    "let",
-    "fn",
-    "loss",
-    "prior",
-    "penalty",
-    "fit",
-    "where",
-    "for",
-    "init",
-    "variational",
     "on",
     "ball",
-    "nonneg",
     "real",
     "vec",
     "mat",
@@ -94,8 +82,12 @@ const TOKENS: &[&str] = &[
     "99999999999999999999",
 ];
 
+fn tokens() -> Vec<&'static str> {
+    KEYWORDS.iter().chain(OTHER_TOKENS).copied().collect()
+}
+
 fn soup() -> impl Strategy<Value = String> {
-    prop::collection::vec(prop::sample::select(TOKENS), 0..80).prop_map(|t| t.join(" "))
+    prop::collection::vec(prop::sample::select(tokens()), 0..80).prop_map(|t| t.join(" "))
 }
 
 /// Everything the pipeline does with a file, without looking at the result.
@@ -135,7 +127,7 @@ enum Mutation {
 fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (any::<usize>(), 1usize..40).prop_map(|(at, len)| Mutation::Delete { at, len }),
-        (any::<usize>(), prop::sample::select(TOKENS))
+        (any::<usize>(), prop::sample::select(tokens()))
             .prop_map(|(at, token)| Mutation::Insert { at, token }),
         (any::<usize>(), 1usize..200).prop_map(|(at, len)| Mutation::Duplicate { at, len }),
         (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Mutation::Swap { a, b }),

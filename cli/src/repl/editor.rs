@@ -3,6 +3,7 @@
 
 use super::input::needs_more;
 use super::{Lines, Read};
+use recc_compiler::parse::KEYWORDS;
 use rustyline::completion::{Completer, FilenameCompleter, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::{CmdKind, Highlighter};
@@ -27,26 +28,6 @@ pub struct Completions {
 
 /// Commands whose argument is a file path.
 const PATH_COMMANDS: &[&str] = &[":load", ":open", ":write", ":save", ":data", ":export"];
-
-/// Words of the language, for completion and highlighting.
-const KEYWORDS: &[&str] = &[
-    "model",
-    "use",
-    "input",
-    "param",
-    "let",
-    "fn",
-    "loss",
-    "prior",
-    "penalty",
-    "fit",
-    "where",
-    "for",
-    "init",
-    "variational",
-    "nonneg",
-    "once",
-];
 
 /// Where history is kept unless told otherwise: `recc/history` in the
 /// user's data directory.
