@@ -75,30 +75,14 @@ pub fn check(
     stdlib: &[Module],
     default_name: &str,
 ) -> (Option<Model>, Vec<Diagnostic>) {
-    let mut c = Checker::new(root, stdlib);
-    c.declarations(file);
-    c.find_recursion();
-    c.terms(file);
-    c.score();
+    let mut c = Checker::with_model(root, file, stdlib);
     c.unused_definitions();
-    let mut diags = std::mem::take(&mut c.diags);
-    diagnostic::sort(&mut diags);
+    let diags = c.take_diagnostics();
     if diags.iter().any(Diagnostic::is_error) {
         return (None, diags);
     }
     let noise_scale = c.noise_scale();
-    let model = Model {
-        name: c.model_name.unwrap_or_else(|| default_name.to_string()),
-        domains: c.domains,
-        inputs: c.inputs,
-        params: c.params,
-        samplers: c.samplers,
-        terms: c.terms,
-        score: c.score,
-        noise_scale,
-        fit: c.fit,
-    };
-    (Some(model), diags)
+    (Some(c.into_model(default_name, noise_scale)), diags)
 }
 
 /// Check an expression typed at a prompt against a model: the model's file
@@ -116,19 +100,13 @@ pub fn check_probe(
     expr: &Expr,
     literals: &[Span],
 ) -> (Option<CheckedProbe>, Vec<Diagnostic>) {
-    let mut c = Checker::new(root, stdlib);
-    c.declarations(file);
-    c.find_recursion();
-    c.terms(file);
-    c.score();
+    let mut c = Checker::with_model(root, file, stdlib);
     // A model still being written may have no objective yet: an expression
     // over what it has so far is still worth evaluating.
     c.diags
         .retain(|d| d.is_error() && d.code != "recc::no-loss");
     if !c.diags.is_empty() {
-        let mut diags = std::mem::take(&mut c.diags);
-        diagnostic::sort(&mut diags);
-        return (None, diags);
+        return (None, c.take_diagnostics());
     }
     c.used_modules.extend(stdlib.iter().map(|m| m.name.clone()));
     c.probe = Some(Probe {
@@ -144,8 +122,7 @@ pub fn check_probe(
     if let Some(v) = &value {
         let _ = c.check_depth(v, expr.span);
     }
-    let mut diags = std::mem::take(&mut c.diags);
-    diagnostic::sort(&mut diags);
+    let diags = c.take_diagnostics();
     let value = match value {
         Some(v) if !diags.iter().any(Diagnostic::is_error) => v,
         _ => return (None, diags),
@@ -156,17 +133,7 @@ pub fn check_probe(
         .map(|p| p.slots.into_iter().map(|((k, _), i)| (i, k)).collect())
         .unwrap_or_default();
     slots.sort();
-    let model = Model {
-        name: c.model_name.unwrap_or_else(|| default_name.to_string()),
-        domains: c.domains,
-        inputs: c.inputs,
-        params: c.params,
-        samplers: c.samplers,
-        terms: c.terms,
-        score: c.score,
-        noise_scale: None,
-        fit: c.fit,
-    };
+    let model = c.into_model(default_name, None);
     (
         Some(CheckedProbe {
             model,
@@ -302,6 +269,40 @@ struct Checker<'a> {
 }
 
 impl<'a> Checker<'a> {
+    /// A checker that has checked a model's file: its declarations, then
+    /// its terms and score.
+    fn with_model(root: FileId, file: &'a ast::File, stdlib: &'a [Module]) -> Checker<'a> {
+        let mut c = Checker::new(root, stdlib);
+        c.declarations(file);
+        c.find_recursion();
+        c.terms(file);
+        c.score();
+        c
+    }
+
+    /// The diagnostics so far, in the order they are shown.
+    fn take_diagnostics(&mut self) -> Vec<Diagnostic> {
+        let mut diags = std::mem::take(&mut self.diags);
+        diagnostic::sort(&mut diags);
+        diags
+    }
+
+    /// The model checked; a file without a `model` statement is named
+    /// `default_name`.
+    fn into_model(self, default_name: &str, noise_scale: Option<TExpr>) -> Model {
+        Model {
+            name: self.model_name.unwrap_or_else(|| default_name.to_string()),
+            domains: self.domains,
+            inputs: self.inputs,
+            params: self.params,
+            samplers: self.samplers,
+            terms: self.terms,
+            score: self.score,
+            noise_scale,
+            fit: self.fit,
+        }
+    }
+
     fn new(root: FileId, stdlib: &'a [Module]) -> Checker<'a> {
         let mut c = Checker {
             root,
