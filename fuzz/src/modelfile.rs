@@ -173,12 +173,7 @@ fn saved(
         settings,
         metrics: BTreeMap::new(),
         history: trained.history.clone(),
-        domains: session
-            .binding
-            .domains
-            .iter()
-            .map(|(n, m)| SavedDomain::from_id_map(n, m))
-            .collect(),
+        domains: SavedDomain::all(&session.binding.domains),
         tables: modelfile::tables_from_params(&session.forward, &trained.params),
     };
     let path = dir.path().join(format!("{name}.recm"));

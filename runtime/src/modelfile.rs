@@ -166,6 +166,14 @@ impl SavedDomain {
         }
     }
 
+    /// Every domain of a binding (`Binding::domains`), in its order.
+    pub fn all(domains: &[(String, IdMap)]) -> Vec<SavedDomain> {
+        domains
+            .iter()
+            .map(|(n, m)| SavedDomain::from_id_map(n, m))
+            .collect()
+    }
+
     /// The id map back, with the same indices and labels. Ids are unique in
     /// any domain [`load`] returns.
     pub fn to_id_map(&self) -> IdMap {

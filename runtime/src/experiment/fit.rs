@@ -351,12 +351,7 @@ pub fn saved_model(
         settings,
         metrics: outcome.metrics.clone(),
         history: outcome.trained.history.clone(),
-        domains: session
-            .binding
-            .domains
-            .iter()
-            .map(|(n, m)| SavedDomain::from_id_map(n, m))
-            .collect(),
+        domains: SavedDomain::all(&session.binding.domains),
         tables: modelfile::into_saved_tables(&session.forward, params),
     }
 }

@@ -76,13 +76,7 @@ impl Fitted {
             settings: self.settings.clone(),
             metrics: self.metrics.clone(),
             history: self.history.clone(),
-            domains: self
-                .session
-                .binding
-                .domains
-                .iter()
-                .map(|(n, m)| SavedDomain::from_id_map(n, m))
-                .collect(),
+            domains: SavedDomain::all(&self.session.binding.domains),
             tables: modelfile::into_saved_tables(&self.session.forward, self.params.clone()),
         }
     }
