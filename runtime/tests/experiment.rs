@@ -5,9 +5,10 @@
 
 use recc_runtime::experiment::{
     self, DataRequest, ErrorKind, ExperimentError, FitOverrides, FoldObserver, FoldResult,
-    Measured, Source, TrainRequest,
+    Measured, Prepared, Source, TrainRequest,
 };
-use recc_runtime::train::{Observer, Silent};
+use recc_runtime::split::Split;
+use recc_runtime::train::{Observer, Silent, TrainConfig};
 use std::path::PathBuf;
 
 fn model(name: &str) -> Source {
@@ -21,6 +22,52 @@ fn quick() -> FitOverrides {
     FitOverrides {
         epochs: Some(2),
         ..FitOverrides::default()
+    }
+}
+
+/// A model, its fit settings (with their notes) and the data prepared for
+/// it: what a run of the model needs.
+struct Setup {
+    source: Source,
+    config: TrainConfig,
+    notes: Vec<String>,
+    request: DataRequest,
+    prepared: Prepared,
+}
+
+impl Setup {
+    fn new(name: &str, fit: &FitOverrides, request: DataRequest, all_folds: bool) -> Setup {
+        let source = model(name);
+        let (config, notes) = experiment::train_config(&source.model, fit).unwrap();
+        let prepared =
+            experiment::prepare(&request, Some(&source.model), config.seed, all_folds).unwrap();
+        Setup {
+            source,
+            config,
+            notes,
+            request,
+            prepared,
+        }
+    }
+
+    /// Two epochs on the built-in data, split as the model's default.
+    fn quick(name: &str) -> Setup {
+        Setup::new(name, &quick(), DataRequest::default(), false)
+    }
+
+    fn train_request(&self, k: usize, baseline: bool) -> TrainRequest<'_> {
+        TrainRequest {
+            source: &self.source,
+            config: &self.config,
+            request: &self.request,
+            k,
+            baseline,
+        }
+    }
+
+    /// The first split's training and test rows.
+    fn split(&self) -> &Split {
+        &self.prepared.splits[0].1
     }
 }
 
@@ -63,25 +110,17 @@ impl Observer for Recorder {
 
 #[test]
 fn train_split_on_the_builtin_data_returns_test_metrics_and_reopening_reproduces_them() {
-    let source = model("biased_mf.rec");
-    let (config, notes) = experiment::train_config(&source.model, &quick()).unwrap();
-    assert!(notes.is_empty(), "{notes:?}");
-    assert_eq!(config.epochs, 2);
-    let request = DataRequest::default();
-    let prepared = experiment::prepare(&request, Some(&source.model), config.seed, false).unwrap();
+    let setup = Setup::quick("biased_mf.rec");
+    assert!(setup.notes.is_empty(), "{:?}", setup.notes);
+    assert_eq!(setup.config.epochs, 2);
+    let prepared = &setup.prepared;
     assert_eq!(prepared.split_text, "random:0.2");
     let described = experiment::describe_data(&prepared.data);
     let rows = format!("{} ({} rows, ", prepared.data.name, prepared.data.len());
     assert!(described.starts_with(&rows), "{described}");
     assert!(described.contains(" users, ") && described.ends_with(" items)"));
-    let (_, split) = &prepared.splits[0];
-    let req = TrainRequest {
-        source: &source,
-        config: &config,
-        request: &request,
-        k: 10,
-        baseline: false,
-    };
+    let split = setup.split();
+    let req = setup.train_request(10, false);
     let mut recorder = Recorder::default();
     let outcome = experiment::train_split(&req, &prepared.data, split, &mut recorder).unwrap();
     assert!(recorder.started && recorder.finished);
@@ -96,7 +135,7 @@ fn train_split_on_the_builtin_data_returns_test_metrics_and_reopening_reproduces
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("biased_mf.recm");
     let metrics = outcome.metrics.clone();
-    let fitted = experiment::Fitted::from_outcome(&req, &prepared, outcome);
+    let fitted = experiment::Fitted::from_outcome(&req, prepared, outcome);
     fitted.save(&path).unwrap();
     let reopened = experiment::reopen(&path, None).unwrap();
     assert_eq!(reopened.split, *split);
@@ -132,20 +171,11 @@ fn train_split_on_the_builtin_data_returns_test_metrics_and_reopening_reproduces
 
 #[test]
 fn recommend_leaves_out_what_the_user_trained_on_and_similar_finds_neighbours() {
-    let source = model("biased_mf.rec");
-    let (config, _) = experiment::train_config(&source.model, &quick()).unwrap();
-    let request = DataRequest::default();
-    let prepared = experiment::prepare(&request, Some(&source.model), config.seed, false).unwrap();
-    let (_, split) = &prepared.splits[0];
-    let req = TrainRequest {
-        source: &source,
-        config: &config,
-        request: &request,
-        k: 10,
-        baseline: false,
-    };
+    let setup = Setup::quick("biased_mf.rec");
+    let (prepared, split) = (&setup.prepared, setup.split());
+    let req = setup.train_request(10, false);
     let outcome = experiment::train_split(&req, &prepared.data, split, &mut Silent).unwrap();
-    let fitted = experiment::Fitted::from_outcome(&req, &prepared, outcome);
+    let fitted = experiment::Fitted::from_outcome(&req, prepared, outcome);
     let data = &prepared.data;
     let (user_domain, users) = data.users().unwrap();
     let (item_domain, items) = data.items().unwrap();
@@ -202,20 +232,11 @@ fn recommend_leaves_out_what_the_user_trained_on_and_similar_finds_neighbours() 
 
 #[test]
 fn a_ranking_model_is_measured_over_the_catalogue_beside_popularity() {
-    let source = model("bpr_mf.rec");
-    let (config, _) = experiment::train_config(&source.model, &quick()).unwrap();
-    let request = DataRequest::default();
-    let prepared = experiment::prepare(&request, Some(&source.model), config.seed, false).unwrap();
+    let setup = Setup::quick("bpr_mf.rec");
+    let (prepared, split) = (&setup.prepared, setup.split());
     // A ranking model's default split holds out a share of each user's rows.
     assert_eq!(prepared.split_text, "user:0.2");
-    let (_, split) = &prepared.splits[0];
-    let req = TrainRequest {
-        source: &source,
-        config: &config,
-        request: &request,
-        k: 5,
-        baseline: true,
-    };
+    let req = setup.train_request(5, true);
     let outcome = experiment::train_split(&req, &prepared.data, split, &mut Silent).unwrap();
     for name in ["auc", "precision@5", "ndcg@5"] {
         assert!(outcome.metrics.contains_key(name), "{:?}", outcome.metrics);
@@ -226,7 +247,7 @@ fn a_ranking_model_is_measured_over_the_catalogue_beside_popularity() {
         outcome.metrics.keys().collect::<Vec<_>>()
     );
     let metrics = outcome.metrics.clone();
-    let fitted = experiment::Fitted::from_outcome(&req, &prepared, outcome);
+    let fitted = experiment::Fitted::from_outcome(&req, prepared, outcome);
     let evaluation = experiment::evaluate(&fitted, &prepared.data, split, 5).unwrap();
     assert!(matches!(evaluation.measured, Measured::Ranking(_)));
     assert_eq!(evaluation.metrics(), metrics);
@@ -245,27 +266,20 @@ impl FoldObserver for Folds {
 
 #[test]
 fn cross_validation_reports_every_fold_and_their_mean() {
-    let source = model("biased_mf.rec");
     let fit = FitOverrides {
         epochs: Some(1),
         ..FitOverrides::default()
     };
-    let (config, _) = experiment::train_config(&source.model, &fit).unwrap();
     let request = DataRequest {
         split: Some("kfold:2".into()),
         ..DataRequest::default()
     }
     .for_cross_validation();
-    let prepared = experiment::prepare(&request, Some(&source.model), config.seed, true).unwrap();
-    let req = TrainRequest {
-        source: &source,
-        config: &config,
-        request: &request,
-        k: 10,
-        baseline: false,
-    };
+    let setup = Setup::new("biased_mf.rec", &fit, request, true);
     let mut folds = Folds(Vec::new());
-    let report = experiment::cross_validate(&req, &prepared, &mut folds).unwrap();
+    let report =
+        experiment::cross_validate(&setup.train_request(10, false), &setup.prepared, &mut folds)
+            .unwrap();
     assert_eq!(folds.0, ["fold 1", "fold 2"]);
     assert_eq!(report.folds.len(), 2);
     assert!(report.interrupted.is_none());
@@ -340,23 +354,15 @@ fn bad_requests_are_usage_errors_that_say_what_was_wrong() {
         "--bind r: expected INPUT=COLUMN, e.g. --bind r=stars"
     );
     // Binding an input the model lacks is the request's fault, and named.
-    let (config, _) = experiment::train_config(&source.model, &quick()).unwrap();
     let unknown_input = DataRequest {
         bind: vec!["nosuch=rating".into()],
         ..DataRequest::default()
     };
-    let prepared = experiment::prepare(&unknown_input, Some(&source.model), 1, false).unwrap();
-    let req = TrainRequest {
-        source: &source,
-        config: &config,
-        request: &unknown_input,
-        k: 10,
-        baseline: false,
-    };
+    let setup = Setup::new("biased_mf.rec", &quick(), unknown_input, false);
     let message = usage_error(experiment::train_split(
-        &req,
-        &prepared.data,
-        &prepared.splits[0].1,
+        &setup.train_request(10, false),
+        &setup.prepared.data,
+        setup.split(),
         &mut Silent,
     ));
     assert!(message.contains("nosuch"), "{message}");

@@ -44,6 +44,17 @@ fn config(model: &recc_compiler::model::Model, epochs: usize) -> TrainConfig {
     c
 }
 
+fn config_on(
+    model: &recc_compiler::model::Model,
+    epochs: usize,
+    backend: train::Backend,
+) -> TrainConfig {
+    TrainConfig {
+        backend,
+        ..config(model, epochs)
+    }
+}
+
 /// The ancestor pairs of a complete tree of `shape` (`BxD`).
 fn tree_data(shape: &str) -> Dataset {
     let shape = shape.parse().unwrap_or_else(|e| panic!("{e}"));
@@ -317,12 +328,7 @@ fn trained_models_round_trip_through_a_file() {
         settings: BTreeMap::new(),
         metrics: BTreeMap::new(),
         history: trained.history.clone(),
-        domains: session
-            .binding
-            .domains
-            .iter()
-            .map(|(n, m)| SavedDomain::from_id_map(n, m))
-            .collect(),
+        domains: SavedDomain::all(&session.binding.domains),
         tables: modelfile::tables_from_params(&session.forward, &trained.params),
     };
     let dir = tempfile::tempdir().unwrap();
@@ -609,12 +615,27 @@ fn parameters_that_become_infinite_under_a_finite_loss_stop_training() {
         }
     }
     // The evaluator refuses the same step, on the gradient.
-    let mut c = config(&model, 1);
-    c.backend = train::Backend::Interp;
+    let c = config_on(&model, 1, train::Backend::Interp);
     assert!(matches!(
         train::train(&session, &data, &rows, &[], &c, &mut Silent),
         Err(TrainError::Diverged { epoch: 1, .. })
     ));
+}
+
+/// biased_mf bound to generated data of several 4096-example blocks an
+/// epoch, all rows training: where a stop request can land mid-epoch.
+fn several_blocks_an_epoch() -> (recc_compiler::model::Model, Dataset, Vec<usize>, Session) {
+    let model = compile("biased_mf.rec");
+    let data = synth::generate(&SynthConfig {
+        users: 300,
+        items: 200,
+        ratings_per_user: 60,
+        ..SynthConfig::default()
+    });
+    let rows: Vec<usize> = (0..data.len()).collect();
+    assert!(rows.len() > 3 * 4096, "want several blocks an epoch");
+    let session = Session::new(&model, &data, &rows, &BindOptions::default()).unwrap();
+    (model, data, rows, session)
 }
 
 /// An observer that asks to stop after `after` progress reports.
@@ -634,19 +655,9 @@ impl train::Observer for StopAfter {
 
 #[test]
 fn a_stop_request_ends_training_at_a_block_with_the_parameters_so_far() {
-    let model = compile("biased_mf.rec");
-    let data = synth::generate(&SynthConfig {
-        users: 300,
-        items: 200,
-        ratings_per_user: 60,
-        ..SynthConfig::default()
-    });
-    let rows: Vec<usize> = (0..data.len()).collect();
-    assert!(rows.len() > 3 * 4096, "want several blocks an epoch");
-    let session = Session::new(&model, &data, &rows, &BindOptions::default()).unwrap();
+    let (model, data, rows, session) = several_blocks_an_epoch();
     for backend in [train::Backend::Jit, train::Backend::Interp] {
-        let mut c = config(&model, 50);
-        c.backend = backend;
+        let c = config_on(&model, 50, backend);
         // Native: after the first block of epoch 1. Interp: after 4096 examples.
         let mut observer = StopAfter {
             after: 1,
@@ -668,8 +679,7 @@ fn a_stop_request_ends_training_at_a_block_with_the_parameters_so_far() {
             after: 0,
             reports: 0,
         };
-        let mut c = config(&model, 50);
-        c.backend = backend;
+        let c = config_on(&model, 50, backend);
         let trained = train::train(&session, &data, &rows, &[], &c, &mut observer).unwrap();
         assert_eq!(trained.interrupted.map(|s| s.examples), Some(0));
     }
@@ -698,24 +708,15 @@ impl train::Observer for StopInEpoch {
 
 #[test]
 fn an_interrupted_run_can_keep_the_parameters_of_its_last_finished_epoch() {
-    let model = compile("biased_mf.rec");
-    let data = synth::generate(&SynthConfig {
-        users: 300,
-        items: 200,
-        ratings_per_user: 60,
-        ..SynthConfig::default()
-    });
-    let rows: Vec<usize> = (0..data.len()).collect();
-    assert!(rows.len() > 3 * 4096, "want several blocks an epoch");
-    let session = Session::new(&model, &data, &rows, &BindOptions::default()).unwrap();
+    let (model, data, rows, session) = several_blocks_an_epoch();
     for backend in [train::Backend::Jit, train::Backend::Interp] {
-        let mut two = config(&model, 2);
-        two.backend = backend;
+        let two = config_on(&model, 2, backend);
         let after_two = train::train(&session, &data, &rows, &[], &two, &mut Silent).unwrap();
         let run = |on_interrupt| {
-            let mut c = config(&model, 50);
-            c.backend = backend;
-            c.on_interrupt = on_interrupt;
+            let c = TrainConfig {
+                on_interrupt,
+                ..config_on(&model, 50, backend)
+            };
             let mut observer = StopInEpoch {
                 epochs: 2,
                 ended: 0,
@@ -752,8 +753,7 @@ fn an_interrupted_run_can_keep_the_parameters_of_its_last_finished_epoch() {
     };
     let trained = train::train(&session, &data, &rows, &[], &c, &mut observer).unwrap();
     assert_eq!(trained.interrupted.and_then(|s| s.kept_epoch), Some(0));
-    let mut none = config(&model, 0);
-    none.backend = c.backend;
+    let none = config_on(&model, 0, c.backend);
     let initial = train::train(&session, &data, &rows, &[], &none, &mut Silent).unwrap();
     assert_eq!(trained.params, initial.params);
     assert!(trained.history.is_empty());
@@ -830,8 +830,7 @@ fn optimiser_state_beyond_f32_stops_both_backends_as_diverged() {
         let model = compile_text("huge_penalty.rec", &text);
         let session = Session::new(&model, &data, &rows, &BindOptions::default()).unwrap();
         for backend in [train::Backend::Jit, train::Backend::Interp] {
-            let mut c = config(&model, 1);
-            c.backend = backend;
+            let c = config_on(&model, 1, backend);
             match train::train(&session, &data, &rows, &[], &c, &mut Silent) {
                 Err(e @ TrainError::DivergedState { epoch, .. }) => {
                     assert_eq!(epoch, 1);
