@@ -142,16 +142,11 @@ impl Buffer {
             .strip_prefix(recc_compiler::BYTE_ORDER_MARK)
             .unwrap_or(text);
         let compiled = recc_compiler::compile(name, text);
-        let blocking: Vec<Diagnostic> = compiled
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error() && d.code != NO_LOSS)
-            .cloned()
-            .collect();
+        let blocking = blocking_errors(&compiled.diagnostics);
         if !blocking.is_empty() {
             return Err(diagnostic::render(&compiled.sources, &blocking));
         }
-        let (statements, tail) = split_statements(text)?;
+        let (statements, tail) = split_statements(text, false)?;
         let warnings: Vec<Diagnostic> = compiled
             .diagnostics
             .iter()
@@ -173,7 +168,7 @@ impl Buffer {
     /// Add the statements of `typed` to the source, each replacing the one
     /// with its key. Nothing changes unless the result checks.
     pub fn apply(&mut self, typed: &str) -> Result<Applied, String> {
-        let (typed_statements, typed_tail) = split_typed(typed)?;
+        let (typed_statements, typed_tail) = split_statements(typed, true)?;
         let mut candidate = self.statements.clone();
         for s in &mut candidate {
             s.typed_at = None;
@@ -230,12 +225,7 @@ impl Buffer {
         }
         text.push_str(&self.tail);
         let compiled = recc_compiler::compile(&self.name, &text);
-        let blocking: Vec<Diagnostic> = compiled
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error() && d.code != NO_LOSS)
-            .cloned()
-            .collect();
+        let blocking = blocking_errors(&compiled.diagnostics);
         if !blocking.is_empty() {
             return Err(render_located(
                 &compiled.sources,
@@ -269,8 +259,21 @@ impl Buffer {
     }
 }
 
-/// Split a file into statements, each with the comments before it.
-fn split_statements(text: &str) -> Result<(Vec<Statement>, String), String> {
+/// The errors that keep a source from being taken: all but a missing
+/// objective, which a model still being written may lack.
+fn blocking_errors(diagnostics: &[Diagnostic]) -> Vec<Diagnostic> {
+    diagnostics
+        .iter()
+        .filter(|d| d.is_error() && d.code != NO_LOSS)
+        .cloned()
+        .collect()
+}
+
+/// Split text into statements, and say what follows the last one. From a
+/// file (`typed` false) each statement keeps the comments before it; from
+/// typed text each is marked with its offset in it instead, and leading
+/// blank lines and comments are dropped.
+fn split_statements(text: &str, typed: bool) -> Result<(Vec<Statement>, String), String> {
     let mut sources = SourceMap::new();
     let id = sources.add(TYPED, text);
     let file = recc_compiler::parse::parse(id, text)
@@ -279,37 +282,20 @@ fn split_statements(text: &str) -> Result<(Vec<Statement>, String), String> {
     let mut end = 0;
     for item in &file.items {
         let (start, stop) = trimmed(text, item.span);
+        let lead = if typed {
+            ""
+        } else {
+            text.get(end..start).unwrap_or_default()
+        };
         statements.push(Statement {
-            lead: text.get(end..start).unwrap_or_default().to_string(),
+            lead: lead.to_string(),
             text: text.get(start..stop).unwrap_or_default().to_string(),
             key: key_of(&item.kind, &sources, item.span),
-            typed_at: None,
+            typed_at: typed.then_some(start),
         });
         end = stop;
     }
     Ok((statements, text.get(end..).unwrap_or_default().to_string()))
-}
-
-/// The statements of typed text, each marked with its offset in it, and what
-/// follows the last one. Leading blank lines and comments are dropped.
-fn split_typed(typed: &str) -> Result<(Vec<Statement>, String), String> {
-    let mut sources = SourceMap::new();
-    let id = sources.add(TYPED, typed);
-    let file = recc_compiler::parse::parse(id, typed)
-        .map_err(|errors| diagnostic::render(&sources, &errors))?;
-    let mut statements = Vec::new();
-    let mut end = 0;
-    for item in &file.items {
-        let (start, stop) = trimmed(typed, item.span);
-        statements.push(Statement {
-            lead: String::new(),
-            text: typed.get(start..stop).unwrap_or_default().to_string(),
-            key: key_of(&item.kind, &sources, item.span),
-            typed_at: Some(start),
-        });
-        end = stop;
-    }
-    Ok((statements, typed.get(end..).unwrap_or_default().to_string()))
 }
 
 /// A statement's byte range without the blank space its span may end with,
