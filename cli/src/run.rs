@@ -405,14 +405,7 @@ pub fn cv_command(
                    "std": report.std, "seconds": seconds})
         );
     } else {
-        // `mean` and `std` have the same names, in the same order.
-        let line = report
-            .mean
-            .iter()
-            .zip(report.std.values())
-            .map(|((k, m), s)| format!("{k} {m:.4} ± {s:.4}"))
-            .collect::<Vec<_>>()
-            .join("  ");
+        let line = experiment::format_mean_std(&report.mean, &report.std);
         println!(
             "mean over {} folds: {line}  ({seconds:.1} s)",
             report.folds.len()

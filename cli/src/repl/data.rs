@@ -565,13 +565,7 @@ impl Repl {
             experiment::cross_validate(&req, &prepared, &mut watch)
         }
         .map_err(message)?;
-        let line = report
-            .mean
-            .iter()
-            .zip(report.std.values())
-            .map(|((k, m), s)| format!("{k} {m:.4} ± {s:.4}"))
-            .collect::<Vec<_>>()
-            .join("  ");
+        let line = experiment::format_mean_std(&report.mean, &report.std);
         match &report.interrupted {
             Some(fold) => self.out.print(&format!(
                 "interrupted during {fold}; mean over the {} folds before it: {line}",

@@ -40,7 +40,7 @@ pub use query::{
     PairScore, Recommendation, Recommendations,
 };
 pub use source::{compile_source, read_source, Source};
-pub use text::{format_hierarchy, format_metrics, printable};
+pub use text::{format_hierarchy, format_mean_std, format_metrics, printable};
 // The types a caller of the API needs beside its own.
 pub use crate::export::ExportFormat;
 pub use crate::train::{Interruption, Observer, OnInterrupt, Silent, TrainConfig, Trained};

@@ -13,6 +13,17 @@ pub fn format_metrics(metrics: &BTreeMap<String, f64>) -> String {
         .join("  ")
 }
 
+/// `mae 0.7321 ± 0.0102  rmse 0.9312 ± 0.0150`: each metric's mean and
+/// standard deviation over folds (`std` names the same metrics, in the same
+/// order, as `mean`).
+pub fn format_mean_std(mean: &BTreeMap<String, f64>, std: &BTreeMap<String, f64>) -> String {
+    mean.iter()
+        .zip(std.values())
+        .map(|((k, m), s)| format!("{k} {m:.4} ± {s:.4}"))
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
 /// `hierarchy: parent_rank 1.0312  norm_by_depth 0.0100 0.4211 ...`
 pub fn format_hierarchy(h: &HierarchyReport) -> String {
     let norms: Vec<String> = h.norm_by_depth.iter().map(|n| format!("{n:.4}")).collect();
