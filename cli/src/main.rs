@@ -271,8 +271,8 @@ fn main() -> ExitCode {
 }
 
 fn load(path: &Path) -> Result<Compiled, ExitCode> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        eprintln!("error: cannot read {}: {e}", path.display());
+    let text = recc_runtime::experiment::read_text(path).map_err(|e| {
+        eprintln!("error: {e}");
         ExitCode::from(EXIT_USAGE)
     })?;
     Ok(compile(&path.display().to_string(), &text))
@@ -342,10 +342,10 @@ fn summary(model: &Model) -> Result<String, recc_compiler::ir::IrError> {
 }
 
 fn parse(path: &Path) -> ExitCode {
-    let text = match std::fs::read_to_string(path) {
+    let text = match recc_runtime::experiment::read_text(path) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: cannot read {}: {e}", path.display());
+            eprintln!("error: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };

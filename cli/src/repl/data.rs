@@ -368,7 +368,7 @@ impl Repl {
         if !c.spec.starts_with("given") {
             c.spec
                 .parse::<recc_runtime::split::SplitSpec>()
-                .map_err(|e| format!("bad split `{}`: {e}", c.spec))?;
+                .map_err(|e: recc_runtime::split::SplitSpecError| e.to_string())?;
         }
         let previous = self.request.split.replace(c.spec.clone());
         if self.loaded.is_none() {

@@ -220,10 +220,10 @@ pub fn main(args: ReplArgs) -> ExitCode {
 
 /// `recc repl --check TRANSCRIPT [--bless]`
 fn check(args: &ReplArgs, path: &Path) -> ExitCode {
-    let recorded = match std::fs::read_to_string(path) {
+    let recorded = match recc_runtime::experiment::read_text(path) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: cannot read {}: {e}", path.display());
+            eprintln!("error: {e}");
             return ExitCode::from(crate::EXIT_USAGE);
         }
     };
@@ -568,8 +568,7 @@ impl Repl {
 
     /// Replace the model with a file's.
     fn load(&mut self, path: &Path) -> Answer {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = recc_runtime::experiment::read_text(path)?;
         let warnings = self
             .buffer
             .replace_all(&path.display().to_string(), &text)?;
@@ -626,8 +625,7 @@ impl Repl {
             .arg(&path)
             .status()
             .map_err(|e| format!("cannot run the editor `{editor}`: {e}"))?;
-        let edited = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let edited = recc_runtime::experiment::read_text(&path)?;
         let _ = std::fs::remove_dir_all(&dir);
         if !status.success() {
             return Err(format!(

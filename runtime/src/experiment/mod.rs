@@ -39,7 +39,7 @@ pub use query::{
     export, predict_pairs, read_model, recommend, similar, similar_saved, Neighbour, Neighbours,
     PairScore, Recommendation, Recommendations,
 };
-pub use source::{compile_source, read_source, Source};
+pub use source::{compile_source, read_source, read_text, Source, MAX_SOURCE_BYTES};
 pub use text::{format_hierarchy, format_mean_std, format_metrics, printable};
 // The types a caller of the API needs beside its own.
 pub use crate::export::ExportFormat;
