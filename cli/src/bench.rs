@@ -34,6 +34,7 @@ pub fn bench_command(
     bench: &BenchArgs,
     out: &OutputArgs,
 ) -> Result<()> {
+    crate::cuda::refuse(fit.backend.as_deref())?;
     let source = run::compile_file(file)?;
     let mut fit = fit.clone();
     fit.epochs = fit.epochs.or(Some(3));

@@ -3,6 +3,8 @@
 //! live here only.
 
 mod bench;
+mod cuda;
+mod emit;
 mod progress;
 mod repl;
 mod run;
@@ -46,6 +48,8 @@ enum Command {
         #[arg(long)]
         no_locations: bool,
     },
+    /// Print the code a model compiles to, for reading.
+    Emit(emit::EmitArgs),
     /// Train a model on data and write the trained model file.
     Train {
         /// The `.rec` file.
@@ -66,6 +70,11 @@ enum Command {
         model: PathBuf,
         #[command(flatten)]
         data: run::DataArgs,
+        /// What scores the test rows: jit (native code), interp (the
+        /// reference evaluator) or cuda (a GPU: not built yet, says what
+        /// this machine has) [default: what trained the model]
+        #[arg(long)]
+        backend: Option<String>,
         #[command(flatten)]
         out: run::OutputArgs,
     },
@@ -232,7 +241,12 @@ fn main() -> ExitCode {
             bench,
             out,
         } => finish(bench::bench_command(&file, &data, &fit, &bench, &out)),
-        Command::Eval { model, data, out } => finish(run::eval_command(&model, &data, &out)),
+        Command::Eval {
+            model,
+            data,
+            backend,
+            out,
+        } => finish(run::eval_command(&model, &data, backend.as_deref(), &out)),
         Command::Cv {
             file,
             data,
@@ -267,6 +281,7 @@ fn main() -> ExitCode {
             output,
         } => finish(run::export_command(&model, &format, &output)),
         Command::Repl(args) => repl::main(args),
+        Command::Emit(args) => finish(emit::emit_command(&args)),
     }
 }
 

@@ -12,6 +12,7 @@ use recc_runtime::experiment::{
 };
 use recc_runtime::modelfile;
 use recc_runtime::optim::Schedule;
+use recc_runtime::session::Backend;
 use recc_runtime::split::Split;
 use recc_runtime::train::{Observer, TrainConfig};
 use serde_json::json;
@@ -91,8 +92,9 @@ pub struct FitArgs {
     /// update the tables lock-free (Hogwild)
     #[arg(long)]
     pub threads: Option<usize>,
-    /// What runs the training step: jit (native code, the default) or
-    /// interp (the reference evaluator)
+    /// What runs the training step: jit (native code, the default), interp
+    /// (the reference evaluator) or cuda (a GPU: not built yet, says what
+    /// this machine has)
     #[arg(long)]
     pub backend: Option<String>,
 }
@@ -238,6 +240,7 @@ pub fn train_command(
     out: &OutputArgs,
     output: Option<PathBuf>,
 ) -> Result<()> {
+    crate::cuda::refuse(fit.backend.as_deref())?;
     let source = compile_file(file)?;
     let config = train_config(&source, fit)?;
     // A run is not lost to an output it cannot write: check before training.
@@ -370,6 +373,7 @@ pub fn cv_command(
     fit: &FitArgs,
     out: &OutputArgs,
 ) -> Result<()> {
+    crate::cuda::refuse(fit.backend.as_deref())?;
     let source = compile_file(file)?;
     let config = train_config(&source, fit)?;
     let request = data_args.request().for_cross_validation();
@@ -424,8 +428,23 @@ fn reopen(path: &Path, data: Option<&DataRequest>) -> Result<experiment::Reopene
 }
 
 /// `recc eval`: the test metrics of a saved model, recomputed.
-pub fn eval_command(path: &Path, data_args: &DataArgs, out: &OutputArgs) -> Result<()> {
-    let r = reopen(path, Some(&data_args.request()))?;
+pub fn eval_command(
+    path: &Path,
+    data_args: &DataArgs,
+    backend: Option<&str>,
+    out: &OutputArgs,
+) -> Result<()> {
+    crate::cuda::refuse(backend)?;
+    let scorer = backend
+        .map(|b| {
+            b.parse::<Backend>()
+                .map_err(|e| usage(format!("--backend: {e}")))
+        })
+        .transpose()?;
+    let mut r = reopen(path, Some(&data_args.request()))?;
+    if let Some(b) = scorer {
+        r.fitted.session.backend = b;
+    }
     let e = experiment::evaluate(&r.fitted, &r.prepared.data, &r.split, out.k)?;
     let model = &r.saved.model_name;
     match &e.measured {

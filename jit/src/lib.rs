@@ -27,7 +27,7 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{default_libcall_names, Linkage, Module};
+use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
 use recc_compiler::ir::Graph;
 use recc_compiler::types::UnaryFn;
 use std::time::{Duration, Instant};
@@ -88,108 +88,13 @@ impl Kernel {
         prefetch: usize,
         register_lanes: usize,
     ) -> Result<Kernel, JitError> {
-        let distance = prefetch;
         let started = Instant::now();
-        let layout = ArgLayout::new(g);
-        let mut flags = settings::builder();
-        let set = |f: &mut settings::Builder, k: &str, v: &str| {
-            f.set(k, v).map_err(|e| JitError::Host(e.to_string()))
-        };
-        set(&mut flags, "opt_level", "speed")?;
-        set(&mut flags, "use_colocated_libcalls", "false")?;
-        set(&mut flags, "is_pic", "false")?;
-        set(
-            &mut flags,
-            "enable_verifier",
-            if cfg!(debug_assertions) {
-                "true"
-            } else {
-                "false"
-            },
-        )?;
-        let isa = cranelift_native::builder()
-            .map_err(|e| JitError::Host(e.to_string()))?
-            .finish(settings::Flags::new(flags))
-            .map_err(|e| JitError::Host(e.to_string()))?;
-        let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
-        for f in CALLED_UNARY {
-            builder.symbol(helper_name(f), unary_helper(f));
-        }
-        builder.symbol("recc_bias_correction", bias_correction as *const u8);
-        builder.symbol("recc_prefetch", prefetch_lines as *const u8);
-        builder.symbol("recc_scratch_alloc", scratch_alloc as *const u8);
-        builder.symbol("recc_scratch_free", scratch_free as *const u8);
-        let mut module = JITModule::new(builder);
-
-        let ptr = module.target_config().pointer_type();
-        let mut unary_sig = module.make_signature();
-        unary_sig.params.push(AbiParam::new(types::F32));
-        unary_sig.returns.push(AbiParam::new(types::F32));
-        let mut corr_sig = module.make_signature();
-        corr_sig.params.push(AbiParam::new(types::F64));
-        corr_sig.params.push(AbiParam::new(types::I32));
-        corr_sig.returns.push(AbiParam::new(types::F32));
-        let mut prefetch_sig = module.make_signature();
-        prefetch_sig.params.push(AbiParam::new(ptr));
-        prefetch_sig.params.push(AbiParam::new(types::I64));
-        let mut alloc_sig = module.make_signature();
-        alloc_sig.params.push(AbiParam::new(types::I64));
-        alloc_sig.returns.push(AbiParam::new(ptr));
-        let mut free_sig = module.make_signature();
-        free_sig.params.push(AbiParam::new(ptr));
-        free_sig.params.push(AbiParam::new(types::I64));
-        let codegen_err = |e: cranelift_module::ModuleError| JitError::Codegen(e.to_string());
-        let mut unary_ids = Vec::new();
-        for f in CALLED_UNARY {
-            let id = module
-                .declare_function(&helper_name(f), Linkage::Import, &unary_sig)
-                .map_err(codegen_err)?;
-            unary_ids.push((f, id));
-        }
-        let corr_id = module
-            .declare_function("recc_bias_correction", Linkage::Import, &corr_sig)
-            .map_err(codegen_err)?;
-        let prefetch_id = module
-            .declare_function("recc_prefetch", Linkage::Import, &prefetch_sig)
-            .map_err(codegen_err)?;
-
-        let alloc_id = module
-            .declare_function("recc_scratch_alloc", Linkage::Import, &alloc_sig)
-            .map_err(codegen_err)?;
-        let free_id = module
-            .declare_function("recc_scratch_free", Linkage::Import, &free_sig)
-            .map_err(codegen_err)?;
-
-        let mut sig = Signature::new(module.isa().default_call_conv());
-        sig.params.push(AbiParam::new(ptr));
-        sig.params.push(AbiParam::new(types::I64));
-        sig.params.push(AbiParam::new(types::I64));
-        sig.returns.push(AbiParam::new(types::I64));
-        let name = match kind {
-            KernelKind::Step(_) => "step",
-            KernelKind::Predict => "predict",
-        };
-        let id = module
-            .declare_function(name, Linkage::Export, &sig)
-            .map_err(codegen_err)?;
-        let mut func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
-        let helpers = Helpers {
-            unary: unary_ids
-                .iter()
-                .map(|&(f, fid)| (f, module.declare_func_in_func(fid, &mut func)))
-                .collect(),
-            bias_correction: module.declare_func_in_func(corr_id, &mut func),
-            prefetch: module.declare_func_in_func(prefetch_id, &mut func),
-            scratch_alloc: module.declare_func_in_func(alloc_id, &mut func),
-            scratch_free: module.declare_func_in_func(free_id, &mut func),
-        };
-        let mut fctx = FunctionBuilderContext::new();
-        {
-            let mut b = FunctionBuilder::new(&mut func, &mut fctx);
-            codegen::build_kernel(&mut b, g, &layout, kind, distance, &helpers, register_lanes)
-                .map_err(JitError::Codegen)?;
-            b.finalize(module.target_config());
-        }
+        let Built {
+            mut module,
+            id,
+            func,
+            layout,
+        } = build(g, kind, prefetch, register_lanes)?;
         let dump = std::env::var_os("RECC_JIT_DUMP").is_some();
         if dump {
             eprintln!("{}", func.display());
@@ -203,7 +108,9 @@ impl Kernel {
             eprintln!("{text}");
         }
         let code_size = ctx.compiled_code().map_or(0, |c| c.code_buffer().len());
-        module.finalize_definitions().map_err(codegen_err)?;
+        module
+            .finalize_definitions()
+            .map_err(|e| JitError::Codegen(e.to_string()))?;
         let code = module.get_finalized_function(id);
         // SAFETY: `code` was compiled from the signature `KernelFn` spells.
         let entry = unsafe { std::mem::transmute::<*const u8, KernelFn>(code) };
@@ -230,6 +137,179 @@ impl Kernel {
         // SAFETY: the caller upholds the layout contract above.
         unsafe { (self.entry)(args.as_ptr(), begin as u64, end as u64) as usize }
     }
+}
+
+/// A kernel's function, generated and not yet compiled, in the module
+/// that will compile it.
+struct Built {
+    module: JITModule,
+    id: FuncId,
+    func: Function,
+    layout: ArgLayout,
+}
+
+/// Generate the Cranelift function of `g` as a kernel of `kind` for this
+/// machine, with the helpers it calls declared in a fresh module.
+fn build(
+    g: &Graph,
+    kind: KernelKind,
+    prefetch: usize,
+    register_lanes: usize,
+) -> Result<Built, JitError> {
+    let layout = ArgLayout::new(g);
+    let mut flags = settings::builder();
+    let set = |f: &mut settings::Builder, k: &str, v: &str| {
+        f.set(k, v).map_err(|e| JitError::Host(e.to_string()))
+    };
+    set(&mut flags, "opt_level", "speed")?;
+    set(&mut flags, "use_colocated_libcalls", "false")?;
+    set(&mut flags, "is_pic", "false")?;
+    set(
+        &mut flags,
+        "enable_verifier",
+        if cfg!(debug_assertions) {
+            "true"
+        } else {
+            "false"
+        },
+    )?;
+    let isa = cranelift_native::builder()
+        .map_err(|e| JitError::Host(e.to_string()))?
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| JitError::Host(e.to_string()))?;
+    let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
+    for f in CALLED_UNARY {
+        builder.symbol(helper_name(f), unary_helper(f));
+    }
+    builder.symbol("recc_bias_correction", bias_correction as *const u8);
+    builder.symbol("recc_prefetch", prefetch_lines as *const u8);
+    builder.symbol("recc_scratch_alloc", scratch_alloc as *const u8);
+    builder.symbol("recc_scratch_free", scratch_free as *const u8);
+    let mut module = JITModule::new(builder);
+
+    let ptr = module.target_config().pointer_type();
+    let mut unary_sig = module.make_signature();
+    unary_sig.params.push(AbiParam::new(types::F32));
+    unary_sig.returns.push(AbiParam::new(types::F32));
+    let mut corr_sig = module.make_signature();
+    corr_sig.params.push(AbiParam::new(types::F64));
+    corr_sig.params.push(AbiParam::new(types::I32));
+    corr_sig.returns.push(AbiParam::new(types::F32));
+    let mut prefetch_sig = module.make_signature();
+    prefetch_sig.params.push(AbiParam::new(ptr));
+    prefetch_sig.params.push(AbiParam::new(types::I64));
+    let mut alloc_sig = module.make_signature();
+    alloc_sig.params.push(AbiParam::new(types::I64));
+    alloc_sig.returns.push(AbiParam::new(ptr));
+    let mut free_sig = module.make_signature();
+    free_sig.params.push(AbiParam::new(ptr));
+    free_sig.params.push(AbiParam::new(types::I64));
+    let codegen_err = |e: cranelift_module::ModuleError| JitError::Codegen(e.to_string());
+    let mut unary_ids = Vec::new();
+    for f in CALLED_UNARY {
+        let id = module
+            .declare_function(&helper_name(f), Linkage::Import, &unary_sig)
+            .map_err(codegen_err)?;
+        unary_ids.push((f, id));
+    }
+    let corr_id = module
+        .declare_function("recc_bias_correction", Linkage::Import, &corr_sig)
+        .map_err(codegen_err)?;
+    let prefetch_id = module
+        .declare_function("recc_prefetch", Linkage::Import, &prefetch_sig)
+        .map_err(codegen_err)?;
+
+    let alloc_id = module
+        .declare_function("recc_scratch_alloc", Linkage::Import, &alloc_sig)
+        .map_err(codegen_err)?;
+    let free_id = module
+        .declare_function("recc_scratch_free", Linkage::Import, &free_sig)
+        .map_err(codegen_err)?;
+
+    let mut sig = Signature::new(module.isa().default_call_conv());
+    sig.params.push(AbiParam::new(ptr));
+    sig.params.push(AbiParam::new(types::I64));
+    sig.params.push(AbiParam::new(types::I64));
+    sig.returns.push(AbiParam::new(types::I64));
+    let name = match kind {
+        KernelKind::Step(_) => "step",
+        KernelKind::Predict => "predict",
+    };
+    let id = module
+        .declare_function(name, Linkage::Export, &sig)
+        .map_err(codegen_err)?;
+    let mut func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
+    let helpers = Helpers {
+        unary: unary_ids
+            .iter()
+            .map(|&(f, fid)| (f, module.declare_func_in_func(fid, &mut func)))
+            .collect(),
+        bias_correction: module.declare_func_in_func(corr_id, &mut func),
+        prefetch: module.declare_func_in_func(prefetch_id, &mut func),
+        scratch_alloc: module.declare_func_in_func(alloc_id, &mut func),
+        scratch_free: module.declare_func_in_func(free_id, &mut func),
+    };
+    let mut fctx = FunctionBuilderContext::new();
+    {
+        let mut b = FunctionBuilder::new(&mut func, &mut fctx);
+        codegen::build_kernel(&mut b, g, &layout, kind, prefetch, &helpers, register_lanes)
+            .map_err(JitError::Codegen)?;
+        b.finalize(module.target_config());
+    }
+    Ok(Built {
+        module,
+        id,
+        func,
+        layout,
+    })
+}
+
+/// Which form of a kernel's Cranelift IR [`clif`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClifStage {
+    /// As the code generator wrote it, before any Cranelift pass.
+    Generated,
+    /// After Cranelift's optimisation and legalisation: the function that
+    /// was lowered to machine code.
+    Optimized,
+}
+
+/// The Cranelift IR of the kernel [`Kernel::compile`] would build from `g`,
+/// as text, after a comment naming each function of the module (the IR
+/// calls them `u0:N`). The same graph on the same architecture gives the
+/// same text: entities are numbered in the order they are created and
+/// helpers are named, never addressed (addresses are bound at link time).
+pub fn clif(
+    g: &Graph,
+    kind: KernelKind,
+    prefetch: usize,
+    stage: ClifStage,
+) -> Result<String, JitError> {
+    let Built {
+        mut module,
+        id,
+        func,
+        ..
+    } = build(g, kind, prefetch, REGISTER_LANES)?;
+    let mut text = String::new();
+    for (fid, decl) in module.declarations().get_functions() {
+        let name = decl.name.as_deref().unwrap_or("(anonymous)");
+        text.push_str(&format!("; u0:{} = {name}\n", fid.as_u32()));
+    }
+    text += &match stage {
+        ClifStage::Generated => func.display().to_string(),
+        ClifStage::Optimized => {
+            let mut ctx = Context::for_function(func);
+            module
+                .define_function(id, &mut ctx)
+                .map_err(|e| JitError::Codegen(format!("{e:?}")))?;
+            // Compiling rewrote `ctx.func` in place.
+            ctx.func.display().to_string()
+        }
+    };
+    // SAFETY: nothing was finalised, so no pointer into the module exists.
+    unsafe { module.free_memory() };
+    Ok(text)
 }
 
 fn helper_name(f: UnaryFn) -> String {

@@ -1,0 +1,57 @@
+//! `--backend cuda`: accepted by the commands that train or measure, and
+//! answered before any work with what this machine has. The device runtime
+//! (uploading tables, launching the kernels) is not built, so the answer is
+//! always a refusal: either what was looked for and not found, or the GPU
+//! that was found and the fact that recc cannot train on it yet.
+
+use crate::run::{usage, Result};
+use recc_cuda::device::{self, DeviceInfo, Missing};
+
+/// The `--backend` value that names the GPU.
+pub const BACKEND: &str = "cuda";
+
+/// Refuse `--backend cuda` with what the device probe found; any other
+/// backend passes (the runtime checks its name).
+pub fn refuse(backend: Option<&str>) -> Result<()> {
+    if backend != Some(BACKEND) {
+        return Ok(());
+    }
+    let text = refusal(&device::probe());
+    // One-line failures get their `error:` prefix when printed; several
+    // lines are printed as they are.
+    Err(usage(if text.contains('\n') {
+        format!("error: {text}")
+    } else {
+        text
+    }))
+}
+
+/// What `--backend cuda` says, given the probe's answer.
+pub fn refusal(probe: &std::result::Result<DeviceInfo, Missing>) -> String {
+    match probe {
+        Err(missing) => format!(
+            "--backend cuda: {}",
+            indent_after_first(&missing.to_string())
+        ),
+        Ok(info) => {
+            let (major, minor) = info.driver_version;
+            let mut text = format!(
+                "--backend cuda: the CUDA driver {} (CUDA {major}.{minor}) sees:\n",
+                info.library
+            );
+            for d in &info.devices {
+                text.push_str(&format!("  {d}\n"));
+            }
+            text.push_str(
+                "but the CUDA training runtime is not built yet, so recc cannot train or \
+                 measure on a GPU; use --backend jit",
+            );
+            text
+        }
+    }
+}
+
+/// Continuation lines indented under an `error:` line.
+fn indent_after_first(text: &str) -> String {
+    text.lines().collect::<Vec<_>>().join("\n  ")
+}
