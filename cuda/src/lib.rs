@@ -1,6 +1,20 @@
-//! The recc CUDA backend.
+//! The recc CUDA backend: one warp per example.
+//!
+//! | stage | input → output | module |
+//! |---|---|---|
+//! | plan | gradient or forward [`Graph`](recc_compiler::ir::Graph) → [`KernelPlan`] | [`plan`] |
+//! | emulate | [`KernelPlan`] + examples + tables → updated tables, scores | [`emulate`] |
+//!
+//! The plan is the schedule: how each value of one example's step sits on
+//! the 32 lanes of a warp, which reductions are warp shuffles, which loops
+//! run over bag members, and how each row is updated. The emulator runs a
+//! plan lane by lane on the CPU, so the plan can be checked against the
+//! reference evaluator on a machine without a GPU.
 //!
 //! [`device`] finds the CUDA driver and the GPUs it sees, loading the
 //! driver at run time so recc builds and runs without CUDA.
 
 pub mod device;
+pub mod plan;
+
+pub use plan::{KernelKind, KernelPlan, PlanError, StepOptions};
