@@ -55,3 +55,44 @@ pub fn refusal(probe: &std::result::Result<DeviceInfo, Missing>) -> String {
 fn indent_after_first(text: &str) -> String {
     text.lines().collect::<Vec<_>>().join("\n  ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use recc_cuda::device::Device;
+
+    /// A machine with a GPU hears about its GPU and, honestly, that recc
+    /// cannot train on it yet (CI has no GPU, so the case is built here).
+    #[test]
+    fn a_found_gpu_is_named_and_the_missing_runtime_admitted() {
+        let info = DeviceInfo {
+            library: "libcuda.so.1".into(),
+            driver_version: (12, 4),
+            devices: vec![Device {
+                ordinal: 0,
+                name: "NVIDIA H200".into(),
+                compute_capability: (9, 0),
+                multiprocessors: 132,
+                memory_bytes: 150 << 30,
+            }],
+        };
+        assert_eq!(
+            refusal(&Ok(info)),
+            "--backend cuda: the CUDA driver libcuda.so.1 (CUDA 12.4) sees:\n  \
+             GPU 0: NVIDIA H200 (sm_90, 132 multiprocessors, 150.0 GiB)\n\
+             but the CUDA training runtime is not built yet, so recc cannot train or \
+             measure on a GPU; use --backend jit"
+        );
+    }
+
+    #[test]
+    fn a_machine_without_a_gpu_hears_what_was_missing() {
+        let missing = Missing::NoDevice {
+            library: "libcuda.so.1".into(),
+        };
+        assert_eq!(
+            refusal(&Err(missing)),
+            "--backend cuda: the CUDA driver libcuda.so.1 loaded and started, but found no GPU"
+        );
+    }
+}
