@@ -1,3 +1,19 @@
-//! The CUDA backend: kernels rendered as CUDA C++ and compiled at run time with NVRTC.
+//! The recc CUDA backend: one warp per example.
+//!
+//! | stage | input → output | module |
+//! |---|---|---|
+//! | plan | gradient or forward [`Graph`](recc_compiler::ir::Graph) → [`KernelPlan`] | [`plan`] |
+//! | render | [`KernelPlan`] → CUDA C++ (one `step` or `predict` kernel) | [`render`] |
+//! | compile | CUDA C++ → PTX for a GPU architecture, with NVRTC loaded at run time | [`nvrtc`] |
+//! | emulate | [`KernelPlan`] + examples + tables → updated tables, scores | [`emulate`] |
+//!
+//! The plan is the schedule: how each value of one example's step sits on
+//! the 32 lanes of a warp, which reductions are warp shuffles, which loops
+//! run over bag members, and how each row is updated. The emulator runs a
+//! plan lane by lane on the CPU, so the plan can be checked against the
+//! reference evaluator on a machine without a GPU.
 
 pub mod nvrtc;
+pub mod plan;
+
+pub use plan::{KernelKind, KernelPlan, PlanError, StepOptions};

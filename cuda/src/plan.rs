@@ -1,0 +1,381 @@
+//! The kernel plan: one training step (or one prediction) for one example,
+//! as the 32 lanes of a warp execute it.
+//!
+//! A plan is plain data between the graph IR and the code that runs it: the
+//! CUDA renderer walks it to print a kernel, and the CPU emulator
+//! ([`crate::emulate`]) walks it to run every lane in Rust. It fixes the
+//! schedule the IR leaves open (Halide's split of algorithm and schedule):
+//!
+//! - **Where a value lives** ([`Layout`]): a vector of `n` elements is
+//!   spread over the warp, lane `j` holding elements `j, j + 32, …`, so a
+//!   row is read in coalesced 128-byte transactions; a scalar is held
+//!   redundantly by every lane; an index names one row for the whole warp.
+//! - **Reductions** (dot products, sums, norms, softmax's maximum) are two
+//!   steps: each lane combines its own elements ([`Expr::Partial`]), then a
+//!   butterfly of `__shfl_xor_sync` over offsets 16, 8, 4, 2, 1
+//!   ([`Expr::Butterfly`]) leaves the same total in every lane.
+//! - **Bags** (histories, feature sets) are loops over their members inside
+//!   the warp ([`Instr::ForMembers`]); a per-member value read after its
+//!   loop is kept in the warp's scratch, `bag_lanes` floats per member.
+//! - **Updates** ([`Update`]) come after every value is computed, in the
+//!   gradient graph's order, each an explicit list of [`RowStep`]s: the
+//!   ball's metric, the optimiser's rule with its per-row state, `nonneg`,
+//!   the ball's pull-back, marking the row touched. Gradients of index nodes
+//!   of one table that name the same row are summed and applied once, by
+//!   the first of them, as the JIT and the evaluator do.
+//!
+//! Values are in A-normal form: each [`Instr::Let`] defines a new
+//! [`ValueId`] from earlier ones; only [`Instr::Accumulate`] adds into an
+//! existing value (a bag sum's accumulator).
+
+use recc_compiler::ir::{DomainId, NodeId, SlotId, TableId, TableRole};
+use recc_compiler::model::{Constraint, Optimizer};
+use recc_compiler::types::{BinaryFn, UnaryFn};
+use std::fmt;
+
+/// Lanes of a warp.
+pub const WARP: usize = 32;
+
+/// The butterfly's shuffle offsets, in order.
+pub const BUTTERFLY: [usize; 5] = [16, 8, 4, 2, 1];
+
+/// A value of the plan, printed `v3`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ValueId(pub u32);
+
+impl ValueId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for ValueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v{}", self.0)
+    }
+}
+
+/// What a kernel does with each example.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum KernelKind {
+    /// Forward, loss, gradients and the optimiser's update.
+    Step(StepOptions),
+    /// Forward only: the score, written to the score column.
+    Predict,
+}
+
+/// How a training step is planned.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepOptions {
+    pub optimizer: Optimizer,
+    /// Rows of `on ball` tables are pulled back inside this radius.
+    pub max_ball_norm: f64,
+}
+
+/// One kernel: the per-example program every warp runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelPlan {
+    /// The model's name.
+    pub model: String,
+    pub kind: KernelKind,
+    /// The example's inputs, by slot: which column each reads.
+    pub slots: Vec<SlotInput>,
+    /// The parameters, by table.
+    pub tables: Vec<TablePlan>,
+    /// The domains' names, by domain (their sizes are run-time arguments).
+    pub domains: Vec<String>,
+    /// Every value, by [`ValueId`].
+    pub values: Vec<ValueInfo>,
+    /// The example's program: forward values, then gradients.
+    pub body: Vec<Instr>,
+    /// Scratch floats per bag member (the per-member values read after
+    /// their loop, summed), as the JIT's `ArgLayout::bag_lanes`.
+    pub bag_lanes: usize,
+    /// What the example produces.
+    pub output: Output,
+}
+
+/// Which column a slot reads, per example.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotInput {
+    /// A `u32` row of a domain (index and negative slots).
+    Index(DomainId),
+    /// An `f32` (real columns and inverse counts).
+    Real,
+    /// A bag: `u32` offsets (n + 1), `u32` members, `f32` weights.
+    Bag(DomainId),
+    /// `lanes` `f32`s per example (a variational row's noise).
+    Noise { lanes: usize },
+}
+
+/// One table of parameters: `rows × lanes` f32 values (rows: the domain's
+/// size, or 1 for a global), row-major, with the optimiser's state beside
+/// it (Adagrad: one sum of squares per value; Adam: two moments per value
+/// and one step count per row) and one touched flag per row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TablePlan {
+    pub name: String,
+    /// `None`: a global, one row.
+    pub domain: Option<DomainId>,
+    /// Floats per row.
+    pub lanes: usize,
+    pub constraint: Constraint,
+    pub role: TableRole,
+}
+
+/// Where one value lives in the warp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// One `f32`, the same in every lane.
+    Uniform,
+    /// `n` elements spread over the warp: lane `j` holds elements
+    /// `j, j + 32, …` (`n.div_ceil(32)` registers per lane; elements past
+    /// `n` are padding no reduction reads).
+    Spread(usize),
+    /// One `f32` per lane, different in each: a reduction's partial.
+    PerLane,
+    /// A row of a domain, the same in every lane, with a flag that is
+    /// false when a shift fell off the domain (the row then reads zeros
+    /// and takes no update).
+    Row(DomainId),
+    /// A bag slot's members for this example.
+    Bag(SlotId),
+}
+
+impl Layout {
+    /// Registers per lane a value of this layout takes.
+    pub fn registers(self) -> usize {
+        match self {
+            Layout::Spread(n) => n.div_ceil(WARP),
+            Layout::Uniform | Layout::PerLane | Layout::Row(_) | Layout::Bag(_) => 1,
+        }
+    }
+
+    /// Elements of a numeric value (1 for a scalar), `None` otherwise.
+    pub fn elements(self) -> Option<usize> {
+        match self {
+            Layout::Uniform => Some(1),
+            Layout::Spread(n) => Some(n),
+            Layout::PerLane | Layout::Row(_) | Layout::Bag(_) => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValueInfo {
+    pub layout: Layout,
+    /// The IR node this value computes, when it computes one.
+    pub node: Option<NodeId>,
+    /// `Some(slot)`: one value per member of that bag, defined inside a
+    /// [`Instr::ForMembers`] over it.
+    pub member_of: Option<SlotId>,
+    /// For a per-member value read outside its loop: its offset, in
+    /// floats, into each member's `bag_lanes` of scratch. `None`: a
+    /// register, live within its loop only.
+    pub scratch: Option<usize>,
+}
+
+/// One step of the example's program.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Instr {
+    /// Define `out` (every lane computes its own part of it).
+    Let { out: ValueId, expr: Expr },
+    /// Run `body` once per member of `slot`'s bag, members in order, the
+    /// whole warp together (the trip count is the same in every lane).
+    /// Per-member values defined in `body` are stored to scratch at the
+    /// member when they have a `scratch` offset.
+    ForMembers { slot: SlotId, body: Vec<Instr> },
+    /// `acc += x`, element by element (both of the same layout; `x` may be
+    /// a per-member value of the enclosing loop).
+    Accumulate { acc: ValueId, x: ValueId },
+}
+
+/// How one value is computed from earlier ones.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    /// A constant, [`Layout::Uniform`].
+    Const(f32),
+    /// Zeros of the given layout (an accumulator's start).
+    Zeros,
+    /// The example's value of an index or negative slot ([`Layout::Row`]),
+    /// a real or inverse-count slot ([`Layout::Uniform`]) or a noise slot
+    /// ([`Layout::Spread`]).
+    Input(SlotId),
+    /// `row + by` in `domain`: off either end the flag goes false.
+    Shift {
+        index: ValueId,
+        by: i64,
+        domain: DomainId,
+    },
+    /// 1 if the index's flag is true, else 0.
+    InRange(ValueId),
+    /// A table's row: lane `j` reads elements `j, j + 32, …` (a scalar
+    /// table: every lane reads the one value). `row: None` reads a
+    /// global. An index whose flag is false reads zeros.
+    Load {
+        table: TableId,
+        row: Option<ValueId>,
+    },
+    /// Inside [`Instr::ForMembers`]: the current member's row of `table`,
+    /// scaled by its weight.
+    MemberRow {
+        table: TableId,
+    },
+    /// Inside [`Instr::ForMembers`]: the current member's weight.
+    MemberWeight,
+    /// The number of members of the bag, at least 1.
+    BagLen(SlotId),
+    /// Elementwise; a [`Layout::Uniform`] operand broadcasts.
+    Unary(UnaryFn, ValueId),
+    Binary(BinaryFn, ValueId, ValueId),
+    /// A uniform scalar copied into every element of a spread vector.
+    Broadcast {
+        x: ValueId,
+        len: usize,
+    },
+    /// Each lane's combination of its own elements: [`Layout::PerLane`].
+    Partial(Partial),
+    /// The warp's total of a per-lane value: `x = op(x, shfl_xor(x, d))`
+    /// for `d` in [`BUTTERFLY`]; every lane ends with the same
+    /// [`Layout::Uniform`] value.
+    Butterfly {
+        x: ValueId,
+        op: Combine,
+    },
+    /// A spread vector of `len` elements assembled from pieces of others
+    /// (concatenation, slices, padding); elements no piece covers are 0.
+    /// A piece whose offsets differ modulo 32 moves elements across lanes
+    /// (`__shfl_sync`).
+    Move {
+        len: usize,
+        pieces: Vec<Piece>,
+    },
+}
+
+/// A per-lane partial reduction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Partial {
+    /// Σ a·b over the lane's elements.
+    Dot(ValueId, ValueId),
+    /// Σ a over the lane's elements.
+    Sum(ValueId),
+    /// The largest of the lane's elements (−∞ for a lane with none).
+    Max(ValueId),
+}
+
+/// How a butterfly combines two lanes' values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Combine {
+    Sum,
+    Max,
+}
+
+/// `len` elements of `src` from `src_start`, placed at `dst_start`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Piece {
+    pub src: ValueId,
+    pub src_start: usize,
+    pub dst_start: usize,
+    pub len: usize,
+}
+
+/// What one example produces.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// Add the loss to the loss total (a loss that is not finite stops the
+    /// kernel at this example, its rows untouched), then apply `updates`
+    /// in order.
+    Step { loss: ValueId, updates: Vec<Update> },
+    /// Write the score to the example's place in the score column.
+    Predict { score: ValueId },
+}
+
+/// One gradient's update of the parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Update {
+    /// A global's one row.
+    Global {
+        table: TableId,
+        grad: ValueId,
+        steps: Vec<RowStep>,
+    },
+    /// The row an index names, when its flag is true and no index in
+    /// `unless` names the same row (that one applies the sum); the
+    /// gradient is `grad` plus, in order, each `also` gradient whose index
+    /// names the same row.
+    Row {
+        table: TableId,
+        row: ValueId,
+        grad: ValueId,
+        also: Vec<(ValueId, ValueId)>,
+        unless: Vec<ValueId>,
+        steps: Vec<RowStep>,
+    },
+    /// Each member's row of `slot`'s bag, one after another (a row listed
+    /// twice takes two steps), with the per-member gradient `grad`.
+    BagRows {
+        table: TableId,
+        slot: SlotId,
+        grad: ValueId,
+        steps: Vec<RowStep>,
+    },
+}
+
+impl Update {
+    pub fn table(&self) -> TableId {
+        match self {
+            Update::Global { table, .. }
+            | Update::Row { table, .. }
+            | Update::BagRows { table, .. } => *table,
+        }
+    }
+
+    pub fn steps(&self) -> &[RowStep] {
+        match self {
+            Update::Global { steps, .. }
+            | Update::Row { steps, .. }
+            | Update::BagRows { steps, .. } => steps,
+        }
+    }
+}
+
+/// One step of a row's update, in order. `v` is the row (spread over the
+/// warp like any vector), `g` the gradient; the learning rate and Adam's
+/// β₁, β₂ are run-time arguments (f64, rounded to f32 as the JIT does).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RowStep {
+    /// The Poincaré metric: `g *= (1 − |v|²)² / 4`, `|v|²` by a butterfly.
+    BallMetric,
+    /// `v −= lr · g`.
+    Sgd,
+    /// `a += g²; v −= lr · g / (√a + ε)`, `a` the row's sum of squares.
+    Adagrad,
+    /// Count the row's step `t`; `m = β₁m + (1−β₁)g`, `s = β₂s + (1−β₂)g²`,
+    /// `v −= lr · (m / (1−β₁ᵗ)) / (√(s / (1−β₂ᵗ)) + ε)`; the corrections
+    /// in f64, rounded to f32.
+    Adam,
+    /// `v = max(v, 0)`.
+    Nonneg,
+    /// When `|v| ≥ max_norm` (a butterfly of `v²`), `v *= max_norm / |v|`.
+    BallShrink { max_norm: f32 },
+    /// Mark the row touched.
+    Touch,
+}
+
+/// Added to Adagrad's and Adam's denominators, as the evaluator's trainer does.
+pub const EPSILON: f32 = 1e-8;
+
+/// What a plan cannot express, or a graph the plan does not understand.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("{model}: the CUDA backend cannot run {what} yet (node %{node})")]
+    Unsupported {
+        model: String,
+        what: String,
+        node: u32,
+    },
+    #[error("{model}: the model has no score to predict")]
+    NoScore { model: String },
+    #[error("{model}: internal error planning the CUDA kernel: {message}")]
+    Internal { model: String, message: String },
+}
