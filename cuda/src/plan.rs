@@ -28,9 +28,12 @@
 //! [`ValueId`] from earlier ones; only [`Instr::Accumulate`] adds into an
 //! existing value (a bag sum's accumulator).
 
-use recc_compiler::ir::{DomainId, NodeId, SlotId, TableId, TableRole};
+use recc_compiler::ir::{
+    DomainId, GradTarget, Graph, NodeId, Op, SlotId, SlotKind, TableId, TableRole, Ty,
+};
 use recc_compiler::model::{Constraint, Optimizer};
-use recc_compiler::types::{BinaryFn, UnaryFn};
+use recc_compiler::types::{BinaryFn, Shape, UnaryFn};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// Lanes of a warp.
@@ -233,6 +236,8 @@ pub enum Expr {
         x: ValueId,
         len: usize,
     },
+    /// The same value (a loop-invariant value copied per bag member).
+    Copy(ValueId),
     /// Each lane's combination of its own elements: [`Layout::PerLane`].
     Partial(Partial),
     /// The warp's total of a per-lane value: `x = op(x, shfl_xor(x, d))`
@@ -252,7 +257,9 @@ pub enum Expr {
     },
 }
 
-/// A per-lane partial reduction.
+/// A per-lane partial reduction. A [`Layout::Uniform`] operand counts as a
+/// one-element vector (lane 0's) where both are, and broadcasts against a
+/// spread one in a dot product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Partial {
     /// Σ a·b over the lane's elements.
@@ -378,4 +385,543 @@ pub enum PlanError {
     NoScore { model: String },
     #[error("{model}: internal error planning the CUDA kernel: {message}")]
     Internal { model: String, message: String },
+}
+
+/// The layout of a numeric value of `shape`: a scalar in every lane, a
+/// vector or matrix spread over the warp.
+pub fn layout_of(shape: Shape) -> Layout {
+    match shape {
+        Shape::Scalar => Layout::Uniform,
+        other => Layout::Spread(other.len()),
+    }
+}
+
+/// Plan `g` as a kernel of `kind`: for [`KernelKind::Step`] the gradient
+/// graph (forward, loss, gradients, then each gradient's update in the
+/// graph's order); for [`KernelKind::Predict`] the forward graph (the
+/// score only).
+pub fn lower(g: &Graph, kind: KernelKind) -> Result<KernelPlan, PlanError> {
+    let live = live_nodes(g, &kind);
+    let mut lw = Lowerer {
+        g,
+        values: Vec::new(),
+        of_node: vec![None; g.nodes.len()],
+        bag_lanes: 0,
+    };
+    let mut body = Vec::new();
+    for (i, &needed) in live.iter().enumerate() {
+        if needed {
+            lw.node(NodeId(i as u32), &mut body)?;
+        }
+    }
+    let output = match kind {
+        KernelKind::Predict => {
+            let score = g.score.ok_or_else(|| PlanError::NoScore {
+                model: g.name.clone(),
+            })?;
+            Output::Predict {
+                score: lw.value(score)?,
+            }
+        }
+        KernelKind::Step(options) => Output::Step {
+            loss: lw.value(g.loss)?,
+            updates: lw.updates(&options)?,
+        },
+    };
+    let slots = g
+        .slots
+        .iter()
+        .map(|s| match s.kind {
+            SlotKind::Index(d) | SlotKind::Negative { domain: d, .. } => SlotInput::Index(d),
+            SlotKind::Real | SlotKind::InverseCount(_) => SlotInput::Real,
+            SlotKind::Bag { domain, .. } => SlotInput::Bag(domain),
+            SlotKind::Noise(shape) => SlotInput::Noise { lanes: shape.len() },
+        })
+        .collect();
+    let tables = g
+        .tables
+        .iter()
+        .map(|t| TablePlan {
+            name: t.name.clone(),
+            domain: t.domain,
+            lanes: t.shape.len(),
+            constraint: t.constraint,
+            role: t.role,
+        })
+        .collect();
+    Ok(KernelPlan {
+        model: g.name.clone(),
+        kind,
+        slots,
+        tables,
+        domains: g.domains.iter().map(|d| d.name.clone()).collect(),
+        values: lw.values,
+        body,
+        bag_lanes: lw.bag_lanes,
+        output,
+    })
+}
+
+/// Which nodes the kernel computes: what its outputs depend on (as the JIT).
+fn live_nodes(g: &Graph, kind: &KernelKind) -> Vec<bool> {
+    let mut live = vec![false; g.nodes.len()];
+    let roots: Vec<NodeId> = match kind {
+        KernelKind::Step(_) => {
+            let mut r = vec![g.loss];
+            for gr in &g.grads {
+                r.push(gr.value);
+                match gr.target {
+                    GradTarget::Global(_) => {}
+                    GradTarget::Row(_, i) | GradTarget::BagRows(_, i) => r.push(i),
+                }
+            }
+            r
+        }
+        KernelKind::Predict => g.score.into_iter().collect(),
+    };
+    for r in roots {
+        if let Some(l) = live.get_mut(r.index()) {
+            *l = true;
+        }
+    }
+    for i in (0..g.nodes.len()).rev() {
+        if live[i] {
+            for o in g.nodes[i].op.operands() {
+                if let Some(l) = live.get_mut(o.index()) {
+                    *l = true;
+                }
+            }
+        }
+    }
+    live
+}
+
+struct Lowerer<'g> {
+    g: &'g Graph,
+    values: Vec<ValueInfo>,
+    /// The value each lowered node computes.
+    of_node: Vec<Option<ValueId>>,
+    bag_lanes: usize,
+}
+
+impl Lowerer<'_> {
+    fn internal(&self, message: impl Into<String>) -> PlanError {
+        PlanError::Internal {
+            model: self.g.name.clone(),
+            message: message.into(),
+        }
+    }
+
+    fn unsupported(&self, what: &str, node: NodeId) -> PlanError {
+        PlanError::Unsupported {
+            model: self.g.name.clone(),
+            what: what.to_string(),
+            node: node.0,
+        }
+    }
+
+    fn value(&self, id: NodeId) -> Result<ValueId, PlanError> {
+        self.of_node
+            .get(id.index())
+            .copied()
+            .flatten()
+            .ok_or_else(|| self.internal(format!("{id} is used before it is planned")))
+    }
+
+    fn layout(&self, v: ValueId) -> Layout {
+        self.values[v.index()].layout
+    }
+
+    /// A new value; `member_of` when defined inside a loop over that bag.
+    fn fresh(
+        &mut self,
+        layout: Layout,
+        node: Option<NodeId>,
+        member_of: Option<SlotId>,
+    ) -> ValueId {
+        let id = ValueId(self.values.len() as u32);
+        self.values.push(ValueInfo {
+            layout,
+            node,
+            member_of,
+            scratch: None,
+        });
+        id
+    }
+
+    fn emit(
+        &mut self,
+        out: &mut Vec<Instr>,
+        layout: Layout,
+        member_of: Option<SlotId>,
+        expr: Expr,
+    ) -> ValueId {
+        let v = self.fresh(layout, None, member_of);
+        out.push(Instr::Let { out: v, expr });
+        v
+    }
+
+    /// Plan node `id`, appending its instructions to `out`.
+    fn node(&mut self, id: NodeId, out: &mut Vec<Instr>) -> Result<(), PlanError> {
+        let n = *self.g.node(id);
+        let v = match (n.ty, n.op) {
+            // A bag-valued number: one loop over the members, each member's
+            // value kept in scratch for the loops and sums that read it.
+            (
+                Ty::Value {
+                    shape,
+                    bag: Some(slot),
+                },
+                op,
+            ) if !matches!(op, Op::Slot(_)) => {
+                let mut body = Vec::new();
+                let v = self.op(id, op, shape, Some(slot), &mut body)?;
+                let at = self.bag_lanes;
+                self.bag_lanes += shape.len();
+                let info = &mut self.values[v.index()];
+                info.node = Some(id);
+                info.scratch = Some(at);
+                out.push(Instr::ForMembers { slot, body });
+                v
+            }
+            (Ty::Value { shape, bag: None }, op) => {
+                let v = self.op(id, op, shape, None, out)?;
+                if self.values[v.index()].node.is_none() {
+                    self.values[v.index()].node = Some(id);
+                }
+                v
+            }
+            (Ty::Index(d), Op::Slot(s)) => {
+                let v = self.emit(out, Layout::Row(d), None, Expr::Input(s));
+                self.values[v.index()].node = Some(id);
+                v
+            }
+            (Ty::Index(d), Op::Shift(ix, by)) => {
+                let index = self.value(ix)?;
+                let v = self.emit(
+                    out,
+                    Layout::Row(d),
+                    None,
+                    Expr::Shift {
+                        index,
+                        by,
+                        domain: d,
+                    },
+                );
+                self.values[v.index()].node = Some(id);
+                v
+            }
+            (Ty::Bag(slot, _), Op::Slot(s)) if s == slot => {
+                let v = self.emit(out, Layout::Bag(slot), None, Expr::Input(s));
+                self.values[v.index()].node = Some(id);
+                v
+            }
+            (ty, op) => {
+                return Err(self.internal(format!("{id}: {op:?} typed {ty:?}")));
+            }
+        };
+        self.of_node[id.index()] = Some(v);
+        Ok(())
+    }
+
+    /// The value of numeric node `id` (`op`, of `shape`), its instructions
+    /// appended to `out`; `member` inside a loop over that bag.
+    fn op(
+        &mut self,
+        id: NodeId,
+        op: Op,
+        shape: Shape,
+        member: Option<SlotId>,
+        out: &mut Vec<Instr>,
+    ) -> Result<ValueId, PlanError> {
+        let layout = layout_of(shape);
+        let emit =
+            |lw: &mut Self, out: &mut Vec<Instr>, layout, expr| lw.emit(out, layout, member, expr);
+        Ok(match op {
+            Op::Const(bits) => emit(self, out, layout, Expr::Const(f64::from_bits(bits) as f32)),
+            Op::Slot(s) => match self.g.slots.get(s.index()).map(|s| &s.kind) {
+                Some(SlotKind::Real | SlotKind::InverseCount(_) | SlotKind::Noise(_)) => {
+                    emit(self, out, layout, Expr::Input(s))
+                }
+                _ => return Err(self.internal(format!("{id}: slot {s} read as a number"))),
+            },
+            Op::InRange(ix) => {
+                let ix = self.value(ix)?;
+                emit(self, out, Layout::Uniform, Expr::InRange(ix))
+            }
+            Op::Global(t) => emit(
+                self,
+                out,
+                layout,
+                Expr::Load {
+                    table: t,
+                    row: None,
+                },
+            ),
+            Op::Gather(t, ix) => {
+                let row = Some(self.value(ix)?);
+                emit(self, out, layout, Expr::Load { table: t, row })
+            }
+            Op::GatherBag(t, _) => emit(self, out, layout, Expr::MemberRow { table: t }),
+            Op::BagWeights(_) => emit(self, out, Layout::Uniform, Expr::MemberWeight),
+            Op::BagLen(x) => {
+                let slot = match self.g.ty(x) {
+                    Ty::Bag(s, _) | Ty::Value { bag: Some(s), .. } => s,
+                    _ => return Err(self.internal(format!("{id}: bag_len of a non-bag"))),
+                };
+                emit(self, out, Layout::Uniform, Expr::BagLen(slot))
+            }
+            Op::Unary(f, a) => {
+                let a = self.value(a)?;
+                emit(self, out, layout, Expr::Unary(f, a))
+            }
+            Op::Binary(f, a, b) => {
+                let (a, b) = (self.value(a)?, self.value(b)?);
+                emit(self, out, layout, Expr::Binary(f, a, b))
+            }
+            Op::Dot(a, b) => {
+                let (a, b) = (self.value(a)?, self.value(b)?);
+                let p = emit(
+                    self,
+                    out,
+                    Layout::PerLane,
+                    Expr::Partial(Partial::Dot(a, b)),
+                );
+                emit(
+                    self,
+                    out,
+                    Layout::Uniform,
+                    Expr::Butterfly {
+                        x: p,
+                        op: Combine::Sum,
+                    },
+                )
+            }
+            Op::SumLanes(a) => {
+                let a = self.value(a)?;
+                let p = emit(self, out, Layout::PerLane, Expr::Partial(Partial::Sum(a)));
+                emit(
+                    self,
+                    out,
+                    Layout::Uniform,
+                    Expr::Butterfly {
+                        x: p,
+                        op: Combine::Sum,
+                    },
+                )
+            }
+            Op::SumBag(x) => {
+                let slot = self
+                    .g
+                    .ty(x)
+                    .bag()
+                    .ok_or_else(|| self.internal(format!("{id}: sum_bag of a non-bag")))?;
+                let x = self.value(x)?;
+                let acc = emit(self, out, layout, Expr::Zeros);
+                out.push(Instr::ForMembers {
+                    slot,
+                    body: vec![Instr::Accumulate { acc, x }],
+                });
+                acc
+            }
+            Op::Expand(a, _) => {
+                let a = self.value(a)?;
+                match (self.layout(a), layout) {
+                    (Layout::Uniform, Layout::Spread(len)) => {
+                        emit(self, out, layout, Expr::Broadcast { x: a, len })
+                    }
+                    // The same value; a per-member copy when it is to be
+                    // one per member of a bag.
+                    (from, to) if from == to && member.is_none() => a,
+                    (from, to) if from == to => emit(self, out, layout, Expr::Copy(a)),
+                    _ => return Err(self.internal(format!("{id}: expand to {shape}"))),
+                }
+            }
+            Op::Softmax(a) => {
+                let a = self.value(a)?;
+                let p = emit(self, out, Layout::PerLane, Expr::Partial(Partial::Max(a)));
+                let max = emit(
+                    self,
+                    out,
+                    Layout::Uniform,
+                    Expr::Butterfly {
+                        x: p,
+                        op: Combine::Max,
+                    },
+                );
+                let shifted = emit(self, out, layout, Expr::Binary(BinaryFn::Sub, a, max));
+                let e = emit(self, out, layout, Expr::Unary(UnaryFn::Exp, shifted));
+                let p = emit(self, out, Layout::PerLane, Expr::Partial(Partial::Sum(e)));
+                let total = emit(
+                    self,
+                    out,
+                    Layout::Uniform,
+                    Expr::Butterfly {
+                        x: p,
+                        op: Combine::Sum,
+                    },
+                );
+                emit(self, out, layout, Expr::Binary(BinaryFn::Div, e, total))
+            }
+            Op::Concat(a, b) => {
+                let na = self.g.ty(a).shape().map_or(1, Shape::len);
+                let nb = self.g.ty(b).shape().map_or(1, Shape::len);
+                let (a, b) = (self.value(a)?, self.value(b)?);
+                let pieces = vec![
+                    Piece {
+                        src: a,
+                        src_start: 0,
+                        dst_start: 0,
+                        len: na,
+                    },
+                    Piece {
+                        src: b,
+                        src_start: 0,
+                        dst_start: na,
+                        len: nb,
+                    },
+                ];
+                emit(
+                    self,
+                    out,
+                    layout,
+                    Expr::Move {
+                        len: shape.len(),
+                        pieces,
+                    },
+                )
+            }
+            Op::Slice(a, start, len) => {
+                let a = self.value(a)?;
+                let pieces = vec![Piece {
+                    src: a,
+                    src_start: start as usize,
+                    dst_start: 0,
+                    len: len as usize,
+                }];
+                emit(
+                    self,
+                    out,
+                    layout,
+                    Expr::Move {
+                        len: shape.len(),
+                        pieces,
+                    },
+                )
+            }
+            Op::Pad(a, start, _) => {
+                let na = self.g.ty(a).shape().map_or(1, Shape::len);
+                let a = self.value(a)?;
+                let pieces = vec![Piece {
+                    src: a,
+                    src_start: 0,
+                    dst_start: start as usize,
+                    len: na,
+                }];
+                emit(
+                    self,
+                    out,
+                    layout,
+                    Expr::Move {
+                        len: shape.len(),
+                        pieces,
+                    },
+                )
+            }
+            Op::MatVec(..) => return Err(self.unsupported("a matrix-vector product", id)),
+            Op::MatTVec(..) => {
+                return Err(self.unsupported("a transposed matrix-vector product", id))
+            }
+            Op::Outer(..) => return Err(self.unsupported("an outer product", id)),
+            Op::Shift(..) => return Err(self.internal(format!("{id}: a shift typed as a number"))),
+        })
+    }
+
+    /// The row steps of one update of table `t`, in order.
+    fn steps(&self, options: &StepOptions, t: TableId) -> Result<Vec<RowStep>, PlanError> {
+        let table = self
+            .g
+            .tables
+            .get(t.index())
+            .ok_or_else(|| self.internal(format!("no table {t}")))?;
+        let ball = table.constraint == Constraint::Ball;
+        let mut steps = Vec::new();
+        if ball {
+            steps.push(RowStep::BallMetric);
+        }
+        steps.push(match options.optimizer {
+            Optimizer::Sgd => RowStep::Sgd,
+            Optimizer::Adagrad => RowStep::Adagrad,
+            Optimizer::Adam { .. } => RowStep::Adam,
+        });
+        if table.constraint == Constraint::Nonneg {
+            steps.push(RowStep::Nonneg);
+        }
+        if ball {
+            steps.push(RowStep::BallShrink {
+                max_norm: options.max_ball_norm as f32,
+            });
+        }
+        steps.push(RowStep::Touch);
+        Ok(steps)
+    }
+
+    /// Every gradient's update, in the graph's order. Row gradients of one
+    /// table are grouped so that index nodes naming the same row sum their
+    /// gradients into one update, applied by the first of them.
+    fn updates(&self, options: &StepOptions) -> Result<Vec<Update>, PlanError> {
+        let mut groups: BTreeMap<TableId, Vec<(NodeId, NodeId)>> = BTreeMap::new();
+        for gr in &self.g.grads {
+            if let GradTarget::Row(t, ix) = gr.target {
+                groups.entry(t).or_default().push((ix, gr.value));
+            }
+        }
+        let mut updates = Vec::new();
+        for gr in &self.g.grads {
+            let grad = self.value(gr.value)?;
+            updates.push(match gr.target {
+                GradTarget::Global(table) => Update::Global {
+                    table,
+                    grad,
+                    steps: self.steps(options, table)?,
+                },
+                GradTarget::Row(table, ix) => {
+                    let group = groups.get(&table).map_or(&[][..], Vec::as_slice);
+                    let me = group.iter().position(|&(i, _)| i == ix).unwrap_or(0);
+                    let mut also = Vec::new();
+                    let mut unless = Vec::new();
+                    for (pos, &(other, value)) in group.iter().enumerate() {
+                        if other == ix {
+                            continue;
+                        }
+                        if pos < me {
+                            unless.push(self.value(other)?);
+                        } else {
+                            also.push((self.value(other)?, self.value(value)?));
+                        }
+                    }
+                    Update::Row {
+                        table,
+                        row: self.value(ix)?,
+                        grad,
+                        also,
+                        unless,
+                        steps: self.steps(options, table)?,
+                    }
+                }
+                GradTarget::BagRows(table, bag) => {
+                    let Ty::Bag(slot, _) = self.g.ty(bag) else {
+                        return Err(self.internal("a bag gradient without a bag"));
+                    };
+                    Update::BagRows {
+                        table,
+                        slot,
+                        grad,
+                        steps: self.steps(options, table)?,
+                    }
+                }
+            });
+        }
+        Ok(updates)
+    }
 }
