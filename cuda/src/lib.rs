@@ -3,6 +3,8 @@
 //! | stage | input → output | module |
 //! |---|---|---|
 //! | plan | gradient or forward [`Graph`](recc_compiler::ir::Graph) → [`KernelPlan`] | [`plan`] |
+//! | render | [`KernelPlan`] → CUDA C++ (one `step` or `predict` kernel) | [`render`] |
+//! | compile | CUDA C++ → PTX for a GPU architecture, with NVRTC loaded at run time | [`nvrtc`] |
 //! | emulate | [`KernelPlan`] + examples + tables → updated tables, scores | [`emulate`] |
 //!
 //! The plan is the schedule: how each value of one example's step sits on
@@ -15,6 +17,7 @@
 //! driver at run time so recc builds and runs without CUDA.
 
 pub mod device;
+pub mod nvrtc;
 pub mod plan;
 
 pub use plan::{KernelKind, KernelPlan, PlanError, StepOptions};
