@@ -29,9 +29,16 @@ pub fn refuse(backend: Option<&str>) -> Result<()> {
 /// What `--backend cuda` says, given the probe's answer.
 pub fn refusal(probe: &std::result::Result<DeviceInfo, Missing>) -> String {
     match probe {
+        Err(missing @ Missing::Nvrtc { .. }) => format!("--backend cuda: {missing}"),
+        // The driver or the GPU is missing: say too whether the other half,
+        // the compiler of the kernels, is there.
         Err(missing) => format!(
-            "--backend cuda: {}",
-            indent_after_first(&missing.to_string())
+            "--backend cuda: {}\n  NVRTC, to compile the kernels: {}",
+            indent_after_first(&missing.to_string()),
+            match device::probe_nvrtc() {
+                Ok(found) => format!("found {found}"),
+                Err(m) => m.to_string(),
+            }
         ),
         Ok(info) => {
             let (major, minor) = info.driver_version;
@@ -42,6 +49,7 @@ pub fn refusal(probe: &std::result::Result<DeviceInfo, Missing>) -> String {
             for d in &info.devices {
                 text.push_str(&format!("  {d}\n"));
             }
+            text.push_str(&format!("and {} compiles kernels for it, ", info.nvrtc));
             text.push_str(
                 "but the CUDA training runtime is not built yet, so recc cannot train or \
                  measure on a GPU; use --backend jit",
@@ -75,12 +83,17 @@ mod tests {
                 multiprocessors: 132,
                 memory_bytes: 150 << 30,
             }],
+            nvrtc: recc_cuda::device::NvrtcInfo {
+                path: "target/nvrtc/nvidia/cu13/lib/libnvrtc.so.13".into(),
+                version: (13, 0),
+            },
         };
         assert_eq!(
             refusal(&Ok(info)),
             "--backend cuda: the CUDA driver libcuda.so.1 (CUDA 12.4) sees:\n  \
              GPU 0: NVIDIA H200 (sm_90, 132 multiprocessors, 150.0 GiB)\n\
-             but the CUDA training runtime is not built yet, so recc cannot train or \
+             and NVRTC 13.0 (target/nvrtc/nvidia/cu13/lib/libnvrtc.so.13) compiles kernels \
+             for it, but the CUDA training runtime is not built yet, so recc cannot train or \
              measure on a GPU; use --backend jit"
         );
     }
@@ -90,9 +103,13 @@ mod tests {
         let missing = Missing::NoDevice {
             library: "libcuda.so.1".into(),
         };
-        assert_eq!(
-            refusal(&Err(missing)),
-            "--backend cuda: the CUDA driver libcuda.so.1 loaded and started, but found no GPU"
+        let text = refusal(&Err(missing));
+        assert!(
+            text.starts_with(
+                "--backend cuda: the CUDA driver libcuda.so.1 loaded and started, \
+                 but found no GPU\n  NVRTC, to compile the kernels: "
+            ),
+            "{text}"
         );
     }
 }

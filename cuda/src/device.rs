@@ -1,4 +1,5 @@
-//! Finding a CUDA device: the driver library loaded at run time.
+//! Finding a CUDA device: the driver library loaded at run time, and
+//! NVRTC (see [`crate::nvrtc`]) to compile kernels for it.
 //!
 //! Nothing here links against CUDA. The driver (`libcuda`) is opened when
 //! [`probe`] is called, so recc builds and runs on a machine without CUDA;
@@ -26,7 +27,8 @@ pub const DRIVER_PATHS: [&str; 1] = ["/usr/lib/wsl/lib/libcuda.so.1"];
 #[cfg(windows)]
 pub const DRIVER_PATHS: [&str; 0] = [];
 
-/// What the probe found: the driver and every device it sees (at least one).
+/// What the probe found: the driver, every device it sees (at least one)
+/// and NVRTC.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeviceInfo {
     /// The name or path the driver was loaded from.
@@ -34,6 +36,22 @@ pub struct DeviceInfo {
     /// The CUDA version the driver supports, e.g. (12, 4).
     pub driver_version: (i32, i32),
     pub devices: Vec<Device>,
+    pub nvrtc: NvrtcInfo,
+}
+
+/// The NVRTC library found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NvrtcInfo {
+    /// The file it was loaded from (a bare name when the system loader found it).
+    pub path: String,
+    pub version: (i32, i32),
+}
+
+impl fmt::Display for NvrtcInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (major, minor) = self.version;
+        write!(f, "NVRTC {major}.{minor} ({})", self.path)
+    }
 }
 
 /// One GPU as the driver describes it.
@@ -89,6 +107,9 @@ pub enum Missing {
     },
     /// The driver loaded and started, and sees no GPU.
     NoDevice { library: String },
+    /// NVRTC, which compiles the kernels, was not found or did not load:
+    /// its own message, naming every place looked.
+    Nvrtc { message: String },
 }
 
 impl fmt::Display for Missing {
@@ -128,6 +149,7 @@ impl fmt::Display for Missing {
                 f,
                 "the CUDA driver {library} loaded and started, but found no GPU"
             ),
+            Missing::Nvrtc { message } => f.write_str(message),
         }
     }
 }
@@ -167,10 +189,28 @@ struct Driver {
     _lib: libloading::Library,
 }
 
-/// Look for a CUDA driver and the GPUs it sees.
+/// Look for a CUDA driver, the GPUs it sees, and NVRTC.
 pub fn probe() -> Result<DeviceInfo, Missing> {
     let driver = load_driver()?;
-    driver.devices()
+    let (version, devices) = driver.devices()?;
+    Ok(DeviceInfo {
+        library: driver.library.clone(),
+        driver_version: version,
+        devices,
+        nvrtc: probe_nvrtc()?,
+    })
+}
+
+/// Look for NVRTC alone (it needs no GPU).
+pub fn probe_nvrtc() -> Result<NvrtcInfo, Missing> {
+    let missing = |e: crate::nvrtc::NvrtcError| Missing::Nvrtc {
+        message: e.to_string(),
+    };
+    let nvrtc = crate::nvrtc::shared().map_err(missing)?;
+    Ok(NvrtcInfo {
+        path: nvrtc.path().display().to_string(),
+        version: nvrtc.version().map_err(missing)?,
+    })
 }
 
 fn load_driver() -> Result<Driver, Missing> {
@@ -256,7 +296,8 @@ impl Driver {
         })
     }
 
-    fn devices(&self) -> Result<DeviceInfo, Missing> {
+    /// The driver's CUDA version and its devices.
+    fn devices(&self) -> Result<((i32, i32), Vec<Device>), Missing> {
         let no_device = || Missing::NoDevice {
             library: self.library.clone(),
         };
@@ -316,11 +357,7 @@ impl Driver {
                 memory_bytes: bytes as u64,
             });
         }
-        Ok(DeviceInfo {
-            library: self.library.clone(),
-            driver_version: (version / 1000, (version % 1000) / 10),
-            devices,
-        })
+        Ok(((version / 1000, (version % 1000) / 10), devices))
     }
 }
 
