@@ -963,11 +963,12 @@ impl Renderer<'_> {
             ));
             for r in 0..regs {
                 let k = element(r);
-                let cond = format!(
-                    "{k} >= {}u && {k} < {}u",
-                    piece.dst_start,
-                    piece.dst_start + piece.len
-                );
+                let end = piece.dst_start + piece.len;
+                let cond = if piece.dst_start == 0 {
+                    format!("{k} < {end}u")
+                } else {
+                    format!("{k} >= {}u && {k} < {end}u", piece.dst_start)
+                };
                 match self.layout(src) {
                     Layout::Spread(_) => {
                         if shift.rem_euclid(WARP as i64) == 0 {
