@@ -11,6 +11,7 @@
 //! plan lane by lane on the CPU, so the plan can be checked against the
 //! reference evaluator on a machine without a GPU.
 
+pub mod emulate;
 pub mod plan;
 
 pub use plan::{KernelKind, KernelPlan, PlanError, StepOptions};
