@@ -644,6 +644,18 @@ impl<'p, 'c> Warp<'p, 'c> {
                 let v = self.operand(*x, member)?;
                 lanewise(&mut |lane, r| at(&v, lx, lane, r))
             }
+            Expr::Extract { x, index } => {
+                let lx = self.layout(*x)?;
+                let v = self.operand(*x, member)?;
+                // Every lane reads the holder's register: a shuffle.
+                lanewise(&mut |lane, _| match lx {
+                    Layout::Uniform => v[lane],
+                    _ => v
+                        .get((index / WARP) * WARP + index % WARP)
+                        .copied()
+                        .unwrap_or(0.0),
+                })
+            }
             Expr::Partial(p) => Reg::Num(self.partial(*p, member)?),
             Expr::Butterfly { x, op } => {
                 let mut v = self.operand(*x, member)?;
