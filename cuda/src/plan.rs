@@ -382,6 +382,9 @@ pub const EPSILON: f32 = 1e-8;
 /// What a plan cannot express, or a graph the plan does not understand.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
+    /// A feature of the graph no CUDA kernel runs yet. Every op of the IR
+    /// plans today; this is the error for what a later op, or a limit of
+    /// a back end walking the plan, leaves out.
     #[error("{model}: the CUDA backend cannot run {what} yet (node %{node})")]
     Unsupported {
         model: String,
@@ -516,14 +519,6 @@ impl Lowerer<'_> {
         PlanError::Internal {
             model: self.g.name.clone(),
             message: message.into(),
-        }
-    }
-
-    fn unsupported(&self, what: &str, node: NodeId) -> PlanError {
-        PlanError::Unsupported {
-            model: self.g.name.clone(),
-            what: what.to_string(),
-            node: node.0,
         }
     }
 

@@ -16,7 +16,10 @@ use rand::SeedableRng;
 use recc_compiler::interp::{evaluate, Example, Params};
 use recc_compiler::model::{Model, Optimizer};
 use recc_cuda::emulate::{self, Column, Hyper, TableMut};
-use recc_cuda::plan::{lower, KernelKind, KernelPlan, PlanError, StepOptions};
+use recc_cuda::plan::{
+    lower, Expr, Instr, KernelKind, KernelPlan, Layout, Output, PlanError, RowStep, SlotInput,
+    StepOptions, Update, ValueId,
+};
 use recc_runtime::bind::{BindOptions, Columns, SlotColumn};
 use recc_runtime::data::Dataset;
 use recc_runtime::init::MAX_BALL_NORM;
@@ -322,5 +325,234 @@ fn every_model_agrees_with_the_evaluator_after_1000_steps() {
         covered.len() + NOT_YET_COVERED.len(),
         files.len(),
         "every model is covered or listed"
+    );
+}
+
+fn plan_of(file: &str, optimizer: Option<Optimizer>) -> (Model, KernelPlan) {
+    let model = compile_file(file);
+    let g = recc_compiler::gradient_graph(&model).unwrap_or_else(|e| panic!("{e}"));
+    let mut c = config(&model, Backend::Interp);
+    if let Some(o) = optimizer {
+        c.optimizer = o;
+    }
+    let plan = lower(&g, KernelKind::Step(step_options(&c))).unwrap_or_else(|e| panic!("{e}"));
+    (model, plan)
+}
+
+/// Every instruction of a body, loops included.
+fn flatten(body: &[Instr]) -> Vec<&Instr> {
+    let mut out = Vec::new();
+    for i in body {
+        out.push(i);
+        if let Instr::ForMembers { body, .. } = i {
+            out.extend(flatten(body));
+        }
+    }
+    out
+}
+
+#[test]
+fn reductions_are_partials_then_butterflies() {
+    let (_, plan) = plan_of("mf.rec", None);
+    let lets: Vec<&Expr> = flatten(&plan.body)
+        .into_iter()
+        .filter_map(|i| match i {
+            Instr::Let { expr, .. } => Some(expr),
+            _ => None,
+        })
+        .collect();
+    let partials = lets
+        .iter()
+        .filter(|e| matches!(e, Expr::Partial(_)))
+        .count();
+    let butterflies: Vec<ValueId> = lets
+        .iter()
+        .filter_map(|e| match e {
+            Expr::Butterfly { x, .. } => Some(*x),
+            _ => None,
+        })
+        .collect();
+    assert!(partials > 0, "mf's dot product is a reduction");
+    assert_eq!(partials, butterflies.len());
+    for x in butterflies {
+        assert_eq!(plan.values[x.index()].layout, Layout::PerLane);
+    }
+    // mf's factors are vec(32): one register per lane.
+    let spread = plan
+        .values
+        .iter()
+        .filter(|v| v.layout == Layout::Spread(32))
+        .count();
+    assert!(spread > 0);
+}
+
+#[test]
+fn updates_carry_the_optimiser_and_the_constraints() {
+    let adam = Optimizer::Adam {
+        beta1: 0.9,
+        beta2: 0.999,
+    };
+    for (file, optimizer, step) in [
+        ("mf.rec", Optimizer::Sgd, RowStep::Sgd),
+        ("mf.rec", Optimizer::Adagrad, RowStep::Adagrad),
+        ("mf.rec", adam, RowStep::Adam),
+    ] {
+        let (_, plan) = plan_of(file, Some(optimizer));
+        let Output::Step { updates, .. } = &plan.output else {
+            panic!("a step plan")
+        };
+        assert!(!updates.is_empty());
+        for u in updates {
+            assert_eq!(u.steps().first(), Some(&step), "{file} {optimizer}");
+            assert_eq!(u.steps().last(), Some(&RowStep::Touch));
+        }
+    }
+    let (_, plan) = plan_of("nmf.rec", None);
+    let Output::Step { updates, .. } = &plan.output else {
+        panic!("a step plan")
+    };
+    assert!(updates.iter().any(|u| u.steps().contains(&RowStep::Nonneg)));
+    let (_, plan) = plan_of("poincare.rec", None);
+    let Output::Step { updates, .. } = &plan.output else {
+        panic!("a step plan")
+    };
+    let ball = updates
+        .iter()
+        .find(|u| u.steps().first() == Some(&RowStep::BallMetric))
+        .expect("a ball table");
+    assert!(ball.steps().iter().any(
+        |s| matches!(s, RowStep::BallShrink { max_norm } if *max_norm == MAX_BALL_NORM as f32)
+    ));
+}
+
+#[test]
+fn rows_two_indices_may_name_are_summed_once() {
+    // bpr_mf reads q[i] and q[j]: the item table's two row updates know of
+    // each other, the first summing, the second standing down.
+    let (_, plan) = plan_of("bpr_mf.rec", None);
+    let Output::Step { updates, .. } = &plan.output else {
+        panic!("a step plan")
+    };
+    let q = plan
+        .tables
+        .iter()
+        .position(|t| t.name == "q")
+        .expect("table q");
+    let rows: Vec<&Update> = updates
+        .iter()
+        .filter(|u| u.table().index() == q && matches!(u, Update::Row { .. }))
+        .collect();
+    assert_eq!(rows.len(), 2);
+    let Update::Row { also, unless, .. } = rows[0] else {
+        unreachable!()
+    };
+    assert_eq!((also.len(), unless.len()), (1, 0));
+    let Update::Row { also, unless, .. } = rows[1] else {
+        unreachable!()
+    };
+    assert_eq!((also.len(), unless.len()), (0, 1));
+}
+
+#[test]
+fn bags_are_loops_over_members() {
+    let (_, plan) = plan_of("svdpp.rec", None);
+    assert!(plan.bag_lanes > 0);
+    assert!(plan
+        .body
+        .iter()
+        .any(|i| matches!(i, Instr::ForMembers { .. })));
+    let Output::Step { updates, .. } = &plan.output else {
+        panic!("a step plan")
+    };
+    assert!(updates.iter().any(|u| matches!(u, Update::BagRows { .. })));
+}
+
+#[test]
+fn a_graph_without_a_score_has_no_predict_plan() {
+    let model = compile_file("mf.rec");
+    let mut f = recc_compiler::forward_graph(&model).unwrap_or_else(|e| panic!("{e}"));
+    f.score = None;
+    let e = lower(&f, KernelKind::Predict).unwrap_err();
+    assert_eq!(
+        e,
+        PlanError::NoScore {
+            model: f.name.clone()
+        }
+    );
+    assert_eq!(e.to_string(), "mf: the model has no score to predict");
+}
+
+#[test]
+fn bad_inputs_are_errors_not_panics() {
+    let model = compile_file("mf.rec");
+    let f = recc_compiler::forward_graph(&model).unwrap_or_else(|e| panic!("{e}"));
+    let plan = lower(&f, KernelKind::Predict).unwrap_or_else(|e| panic!("{e}"));
+    let sizes = vec![3; plan.domains.len()];
+    let tables: Vec<Vec<f32>> = plan
+        .tables
+        .iter()
+        .map(|t| vec![0.5; t.domain.map_or(1, |d| sizes[d.index()]) * t.lanes])
+        .collect();
+    let views: Vec<&[f32]> = tables.iter().map(Vec::as_slice).collect();
+    let reals = [1.0f32; 2];
+    let run = |ids: &[u32], tables: &[&[f32]]| {
+        let columns: Vec<Column> = plan
+            .slots
+            .iter()
+            .map(|s| match s {
+                SlotInput::Index(_) => Column::Index(ids),
+                _ => Column::Real(&reals),
+            })
+            .collect();
+        let mut scores = vec![0.0; ids.len()];
+        emulate::predict(&plan, &columns, ids.len(), &sizes, tables, &mut scores).map(|()| scores)
+    };
+    // In range: every score is a dot of two rows of 0.5s.
+    let scores = run(&[0, 2], &views).unwrap_or_else(|e| panic!("{e}"));
+    let f32_dot = 0.25 * plan.tables[0].lanes as f32;
+    assert!(
+        scores
+            .iter()
+            .all(|&s| (s - f32_dot).abs() < 1e-4 * f32_dot.max(1.0)),
+        "{scores:?}"
+    );
+    let e = run(&[0, 3], &views).unwrap_err();
+    assert!(
+        e.to_string().contains("index 3 outside its domain of 3"),
+        "{e}"
+    );
+    let short: Vec<&[f32]> = views.iter().map(|t| &t[..1]).collect();
+    let e = run(&[0, 1], &short).unwrap_err();
+    assert!(e.to_string().contains("values for 3 rows"), "{e}");
+    let e = emulate::predict(&plan, &[], 0, &sizes, &views, &mut []).unwrap_err();
+    assert!(e.to_string().contains("columns for"), "{e}");
+    let mut tables_mut: Vec<Vec<f32>> = tables.clone();
+    let mut empty: Vec<Vec<f32>> = vec![Vec::new(); tables.len()];
+    let mut steps: Vec<Vec<u32>> = vec![Vec::new(); tables.len()];
+    let mut touched: Vec<Vec<u8>> = vec![Vec::new(); tables.len()];
+    let mut second: Vec<Vec<f32>> = vec![Vec::new(); tables.len()];
+    let mut muts: Vec<TableMut> = tables_mut
+        .iter_mut()
+        .zip(empty.iter_mut())
+        .zip(second.iter_mut())
+        .zip(steps.iter_mut())
+        .zip(touched.iter_mut())
+        .map(|((((values, first), second), steps), touched)| TableMut {
+            values,
+            first,
+            second,
+            steps,
+            touched,
+        })
+        .collect();
+    let hyper = Hyper {
+        lr: 0.1,
+        beta1: 0.0,
+        beta2: 0.0,
+    };
+    let e = emulate::step(&plan, &[], 0, &sizes, &mut muts, hyper).unwrap_err();
+    assert!(
+        e.to_string().contains("a predict plan run as a step"),
+        "{e}"
     );
 }
