@@ -13,6 +13,7 @@
 //! plan lane by lane on the CPU, so the plan can be checked against the
 //! reference evaluator on a machine without a GPU.
 
+pub mod emulate;
 pub mod nvrtc;
 pub mod plan;
 pub mod render;
