@@ -199,6 +199,7 @@ fn operands(expr: &Expr) -> Vec<ValueId> {
         | Expr::BagLen(_) => Vec::new(),
         Expr::Shift { index, .. } => vec![*index],
         Expr::InRange(v) | Expr::Unary(_, v) | Expr::Copy(v) => vec![*v],
+        Expr::Extract { x, .. } => vec![*x],
         Expr::Load { row, .. } => row.iter().copied().collect(),
         Expr::Binary(_, a, b) => vec![*a, *b],
         Expr::Broadcast { x, .. } => vec![*x],
@@ -876,6 +877,18 @@ impl Renderer<'_> {
             Expr::Broadcast { x, .. } => {
                 let x = *x;
                 self.numeric(out, &c, |_| x.to_string())
+            }
+            Expr::Extract { x, index } => {
+                let value = match self.layout(*x) {
+                    // One shuffle from the lane and register that hold the element.
+                    Layout::Spread(_) => format!(
+                        "__shfl_sync(FULL_MASK, {x}[{}], {})",
+                        index / WARP,
+                        index % WARP
+                    ),
+                    _ => x.to_string(),
+                };
+                self.out.line(format!("const float {out} = {value};{c}"));
             }
             Expr::Copy(x) if matches!(self.layout(*x), Layout::Row(_)) => {
                 self.out.line(format!("const unsigned int {out} = {x};{c}"));
