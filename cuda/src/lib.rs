@@ -17,7 +17,29 @@
 //! driver at run time so recc builds and runs without CUDA.
 
 pub mod device;
+pub mod emulate;
 pub mod nvrtc;
 pub mod plan;
+pub mod render;
 
 pub use plan::{KernelKind, KernelPlan, PlanError, StepOptions};
+
+use recc_compiler::ir::Graph;
+
+/// The CUDA C++ of a model, as `recc emit --target cuda` prints it: the training step planned
+/// from the `gradient` graph and, when the model has a score, the predict kernel planned from
+/// the `forward` graph, in one source file that NVRTC compiles as it is.
+pub fn emit_cuda(
+    gradient: &Graph,
+    forward: &Graph,
+    options: StepOptions,
+) -> Result<String, PlanError> {
+    let step = plan::lower(gradient, KernelKind::Step(options))?;
+    let mut text = render::render(&step);
+    if forward.score.is_some() {
+        let predict = plan::lower(forward, KernelKind::Predict)?;
+        text.push('\n');
+        text.push_str(&render::render(&predict));
+    }
+    Ok(text)
+}

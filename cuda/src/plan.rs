@@ -238,6 +238,13 @@ pub enum Expr {
     },
     /// The same value (a loop-invariant value copied per bag member).
     Copy(ValueId),
+    /// Element `index` of a spread vector, read by every lane from the
+    /// lane that holds it (`__shfl_sync` from lane `index % 32` of
+    /// register `index / 32`): [`Layout::Uniform`].
+    Extract {
+        x: ValueId,
+        index: usize,
+    },
     /// Each lane's combination of its own elements: [`Layout::PerLane`].
     Partial(Partial),
     /// The warp's total of a per-lane value: `x = op(x, shfl_xor(x, d))`
@@ -375,6 +382,9 @@ pub const EPSILON: f32 = 1e-8;
 /// What a plan cannot express, or a graph the plan does not understand.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
+    /// A feature of the graph no CUDA kernel runs yet. Every op of the IR
+    /// plans today; this is the error for what a later op, or a limit of
+    /// a back end walking the plan, leaves out.
     #[error("{model}: the CUDA backend cannot run {what} yet (node %{node})")]
     Unsupported {
         model: String,
@@ -509,14 +519,6 @@ impl Lowerer<'_> {
         PlanError::Internal {
             model: self.g.name.clone(),
             message: message.into(),
-        }
-    }
-
-    fn unsupported(&self, what: &str, node: NodeId) -> PlanError {
-        PlanError::Unsupported {
-            model: self.g.name.clone(),
-            what: what.to_string(),
-            node: node.0,
         }
     }
 
@@ -828,13 +830,109 @@ impl Lowerer<'_> {
                     },
                 )
             }
-            Op::MatVec(..) => return Err(self.unsupported("a matrix-vector product", id)),
-            Op::MatTVec(..) => {
-                return Err(self.unsupported("a transposed matrix-vector product", id))
+            // Row k of a matrix, `cols` wide, is a slice of its elements;
+            // when `cols` is a multiple of 32 the slice is already on the
+            // lanes of the vector it meets, and the move costs nothing.
+            Op::MatVec(m, v) => {
+                let (rows, cols) = self.mat_dims(id, m)?;
+                let (m, v) = (self.value(m)?, self.value(v)?);
+                let mut pieces = Vec::with_capacity(rows);
+                for k in 0..rows {
+                    let row = self.slice(out, member, m, k * cols, cols);
+                    let p = emit(
+                        self,
+                        out,
+                        Layout::PerLane,
+                        Expr::Partial(Partial::Dot(row, v)),
+                    );
+                    let d = emit(
+                        self,
+                        out,
+                        Layout::Uniform,
+                        Expr::Butterfly {
+                            x: p,
+                            op: Combine::Sum,
+                        },
+                    );
+                    pieces.push(Piece {
+                        src: d,
+                        src_start: 0,
+                        dst_start: k,
+                        len: 1,
+                    });
+                }
+                emit(self, out, layout, Expr::Move { len: rows, pieces })
             }
-            Op::Outer(..) => return Err(self.unsupported("an outer product", id)),
+            Op::MatTVec(m, v) => {
+                let (rows, cols) = self.mat_dims(id, m)?;
+                let (m, v) = (self.value(m)?, self.value(v)?);
+                // Σ_k row_k · v_k, rows in order from zero, as the JIT sums.
+                let mut acc = emit(self, out, layout, Expr::Zeros);
+                for k in 0..rows {
+                    let row = self.slice(out, member, m, k * cols, cols);
+                    let vk = emit(self, out, Layout::Uniform, Expr::Extract { x: v, index: k });
+                    let p = emit(self, out, layout, Expr::Binary(BinaryFn::Mul, row, vk));
+                    acc = emit(self, out, layout, Expr::Binary(BinaryFn::Add, acc, p));
+                }
+                acc
+            }
+            Op::Outer(a, b) => {
+                let rows = self.g.ty(a).shape().map_or(1, Shape::len);
+                let cols = self.g.ty(b).shape().map_or(1, Shape::len);
+                let (a, b) = (self.value(a)?, self.value(b)?);
+                let mut pieces = Vec::with_capacity(rows);
+                for k in 0..rows {
+                    let ak = emit(self, out, Layout::Uniform, Expr::Extract { x: a, index: k });
+                    let row = emit(
+                        self,
+                        out,
+                        Layout::Spread(cols),
+                        Expr::Binary(BinaryFn::Mul, b, ak),
+                    );
+                    pieces.push(Piece {
+                        src: row,
+                        src_start: 0,
+                        dst_start: k * cols,
+                        len: cols,
+                    });
+                }
+                emit(
+                    self,
+                    out,
+                    layout,
+                    Expr::Move {
+                        len: rows * cols,
+                        pieces,
+                    },
+                )
+            }
             Op::Shift(..) => return Err(self.internal(format!("{id}: a shift typed as a number"))),
         })
+    }
+
+    fn mat_dims(&self, id: NodeId, m: NodeId) -> Result<(usize, usize), PlanError> {
+        match self.g.ty(m).shape() {
+            Some(Shape::Mat(r, c)) => Ok((r, c)),
+            _ => Err(self.internal(format!("{id}: {m} is not a matrix"))),
+        }
+    }
+
+    /// Elements `start..start + len` of `x` as a vector of their own.
+    fn slice(
+        &mut self,
+        out: &mut Vec<Instr>,
+        member: Option<SlotId>,
+        x: ValueId,
+        start: usize,
+        len: usize,
+    ) -> ValueId {
+        let pieces = vec![Piece {
+            src: x,
+            src_start: start,
+            dst_start: 0,
+            len,
+        }];
+        self.emit(out, Layout::Spread(len), member, Expr::Move { len, pieces })
     }
 
     /// The row steps of one update of table `t`, in order.

@@ -64,7 +64,10 @@ impl Writer {
     }
 
     fn open(&mut self, s: impl AsRef<str>) {
-        self.line(format!("{} {{", s.as_ref()));
+        match s.as_ref() {
+            "" => self.line("{"),
+            s => self.line(format!("{s} {{")),
+        }
         self.depth += 1;
     }
 
@@ -99,6 +102,24 @@ fn float(x: f32) -> String {
     } else {
         // Rust's shortest round-trip form; it always has a `.` or an exponent.
         format!("{x:?}f")
+    }
+}
+
+/// A value's comment (`  // %3`, or nothing) with a note added.
+fn with_note(comment: &str, note: &str) -> String {
+    if comment.is_empty() {
+        format!("  // {note}")
+    } else {
+        format!("{comment}: {note}")
+    }
+}
+
+/// `table[row * lanes + element]`, plain `table[row]` for one float per row.
+fn row_element(table: TableId, row: &str, lanes: usize, element: &str) -> String {
+    if lanes == 1 && element == "0u" {
+        format!("{table}[{row}]")
+    } else {
+        format!("{table}[(size_t){row} * {lanes}u + {element}]")
     }
 }
 
@@ -177,7 +198,8 @@ fn operands(expr: &Expr) -> Vec<ValueId> {
         | Expr::MemberWeight
         | Expr::BagLen(_) => Vec::new(),
         Expr::Shift { index, .. } => vec![*index],
-        Expr::InRange(v) | Expr::Unary(_, v) => vec![*v],
+        Expr::InRange(v) | Expr::Unary(_, v) | Expr::Copy(v) => vec![*v],
+        Expr::Extract { x, .. } => vec![*x],
         Expr::Load { row, .. } => row.iter().copied().collect(),
         Expr::Binary(_, a, b) => vec![*a, *b],
         Expr::Broadcast { x, .. } => vec![*x],
@@ -216,7 +238,10 @@ impl Renderer<'_> {
     }
 
     fn table_lanes(&self, t: TableId) -> usize {
-        self.plan.tables.get(t.index()).map_or(1, |table| table.lanes)
+        self.plan
+            .tables
+            .get(t.index())
+            .map_or(1, |table| table.lanes)
     }
 
     fn domain_name(&self, d: recc_compiler::ir::DomainId) -> &str {
@@ -236,24 +261,37 @@ impl Renderer<'_> {
     fn file(&mut self) {
         let plan = self.plan;
         let name = kernel_name(plan);
+        let ball = plan.tables.iter().any(|t| t.constraint == Constraint::Ball);
         let what = match plan.kind {
-            KernelKind::Step(options) => format!(
-                "one training step per example ({}, rows of `on ball` tables kept inside {})",
+            KernelKind::Step(options) if ball => format!(
+                "one training step per example ({}; rows on the ball kept inside norm {})",
                 options.optimizer, options.max_ball_norm
             ),
+            KernelKind::Step(options) => {
+                format!("one training step per example ({})", options.optimizer)
+            }
             KernelKind::Predict => "the score of each example".to_string(),
         };
-        self.out.line(format!("// recc: model `{}`, kernel `{name}`: {what}.", plan.model));
-        self.out.line("// Generated from the model's kernel plan: one warp per example, vectors");
-        self.out.line("// spread over the warp's lanes, reductions by warp shuffles.");
+        self.out.line(format!(
+            "// recc: model `{}`, kernel `{name}`: {what}.",
+            plan.model
+        ));
+        self.out
+            .line("// Generated from the model's kernel plan: one warp per example, vectors");
+        self.out
+            .line("// spread over the warp's lanes, reductions by warp shuffles.");
         self.out.line("");
         // A namespace per kernel, so a step and a predict kernel can share one source file.
         self.out.line(format!("namespace recc_{name} {{"));
         self.out.line("");
-        self.out.line("constexpr unsigned int FULL_MASK = 0xffffffffu;");
-        self.out.line("// Scratch floats per bag member (per warp: bag_cap members).");
         self.out
-            .line(format!("constexpr unsigned int BAG_LANES = {}u;", plan.bag_lanes));
+            .line("constexpr unsigned int FULL_MASK = 0xffffffffu;");
+        self.out
+            .line("// Scratch floats per bag member (per warp: bag_cap members).");
+        self.out.line(format!(
+            "constexpr unsigned int BAG_LANES = {}u;",
+            plan.bag_lanes
+        ));
         self.out.line("");
         self.helpers();
         self.signature();
@@ -265,6 +303,7 @@ impl Renderer<'_> {
     fn helpers(&mut self) {
         let mut unary = BTreeSet::new();
         let mut moves = false;
+        let (mut sum, mut max) = (false, false);
         walk(&self.plan.body, &mut |instr| {
             if let Instr::Let { expr, .. } = instr {
                 match expr {
@@ -272,13 +311,28 @@ impl Renderer<'_> {
                         unary.insert(*f);
                     }
                     Expr::Move { .. } => moves = true,
+                    Expr::Butterfly {
+                        op: Combine::Sum, ..
+                    } => sum = true,
+                    Expr::Butterfly {
+                        op: Combine::Max, ..
+                    } => max = true,
                     _ => {}
                 }
             }
         });
+        if let Output::Step { updates, .. } = &self.plan.output {
+            // The ball's steps take the row's norm.
+            sum |= updates
+                .iter()
+                .flat_map(|u| u.steps())
+                .any(|step| matches!(step, RowStep::BallMetric | RowStep::BallShrink { .. }));
+        }
         if unary.contains(&UnaryFn::Softplus) || unary.contains(&UnaryFn::LogSigmoid) {
-            self.out.line("// log(1 + e^x) without overflow, as the evaluator computes it.");
-            self.out.open("__device__ __forceinline__ double recc_softplus_d(double x)");
+            self.out
+                .line("// log(1 + e^x) without overflow, as the evaluator computes it.");
+            self.out
+                .open("__device__ __forceinline__ double recc_softplus_d(double x)");
             self.out
                 .line("return x > 0.0 ? x + log1p(exp(-x)) : log1p(exp(x));");
             self.out.close();
@@ -295,9 +349,11 @@ impl Renderer<'_> {
             "// The warp's total: a butterfly over lane offsets {}; every lane ends with it.",
             offsets.join(", ")
         ));
-        for (name, combine) in [("sum", "x + y"), ("max", "(x > y ? x : y)")] {
-            self.out
-                .open(format!("__device__ __forceinline__ float warp_{name}(float x)"));
+        let butterflies = [(sum, "sum", "x + y"), (max, "max", "(x > y ? x : y)")];
+        for (_, name, combine) in butterflies.into_iter().filter(|b| b.0) {
+            self.out.open(format!(
+                "__device__ __forceinline__ float warp_{name}(float x)"
+            ));
             for d in BUTTERFLY {
                 self.out.line(format!(
                     "{{ float y = __shfl_xor_sync(FULL_MASK, x, {d}); x = {combine}; }}"
@@ -310,8 +366,9 @@ impl Renderer<'_> {
             self.out.line("");
             self.out
                 .line("// Element `s` of a vector spread over the warp in `regs` registers, for");
-            self.out
-                .line("// every lane at once (every lane takes part in each shuffle); 0 off the end.");
+            self.out.line(
+                "// every lane at once (every lane takes part in each shuffle); 0 off the end.",
+            );
             self.out.line("template <int REGS>");
             self.out.open(
                 "__device__ __forceinline__ float warp_element(const float (&src)[REGS], int s)",
@@ -349,13 +406,19 @@ impl Renderer<'_> {
                 SlotInput::Bag(d) => {
                     params.push((
                         format!("const unsigned int* __restrict__ {s}_offsets"),
-                        format!("slot {s}: a bag of `{}` (n + 1 offsets)", self.domain_name(*d)),
+                        format!(
+                            "slot {s}: a bag of `{}` (n + 1 offsets)",
+                            self.domain_name(*d)
+                        ),
                     ));
                     params.push((
                         format!("const unsigned int* __restrict__ {s}_members"),
                         String::new(),
                     ));
-                    params.push((format!("const float* __restrict__ {s}_weights"), String::new()));
+                    params.push((
+                        format!("const float* __restrict__ {s}_weights"),
+                        String::new(),
+                    ));
                 }
                 SlotInput::Noise { lanes } => params.push((
                     format!("const float* __restrict__ {s}"),
@@ -379,8 +442,10 @@ impl Renderer<'_> {
             params.push((
                 format!("{constness}float* {t}"),
                 format!(
-                    "table {t} `{}`: {rows}, {} float(s){constraint}",
-                    table.name, table.lanes
+                    "table {t} `{}`: {rows}, {} float{}{constraint}",
+                    table.name,
+                    table.lanes,
+                    if table.lanes == 1 { "" } else { "s" }
                 ),
             ));
             match step {
@@ -437,8 +502,10 @@ impl Renderer<'_> {
                 "the score of each example".into(),
             )),
         }
-        self.out
-            .line(format!("extern \"C\" __global__ void {}(", kernel_name(self.plan)));
+        self.out.line(format!(
+            "extern \"C\" __global__ void {}(",
+            kernel_name(self.plan)
+        ));
         let last = params.len().saturating_sub(1);
         for (i, (decl, comment)) in params.into_iter().enumerate() {
             let sep = if i == last { "" } else { "," };
@@ -454,14 +521,14 @@ impl Renderer<'_> {
 
     fn kernel_body(&mut self) {
         self.out.open("");
-        self.out.line("const unsigned int lane = threadIdx.x & 31u;");
+        self.out
+            .line("const unsigned int lane = threadIdx.x & 31u;");
         self.out
             .line("const unsigned int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;");
         self.out
             .line("const unsigned int warps = (gridDim.x * blockDim.x) >> 5;");
-        self.out.line(
-            "float* const warp_scratch = scratch + (size_t)warp * bag_cap * BAG_LANES;",
-        );
+        self.out
+            .line("float* const warp_scratch = scratch + (size_t)warp * bag_cap * BAG_LANES;");
         self.out.line("(void)warp_scratch;");
         let step = self.optimizer().is_some();
         if step {
@@ -492,8 +559,7 @@ impl Renderer<'_> {
         match &self.plan.output {
             Output::Step { loss, updates } => {
                 self.out.line("");
-                self.out
-                    .open(format!("if (!isfinite({loss}))"));
+                self.out.open(format!("if (!isfinite({loss}))"));
                 self.out
                     .line("// As the JIT: no update from this example, and no examples after it.");
                 self.out.line("if (lane == 0) atomicMin(stopped, e);");
@@ -505,7 +571,8 @@ impl Renderer<'_> {
                 }
             }
             Output::Predict { score } => {
-                self.out.line(format!("if (lane == 0) scores[e] = {score};"));
+                self.out
+                    .line(format!("if (lane == 0) scores[e] = {score};"));
             }
         }
         self.out.close();
@@ -538,8 +605,7 @@ impl Renderer<'_> {
                     self.out.line(format!("{acc} += {};", self.at(*x, 0)));
                 } else {
                     for r in 0..regs {
-                        self.out
-                            .line(format!("{acc}[{r}] += {};", self.at(*x, r)));
+                        self.out.line(format!("{acc}[{r}] += {};", self.at(*x, r)));
                     }
                 }
             }
@@ -555,14 +621,32 @@ impl Renderer<'_> {
         self.out.line(format!(
             "// Each member of bag {slot} (`{domain}`), the whole warp together."
         ));
-        self.out
-            .open(format!("for (unsigned int {slot}_i = 0; {slot}_i < {slot}_len; ++{slot}_i)"));
-        self.out.line(format!(
-            "const unsigned int {slot}_member = {slot}_members[{slot}_begin + {slot}_i];"
+        self.out.open(format!(
+            "for (unsigned int {slot}_i = 0; {slot}_i < {slot}_len; ++{slot}_i)"
         ));
-        self.out.line(format!(
-            "const float {slot}_weight = {slot}_weights[{slot}_begin + {slot}_i];"
-        ));
+        let (rows, weights) = body
+            .iter()
+            .fold((false, false), |(r, w), instr| match instr {
+                Instr::Let {
+                    expr: Expr::MemberRow { .. },
+                    ..
+                } => (true, true),
+                Instr::Let {
+                    expr: Expr::MemberWeight,
+                    ..
+                } => (r, true),
+                _ => (r, w),
+            });
+        if rows {
+            self.out.line(format!(
+                "const unsigned int {slot}_member = {slot}_members[{slot}_begin + {slot}_i];"
+            ));
+        }
+        if weights {
+            self.out.line(format!(
+                "const float {slot}_weight = {slot}_weights[{slot}_begin + {slot}_i];"
+            ));
+        }
         // Per-member values of an earlier loop over this bag come back from scratch.
         let mut defined_here = BTreeSet::new();
         let mut used = BTreeSet::new();
@@ -598,7 +682,9 @@ impl Renderer<'_> {
     /// Scratch of member `index` of the bag for value `v`'s region.
     fn scratch_at(&self, v: ValueId, index: &str) -> Option<String> {
         let offset = self.plan.values.get(v.index())?.scratch?;
-        Some(format!("warp_scratch[(size_t){index} * BAG_LANES + {offset}u"))
+        Some(format!(
+            "warp_scratch[(size_t){index} * BAG_LANES + {offset}u"
+        ))
     }
 
     fn store_member(&mut self, v: ValueId) {
@@ -632,7 +718,8 @@ impl Renderer<'_> {
         match self.layout(v) {
             Layout::Spread(n) => {
                 let regs = self.registers(v);
-                self.out.line(format!("float {v}[{regs}];  // from scratch"));
+                self.out
+                    .line(format!("float {v}[{regs}];  // from scratch"));
                 for r in 0..regs {
                     let value = format!("{base} + {}]", element(r));
                     match in_bounds(r, n) {
@@ -671,7 +758,9 @@ impl Renderer<'_> {
     fn numeric(&mut self, out: ValueId, comment: &str, value: impl Fn(usize) -> String) {
         match self.layout(out) {
             Layout::Spread(n) => self.spread(out, n, comment, value),
-            _ => self.out.line(format!("const float {out} = {};{comment}", value(0))),
+            _ => self
+                .out
+                .line(format!("const float {out} = {};{comment}", value(0))),
         }
     }
 
@@ -686,7 +775,8 @@ impl Renderer<'_> {
                 Layout::Spread(n) => {
                     let regs = n.div_ceil(WARP);
                     let zeros = vec!["0.0f"; regs].join(", ");
-                    self.out.line(format!("float {out}[{regs}] = {{{zeros}}};{c}"));
+                    self.out
+                        .line(format!("float {out}[{regs}] = {{{zeros}}};{c}"));
                 }
                 _ => self.out.line(format!("float {out} = 0.0f;{c}")),
             },
@@ -710,9 +800,9 @@ impl Renderer<'_> {
                             format!("{s}[(size_t)e * {lanes}u + {}]", el(r))
                         })
                     }
-                    None => self
-                        .out
-                        .line(format!("// {out}: slot {s} is not in the plan (a plan error)")),
+                    None => self.out.line(format!(
+                        "// {out}: slot {s} is not in the plan (a plan error)"
+                    )),
                 }
             }
             Expr::Shift { index, by, domain } => {
@@ -733,15 +823,15 @@ impl Renderer<'_> {
             Expr::Load { table, row } => {
                 let lanes = self.table_lanes(*table);
                 let name = self.table_name(*table).to_string();
-                let c = format!("{c}  // `{name}`");
+                let c = with_note(&c, &format!("`{name}`"));
                 let t = *table;
                 match row {
                     Some(row) => {
                         let row = *row;
                         self.numeric(out, &c, |r| {
                             format!(
-                                "({row}_ok ? {t}[(size_t){row} * {lanes}u + {}] : 0.0f)",
-                                el(r)
+                                "({row}_ok ? {} : 0.0f)",
+                                row_element(t, &row.to_string(), lanes, &el(r))
                             )
                         })
                     }
@@ -752,18 +842,19 @@ impl Renderer<'_> {
                 let slot = self.loops.last().map_or(SlotId(0), |l| l.slot);
                 let lanes = self.table_lanes(*table);
                 let name = self.table_name(*table).to_string();
-                let c = format!("{c}  // `{name}` of the member, weighted");
+                let c = with_note(&c, &format!("`{name}` of the member, weighted"));
                 let t = *table;
                 self.numeric(out, &c, |r| {
                     format!(
-                        "{slot}_weight * {t}[(size_t){slot}_member * {lanes}u + {}]",
-                        el(r)
+                        "{slot}_weight * {}",
+                        row_element(t, &format!("{slot}_member"), lanes, &el(r))
                     )
                 })
             }
             Expr::MemberWeight => {
                 let slot = self.loops.last().map_or(SlotId(0), |l| l.slot);
-                self.out.line(format!("const float {out} = {slot}_weight;{c}"));
+                self.out
+                    .line(format!("const float {out} = {slot}_weight;{c}"));
             }
             Expr::BagLen(slot) => self.out.line(format!(
                 "const float {out} = (float)({slot}_len > 1u ? {slot}_len : 1u);{c}"
@@ -786,6 +877,27 @@ impl Renderer<'_> {
             Expr::Broadcast { x, .. } => {
                 let x = *x;
                 self.numeric(out, &c, |_| x.to_string())
+            }
+            Expr::Extract { x, index } => {
+                let value = match self.layout(*x) {
+                    // One shuffle from the lane and register that hold the element.
+                    Layout::Spread(_) => format!(
+                        "__shfl_sync(FULL_MASK, {x}[{}], {})",
+                        index / WARP,
+                        index % WARP
+                    ),
+                    _ => x.to_string(),
+                };
+                self.out.line(format!("const float {out} = {value};{c}"));
+            }
+            Expr::Copy(x) if matches!(self.layout(*x), Layout::Row(_)) => {
+                self.out.line(format!("const unsigned int {out} = {x};{c}"));
+                self.out.line(format!("const bool {out}_ok = {x}_ok;"));
+            }
+            Expr::Copy(x) => {
+                let values: Vec<String> =
+                    (0..self.registers(out)).map(|r| self.at(*x, r)).collect();
+                self.numeric(out, &c, |r| values[r].clone())
             }
             Expr::Partial(partial) => self.partial(out, *partial, &c),
             Expr::Butterfly { x, op } => {
@@ -864,11 +976,12 @@ impl Renderer<'_> {
             ));
             for r in 0..regs {
                 let k = element(r);
-                let cond = format!(
-                    "{k} >= {}u && {k} < {}u",
-                    piece.dst_start,
-                    piece.dst_start + piece.len
-                );
+                let end = piece.dst_start + piece.len;
+                let cond = if piece.dst_start == 0 {
+                    format!("{k} < {end}u")
+                } else {
+                    format!("{k} >= {}u && {k} < {end}u", piece.dst_start)
+                };
                 match self.layout(src) {
                     Layout::Spread(_) => {
                         if shift.rem_euclid(WARP as i64) == 0 {
@@ -892,9 +1005,8 @@ impl Renderer<'_> {
                         if piece.src_start == 0 && piece.len >= 1 {
                             let at = piece.dst_start;
                             if at / WARP == r {
-                                self.out.line(format!(
-                                    "if ({k} == {at}u) {out}[{r}] = {src};"
-                                ));
+                                self.out
+                                    .line(format!("if ({k} == {at}u) {out}[{r}] = {src};"));
                             }
                         }
                     }
@@ -909,7 +1021,8 @@ impl Renderer<'_> {
         self.out.line("");
         match update {
             Update::Global { grad, steps, .. } => {
-                self.out.line(format!("// Update the global `{name}` ({t})."));
+                self.out
+                    .line(format!("// Update the global `{name}` ({t})."));
                 self.out.open("");
                 self.apply(t, "0u", &[(*grad, None)], steps);
                 self.out.close();
@@ -956,11 +1069,18 @@ impl Renderer<'_> {
 
     /// The row steps on row `row` of table `t`, with the gradient the sum of `grads` (each
     /// counted when its index, if any, names `row`). Lane `j` owns elements `j, j + 32, …`.
-    fn apply(&mut self, t: TableId, row: &str, grads: &[(ValueId, Option<ValueId>)], steps: &[RowStep]) {
+    fn apply(
+        &mut self,
+        t: TableId,
+        row: &str,
+        grads: &[(ValueId, Option<ValueId>)],
+        steps: &[RowStep],
+    ) {
         let lanes = self.table_lanes(t);
         let regs = lanes.div_ceil(WARP);
-        self.out
-            .line(format!("float* const row = {t} + (size_t){row} * {lanes}u;"));
+        self.out.line(format!(
+            "float* const row = {t} + (size_t){row} * {lanes}u;"
+        ));
         self.out.line(format!("float g[{regs}], x[{regs}];"));
         for r in 0..regs {
             let mut sum = self.grad_at(grads[0].0, r);
@@ -995,7 +1115,7 @@ impl Renderer<'_> {
                     self.out.line("// The Poincaré metric scales the gradient.");
                     self.norm2("x", regs);
                     self.out
-                        .line("const float metric = (1.0f - norm2) * (1.0f - norm2) / 4.0f;");
+                        .line("const float metric = (1.0f - norm2) * (1.0f - norm2) * 0.25f;");
                     self.each(regs, lanes, "g[r] *= metric;");
                     self.out.close();
                 }
