@@ -52,7 +52,8 @@ pub fn refusal(probe: &std::result::Result<DeviceInfo, Missing>) -> String {
             text.push_str(&format!("and {} compiles kernels for it, ", info.nvrtc));
             text.push_str(
                 "but the CUDA training runtime is not built yet, so recc cannot train or \
-                 measure on a GPU; use --backend jit",
+                 measure on a GPU; use --backend jit (the kernels can be read with \
+                 `recc emit --target cuda`)",
             );
             text
         }
@@ -94,7 +95,8 @@ mod tests {
              GPU 0: NVIDIA H200 (sm_90, 132 multiprocessors, 150.0 GiB)\n\
              and NVRTC 13.0 (target/nvrtc/nvidia/cu13/lib/libnvrtc.so.13) compiles kernels \
              for it, but the CUDA training runtime is not built yet, so recc cannot train or \
-             measure on a GPU; use --backend jit"
+             measure on a GPU; use --backend jit (the kernels can be read with \
+             `recc emit --target cuda`)"
         );
     }
 

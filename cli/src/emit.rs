@@ -1,6 +1,6 @@
 //! `recc emit`: the code a model's formulas became, for people to read.
 
-use crate::run::{compile_file, failed, Result};
+use crate::run::{compile_file, failed, usage, Result};
 use recc_compiler::{forward_graph, gradient_graph};
 use recc_jit::{ClifStage, KernelKind, StepOptions};
 use recc_runtime::init::MAX_BALL_NORM;
@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 pub enum Target {
     /// The Cranelift IR of the native (JIT) kernel
     Clif,
+    /// The CUDA C++ of the GPU kernels: the training step and, when the
+    /// model has a score, the predict kernel, as one source file
+    Cuda,
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -32,9 +35,15 @@ pub struct EmitArgs {
 
 /// `recc emit`
 pub fn emit_command(args: &EmitArgs) -> Result<()> {
+    if args.optimized && args.target != Target::Clif {
+        return Err(usage(
+            "--optimized: only --target clif has an optimised form",
+        ));
+    }
     let source = compile_file(&args.file)?;
     let text = match args.target {
         Target::Clif => clif_text(&args.file, &source.model, args)?,
+        Target::Cuda => cuda_text(&args.file, &source.model, args.predict)?,
     };
     print!("{text}");
     if !text.ends_with('\n') {
@@ -79,4 +88,22 @@ fn clif_text(path: &Path, model: &recc_compiler::model::Model, args: &EmitArgs) 
     };
     recc_jit::clif(&graph, kind, prefetch, stage)
         .map_err(|e| failed(format!("{}: {e}", path.display())))
+}
+
+/// The CUDA source of the model's kernels: both (as the GPU runtime would
+/// compile them), or with `predict` the predict kernel alone.
+fn cuda_text(path: &Path, model: &recc_compiler::model::Model, predict: bool) -> Result<String> {
+    let located = |e: &dyn std::fmt::Display| failed(format!("{}: {e}", path.display()));
+    let forward = forward_graph(model).map_err(|e| located(&e))?;
+    if predict {
+        let plan = recc_cuda::plan::lower(&forward, recc_cuda::KernelKind::Predict)
+            .map_err(|e| located(&e))?;
+        return Ok(recc_cuda::render::render(&plan));
+    }
+    let gradient = gradient_graph(model).map_err(|e| located(&e))?;
+    let options = recc_cuda::StepOptions {
+        optimizer: TrainConfig::from_fit(&model.fit).optimizer,
+        max_ball_norm: MAX_BALL_NORM,
+    };
+    recc_cuda::emit_cuda(&gradient, &forward, options).map_err(|e| located(&e))
 }

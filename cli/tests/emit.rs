@@ -109,8 +109,65 @@ fn an_unknown_target_is_a_usage_error_listing_the_targets() {
     let run = recc(&["emit", "--target", "wasm", DOT4]);
     assert_eq!(run.code, 2);
     assert!(
-        run.stderr.contains("possible values: clif"),
+        run.stderr.contains("possible values: clif, cuda"),
         "{}",
         run.stderr
     );
+}
+
+/// The CUDA source of the smallest model: the step kernel (forward, the
+/// squared error's gradient, SGD on both rows) and the predict kernel.
+#[test]
+fn cuda_of_both_kernels() {
+    let run = recc(&["emit", "--target", "cuda", DOT4]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+    assert!(
+        run.stdout.contains("__global__ void step("),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("__global__ void predict("),
+        "{}",
+        run.stdout
+    );
+    insta::assert_snapshot!("cuda_dot4", run.stdout);
+}
+
+#[test]
+fn cuda_predict_is_the_predict_kernel_alone() {
+    let run = recc(&["emit", "--target", "cuda", "--predict", DOT4]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("__global__ void predict("));
+    assert!(!run.stdout.contains("void step("));
+    assert!(run.stdout.contains("__shfl_xor_sync"));
+}
+
+/// Every model in models/ has CUDA kernels (the golden text of each is
+/// pinned in cuda/tests/; here the command's path to them).
+#[test]
+fn cuda_of_every_model() {
+    let dir = workspace().join("models");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".rec"))
+        .collect();
+    files.sort();
+    assert!(files.len() > 10);
+    for f in files {
+        let path = format!("models/{f}");
+        let run = recc(&["emit", "--target", "cuda", &path]);
+        assert_eq!(run.code, 0, "{path}: {}", run.stderr);
+        assert!(run.stdout.contains("__global__ void step("), "{path}");
+    }
+}
+
+#[test]
+fn optimized_is_for_clif_only() {
+    let run = recc(&["emit", "--target", "cuda", "--optimized", DOT4]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("only --target clif"), "{}", run.stderr);
 }
