@@ -1240,3 +1240,31 @@ fn ctrl_c_stops_training_and_writes_a_loadable_model_with_exit_130() {
         eval.stdout
     );
 }
+
+/// `eval --backend` chooses what scores the test rows: the native predict
+/// kernel (f32) and the reference evaluator (f64) agree to f32's precision;
+/// a name no backend has is a usage error.
+#[test]
+fn eval_backend_chooses_the_scorer() {
+    let dir = temp();
+    let model = train_biased_mf(dir.path(), "2");
+    let jit = recc(&["eval", path_str(&model), "--backend", "jit", "--json"])
+        .ok()
+        .json();
+    let interp = recc(&["eval", path_str(&model), "--backend", "interp", "--json"])
+        .ok()
+        .json();
+    let rmse = |v: &Value| v["metrics"]["rmse"].as_f64().unwrap_or(f64::NAN);
+    assert!(rmse(&jit).is_finite(), "{jit:#}");
+    assert!(
+        (rmse(&jit) - rmse(&interp)).abs() < 1e-4,
+        "{jit:#}\n{interp:#}"
+    );
+    assert_eq!(jit["rows"], interp["rows"]);
+    let bad = recc(&["eval", path_str(&model), "--backend", "tpu"]).fails(2);
+    assert!(
+        bad.stderr.contains("unknown backend `tpu`"),
+        "{}",
+        bad.stderr
+    );
+}
