@@ -1023,3 +1023,183 @@ impl Lowerer<'_> {
         Ok(updates)
     }
 }
+
+/// The plan as text, one value per line in A-normal form (as `recc ir`
+/// prints the graph): `v3 = butterfly.sum v2 : uniform  # %7`. For
+/// reading a plan and for comments in generated code; nothing parses it.
+impl fmt::Display for KernelPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            KernelKind::Step(o) => format!("step, {}", o.optimizer),
+            KernelKind::Predict => "predict".to_string(),
+        };
+        writeln!(f, "plan {} ({kind}), {WARP} lanes per example", self.model)?;
+        for (s, input) in self.slots.iter().enumerate() {
+            let what = match input {
+                SlotInput::Index(d) => format!("index of {}", self.domain_name(*d)),
+                SlotInput::Real => "real".to_string(),
+                SlotInput::Bag(d) => format!("bag of {}", self.domain_name(*d)),
+                SlotInput::Noise { lanes } => format!("noise, {lanes} lanes"),
+            };
+            writeln!(f, "slot s{s}: {what}")?;
+        }
+        for (t, table) in self.tables.iter().enumerate() {
+            let rows = table.domain.map_or("1 row".to_string(), |d| {
+                format!("rows of {}", self.domain_name(d))
+            });
+            let constraint = match table.constraint {
+                Constraint::None => "",
+                Constraint::Ball => ", on ball",
+                Constraint::Nonneg => ", nonneg",
+            };
+            writeln!(
+                f,
+                "table t{t} {}: {rows} × {} lanes{constraint}",
+                table.name, table.lanes
+            )?;
+        }
+        if self.bag_lanes > 0 {
+            writeln!(f, "scratch: {} floats per bag member", self.bag_lanes)?;
+        }
+        self.write_body(f, &self.body, 0)?;
+        match &self.output {
+            Output::Predict { score } => writeln!(f, "score {score}"),
+            Output::Step { loss, updates } => {
+                writeln!(f, "loss {loss}")?;
+                for u in updates {
+                    let steps: Vec<String> = u.steps().iter().map(row_step_text).collect();
+                    let steps = steps.join(", ");
+                    match u {
+                        Update::Global { table, grad, .. } => {
+                            writeln!(f, "update t{} by {grad}: {steps}", table.0)?
+                        }
+                        Update::Row {
+                            table,
+                            row,
+                            grad,
+                            also,
+                            unless,
+                            ..
+                        } => {
+                            write!(f, "update t{}[{row}] by {grad}", table.0)?;
+                            for (r, g) in also {
+                                write!(f, " + {g} if {r} = {row}")?;
+                            }
+                            for r in unless {
+                                write!(f, ", unless {r} = {row}")?;
+                            }
+                            writeln!(f, ": {steps}")?
+                        }
+                        Update::BagRows {
+                            table, slot, grad, ..
+                        } => writeln!(
+                            f,
+                            "update t{}[each member of s{}] by {grad}: {steps}",
+                            table.0, slot.0
+                        )?,
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn row_step_text(s: &RowStep) -> String {
+    match s {
+        RowStep::BallMetric => "ball metric".into(),
+        RowStep::Sgd => "sgd".into(),
+        RowStep::Adagrad => "adagrad".into(),
+        RowStep::Adam => "adam".into(),
+        RowStep::Nonneg => "nonneg".into(),
+        RowStep::BallShrink { max_norm } => format!("ball shrink to {max_norm}"),
+        RowStep::Touch => "touch".into(),
+    }
+}
+
+impl KernelPlan {
+    fn domain_name(&self, d: DomainId) -> &str {
+        self.domains.get(d.index()).map_or("?", String::as_str)
+    }
+
+    fn write_body(&self, f: &mut fmt::Formatter<'_>, body: &[Instr], depth: usize) -> fmt::Result {
+        let indent = "  ".repeat(depth);
+        for instr in body {
+            match instr {
+                Instr::Let { out, expr } => {
+                    let info = self.values.get(out.index());
+                    let layout = info.map_or("?".to_string(), |i| match i.layout {
+                        Layout::Uniform => "uniform".into(),
+                        Layout::Spread(n) => format!("spread({n})"),
+                        Layout::PerLane => "per-lane".into(),
+                        Layout::Row(d) => format!("row of {}", self.domain_name(d)),
+                        Layout::Bag(s) => format!("bag s{}", s.0),
+                    });
+                    let kept = info
+                        .and_then(|i| i.scratch)
+                        .map_or(String::new(), |at| format!(", scratch +{at}"));
+                    let node = info
+                        .and_then(|i| i.node)
+                        .map_or(String::new(), |n| format!("  # {n}"));
+                    writeln!(
+                        f,
+                        "{indent}{out} = {} : {layout}{kept}{node}",
+                        expr_text(expr)
+                    )?;
+                }
+                Instr::ForMembers { slot, body } => {
+                    writeln!(f, "{indent}for each member of s{} {{", slot.0)?;
+                    self.write_body(f, body, depth + 1)?;
+                    writeln!(f, "{indent}}}")?;
+                }
+                Instr::Accumulate { acc, x } => writeln!(f, "{indent}{acc} += {x}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn expr_text(e: &Expr) -> String {
+    match e {
+        Expr::Const(c) => format!("const {c}"),
+        Expr::Zeros => "zeros".into(),
+        Expr::Input(s) => format!("input s{}", s.0),
+        Expr::Shift { index, by, .. } => format!("shift {index}, {by:+}"),
+        Expr::InRange(x) => format!("in_range {x}"),
+        Expr::Load { table, row: None } => format!("load t{}", table.0),
+        Expr::Load {
+            table,
+            row: Some(r),
+        } => format!("load t{}[{r}]", table.0),
+        Expr::MemberRow { table } => format!("member_row t{}", table.0),
+        Expr::MemberWeight => "member_weight".into(),
+        Expr::BagLen(s) => format!("bag_len s{}", s.0),
+        Expr::Unary(u, x) => format!("{} {x}", u.name()),
+        Expr::Binary(b, x, y) => format!("{} {x}, {y}", b.name()),
+        Expr::Broadcast { x, len } => format!("broadcast {x} to {len}"),
+        Expr::Copy(x) => format!("copy {x}"),
+        Expr::Extract { x, index } => format!("extract {x}[{index}]"),
+        Expr::Partial(Partial::Dot(a, b)) => format!("partial.dot {a}, {b}"),
+        Expr::Partial(Partial::Sum(a)) => format!("partial.sum {a}"),
+        Expr::Partial(Partial::Max(a)) => format!("partial.max {a}"),
+        Expr::Butterfly { x, op } => match op {
+            Combine::Sum => format!("butterfly.sum {x}"),
+            Combine::Max => format!("butterfly.max {x}"),
+        },
+        Expr::Move { len, pieces } => {
+            let parts: Vec<String> = pieces
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}[{}..{}] at {}",
+                        p.src,
+                        p.src_start,
+                        p.src_start + p.len,
+                        p.dst_start
+                    )
+                })
+                .collect();
+            format!("move {len}: {}", parts.join(", "))
+        }
+    }
+}

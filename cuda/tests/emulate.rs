@@ -17,8 +17,8 @@ use recc_compiler::interp::{evaluate, Example, Params};
 use recc_compiler::model::{Model, Optimizer};
 use recc_cuda::emulate::{self, Column, Hyper, TableMut};
 use recc_cuda::plan::{
-    lower, Expr, Instr, KernelKind, KernelPlan, Layout, Output, PlanError, RowStep, SlotInput,
-    StepOptions, Update, ValueId,
+    lower, Combine, Expr, Instr, KernelKind, KernelPlan, Layout, Output, PlanError, RowStep,
+    SlotInput, StepOptions, Update, ValueId,
 };
 use recc_runtime::bind::{BindOptions, Columns, SlotColumn};
 use recc_runtime::data::Dataset;
@@ -555,4 +555,67 @@ fn bad_inputs_are_errors_not_panics() {
         e.to_string().contains("a predict plan run as a step"),
         "{e}"
     );
+}
+
+#[test]
+fn the_plan_prints_one_value_a_line() {
+    let (_, plan) = plan_of("biased_mf.rec", Some(Optimizer::Sgd));
+    let text = plan.to_string();
+    println!("{text}");
+    let first = text.lines().next().unwrap_or("");
+    assert_eq!(first, "plan biased_mf (step, sgd), 32 lanes per example");
+    for want in [
+        "partial.dot",
+        "butterfly.sum",
+        ": spread(",
+        "loss v",
+        ": sgd, touch",
+    ] {
+        assert!(text.contains(want), "no `{want}` in\n{text}");
+    }
+    // One line per value, and one per update.
+    let Output::Step { updates, .. } = &plan.output else {
+        panic!("a step plan")
+    };
+    let lets = text.lines().filter(|l| l.contains(" = ")).count();
+    assert_eq!(lets, plan.values.len());
+    let ups = text.lines().filter(|l| l.starts_with("update ")).count();
+    assert_eq!(ups, updates.len());
+}
+
+/// The agreement check can fail: a plan whose butterflies keep the largest
+/// partial instead of the sum trains mf to other parameters.
+#[test]
+fn a_wrong_reduction_is_caught() {
+    let file = "mf.rec";
+    let model = compile_file(file);
+    let base = synth::generate(&SynthConfig::default());
+    let data = data_for(file, &base);
+    let s = split::random_holdout(data.len(), 0.2, 7);
+    let rows: Vec<usize> = s.train.iter().copied().take(200).collect();
+    let session = Session::new(&model, &data, &rows, &BindOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let config = config(&model, Backend::Interp);
+    let mut plan = lower(&session.gradient, KernelKind::Step(step_options(&config)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let interp = train::train(&session, &data, &rows, &[], &config, &mut Silent)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let right = train_emulated(&session, &data, &rows, &config, &plan).unwrap();
+    let (d, at) = max_rel_diff(&session, &interp.params, &right);
+    assert!(d <= PARAM_TOLERANCE, "{d:.3e} at {at}");
+    let mut broken = 0;
+    for i in &mut plan.body {
+        if let Instr::Let {
+            expr: Expr::Butterfly { op, .. },
+            ..
+        } = i
+        {
+            *op = Combine::Max;
+            broken += 1;
+        }
+    }
+    assert!(broken > 0);
+    let wrong = train_emulated(&session, &data, &rows, &config, &plan).unwrap();
+    let (d, at) = max_rel_diff(&session, &interp.params, &wrong);
+    assert!(d > PARAM_TOLERANCE, "{d:.3e} at {at}");
 }
