@@ -290,6 +290,10 @@ fn every_model_agrees_with_the_evaluator_after_1000_steps() {
                 continue;
             }
         };
+        if let Err(e) = plan.verify() {
+            failures.push(format!("{file}: {e}"));
+            continue;
+        }
         let interp = train::train(&session, &data, &rows, &[], &config, &mut Silent)
             .unwrap_or_else(|e| panic!("{file} (interp): {e}"));
         let emulated = match train_emulated(&session, &data, &rows, &config, &plan) {
@@ -302,6 +306,9 @@ fn every_model_agrees_with_the_evaluator_after_1000_steps() {
         let (diff, at) = max_rel_diff(&session, &interp.params, &emulated);
         let scores = if session.forward.score.is_some() {
             let predict = lower(&session.forward, KernelKind::Predict)
+                .unwrap_or_else(|e| panic!("{file} (predict): {e}"));
+            predict
+                .verify()
                 .unwrap_or_else(|e| panic!("{file} (predict): {e}"));
             match check_scores(&session, &data, &s.test, &interp.params, &predict) {
                 Ok(d) => format!("scores within {d:.1e}"),
@@ -618,4 +625,33 @@ fn a_wrong_reduction_is_caught() {
     let wrong = train_emulated(&session, &data, &rows, &config, &plan).unwrap();
     let (d, at) = max_rel_diff(&session, &interp.params, &wrong);
     assert!(d > PARAM_TOLERANCE, "{d:.3e} at {at}");
+}
+
+/// The verifier rejects what a renderer could not print: a butterfly of a
+/// value that is not a partial, a read before a definition.
+#[test]
+fn the_verifier_rejects_broken_plans() {
+    let (_, plan) = plan_of("biased_mf.rec", None);
+    plan.verify().unwrap_or_else(|e| panic!("{e}"));
+    let mut broken = plan.clone();
+    // The first butterfly reads a uniform value defined before it instead.
+    let mut uniform = None;
+    for i in &mut broken.body {
+        if let Instr::Let { out, expr } = i {
+            match expr {
+                Expr::Butterfly { x, .. } => {
+                    *x = uniform.expect("a uniform value before the first butterfly");
+                    break;
+                }
+                _ if plan.values[out.index()].layout == Layout::Uniform => uniform = Some(*out),
+                _ => {}
+            }
+        }
+    }
+    let e = broken.verify().unwrap_err().to_string();
+    assert!(e.contains("a butterfly takes a partial"), "{e}");
+    let mut broken = plan.clone();
+    broken.body.reverse();
+    let e = broken.verify().unwrap_err().to_string();
+    assert!(e.contains("before it is defined"), "{e}");
 }
