@@ -14,4 +14,4 @@
 pub mod emulate;
 pub mod plan;
 
-pub use plan::{KernelKind, KernelPlan, PlanError, StepOptions};
+pub use plan::{lower, KernelKind, KernelPlan, PlanError, StepOptions};
