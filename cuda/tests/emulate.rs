@@ -13,7 +13,8 @@
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use recc_compiler::interp::{evaluate, Example, Params};
+use recc_compiler::interp::{evaluate, Example, Params, SlotValue};
+use recc_compiler::ir::SlotKind;
 use recc_compiler::model::{Model, Optimizer};
 use recc_cuda::emulate::{self, Column, Hyper, TableMut};
 use recc_cuda::plan::{
@@ -24,6 +25,7 @@ use recc_runtime::bind::{BindOptions, Columns, SlotColumn};
 use recc_runtime::data::Dataset;
 use recc_runtime::init::MAX_BALL_NORM;
 use recc_runtime::native::NativeParams;
+use recc_runtime::optim::OptimiserState;
 use recc_runtime::predict::{finalise, with_cold_rows};
 use recc_runtime::session::Session;
 use recc_runtime::split;
@@ -709,4 +711,88 @@ fit { optimizer: adam(lr: 0.01), epochs: 1, seed: 3 }
     )
     .unwrap_or_else(|e| panic!("odd_shapes: {e}"));
     println!("odd_shapes {line}");
+}
+
+/// Two index nodes of one table naming the same row (bpr_mf's negative
+/// drawn equal to the positive, which sampling never does but an example
+/// may hold): the row takes one step with the sum of both gradients, as
+/// the evaluator sums gradients by row. Under Adam, a second step would
+/// also count twice.
+#[test]
+fn a_row_named_twice_takes_one_summed_step() {
+    let model = compile_file("bpr_mf.rec");
+    let data = synth::generate(&SynthConfig::default());
+    let rows: Vec<usize> = (0..200).collect();
+    let session = Session::new(&model, &data, &rows, &BindOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let g = &session.gradient;
+    let optimizer = Optimizer::Adam {
+        beta1: 0.9,
+        beta2: 0.999,
+    };
+    let mut config = config(&model, Backend::Interp);
+    config.optimizer = optimizer;
+    let plan = lower(g, KernelKind::Step(step_options(&config))).unwrap_or_else(|e| panic!("{e}"));
+    let sizes = session.binding.domain_sizes();
+    let mut params = recc_runtime::init::initialise(g, &sizes, 5).unwrap_or_else(|e| panic!("{e}"));
+    let mut native = NativeParams::new(&params, optimizer);
+    let mut columns = session.binding.columns();
+    let mut rng = StdRng::seed_from_u64(1);
+    session
+        .binding
+        .encode_rows(&data, &rows[..1], &mut rng, true, &mut columns);
+    // The negative slot takes the positive item's value.
+    let (mut positive, mut negative) = (None, None);
+    for (s, slot) in g.slots.iter().enumerate() {
+        match slot.kind {
+            SlotKind::Index(_) if slot.name == "i" => positive = Some(s),
+            SlotKind::Negative { .. } => negative = Some(s),
+            _ => {}
+        }
+    }
+    let (positive, negative) = (positive.expect("slot i"), negative.expect("a negative"));
+    let SlotColumn::Index(v) = &columns.slots[positive] else {
+        panic!("an index column")
+    };
+    let item = v[0];
+    columns.slots[negative] = SlotColumn::Index(vec![item]);
+    let example = Example {
+        slots: columns
+            .slots
+            .iter()
+            .map(|c| match c {
+                SlotColumn::Index(v) => SlotValue::Index(v[0] as usize),
+                SlotColumn::Real(v) => SlotValue::Real(f64::from(v[0])),
+                SlotColumn::Bag { .. } => panic!("bpr_mf has no bags"),
+            })
+            .collect(),
+    };
+    let hyper = Hyper {
+        lr: config.lr,
+        beta1: 0.9,
+        beta2: 0.999,
+    };
+    let ran = {
+        let views = column_views(&columns);
+        let mut tables = table_views(&mut native);
+        emulate::step(&plan, &views, 1, &sizes, &mut tables, hyper)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert_eq!(ran.done, 1);
+    let ev = evaluate(g, &params, &example).unwrap_or_else(|e| panic!("{e}"));
+    let mut opt = OptimiserState::new(optimizer, g, &params);
+    for ((t, row), grad) in &ev.gradients.rows {
+        opt.step(&mut params, *t, *row, grad, config.lr);
+    }
+    let q = g
+        .tables
+        .iter()
+        .position(|t| t.name == "q")
+        .expect("table q");
+    assert_eq!(
+        native.steps[q][item as usize], 1,
+        "one Adam step for the row"
+    );
+    let (d, at) = max_rel_diff(&session, &params, &native.to_params());
+    assert!(d <= 1e-5, "{d:.3e} at {at}");
 }
