@@ -791,9 +791,17 @@ impl Renderer<'_> {
                     Some(SlotInput::Real) => {
                         self.out.line(format!("const float {out} = {s}[e];{c}"))
                     }
-                    Some(SlotInput::Bag(_)) => self.out.line(format!(
-                        "// {out}: the members of bag {s}, {s}_begin .. {s}_begin + {s}_len{c}"
-                    )),
+                    Some(SlotInput::Bag(_)) => {
+                        let note = c.trim_start().trim_start_matches("// ");
+                        let at = if note.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({note})")
+                        };
+                        self.out.line(format!(
+                            "// {out}{at}: the members of bag {s}, {s}_begin .. {s}_begin + {s}_len"
+                        ))
+                    }
                     Some(SlotInput::Noise { lanes }) => {
                         let lanes = *lanes;
                         self.numeric(out, &c, |r| {
