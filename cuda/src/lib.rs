@@ -18,7 +18,7 @@ pub mod nvrtc;
 pub mod plan;
 pub mod render;
 
-pub use plan::{KernelKind, KernelPlan, PlanError, StepOptions};
+pub use plan::{lower, KernelKind, KernelPlan, PlanError, StepOptions};
 
 use recc_compiler::ir::Graph;
 

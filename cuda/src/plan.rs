@@ -1023,3 +1023,528 @@ impl Lowerer<'_> {
         Ok(updates)
     }
 }
+
+/// The plan as text, one value per line in A-normal form (as `recc ir`
+/// prints the graph): `v3 = butterfly.sum v2 : uniform  # %7`. For
+/// reading a plan and for comments in generated code; nothing parses it.
+impl fmt::Display for KernelPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            KernelKind::Step(o) => format!("step, {}", o.optimizer),
+            KernelKind::Predict => "predict".to_string(),
+        };
+        writeln!(f, "plan {} ({kind}), {WARP} lanes per example", self.model)?;
+        for (s, input) in self.slots.iter().enumerate() {
+            let what = match input {
+                SlotInput::Index(d) => format!("index of {}", self.domain_name(*d)),
+                SlotInput::Real => "real".to_string(),
+                SlotInput::Bag(d) => format!("bag of {}", self.domain_name(*d)),
+                SlotInput::Noise { lanes } => format!("noise, {lanes} lanes"),
+            };
+            writeln!(f, "slot s{s}: {what}")?;
+        }
+        for (t, table) in self.tables.iter().enumerate() {
+            let rows = table.domain.map_or("1 row".to_string(), |d| {
+                format!("rows of {}", self.domain_name(d))
+            });
+            let constraint = match table.constraint {
+                Constraint::None => "",
+                Constraint::Ball => ", on ball",
+                Constraint::Nonneg => ", nonneg",
+            };
+            writeln!(
+                f,
+                "table t{t} {}: {rows} × {} lanes{constraint}",
+                table.name, table.lanes
+            )?;
+        }
+        if self.bag_lanes > 0 {
+            writeln!(f, "scratch: {} floats per bag member", self.bag_lanes)?;
+        }
+        self.write_body(f, &self.body, 0)?;
+        match &self.output {
+            Output::Predict { score } => writeln!(f, "score {score}"),
+            Output::Step { loss, updates } => {
+                writeln!(f, "loss {loss}")?;
+                for u in updates {
+                    let steps: Vec<String> = u.steps().iter().map(row_step_text).collect();
+                    let steps = steps.join(", ");
+                    match u {
+                        Update::Global { table, grad, .. } => {
+                            writeln!(f, "update t{} by {grad}: {steps}", table.0)?
+                        }
+                        Update::Row {
+                            table,
+                            row,
+                            grad,
+                            also,
+                            unless,
+                            ..
+                        } => {
+                            write!(f, "update t{}[{row}] by {grad}", table.0)?;
+                            for (r, g) in also {
+                                write!(f, " + {g} if {r} = {row}")?;
+                            }
+                            for r in unless {
+                                write!(f, ", unless {r} = {row}")?;
+                            }
+                            writeln!(f, ": {steps}")?
+                        }
+                        Update::BagRows {
+                            table, slot, grad, ..
+                        } => writeln!(
+                            f,
+                            "update t{}[each member of s{}] by {grad}: {steps}",
+                            table.0, slot.0
+                        )?,
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn row_step_text(s: &RowStep) -> String {
+    match s {
+        RowStep::BallMetric => "ball metric".into(),
+        RowStep::Sgd => "sgd".into(),
+        RowStep::Adagrad => "adagrad".into(),
+        RowStep::Adam => "adam".into(),
+        RowStep::Nonneg => "nonneg".into(),
+        RowStep::BallShrink { max_norm } => format!("ball shrink to {max_norm}"),
+        RowStep::Touch => "touch".into(),
+    }
+}
+
+impl KernelPlan {
+    fn domain_name(&self, d: DomainId) -> &str {
+        self.domains.get(d.index()).map_or("?", String::as_str)
+    }
+
+    fn write_body(&self, f: &mut fmt::Formatter<'_>, body: &[Instr], depth: usize) -> fmt::Result {
+        let indent = "  ".repeat(depth);
+        for instr in body {
+            match instr {
+                Instr::Let { out, expr } => {
+                    let info = self.values.get(out.index());
+                    let layout = info.map_or("?".to_string(), |i| match i.layout {
+                        Layout::Uniform => "uniform".into(),
+                        Layout::Spread(n) => format!("spread({n})"),
+                        Layout::PerLane => "per-lane".into(),
+                        Layout::Row(d) => format!("row of {}", self.domain_name(d)),
+                        Layout::Bag(s) => format!("bag s{}", s.0),
+                    });
+                    let kept = info
+                        .and_then(|i| i.scratch)
+                        .map_or(String::new(), |at| format!(", scratch +{at}"));
+                    let node = info
+                        .and_then(|i| i.node)
+                        .map_or(String::new(), |n| format!("  # {n}"));
+                    writeln!(
+                        f,
+                        "{indent}{out} = {} : {layout}{kept}{node}",
+                        expr_text(expr)
+                    )?;
+                }
+                Instr::ForMembers { slot, body } => {
+                    writeln!(f, "{indent}for each member of s{} {{", slot.0)?;
+                    self.write_body(f, body, depth + 1)?;
+                    writeln!(f, "{indent}}}")?;
+                }
+                Instr::Accumulate { acc, x } => writeln!(f, "{indent}{acc} += {x}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn expr_text(e: &Expr) -> String {
+    match e {
+        Expr::Const(c) => format!("const {c}"),
+        Expr::Zeros => "zeros".into(),
+        Expr::Input(s) => format!("input s{}", s.0),
+        Expr::Shift { index, by, .. } => format!("shift {index}, {by:+}"),
+        Expr::InRange(x) => format!("in_range {x}"),
+        Expr::Load { table, row: None } => format!("load t{}", table.0),
+        Expr::Load {
+            table,
+            row: Some(r),
+        } => format!("load t{}[{r}]", table.0),
+        Expr::MemberRow { table } => format!("member_row t{}", table.0),
+        Expr::MemberWeight => "member_weight".into(),
+        Expr::BagLen(s) => format!("bag_len s{}", s.0),
+        Expr::Unary(u, x) => format!("{} {x}", u.name()),
+        Expr::Binary(b, x, y) => format!("{} {x}, {y}", b.name()),
+        Expr::Broadcast { x, len } => format!("broadcast {x} to {len}"),
+        Expr::Copy(x) => format!("copy {x}"),
+        Expr::Extract { x, index } => format!("extract {x}[{index}]"),
+        Expr::Partial(Partial::Dot(a, b)) => format!("partial.dot {a}, {b}"),
+        Expr::Partial(Partial::Sum(a)) => format!("partial.sum {a}"),
+        Expr::Partial(Partial::Max(a)) => format!("partial.max {a}"),
+        Expr::Butterfly { x, op } => match op {
+            Combine::Sum => format!("butterfly.sum {x}"),
+            Combine::Max => format!("butterfly.max {x}"),
+        },
+        Expr::Move { len, pieces } => {
+            let parts: Vec<String> = pieces
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}[{}..{}] at {}",
+                        p.src,
+                        p.src_start,
+                        p.src_start + p.len,
+                        p.dst_start
+                    )
+                })
+                .collect();
+            format!("move {len}: {}", parts.join(", "))
+        }
+    }
+}
+
+impl KernelPlan {
+    /// Check the invariants a renderer and the emulator rely on: every
+    /// value defined once before it is read; per-member values defined in a
+    /// loop over their bag and read in such a loop (from scratch, unless
+    /// defined in the same loop); operand layouts each op accepts; pieces,
+    /// element reads and scratch regions in bounds; every update's row,
+    /// gradient and table consistent. `lower` meets them; the tests check.
+    pub fn verify(&self) -> Result<(), PlanError> {
+        let mut v = Verifier {
+            plan: self,
+            defined: vec![false; self.values.len()],
+            in_loop: Vec::new(),
+        };
+        v.body(&self.body, None)?;
+        for (i, info) in self.values.iter().enumerate() {
+            if let Some(at) = info.scratch {
+                let n = info.layout.elements().unwrap_or(0);
+                if info.member_of.is_none() || at + n > self.bag_lanes || n == 0 {
+                    return Err(v.err(format!("v{i}: scratch +{at} of {n} floats")));
+                }
+            }
+        }
+        match &self.output {
+            Output::Predict { score } => v.uniform(*score),
+            Output::Step { loss, updates } => {
+                v.uniform(*loss)?;
+                for u in updates {
+                    v.update(u)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+struct Verifier<'p> {
+    plan: &'p KernelPlan,
+    defined: Vec<bool>,
+    /// Values defined in the loop being walked.
+    in_loop: Vec<ValueId>,
+}
+
+impl Verifier<'_> {
+    fn err(&self, message: String) -> PlanError {
+        PlanError::Internal {
+            model: self.plan.model.clone(),
+            message: format!("invalid plan: {message}"),
+        }
+    }
+
+    fn info(&self, v: ValueId) -> Result<ValueInfo, PlanError> {
+        self.plan
+            .values
+            .get(v.index())
+            .copied()
+            .ok_or_else(|| self.err(format!("{v} does not exist")))
+    }
+
+    /// `v` readable here: defined, and a per-member value only inside a
+    /// loop over its bag.
+    fn read(&self, v: ValueId, member: Option<SlotId>) -> Result<Layout, PlanError> {
+        let info = self.info(v)?;
+        if !self.defined[v.index()] {
+            return Err(self.err(format!("{v} is read before it is defined")));
+        }
+        if let Some(s) = info.member_of {
+            if member != Some(s) {
+                return Err(self.err(format!(
+                    "{v}, one per member of s{}, read outside its loop",
+                    s.0
+                )));
+            }
+            if info.scratch.is_none() && !self.in_loop.contains(&v) {
+                return Err(self.err(format!(
+                    "{v} is read in another loop but not kept in scratch"
+                )));
+            }
+        }
+        Ok(info.layout)
+    }
+
+    fn numeric(&self, v: ValueId, member: Option<SlotId>) -> Result<usize, PlanError> {
+        self.read(v, member)?
+            .elements()
+            .ok_or_else(|| self.err(format!("{v} is not a number")))
+    }
+
+    fn uniform(&self, v: ValueId) -> Result<(), PlanError> {
+        match self.read(v, None)? {
+            Layout::Uniform => Ok(()),
+            other => Err(self.err(format!("{v} is {other:?}, not uniform"))),
+        }
+    }
+
+    fn table(&self, t: TableId) -> Result<&TablePlan, PlanError> {
+        self.plan
+            .tables
+            .get(t.index())
+            .ok_or_else(|| self.err(format!("no table t{}", t.0)))
+    }
+
+    fn row_of(&self, v: ValueId, t: TableId) -> Result<(), PlanError> {
+        let domain = self.table(t)?.domain;
+        match self.read(v, None)? {
+            Layout::Row(d) if Some(d) == domain => Ok(()),
+            other => Err(self.err(format!("{v} ({other:?}) names no row of t{}", t.0))),
+        }
+    }
+
+    fn body(&mut self, body: &[Instr], member: Option<SlotId>) -> Result<(), PlanError> {
+        for instr in body {
+            match instr {
+                Instr::Let { out, expr } => {
+                    let info = self.info(*out)?;
+                    if self.defined[out.index()] {
+                        return Err(self.err(format!("{out} is defined twice")));
+                    }
+                    if info.member_of != member {
+                        return Err(self.err(format!("{out} is defined in the wrong loop")));
+                    }
+                    self.expr(*out, info.layout, expr, member)?;
+                    self.defined[out.index()] = true;
+                    if member.is_some() {
+                        self.in_loop.push(*out);
+                    }
+                }
+                Instr::ForMembers { slot, body } => {
+                    if member.is_some() {
+                        return Err(self.err("a loop inside a loop".into()));
+                    }
+                    if !matches!(self.plan.slots.get(slot.index()), Some(SlotInput::Bag(_))) {
+                        return Err(self.err(format!("a loop over s{}, not a bag", slot.0)));
+                    }
+                    self.in_loop.clear();
+                    self.body(body, Some(*slot))?;
+                    self.in_loop.clear();
+                }
+                Instr::Accumulate { acc, x } => {
+                    let a = self.read(*acc, None)?;
+                    let lx = self.read(*x, member)?;
+                    if a.elements().is_none() || (lx != a && lx != Layout::Uniform) {
+                        return Err(self.err(format!("{acc} ({a:?}) += {x} ({lx:?})")));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn expr(
+        &self,
+        out: ValueId,
+        layout: Layout,
+        expr: &Expr,
+        member: Option<SlotId>,
+    ) -> Result<(), PlanError> {
+        let bad = |what: &str| Err(self.err(format!("{out} = {}: {what}", expr_text(expr))));
+        let elementwise = |x: ValueId| -> Result<bool, PlanError> {
+            let lx = self.read(x, member)?;
+            Ok(lx == layout || (lx == Layout::Uniform && layout.elements().is_some()))
+        };
+        match expr {
+            Expr::Const(_) | Expr::MemberWeight | Expr::BagLen(_) | Expr::InRange(_)
+                if layout != Layout::Uniform =>
+            {
+                return bad("not uniform");
+            }
+            Expr::Const(_) => {}
+            Expr::Zeros => {
+                if layout.elements().is_none() {
+                    return bad("zeros of a non-number");
+                }
+            }
+            Expr::Input(s) => {
+                let ok = match (self.plan.slots.get(s.index()), layout) {
+                    (Some(SlotInput::Index(d)), Layout::Row(e)) => d == &e,
+                    (Some(SlotInput::Real), Layout::Uniform) => true,
+                    (Some(SlotInput::Noise { lanes }), l) => l.elements() == Some(*lanes),
+                    (Some(SlotInput::Bag(_)), Layout::Bag(t)) => t == *s,
+                    _ => false,
+                };
+                if !ok {
+                    return bad("the slot does not give this layout");
+                }
+            }
+            Expr::Shift { index, domain, .. } => {
+                if self.read(*index, member)? != Layout::Row(*domain)
+                    || layout != Layout::Row(*domain)
+                {
+                    return bad("a shift of another domain");
+                }
+            }
+            Expr::InRange(ix) => {
+                if !matches!(self.read(*ix, member)?, Layout::Row(_)) {
+                    return bad("not an index");
+                }
+            }
+            Expr::Load { table, row } => {
+                let lanes = self.table(*table)?.lanes;
+                if layout.elements() != Some(lanes) {
+                    return bad("not the table's row width");
+                }
+                match row {
+                    Some(r) => self.row_of(*r, *table)?,
+                    None if self.table(*table)?.domain.is_some() => {
+                        return bad("a table read as a global")
+                    }
+                    None => {}
+                }
+            }
+            Expr::MemberRow { table } => {
+                let t = self.table(*table)?;
+                let bag_domain = member.and_then(|s| match self.plan.slots.get(s.index()) {
+                    Some(SlotInput::Bag(d)) => Some(*d),
+                    _ => None,
+                });
+                if layout.elements() != Some(t.lanes)
+                    || bag_domain.is_none()
+                    || t.domain != bag_domain
+                {
+                    return bad("not a member's row of this table");
+                }
+            }
+            Expr::MemberWeight => {
+                if member.is_none() {
+                    return bad("outside a loop");
+                }
+            }
+            Expr::BagLen(s) => {
+                if !matches!(self.plan.slots.get(s.index()), Some(SlotInput::Bag(_))) {
+                    return bad("not a bag");
+                }
+            }
+            Expr::Unary(_, x) | Expr::Copy(x) => {
+                if self.read(*x, member)? != layout || layout.elements().is_none() {
+                    return bad("the operand's layout differs");
+                }
+            }
+            Expr::Binary(_, x, y) => {
+                if !(elementwise(*x)? && elementwise(*y)?) {
+                    return bad("operands of other layouts");
+                }
+            }
+            Expr::Broadcast { x, len } => {
+                if self.read(*x, member)? != Layout::Uniform || layout != Layout::Spread(*len) {
+                    return bad("not a scalar to a vector");
+                }
+            }
+            Expr::Extract { x, index } => {
+                if *index >= self.numeric(*x, member)? || layout != Layout::Uniform {
+                    return bad("out of range");
+                }
+            }
+            Expr::Partial(p) => {
+                if layout != Layout::PerLane {
+                    return bad("a partial is per lane");
+                }
+                match p {
+                    Partial::Dot(a, b) => {
+                        self.numeric(*a, member)?;
+                        self.numeric(*b, member)?;
+                    }
+                    Partial::Sum(a) | Partial::Max(a) => {
+                        self.numeric(*a, member)?;
+                    }
+                }
+            }
+            Expr::Butterfly { x, .. } => {
+                if self.read(*x, member)? != Layout::PerLane || layout != Layout::Uniform {
+                    return bad("a butterfly takes a partial to a uniform value");
+                }
+            }
+            Expr::Move { len, pieces } => {
+                if layout != Layout::Spread(*len) {
+                    return bad("not a vector of its length");
+                }
+                for p in pieces {
+                    let n = self.numeric(p.src, member)?;
+                    if p.src_start + p.len > n || p.dst_start + p.len > *len {
+                        return bad("a piece out of range");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn update(&self, u: &Update) -> Result<(), PlanError> {
+        let t = u.table();
+        let lanes = self.table(t)?.lanes;
+        let grad_ok = |g: ValueId, member: Option<SlotId>| -> Result<(), PlanError> {
+            let n = self.numeric(g, member)?;
+            if n == lanes || self.info(g)?.layout == Layout::Uniform {
+                Ok(())
+            } else {
+                Err(self.err(format!("{g} has {n} elements for t{}'s {lanes}", t.0)))
+            }
+        };
+        match u {
+            Update::Global { grad, .. } => {
+                if self.table(t)?.domain.is_some() {
+                    return Err(self.err(format!("a global update of table t{}", t.0)));
+                }
+                grad_ok(*grad, None)
+            }
+            Update::Row {
+                row,
+                grad,
+                also,
+                unless,
+                ..
+            } => {
+                self.row_of(*row, t)?;
+                grad_ok(*grad, None)?;
+                for (r, g) in also {
+                    self.row_of(*r, t)?;
+                    grad_ok(*g, None)?;
+                }
+                for r in unless {
+                    self.row_of(*r, t)?;
+                }
+                Ok(())
+            }
+            Update::BagRows { slot, grad, .. } => {
+                let info = self.info(*grad)?;
+                let domain = match self.plan.slots.get(slot.index()) {
+                    Some(SlotInput::Bag(d)) => Some(*d),
+                    _ => None,
+                };
+                if info.member_of != Some(*slot)
+                    || info.scratch.is_none()
+                    || domain != self.table(t)?.domain
+                {
+                    return Err(self.err(format!("{grad} is no per-member gradient of t{}", t.0)));
+                }
+                // Read member by member from scratch, as in a loop.
+                if !self.defined[grad.index()] {
+                    return Err(self.err(format!("{grad} is never defined")));
+                }
+                grad_ok(*grad, Some(*slot))
+            }
+        }
+    }
+}

@@ -17,8 +17,8 @@ use recc_compiler::interp::{evaluate, Example, Params};
 use recc_compiler::model::{Model, Optimizer};
 use recc_cuda::emulate::{self, Column, Hyper, TableMut};
 use recc_cuda::plan::{
-    lower, Expr, Instr, KernelKind, KernelPlan, Layout, Output, PlanError, RowStep, SlotInput,
-    StepOptions, Update, ValueId,
+    lower, Combine, Expr, Instr, KernelKind, KernelPlan, Layout, Output, PlanError, RowStep,
+    SlotInput, StepOptions, Update, ValueId,
 };
 use recc_runtime::bind::{BindOptions, Columns, SlotColumn};
 use recc_runtime::data::Dataset;
@@ -290,6 +290,10 @@ fn every_model_agrees_with_the_evaluator_after_1000_steps() {
                 continue;
             }
         };
+        if let Err(e) = plan.verify() {
+            failures.push(format!("{file}: {e}"));
+            continue;
+        }
         let interp = train::train(&session, &data, &rows, &[], &config, &mut Silent)
             .unwrap_or_else(|e| panic!("{file} (interp): {e}"));
         let emulated = match train_emulated(&session, &data, &rows, &config, &plan) {
@@ -302,6 +306,9 @@ fn every_model_agrees_with_the_evaluator_after_1000_steps() {
         let (diff, at) = max_rel_diff(&session, &interp.params, &emulated);
         let scores = if session.forward.score.is_some() {
             let predict = lower(&session.forward, KernelKind::Predict)
+                .unwrap_or_else(|e| panic!("{file} (predict): {e}"));
+            predict
+                .verify()
                 .unwrap_or_else(|e| panic!("{file} (predict): {e}"));
             match check_scores(&session, &data, &s.test, &interp.params, &predict) {
                 Ok(d) => format!("scores within {d:.1e}"),
@@ -555,4 +562,96 @@ fn bad_inputs_are_errors_not_panics() {
         e.to_string().contains("a predict plan run as a step"),
         "{e}"
     );
+}
+
+#[test]
+fn the_plan_prints_one_value_a_line() {
+    let (_, plan) = plan_of("biased_mf.rec", Some(Optimizer::Sgd));
+    let text = plan.to_string();
+    println!("{text}");
+    let first = text.lines().next().unwrap_or("");
+    assert_eq!(first, "plan biased_mf (step, sgd), 32 lanes per example");
+    for want in [
+        "partial.dot",
+        "butterfly.sum",
+        ": spread(",
+        "loss v",
+        ": sgd, touch",
+    ] {
+        assert!(text.contains(want), "no `{want}` in\n{text}");
+    }
+    // One line per value, and one per update.
+    let Output::Step { updates, .. } = &plan.output else {
+        panic!("a step plan")
+    };
+    let lets = text.lines().filter(|l| l.contains(" = ")).count();
+    assert_eq!(lets, plan.values.len());
+    let ups = text.lines().filter(|l| l.starts_with("update ")).count();
+    assert_eq!(ups, updates.len());
+}
+
+/// The agreement check can fail: a plan whose butterflies keep the largest
+/// partial instead of the sum trains mf to other parameters.
+#[test]
+fn a_wrong_reduction_is_caught() {
+    let file = "mf.rec";
+    let model = compile_file(file);
+    let base = synth::generate(&SynthConfig::default());
+    let data = data_for(file, &base);
+    let s = split::random_holdout(data.len(), 0.2, 7);
+    let rows: Vec<usize> = s.train.iter().copied().take(200).collect();
+    let session = Session::new(&model, &data, &rows, &BindOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let config = config(&model, Backend::Interp);
+    let mut plan = lower(&session.gradient, KernelKind::Step(step_options(&config)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let interp = train::train(&session, &data, &rows, &[], &config, &mut Silent)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let right = train_emulated(&session, &data, &rows, &config, &plan).unwrap();
+    let (d, at) = max_rel_diff(&session, &interp.params, &right);
+    assert!(d <= PARAM_TOLERANCE, "{d:.3e} at {at}");
+    let mut broken = 0;
+    for i in &mut plan.body {
+        if let Instr::Let {
+            expr: Expr::Butterfly { op, .. },
+            ..
+        } = i
+        {
+            *op = Combine::Max;
+            broken += 1;
+        }
+    }
+    assert!(broken > 0);
+    let wrong = train_emulated(&session, &data, &rows, &config, &plan).unwrap();
+    let (d, at) = max_rel_diff(&session, &interp.params, &wrong);
+    assert!(d > PARAM_TOLERANCE, "{d:.3e} at {at}");
+}
+
+/// The verifier rejects what a renderer could not print: a butterfly of a
+/// value that is not a partial, a read before a definition.
+#[test]
+fn the_verifier_rejects_broken_plans() {
+    let (_, plan) = plan_of("biased_mf.rec", None);
+    plan.verify().unwrap_or_else(|e| panic!("{e}"));
+    let mut broken = plan.clone();
+    // The first butterfly reads a uniform value defined before it instead.
+    let mut uniform = None;
+    for i in &mut broken.body {
+        if let Instr::Let { out, expr } = i {
+            match expr {
+                Expr::Butterfly { x, .. } => {
+                    *x = uniform.expect("a uniform value before the first butterfly");
+                    break;
+                }
+                _ if plan.values[out.index()].layout == Layout::Uniform => uniform = Some(*out),
+                _ => {}
+            }
+        }
+    }
+    let e = broken.verify().unwrap_err().to_string();
+    assert!(e.contains("a butterfly takes a partial"), "{e}");
+    let mut broken = plan.clone();
+    broken.body.reverse();
+    let e = broken.verify().unwrap_err().to_string();
+    assert!(e.contains("before it is defined"), "{e}");
 }
