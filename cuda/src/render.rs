@@ -955,18 +955,6 @@ impl Renderer<'_> {
     }
 
     fn move_(&mut self, out: ValueId, len: usize, pieces: &[Piece], c: &str) {
-        if !matches!(self.layout(out), Layout::Spread(_)) {
-            // A one-element result: the element the piece at 0 brings, in every lane.
-            let value = match pieces.iter().find(|p| p.dst_start == 0 && p.len > 0) {
-                Some(p) => match self.layout(p.src) {
-                    Layout::Spread(_) => format!("warp_element({}, {})", p.src, p.src_start),
-                    _ => p.src.to_string(),
-                },
-                None => "0.0f".to_string(),
-            };
-            self.out.line(format!("const float {out} = {value};{c}"));
-            return;
-        }
         let regs = len.div_ceil(WARP);
         self.out.line(format!(
             "float {out}[{regs}] = {{{}}};{c}",
