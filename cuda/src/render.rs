@@ -1182,6 +1182,9 @@ impl Renderer<'_> {
         }
         // Written back in place, without locks (batch-Hogwild).
         self.each(regs, lanes, "row[k] = x[r];");
+        // Lane 0 alone wrote a one-float row and the step count, which every lane may read
+        // next: make the warp's writes visible to the whole warp.
+        self.out.line("__syncwarp();");
     }
 
     fn grad_at(&self, g: ValueId, r: usize) -> String {
