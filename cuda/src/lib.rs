@@ -34,10 +34,13 @@ pub fn emit_cuda(
     forward: &Graph,
     options: StepOptions,
 ) -> Result<String, PlanError> {
+    // The renderer trusts the plan's invariants; a plan that breaks one is an error, not text.
     let step = plan::lower(gradient, KernelKind::Step(options))?;
+    step.verify()?;
     let mut text = render::render(&step);
     if forward.score.is_some() {
         let predict = plan::lower(forward, KernelKind::Predict)?;
+        predict.verify()?;
         text.push('\n');
         text.push_str(&render::render(&predict));
     }

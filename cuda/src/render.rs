@@ -791,9 +791,17 @@ impl Renderer<'_> {
                     Some(SlotInput::Real) => {
                         self.out.line(format!("const float {out} = {s}[e];{c}"))
                     }
-                    Some(SlotInput::Bag(_)) => self.out.line(format!(
-                        "// {out}: the members of bag {s}, {s}_begin .. {s}_begin + {s}_len{c}"
-                    )),
+                    Some(SlotInput::Bag(_)) => {
+                        let note = c.trim_start().trim_start_matches("// ");
+                        let at = if note.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({note})")
+                        };
+                        self.out.line(format!(
+                            "// {out}{at}: the members of bag {s}, {s}_begin .. {s}_begin + {s}_len"
+                        ))
+                    }
                     Some(SlotInput::Noise { lanes }) => {
                         let lanes = *lanes;
                         self.numeric(out, &c, |r| {
@@ -947,18 +955,6 @@ impl Renderer<'_> {
     }
 
     fn move_(&mut self, out: ValueId, len: usize, pieces: &[Piece], c: &str) {
-        if !matches!(self.layout(out), Layout::Spread(_)) {
-            // A one-element result: the element the piece at 0 brings, in every lane.
-            let value = match pieces.iter().find(|p| p.dst_start == 0 && p.len > 0) {
-                Some(p) => match self.layout(p.src) {
-                    Layout::Spread(_) => format!("warp_element({}, {})", p.src, p.src_start),
-                    _ => p.src.to_string(),
-                },
-                None => "0.0f".to_string(),
-            };
-            self.out.line(format!("const float {out} = {value};{c}"));
-            return;
-        }
         let regs = len.div_ceil(WARP);
         self.out.line(format!(
             "float {out}[{regs}] = {{{}}};{c}",
@@ -1186,6 +1182,9 @@ impl Renderer<'_> {
         }
         // Written back in place, without locks (batch-Hogwild).
         self.each(regs, lanes, "row[k] = x[r];");
+        // Lane 0 alone wrote a one-float row and the step count, which every lane may read
+        // next: make the warp's writes visible to the whole warp.
+        self.out.line("__syncwarp();");
     }
 
     fn grad_at(&self, g: ValueId, r: usize) -> String {

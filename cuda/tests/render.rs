@@ -189,7 +189,7 @@ fn every_lowered_model_compiles_with_each_optimizer() {
 
 /// A plan no model in `models/` produces yet, reaching the renderer's other paths: a shifted
 /// index and its range flag, noise, a row of 40 (two registers, the second partly padding),
-/// a max butterfly, vectors assembled across lanes by shuffles, a one-element slice, a
+/// a max butterfly, vectors assembled across lanes by shuffles, an element read, a
 /// global, Adam with per-row step counts and `nonneg`.
 fn hand_plan(kind: KernelKind) -> KernelPlan {
     let d0 = DomainId(0);
@@ -269,13 +269,7 @@ fn hand_plan(kind: KernelKind) -> KernelPlan {
                 pieces: vec![piece(8, 0, 0, 1), piece(5, 0, 1, 40)],
             },
         ),
-        let_(
-            10,
-            Expr::Move {
-                len: 1,
-                pieces: vec![piece(5, 3, 0, 1)],
-            },
-        ),
+        let_(10, Expr::Extract { x: v(5), index: 35 }),
         let_(11, Expr::Partial(Partial::Dot(v(9), v(9)))),
         let_(
             12,
@@ -356,6 +350,9 @@ fn a_plan_with_shuffled_moves_max_and_adam_renders_and_compiles() {
         max_ball_norm: 1.0,
     }));
     let predict = hand_plan(KernelKind::Predict);
+    for plan in [&step, &predict] {
+        plan.verify().unwrap_or_else(|e| panic!("{e}\n{plan}"));
+    }
     let source = format!("{}\n{}", render(&step), render(&predict));
     insta::assert_snapshot!("hand_plan", source);
     // The cross-lane piece is moved by shuffles; the one 32 elements on stays in its lane.
@@ -368,6 +365,11 @@ fn a_plan_with_shuffled_moves_max_and_adam_renders_and_compiles() {
         "{source}"
     );
     assert!(source.contains("warp_max(v6)"), "{source}");
+    // Element 35 is lane 3's second register.
+    assert!(
+        source.contains("v10 = __shfl_sync(FULL_MASK, v5[1], 3);"),
+        "{source}"
+    );
     if let Some(nvrtc) = nvrtc_or_skip("a_plan_with_shuffled_moves") {
         assert_compiles(nvrtc, "hand", &source, &["step", "predict"]);
     }
