@@ -98,6 +98,8 @@ fn cuda_text(path: &Path, model: &recc_compiler::model::Model, predict: bool) ->
     if predict {
         let plan = recc_cuda::plan::lower(&forward, recc_cuda::KernelKind::Predict)
             .map_err(|e| located(&e))?;
+        // The renderer trusts the plan's invariants, as `emit_cuda` checks.
+        plan.verify().map_err(|e| located(&e))?;
         return Ok(recc_cuda::render::render(&plan));
     }
     let gradient = gradient_graph(model).map_err(|e| located(&e))?;
