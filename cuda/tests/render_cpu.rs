@@ -60,9 +60,9 @@ fn compiler() -> Option<PathBuf> {
     })
 }
 
-/// The step kernel's arguments in the order `render` declares them, as C++ expressions over
-/// the driver's arrays.
-fn step_arguments(plan: &KernelPlan) -> Vec<String> {
+/// The kernel's arguments in the order `render` declares them, as C++ expressions over the
+/// driver's arrays.
+fn arguments(plan: &KernelPlan) -> Vec<String> {
     let mut args = vec!["n".to_string()];
     let mut col = 0;
     for slot in &plan.slots {
@@ -81,11 +81,14 @@ fn step_arguments(plan: &KernelPlan) -> Vec<String> {
         col += 1;
     }
     let optimizer = match plan.kind {
-        KernelKind::Step(options) => options.optimizer,
-        KernelKind::Predict => Optimizer::Sgd,
+        KernelKind::Step(options) => Some(options.optimizer),
+        KernelKind::Predict => None,
     };
     for t in 0..plan.tables.len() {
         args.push(format!("values[{t}]"));
+        let Some(optimizer) = optimizer else {
+            continue;
+        };
         match optimizer {
             Optimizer::Sgd => {}
             Optimizer::Adagrad => args.push(format!("first[{t}]")),
@@ -100,40 +103,54 @@ fn step_arguments(plan: &KernelPlan) -> Vec<String> {
     for d in 0..plan.domains.len() {
         args.push(format!("sizes[{d}]"));
     }
-    args.extend(
-        [
+    let tail: &[&str] = match optimizer {
+        Some(_) => &[
             "scratch", "bag_cap", "lr", "beta1", "beta2", "loss", "stopped",
-        ]
-        .map(str::to_string),
-    );
+        ],
+        None => &["scratch", "bag_cap", "scores"],
+    };
+    args.extend(tail.iter().map(|a| a.to_string()));
     args
 }
 
 /// The kernel and a driver that runs it on one warp, as a shared library.
 fn build(plan: &KernelPlan, dir: &Path, cxx: &Path) -> PathBuf {
+    let (name, entry, parameters) = match plan.kind {
+        KernelKind::Step(_) => (
+            "step",
+            "run_step",
+            "const void** cols, float** values, float** first, float** second, \
+             unsigned int** steps, unsigned char** touched, const unsigned int* sizes, \
+             unsigned int n, float* scratch, unsigned int bag_cap, float lr, double beta1, \
+             double beta2, double* loss, unsigned int* stopped",
+        ),
+        KernelKind::Predict => (
+            "predict",
+            "run_predict",
+            "const void** cols, float** values, const unsigned int* sizes, unsigned int n, \
+             float* scratch, unsigned int bag_cap, float* scores",
+        ),
+    };
     let driver = format!(
         r#"
-extern "C" void run_step(const void** cols, float** values, float** first, float** second,
-                         unsigned int** steps, unsigned char** touched, const unsigned int* sizes,
-                         unsigned int n, float* scratch, unsigned int bag_cap, float lr,
-                         double beta1, double beta2, double* loss, unsigned int* stopped) {{
+extern "C" void {entry}({parameters}) {{
     std::barrier<> barrier(32);
     warp_barrier = &barrier;
     std::vector<std::thread> lanes;
     for (unsigned int i = 0; i < 32; ++i) {{
         lanes.emplace_back([=] {{
             threadIdx = {{i, 0, 0}};
-            recc_step::step({});
+            recc_{name}::{name}({args});
         }});
     }}
     for (auto& lane : lanes) lane.join();
 }}
 "#,
-        step_arguments(plan).join(", ")
+        args = arguments(plan).join(", ")
     );
     let source = format!("{SHIM}\n{}\n{driver}", render(plan));
-    let cpp = dir.join(format!("{}.cpp", plan.model));
-    let lib = dir.join(format!("lib{}.so", plan.model));
+    let cpp = dir.join(format!("{}_{name}.cpp", plan.model));
+    let lib = dir.join(format!("lib{}_{name}.so", plan.model));
     std::fs::write(&cpp, source).expect("write the C++");
     let out = Command::new(cxx)
         .args([
@@ -185,6 +202,16 @@ enum Data {
     F32(Vec<f32>),
     Bag(Vec<u32>, Vec<u32>, Vec<f32>),
 }
+
+type CallPredict = unsafe extern "C" fn(
+    *const *const std::ffi::c_void,
+    *const *mut f32,
+    *const u32,
+    u32,
+    *mut f32,
+    u32,
+    *mut f32,
+);
 
 type CallStep = unsafe extern "C" fn(
     *const *const std::ffi::c_void,
@@ -404,11 +431,42 @@ fn run_model(stem: &str, cxx: &Path, dir: &Path) -> Option<f32> {
         );
         assert_eq!(native.steps[t], emulated.steps[t], "{stem}: step counts");
     }
+
+    // The predict kernel on the trained tables.
+    let forward = recc_compiler::forward_graph(&model).expect("forward graph");
+    let plan = lower(&forward, KernelKind::Predict).ok()?;
+    let views: Vec<&[f32]> = emulated.values.iter().map(Vec::as_slice).collect();
+    let mut expected = vec![0f32; examples];
+    emulate::predict(&plan, &columns, examples, &sizes, &views, &mut expected)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lib_path = build(&plan, dir, cxx);
+    let mut scores = vec![f32::NAN; examples];
+    // SAFETY: as for the step.
+    unsafe {
+        let lib = libloading::Library::new(&lib_path).expect("load the kernel");
+        let run: libloading::Symbol<CallPredict> = lib.get(b"run_predict\0").expect("run_predict");
+        run(
+            cols.as_ptr(),
+            values.as_ptr(),
+            sizes32.as_ptr(),
+            examples as u32,
+            scratch.as_mut_ptr(),
+            bag_cap as u32,
+            scores.as_mut_ptr(),
+        );
+    }
+    for (i, (a, b)) in scores.iter().zip(&expected).enumerate() {
+        assert!(
+            close(f64::from(*a), f64::from(*b)),
+            "{stem}: score {i}: kernel {a}, emulator {b}"
+        );
+        worst = worst.max((a - b).abs());
+    }
     Some(worst)
 }
 
 #[test]
-fn every_rendered_step_runs_on_one_warp_and_agrees_with_the_emulator() {
+fn every_rendered_kernel_runs_on_one_warp_and_agrees_with_the_emulator() {
     let Some(cxx) = compiler() else {
         eprintln!("rendered kernels on the CPU: SKIPPED: no c++, g++ or clang++ found");
         return;
@@ -426,7 +484,10 @@ fn every_rendered_step_runs_on_one_warp_and_agrees_with_the_emulator() {
     let mut ran = 0;
     for stem in &stems {
         if let Some(worst) = run_model(stem, &cxx, dir.path()) {
-            eprintln!("{stem}: kernel and emulator agree (largest difference {worst:e})");
+            eprintln!(
+                "{stem}: step and predict kernels agree with the emulator \
+                 (largest difference {worst:e})"
+            );
             ran += 1;
         }
     }
