@@ -409,7 +409,7 @@ pub fn layout_of(shape: Shape) -> Layout {
 /// Plan `g` as a kernel of `kind`: for [`KernelKind::Step`] the gradient
 /// graph (forward, loss, gradients, then each gradient's update in the
 /// graph's order); for [`KernelKind::Predict`] the forward graph (the
-/// score only).
+/// score only). The plan returned has passed [`KernelPlan::verify`].
 pub fn lower(g: &Graph, kind: KernelKind) -> Result<KernelPlan, PlanError> {
     let live = live_nodes(g, &kind);
     let mut lw = Lowerer {
@@ -459,7 +459,7 @@ pub fn lower(g: &Graph, kind: KernelKind) -> Result<KernelPlan, PlanError> {
             role: t.role,
         })
         .collect();
-    Ok(KernelPlan {
+    let plan = KernelPlan {
         model: g.name.clone(),
         kind,
         slots,
@@ -469,7 +469,11 @@ pub fn lower(g: &Graph, kind: KernelKind) -> Result<KernelPlan, PlanError> {
         body,
         bag_lanes: lw.bag_lanes,
         output,
-    })
+    };
+    // Linear in the plan and far cheaper than compiling it: every plan a
+    // renderer sees has been checked.
+    plan.verify()?;
+    Ok(plan)
 }
 
 /// Which nodes the kernel computes: what its outputs depend on (as the JIT).
@@ -1210,7 +1214,7 @@ impl KernelPlan {
     /// loop over their bag and read in such a loop (from scratch, unless
     /// defined in the same loop); operand layouts each op accepts; pieces,
     /// element reads and scratch regions in bounds; every update's row,
-    /// gradient and table consistent. `lower` meets them; the tests check.
+    /// gradient and table consistent. [`lower`] checks every plan it makes.
     pub fn verify(&self) -> Result<(), PlanError> {
         let mut v = Verifier {
             plan: self,
