@@ -9,32 +9,8 @@ use recc_cuda::device::{self, Missing};
 use std::path::PathBuf;
 use std::process::Command;
 
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_default()
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn recc(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_recc"))
-        .args(args)
-        .current_dir(workspace())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run recc: {e}"));
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+mod common;
+use common::{recc, workspace, Run};
 
 /// The refusal this machine should give.
 fn assert_refused(run: &Run, what: &str) {

@@ -323,3 +323,22 @@ fn the_command_line_loads_a_model_and_data_before_the_first_prompt() {
     assert!(stdout.contains("run 1: test mae"), "{stdout}");
     assert!(stdout.contains("(user:0.1)"), "{stdout}");
 }
+
+/// A replay already runs every recorded line, so `--keep-going` has nothing
+/// to do there and is refused rather than ignored.
+#[test]
+fn keep_going_is_refused_with_check() {
+    let dir = scratch();
+    let out = run(
+        {
+            let mut c = recc();
+            c.args(["repl", "--check", "x.txt", "--keep-going"]);
+            c
+        },
+        dir.path(),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--keep-going"), "stderr: {stderr}");
+}

@@ -34,7 +34,7 @@ pub struct ReplArgs {
     pub split: Option<String>,
     /// When the input is not a terminal, go on after a command fails (and
     /// exit 0) instead of stopping with status 1
-    #[arg(long)]
+    #[arg(long, conflicts_with = "check")]
     pub keep_going: bool,
     /// Replay a recorded transcript and fail, showing the difference, where
     /// the output differs
