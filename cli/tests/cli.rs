@@ -1,10 +1,8 @@
 //! The `recc` binary end to end: output and exit codes, pinned as snapshots.
 
-use std::path::PathBuf;
-use std::process::Command;
 
 mod common;
-use common::{recc, workspace, Run};
+use common::{recc, workspace};
 
 fn model_files() -> Vec<String> {
     let mut files: Vec<String> = std::fs::read_dir(workspace().join("models"))

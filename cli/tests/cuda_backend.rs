@@ -6,11 +6,9 @@
 //! this machine is, so it checks the right message either way.
 
 use recc_cuda::device::{self, Missing};
-use std::path::PathBuf;
-use std::process::Command;
 
 mod common;
-use common::{recc, workspace, Run};
+use common::{recc, Run};
 
 /// The refusal this machine should give.
 fn assert_refused(run: &Run, what: &str) {

@@ -1,10 +1,8 @@
 //! `recc emit`: the code a model compiles to, printed for reading.
 
-use std::path::PathBuf;
-use std::process::Command;
 
 mod common;
-use common::{recc, workspace, Run};
+use common::{recc, workspace};
 
 const DOT4: &str = "tests/corpus/emit/dot4.rec";
 
