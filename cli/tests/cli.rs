@@ -1,6 +1,5 @@
 //! The `recc` binary end to end: output and exit codes, pinned as snapshots.
 
-
 mod common;
 use common::{recc, workspace};
 

@@ -1,6 +1,5 @@
 //! `recc emit`: the code a model compiles to, printed for reading.
 
-
 mod common;
 use common::{recc, workspace};
 
