@@ -16,7 +16,8 @@ pub struct Run {
     pub stderr: String,
 }
 
-pub fn recc(args: &[&str]) -> Run {
+/// `recc ARGS` from the workspace root, so `models/...` resolves.
+pub fn recc<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_recc"))
         .args(args)
         .current_dir(workspace())
