@@ -228,6 +228,7 @@ fn predict_scores_a_pair_and_an_unknown_user_as_cold_start() {
         "--item",
         "i1",
         "--json",
+        "--allow-unknown",
     ])
     .ok();
     assert!(
