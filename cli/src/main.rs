@@ -222,7 +222,7 @@ fn restore_default_sigpipe() {
 
 fn main() -> ExitCode {
     restore_default_sigpipe();
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| refuse_arguments(e));
     match cli.command {
         Command::Check { files } => check(&files),
         Command::Parse { file } => parse(&file),
@@ -314,6 +314,30 @@ fn main() -> ExitCode {
         Command::Repl(args) => repl::main(args),
         Command::Emit(args) => finish(emit::emit_command(&args)),
     }
+}
+
+/// Exit on a command line clap refused. A flag the command does not take
+/// gets its own message: clap's tip (pass it as a value after `--`) does
+/// not fit a flag that belongs to another command.
+fn refuse_arguments(e: clap::Error) -> ! {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() == ErrorKind::UnknownArgument {
+        let flag = match e.get(ContextKind::InvalidArg) {
+            Some(ContextValue::String(flag)) => Some(flag.clone()),
+            _ => None,
+        };
+        let command = std::env::args().nth(1).filter(|c| !c.starts_with('-'));
+        if let (Some(flag), Some(command)) = (flag, command) {
+            if flag.starts_with('-') {
+                eprintln!(
+                    "error: unexpected argument '{flag}': `recc {command}` does not take it; \
+                     `recc {command} --help` lists the flags it does"
+                );
+                std::process::exit(EXIT_USAGE.into());
+            }
+        }
+    }
+    e.exit()
 }
 
 fn load(path: &Path) -> Result<Compiled, ExitCode> {
