@@ -71,7 +71,7 @@ enum Command {
         /// The trained model file.
         model: PathBuf,
         #[command(flatten)]
-        data: run::DataArgs,
+        data: run::EvalDataArgs,
         /// What scores the test rows: jit (native code), interp (the
         /// reference evaluator) or cuda (a GPU: not built yet, says what
         /// this machine has) [default: what trained the model]

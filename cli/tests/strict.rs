@@ -296,6 +296,7 @@ fn flags_that_do_not_apply_are_refused() {
         vec!["similar", m, "--item", "i1", "--allow-unknown"],
         vec!["eval", m, "--baseline"],
         vec!["eval", m, "--write-split", "x"],
+        vec!["eval", m, "--window", "3"],
         vec!["cv", "models/biased_mf.rec", "--baseline"],
         vec!["bench", "models/biased_mf.rec", "-k", "3"],
         vec!["bench", "models/biased_mf.rec", "--write-split", "x"],
