@@ -3,7 +3,7 @@
 //! [`recc_runtime::experiment`], and prints what comes back for people or,
 //! with `--json`, for machines.
 
-use crate::progress::{self, Progress, EXIT_INTERRUPTED};
+use crate::progress::{self, Progress, StepBar, EXIT_INTERRUPTED};
 use crate::{Failure, EXIT_MODEL_ERRORS, EXIT_USAGE};
 use recc_runtime::data::Dataset;
 use recc_runtime::experiment::{
@@ -351,12 +351,11 @@ struct CvProgress<'a> {
 }
 
 impl FoldObserver for CvProgress<'_> {
-    fn fold_started(&mut self, name: &str) -> Box<dyn Observer + '_> {
-        Box::new(Progress::on_stderr(
-            self.out.quiet || self.out.json,
-            name,
-            self.watched,
-        ))
+    fn fold_started(&mut self, name: &str, number: usize, folds: usize) -> Box<dyn Observer + '_> {
+        Box::new(
+            Progress::on_stderr(self.out.quiet || self.out.json, name, self.watched)
+                .fold_of(number, folds),
+        )
     }
 
     fn fold_finished(&mut self, result: &FoldResult) {
@@ -445,7 +444,8 @@ pub fn eval_command(
     if let Some(b) = scorer {
         r.fitted.session.backend = b;
     }
-    let e = experiment::evaluate(&r.fitted, &r.prepared.data, &r.split, out.k)?;
+    let bar = StepBar::on_stderr(out.quiet || out.json, "");
+    let e = experiment::evaluate_observed(&r.fitted, &r.prepared.data, &r.split, out.k, &bar)?;
     let model = &r.saved.model_name;
     match &e.measured {
         Measured::Nothing => {

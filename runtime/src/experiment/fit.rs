@@ -215,14 +215,9 @@ pub fn train_split(
                     .map_err(|e| failed(e.to_string()))?;
                 metrics = m.named().into_iter().collect();
                 if req.baseline {
-                    let b = predict::popularity_ranking(
-                        data,
-                        &train_rows,
-                        &test_rows,
-                        req.k,
-                        progress,
-                    )
-                    .map_err(|e| failed(e.to_string()))?;
+                    let b =
+                        predict::popularity_ranking(data, &train_rows, &test_rows, req.k, progress)
+                            .map_err(|e| failed(e.to_string()))?;
                     baseline = Some(b.named().into_iter().collect());
                 }
             }

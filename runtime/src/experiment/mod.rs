@@ -33,7 +33,8 @@ pub use fit::{
     FitOverrides, FoldObserver, FoldResult, Outcome, TrainRequest,
 };
 pub use fitted::{
-    bind_saved, evaluate, evaluate_observed, hierarchy, open_model, reopen, Evaluation, Fitted, Measured, Reopened,
+    bind_saved, evaluate, evaluate_observed, hierarchy, open_model, reopen, Evaluation, Fitted,
+    Measured, Reopened,
 };
 pub use query::{
     export, predict_pairs, read_model, recommend, similar, similar_saved, Neighbour, Neighbours,
