@@ -93,16 +93,26 @@ impl TermLike for ForcedStderr {
     }
 }
 
-/// A bar of `style`, or none when `shown` is false.
+/// A bar of `template`, or none when `shown` is false. It draws nothing
+/// until [`show`] gives it somewhere to draw, so that its first frame has
+/// its length and prefix.
 fn bar(shown: bool, template: &str) -> Option<ProgressBar> {
     shown.then(|| {
-        let bar = ProgressBar::with_draw_target(Some(0), draw_target());
+        let bar = ProgressBar::hidden();
         let style = ProgressStyle::with_template(template)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
         bar.set_style(style);
         bar
     })
+}
+
+/// Start drawing `bar`, set up while hidden.
+fn show(bar: &ProgressBar) {
+    if bar.is_hidden() {
+        bar.set_draw_target(draw_target());
+        bar.tick();
+    }
 }
 
 /// The bar of a step that is not training: ranking the catalogue for each
@@ -117,7 +127,7 @@ impl StepBar {
     /// A bar on standard error, unless `quiet`.
     pub fn on_stderr(quiet: bool, label: &str) -> StepBar {
         StepBar {
-            bar: bar(!quiet, "{prefix} [{bar:30}] {pos}/{len} {msg}"),
+            bar: bar(!quiet, "{prefix} [{wide_bar}] {pos}/{len} {msg}"),
             label: prefix_label(label),
         }
     }
@@ -126,11 +136,12 @@ impl StepBar {
 impl StepObserver for StepBar {
     fn begin(&self, what: &str, unit: &str, total: usize) {
         if let Some(bar) = &self.bar {
+            bar.set_draw_target(ProgressDrawTarget::hidden());
             bar.reset();
             bar.set_length(total as u64);
             bar.set_prefix(format!("{}{what}", self.label));
             bar.set_message(unit.to_string());
-            bar.tick();
+            show(bar);
         }
     }
 
@@ -271,7 +282,7 @@ impl<'a> Progress<'a> {
         // One rate, examples per second over the epoch so far, is in the
         // message; the bar shows none of its own.
         let shown = bar;
-        let bar = crate::progress::bar(shown, "{prefix} [{bar:30}] {pos}/{len} {msg}");
+        let bar = crate::progress::bar(shown, "{prefix} [{wide_bar}] {pos}/{len} {msg}");
         Progress {
             bar,
             measuring: StepBar::on_stderr(!shown, label),
@@ -344,6 +355,7 @@ impl Observer for Progress<'_> {
             bar.set_prefix(format!("{}epoch {epoch}", self.bar_label));
             bar.set_position(done as u64);
             bar.set_message(format!("loss {loss:.4}  {:.0}k examples/s", rate / 1000.0));
+            show(bar);
         }
     }
 
