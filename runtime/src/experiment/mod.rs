@@ -33,7 +33,8 @@ pub use fit::{
     FitOverrides, FoldObserver, FoldResult, Outcome, TrainRequest,
 };
 pub use fitted::{
-    bind_saved, evaluate, hierarchy, open_model, reopen, Evaluation, Fitted, Measured, Reopened,
+    bind_saved, evaluate, evaluate_observed, hierarchy, open_model, reopen, Evaluation, Fitted,
+    Measured, Reopened,
 };
 pub use query::{
     export, predict_pairs, read_model, recommend, similar, similar_saved, Neighbour, Neighbours,
@@ -43,6 +44,7 @@ pub use source::{compile_source, read_source, read_text, Source, MAX_SOURCE_BYTE
 pub use text::{format_hierarchy, format_mean_std, format_metrics, printable};
 // The types a caller of the API needs beside its own.
 pub use crate::export::ExportFormat;
+pub use crate::progress::{StepObserver, Unobserved};
 pub use crate::train::{Interruption, Observer, OnInterrupt, Silent, TrainConfig, Trained};
 
 use crate::predict::PredictError;
