@@ -7,6 +7,7 @@ mod cuda;
 mod emit;
 mod progress;
 mod repl;
+mod report;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,9 @@ enum Command {
         /// `.rec` files to check.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Print JSON for machines instead of text for people
+        #[arg(long)]
+        json: bool,
     },
     /// Print the parse tree of a model file as an S-expression.
     Parse {
@@ -161,6 +165,9 @@ enum Command {
         /// The directory to write into.
         #[arg(long, short)]
         output: PathBuf,
+        /// Print JSON for machines instead of the files' names
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -192,13 +199,7 @@ fn finish(result: Result<(), Failure>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            let m = f.message.trim_end();
-            // Compiler reports arrive rendered; everything else gets a prefix.
-            if m.contains('\n') {
-                eprintln!("{m}");
-            } else {
-                eprintln!("error: {m}");
-            }
+            report::failure(&f);
             ExitCode::from(f.code)
         }
     }
@@ -222,9 +223,14 @@ fn restore_default_sigpipe() {
 
 fn main() -> ExitCode {
     restore_default_sigpipe();
-    let cli = Cli::try_parse().unwrap_or_else(|e| refuse_arguments(e));
+    report::watch_arguments(std::env::args_os());
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return report::usage_error(explain_unknown_flag(e)),
+    };
     match cli.command {
-        Command::Check { files } => check(&files),
+        Command::Check { files, json } if json => check_json(&files),
+        Command::Check { files, .. } => check(&files),
         Command::Parse { file } => parse(&file),
         Command::Ir {
             file,
@@ -310,34 +316,35 @@ fn main() -> ExitCode {
             model,
             format,
             output,
-        } => finish(run::export_command(&model, &format, &output)),
+            json,
+        } => finish(run::export_command(&model, &format, &output, json)),
         Command::Repl(args) => repl::main(args),
         Command::Emit(args) => finish(emit::emit_command(&args)),
     }
 }
 
-/// Exit on a command line clap refused. A flag the command does not take
-/// gets its own message: clap's tip (pass it as a value after `--`) does
-/// not fit a flag that belongs to another command.
-fn refuse_arguments(e: clap::Error) -> ! {
+/// A flag the command does not take gets a message of its own: clap's tip
+/// (pass it as a value after `--`) does not fit a flag that belongs to
+/// another command.
+fn explain_unknown_flag(e: clap::Error) -> clap::Error {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
-    if e.kind() == ErrorKind::UnknownArgument {
-        let flag = match e.get(ContextKind::InvalidArg) {
-            Some(ContextValue::String(flag)) => Some(flag.clone()),
-            _ => None,
-        };
-        let command = std::env::args().nth(1).filter(|c| !c.starts_with('-'));
-        if let (Some(flag), Some(command)) = (flag, command) {
-            if flag.starts_with('-') {
-                eprintln!(
-                    "error: unexpected argument '{flag}': `recc {command}` does not take it; \
-                     `recc {command} --help` lists the flags it does"
-                );
-                std::process::exit(EXIT_USAGE.into());
-            }
-        }
+    if e.kind() != ErrorKind::UnknownArgument {
+        return e;
     }
-    e.exit()
+    let flag = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(flag)) if flag.starts_with('-') => flag.clone(),
+        _ => return e,
+    };
+    match std::env::args().nth(1).filter(|c| !c.starts_with('-')) {
+        Some(command) => clap::Error::raw(
+            ErrorKind::UnknownArgument,
+            format!(
+                "unexpected argument '{flag}': `recc {command}` does not take it; \
+                 `recc {command} --help` lists the flags it does\n"
+            ),
+        ),
+        None => e,
+    }
 }
 
 fn load(path: &Path) -> Result<Compiled, ExitCode> {
@@ -361,7 +368,7 @@ fn check(files: &[PathBuf]) -> ExitCode {
         eprint!("{}", compiled.render_diagnostics());
         match &compiled.model {
             Some(model) => match summary(model) {
-                Ok(line) => println!("{}: {line}", path.display()),
+                Ok(checked) => println!("{}: {}", path.display(), checked.line()),
                 Err(e) => {
                     eprintln!("{}: {e}", path.display());
                     status = ExitCode::from(EXIT_MODEL_ERRORS);
@@ -381,10 +388,49 @@ fn check(files: &[PathBuf]) -> ExitCode {
     status
 }
 
-fn summary(model: &Model) -> Result<String, recc_compiler::ir::IrError> {
+/// `recc check --json`: every file's verdict in one object; the exit status
+/// is as without `--json`.
+fn check_json(files: &[PathBuf]) -> ExitCode {
+    let mut status = ExitCode::SUCCESS;
+    let mut checked = Vec::new();
+    for path in files {
+        let text = match recc_runtime::experiment::read_text(path) {
+            Ok(t) => t,
+            Err(e) => {
+                checked.push(report::CheckedFile::unreadable(path, &e.to_string()));
+                status = ExitCode::from(EXIT_USAGE);
+                continue;
+            }
+        };
+        let compiled = compile(&path.display().to_string(), &text);
+        let (model, failure) = match compiled.model.as_ref().map(summary) {
+            Some(Ok(m)) => (Some(m), None),
+            Some(Err(e)) => (None, Some(e.to_string())),
+            None => (None, None),
+        };
+        let file = report::CheckedFile::checked(
+            path,
+            &compiled.sources,
+            &compiled.diagnostics,
+            model,
+            failure,
+        );
+        // As without --json, the last file that fails decides the status.
+        if !file.is_ok() {
+            status = ExitCode::from(EXIT_MODEL_ERRORS);
+        }
+        checked.push(file);
+    }
+    match report::print(&report::Check::new(checked)) {
+        Ok(()) => status,
+        Err(f) => finish(Err(f)),
+    }
+}
+
+fn summary(model: &Model) -> Result<report::CheckedModel, recc_compiler::ir::IrError> {
     let forward = forward_graph(model)?;
     let backward = gradient_graph(model)?;
-    let inputs: Vec<String> = model
+    let inputs = model
         .inputs
         .iter()
         .map(|i| {
@@ -396,19 +442,20 @@ fn summary(model: &Model) -> Result<String, recc_compiler::ir::IrError> {
                     format!("history({})", model.domain(d).name)
                 }
             };
-            format!("{}: {ty}", i.name)
+            report::CheckedInput {
+                name: i.name.clone(),
+                ty,
+            }
         })
         .collect();
-    Ok(format!(
-        "model {} ok — inputs {}; {} params; {} term{}; IR {} nodes, {} with gradients",
-        model.name,
-        inputs.join(", "),
-        model.params.len(),
-        model.terms.len(),
-        if model.terms.len() == 1 { "" } else { "s" },
-        forward.nodes.len(),
-        backward.nodes.len()
-    ))
+    Ok(report::CheckedModel {
+        name: model.name.clone(),
+        inputs,
+        params: model.params.len(),
+        terms: model.terms.len(),
+        ir_nodes: forward.nodes.len(),
+        gradient_nodes: backward.nodes.len(),
+    })
 }
 
 fn parse(path: &Path) -> ExitCode {

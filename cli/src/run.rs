@@ -3,7 +3,8 @@
 //! [`recc_runtime::experiment`], and prints what comes back for people or,
 //! with `--json`, for machines.
 
-use crate::progress::{self, Progress, EXIT_INTERRUPTED};
+use crate::progress::{self, Progress, StepBar};
+use crate::report;
 use crate::{Failure, EXIT_MODEL_ERRORS, EXIT_USAGE};
 use recc_runtime::data::Dataset;
 use recc_runtime::experiment::{
@@ -15,7 +16,6 @@ use recc_runtime::optim::Schedule;
 use recc_runtime::session::Backend;
 use recc_runtime::split::Split;
 use recc_runtime::train::{Observer, TrainConfig};
-use serde_json::json;
 use std::path::{Path, PathBuf};
 
 /// Where the examples come from and how they are split and bound.
@@ -612,30 +612,23 @@ pub fn train_command(
     }
     modelfile::save(&output, &saved).map_err(|e| usage(e.to_string()))?;
     if let Some(what) = interrupted {
-        eprintln!("interrupted: wrote {what} to {}", output.display());
-        std::process::exit(EXIT_INTERRUPTED.into());
+        report::interrupted(&format!(
+            "interrupted: wrote {what} to {}",
+            output.display()
+        ));
     }
     if out.json {
-        let mut v = json!({
-            "model": source.model.name,
-            "file": source.name,
-            "data": prepared.spec.to_string(),
-            "split": split_name,
-            "train_rows": split.train.len(),
-            "test_rows": split.test.len(),
-            "task": outcome.session.task.to_string(),
-            "settings": config.describe(),
-            "history": outcome.trained.history,
-            "best_epoch": outcome.trained.best_epoch,
-            "metrics": outcome.metrics,
-            "baseline": outcome.baseline,
-            "seconds": outcome.seconds,
-            "output": output.display().to_string(),
-        });
-        if let Some(h) = &hierarchy {
-            v["hierarchy"] = json!(h);
-        }
-        println!("{v:#}");
+        report::print(&report::train(&report::TrainRun {
+            source: &source,
+            prepared: &prepared,
+            split: split_name,
+            train_rows: split.train.len(),
+            test_rows: split.test.len(),
+            config: &config,
+            outcome: &outcome,
+            hierarchy: hierarchy.as_ref(),
+            output: &output,
+        }))?;
     } else {
         if let Some(e) = outcome.trained.best_epoch {
             println!("early stopping kept epoch {e}");
@@ -668,12 +661,11 @@ struct CvProgress<'a> {
 }
 
 impl FoldObserver for CvProgress<'_> {
-    fn fold_started(&mut self, name: &str) -> Box<dyn Observer + '_> {
-        Box::new(Progress::on_stderr(
-            self.out.quiet || self.out.json,
-            name,
-            self.watched,
-        ))
+    fn fold_started(&mut self, name: &str, number: usize, folds: usize) -> Box<dyn Observer + '_> {
+        Box::new(
+            Progress::on_stderr(self.out.quiet || self.out.json, name, self.watched)
+                .fold_of(number, folds),
+        )
     }
 
     fn fold_finished(&mut self, result: &FoldResult) {
@@ -714,22 +706,11 @@ pub fn cv_command(
     };
     let report = experiment::cross_validate(&req, &prepared, &mut watch)?;
     if let Some(name) = &report.interrupted {
-        eprintln!("interrupted during {name}: no results");
-        std::process::exit(EXIT_INTERRUPTED.into());
+        report::interrupted(&format!("interrupted during {name}: no results"));
     }
     let seconds = report.seconds;
     if out.json {
-        let folds: Vec<_> = report
-            .folds
-            .iter()
-            .map(|f| json!({"fold": f.name, "metrics": f.metrics, "seconds": f.seconds}))
-            .collect();
-        println!(
-            "{:#}",
-            json!({"model": source.model.name, "data": prepared.spec.to_string(),
-                   "split": prepared.split_text, "folds": folds, "mean": report.mean,
-                   "std": report.std, "seconds": seconds})
-        );
+        report::print(&report::cv(&source, &prepared, &report))?;
     } else {
         let line = experiment::format_mean_std(&report.mean, &report.std);
         println!(
@@ -769,46 +750,20 @@ pub fn eval_command(
     if let Some(b) = scorer {
         r.fitted.session.backend = b;
     }
-    let e = experiment::evaluate(&r.fitted, &r.prepared.data, &r.split, out.k)?;
-    let model = &r.saved.model_name;
+    let bar = StepBar::on_stderr(out.quiet || out.json, "");
+    let e = experiment::evaluate_observed(&r.fitted, &r.prepared.data, &r.split, out.k, &bar)?;
+    if out.json {
+        let task = r.fitted.session.task.to_string();
+        let metrics = e.metrics();
+        return report::print(&report::eval(path, &r.prepared, task, &e, &metrics));
+    }
     match &e.measured {
-        Measured::Nothing => {
-            if let Some(h) = &e.hierarchy {
-                if out.json {
-                    println!("{:#}", json!({"model": model, "rows": 0, "hierarchy": h}));
-                } else {
-                    println!("{}", format_hierarchy(h));
-                }
-            }
-        }
-        Measured::Ranking(m) => {
-            if out.json {
-                let mut v = serde_json::to_value(m).map_err(|e| failed(e.to_string()))?;
-                if let Some(h) = &e.hierarchy {
-                    v["hierarchy"] = json!(h);
-                }
-                println!("{v:#}");
-            } else {
-                println!("{}", recc_runtime::metrics::format_table(m));
-                if let Some(h) = &e.hierarchy {
-                    println!("{}", format_hierarchy(h));
-                }
-            }
-        }
-        Measured::Metrics(metrics) => {
-            if out.json {
-                let mut v = json!({"model": model, "rows": e.rows, "metrics": metrics});
-                if let Some(h) = &e.hierarchy {
-                    v["hierarchy"] = json!(h);
-                }
-                println!("{v:#}");
-            } else {
-                println!("{} rows: {}", e.rows, format_metrics(metrics));
-                if let Some(h) = &e.hierarchy {
-                    println!("{}", format_hierarchy(h));
-                }
-            }
-        }
+        Measured::Nothing => {}
+        Measured::Ranking(m) => println!("{}", recc_runtime::metrics::format_table(m)),
+        Measured::Metrics(metrics) => println!("{} rows: {}", e.rows, format_metrics(metrics)),
+    }
+    if let Some(h) = &e.hierarchy {
+        println!("{}", format_hierarchy(h));
     }
     Ok(())
 }
@@ -827,13 +782,7 @@ pub fn predict_command(
         note(n);
     }
     if out.json {
-        let v: Vec<_> = rows
-            .iter()
-            .map(
-                |p| json!({"user": p.user, "item": p.item, "score": p.score, "unknown": p.unknown}),
-            )
-            .collect();
-        println!("{:#}", json!(v));
+        report::print(&report::predict(&r.saved.model_name, path, &rows))?;
     } else {
         println!("user\titem\tscore");
         for p in rows {
@@ -854,15 +803,7 @@ pub fn recommend_command(path: &Path, user: &str, out: &OutputArgs) -> Result<()
     let recs = experiment::recommend(&r.fitted, &r.prepared.data, user, out.k, out.allow_unknown)?;
     recs.notes.iter().for_each(|n| note(n));
     if out.json {
-        let v: Vec<_> = recs
-            .items
-            .iter()
-            .map(|r| json!({"item": r.item, "label": r.label, "score": r.score}))
-            .collect();
-        println!(
-            "{:#}",
-            json!({"user": recs.user, "unknown": recs.unknown, "recommendations": v})
-        );
+        report::print(&report::recommend(&r.saved.model_name, path, user, &recs))?;
     } else {
         println!(
             "top {} for {} {}:",
@@ -891,16 +832,7 @@ pub fn similar_command(
     eprint!("{}", source.warnings);
     let near = experiment::similar_saved(&saved, &source, item, table, domain, out.k)?;
     if out.json {
-        let v: Vec<_> = near
-            .neighbours
-            .iter()
-            .map(|n| json!({"id": n.id, "label": n.label, "similarity": n.similarity}))
-            .collect();
-        println!(
-            "{:#}",
-            json!({"item": item, "id": near.id, "label": near.label,
-                   "table": near.table, "neighbours": v})
-        );
+        report::print(&report::similar(&saved.model_name, path, item, &near))?;
     } else {
         println!(
             "nearest to {} by `{}`:",
@@ -920,14 +852,19 @@ pub fn similar_command(
 }
 
 /// `recc export`: embeddings and biases as CSV or .npy.
-pub fn export_command(path: &Path, format: &str, dir: &Path) -> Result<()> {
-    let format = format
+pub fn export_command(path: &Path, format_name: &str, dir: &Path, json: bool) -> Result<()> {
+    let format = format_name
         .parse::<recc_runtime::export::ExportFormat>()
         .map_err(usage)?;
     // Before the model is read: a target that cannot be written is said first.
     modelfile::check_output_dir(dir).map_err(|e| usage(format!("-o {e}")))?;
     let saved = experiment::read_model(path)?;
-    for p in experiment::export(&saved, dir, format)? {
+    let files = experiment::export(&saved, dir, format)?;
+    if json {
+        let model = &saved.model_name;
+        return report::print(&report::export(model, path, format_name, dir, &files));
+    }
+    for p in files {
         println!("{}", printable(&p.display().to_string()));
     }
     Ok(())

@@ -18,6 +18,7 @@ pub mod native;
 pub mod optim;
 pub mod predict;
 pub mod probe;
+pub mod progress;
 pub mod session;
 pub mod split;
 pub mod synth;

@@ -267,7 +267,7 @@ fn a_ranking_model_is_measured_over_the_catalogue_beside_popularity() {
 struct Folds(Vec<String>);
 
 impl FoldObserver for Folds {
-    fn fold_started(&mut self, _: &str) -> Box<dyn Observer + '_> {
+    fn fold_started(&mut self, _: &str, _: usize, _: usize) -> Box<dyn Observer + '_> {
         Box::new(Silent)
     }
     fn fold_finished(&mut self, result: &FoldResult) {

@@ -5,7 +5,7 @@
 //! that the data stays loaded between commands, and the trained model with it.
 
 use super::{runs, Answer, Out, Repl};
-use crate::progress::{watched, Progress};
+use crate::progress::{watched, Progress, StepBar};
 use crate::run::{settings_line, DataArgs, FitArgs};
 use clap::Parser;
 use recc_compiler::model::Model;
@@ -256,14 +256,12 @@ struct CvWatch<'a> {
 }
 
 impl experiment::FoldObserver for CvWatch<'_> {
-    fn fold_started(&mut self, name: &str) -> Box<dyn Observer + '_> {
+    fn fold_started(&mut self, name: &str, number: usize, folds: usize) -> Box<dyn Observer + '_> {
         let out = &mut *self.out;
-        Box::new(Progress::through(
-            |line| out.print(line),
-            self.interactive,
-            name,
-            self.watched,
-        ))
+        Box::new(
+            Progress::through(|line| out.print(line), self.interactive, name, self.watched)
+                .fold_of(number, folds),
+        )
     }
 
     fn fold_finished(&mut self, result: &experiment::FoldResult) {
@@ -607,8 +605,10 @@ impl Repl {
             return Ok(());
         };
         let current = self.current()?;
-        let evaluation = experiment::evaluate(&current.fitted, self.data()?, &current.split, c.k)
-            .map_err(message)?;
+        let bar = StepBar::on_stderr(!self.interactive, "");
+        let evaluation =
+            experiment::evaluate_observed(&current.fitted, self.data()?, &current.split, c.k, &bar)
+                .map_err(message)?;
         let mut text = match &evaluation.measured {
             Measured::Metrics(m) => format!("{} rows: {}", evaluation.rows, format_metrics(m)),
             Measured::Ranking(m) => recc_runtime::metrics::format_table(m),

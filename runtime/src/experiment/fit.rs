@@ -219,13 +219,15 @@ pub fn train_split(
                 metrics = rating_metrics(&predictor, data, &train_rows, &test_rows, config.seed)?;
             }
             Task::Ranking => {
+                let progress = observer.measuring();
                 let m = predictor
-                    .ranking(data, &train_rows, &test_rows, req.k)
+                    .ranking_observed(data, &train_rows, &test_rows, req.k, progress)
                     .map_err(|e| failed(e.to_string()))?;
                 metrics = m.named().into_iter().collect();
                 if req.baseline {
-                    let b = predict::popularity_ranking(data, &train_rows, &test_rows, req.k)
-                        .map_err(|e| failed(e.to_string()))?;
+                    let b =
+                        predict::popularity_ranking(data, &train_rows, &test_rows, req.k, progress)
+                            .map_err(|e| failed(e.to_string()))?;
                     baseline = Some(b.named().into_iter().collect());
                 }
             }
@@ -381,7 +383,13 @@ pub fn saved_model(
 /// One fold of a cross-validation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FoldResult {
+    /// `u1` for one of the data's own folds, `fold 2` for a made one.
     pub name: String,
+    /// Its place among the folds, from 1.
+    pub number: usize,
+    /// One of the data's own folds (`--split given`), known by its name;
+    /// a made fold is known by its number.
+    pub given: bool,
     pub metrics: BTreeMap<String, f64>,
     pub seconds: f64,
 }
@@ -403,8 +411,9 @@ pub struct CvReport {
 /// Watches a cross-validation: an observer for each fold's training, and
 /// each fold's result as it comes.
 pub trait FoldObserver {
-    /// The observer of the training of fold `name`.
-    fn fold_started(&mut self, name: &str) -> Box<dyn Observer + '_>;
+    /// The observer of the training of fold `name`, the `number`th (from 1)
+    /// of `folds`.
+    fn fold_started(&mut self, name: &str, number: usize, folds: usize) -> Box<dyn Observer + '_>;
     /// Fold `result.name` was trained and measured.
     fn fold_finished(&mut self, _result: &FoldResult) {}
 }
@@ -436,7 +445,8 @@ pub fn cross_validate(
     let mut folds: Vec<FoldResult> = Vec::new();
     let mut interrupted = None;
     let started = Instant::now();
-    for (name, split) in &prepared.splits {
+    let count = prepared.splits.len();
+    for (number, (name, split)) in (1..).zip(&prepared.splits) {
         // A given fold has its own files: load them for this fold.
         let fold_data;
         let data = if given {
@@ -454,7 +464,7 @@ pub fn cross_validate(
             super::write_split(&fold_dir, data, split, &req.source.model, req.request)?;
         }
         let outcome = {
-            let mut observer = watch.fold_started(name);
+            let mut observer = watch.fold_started(name, number, count);
             train_split(req, data, split, observer.as_mut())?
         };
         if outcome.trained.interrupted.is_some() {
@@ -463,6 +473,8 @@ pub fn cross_validate(
         }
         let result = FoldResult {
             name: name.clone(),
+            number,
+            given,
             metrics: outcome.metrics,
             seconds: outcome.seconds,
         };

@@ -13,6 +13,7 @@ use crate::hierarchy::{self, HierarchyReport};
 use crate::metrics::RankingMetrics;
 use crate::modelfile::{self, EpochRecord, SavedDomain, SavedModel};
 use crate::predict::{self, Predictor};
+use crate::progress::{StepObserver, Unobserved};
 use crate::session::{Session, Task};
 use crate::split::Split;
 use recc_compiler::interp::Params;
@@ -300,6 +301,17 @@ impl Evaluation {
 /// Measure `fitted` on the test rows of `split` of `data` (ranking metrics
 /// at `k`), as training measured it.
 pub fn evaluate(fitted: &Fitted, data: &Dataset, split: &Split, k: usize) -> Result<Evaluation> {
+    evaluate_observed(fitted, data, split, k, &Unobserved)
+}
+
+/// [`evaluate`], telling `progress` how far ranking the catalogue has got.
+pub fn evaluate_observed(
+    fitted: &Fitted,
+    data: &Dataset,
+    split: &Split,
+    k: usize,
+    progress: &dyn StepObserver,
+) -> Result<Evaluation> {
     let predictor = Predictor::new(&fitted.session, &fitted.params);
     let train_rows = fitted.model_rows(data, &split.train);
     let test_rows = fitted.model_rows(data, &split.test);
@@ -326,7 +338,7 @@ pub fn evaluate(fitted: &Fitted, data: &Dataset, split: &Split, k: usize) -> Res
         )?),
         Task::Ranking => Measured::Ranking(
             predictor
-                .ranking(data, &train_rows, &test_rows, k)
+                .ranking_observed(data, &train_rows, &test_rows, k, progress)
                 .map_err(|e| failed(e.to_string()))?,
         ),
         Task::Loss => {

@@ -38,7 +38,8 @@ pub use fit::{
     train_split, CvReport, FitOverrides, FoldObserver, FoldResult, Outcome, TrainRequest,
 };
 pub use fitted::{
-    bind_saved, evaluate, hierarchy, open_model, reopen, Evaluation, Fitted, Measured, Reopened,
+    bind_saved, evaluate, evaluate_observed, hierarchy, open_model, reopen, Evaluation, Fitted,
+    Measured, Reopened,
 };
 pub use ids::{describe_id, lookup_id, resolve_id, resolve_or_unknown, IdLookup};
 pub use query::{
@@ -49,6 +50,7 @@ pub use source::{compile_source, read_source, read_text, Source, MAX_SOURCE_BYTE
 pub use text::{format_hierarchy, format_mean_std, format_metrics, printable};
 // The types a caller of the API needs beside its own.
 pub use crate::export::ExportFormat;
+pub use crate::progress::{StepObserver, Unobserved};
 pub use crate::train::{Interruption, Observer, OnInterrupt, Silent, TrainConfig, Trained};
 
 use crate::predict::PredictError;
