@@ -115,6 +115,8 @@ enum Command {
         #[arg(long, required = true)]
         item: Vec<String>,
         #[command(flatten)]
+        data: run::AnswerDataArgs,
+        #[command(flatten)]
         out: run::OutputArgs,
     },
     /// The best items for a user, leaving out those they already have.
@@ -124,6 +126,11 @@ enum Command {
         /// The raw user id.
         #[arg(long)]
         user: String,
+        /// Also list the items the user already has
+        #[arg(long)]
+        include_seen: bool,
+        #[command(flatten)]
+        data: run::AnswerDataArgs,
         #[command(flatten)]
         out: run::OutputArgs,
     },
@@ -257,11 +264,22 @@ fn main() -> ExitCode {
             model,
             user,
             item,
+            data,
             out,
-        } => finish(run::predict_command(&model, &user, &item, &out)),
-        Command::Recommend { model, user, out } => {
-            finish(run::recommend_command(&model, &user, &out))
-        }
+        } => finish(run::predict_command(&model, &user, &item, &data, &out)),
+        Command::Recommend {
+            model,
+            user,
+            include_seen,
+            data,
+            out,
+        } => finish(run::recommend_command(
+            &model,
+            &user,
+            include_seen,
+            &data,
+            &out,
+        )),
         Command::Similar {
             model,
             item,

@@ -175,6 +175,7 @@ fn saved(
         history: trained.history.clone(),
         domains: SavedDomain::all(&session.binding.domains),
         tables: modelfile::tables_from_params(&session.forward, &trained.params),
+        context: None,
     };
     let path = dir.path().join(format!("{name}.recm"));
     modelfile::save(&path, &saved).ok()?;

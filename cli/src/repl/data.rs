@@ -650,8 +650,14 @@ impl Repl {
             return Ok(());
         };
         let current = self.current()?;
-        let recs =
-            experiment::recommend(&current.fitted, self.data()?, &c.user, c.k).map_err(message)?;
+        let recs = experiment::recommend(
+            &current.fitted,
+            self.data()?,
+            &c.user,
+            c.k,
+            experiment::SeenItems::Exclude,
+        )
+        .map_err(message)?;
         let mut text = String::new();
         for note in &recs.notes {
             text.push_str(&format!("note: {note}\n"));

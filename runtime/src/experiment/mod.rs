@@ -33,11 +33,12 @@ pub use fit::{
     FitOverrides, FoldObserver, FoldResult, Outcome, TrainRequest,
 };
 pub use fitted::{
-    bind_saved, evaluate, hierarchy, open_model, reopen, Evaluation, Fitted, Measured, Reopened,
+    bind_saved, evaluate, hierarchy, open_for_answers, open_model, reopen, Answering, Evaluation,
+    Fitted, Measured, Reopened,
 };
 pub use query::{
     export, predict_pairs, read_model, recommend, similar, similar_saved, Neighbour, Neighbours,
-    PairScore, Recommendation, Recommendations,
+    PairScore, Recommendation, Recommendations, SeenItems,
 };
 pub use source::{compile_source, read_source, read_text, Source, MAX_SOURCE_BYTES};
 pub use text::{format_hierarchy, format_mean_std, format_metrics, printable};
