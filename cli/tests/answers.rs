@@ -347,3 +347,94 @@ fn a_tree_model_never_recommends_a_node_to_itself() {
         }
     }
 }
+
+/// The data, a user, an item and a node or item for `similar` of each
+/// model of `models/` in the test below.
+fn builtin_case(file: &str) -> (&'static str, &'static str, &'static str) {
+    match file {
+        "word2vec_mf.rec" => ("builtin+item2vec", "i5", "i7"),
+        "poincare_tree.rec" => ("tree:2x3", "n.0", "n.1"),
+        _ => ("builtin", "u1", "i5"),
+    }
+}
+
+#[test]
+fn every_model_answers_the_same_from_its_moved_file_as_from_its_data() {
+    let mut files: Vec<String> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".rec"))
+            .collect();
+    files.sort();
+    assert!(files.len() >= 19, "{files:?}");
+    let work = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    for file in &files {
+        let (data, user, item) = builtin_case(file);
+        let name = format!("{file}m");
+        ok(
+            recc_in(
+                work.path(),
+                &[
+                    "train",
+                    &model(file),
+                    "--data",
+                    data,
+                    "--epochs",
+                    "1",
+                    "-q",
+                    "-o",
+                    &name,
+                ],
+            ),
+            &format!("train {file}"),
+        );
+        let questions = |path: &str| -> Vec<Vec<String>> {
+            let q: [&[&str]; 3] = [
+                &[
+                    "predict",
+                    path,
+                    "--user",
+                    user,
+                    "--item",
+                    item,
+                    "--item",
+                    "no-such-item",
+                    "--json",
+                ],
+                &["recommend", path, "--user", user, "-k", "5", "--json"],
+                &["similar", path, "--item", item, "-k", "3", "--json"],
+            ];
+            q.iter()
+                .map(|a| a.iter().map(|s| s.to_string()).collect())
+                .collect()
+        };
+        // Bound to all of its data, where it was trained...
+        let before: Vec<String> = questions(&name)
+            .into_iter()
+            .map(|mut q| {
+                if q[0] != "similar" {
+                    q.extend(["--data".to_string(), data.to_string()]);
+                }
+                ok(
+                    recc_in(work.path(), &q),
+                    &format!("{file}: {}", q.join(" ")),
+                )
+            })
+            .collect();
+        // ...and from the file alone, moved, from another directory.
+        let moved = elsewhere.path().join(&name);
+        std::fs::rename(work.path().join(&name), &moved).unwrap();
+        let after: Vec<String> = questions(&moved.display().to_string())
+            .into_iter()
+            .map(|q| {
+                ok(
+                    recc_in(Path::new("/"), &q),
+                    &format!("{file}: {}", q.join(" ")),
+                )
+            })
+            .collect();
+        assert_eq!(before, after, "{file}");
+    }
+}

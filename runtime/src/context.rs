@@ -421,7 +421,7 @@ mod packed {
 
     pub fn decode(text: &str) -> Result<Vec<u8>, String> {
         let text = text.as_bytes();
-        if text.len() % 4 != 0 {
+        if !text.len().is_multiple_of(4) {
             return Err("packed numbers: base64 text of a length not a multiple of 4".into());
         }
         let value = |c: u8| -> Result<u32, String> {
@@ -465,7 +465,7 @@ mod packed {
                 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<$t>, D::Error> {
                     let text = String::deserialize(d)?;
                     let bytes = super::decode(&text).map_err(serde::de::Error::custom)?;
-                    if bytes.len() % $n != 0 {
+                    if !bytes.len().is_multiple_of($n) {
                         return Err(serde::de::Error::custom(format!(
                             "packed numbers: {} bytes do not make {}-byte numbers",
                             bytes.len(),

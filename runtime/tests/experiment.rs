@@ -190,7 +190,7 @@ fn recommend_leaves_out_what_the_user_trained_on_and_similar_finds_neighbours() 
         .map(|&r| item_ids.name(items[r]).to_string())
         .collect();
     assert!(!seen.is_empty());
-    let recs = experiment::recommend(&fitted, data, &raw_user, 20).unwrap();
+    let recs = experiment::recommend(&fitted, data, &raw_user, 20, Default::default()).unwrap();
     assert!(recs.notes.is_empty(), "{:?}", recs.notes);
     assert_eq!(recs.items.len(), 20);
     for r in &recs.items {
@@ -203,7 +203,7 @@ fn recommend_leaves_out_what_the_user_trained_on_and_similar_finds_neighbours() 
     assert!(recs.items.windows(2).all(|w| w[0].score >= w[1].score));
 
     // An unknown user is scored as the average one, and told so.
-    let cold = experiment::recommend(&fitted, data, "nobody", 5).unwrap();
+    let cold = experiment::recommend(&fitted, data, "nobody", 5, Default::default()).unwrap();
     assert_eq!(cold.items.len(), 5);
     assert_eq!(cold.notes.len(), 1);
     assert!(cold.notes[0].contains("user `nobody` is not in the data"));
