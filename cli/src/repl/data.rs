@@ -135,7 +135,7 @@ struct PredictCommand {
     items: Vec<String>,
 }
 
-/// `:recommend USER [-k N]`
+/// `:recommend USER [-k N] [--include-seen]`
 #[derive(Parser)]
 #[command(
     name = ":recommend",
@@ -147,6 +147,9 @@ struct RecommendCommand {
     /// How many
     #[arg(short = 'k', long, default_value_t = 10)]
     k: usize,
+    /// Also list the items the user already has
+    #[arg(long)]
+    include_seen: bool,
 }
 
 /// `:similar ITEM [-k N] [--table T] [--domain D]`
@@ -655,7 +658,11 @@ impl Repl {
             self.data()?,
             &c.user,
             c.k,
-            experiment::SeenItems::Exclude,
+            if c.include_seen {
+                experiment::SeenItems::Include
+            } else {
+                experiment::SeenItems::Exclude
+            },
         )
         .map_err(message)?;
         let mut text = String::new();
