@@ -283,6 +283,8 @@ pub struct Eval<'a> {
     measured: Measurement<'a>,
     /// The model file.
     model_file: String,
+    /// Test rows of the split left out because the model was trained on them.
+    excluded_rows: usize,
     /// A ranking model's: the users the figures average over.
     #[serde(skip_serializing_if = "Option::is_none")]
     users: Option<usize>,
@@ -312,6 +314,7 @@ pub fn eval<'a>(
             hierarchy: e.hierarchy.as_ref(),
         },
         model_file: model_file.display().to_string(),
+        excluded_rows: e.excluded,
         users: match &e.measured {
             Measured::Ranking(m) => Some(m.users),
             _ => None,

@@ -107,7 +107,11 @@ fn an_unknown_id_is_an_error_unless_cold_start_is_asked_for() {
     let known = recc(&["predict", m, "--user", "u1", "--item", "i1", "--json"])
         .ok()
         .json();
-    assert_eq!(known["predictions"][0]["unknown"], Value::Bool(false), "{known:#}");
+    assert_eq!(
+        known["predictions"][0]["unknown"],
+        Value::Bool(false),
+        "{known:#}"
+    );
 
     let v = recc(&[
         "recommend",

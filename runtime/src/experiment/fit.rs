@@ -354,8 +354,8 @@ pub(super) fn recorded_settings(
     settings
 }
 
-/// The model file of a trained split; `params` are its trained parameters
-/// (moved in, so that no copy is made).
+/// The model file of a trained split, the first of `prepared`; `params`
+/// are its trained parameters (moved in, so that no copy is made).
 pub fn saved_model(
     source: &Source,
     prepared: &Prepared,
@@ -377,6 +377,7 @@ pub fn saved_model(
         history: outcome.trained.history.clone(),
         domains: SavedDomain::all(&session.binding.domains),
         tables: modelfile::into_saved_tables(&session.forward, params),
+        context: super::fitted::training_context(source, session, prepared, request.min_target),
     }
 }
 
