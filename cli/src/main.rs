@@ -75,7 +75,7 @@ enum Command {
         /// The trained model file.
         model: PathBuf,
         #[command(flatten)]
-        data: run::DataArgs,
+        data: run::EvalDataArgs,
         /// What scores the test rows: jit (native code), interp (the
         /// reference evaluator) or cuda (a GPU: not built yet, says what
         /// this machine has) [default: what trained the model]
@@ -233,7 +233,7 @@ fn main() -> ExitCode {
     report::watch_arguments(std::env::args_os());
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => return report::usage_error(e),
+        Err(e) => return report::usage_error(explain_unknown_flag(e)),
     };
     match cli.command {
         Command::Check { files, json } if json => check_json(&files),
@@ -344,6 +344,30 @@ fn main() -> ExitCode {
         } => finish(run::export_command(&model, &format, &output, json)),
         Command::Repl(args) => repl::main(args),
         Command::Emit(args) => finish(emit::emit_command(&args)),
+    }
+}
+
+/// A flag the command does not take gets a message of its own: clap's tip
+/// (pass it as a value after `--`) does not fit a flag that belongs to
+/// another command.
+fn explain_unknown_flag(e: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return e;
+    }
+    let flag = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(flag)) if flag.starts_with('-') => flag.clone(),
+        _ => return e,
+    };
+    match std::env::args().nth(1).filter(|c| !c.starts_with('-')) {
+        Some(command) => clap::Error::raw(
+            ErrorKind::UnknownArgument,
+            format!(
+                "unexpected argument '{flag}': `recc {command}` does not take it; \
+                 `recc {command} --help` lists the flags it does\n"
+            ),
+        ),
+        None => e,
     }
 }
 

@@ -60,6 +60,62 @@ pub struct DataArgs {
     pub min_count: usize,
 }
 
+/// The data `eval` measures on: the model's own, split as it was, unless
+/// told otherwise. The co-occurrence window and vocabulary are the model's
+/// and cannot change, so there is no `--window` or `--min-count` here.
+#[derive(clap::Args, Clone, Debug)]
+pub struct EvalDataArgs {
+    /// Data to measure on, written as for `train` [default: the data the
+    /// model was trained on]
+    #[arg(long)]
+    pub data: Option<String>,
+    /// How to split, written as for `train` [default: the model's split]
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Columns of a delimited file [default: the model's]
+    #[arg(long)]
+    pub columns: Option<String>,
+    /// Field separator of a delimited file [default: the model's, or detected]
+    #[arg(long)]
+    pub sep: Option<String>,
+    /// The delimited file's first line names its columns
+    #[arg(long)]
+    pub header: bool,
+    /// Skip lines that do not parse, and report how many, instead of stopping
+    #[arg(long)]
+    pub skip_bad_lines: bool,
+    /// Bind a model input to a data column: --bind r=stars [default: the model's]
+    #[arg(long, value_name = "INPUT=COLUMN")]
+    pub bind: Vec<String>,
+    /// Columns that make up a factorization machine's features [default: the model's]
+    #[arg(long, value_delimiter = ',')]
+    pub features: Vec<String>,
+    /// Only rows whose target is at least this are positives of a ranking
+    /// model [default: the model's]
+    #[arg(long, allow_negative_numbers = true)]
+    pub min_target: Option<f64>,
+}
+
+impl EvalDataArgs {
+    /// The request laid over the model's own: what is not given is the
+    /// model's (the default data spec stands for "the model's data").
+    pub fn request(&self) -> DataRequest {
+        let default = DataRequest::default();
+        DataRequest {
+            data: self.data.clone().unwrap_or(default.data.clone()),
+            split: self.split.clone(),
+            columns: self.columns.clone(),
+            sep: self.sep.clone(),
+            header: self.header,
+            skip_bad_lines: self.skip_bad_lines,
+            bind: self.bind.clone(),
+            features: self.features.clone(),
+            min_target: self.min_target,
+            ..default
+        }
+    }
+}
+
 /// Where `train` writes its split's rows.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct WriteSplitArgs {
@@ -709,7 +765,7 @@ fn reopen(path: &Path, data: Option<&DataRequest>) -> Result<experiment::Reopene
 /// `recc eval`: the test metrics of a saved model, recomputed.
 pub fn eval_command(
     path: &Path,
-    data_args: &DataArgs,
+    data_args: &EvalDataArgs,
     backend: Option<&str>,
     out: &OutputArgs,
 ) -> Result<()> {

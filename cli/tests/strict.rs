@@ -300,11 +300,13 @@ fn flags_that_do_not_apply_are_refused() {
         vec!["similar", m, "--item", "i1", "--allow-unknown"],
         vec!["eval", m, "--baseline"],
         vec!["eval", m, "--write-split", "x"],
+        vec!["eval", m, "--window", "3"],
         vec!["cv", "models/biased_mf.rec", "--baseline"],
         vec!["bench", "models/biased_mf.rec", "-k", "3"],
         vec!["bench", "models/biased_mf.rec", "--write-split", "x"],
     ] {
-        recc(&args).fails(2).says("unexpected argument");
+        let command = format!("`recc {}` does not take it", args[0]);
+        recc(&args).fails(2).says(&command);
     }
 }
 

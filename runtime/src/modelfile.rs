@@ -891,13 +891,18 @@ fn file_kind_or_file(meta: &std::fs::Metadata) -> &'static str {
     }
 }
 
-/// An I/O error without the path `tempfile` adds to it: the temporary
-/// file's name means nothing to whoever reads the message, and the caller
-/// names the destination.
+/// An I/O error without the path `tempfile` adds to it (`... at path
+/// "DIR/.NAME.recc-tmp-..."`): the temporary file's name means nothing to
+/// whoever reads the message, and the caller names the destination.
+/// `tempfile` keeps the original error private, so its text is cut.
 fn bare(e: io::Error) -> io::Error {
-    match e.raw_os_error() {
-        Some(code) => io::Error::from_raw_os_error(code),
-        None => io::Error::new(e.kind(), e.kind().to_string()),
+    if e.raw_os_error().is_some() {
+        return e;
+    }
+    let text = e.to_string();
+    match text.find(" at path ") {
+        Some(at) => io::Error::new(e.kind(), text[..at].to_string()),
+        None => e,
     }
 }
 

@@ -50,30 +50,31 @@ pub fn lookup_id(map: &IdMap, name: &str) -> IdLookup {
 }
 
 /// The rows whose id or label is nearest `lower` (a lower-cased name):
-/// those that begin with it, then those that contain it, then those a few
-/// edits away.
+/// those that begin with it as a whole word (`star wars` in `star wars
+/// (1977)`), then those that begin with it, then those that contain it,
+/// then those a few edits away; shorter first within each.
 fn closest(map: &IdMap, lower: &str) -> Vec<u32> {
     if lower.is_empty() {
         return Vec::new();
     }
-    let limit = (lower.chars().count() / 3).max(2);
-    let mut ranked: Vec<(usize, usize, u32)> = (0..map.len() as u32)
+    let limit = (lower.chars().count() / 3).max(1);
+    let rank_of = |text: &str| -> Option<(u8, usize)> {
+        let extra = text.len().saturating_sub(lower.len());
+        if let Some(rest) = text.strip_prefix(lower) {
+            let whole_word = !rest.starts_with(|c: char| c.is_alphanumeric());
+            return Some((if whole_word { 0 } else { 1 }, extra));
+        }
+        if text.contains(lower) {
+            return Some((2, extra));
+        }
+        edit_distance_within(lower, text, limit).map(|d| (3, d))
+    };
+    let mut ranked: Vec<(u8, usize, u32)> = (0..map.len() as u32)
         .filter_map(|i| {
-            let id = map.name(i).to_lowercase();
-            let label = map.label(i).to_lowercase();
-            let rank = [id, label]
-                .iter()
-                .filter_map(|text| {
-                    if text.starts_with(lower) {
-                        Some((0, text.len() - lower.len()))
-                    } else if text.contains(lower) {
-                        Some((1, text.len() - lower.len()))
-                    } else {
-                        edit_distance_within(lower, text, limit).map(|d| (2, d))
-                    }
-                })
-                .min()?;
-            Some((rank.0, rank.1, i))
+            let id = rank_of(&map.name(i).to_lowercase());
+            let label = rank_of(&map.label(i).to_lowercase());
+            let (class, extra) = id.into_iter().chain(label).min()?;
+            Some((class, extra, i))
         })
         .collect();
     ranked.sort_unstable();
