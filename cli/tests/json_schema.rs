@@ -53,8 +53,12 @@ fn valid(run: &Run, code: i32, command: &str) -> Value {
         "expected exit {code}\n--- stdout\n{}\n--- stderr\n{}",
         run.stdout, run.stderr
     );
-    let v: Value = serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n--- stderr\n{}", run.stdout, run.stderr));
+    let v: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}):\n{}\n--- stderr\n{}",
+            run.stdout, run.stderr
+        )
+    });
     let wrong = complaints(&v);
     assert!(wrong.is_empty(), "{command}: {wrong}\n{v:#}");
     assert_eq!(v["command"], command, "{v:#}");
@@ -139,7 +143,10 @@ fn check_prints_each_file_and_its_diagnostics() {
     assert_eq!(v["ok"], false);
     let d = &v["files"][0]["diagnostics"][0];
     assert_eq!(d["severity"], "error", "{v:#}");
-    assert_eq!((d["line"].as_u64(), d["column"].as_u64()), (Some(1), Some(9)));
+    assert_eq!(
+        (d["line"].as_u64(), d["column"].as_u64()),
+        (Some(1), Some(9))
+    );
     // The report is the JSON; stderr does not repeat it.
     assert!(run.stderr.is_empty(), "{}", run.stderr);
 
@@ -204,7 +211,10 @@ fn train_eval_predict_recommend_similar_and_export_print_valid_json() {
     assert_eq!(v["neighbours"].as_array().map(Vec::len), Some(3));
     let out = dir.path().join("tables");
     let v = json_ok(&["export", path_str(&rating), "-o", path_str(&out)]);
-    assert!(v["files"].as_array().is_some_and(|f| !f.is_empty()), "{v:#}");
+    assert!(
+        v["files"].as_array().is_some_and(|f| !f.is_empty()),
+        "{v:#}"
+    );
 }
 
 #[test]
@@ -228,14 +238,7 @@ fn a_tree_reports_its_hierarchy_in_train_and_eval() {
 
 #[test]
 fn cv_labels_made_folds_by_number_and_given_folds_by_name() {
-    let v = json_ok(&[
-        "cv",
-        "models/mf.rec",
-        "--split",
-        "kfold:2",
-        "--epochs",
-        "1",
-    ]);
+    let v = json_ok(&["cv", "models/mf.rec", "--split", "kfold:2", "--epochs", "1"]);
     let labels: Vec<&Value> = v["folds"]
         .as_array()
         .map(|f| f.iter().map(|f| &f["fold"]).collect())
@@ -302,7 +305,9 @@ fn failures_are_json_errors_on_stdout_with_the_same_exit_status() {
     // Flags that do not parse.
     let e = json_error(&["train", "models/mf.rec", "--epochs", "many"], 2);
     assert!(
-        e["message"].as_str().is_some_and(|m| m.contains("--epochs")),
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("--epochs")),
         "{e:#}"
     );
     let run = recc(&["no-such-command", "--json"]);

@@ -236,7 +236,9 @@ fn predict_scores_a_pair_and_an_unknown_user_as_cold_start() {
         cold.stderr
     );
     assert!(cold.stderr.contains("unknown user"), "{}", cold.stderr);
-    let score = cold.json()["predictions"][0]["score"].as_f64().unwrap_or(f64::NAN);
+    let score = cold.json()["predictions"][0]["score"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
     assert!(score.is_finite(), "{}", cold.stdout);
 }
 
