@@ -23,7 +23,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0.08)]
     pub reg: f32,
     /// Lanes of the hand-written loop's factors
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = run::at_least_one, allow_negative_numbers = true)]
     pub factors: usize,
 }
 

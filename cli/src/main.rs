@@ -63,7 +63,9 @@ enum Command {
         #[command(flatten)]
         fit: run::FitArgs,
         #[command(flatten)]
-        out: run::OutputArgs,
+        write_split: run::WriteSplitArgs,
+        #[command(flatten)]
+        out: run::TrainOutput,
         /// Where to write the model [default: MODEL.recm]
         #[arg(long, short)]
         output: Option<PathBuf>,
@@ -80,7 +82,7 @@ enum Command {
         #[arg(long)]
         backend: Option<String>,
         #[command(flatten)]
-        out: run::OutputArgs,
+        out: run::EvalOutput,
     },
     /// Time training epochs: updates/s, compile time, peak memory; with
     /// --handwritten, against the hand-written SIMD loop. --data zipf is a
@@ -95,7 +97,7 @@ enum Command {
         #[command(flatten)]
         bench: bench::BenchArgs,
         #[command(flatten)]
-        out: run::OutputArgs,
+        out: run::BenchOutput,
     },
     /// Cross-validate: train and test on every fold, then mean ± std.
     Cv {
@@ -106,36 +108,39 @@ enum Command {
         #[command(flatten)]
         fit: run::FitArgs,
         #[command(flatten)]
-        out: run::OutputArgs,
+        write_split: run::WriteFoldsArgs,
+        #[command(flatten)]
+        out: run::CvOutput,
     },
     /// Score (user, item) pairs with a trained model.
     Predict {
         /// The trained model file.
         model: PathBuf,
-        /// Raw user ids (repeat, or one for every item)
+        /// Raw user ids or labels (repeat, or one for every item)
         #[arg(long, required = true)]
         user: Vec<String>,
-        /// Raw item ids (repeat, or one for every user)
+        /// Raw item ids or labels, e.g. a film's title (repeat, or one for
+        /// every user)
         #[arg(long, required = true)]
         item: Vec<String>,
         #[command(flatten)]
-        out: run::OutputArgs,
+        out: run::PredictOutput,
     },
     /// The best items for a user, leaving out those they already have.
     Recommend {
         /// The trained model file.
         model: PathBuf,
-        /// The raw user id.
+        /// The raw user id or label.
         #[arg(long)]
         user: String,
         #[command(flatten)]
-        out: run::OutputArgs,
+        out: run::RecommendOutput,
     },
     /// The nearest neighbours of an item (or token) in the model's embedding.
     Similar {
         /// The trained model file.
         model: PathBuf,
-        /// The raw id or the exact label (a film's title) of the item.
+        /// The raw id or the label (a film's title, in any case) of the item.
         #[arg(long)]
         item: String,
         /// The embedding table to compare in [default: the widest over the domain]
@@ -145,7 +150,7 @@ enum Command {
         #[arg(long)]
         domain: Option<String>,
         #[command(flatten)]
-        out: run::OutputArgs,
+        out: run::SimilarOutput,
     },
     /// Build, train and compare models interactively, on data loaded once;
     /// with input from a pipe, write a transcript (see docs/repl.md).
@@ -237,36 +242,62 @@ fn main() -> ExitCode {
             file,
             data,
             fit,
+            write_split,
             out,
             output,
-        } => finish(run::train_command(&file, &data, &fit, &out, output)),
+        } => finish(run::train_command(
+            &file,
+            &data,
+            &fit,
+            &(&out).into(),
+            output,
+            write_split.write_split.as_deref(),
+        )),
         Command::Bench {
             file,
             data,
             fit,
             bench,
             out,
-        } => finish(bench::bench_command(&file, &data, &fit, &bench, &out)),
+        } => finish(bench::bench_command(
+            &file,
+            &data,
+            &fit,
+            &bench,
+            &(&out).into(),
+        )),
         Command::Eval {
             model,
             data,
             backend,
             out,
-        } => finish(run::eval_command(&model, &data, backend.as_deref(), &out)),
+        } => finish(run::eval_command(
+            &model,
+            &data,
+            backend.as_deref(),
+            &(&out).into(),
+        )),
         Command::Cv {
             file,
             data,
             fit,
+            write_split,
             out,
-        } => finish(run::cv_command(&file, &data, &fit, &out)),
+        } => finish(run::cv_command(
+            &file,
+            &data,
+            &fit,
+            &(&out).into(),
+            write_split.write_split.as_deref(),
+        )),
         Command::Predict {
             model,
             user,
             item,
             out,
-        } => finish(run::predict_command(&model, &user, &item, &out)),
+        } => finish(run::predict_command(&model, &user, &item, &(&out).into())),
         Command::Recommend { model, user, out } => {
-            finish(run::recommend_command(&model, &user, &out))
+            finish(run::recommend_command(&model, &user, &(&out).into()))
         }
         Command::Similar {
             model,
@@ -279,7 +310,7 @@ fn main() -> ExitCode {
             &item,
             table.as_deref(),
             domain.as_deref(),
-            &out,
+            &(&out).into(),
         )),
         Command::Export {
             model,

@@ -434,6 +434,8 @@ pub struct Prediction<'a> {
     user: &'a str,
     item: &'a str,
     score: f64,
+    /// The user or the item is not in the model (`--allow-unknown`).
+    unknown: bool,
 }
 
 pub fn predict<'a>(model: &'a str, model_file: &Path, pairs: &'a [PairScore]) -> Predict<'a> {
@@ -447,6 +449,7 @@ pub fn predict<'a>(model: &'a str, model_file: &Path, pairs: &'a [PairScore]) ->
                 user: &p.user,
                 item: &p.item,
                 score: p.score,
+                unknown: p.unknown,
             })
             .collect(),
     }
@@ -459,6 +462,8 @@ pub struct Recommend<'a> {
     model: &'a str,
     model_file: String,
     user: &'a str,
+    /// The user is not in the model: a cold-start list (`--allow-unknown`).
+    unknown: bool,
     recommendations: Vec<Recommended<'a>>,
 }
 
@@ -480,6 +485,7 @@ pub fn recommend<'a>(
         model,
         model_file: model_file.display().to_string(),
         user,
+        unknown: recs.unknown,
         recommendations: recs
             .items
             .iter()
@@ -500,7 +506,8 @@ pub struct Similar<'a> {
     model_file: String,
     /// The item as asked (an id or a label).
     item: &'a str,
-    /// The label of the item found.
+    /// The raw id and the label of the item found.
+    id: &'a str,
     label: &'a str,
     table: &'a str,
     neighbours: Vec<Neighbour<'a>>,
@@ -524,6 +531,7 @@ pub fn similar<'a>(
         model,
         model_file: model_file.display().to_string(),
         item,
+        id: &near.id,
         label: &near.label,
         table: &near.table,
         neighbours: near

@@ -50,16 +50,31 @@ pub struct DataArgs {
     #[arg(long, value_delimiter = ',')]
     pub features: Vec<String>,
     /// Only rows whose target is at least this are positives of a ranking model
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub min_target: Option<f64>,
     /// Co-occurrence window of +item2vec and +text
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = at_least_one, allow_negative_numbers = true)]
     pub window: usize,
     /// Words rarer than this are dropped by +text
     #[arg(long, default_value_t = 5)]
     pub min_count: usize,
+}
+
+/// Where `train` writes its split's rows.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct WriteSplitArgs {
     /// Also write the split's rows as DIR/train.tsv and DIR/test.tsv (raw ids),
     /// so other tools can be measured on exactly the same rows
+    #[arg(long, value_name = "DIR")]
+    pub write_split: Option<PathBuf>,
+}
+
+/// Where `cv` writes its folds' rows.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct WriteFoldsArgs {
+    /// Also write each fold's rows as DIR/FOLD/train.tsv and
+    /// DIR/FOLD/test.tsv (raw ids; FOLD is u1.., or fold1..), so other tools
+    /// can be measured on exactly the same rows
     #[arg(long, value_name = "DIR")]
     pub write_split: Option<PathBuf>,
 }
@@ -68,16 +83,16 @@ pub struct DataArgs {
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct FitArgs {
     /// Epochs over the training rows
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one, allow_negative_numbers = true)]
     pub epochs: Option<usize>,
     /// Learning rate
-    #[arg(long)]
+    #[arg(long, value_parser = learning_rate, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// sgd, adagrad or adam
     #[arg(long)]
     pub optimizer: Option<String>,
     /// Examples averaged into one update
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one, allow_negative_numbers = true)]
     pub batch: Option<usize>,
     /// Seed of initialisation, shuffling and sampling
     #[arg(long)]
@@ -90,7 +105,7 @@ pub struct FitArgs {
     pub schedule: Option<String>,
     /// Training threads: 1 (the default) reproduces a run exactly; more
     /// update the tables lock-free (Hogwild)
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// What runs the training step: jit (native code, the default), interp
     /// (the reference evaluator) or cuda (a GPU: not built yet, says what
@@ -99,9 +114,37 @@ pub struct FitArgs {
     pub backend: Option<String>,
 }
 
-/// How results are shown.
-#[derive(clap::Args, Clone, Debug)]
+/// How a command shows its results, from its own flags: each command
+/// accepts only those that act there (`TrainOutput`, `PredictOutput`, ...).
+#[derive(Clone, Debug, PartialEq)]
 pub struct OutputArgs {
+    /// JSON for machines instead of text for people.
+    pub json: bool,
+    /// No progress bar or per-epoch lines.
+    pub quiet: bool,
+    /// Cut-off of the @k ranking metrics, or the length of a list.
+    pub k: usize,
+    /// Also measure the popularity baseline (ranking models).
+    pub baseline: bool,
+    /// Score ids the model does not know as unknown ones.
+    pub allow_unknown: bool,
+}
+
+impl Default for OutputArgs {
+    fn default() -> OutputArgs {
+        OutputArgs {
+            json: false,
+            quiet: false,
+            k: 10,
+            baseline: false,
+            allow_unknown: false,
+        }
+    }
+}
+
+/// `train`'s output flags.
+#[derive(clap::Args, Clone, Debug)]
+pub struct TrainOutput {
     /// Print JSON for machines instead of text for people
     #[arg(long)]
     pub json: bool,
@@ -109,12 +152,225 @@ pub struct OutputArgs {
     #[arg(long, short)]
     pub quiet: bool,
     /// Cut-off of the @k ranking metrics
-    #[arg(long, short = 'k', default_value_t = 10)]
+    #[arg(
+        long,
+        short = 'k',
+        value_name = "N",
+        default_value_t = 10,
+        value_parser = at_least_one,
+        allow_negative_numbers = true
+    )]
     pub k: usize,
     /// Also measure the popularity baseline (items ranked by their training
     /// users) on the same split (ranking models)
     #[arg(long)]
     pub baseline: bool,
+}
+
+/// `cv`'s output flags.
+#[derive(clap::Args, Clone, Debug)]
+pub struct CvOutput {
+    /// Print JSON for machines instead of text for people
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar or per-epoch lines
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Cut-off of the @k ranking metrics
+    #[arg(
+        long,
+        short = 'k',
+        value_name = "N",
+        default_value_t = 10,
+        value_parser = at_least_one,
+        allow_negative_numbers = true
+    )]
+    pub k: usize,
+}
+
+/// `eval`'s output flags.
+#[derive(clap::Args, Clone, Debug)]
+pub struct EvalOutput {
+    /// Print JSON for machines instead of text for people
+    #[arg(long)]
+    pub json: bool,
+    /// Cut-off of the @k ranking metrics
+    #[arg(
+        long,
+        short = 'k',
+        value_name = "N",
+        default_value_t = 10,
+        value_parser = at_least_one,
+        allow_negative_numbers = true
+    )]
+    pub k: usize,
+}
+
+/// `bench`'s output flags.
+#[derive(clap::Args, Clone, Debug)]
+pub struct BenchOutput {
+    /// Print JSON for machines instead of text for people
+    #[arg(long)]
+    pub json: bool,
+    /// Say nothing while the generated data is made
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `predict`'s output flags.
+#[derive(clap::Args, Clone, Debug)]
+pub struct PredictOutput {
+    /// Print JSON for machines instead of text for people
+    #[arg(long)]
+    pub json: bool,
+    /// Score ids the model does not know as unknown ones (the mean of those
+    /// learned, marked in --json) instead of refusing them
+    #[arg(long)]
+    pub allow_unknown: bool,
+}
+
+/// `recommend`'s output flags.
+#[derive(clap::Args, Clone, Debug)]
+pub struct RecommendOutput {
+    /// Print JSON for machines instead of text for people
+    #[arg(long)]
+    pub json: bool,
+    /// How many items to list
+    #[arg(
+        long,
+        short = 'k',
+        value_name = "N",
+        default_value_t = 10,
+        value_parser = at_least_one,
+        allow_negative_numbers = true
+    )]
+    pub k: usize,
+    /// Rank for a user the model does not know as for an unknown one (the
+    /// mean of those learned, marked in --json) instead of refusing
+    #[arg(long)]
+    pub allow_unknown: bool,
+}
+
+/// `similar`'s output flags.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SimilarOutput {
+    /// Print JSON for machines instead of text for people
+    #[arg(long)]
+    pub json: bool,
+    /// How many neighbours to list
+    #[arg(
+        long,
+        short = 'k',
+        value_name = "N",
+        default_value_t = 10,
+        value_parser = at_least_one,
+        allow_negative_numbers = true
+    )]
+    pub k: usize,
+}
+
+impl From<&TrainOutput> for OutputArgs {
+    fn from(o: &TrainOutput) -> OutputArgs {
+        OutputArgs {
+            json: o.json,
+            quiet: o.quiet,
+            k: o.k,
+            baseline: o.baseline,
+            ..OutputArgs::default()
+        }
+    }
+}
+
+impl From<&CvOutput> for OutputArgs {
+    fn from(o: &CvOutput) -> OutputArgs {
+        OutputArgs {
+            json: o.json,
+            quiet: o.quiet,
+            k: o.k,
+            ..OutputArgs::default()
+        }
+    }
+}
+
+impl From<&EvalOutput> for OutputArgs {
+    fn from(o: &EvalOutput) -> OutputArgs {
+        OutputArgs {
+            json: o.json,
+            k: o.k,
+            ..OutputArgs::default()
+        }
+    }
+}
+
+impl From<&BenchOutput> for OutputArgs {
+    fn from(o: &BenchOutput) -> OutputArgs {
+        OutputArgs {
+            json: o.json,
+            quiet: o.quiet,
+            ..OutputArgs::default()
+        }
+    }
+}
+
+impl From<&PredictOutput> for OutputArgs {
+    fn from(o: &PredictOutput) -> OutputArgs {
+        OutputArgs {
+            json: o.json,
+            allow_unknown: o.allow_unknown,
+            ..OutputArgs::default()
+        }
+    }
+}
+
+impl From<&RecommendOutput> for OutputArgs {
+    fn from(o: &RecommendOutput) -> OutputArgs {
+        OutputArgs {
+            json: o.json,
+            k: o.k,
+            allow_unknown: o.allow_unknown,
+            ..OutputArgs::default()
+        }
+    }
+}
+
+impl From<&SimilarOutput> for OutputArgs {
+    fn from(o: &SimilarOutput) -> OutputArgs {
+        OutputArgs {
+            json: o.json,
+            k: o.k,
+            ..OutputArgs::default()
+        }
+    }
+}
+
+/// A count that must be at least one (epochs, a list's length, a window),
+/// for clap: a negative or zero one is refused with the flag named.
+pub fn at_least_one(text: &str) -> std::result::Result<usize, String> {
+    match text.trim().parse::<i128>() {
+        Ok(n) if n >= 1 => usize::try_from(n).map_err(|_| format!("{n} is too large")),
+        Ok(n) => Err(format!("must be at least 1, not {n}")),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
+    }
+}
+
+/// A learning rate, for clap: a finite number above zero.
+pub fn learning_rate(text: &str) -> std::result::Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(lr) if lr.is_finite() && lr > 0.0 => Ok(lr),
+        Ok(_) => Err("the learning rate must be a positive number, e.g. 0.01".to_string()),
+        Err(_) => Err(format!("`{text}` is not a number")),
+    }
+}
+
+/// `LABEL  [ID]`, or the id alone when it is its own label: how answers
+/// name an item.
+pub fn label_and_id(label: &str, id: &str) -> String {
+    let (label, id) = (printable(label), printable(id));
+    if label == id {
+        id.into_owned()
+    } else {
+        format!("{label}  [{id}]")
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Failure>;
@@ -150,7 +406,7 @@ impl DataArgs {
             min_target: self.min_target,
             window: self.window,
             min_count: self.min_count,
-            write_split: self.write_split.clone(),
+            write_split: None,
         }
     }
 }
@@ -239,6 +495,7 @@ pub fn train_command(
     fit: &FitArgs,
     out: &OutputArgs,
     output: Option<PathBuf>,
+    write_split: Option<&Path>,
 ) -> Result<()> {
     crate::cuda::refuse(fit.backend.as_deref())?;
     let source = compile_file(file)?;
@@ -246,7 +503,11 @@ pub fn train_command(
     // A run is not lost to an output it cannot write: check before training.
     let output = output.unwrap_or_else(|| PathBuf::from(format!("{}.recm", source.model.name)));
     modelfile::check_output(&output).map_err(|e| usage(format!("-o {e}")))?;
-    let request = data_args.request();
+    let mut request = data_args.request();
+    if let Some(dir) = write_split {
+        experiment::check_split_dir(dir)?;
+        request.write_split = Some(dir.to_path_buf());
+    }
     let prepared = prepare(&request, &source, config.seed, false)?;
     experiment::bind_options(&request)?;
     let (split_name, split) = prepared
@@ -364,11 +625,16 @@ pub fn cv_command(
     data_args: &DataArgs,
     fit: &FitArgs,
     out: &OutputArgs,
+    write_split: Option<&Path>,
 ) -> Result<()> {
     crate::cuda::refuse(fit.backend.as_deref())?;
     let source = compile_file(file)?;
     let config = train_config(&source, fit)?;
-    let request = data_args.request().for_cross_validation();
+    let mut request = data_args.request().for_cross_validation();
+    if let Some(dir) = write_split {
+        experiment::check_split_dir(dir)?;
+        request.write_split = Some(dir.to_path_buf());
+    }
     let prepared = prepare(&request, &source, config.seed, true)?;
     experiment::bind_options(&request)?;
     let req = TrainRequest {
@@ -422,7 +688,9 @@ pub fn eval_command(
                 .map_err(|e| usage(format!("--backend: {e}")))
         })
         .transpose()?;
-    let mut r = reopen(path, Some(&data_args.request()))?;
+    let request = data_args.request();
+    let mut r = reopen(path, Some(&request))?;
+    experiment::check_min_target(r.fitted.session.task, &request)?;
     if let Some(b) = scorer {
         r.fitted.session.backend = b;
     }
@@ -452,7 +720,8 @@ pub fn predict_command(
     out: &OutputArgs,
 ) -> Result<()> {
     let r = reopen(path, None)?;
-    let rows = experiment::predict_pairs(&r.fitted, &r.prepared.data, users, items)?;
+    let rows =
+        experiment::predict_pairs(&r.fitted, &r.prepared.data, users, items, out.allow_unknown)?;
     for n in rows.iter().flat_map(|p| &p.notes) {
         note(n);
     }
@@ -475,7 +744,7 @@ pub fn predict_command(
 /// `recc recommend`: the best items for a user, leaving out what they have.
 pub fn recommend_command(path: &Path, user: &str, out: &OutputArgs) -> Result<()> {
     let r = reopen(path, None)?;
-    let recs = experiment::recommend(&r.fitted, &r.prepared.data, user, out.k)?;
+    let recs = experiment::recommend(&r.fitted, &r.prepared.data, user, out.k, out.allow_unknown)?;
     recs.notes.iter().for_each(|n| note(n));
     if out.json {
         report::print(&report::recommend(&r.saved.model_name, path, user, &recs))?;
@@ -487,13 +756,8 @@ pub fn recommend_command(path: &Path, user: &str, out: &OutputArgs) -> Result<()
             printable(user)
         );
         for (rank, r) in recs.items.iter().enumerate() {
-            let (l, n) = (printable(&r.label), printable(&r.item));
-            let s = r.score;
-            if l == n {
-                println!("{:>3}. {n}  ({s:.3})", rank + 1);
-            } else {
-                println!("{:>3}. {l}  [{n}]  ({s:.3})", rank + 1);
-            }
+            let item = label_and_id(&r.label, &r.item);
+            println!("{:>3}. {item}  ({:.3})", rank + 1, r.score);
         }
     }
     Ok(())
@@ -514,12 +778,16 @@ pub fn similar_command(
     if out.json {
         report::print(&report::similar(&saved.model_name, path, item, &near))?;
     } else {
-        println!("nearest to {} by `{}`:", printable(&near.label), near.table);
+        println!(
+            "nearest to {} by `{}`:",
+            label_and_id(&near.label, &near.id),
+            near.table
+        );
         for (rank, n) in near.neighbours.iter().enumerate() {
             println!(
                 "{:>3}. {}  ({:.3})",
                 rank + 1,
-                printable(&n.label),
+                label_and_id(&n.label, &n.id),
                 n.similarity
             );
         }
@@ -529,10 +797,12 @@ pub fn similar_command(
 
 /// `recc export`: embeddings and biases as CSV or .npy.
 pub fn export_command(path: &Path, format_name: &str, dir: &Path, json: bool) -> Result<()> {
-    let saved = experiment::read_model(path)?;
     let format = format_name
         .parse::<recc_runtime::export::ExportFormat>()
         .map_err(usage)?;
+    // Before the model is read: a target that cannot be written is said first.
+    modelfile::check_output_dir(dir).map_err(|e| usage(format!("-o {e}")))?;
+    let saved = experiment::read_model(path)?;
     let files = experiment::export(&saved, dir, format)?;
     if json {
         let model = &saved.model_name;

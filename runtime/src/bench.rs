@@ -326,6 +326,7 @@ fn assemble(config: &ZipfConfig, t: Triples) -> Dataset {
         item: Some("item".to_string()),
         time: None,
         skipped: 0,
+        notes: Vec::new(),
     }
 }
 

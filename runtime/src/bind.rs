@@ -26,6 +26,11 @@ use std::collections::BTreeMap;
 pub const TIME_DOMAINS: [(&str, i64); 3] =
     [("day", 86_400), ("week", 604_800), ("month", 2_629_746)];
 
+/// Is `domain` one of the buckets derived from time?
+pub fn is_time_domain(domain: &str) -> bool {
+    TIME_DOMAINS.iter().any(|(n, _)| *n == domain)
+}
+
 /// At most this many buckets a `day`, `week` or `month` domain may have: a
 /// million weeks are 19,000 years, so more means the times are not unix
 /// seconds (milliseconds, or a stray sentinel), and each bucket is a row of

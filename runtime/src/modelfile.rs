@@ -816,6 +816,71 @@ pub fn check_output(path: &Path) -> Result<PathBuf, ModelFileError> {
     Ok(target)
 }
 
+/// Check that `dir` can take new files before any work is done: it is a
+/// directory a file can be created in, or it does not exist yet and the
+/// nearest directory above it can take a new one.
+pub fn check_output_dir(dir: &Path) -> Result<(), ModelFileError> {
+    let refuse = |reason: String| ModelFileError::Output {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    let mut existing = dir;
+    loop {
+        match std::fs::metadata(existing) {
+            Ok(meta) if meta.is_dir() => break,
+            Ok(meta) if existing == dir => {
+                return Err(refuse(format!(
+                    "is {}, not a directory; a directory of files is written there",
+                    file_kind_or_file(&meta)
+                )))
+            }
+            Ok(meta) => {
+                return Err(refuse(format!(
+                    "{} is {}, not a directory",
+                    existing.display(),
+                    file_kind_or_file(&meta)
+                )))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                existing = match existing.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+            }
+            Err(e) => return Err(refuse(format!("{}: {}", existing.display(), bare(e)))),
+        }
+    }
+    // A temporary file proves the directory takes new entries (permissions,
+    // a read-only file system); it is removed when dropped.
+    let probe = existing.join("probe");
+    temp_file_beside(&probe).map_err(|e| {
+        refuse(format!(
+            "cannot create a file in {}: {e}",
+            parent_dir(&probe).display()
+        ))
+    })?;
+    Ok(())
+}
+
+/// What a non-directory is, for messages: a regular file too.
+fn file_kind_or_file(meta: &std::fs::Metadata) -> &'static str {
+    if meta.is_file() {
+        "a file"
+    } else {
+        file_kind(meta)
+    }
+}
+
+/// An I/O error without the path `tempfile` adds to it: the temporary
+/// file's name means nothing to whoever reads the message, and the caller
+/// names the destination.
+fn bare(e: io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.kind().to_string()),
+    }
+}
+
 fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -851,7 +916,7 @@ pub(crate) fn temp_file_beside(target: &Path) -> io::Result<tempfile::NamedTempF
         // As for any new file: readable by others unless the umask says not.
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
-    builder.tempfile_in(dir)
+    builder.tempfile_in(dir).map_err(bare)
 }
 
 /// Remove the files in `dir` named `PREFIX` + `PID-…` whose process is gone
@@ -926,7 +991,7 @@ pub fn write_atomic(
         });
     }
     tmp.persist(&target)
-        .map_err(|e| ModelFileError::io(path, e.error))?;
+        .map_err(|e| ModelFileError::io(path, bare(e.error)))?;
     // Make the rename itself durable; not every platform can sync a directory.
     #[cfg(unix)]
     if let Ok(d) = File::open(parent_dir(&target)) {

@@ -451,6 +451,7 @@ fn assemble(config: &SynthConfig, users: &[User], items: &[Item], rows: &[Row]) 
         item: Some("item".to_string()),
         time: Some("timestamp".to_string()),
         skipped: 0,
+        notes: Vec::new(),
     }
 }
 

@@ -274,6 +274,7 @@ fn a_column_list_replaces_the_header() {
         separator: Some(",".into()),
         header: true,
         columns: spec("who:index(user),what:index(item),_,ts:time,city,_:skip"),
+        ..Spec::default()
     };
     let ds = ok(delimited::read(
         &fixture("ratings_header.csv"),
@@ -392,6 +393,7 @@ fn bags_split_their_field() {
         separator: Some("\t".into()),
         header: false,
         columns: spec("user,item,tags:bag(tag)"),
+        ..Spec::default()
     };
     let ds = ok(delimited::read_str(
         "tags.tsv",
@@ -903,7 +905,7 @@ fn side_files_list_each_id_once() {
     let dir = fixture_with("ml-mini", "u.user", twice.as_bytes());
     let (file, line, message) = bad_line(movielens::load(dir.path(), BadLines::Fail));
     assert_eq!((file.as_str(), line), ("u.user", users.lines().count() + 1));
-    assert_eq!(message, "user 2 is listed twice");
+    assert_eq!(message, "user \"2\" is listed twice");
     // Skipped, the first listing counts.
     let ds = ok(movielens::load(dir.path(), BadLines::Skip));
     assert_eq!(ds.skipped, 1);
@@ -974,4 +976,204 @@ fn absurd_numbers_are_bad_lines() {
         BadLines::Fail,
     ));
     assert_eq!(reals(&ds, "rating"), [4.0, -3e38]);
+}
+
+// Strict, helpful reading: kinds, folders, headers, whole columns, gzip,
+// binary garbage.
+
+use recc_runtime::data::spec::{DataSpec, LoadOptions};
+
+fn load_spec(text: &str) -> Result<Dataset, String> {
+    let spec: DataSpec = text.parse()?;
+    spec.load(&LoadOptions::default(), None)
+        .map(|(d, _)| d)
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_misspelt_kind_is_named_with_the_closest() {
+    let e = load_spec("ml100k:some/dir").unwrap_err();
+    assert!(e.contains("unknown kind `ml100k`"), "{e}");
+    assert!(e.contains("did you mean ml-100k?"), "{e}");
+    let e = load_spec("lastfn:x").unwrap_err();
+    assert!(e.contains("did you mean lastfm?"), "{e}");
+}
+
+#[test]
+fn a_missing_folder_or_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nowhere");
+    let e = load_spec(&format!("ml-100k:{}", missing.display())).unwrap_err();
+    assert!(
+        e.contains(&format!("there is no folder {}", missing.display())),
+        "{e}"
+    );
+    let e = load_spec(&format!("ml-100k:{}", dir.path().display())).unwrap_err();
+    assert!(e.contains("the folder has no u.data"), "{e}");
+    std::fs::write(dir.path().join("u.data"), "1\t1\t5\t0\n").unwrap();
+    let e = load_spec(&format!("ml-100k:{}", dir.path().display())).unwrap_err();
+    assert!(e.contains("the folder has no u.user"), "{e}");
+    let e = load_spec(&format!("lastfm:{}", dir.path().display())).unwrap_err();
+    assert!(e.contains("the folder has no user_artists.dat"), "{e}");
+    let e = load_spec(&format!("csv:{}", dir.path().join("r.csv").display())).unwrap_err();
+    assert!(e.contains("there is no such file"), "{e}");
+}
+
+#[test]
+fn a_header_line_is_detected_and_noted() {
+    let ds = ok(delimited::read_str(
+        "h.csv",
+        "customer,product,stars\n1,10,5\n2,11,3\n",
+        &Spec::default(),
+        BadLines::Fail,
+    ));
+    assert_eq!(ds.len(), 2);
+    assert_eq!(reals(&ds, "stars"), vec![5.0, 3.0]);
+    assert_eq!(ds.notes.len(), 1);
+    assert!(ds.notes[0].contains("as a header"), "{:?}", ds.notes);
+    // Known names alone make a header, even over columns of words.
+    let ds = ok(delimited::read_str(
+        "h.csv",
+        "user,item\nann,film\nbob,book\n",
+        &Spec::default(),
+        BadLines::Fail,
+    ));
+    assert_eq!(raw_ids(&ds, "user"), vec!["ann", "bob"]);
+}
+
+#[test]
+fn an_undetected_header_that_fails_suggests_header() {
+    // Columns of words: nothing says the first line is not data.
+    let columns = spec("a,b,score:real");
+    let (_, line, message) = bad_line(delimited::read_str(
+        "w.csv",
+        "first,second,third\nx,y,z\n",
+        &Spec {
+            columns,
+            ..Spec::default()
+        },
+        BadLines::Fail,
+    ));
+    assert_eq!(line, 1);
+    assert!(message.contains("pass --header"), "{message}");
+}
+
+#[test]
+fn column_kinds_are_inferred_from_every_row() {
+    let mut text = String::from("user,item,rating,zone\n");
+    for k in 0..150 {
+        text.push_str(&format!("u{k},i{k},3,{k}\n"));
+    }
+    text.push_str("u0,i0,4,north\n");
+    let spec = Spec {
+        header: true,
+        ..Spec::default()
+    };
+    let ds = ok(delimited::read_str("z.csv", &text, &spec, BadLines::Fail));
+    assert_eq!(ds.column("zone").unwrap().data.kind(), "index(zone)");
+    assert_eq!(raw_ids(&ds, "zone").last().unwrap(), "north");
+}
+
+#[test]
+fn declared_kinds_win_over_inference() {
+    let spec = Spec {
+        header: true,
+        declared: [("customer".to_string(), index("user"))].into(),
+        ..Spec::default()
+    };
+    let ds = ok(delimited::read_str(
+        "c.csv",
+        "customer,product,stars\n7,10,5\n8,11,3\n",
+        &spec,
+        BadLines::Fail,
+    ));
+    assert_eq!(ds.column("customer").unwrap().data.kind(), "index(user)");
+    assert_eq!(ds.user.as_deref(), Some("customer"));
+    assert_eq!(raw_ids(&ds, "customer"), vec!["7", "8"]);
+}
+
+#[test]
+fn a_header_can_declare_its_columns() {
+    let ds = ok(delimited::read_str(
+        "t.tsv",
+        "user\titem\trating\tgenres:bag(genre)\tyear:index\tt:time\nu1\ti1\t4\tA|B\t1998\t5\n",
+        &Spec::default(),
+        BadLines::Fail,
+    ));
+    assert_eq!(
+        kinds(&ds),
+        pairs(&[
+            ("user", "index(user)"),
+            ("item", "index(item)"),
+            ("rating", "real"),
+            ("genres", "bag(genre)"),
+            ("year", "index(year)"),
+            ("t", "time"),
+        ])
+    );
+    assert_eq!(bag_row(&ds, "genres", 0), vec!["A", "B"]);
+    assert_eq!(ds.time.as_deref(), Some("t"));
+}
+
+#[test]
+fn written_split_files_read_back_into_the_same_columns() {
+    let data = recc_runtime::synth::generate(&recc_runtime::synth::SynthConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("train.tsv");
+    let rows: Vec<usize> = (0..200).collect();
+    ok(data.write_tsv(&path, &rows));
+    let back = ok(delimited::read(&path, &Spec::default(), BadLines::Fail));
+    assert_eq!(kinds(&back), kinds(&data));
+    assert_eq!(back.len(), rows.len());
+    assert_eq!(
+        (back.user.as_deref(), back.item.as_deref()),
+        (data.user.as_deref(), data.item.as_deref())
+    );
+    assert_eq!(
+        (back.target.as_deref(), back.time.as_deref()),
+        (data.target.as_deref(), data.time.as_deref())
+    );
+    for r in [0, 17, 199] {
+        assert_eq!(bag_row(&back, "genres", r), bag_row(&data, "genres", r));
+    }
+    assert_eq!(raw_ids(&back, "year")[..200], raw_ids(&data, "year")[..200]);
+}
+
+#[test]
+fn gzip_files_are_read() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.csv.gz");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+    gz.write_all(b"user,item,rating\n1,2,5\n3,4,1\n").unwrap();
+    gz.finish().unwrap();
+    let ds = ok(delimited::read(&path, &Spec::default(), BadLines::Fail));
+    assert_eq!(reals(&ds, "rating"), vec![5.0, 1.0]);
+    assert_eq!(raw_ids(&ds, "user"), vec!["1", "3"]);
+}
+
+#[test]
+fn binary_garbage_is_never_echoed() {
+    // An escape sequence in a header and a long field of binary bytes.
+    let header = "\u{1b}]0;pwned\u{7},\u{1b}[31mred,x\n1,2,3\n";
+    let spec = Spec {
+        header: true,
+        ..Spec::default()
+    };
+    let (_, _, message) = bad_line(delimited::read_str("g.csv", header, &spec, BadLines::Fail));
+    assert!(!message.contains('\u{1b}'), "{message:?}");
+    let long = format!("1,2,{}\n", "\u{9b}x".repeat(5000));
+    let columns = spec_columns("u,i,r:real");
+    let (_, _, message) = bad_line(delimited::read_str("g.csv", &long, &columns, BadLines::Fail));
+    assert!(!message.contains('\u{9b}'), "{message:?}");
+    assert!(message.len() < 300, "{} bytes: {message:?}", message.len());
+    assert!(message.contains("cut"), "{message}");
+}
+
+fn spec_columns(text: &str) -> Spec {
+    Spec {
+        columns: spec(text),
+        ..Spec::default()
+    }
 }

@@ -105,7 +105,7 @@ pub struct TrainCommand {
     #[command(flatten)]
     fit: FitArgs,
     /// Cut-off of the @k ranking metrics
-    #[arg(short = 'k', long, default_value_t = 10)]
+    #[arg(short = 'k', long, default_value_t = 10, value_parser = crate::run::at_least_one)]
     k: usize,
 }
 
@@ -117,7 +117,7 @@ pub struct TrainCommand {
 )]
 struct EvalCommand {
     /// Cut-off of the @k ranking metrics
-    #[arg(short = 'k', long, default_value_t = 10)]
+    #[arg(short = 'k', long, default_value_t = 10, value_parser = crate::run::at_least_one)]
     k: usize,
 }
 
@@ -128,11 +128,15 @@ struct EvalCommand {
     about = "Score (user, item) pairs with the trained model"
 )]
 struct PredictCommand {
-    /// A raw user id
+    /// A raw user id or label
     user: String,
-    /// Raw item ids
+    /// Raw item ids or labels
     #[arg(required = true)]
     items: Vec<String>,
+    /// Score ids the model does not know as unknown ones (the mean of
+    /// those learned) instead of refusing them
+    #[arg(long)]
+    allow_unknown: bool,
 }
 
 /// `:recommend USER [-k N]`
@@ -142,11 +146,15 @@ struct PredictCommand {
     about = "The best items for a user, leaving out what they have"
 )]
 struct RecommendCommand {
-    /// A raw user id
+    /// A raw user id or label
     user: String,
-    /// How many
-    #[arg(short = 'k', long, default_value_t = 10)]
+    /// How many items to list
+    #[arg(short = 'k', long, default_value_t = 10, value_parser = crate::run::at_least_one)]
     k: usize,
+    /// Rank for a user the model does not know as for an unknown one (the
+    /// mean of those learned) instead of refusing
+    #[arg(long)]
+    allow_unknown: bool,
 }
 
 /// `:similar ITEM [-k N] [--table T] [--domain D]`
@@ -156,10 +164,10 @@ struct RecommendCommand {
     about = "The nearest neighbours of an item in the trained embedding"
 )]
 struct SimilarCommand {
-    /// The raw id or the exact label (a film's title) of the item
+    /// The raw id or the label (a film's title) of the item
     item: String,
-    /// How many
-    #[arg(short = 'k', long, default_value_t = 10)]
+    /// How many neighbours to list
+    #[arg(short = 'k', long, default_value_t = 10, value_parser = crate::run::at_least_one)]
     k: usize,
     /// The embedding table to compare in [default: the widest over the domain]
     #[arg(long)]
@@ -624,6 +632,7 @@ impl Repl {
             self.data()?,
             std::slice::from_ref(&c.user),
             &c.items,
+            c.allow_unknown,
         )
         .map_err(message)?;
         let mut text = String::new();
@@ -651,7 +660,8 @@ impl Repl {
         };
         let current = self.current()?;
         let recs =
-            experiment::recommend(&current.fitted, self.data()?, &c.user, c.k).map_err(message)?;
+            experiment::recommend(&current.fitted, self.data()?, &c.user, c.k, c.allow_unknown)
+                .map_err(message)?;
         let mut text = String::new();
         for note in &recs.notes {
             text.push_str(&format!("note: {note}\n"));
@@ -693,14 +703,14 @@ impl Repl {
         .map_err(message)?;
         let mut text = format!(
             "nearest to {} by `{}`:\n",
-            printable(&near.label),
+            crate::run::label_and_id(&near.label, &near.id),
             near.table
         );
         for (rank, n) in near.neighbours.iter().enumerate() {
             text.push_str(&format!(
                 "{:>3}. {}  ({:.3})\n",
                 rank + 1,
-                printable(&n.label),
+                crate::run::label_and_id(&n.label, &n.id),
                 n.similarity
             ));
         }

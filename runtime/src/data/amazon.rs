@@ -5,12 +5,11 @@
 //! The examples are (user, item, stars, timestamp); the review texts are kept
 //! beside the dataset, one per row, for the text readers in [`super::text`].
 
-use std::io::BufReader;
 use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::delimited::{is_real, read_line_bounded};
+use super::delimited::{is_real, open, read_line_bounded};
 use super::{BadLines, Column, ColumnData, DataError, Dataset, IdMap, Location};
 
 /// Reviews as examples, with the text of each.
@@ -36,7 +35,6 @@ struct Review {
 /// Read a file of reviews. Blank lines are ignored; a line that is not a JSON
 /// object, or lacks `reviewerID`, `asin` or a numeric `overall`, is a bad line.
 pub fn load(path: &Path, bad: BadLines) -> Result<Reviews, DataError> {
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let mut users = IdMap::new();
     let mut items = IdMap::new();
     let mut user_col = Vec::new();
@@ -46,7 +44,7 @@ pub fn load(path: &Path, bad: BadLines) -> Result<Reviews, DataError> {
     let mut texts = Vec::new();
     let mut skipped = 0;
 
-    let mut reader = BufReader::new(file);
+    let mut reader = open(path)?;
     let mut bytes = Vec::new();
     for k in 0.. {
         bytes.clear();
@@ -136,6 +134,7 @@ pub fn load(path: &Path, bad: BadLines) -> Result<Reviews, DataError> {
         item: Some("item".to_string()),
         time: Some("timestamp".to_string()),
         skipped,
+        notes: Vec::new(),
     };
     dataset.validate()?;
     Ok(Reviews { dataset, texts })

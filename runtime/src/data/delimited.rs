@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, Read};
 use std::path::Path;
 
-use super::{BadLines, Column, ColumnData, DataError, Dataset, IdMap, Location};
+use super::{shown, BadLines, Column, ColumnData, DataError, Dataset, IdMap, Location};
 
 /// How to read a delimited file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -26,6 +26,10 @@ pub struct Spec {
     pub header: bool,
     /// What each field holds, in order; empty to infer it.
     pub columns: Vec<ColumnSpec>,
+    /// Kinds declared for columns the header names, which win over what
+    /// their values suggest: a model input bound to a column of numeric
+    /// ids (`--bind u=customer`) reads them as ids of its domain.
+    pub declared: BTreeMap<String, ColumnKind>,
 }
 
 /// One field of a line: the column it fills and what it holds.
@@ -245,7 +249,8 @@ fn separator_arg(text: &str) -> Result<char, String> {
     }
 }
 
-/// Read a delimited file. The dataset is named after the file.
+/// Read a delimited file (gzip-compressed or not). The dataset is named
+/// after the file.
 pub fn read(path: &Path, spec: &Spec, bad: BadLines) -> Result<Dataset, DataError> {
     let text = read_text(path)?;
     let name = path.file_name().map_or_else(
@@ -323,15 +328,37 @@ fn read_lines(
             .peek()
             .map_or(Separator::Whitespace, |&(_, l)| Separator::detect(l)),
     };
+    let mut rows: Vec<(usize, Vec<&str>)> = lines.map(|(n, l)| (n, separator.split(l))).collect();
+    let mut notes = Vec::new();
     let header = if spec.header {
-        match lines.next() {
-            Some((n, l)) => Some((n, separator.split(l))),
-            None => return Err(DataError::Invalid(format!("{name}: no header and no rows"))),
+        if rows.is_empty() {
+            return Err(DataError::Invalid(format!("{name}: no header and no rows")));
         }
+        Some(rows.remove(0))
+    } else if rows
+        .split_first()
+        .is_some_and(|((_, first), rest)| looks_like_header(first, rest))
+    {
+        let (n, names) = rows.remove(0);
+        notes.push(format!(
+            "read line {n} of {name} as a header naming the columns ({}); pass --header to say so",
+            names.join(", ")
+        ));
+        Some((n, names))
     } else {
         None
     };
-    let rows: Vec<(usize, Vec<&str>)> = lines.map(|(n, l)| (n, separator.split(l))).collect();
+    if let Some((n, names)) = &header {
+        if let Some(bad) = names.iter().find(|f| !is_header_name(f)) {
+            return Err(DataError::BadLine {
+                at: at(*n),
+                message: format!(
+                    "the header holds {}, which is not a column name",
+                    shown(bad)
+                ),
+            });
+        }
+    }
 
     let columns = match (&header, spec.columns.is_empty()) {
         (_, false) => {
@@ -350,9 +377,11 @@ fn read_lines(
             spec.columns.clone()
         }
         (Some((n, names)), true) => {
-            infer_from_header(names, &rows).map_err(|message| DataError::BadLine {
-                at: at(*n),
-                message,
+            infer_from_header(names, &rows, &spec.declared).map_err(|message| {
+                DataError::BadLine {
+                    at: at(*n),
+                    message,
+                }
             })?
         }
         (None, true) => match rows.first() {
@@ -386,9 +415,17 @@ fn read_lines(
     let mut policy = Policy::new(path, bad);
     let mut cells = Vec::with_capacity(columns.len());
     let mut n_rows = 0usize;
-    for (line, fields) in &rows {
+    for (k, (line, fields)) in rows.iter().enumerate() {
         cells.clear();
-        let parsed = parse_row(&columns, fields, &separator, &mut cells);
+        let parsed = parse_row(&columns, fields, &separator, &mut cells).map_err(|m| {
+            // A first line of words failing may be a header nothing
+            // recognised.
+            if k == 0 && header.is_none() && fields.iter().all(|f| f.parse::<f64>().is_err()) {
+                format!("{m} (if this line names the columns, pass --header)")
+            } else {
+                m
+            }
+        });
         if policy.check(*line, parsed)?.is_none() {
             continue;
         }
@@ -405,6 +442,7 @@ fn read_lines(
         name: name.to_string(),
         domains,
         skipped: policy.skipped,
+        notes,
         ..Dataset::default()
     };
     for (spec, b) in columns.iter().zip(builders) {
@@ -468,12 +506,43 @@ fn positional(n_fields: usize) -> Result<Vec<ColumnSpec>, String> {
     }
 }
 
-/// How many rows a header-named column of unknown kind is sampled for.
-const INFER_ROWS: usize = 100;
+/// Is `fields` a header rather than data: every field a name (no number,
+/// nothing empty), and either every name one recc knows (`user`, `rating`,
+/// a declared `name:kind`) or some column numeric in every other line
+/// while its first field is not?
+fn looks_like_header(fields: &[&str], rest: &[(usize, Vec<&str>)]) -> bool {
+    let is_number = |f: &str| f.parse::<f64>().is_ok();
+    if fields.is_empty() || fields.iter().any(|f| !is_header_name(f) || is_number(f)) {
+        return false;
+    }
+    if fields
+        .iter()
+        .all(|f| known_column(f).is_some() || f.contains(':'))
+    {
+        return true;
+    }
+    let same_width: Vec<&Vec<&str>> = rest
+        .iter()
+        .map(|(_, f)| f)
+        .filter(|f| f.len() == fields.len())
+        .collect();
+    !same_width.is_empty()
+        && (0..fields.len()).any(|k| same_width.iter().all(|f| is_number(f[k])))
+}
+
+/// A header field that can name a column: not empty (an empty one gets a
+/// made-up name), no control characters, not absurdly long.
+fn is_header_name(field: &str) -> bool {
+    field.chars().count() <= MAX_NAME_CHARS && !field.chars().any(char::is_control)
+}
+
+/// The longest column name a header may give.
+const MAX_NAME_CHARS: usize = 200;
 
 fn infer_from_header(
     names: &[&str],
     rows: &[(usize, Vec<&str>)],
+    declared: &BTreeMap<String, ColumnKind>,
 ) -> Result<Vec<ColumnSpec>, String> {
     let mut columns: Vec<ColumnSpec> = Vec::with_capacity(names.len());
     for (k, &raw) in names.iter().enumerate() {
@@ -482,23 +551,32 @@ fn infer_from_header(
         } else {
             raw.to_string()
         };
-        let (name, kind) = match known_column(&header) {
-            Some(Known::User) => ("user".to_string(), ColumnKind::Index("user".to_string())),
-            Some(Known::Item) => ("item".to_string(), ColumnKind::Index("item".to_string())),
-            Some(Known::Real) => (header, ColumnKind::Real),
-            Some(Known::Time) => (header, ColumnKind::Time),
-            None => {
-                let numeric = rows
-                    .iter()
-                    .filter(|(_, f)| f.len() == names.len())
-                    .take(INFER_ROWS)
-                    .all(|(_, f)| f[k].parse::<f64>().is_ok_and(is_real));
-                let kind = if numeric {
-                    ColumnKind::Real
-                } else {
-                    ColumnKind::Index(header.clone())
-                };
-                (header, kind)
+        let (name, kind) = if header.contains(':') {
+            // A header written by `--write-split` declares what it holds.
+            let column = parse_column(&header).map_err(|m| format!("in header `{header}`: {m}"))?;
+            (column.name, column.kind)
+        } else if let Some(kind) = declared.get(&header) {
+            (header, kind.clone())
+        } else {
+            match known_column(&header) {
+                Some(Known::User) => ("user".to_string(), ColumnKind::Index("user".to_string())),
+                Some(Known::Item) => ("item".to_string(), ColumnKind::Index("item".to_string())),
+                Some(Known::Real) => (header, ColumnKind::Real),
+                Some(Known::Time) => (header, ColumnKind::Time),
+                None => {
+                    // Every value decides, not a sample: one word among
+                    // numbers makes the column ids.
+                    let numeric = rows
+                        .iter()
+                        .filter(|(_, f)| f.len() == names.len())
+                        .all(|(_, f)| f[k].parse::<f64>().is_ok_and(is_real));
+                    let kind = if numeric {
+                        ColumnKind::Real
+                    } else {
+                        ColumnKind::Index(header.clone())
+                    };
+                    (header, kind)
+                }
             }
         };
         // A second `user_id` keeps its own name: roles take the first.
@@ -507,7 +585,7 @@ fn infer_from_header(
         } else {
             name
         };
-        if columns.iter().any(|c| c.name == name) {
+        if name != "_" && columns.iter().any(|c| c.name == name) {
             return Err(format!(
                 "the header names column `{name}` twice; name the columns with --columns"
             ));
@@ -515,6 +593,34 @@ fn infer_from_header(
         columns.push(ColumnSpec { name, kind });
     }
     Ok(columns)
+}
+
+/// What a header field names, as [`read`] takes it: a plain name says
+/// what it holds where it can (`user`, `rating`, a numeric column), else it
+/// declares it (`genres:bag(genre)`, `year:index`). `numeric` says whether
+/// every value written under it is a number.
+pub(crate) fn header_field(name: &str, kind: &ColumnKind, numeric: bool) -> String {
+    let plain = match known_column(name) {
+        Some(Known::User) => (name == "user").then(|| ColumnKind::Index("user".to_string())),
+        Some(Known::Item) => (name == "item").then(|| ColumnKind::Index("item".to_string())),
+        Some(Known::Real) => Some(ColumnKind::Real),
+        Some(Known::Time) => Some(ColumnKind::Time),
+        None if numeric => Some(ColumnKind::Real),
+        None => Some(ColumnKind::Index(name.to_string())),
+    };
+    if plain.as_ref() == Some(kind) {
+        return name.to_string();
+    }
+    let declared = match kind {
+        ColumnKind::Index(d) if d == name => "index".to_string(),
+        ColumnKind::Index(d) => format!("index({d})"),
+        ColumnKind::Real => "real".to_string(),
+        ColumnKind::Time => "time".to_string(),
+        ColumnKind::Bag { domain, separator } if *separator == '|' => format!("bag({domain})"),
+        ColumnKind::Bag { domain, separator } => format!("bag({domain},{separator})"),
+        ColumnKind::Skip => "skip".to_string(),
+    };
+    format!("{name}:{declared}")
 }
 
 enum Known {
@@ -749,14 +855,17 @@ pub(crate) fn parse_real(column: &str, text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(x) if is_real(x) => Ok(x),
         Ok(x) if x.is_finite() => Err(format!(
-            "column {column}: {text:?} is beyond the range of numbers models compute with \
-             (±3.4e38)"
+            "column {column}: {} is beyond the range of numbers models compute with \
+             (±3.4e38)",
+            shown(text)
         )),
         Ok(_) => Err(format!(
-            "column {column}: expected a finite number, found {text:?}"
+            "column {column}: expected a finite number, found {}",
+            shown(text)
         )),
         Err(_) => Err(format!(
-            "column {column}: expected a number, found {text:?}"
+            "column {column}: expected a number, found {}",
+            shown(text)
         )),
     }
 }
@@ -764,7 +873,10 @@ pub(crate) fn parse_real(column: &str, text: &str) -> Result<f64, String> {
 /// Integer unix seconds.
 pub(crate) fn parse_time(column: &str, text: &str) -> Result<i64, String> {
     text.parse::<i64>().map_err(|_| {
-        format!("column {column}: expected a time in integer unix seconds, found {text:?}")
+        format!(
+            "column {column}: expected a time in integer unix seconds, found {}",
+            shown(text)
+        )
     })
 }
 
@@ -811,13 +923,30 @@ pub(crate) fn read_line_bounded(
     Ok(n)
 }
 
-/// A file's bytes, its byte order mark left out, read line by line so that
-/// a line longer than [`MAX_LINE_BYTES`] stops the read with a located error.
-pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
+/// The first bytes of every gzip stream.
+const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
+
+/// A buffered reader of `path`'s contents, decompressed when the file is
+/// gzip (told by its first bytes, whatever its name).
+pub(crate) fn open(path: &Path) -> Result<Box<dyn BufRead>, DataError> {
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let size = file.metadata().map_or(0, |m| m.len());
     let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+    let head = reader.fill_buf().map_err(|e| DataError::io(path, e))?;
+    if head.starts_with(GZIP_MAGIC) {
+        let decoder = flate2::bufread::MultiGzDecoder::new(reader);
+        Ok(Box::new(std::io::BufReader::with_capacity(1 << 16, decoder)))
+    } else {
+        Ok(Box::new(reader))
+    }
+}
+
+/// A file's bytes (decompressed if it is gzip), its byte order mark left
+/// out, read line by line so that a line longer than [`MAX_LINE_BYTES`]
+/// stops the read with a located error.
+pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
     // A regular file's size is known; a device's or a pipe's reads as 0.
+    let size = std::fs::metadata(path).map_or(0, |m| m.len());
+    let mut reader = open(path)?;
     let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     let mut line = 1;
     while read_line_bounded(&mut reader, &mut bytes, path, line)? > 0 {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use super::delimited::{data_lines, no_rows, parse_id, parse_real, read_text, Policy};
-use super::{BadLines, Column, ColumnData, DataError, Dataset, IdMap};
+use super::{shown, BadLines, Column, ColumnData, DataError, Dataset, IdMap};
 
 /// `dir/user_artists.dat`, labelled from `dir/artists.dat` when it exists.
 /// The dataset is named `lastfm-2k`.
@@ -71,6 +71,7 @@ pub fn load(dir: &Path, bad: BadLines) -> Result<Dataset, DataError> {
         item: Some("item".to_string()),
         time: None,
         skipped,
+        notes: Vec::new(),
     };
     dataset.validate()?;
     Ok(dataset)
@@ -91,7 +92,8 @@ fn parse_row<'a>(fields: &[&'a str]) -> Result<(&'a str, &'a str, f64), String> 
     let plays_value = parse_real("plays", plays)?;
     if plays_value < 0.0 {
         return Err(format!(
-            "column plays: expected a play count of 0 or more, found {plays:?}"
+            "column plays: expected a play count of 0 or more, found {}",
+            shown(plays)
         ));
     }
     Ok((
@@ -114,10 +116,11 @@ fn label_artists(path: &Path, items: &mut IdMap, bad: BadLines) -> Result<usize,
             continue;
         }
         let parsed = match fields[..] {
-            [id, _, ..] if listed.contains(id) => Err(format!("artist {id:?} is listed twice")),
+            [id, _, ..] if listed.contains(id) => Err(format!("artist {} is listed twice", shown(id))),
             [id, name, ..] if !id.is_empty() && !name.is_empty() => Ok((id, name)),
             _ => Err(format!(
-                "expected an artist id and name separated by a tab, found {line:?}"
+                "expected an artist id and name separated by a tab, found {}",
+                shown(line)
             )),
         };
         if let Some((id, name)) = policy.check(n, parsed)? {

@@ -161,6 +161,9 @@ pub struct Dataset {
     pub time: Option<String>,
     /// Bad lines skipped under `--skip-bad-lines`.
     pub skipped: usize,
+    /// What the reader decided that the user should hear of (a first line
+    /// read as a header), one sentence each.
+    pub notes: Vec<String>,
 }
 
 impl Dataset {
@@ -264,6 +267,23 @@ impl Dataset {
     }
 }
 
+/// Text from a data file as a message shows it: quoted, control
+/// characters escaped (an escape sequence would be obeyed by the terminal,
+/// not shown) and cut after [`SHOWN_CHARS`] characters, so a binary file's
+/// bytes never reach the terminal as they are.
+pub fn shown(text: &str) -> String {
+    let mut chars = text.chars();
+    let head: String = chars.by_ref().take(SHOWN_CHARS).collect();
+    let mut out = format!("{head:?}");
+    if chars.next().is_some() {
+        out.push_str(&format!(" (cut; {} bytes in all)", text.len()));
+    }
+    out
+}
+
+/// How much of a field a message shows.
+pub const SHOWN_CHARS: usize = 40;
+
 /// A location in an input file, for messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Location {
@@ -322,7 +342,10 @@ pub mod tree;
 impl Dataset {
     /// Write `rows` as tab-separated text with a header, raw ids restored
     /// (bags as `a|b|c`), so other tools can train on exactly these rows.
-    /// The file appears only once complete.
+    /// A header field declares its column's kind (`genres:bag(genre)`)
+    /// where its name and values alone would be read back as another, so
+    /// the file reads back into the same columns. The file appears only
+    /// once complete.
     pub fn write_tsv(&self, path: &Path, rows: &[usize]) -> Result<(), DataError> {
         use std::io::Write;
         let id = |domain: &str, i: u32| {
@@ -330,11 +353,33 @@ impl Dataset {
                 .get(domain)
                 .map_or_else(|| i.to_string(), |m| m.name(i).to_string())
         };
+        let header: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| {
+                let (kind, numeric) = match &c.data {
+                    ColumnData::Index { domain, values } => (
+                        delimited::ColumnKind::Index(domain.clone()),
+                        rows.iter()
+                            .all(|&r| id(domain, values[r]).parse::<f64>().is_ok()),
+                    ),
+                    ColumnData::Real(_) => (delimited::ColumnKind::Real, true),
+                    ColumnData::Time(_) => (delimited::ColumnKind::Time, true),
+                    ColumnData::Bag { domain, .. } => (
+                        delimited::ColumnKind::Bag {
+                            domain: domain.clone(),
+                            separator: '|',
+                        },
+                        false,
+                    ),
+                };
+                delimited::header_field(&c.name, &kind, numeric)
+            })
+            .collect();
         // The model files' writer: a recognisable temporary file beside the
         // target (stale ones of killed writers removed), synced, renamed.
         crate::modelfile::write_atomic(path, |w| {
-            let names: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
-            writeln!(w, "{}", names.join("\t"))?;
+            writeln!(w, "{}", header.join("\t"))?;
             for &r in rows {
                 let fields: Vec<String> = self
                     .columns

@@ -15,7 +15,7 @@ use std::path::Path;
 use super::delimited::{
     data_lines, no_rows, parse_id, parse_real, parse_time, read_latin1, Policy,
 };
-use super::{BadLines, Column, ColumnData, DataError, Dataset, IdMap};
+use super::{shown, BadLines, Column, ColumnData, DataError, Dataset, IdMap};
 use crate::split::Split;
 
 /// The folds shipped with the data: `{fold}.base` trains, `{fold}.test` tests.
@@ -140,7 +140,7 @@ impl<'a> Reader<'a> {
         for (n, line) in data_lines(&text) {
             let name = line.trim();
             let parsed = match occupations.get(name) {
-                Some(_) => Err(format!("occupation {name:?} is listed twice")),
+                Some(_) => Err(format!("occupation {} is listed twice", shown(name))),
                 None => Ok(name),
             };
             if let Some(name) = policy.check(n, parsed)? {
@@ -166,7 +166,7 @@ impl<'a> Reader<'a> {
                         .get("genre")
                         .is_some_and(|g| g.get(name.trim()).is_some()) =>
                 {
-                    Err(format!("genre {:?} is listed twice", name.trim()))
+                    Err(format!("genre {} is listed twice", shown(name.trim())))
                 }
                 [name, position] if position.trim() == order.len().to_string() => {
                     parse_id("genre", name.trim())
@@ -220,7 +220,7 @@ impl<'a> Reader<'a> {
         };
         let id = parse_id("user", id)?;
         if self.domain("user").get(id).is_some() {
-            return Err(format!("user {id} is listed twice"));
+            return Err(format!("user {} is listed twice", shown(id)));
         }
         let age = parse_real("age", age)?;
         if !(0.0..=MAX_AGE).contains(&age) {
@@ -230,7 +230,10 @@ impl<'a> Reader<'a> {
         }
         let gender = parse_id("gender", gender)?;
         let occupation = self.domain("occupation").get(occupation).ok_or_else(|| {
-            format!("column occupation: {occupation:?} is not listed in u.occupation")
+            format!(
+                "column occupation: {} is not listed in u.occupation",
+                shown(occupation)
+            )
         })?;
         Ok((id, age, gender, occupation))
     }
@@ -281,7 +284,7 @@ impl<'a> Reader<'a> {
         }
         let id = parse_id("item", fields[0].trim())?;
         if self.domain("item").get(id).is_some() {
-            return Err(format!("item {id} is listed twice"));
+            return Err(format!("item {} is listed twice", shown(id)));
         }
         let title = fields[1].trim();
         let year = release_year(fields[2].trim())?;
@@ -293,7 +296,8 @@ impl<'a> Reader<'a> {
                 other => {
                     let name = self.domain("genre").name(genre).to_string();
                     return Err(format!(
-                        "genre flag {name}: expected 0 or 1, found {other:?}"
+                        "genre flag {name}: expected 0 or 1, found {}",
+                        shown(other)
                     ));
                 }
             }
@@ -442,6 +446,7 @@ impl<'a> Reader<'a> {
             item: Some("item".to_string()),
             time: Some("timestamp".to_string()),
             skipped: self.skipped,
+            notes: Vec::new(),
         };
         dataset.validate()?;
         Ok(dataset)
@@ -462,7 +467,8 @@ fn release_year(date: &str) -> Result<Option<&str>, String> {
     match date.rsplit('-').next() {
         Some(y) if y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(y)),
         _ => Err(format!(
-            "column release date: expected a date like 01-Jan-1995, found {date:?}"
+            "column release date: expected a date like 01-Jan-1995, found {}",
+            shown(date)
         )),
     }
 }

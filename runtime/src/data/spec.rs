@@ -21,6 +21,72 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+/// The kinds a spec can name before its colon.
+const KINDS: [&str; 9] = [
+    "builtin", "ml-100k", "movielens", "lastfm", "amazon", "csv", "tsv", "file", "tree",
+];
+
+/// Could `text` be meant as a kind: a short word, not a drive letter or a
+/// path?
+fn is_kind_like(text: &str) -> bool {
+    text.len() > 1
+        && text.len() <= 20
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// `path` must be a folder holding `files`: say which is missing, the
+/// folder itself or a file in it.
+fn require_files(kind: &str, dir: &Path, files: &[&str]) -> Result<(), DataError> {
+    if !dir.exists() {
+        return Err(DataError::Invalid(format!(
+            "{kind}:{}: there is no folder {}",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    if !dir.is_dir() {
+        return Err(DataError::Invalid(format!(
+            "{kind}:{}: {} is a file, not a folder; {kind} reads a folder holding {}",
+            dir.display(),
+            dir.display(),
+            files.join(", ")
+        )));
+    }
+    if let Some(missing) = files.iter().find(|f| !dir.join(f).exists()) {
+        return Err(DataError::Invalid(format!(
+            "{kind}:{}: the folder has no {missing}; {kind} reads {}",
+            dir.display(),
+            files.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// `path` must be a file (or a device or pipe): say so when it is missing
+/// or a folder.
+fn require_file(path: &Path) -> Result<(), DataError> {
+    if !path.exists() {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        return Err(DataError::Invalid(match dir {
+            Some(d) if !d.is_dir() => format!(
+                "{}: there is no folder {}",
+                path.display(),
+                d.display()
+            ),
+            _ => format!("{}: there is no such file", path.display()),
+        }));
+    }
+    if path.is_dir() {
+        return Err(DataError::Invalid(format!(
+            "{}: a folder, not a data file",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Where the data comes from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Source {
@@ -71,13 +137,25 @@ impl FromStr for DataSpec {
             Some(("amazon", p)) => Source::Amazon(p.into()),
             Some(("csv" | "tsv" | "file", p)) => Source::Delimited(p.into()),
             Some(("tree", shape)) => Source::Tree(shape.parse()?),
+            // `KIND:` that names no kind, unless it is the start of a path
+            // that exists (a file name may hold a colon).
+            Some((kind, _)) if is_kind_like(kind) && !Path::new(base).exists() => {
+                let help = match recc_compiler::diagnostic::closest(&kind.to_lowercase(), KINDS) {
+                    Some(k) => format!("did you mean {k}?"),
+                    None => format!("the kinds are {}", KINDS.join(", ")),
+                };
+                return Err(format!("--data {base}: unknown kind `{kind}`; {help}"));
+            }
             _ => {
                 let p = Path::new(base);
                 if p.join("u.data").exists() {
                     Source::MovieLens(p.into())
                 } else if p.join("user_artists.dat").exists() {
                     Source::LastFm(p.into())
-                } else if base.ends_with(".json") || base.ends_with(".jsonl") {
+                } else if [".json", ".jsonl", ".json.gz", ".jsonl.gz"]
+                    .iter()
+                    .any(|e| base.ends_with(e))
+                {
                     Source::Amazon(p.into())
                 } else if p.is_dir() {
                     return Err(format!(
@@ -160,6 +238,20 @@ impl DataSpec {
             return Err(DataError::Invalid(
                 "a given split cannot be combined with a co-occurrence view".into(),
             ));
+        }
+        match (&self.source, fold) {
+            (Source::MovieLens(dir), Some(f)) if movielens::FOLDS.contains(&f) => {
+                let (base, test) = (format!("{f}.base"), format!("{f}.test"));
+                require_files("ml-100k", dir, &[&base, &test, "u.user", "u.item", "u.genre", "u.occupation"])?;
+            }
+            (Source::MovieLens(dir), _) => require_files(
+                "ml-100k",
+                dir,
+                &["u.data", "u.user", "u.item", "u.genre", "u.occupation"],
+            )?,
+            (Source::LastFm(dir), _) => require_files("lastfm", dir, &["user_artists.dat"])?,
+            (Source::Amazon(path) | Source::Delimited(path), _) => require_file(path)?,
+            (Source::Builtin | Source::Tree(_), _) => {}
         }
         let (data, given, texts) = match &self.source {
             Source::Builtin => (

@@ -243,6 +243,7 @@ pub fn cooccurrence(
         item: Some("x".to_string()),
         time: None,
         skipped: 0,
+        notes: Vec::new(),
     };
     dataset.validate()?;
     Ok(dataset)

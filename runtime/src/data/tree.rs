@@ -219,6 +219,7 @@ impl Tree {
             item: Some(ANCESTOR_COLUMN.to_string()),
             time: None,
             skipped: 0,
+            notes: Vec::new(),
         };
         data.validate()?;
         Ok(data)

@@ -3,11 +3,12 @@
 use super::{usage, Result};
 use crate::bind::BindOptions;
 use crate::data::spec::{DataSpec, LoadOptions};
-use crate::data::{delimited, BadLines, Dataset};
+use crate::data::delimited::{self, ColumnKind};
+use crate::data::{BadLines, Dataset};
 use crate::modelfile;
 use crate::predict;
 use crate::split::{Split, SplitSpec, SplitSpecError};
-use recc_compiler::model::Model;
+use recc_compiler::model::{DomainId, InputKind, Model};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -121,10 +122,36 @@ pub(super) fn load_options(req: &DataRequest) -> Result<LoadOptions> {
             separator: req.sep.clone(),
             header: req.header,
             columns,
+            declared: BTreeMap::new(),
         },
         window: req.window,
         min_count: req.min_count,
     })
+}
+
+/// What the columns named by `--bind` must hold for the inputs bound to
+/// them: ids of the input's domain for an index input (a column of numeric
+/// ids would otherwise be read as numbers), numbers for a `real` one, a bag
+/// for a bag. A time bucket (`t: week`) reads a time column as it is.
+fn declared_kinds(model: &Model, bind: &BindOptions) -> BTreeMap<String, ColumnKind> {
+    let mut declared = BTreeMap::new();
+    for (input, column) in &bind.explicit {
+        let Some(input) = model.inputs.iter().find(|i| &i.name == input) else {
+            continue;
+        };
+        let domain = |d: DomainId| model.domain(d).name.clone();
+        let kind = match input.kind {
+            InputKind::Real => ColumnKind::Real,
+            InputKind::Index(d) if crate::bind::is_time_domain(&domain(d)) => continue,
+            InputKind::Index(d) | InputKind::History(d) => ColumnKind::Index(domain(d)),
+            InputKind::Bag(d) => ColumnKind::Bag {
+                domain: domain(d),
+                separator: '|',
+            },
+        };
+        declared.insert(column.clone(), kind);
+    }
+    declared
 }
 
 /// The binding options the request's `bind` and `features` say.
@@ -154,7 +181,10 @@ pub fn prepare(
     all_folds: bool,
 ) -> Result<Prepared> {
     let spec: DataSpec = req.data.parse().map_err(usage)?;
-    let options = load_options(req)?;
+    let mut options = load_options(req)?;
+    if let Some(model) = model {
+        options.delimited.declared = declared_kinds(model, &bind_options(req)?);
+    }
     let split_text = split_text(req, model, &spec);
     let (fold_names, rest) = parse_split(&split_text, all_folds)?;
     let mut splits = Vec::new();
@@ -180,7 +210,7 @@ pub fn prepare(
         }
         (None, None) => return Err(usage("no split to run")),
     };
-    let mut notes = Vec::new();
+    let mut notes = data.notes.clone();
     if data.skipped > 0 {
         notes.push(format!(
             "skipped {} bad line{} of {}",
@@ -296,6 +326,12 @@ pub fn describe_data(data: &Dataset) -> String {
 /// Write the rows a model trains and is tested on as `dir/train.tsv` and
 /// `dir/test.tsv` (raw ids; a ranking model's positives only), so that
 /// other tools can be measured on exactly the same rows.
+/// Check, before any work, that `dir` can take the split files: it is a
+/// directory that can take new files, or it can be made.
+pub fn check_split_dir(dir: &Path) -> Result<()> {
+    modelfile::check_output_dir(dir).map_err(|e| usage(format!("--write-split {e}")))
+}
+
 pub fn write_split(
     dir: &Path,
     data: &Dataset,
@@ -303,8 +339,13 @@ pub fn write_split(
     model: &Model,
     req: &DataRequest,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| usage(format!("cannot create {}: {e}", dir.display())))?;
+    check_split_dir(dir)?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        usage(format!(
+            "--write-split: cannot create {}: {e}",
+            dir.display()
+        ))
+    })?;
     let min = has_negatives(model).then_some(req.min_target).flatten();
     // Both files are checked before either is written, and each is written
     // where a symlink leads, never over a directory, device or FIFO.

@@ -37,6 +37,9 @@ pub struct FitOverrides {
 pub fn train_config(model: &Model, fit: &FitOverrides) -> Result<(TrainConfig, Vec<String>)> {
     let mut c = TrainConfig::from_fit(&model.fit);
     if let Some(e) = fit.epochs {
+        if e == 0 {
+            return Err(usage("--epochs 0: training runs at least one epoch"));
+        }
         c.epochs = e;
     }
     if let Some(lr) = fit.lr {
@@ -174,6 +177,13 @@ pub fn train_split(
     };
     let mut session = Session::new(&source.model, data, &train_rows, &bind)
         .map_err(|e| super::ExperimentError::from(e).context(&source.name))?;
+    check_min_target(session.task, req.request)?;
+    if req.baseline && session.task != Task::Ranking {
+        return Err(usage(format!(
+            "--baseline measures popularity beside a ranking model; `{}` is a {} model here",
+            source.model.name, session.task
+        )));
+    }
     let notes = session.binding.notes.clone();
     for note in &notes {
         observer.note(note);
@@ -238,6 +248,18 @@ pub fn train_split(
         seconds,
         notes,
     })
+}
+
+/// `--min-target` picks a ranking model's positives; any other task has
+/// none to pick, so it is refused rather than ignored.
+pub fn check_min_target(task: Task, request: &DataRequest) -> Result<()> {
+    match request.min_target {
+        Some(m) if task != Task::Ranking => Err(usage(format!(
+            "--min-target {m} picks the positives of a ranking model; this is a {task} model, \
+             which trains on every row"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 pub(super) fn empty_params() -> Params {
@@ -396,13 +418,29 @@ pub trait FoldObserver {
     fn fold_finished(&mut self, _result: &FoldResult) {}
 }
 
-/// Train and test on every split of `prepared` (made with all folds).
+/// The folder a fold's rows are written to: its name without spaces
+/// (`u1`, `fold1`).
+fn fold_folder(name: &str) -> String {
+    name.split_whitespace().collect()
+}
+
+/// Train and test on every split of `prepared` (made with all folds); with
+/// `write_split` asked for, each fold's rows are written to a folder of
+/// their own under it before the fold trains.
 pub fn cross_validate(
     req: &TrainRequest,
     prepared: &Prepared,
     watch: &mut dyn FoldObserver,
 ) -> Result<CvReport> {
     let options = load_options(req.request)?;
+    if prepared.splits.len() < 2 {
+        return Err(usage(format!(
+            "--split {}: cross-validation needs at least two folds, and this split makes {}; \
+             use kfold:K (K at least 2), or given for the data's own folds",
+            prepared.split_text,
+            prepared.splits.len()
+        )));
+    }
     let given = prepared.split_text.starts_with("given");
     let mut folds: Vec<FoldResult> = Vec::new();
     let mut interrupted = None;
@@ -421,6 +459,10 @@ pub fn cross_validate(
         } else {
             &prepared.data
         };
+        if let Some(dir) = &req.request.write_split {
+            let fold_dir = dir.join(fold_folder(name));
+            super::write_split(&fold_dir, data, split, &req.source.model, req.request)?;
+        }
         let outcome = {
             let mut observer = watch.fold_started(name, number, count);
             train_split(req, data, split, observer.as_mut())?
