@@ -103,11 +103,15 @@ fn an_unknown_id_is_an_error_unless_cold_start_is_asked_for() {
     .ok();
     assert!(cold.stderr.contains("unknown user"), "{}", cold.stderr);
     let v = cold.json();
-    assert_eq!(v[0]["unknown"], Value::Bool(true), "{v:#}");
+    assert_eq!(v["predictions"][0]["unknown"], Value::Bool(true), "{v:#}");
     let known = recc(&["predict", m, "--user", "u1", "--item", "i1", "--json"])
         .ok()
         .json();
-    assert_eq!(known[0]["unknown"], Value::Bool(false), "{known:#}");
+    assert_eq!(
+        known["predictions"][0]["unknown"],
+        Value::Bool(false),
+        "{known:#}"
+    );
 
     let v = recc(&[
         "recommend",
