@@ -133,8 +133,15 @@ pub fn usage_error(e: clap::Error) -> std::process::ExitCode {
     }
     let code = u8::try_from(e.exit_code()).unwrap_or(crate::EXIT_USAGE);
     let text = e.to_string();
-    let message = text.strip_prefix("error: ").unwrap_or(&text);
-    failure(&Failure::new(code, message));
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    // The error and its tips; the usage line and the pointer to --help are
+    // for people at a terminal.
+    let message: Vec<&str> = text
+        .split("\n\n")
+        .filter(|p| !p.starts_with("Usage:") && !p.starts_with("For more information"))
+        .map(str::trim)
+        .collect();
+    failure(&Failure::new(code, message.join("\n")));
     std::process::ExitCode::from(code)
 }
 

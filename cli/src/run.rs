@@ -282,6 +282,9 @@ pub struct EvalOutput {
     /// Print JSON for machines instead of text for people
     #[arg(long)]
     pub json: bool,
+    /// No progress bar while a ranking model is measured
+    #[arg(long, short)]
+    pub quiet: bool,
     /// Cut-off of the @k ranking metrics
     #[arg(
         long,
@@ -384,6 +387,7 @@ impl From<&EvalOutput> for OutputArgs {
     fn from(o: &EvalOutput) -> OutputArgs {
         OutputArgs {
             json: o.json,
+            quiet: o.quiet,
             k: o.k,
             ..OutputArgs::default()
         }
