@@ -1165,7 +1165,12 @@ fn binary_garbage_is_never_echoed() {
     assert!(!message.contains('\u{1b}'), "{message:?}");
     let long = format!("1,2,{}\n", "\u{9b}x".repeat(5000));
     let columns = spec_columns("u,i,r:real");
-    let (_, _, message) = bad_line(delimited::read_str("g.csv", &long, &columns, BadLines::Fail));
+    let (_, _, message) = bad_line(delimited::read_str(
+        "g.csv",
+        &long,
+        &columns,
+        BadLines::Fail,
+    ));
     assert!(!message.contains('\u{9b}'), "{message:?}");
     assert!(message.len() < 300, "{} bytes: {message:?}", message.len());
     assert!(message.contains("cut"), "{message}");

@@ -526,8 +526,7 @@ fn looks_like_header(fields: &[&str], rest: &[(usize, Vec<&str>)]) -> bool {
         .map(|(_, f)| f)
         .filter(|f| f.len() == fields.len())
         .collect();
-    !same_width.is_empty()
-        && (0..fields.len()).any(|k| same_width.iter().all(|f| is_number(f[k])))
+    !same_width.is_empty() && (0..fields.len()).any(|k| same_width.iter().all(|f| is_number(f[k])))
 }
 
 /// A header field that can name a column: not empty (an empty one gets a
@@ -934,7 +933,10 @@ pub(crate) fn open(path: &Path) -> Result<Box<dyn BufRead>, DataError> {
     let head = reader.fill_buf().map_err(|e| DataError::io(path, e))?;
     if head.starts_with(GZIP_MAGIC) {
         let decoder = flate2::bufread::MultiGzDecoder::new(reader);
-        Ok(Box::new(std::io::BufReader::with_capacity(1 << 16, decoder)))
+        Ok(Box::new(std::io::BufReader::with_capacity(
+            1 << 16,
+            decoder,
+        )))
     } else {
         Ok(Box::new(reader))
     }

@@ -116,7 +116,9 @@ fn label_artists(path: &Path, items: &mut IdMap, bad: BadLines) -> Result<usize,
             continue;
         }
         let parsed = match fields[..] {
-            [id, _, ..] if listed.contains(id) => Err(format!("artist {} is listed twice", shown(id))),
+            [id, _, ..] if listed.contains(id) => {
+                Err(format!("artist {} is listed twice", shown(id)))
+            }
             [id, name, ..] if !id.is_empty() && !name.is_empty() => Ok((id, name)),
             _ => Err(format!(
                 "expected an artist id and name separated by a tab, found {}",

@@ -23,7 +23,15 @@ use std::str::FromStr;
 
 /// The kinds a spec can name before its colon.
 const KINDS: [&str; 9] = [
-    "builtin", "ml-100k", "movielens", "lastfm", "amazon", "csv", "tsv", "file", "tree",
+    "builtin",
+    "ml-100k",
+    "movielens",
+    "lastfm",
+    "amazon",
+    "csv",
+    "tsv",
+    "file",
+    "tree",
 ];
 
 /// Could `text` be meant as a kind: a short word, not a drive letter or a
@@ -70,11 +78,9 @@ fn require_file(path: &Path) -> Result<(), DataError> {
     if !path.exists() {
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
         return Err(DataError::Invalid(match dir {
-            Some(d) if !d.is_dir() => format!(
-                "{}: there is no folder {}",
-                path.display(),
-                d.display()
-            ),
+            Some(d) if !d.is_dir() => {
+                format!("{}: there is no folder {}", path.display(), d.display())
+            }
             _ => format!("{}: there is no such file", path.display()),
         }));
     }
@@ -242,7 +248,11 @@ impl DataSpec {
         match (&self.source, fold) {
             (Source::MovieLens(dir), Some(f)) if movielens::FOLDS.contains(&f) => {
                 let (base, test) = (format!("{f}.base"), format!("{f}.test"));
-                require_files("ml-100k", dir, &[&base, &test, "u.user", "u.item", "u.genre", "u.occupation"])?;
+                require_files(
+                    "ml-100k",
+                    dir,
+                    &[&base, &test, "u.user", "u.item", "u.genre", "u.occupation"],
+                )?;
             }
             (Source::MovieLens(dir), _) => require_files(
                 "ml-100k",

@@ -2,8 +2,8 @@
 
 use super::{usage, Result};
 use crate::bind::BindOptions;
-use crate::data::spec::{DataSpec, LoadOptions};
 use crate::data::delimited::{self, ColumnKind};
+use crate::data::spec::{DataSpec, LoadOptions};
 use crate::data::{BadLines, Dataset};
 use crate::modelfile;
 use crate::predict;
