@@ -286,7 +286,7 @@ fn syntax_error(
     match unclosed_bracket(text, (d.primary.span.start as usize).saturating_sub(offset)) {
         // The error asks for the closing bracket: the fault is where the
         // bracket was opened, which may be lines above.
-        Some((at, open, close)) if d.message.contains(&format!("`{close}`")) => {
+        Some((at, open, close)) if d.primary.text.contains(&format!("`{close}`")) => {
             let span = Span::new(file, offset + at, offset + at + 1);
             let mut never_closed = Diagnostic::error(
                 "recc::syntax",
