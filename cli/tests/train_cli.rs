@@ -659,7 +659,7 @@ fn an_unknown_split_is_a_usage_error() {
 fn missing_data_is_a_usage_error_naming_the_path() {
     let run = train_fails(&["--data", "ml-100k:/nonexistent", "--epochs", "1"], 2);
     assert!(
-        run.stderr.contains("cannot read /nonexistent/"),
+        run.stderr.contains("there is no folder /nonexistent"),
         "{}",
         run.stderr
     );
