@@ -176,6 +176,32 @@ fn time_buckets(
     Ok((source, map, note))
 }
 
+/// What to try when index input `input` finds no column of domain `want`:
+/// a bag column of that domain is read by a bag input; a column of a
+/// domain spelt nearly the same is probably the one meant; else `--bind`.
+fn index_hint(data: &Dataset, input: &str, want: &str) -> String {
+    let bag = data
+        .columns
+        .iter()
+        .find(|c| matches!(&c.data, ColumnData::Bag { domain, .. } if domain == want));
+    if let Some(c) = bag {
+        return format!(
+            "column `{}` holds a bag of `{want}` per row: declare `input {input}: bag({want})` \
+             to read it",
+            c.name
+        );
+    }
+    let domains: Vec<&str> = data
+        .columns
+        .iter()
+        .filter_map(|c| c.data.domain())
+        .collect();
+    match recc_compiler::diagnostic::closest(want, domains) {
+        Some(d) => format!("did you mean `input {input}: {d}`?"),
+        None => format!("bind one with --bind {input}=COLUMN"),
+    }
+}
+
 /// A row to read each column from: a data row, or for a (user, item) pair,
 /// the user's row for user columns and the item's row for item columns.
 #[derive(Clone, Debug)]
@@ -389,10 +415,10 @@ impl Binding {
                         (None, _) => {
                             return Err(BindError(format!(
                                 "input `{}: {want}`: the data has no column of domain `{want}`; \
-                                 it has {} (bind one with --bind {}=COLUMN)",
+                                 it has {} ({})",
                                 slot.name,
                                 columns_list(),
-                                slot.name
+                                index_hint(data, &slot.name, want)
                             )))
                         }
                     }
