@@ -124,6 +124,8 @@ enum Command {
         #[arg(long, required = true)]
         item: Vec<String>,
         #[command(flatten)]
+        data: run::AnswerDataArgs,
+        #[command(flatten)]
         out: run::PredictOutput,
     },
     /// The best items for a user, leaving out those they already have.
@@ -133,6 +135,11 @@ enum Command {
         /// The raw user id or label.
         #[arg(long)]
         user: String,
+        /// Also list the items the user already has
+        #[arg(long)]
+        include_seen: bool,
+        #[command(flatten)]
+        data: run::AnswerDataArgs,
         #[command(flatten)]
         out: run::RecommendOutput,
     },
@@ -294,11 +301,28 @@ fn main() -> ExitCode {
             model,
             user,
             item,
+            data,
             out,
-        } => finish(run::predict_command(&model, &user, &item, &(&out).into())),
-        Command::Recommend { model, user, out } => {
-            finish(run::recommend_command(&model, &user, &(&out).into()))
-        }
+        } => finish(run::predict_command(
+            &model,
+            &user,
+            &item,
+            &data,
+            &(&out).into(),
+        )),
+        Command::Recommend {
+            model,
+            user,
+            include_seen,
+            data,
+            out,
+        } => finish(run::recommend_command(
+            &model,
+            &user,
+            include_seen,
+            &data,
+            &(&out).into(),
+        )),
         Command::Similar {
             model,
             item,

@@ -133,8 +133,15 @@ pub fn usage_error(e: clap::Error) -> std::process::ExitCode {
     }
     let code = u8::try_from(e.exit_code()).unwrap_or(crate::EXIT_USAGE);
     let text = e.to_string();
-    let message = text.strip_prefix("error: ").unwrap_or(&text);
-    failure(&Failure::new(code, message));
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    // The error and its tips; the usage line and the pointer to --help are
+    // for people at a terminal.
+    let message: Vec<&str> = text
+        .split("\n\n")
+        .filter(|p| !p.starts_with("Usage:") && !p.starts_with("For more information"))
+        .map(str::trim)
+        .collect();
+    failure(&Failure::new(code, message.join("\n")));
     std::process::ExitCode::from(code)
 }
 
@@ -283,6 +290,8 @@ pub struct Eval<'a> {
     measured: Measurement<'a>,
     /// The model file.
     model_file: String,
+    /// Test rows of the split left out because the model was trained on them.
+    excluded_rows: usize,
     /// A ranking model's: the users the figures average over.
     #[serde(skip_serializing_if = "Option::is_none")]
     users: Option<usize>,
@@ -312,6 +321,7 @@ pub fn eval<'a>(
             hierarchy: e.hierarchy.as_ref(),
         },
         model_file: model_file.display().to_string(),
+        excluded_rows: e.excluded,
         users: match &e.measured {
             Measured::Ranking(m) => Some(m.users),
             _ => None,

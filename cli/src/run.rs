@@ -135,6 +135,38 @@ pub struct WriteFoldsArgs {
     pub write_split: Option<PathBuf>,
 }
 
+/// Data to answer from instead of the rows a model file keeps.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct AnswerDataArgs {
+    /// Bind the model to this data (ml-100k:DIR, csv:FILE, ...) instead of
+    /// the rows its file keeps; ids are matched to the model's by name
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Columns of a delimited file, e.g. user,item,rating:real,ts:time
+    #[arg(long, requires = "data")]
+    pub columns: Option<String>,
+    /// Field separator of a delimited file (default: detected)
+    #[arg(long, requires = "data")]
+    pub sep: Option<String>,
+    /// The delimited file's first line names its columns
+    #[arg(long, requires = "data")]
+    pub header: bool,
+}
+
+impl AnswerDataArgs {
+    /// The data asked for, if any.
+    pub fn request(&self) -> Option<DataRequest> {
+        let data = self.data.clone()?;
+        Some(DataRequest {
+            data,
+            columns: self.columns.clone(),
+            sep: self.sep.clone(),
+            header: self.header,
+            ..DataRequest::default()
+        })
+    }
+}
+
 /// Overrides of the model's `fit` block.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct FitArgs {
@@ -250,6 +282,9 @@ pub struct EvalOutput {
     /// Print JSON for machines instead of text for people
     #[arg(long)]
     pub json: bool,
+    /// No progress bar while a ranking model is measured
+    #[arg(long, short)]
+    pub quiet: bool,
     /// Cut-off of the @k ranking metrics
     #[arg(
         long,
@@ -352,6 +387,7 @@ impl From<&EvalOutput> for OutputArgs {
     fn from(o: &EvalOutput) -> OutputArgs {
         OutputArgs {
             json: o.json,
+            quiet: o.quiet,
             k: o.k,
             ..OutputArgs::default()
         }
@@ -752,6 +788,13 @@ pub fn eval_command(
     }
     let bar = StepBar::on_stderr(out.quiet || out.json, "");
     let e = experiment::evaluate_observed(&r.fitted, &r.prepared.data, &r.split, out.k, &bar)?;
+    if e.excluded > 0 && !out.json {
+        note(&format!(
+            "left out {} of the {} test rows: the model was trained on them",
+            e.excluded,
+            e.excluded + e.rows
+        ));
+    }
     if out.json {
         let task = r.fitted.session.task.to_string();
         let metrics = e.metrics();
@@ -768,16 +811,26 @@ pub fn eval_command(
     Ok(())
 }
 
+/// Open a model file to answer from (its kept rows, or `data`), its
+/// warnings and notes said.
+fn open_for_answers(path: &Path, data: &AnswerDataArgs) -> Result<experiment::Answering> {
+    let (saved, source) = experiment::open_model(path)?;
+    eprint!("{}", source.warnings);
+    let answering = experiment::open_for_answers(path, saved, source, data.request().as_ref())?;
+    answering.notes.iter().for_each(|n| note(n));
+    Ok(answering)
+}
+
 /// `recc predict`: scores of (user, item) pairs.
 pub fn predict_command(
     path: &Path,
     users: &[String],
     items: &[String],
+    data: &AnswerDataArgs,
     out: &OutputArgs,
 ) -> Result<()> {
-    let r = reopen(path, None)?;
-    let rows =
-        experiment::predict_pairs(&r.fitted, &r.prepared.data, users, items, out.allow_unknown)?;
+    let r = open_for_answers(path, data)?;
+    let rows = experiment::predict_pairs(&r.fitted, &r.data, users, items, out.allow_unknown)?;
     for n in rows.iter().flat_map(|p| &p.notes) {
         note(n);
     }
@@ -797,10 +850,22 @@ pub fn predict_command(
     Ok(())
 }
 
-/// `recc recommend`: the best items for a user, leaving out what they have.
-pub fn recommend_command(path: &Path, user: &str, out: &OutputArgs) -> Result<()> {
-    let r = reopen(path, None)?;
-    let recs = experiment::recommend(&r.fitted, &r.prepared.data, user, out.k, out.allow_unknown)?;
+/// `recc recommend`: the best items for a user, leaving out what they have
+/// unless `include_seen`.
+pub fn recommend_command(
+    path: &Path,
+    user: &str,
+    include_seen: bool,
+    data: &AnswerDataArgs,
+    out: &OutputArgs,
+) -> Result<()> {
+    let r = open_for_answers(path, data)?;
+    let seen = if include_seen {
+        experiment::SeenItems::Include
+    } else {
+        experiment::SeenItems::Exclude
+    };
+    let recs = experiment::recommend(&r.fitted, &r.data, user, out.k, out.allow_unknown, seen)?;
     recs.notes.iter().for_each(|n| note(n));
     if out.json {
         report::print(&report::recommend(&r.saved.model_name, path, user, &recs))?;

@@ -13,8 +13,9 @@
 //! - a line `...` stands for any number of lines;
 //! - `[..]` inside a line stands for any text on that line;
 //! - durations (`3.3 s`, `12 ms`) are not compared, only that one is there;
-//! - a command whose output shows a line starting `error:` must exit with a
-//!   non-zero status, any other must exit 0.
+//! - a command whose output shows an error, a line starting `error:` or a
+//!   `--json` error object (`  "error": {`), must exit with a non-zero
+//!   status, any other must exit 0.
 //!
 //! A block whose commands read `data/` is skipped (and says so) when
 //! `../shared/data` is absent. A block right after the comment
@@ -294,7 +295,10 @@ fn check_page(page: &str) -> Vec<String> {
         for ex in &block.examples {
             let (code, printed) = run(&ex.command, &dir);
             let got: Vec<&str> = printed.lines().collect();
-            let shows_error = ex.expected.iter().any(|l| l.starts_with("error:"));
+            let shows_error = ex
+                .expected
+                .iter()
+                .any(|l| l.starts_with("error:") || l.trim_start().starts_with("\"error\": {"));
             let status_ok = if shows_error { code != 0 } else { code == 0 };
             if matches(&ex.expected, &got) && status_ok {
                 continue;
@@ -328,6 +332,7 @@ const PAGES: &[&str] = &[
     "docs/ARCHITECTURE.md",
     "docs/cuda.md",
     "docs/data.md",
+    "docs/json.md",
     "docs/repl.md",
     "docs/training.md",
     "docs/models/biased_mf.md",
@@ -366,6 +371,7 @@ page_tests! {
     architecture => "docs/ARCHITECTURE.md",
     cuda => "docs/cuda.md",
     data => "docs/data.md",
+    json => "docs/json.md",
     repl => "docs/repl.md",
     training => "docs/training.md",
     model_biased_mf => "docs/models/biased_mf.md",

@@ -227,6 +227,7 @@ fn predict_scores_a_pair_and_an_unknown_user_as_cold_start() {
         "nobody",
         "--item",
         "i1",
+        "--allow-unknown",
         "--json",
         "--allow-unknown",
     ])
@@ -662,7 +663,7 @@ fn an_unknown_split_is_a_usage_error() {
 fn missing_data_is_a_usage_error_naming_the_path() {
     let run = train_fails(&["--data", "ml-100k:/nonexistent", "--epochs", "1"], 2);
     assert!(
-        run.stderr.contains("cannot read /nonexistent/"),
+        run.stderr.contains("there is no folder /nonexistent"),
         "{}",
         run.stderr
     );

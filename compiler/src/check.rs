@@ -77,6 +77,7 @@ pub fn check(
 ) -> (Option<Model>, Vec<Diagnostic>) {
     let mut c = Checker::with_model(root, file, stdlib);
     c.unused_definitions();
+    c.unused_declarations();
     let diags = c.take_diagnostics();
     if diags.iter().any(Diagnostic::is_error) {
         return (None, diags);
@@ -266,6 +267,13 @@ struct Checker<'a> {
     reported: HashSet<(&'static str, String, Span)>,
     /// Set while checking an expression typed at a prompt.
     probe: Option<Probe>,
+    /// Inputs and parameters some expression reads, so that the ones
+    /// nothing reads can be warned about.
+    used_inputs: HashSet<InputId>,
+    used_params: HashSet<ParamId>,
+    /// Tables declared over a domain no input ranges over, with the
+    /// table's name: see [`Checker::misnamed_domains`].
+    unknown_table_domains: Vec<(Ident, String)>,
 }
 
 impl<'a> Checker<'a> {
@@ -331,6 +339,9 @@ impl<'a> Checker<'a> {
             failed_lets: HashSet::new(),
             reported: HashSet::new(),
             probe: None,
+            used_inputs: HashSet::new(),
+            used_params: HashSet::new(),
+            unknown_table_domains: Vec::new(),
         };
         for m in stdlib {
             for item in &m.file.items {
@@ -482,6 +493,72 @@ impl<'a> Checker<'a> {
                 | ItemKind::Prior { .. }
                 | ItemKind::Penalty(_) => {}
             }
+        }
+        self.misnamed_domains();
+    }
+
+    /// Tables over a domain no input ranges over, each blamed where the
+    /// typo most likely is: when an input ranges over a close name that no
+    /// table uses (`input u: users` beside `p[user]`), the input is the odd
+    /// one out if more tables agree with each other than declarations use
+    /// its name, or if the tables' name is one every data reader gives
+    /// (`user`, `item`); otherwise the table is.
+    fn misnamed_domains(&mut self) {
+        let pending = std::mem::take(&mut self.unknown_table_domains);
+        let mut blamed: Vec<DomainId> = Vec::new();
+        for (domain, table) in &pending {
+            let names: Vec<&str> = self.domains.iter().map(|d| d.name.as_str()).collect();
+            let input_domain = closest(&domain.name, names)
+                .and_then(|c| self.find_domain(c))
+                .filter(|&c| !self.params.iter().any(|p| p.domain == Some(c)));
+            let Some(c) = input_domain else {
+                self.unknown_domain(domain, &format!("`{table}` has rows"));
+                continue;
+            };
+            let tables_agreeing = pending
+                .iter()
+                .filter(|(d, _)| d.name == domain.name)
+                .count();
+            let inputs_over = self
+                .inputs
+                .iter()
+                .filter(|i| {
+                    matches!(i.kind, InputKind::Index(d) | InputKind::Bag(d) | InputKind::History(d) if d == c)
+                })
+                .count();
+            let conventional = ["user", "item"].contains(&domain.name.as_str());
+            if tables_agreeing <= inputs_over && !conventional {
+                self.unknown_domain(domain, &format!("`{table}` has rows"));
+                continue;
+            }
+            if blamed.contains(&c) {
+                continue;
+            }
+            blamed.push(c);
+            let input_domain = self.domains[c.index()].clone();
+            let input = self
+                .inputs
+                .iter()
+                .find(|i| {
+                    matches!(i.kind, InputKind::Index(d) | InputKind::Bag(d) | InputKind::History(d) if d == c)
+                })
+                .map_or_else(String::new, |i| format!("input `{}` ", i.name));
+            self.report(
+                Diagnostic::error(
+                    "recc::unknown-domain",
+                    format!(
+                        "{input}ranges over `{}`, but no table has rows over that domain",
+                        input_domain.name
+                    ),
+                    input_domain.span,
+                )
+                .label("no table uses this domain")
+                .with_secondary(
+                    domain.span,
+                    format!("`{table}` has rows over `{}`", domain.name),
+                )
+                .with_help(format!("did you mean `{}`?", domain.name)),
+            );
         }
     }
 
@@ -657,7 +734,10 @@ impl<'a> Checker<'a> {
             Some(d) => match self.find_domain(&d.name) {
                 Some(id) => Some(id),
                 None => {
-                    self.unknown_domain(d, &format!("`{}` has rows", name.name));
+                    // Reported once every table is known: the typo may be
+                    // the input's.
+                    self.unknown_table_domains
+                        .push((d.clone(), name.name.clone()));
                     self.poison(name);
                     return;
                 }
@@ -1814,15 +1894,16 @@ impl<'a> Checker<'a> {
         let params = self.defs[def.0].params.unwrap_or(&[]);
         let mut args = Vec::new();
         for p in params {
-            match self.globals.get(&p.name) {
-                Some((Symbol::Input(id), _)) => args.push(self.input_expr(*id, p.span)),
+            match self.globals.get(&p.name).copied() {
+                Some((Symbol::Input(id), _)) => args.push(self.input_expr(id, p.span)),
                 _ => return None,
             }
         }
         Some(args)
     }
 
-    fn input_expr(&self, id: InputId, span: Span) -> TExpr {
+    fn input_expr(&mut self, id: InputId, span: Span) -> TExpr {
+        self.used_inputs.insert(id);
         let ty = match self.inputs[id.index()].kind {
             InputKind::Real => Ty::scalar(),
             InputKind::Index(d) => Ty::Index(d),
@@ -1862,6 +1943,49 @@ impl<'a> Checker<'a> {
                 .label("defined here")
                 .with_help("use it in a loss, or remove it"),
             );
+        }
+    }
+
+    /// Warn of inputs and parameters nothing reads: an input still has to
+    /// be found in the data, and a parameter is stored and never trained.
+    /// Checked after every definition, used or not, has been expanded.
+    fn unused_declarations(&mut self) {
+        if self.diags.iter().any(Diagnostic::is_error) {
+            return;
+        }
+        for (k, input) in self.inputs.iter().enumerate() {
+            if self.used_inputs.contains(&InputId(k as u32)) || input.span.file != self.root {
+                continue;
+            }
+            let d = Diagnostic::error(
+                "recc::unused-input",
+                format!("input `{}` is never used", input.name),
+                input.span,
+            )
+            .label("declared here")
+            .with_help(
+                "use it in the model, or remove it: the data must still have a column for it",
+            );
+            self.diags.push(Diagnostic {
+                severity: Severity::Warning,
+                ..d
+            });
+        }
+        for (k, param) in self.params.iter().enumerate() {
+            if self.used_params.contains(&ParamId(k as u32)) || param.span.file != self.root {
+                continue;
+            }
+            let d = Diagnostic::error(
+                "recc::unused-param",
+                format!("parameter `{}` is never used", param.name),
+                param.span,
+            )
+            .label("declared here")
+            .with_help("use it in the score or a loss, or remove it: nothing would train it");
+            self.diags.push(Diagnostic {
+                severity: Severity::Warning,
+                ..d
+            });
         }
     }
 
@@ -2090,6 +2214,7 @@ impl<'a> Checker<'a> {
             Some((Symbol::Invalid, _)) => None,
             Some((Symbol::Input(i), _)) => Some(self.input_expr(i, id.span)),
             Some((Symbol::Param(p), _)) => {
+                self.used_params.insert(p);
                 let param = &self.params[p.index()];
                 match param.domain {
                     None => {
@@ -2186,7 +2311,17 @@ impl<'a> Checker<'a> {
     }
 
     fn unknown_name(&mut self, env: &Env, id: &Ident) {
-        let names = self.visible_names(env);
+        // A name used bare is a value: a definition that takes arguments
+        // (`R` for `r`) is no fix for it.
+        let takes_arguments = |name: &str| match self.globals.get(name) {
+            Some((Symbol::Def(d), _)) => self.defs[d.0].params.is_some_and(|p| !p.is_empty()),
+            _ => false,
+        };
+        let names: Vec<&str> = self
+            .visible_names(env)
+            .into_iter()
+            .filter(|n| !takes_arguments(n))
+            .collect();
         let mut d = Diagnostic::error(
             "recc::unknown-name",
             format!("unknown name `{}`", id.name),
@@ -2200,6 +2335,12 @@ impl<'a> Checker<'a> {
                 "`{}` is a domain; use an input that ranges over it",
                 id.name
             ));
+        } else if env.in_fn.is_none() {
+            d = d.with_help(format!(
+                "declare it: `input {0}: real` for a number each example has, or `param {0}: real` \
+                 for one to learn",
+                id.name
+            ));
         }
         self.report(d);
     }
@@ -2209,7 +2350,10 @@ impl<'a> Checker<'a> {
             env.local(&table.name),
             self.globals.get(&table.name).copied(),
         ) {
-            (None, Some((Symbol::Param(p), _))) if env.in_fn.is_none() => p,
+            (None, Some((Symbol::Param(p), _))) if env.in_fn.is_none() => {
+                self.used_params.insert(p);
+                p
+            }
             (None, Some((Symbol::Invalid, _))) => return None,
             (None, _) if env.in_fn.is_some() => {
                 let f = env.in_fn.clone().unwrap_or_default();

@@ -238,10 +238,27 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     candidates
         .into_iter()
         .filter(|c| *c != name)
-        .map(|c| (edit_distance(name, c), c))
-        .filter(|(d, _)| *d <= limit)
+        .map(|c| {
+            // A word and its plural (`loss`, `losses`) are as near as a typo.
+            let distance = if is_plural_of(name, c) || is_plural_of(c, name) {
+                limit
+            } else {
+                edit_distance(name, c)
+            };
+            (distance, c)
+        })
+        // Replacing every letter (`r` for `i`) is no near miss.
+        .filter(|(d, _)| *d <= limit && *d < name.chars().count())
         .min()
         .map(|(_, c)| c)
+}
+
+/// Is `plural` `word` with `s` or `es` added (`losses`, `users`)?
+fn is_plural_of(word: &str, plural: &str) -> bool {
+    word.len() >= 3
+        && plural
+            .strip_prefix(word)
+            .is_some_and(|tail| tail == "s" || tail == "es")
 }
 
 /// Optimal-string-alignment distance: Levenshtein plus swapping two
@@ -283,5 +300,8 @@ mod tests {
         assert_eq!(closest("rleu", ["relu", "exp"]), Some("relu"));
         assert_eq!(closest("gaussian", ["normal", "laplace"]), Some("normal"));
         assert_eq!(closest("gaussian", ["laplace"]), None);
+        assert_eq!(closest("loss", ["links", "losses"]), Some("losses"));
+        assert_eq!(closest("users", ["user", "item"]), Some("user"));
+        assert_eq!(closest("r", ["i", "u", "R"]), None);
     }
 }

@@ -282,6 +282,70 @@ fn syntax_error(
     text: &str,
     e: &pest::error::Error<Rule>,
 ) -> Diagnostic {
+    let d = located_syntax_error(file, offset, text, e);
+    match unclosed_bracket(text, (d.primary.span.start as usize).saturating_sub(offset)) {
+        // The error asks for the closing bracket: the fault is where the
+        // bracket was opened, which may be lines above.
+        Some((at, open, close)) if d.primary.text.contains(&format!("`{close}`")) => {
+            let span = Span::new(file, offset + at, offset + at + 1);
+            let mut never_closed = Diagnostic::error(
+                "recc::syntax",
+                format!("this `{open}` is never closed"),
+                span,
+            )
+            .label(format!("`{open}` opened here"))
+            .with_secondary(d.primary.span, format!("expected `{close}` by here"));
+            never_closed.help = d.help;
+            never_closed
+        }
+        _ => d,
+    }
+}
+
+/// The innermost bracket opened before byte `end` of `text` and not closed
+/// by then: its position and the bracket with its closer. Comments are
+/// skipped; a closer that matches nothing ends the search (the text is
+/// mismatched, not unclosed).
+fn unclosed_bracket(text: &str, end: usize) -> Option<(usize, char, char)> {
+    let mut open: Vec<(usize, char)> = Vec::new();
+    let mut comment = false;
+    for (i, c) in text.char_indices() {
+        if i >= end {
+            break;
+        }
+        match c {
+            '\n' => comment = false,
+            _ if comment => {}
+            '#' => comment = true,
+            '(' | '[' | '{' => open.push((i, c)),
+            ')' | ']' | '}' => {
+                let want = match c {
+                    ')' => '(',
+                    ']' => '[',
+                    _ => '{',
+                };
+                if open.pop().map(|(_, o)| o) != Some(want) {
+                    return None;
+                }
+            }
+            _ => {}
+        }
+    }
+    let (at, c) = open.pop()?;
+    let close = match c {
+        '(' => ')',
+        '[' => ']',
+        _ => '}',
+    };
+    Some((at, c, close))
+}
+
+fn located_syntax_error(
+    file: FileId,
+    offset: usize,
+    text: &str,
+    e: &pest::error::Error<Rule>,
+) -> Diagnostic {
     let (mut start, mut end) = match e.location {
         InputLocation::Pos(p) => (p, p),
         InputLocation::Span((s, e)) => (s, e),
@@ -317,6 +381,10 @@ fn syntax_error(
                     // Only a reserved word the parser stopped right after is
                     // the culprit: `input 1x` stops after `input` too.
                     if we == pos && is_reserved(word) {
+                        // `use stdlib.loss`: a module misnamed as a keyword.
+                        if text[..ws].trim_end().ends_with("stdlib.") {
+                            return unknown_module(Span::new(file, offset + ws, offset + we), word);
+                        }
                         return Diagnostic::error(
                             "recc::syntax",
                             format!("`{word}` is a reserved word, not a name"),
@@ -377,6 +445,22 @@ fn syntax_error(
         d = d.with_help(h);
     }
     d
+}
+
+/// `use stdlib.WORD` for a module there is not, named with the closest.
+fn unknown_module(span: Span, word: &str) -> Diagnostic {
+    let modules: Vec<&str> = crate::stdlib::MODULES.iter().map(|(n, _)| *n).collect();
+    let help = match crate::diagnostic::closest(word, modules.iter().copied()) {
+        Some(c) => format!("did you mean `stdlib.{c}`?"),
+        None => format!("the stdlib modules are: {}", modules.join(", ")),
+    };
+    Diagnostic::error(
+        "recc::unknown-module",
+        format!("there is no module `stdlib.{word}`"),
+        span,
+    )
+    .label("unknown module")
+    .with_help(help)
 }
 
 /// A character no token may contain, at the byte `pos` where parsing

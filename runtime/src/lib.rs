@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod bind;
+pub mod context;
 pub mod data;
 pub mod experiment;
 pub mod export;

@@ -7,7 +7,11 @@
 //! CRC-32 (IEEE) of every byte before it as a `u32`. All numbers are
 //! little-endian. The header holds everything except the values: provenance
 //! (source text, data, settings), metrics, the training history, the
-//! domains' raw ids and labels, and each table's name and shape.
+//! domains' raw ids and labels, and each table's name and shape, and since
+//! format 3 what the model needs of its data to answer questions without
+//! it ([`SavedContext`]: the rows scoring reads, every user's items, the
+//! fingerprints of the training rows). Format 2 files, which lack it, are
+//! still read; the commands then read the training data again.
 //!
 //! Nothing in a file is trusted. [`load`] checks the layout and the
 //! checksum, then compiles the embedded source again and checks
@@ -45,10 +49,14 @@ use recc_compiler::interp::Params;
 use recc_compiler::ir::Graph;
 use serde::{Deserialize, Serialize};
 
+use crate::context::SavedContext;
 use crate::data::IdMap;
 
 /// The layout [`save`] writes and the newest [`load`] reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The format before the data context; [`load`] still reads it.
+pub const CONTEXTLESS_FORMAT_VERSION: u32 = 2;
 
 /// The format before the trailing checksum; [`load`] still reads it.
 const UNCHECKED_FORMAT_VERSION: u32 = 1;
@@ -115,6 +123,10 @@ pub struct SavedModel {
     pub history: Vec<EpochRecord>,
     pub domains: Vec<SavedDomain>,
     pub tables: Vec<SavedTable>,
+    /// What the model keeps of its training data (format 3); `None` in an
+    /// older file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<SavedContext>,
 }
 
 /// Why a model file could not be read or written. Every message names the file.
@@ -234,7 +246,11 @@ impl SavedModel {
     /// graph of its embedded source ([`SavedModel::check_source`]).
     pub fn check(&self) -> Result<(), String> {
         self.check_shapes()?;
-        self.check_source()
+        self.check_source()?;
+        match &self.context {
+            Some(c) => c.check().map_err(|e| format!("the kept data: {e}")),
+            None => Ok(()),
+        }
     }
 
     /// The checks that need no compiler: unique domains with one label per
@@ -529,7 +545,7 @@ pub fn load(path: &Path) -> Result<SavedModel, ModelFileError> {
         });
     }
     let checksummed = match version {
-        FORMAT_VERSION => true,
+        FORMAT_VERSION | CONTEXTLESS_FORMAT_VERSION => true,
         UNCHECKED_FORMAT_VERSION => false,
         _ => return Err(corrupt(format!("unknown format version {version}"))),
     };
@@ -610,6 +626,10 @@ pub fn load(path: &Path) -> Result<SavedModel, ModelFileError> {
     }
     if checksummed {
         verify_checksum(&mut r).map_err(|e| e.into_error(path))?;
+    }
+    if version < FORMAT_VERSION {
+        // Older formats had no context: a header that claims one is not theirs.
+        model.context = None;
     }
     model.check().map_err(corrupt)?;
     Ok(model)

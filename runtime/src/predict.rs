@@ -528,19 +528,18 @@ impl<'a> Predictor<'a> {
         Ok(scores)
     }
 
-    /// The `k` best items for `user`, leaving out what they already have.
+    /// The `k` best items for `user`, leaving out the items of `exclude`
+    /// (sorted).
     pub fn recommend(
         &self,
         data: &Dataset,
         user: Option<u32>,
         k: usize,
+        exclude: &[u32],
     ) -> Result<Vec<(u32, f64)>, EvalError> {
         let scores = self.user_scores(data, user)?;
-        let seen = user
-            .and_then(|u| self.session.binding.positives.get(u as usize))
-            .map_or(&[][..], Vec::as_slice);
         let mut order: Vec<u32> = (0..scores.len() as u32)
-            .filter(|i| seen.binary_search(i).is_err())
+            .filter(|i| exclude.binary_search(i).is_err())
             .collect();
         order.sort_by(|&a, &b| best_first((a, scores[a as usize]), (b, scores[b as usize])));
         order.truncate(k);

@@ -298,3 +298,55 @@ fn a_feature_bag_never_renumbers_a_domain_of_the_data() {
     ));
     assert!(e.contains("derived from time"), "{e}");
 }
+
+#[test]
+fn an_index_input_over_a_bag_or_a_near_domain_says_what_to_write() {
+    let data = synth::generate(&SynthConfig::default());
+    let rows = all_rows(&data);
+    let genre = model(
+        "g.rec",
+        "use stdlib.losses\ninput u: user\ninput i: item\ninput r: real\ninput g: genre\n\
+         param z[genre]: real\nparam p[user]: vec(2)\nparam q[item]: vec(2)\n\
+         let R(u, i) = z[g] + dot(p[u], q[i])\nloss mse(R(u, i), r)\n",
+    );
+    let e = bind_error(Session::new(&genre, &data, &rows, &BindOptions::default()));
+    assert!(
+        e.contains("column `genres` holds a bag of `genre` per row: declare `input g: bag(genre)`"),
+        "{e}"
+    );
+    let users = model(
+        "u.rec",
+        "use stdlib.losses\ninput u: users\ninput i: item\ninput r: real\n\
+         param p[users]: vec(2)\nparam q[item]: vec(2)\n\
+         let R(u, i) = dot(p[u], q[i])\nloss mse(R(u, i), r)\n",
+    );
+    let e = bind_error(Session::new(&users, &data, &rows, &BindOptions::default()));
+    assert!(e.contains("did you mean `input u: user`?"), "{e}");
+}
+
+#[test]
+fn a_bound_column_of_numeric_ids_is_read_as_ids() {
+    use recc_runtime::experiment::{prepare, DataRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.csv");
+    let mut text = String::from("customer,product,stars\n");
+    for k in 0..200 {
+        text.push_str(&format!("{},{},{}\n", k % 20 + 100, k % 30, k % 5 + 1));
+    }
+    std::fs::write(&path, text).unwrap();
+    let mf = model_file("biased_mf.rec");
+    let req = DataRequest {
+        data: path.display().to_string(),
+        header: true,
+        bind: vec!["u=customer".into(), "i=product".into()],
+        ..DataRequest::default()
+    };
+    let prepared = prepare(&req, Some(&mf), 1, false).unwrap_or_else(|e| panic!("{e}"));
+    let data = &prepared.data;
+    assert_eq!(data.column("customer").unwrap().data.kind(), "index(user)");
+    assert_eq!(data.column("product").unwrap().data.kind(), "index(item)");
+    assert_eq!(data.domain_size("user"), 20);
+    let options = recc_runtime::experiment::bind_options(&req).unwrap();
+    let split = &prepared.splits[0].1;
+    assert!(Session::new(&mf, data, &split.train, &options).is_ok());
+}

@@ -190,7 +190,8 @@ fn recommend_leaves_out_what_the_user_trained_on_and_similar_finds_neighbours() 
         .map(|&r| item_ids.name(items[r]).to_string())
         .collect();
     assert!(!seen.is_empty());
-    let recs = experiment::recommend(&fitted, data, &raw_user, 20, false).unwrap();
+    let recs =
+        experiment::recommend(&fitted, data, &raw_user, 20, false, Default::default()).unwrap();
     assert!(recs.notes.is_empty(), "{:?}", recs.notes);
     assert_eq!(recs.items.len(), 20);
     for r in &recs.items {
@@ -204,12 +205,13 @@ fn recommend_leaves_out_what_the_user_trained_on_and_similar_finds_neighbours() 
 
     // An unknown user is refused, or when asked for scored as the average
     // one, and told so.
-    let refused = experiment::recommend(&fitted, data, "nobody", 5, false).unwrap_err();
+    let refused =
+        experiment::recommend(&fitted, data, "nobody", 5, false, Default::default()).unwrap_err();
     assert_eq!(refused.kind, ErrorKind::Model);
     assert!(refused
         .message
         .contains("user `nobody` is not in the model"));
-    let cold = experiment::recommend(&fitted, data, "nobody", 5, true).unwrap();
+    let cold = experiment::recommend(&fitted, data, "nobody", 5, true, Default::default()).unwrap();
     assert_eq!(cold.items.len(), 5);
     assert!(cold.unknown);
     assert_eq!(cold.notes.len(), 1);

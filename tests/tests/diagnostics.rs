@@ -100,3 +100,53 @@ fn a_byte_order_mark_is_skipped() {
     let first_line = compile("bom.rec", "\u{feff}loss sq(rr)\n").render_diagnostics();
     assert!(first_line.contains("bom.rec:1:9]"), "{first_line}");
 }
+
+/// Inputs and parameters nothing reads are warned about (the model still
+/// compiles); the warnings are pinned like the errors.
+#[test]
+fn unused_inputs_and_params_warn() {
+    let text = "model unused
+use stdlib.losses
+
+input u: user
+input i: item
+input r: real
+input o: occupation
+
+param p[user]: vec(8)
+param q[item]: vec(8)
+param w[occupation]: real
+param b: real
+
+let R(u, i) = dot(p[u], q[i])
+loss mse(R(u, i), r)
+";
+    let compiled = compile("unused.rec", text);
+    assert!(!compiled.has_errors(), "{}", compiled.render_diagnostics());
+    let codes: Vec<(&str, String)> = compiled
+        .diagnostics
+        .iter()
+        .map(|d| (d.code, d.message.clone()))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            ("recc::unused-input", "input `o` is never used".to_string()),
+            (
+                "recc::unused-param",
+                "parameter `w` is never used".to_string()
+            ),
+            (
+                "recc::unused-param",
+                "parameter `b` is never used".to_string()
+            ),
+        ]
+    );
+    insta::assert_snapshot!(
+        "unused_warnings",
+        format!(
+            "----- SOURCE CODE\n{text}\n----- WARNINGS\n{}",
+            compiled.render_diagnostics()
+        )
+    );
+}

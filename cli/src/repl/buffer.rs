@@ -13,6 +13,11 @@ use recc_compiler::model::Model;
 use recc_compiler::source::{FileId, SourceMap, Span};
 use std::path::PathBuf;
 
+/// Warnings of declarations nothing reads yet: a model typed a statement at
+/// a time declares its inputs and tables before the lines that use them, so
+/// these are shown for whole sources (a file opened or edited) only.
+const NOT_YET_USED: [&str; 2] = ["recc::unused-input", "recc::unused-param"];
+
 /// How typed text is named in error reports.
 pub const TYPED: &str = "input";
 
@@ -237,7 +242,8 @@ impl Buffer {
         }
         // Warnings about the rest of the source were shown when it was
         // typed; a source still being built (no loss yet) is not warned
-        // about what it lacks.
+        // about what it lacks, nor about a declaration the next line may
+        // be about to use.
         let complete = compiled.model.is_some();
         let warnings: Vec<Diagnostic> = compiled
             .diagnostics
@@ -245,6 +251,7 @@ impl Buffer {
             .filter(|d| {
                 complete
                     && !d.is_error()
+                    && !NOT_YET_USED.contains(&d.code)
                     && d.primary.span.file == compiled.root
                     && placed
                         .iter()
@@ -466,6 +473,27 @@ mod tests {
         assert!(b.apply("penalty 0.1 * sq(p[u])").is_ok());
         assert!(b.apply("penalty 0.1 * sq(q[i])").is_ok());
         assert_eq!(b.text().matches("penalty").count(), 2);
+    }
+
+    #[test]
+    fn a_declaration_typed_before_its_use_is_not_warned_about_but_a_file_is() {
+        let mut b = built(MF);
+        let applied = b.apply("param w[item]: real");
+        assert!(
+            applied.as_ref().is_ok_and(|a| a.warnings.is_empty()),
+            "{:?}",
+            applied.map(|a| a.warnings)
+        );
+        assert!(b.apply("let R(u, i) = w[i] + dot(p[u], q[i])").is_ok());
+        let mut file = Buffer::default();
+        let text = format!("{}\nparam z[item]: real\n", MF.join("\n"));
+        let warnings = file.replace_all("m.rec", &text);
+        assert!(
+            warnings
+                .as_ref()
+                .is_ok_and(|w| w.contains("parameter `z` is never used")),
+            "{warnings:?}"
+        );
     }
 
     #[test]

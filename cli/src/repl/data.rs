@@ -139,7 +139,7 @@ struct PredictCommand {
     allow_unknown: bool,
 }
 
-/// `:recommend USER [-k N]`
+/// `:recommend USER [-k N] [--include-seen]`
 #[derive(Parser)]
 #[command(
     name = ":recommend",
@@ -155,6 +155,9 @@ struct RecommendCommand {
     /// mean of those learned) instead of refusing
     #[arg(long)]
     allow_unknown: bool,
+    /// Also list the items the user already has
+    #[arg(long)]
+    include_seen: bool,
 }
 
 /// `:similar ITEM [-k N] [--table T] [--domain D]`
@@ -659,9 +662,19 @@ impl Repl {
             return Ok(());
         };
         let current = self.current()?;
-        let recs =
-            experiment::recommend(&current.fitted, self.data()?, &c.user, c.k, c.allow_unknown)
-                .map_err(message)?;
+        let recs = experiment::recommend(
+            &current.fitted,
+            self.data()?,
+            &c.user,
+            c.k,
+            c.allow_unknown,
+            if c.include_seen {
+                experiment::SeenItems::Include
+            } else {
+                experiment::SeenItems::Exclude
+            },
+        )
+        .map_err(message)?;
         let mut text = String::new();
         for note in &recs.notes {
             text.push_str(&format!("note: {note}\n"));

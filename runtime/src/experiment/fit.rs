@@ -3,6 +3,7 @@
 
 use super::data::{has_negatives, load_options};
 use super::{bind_options, failed, usage, DataRequest, Prepared, Result, Source};
+use crate::bind::BindOptions;
 use crate::data::Dataset;
 use crate::modelfile::{self, SavedDomain, SavedModel};
 use crate::optim::Schedule;
@@ -149,6 +150,56 @@ fn model_rows(req: &TrainRequest, data: &Dataset, rows: &[usize]) -> Vec<usize> 
     }
 }
 
+/// Why the model is judged as it is, when its loss or its flags suggest
+/// otherwise: a model that samples negatives is a ranking model even when
+/// it also reads the target, and a `real` input bound away from the target
+/// leaves no rating to compute RMSE against.
+fn task_note(session: &Session, data: &Dataset, bind: &BindOptions) -> Option<String> {
+    let target = data.target.as_deref()?;
+    match session.task {
+        Task::Ranking if session.binding.target_slot(data).is_some() => {
+            let negatives: Vec<String> = session
+                .model
+                .samplers
+                .iter()
+                .map(|s| {
+                    format!(
+                        "`{} ~ negative({})`",
+                        s.name,
+                        session.model.domain(s.domain).name
+                    )
+                })
+                .collect();
+            Some(format!(
+                "the model draws negatives ({}), so it is a ranking model: it is judged by \
+                 ranking metrics over the catalogue (precision, recall, NDCG, AUC at k), not \
+                 by RMSE and MAE of `{target}`, though its loss reads `{target}`",
+                negatives.join(", ")
+            ))
+        }
+        Task::Loss if session.forward.score.is_some() => {
+            let rebound: Vec<String> = session
+                .model
+                .inputs
+                .iter()
+                .filter(|i| i.kind == recc_compiler::model::InputKind::Real)
+                .filter_map(|i| {
+                    let column = bind.explicit.get(&i.name)?;
+                    (column != target).then(|| format!("`{}` reads `{column}`", i.name))
+                })
+                .collect();
+            (!rebound.is_empty()).then(|| {
+                format!(
+                    "input {} (--bind), not the data's target `{target}`, so the model is \
+                     judged by its mean loss on the test rows (`loss`), not by RMSE and MAE",
+                    rebound.join(", ")
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
 /// Train on one split and measure on its test rows. Progress, and the
 /// binding's notes before it, go to `observer`; its
 /// [`Observer::stop_requested`] interrupts the run, which is then returned
@@ -184,7 +235,8 @@ pub fn train_split(
             source.model.name, session.task
         )));
     }
-    let notes = session.binding.notes.clone();
+    let mut notes = session.binding.notes.clone();
+    notes.extend(task_note(&session, data, &bind));
     for note in &notes {
         observer.note(note);
     }
@@ -354,8 +406,8 @@ pub(super) fn recorded_settings(
     settings
 }
 
-/// The model file of a trained split; `params` are its trained parameters
-/// (moved in, so that no copy is made).
+/// The model file of a trained split, the first of `prepared`; `params`
+/// are its trained parameters (moved in, so that no copy is made).
 pub fn saved_model(
     source: &Source,
     prepared: &Prepared,
@@ -377,6 +429,7 @@ pub fn saved_model(
         history: outcome.trained.history.clone(),
         domains: SavedDomain::all(&session.binding.domains),
         tables: modelfile::into_saved_tables(&session.forward, params),
+        context: super::fitted::training_context(source, session, prepared, request.min_target),
     }
 }
 

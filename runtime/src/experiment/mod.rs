@@ -38,13 +38,13 @@ pub use fit::{
     train_split, CvReport, FitOverrides, FoldObserver, FoldResult, Outcome, TrainRequest,
 };
 pub use fitted::{
-    bind_saved, evaluate, evaluate_observed, hierarchy, open_model, reopen, Evaluation, Fitted,
-    Measured, Reopened,
+    bind_saved, evaluate, evaluate_observed, hierarchy, open_for_answers, open_model, reopen,
+    Answering, Evaluation, Fitted, Measured, Reopened,
 };
 pub use ids::{describe_id, lookup_id, resolve_id, resolve_or_unknown, IdLookup};
 pub use query::{
     export, predict_pairs, read_model, recommend, similar, similar_saved, Neighbour, Neighbours,
-    PairScore, Recommendation, Recommendations,
+    PairScore, Recommendation, Recommendations, SeenItems,
 };
 pub use source::{compile_source, read_source, read_text, Source, MAX_SOURCE_BYTES};
 pub use text::{format_hierarchy, format_mean_std, format_metrics, printable};

@@ -116,22 +116,46 @@ pub struct Recommendations {
     pub notes: Vec<String>,
 }
 
-/// The `k` best items for `user` (a raw id or a label), leaving out those
-/// the user has among the training rows. A user the model lacks is an
-/// error, unless `allow_unknown`: then the ranking is an unknown user's.
+/// Whether [`recommend`] lists items the user already has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SeenItems {
+    /// Leave out every item the user has in any row of the data (the
+    /// default: a recommendation is something new).
+    #[default]
+    Exclude,
+    /// Rank them with the rest.
+    Include,
+}
+
+/// The `k` best items for `user` (a raw id or a label), leaving out (unless
+/// `seen` says otherwise) every item the user has in any row of the data,
+/// training or not. When users and items are one domain (a tree's nodes,
+/// co-occurring tokens) the user is never its own recommendation. A user
+/// the model lacks is an error, unless `allow_unknown`: then the ranking is
+/// an unknown user's.
 pub fn recommend(
     fitted: &Fitted,
     data: &Dataset,
     user: &str,
     k: usize,
     allow_unknown: bool,
+    seen: SeenItems,
 ) -> Result<Recommendations> {
     let (ud, id) = user_item_domains(data)?;
     let mut notes = Vec::new();
     let u = lookup(data, &ud, user, "user", allow_unknown, &mut notes)?;
     let predictor = Predictor::new(&fitted.session, &fitted.params);
+    let mut exclude: Vec<u32> = match (seen, u) {
+        (SeenItems::Exclude, Some(u)) => fitted.seen.get(u as usize).cloned().unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    if let Some(u) = u.filter(|_| ud == id) {
+        if let Err(at) = exclude.binary_search(&u) {
+            exclude.insert(at, u);
+        }
+    }
     let recs = predictor
-        .recommend(data, u, k)
+        .recommend(data, u, k, &exclude)
         .map_err(|e| failed(e.to_string()))?;
     let map = data.domains.get(&id);
     let items = recs
