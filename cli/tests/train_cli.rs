@@ -229,7 +229,6 @@ fn predict_scores_a_pair_and_an_unknown_user_as_cold_start() {
         "i1",
         "--allow-unknown",
         "--json",
-        "--allow-unknown",
     ])
     .ok();
     assert!(
