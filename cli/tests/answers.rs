@@ -192,12 +192,12 @@ fn eval_leaves_out_test_rows_the_model_was_trained_on_and_refuses_when_that_is_a
     let out = ok(recc_in(work.path(), &eval), "eval last:2");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["excluded_rows"], 30, "{out}");
-    assert_eq!(v["rows"], 30, "{out}");
+    assert_eq!(v["test_rows"], 30, "{out}");
     let mut eval_text = vec!["eval".to_string(), "m.recm".into()];
     eval_text.extend(flags("last:2"));
     let r = recc_in(work.path(), &eval_text);
     assert!(
-        r.stderr.contains("left out 30 of the split's test rows"),
+        r.stderr.contains("left out 30 of the 60 test rows"),
         "{}",
         r.stderr
     );
@@ -401,6 +401,7 @@ fn every_model_answers_the_same_from_its_moved_file_as_from_its_data() {
                     item,
                     "--item",
                     "no-such-item",
+                    "--allow-unknown",
                     "--json",
                 ],
                 &["recommend", path, "--user", user, "-k", "5", "--json"],

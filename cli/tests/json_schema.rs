@@ -107,7 +107,8 @@ fn an_eval() -> Value {
         "task": "rating",
         "test_rows": 10,
         "metrics": {"rmse": 1.0, "spread_corr": null},
-        "model_file": "mf.recm"
+        "model_file": "mf.recm",
+        "excluded_rows": 0
     })
 }
 

@@ -308,17 +308,17 @@ pub fn open_for_answers(
     source: Source,
     asked: Option<&DataRequest>,
 ) -> Result<Answering> {
-    if asked.is_some() || saved.context.is_none() {
-        let r = bind_saved(path, saved, source, asked)?;
-        return Ok(Answering {
-            saved: r.saved,
-            fitted: r.fitted,
-            data: r.prepared.data,
-            notes: r.prepared.notes,
-        });
-    }
-    let Some(context) = saved.context.clone() else {
-        unreachable!("checked above");
+    let context = match (&saved.context, asked) {
+        (Some(context), None) => context.clone(),
+        _ => {
+            let r = bind_saved(path, saved, source, asked)?;
+            return Ok(Answering {
+                saved: r.saved,
+                fitted: r.fitted,
+                data: r.prepared.data,
+                notes: r.prepared.notes,
+            });
+        }
     };
     let corrupt = |e: String| usage(format!("{}: corrupt model file: {e}", path.display()));
     let (data, train) = context.dataset().map_err(corrupt)?;
