@@ -3,29 +3,9 @@
 //! `eval` on data read in another order binds by id; test rows the model
 //! was trained on are left out, and a split of nothing else is refused.
 
+mod common;
+use common::{recc_in, Run};
 use std::path::Path;
-use std::process::Command;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// `recc ARGS` run in `dir`.
-fn recc_in<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_recc"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run recc: {e}"));
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 fn ok(r: Run, what: &str) -> String {
     assert_eq!(r.code, 0, "{what}: {}{}", r.stdout, r.stderr);

@@ -5,57 +5,9 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use tempfile::TempDir;
 
 mod common;
-use common::{recc, Run};
-
-impl Run {
-    fn ok(self) -> Run {
-        assert_eq!(
-            self.code, 0,
-            "expected success\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-
-    /// A failure with `code`, a message on stderr, and no panic.
-    fn fails(self, code: i32) -> Run {
-        assert_eq!(
-            self.code, code,
-            "expected exit {code}\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout, self.stderr
-        );
-        assert!(self.stderr.contains("error"), "{}", self.stderr);
-        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
-    }
-
-    /// Says `what` on stderr.
-    fn says(self, what: &str) -> Run {
-        assert!(
-            self.stderr.contains(what),
-            "expected {what:?} on stderr:\n{}",
-            self.stderr
-        );
-        self
-    }
-}
-
-fn temp() -> TempDir {
-    tempfile::tempdir().unwrap_or_else(|e| panic!("cannot make a temp dir: {e}"))
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str()
-        .unwrap_or_else(|| panic!("temp path is not UTF-8: {}", p.display()))
-}
+use common::{path_str, recc, temp, Run};
 
 /// Train `model` on the built-in data for one epoch into `dir/NAME.recm`.
 fn trained(dir: &Path, model: &str, name: &str) -> PathBuf {

@@ -5,47 +5,9 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use tempfile::TempDir;
 
 mod common;
-use common::{recc, workspace, Run};
-
-impl Run {
-    fn ok(self) -> Run {
-        assert_eq!(
-            self.code, 0,
-            "expected success\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-
-    /// A failure with `code`, a message on stderr, and no panic.
-    fn fails(self, code: i32) -> Run {
-        assert_eq!(
-            self.code, code,
-            "expected exit {code}\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout, self.stderr
-        );
-        assert!(self.stderr.contains("error"), "{}", self.stderr);
-        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
-    }
-}
-
-fn temp() -> TempDir {
-    tempfile::tempdir().unwrap_or_else(|e| panic!("cannot make a temp dir: {e}"))
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str()
-        .unwrap_or_else(|| panic!("temp path is not UTF-8: {}", p.display()))
-}
+use common::{path_str, recc, temp, workspace, Run};
 
 /// Train biased MF for `epochs` into `dir/m.recm`, quietly.
 fn train_biased_mf(dir: &Path, epochs: &str) -> PathBuf {
