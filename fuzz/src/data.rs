@@ -561,6 +561,7 @@ impl Harness for DataHarness {
                 separator: c.sep.clone().filter(|s| !s.is_empty()),
                 header: c.header,
                 columns: delimited,
+                ..Spec::default()
             },
             window: 3,
             min_count: 1,
