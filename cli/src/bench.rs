@@ -23,7 +23,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0.08)]
     pub reg: f32,
     /// Lanes of the hand-written loop's factors
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = run::at_least_one, allow_negative_numbers = true)]
     pub factors: usize,
 }
 
@@ -62,26 +62,7 @@ pub fn bench_command(
     let r = experiment::bench(&source, &config, &bind, &data, &options)?;
     let rate = r.updates_per_second;
     if out.json {
-        let v = serde_json::json!({
-            "model": r.model,
-            "data": r.data,
-            "rows": r.rows,
-            "backend": r.backend.to_string(),
-            "threads": r.threads,
-            "prefetch": r.prefetch,
-            "epochs": r.epoch_seconds.len(),
-            "compile_ms": r.compile_ms,
-            "code_bytes": r.code_bytes,
-            "load_seconds": r.load_seconds,
-            "epoch_seconds": r.epoch_seconds,
-            "updates_per_second": rate,
-            "wall_seconds": r.wall_seconds,
-            "handwritten_updates_per_second": r.handwritten_updates_per_second,
-            "ratio_to_handwritten": r.handwritten_updates_per_second.map(|h| h / rate),
-            "peak_memory_bytes": r.peak_memory_bytes,
-        });
-        println!("{v}");
-        return Ok(());
+        return crate::report::print(&crate::report::bench(&r));
     }
     let epochs = r.epoch_seconds.len();
     println!(

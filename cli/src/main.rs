@@ -7,6 +7,7 @@ mod cuda;
 mod emit;
 mod progress;
 mod repl;
+mod report;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,9 @@ enum Command {
         /// `.rec` files to check.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Print JSON for machines instead of text for people
+        #[arg(long)]
+        json: bool,
     },
     /// Print the parse tree of a model file as an S-expression.
     Parse {
@@ -59,7 +63,9 @@ enum Command {
         #[command(flatten)]
         fit: run::FitArgs,
         #[command(flatten)]
-        out: run::OutputArgs,
+        write_split: run::WriteSplitArgs,
+        #[command(flatten)]
+        out: run::TrainOutput,
         /// Where to write the model [default: MODEL.recm]
         #[arg(long, short)]
         output: Option<PathBuf>,
@@ -69,14 +75,14 @@ enum Command {
         /// The trained model file.
         model: PathBuf,
         #[command(flatten)]
-        data: run::DataArgs,
+        data: run::EvalDataArgs,
         /// What scores the test rows: jit (native code), interp (the
         /// reference evaluator) or cuda (a GPU: not built yet, says what
         /// this machine has) [default: what trained the model]
         #[arg(long)]
         backend: Option<String>,
         #[command(flatten)]
-        out: run::OutputArgs,
+        out: run::EvalOutput,
     },
     /// Time training epochs: updates/s, compile time, peak memory; with
     /// --handwritten, against the hand-written SIMD loop. --data zipf is a
@@ -91,7 +97,7 @@ enum Command {
         #[command(flatten)]
         bench: bench::BenchArgs,
         #[command(flatten)]
-        out: run::OutputArgs,
+        out: run::BenchOutput,
     },
     /// Cross-validate: train and test on every fold, then mean ± std.
     Cv {
@@ -102,36 +108,46 @@ enum Command {
         #[command(flatten)]
         fit: run::FitArgs,
         #[command(flatten)]
-        out: run::OutputArgs,
+        write_split: run::WriteFoldsArgs,
+        #[command(flatten)]
+        out: run::CvOutput,
     },
     /// Score (user, item) pairs with a trained model.
     Predict {
         /// The trained model file.
         model: PathBuf,
-        /// Raw user ids (repeat, or one for every item)
+        /// Raw user ids or labels (repeat, or one for every item)
         #[arg(long, required = true)]
         user: Vec<String>,
-        /// Raw item ids (repeat, or one for every user)
+        /// Raw item ids or labels, e.g. a film's title (repeat, or one for
+        /// every user)
         #[arg(long, required = true)]
         item: Vec<String>,
         #[command(flatten)]
-        out: run::OutputArgs,
+        data: run::AnswerDataArgs,
+        #[command(flatten)]
+        out: run::PredictOutput,
     },
     /// The best items for a user, leaving out those they already have.
     Recommend {
         /// The trained model file.
         model: PathBuf,
-        /// The raw user id.
+        /// The raw user id or label.
         #[arg(long)]
         user: String,
+        /// Also list the items the user already has
+        #[arg(long)]
+        include_seen: bool,
         #[command(flatten)]
-        out: run::OutputArgs,
+        data: run::AnswerDataArgs,
+        #[command(flatten)]
+        out: run::RecommendOutput,
     },
     /// The nearest neighbours of an item (or token) in the model's embedding.
     Similar {
         /// The trained model file.
         model: PathBuf,
-        /// The raw id or the exact label (a film's title) of the item.
+        /// The raw id or the label (a film's title, in any case) of the item.
         #[arg(long)]
         item: String,
         /// The embedding table to compare in [default: the widest over the domain]
@@ -141,7 +157,7 @@ enum Command {
         #[arg(long)]
         domain: Option<String>,
         #[command(flatten)]
-        out: run::OutputArgs,
+        out: run::SimilarOutput,
     },
     /// Build, train and compare models interactively, on data loaded once;
     /// with input from a pipe, write a transcript (see docs/repl.md).
@@ -156,6 +172,9 @@ enum Command {
         /// The directory to write into.
         #[arg(long, short)]
         output: PathBuf,
+        /// Print JSON for machines instead of the files' names
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -187,13 +206,7 @@ fn finish(result: Result<(), Failure>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            let m = f.message.trim_end();
-            // Compiler reports arrive rendered; everything else gets a prefix.
-            if m.contains('\n') {
-                eprintln!("{m}");
-            } else {
-                eprintln!("error: {m}");
-            }
+            report::failure(&f);
             ExitCode::from(f.code)
         }
     }
@@ -217,9 +230,14 @@ fn restore_default_sigpipe() {
 
 fn main() -> ExitCode {
     restore_default_sigpipe();
-    let cli = Cli::parse();
+    report::watch_arguments(std::env::args_os());
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return report::usage_error(explain_unknown_flag(e)),
+    };
     match cli.command {
-        Command::Check { files } => check(&files),
+        Command::Check { files, json } if json => check_json(&files),
+        Command::Check { files, .. } => check(&files),
         Command::Parse { file } => parse(&file),
         Command::Ir {
             file,
@@ -231,37 +249,80 @@ fn main() -> ExitCode {
             file,
             data,
             fit,
+            write_split,
             out,
             output,
-        } => finish(run::train_command(&file, &data, &fit, &out, output)),
+        } => finish(run::train_command(
+            &file,
+            &data,
+            &fit,
+            &(&out).into(),
+            output,
+            write_split.write_split.as_deref(),
+        )),
         Command::Bench {
             file,
             data,
             fit,
             bench,
             out,
-        } => finish(bench::bench_command(&file, &data, &fit, &bench, &out)),
+        } => finish(bench::bench_command(
+            &file,
+            &data,
+            &fit,
+            &bench,
+            &(&out).into(),
+        )),
         Command::Eval {
             model,
             data,
             backend,
             out,
-        } => finish(run::eval_command(&model, &data, backend.as_deref(), &out)),
+        } => finish(run::eval_command(
+            &model,
+            &data,
+            backend.as_deref(),
+            &(&out).into(),
+        )),
         Command::Cv {
             file,
             data,
             fit,
+            write_split,
             out,
-        } => finish(run::cv_command(&file, &data, &fit, &out)),
+        } => finish(run::cv_command(
+            &file,
+            &data,
+            &fit,
+            &(&out).into(),
+            write_split.write_split.as_deref(),
+        )),
         Command::Predict {
             model,
             user,
             item,
+            data,
             out,
-        } => finish(run::predict_command(&model, &user, &item, &out)),
-        Command::Recommend { model, user, out } => {
-            finish(run::recommend_command(&model, &user, &out))
-        }
+        } => finish(run::predict_command(
+            &model,
+            &user,
+            &item,
+            &data,
+            &(&out).into(),
+        )),
+        Command::Recommend {
+            model,
+            user,
+            include_seen,
+            data,
+            out,
+        } => finish(run::recommend_command(
+            &model,
+            &user,
+            include_seen,
+            &data,
+            &(&out).into(),
+        )),
         Command::Similar {
             model,
             item,
@@ -273,15 +334,40 @@ fn main() -> ExitCode {
             &item,
             table.as_deref(),
             domain.as_deref(),
-            &out,
+            &(&out).into(),
         )),
         Command::Export {
             model,
             format,
             output,
-        } => finish(run::export_command(&model, &format, &output)),
+            json,
+        } => finish(run::export_command(&model, &format, &output, json)),
         Command::Repl(args) => repl::main(args),
         Command::Emit(args) => finish(emit::emit_command(&args)),
+    }
+}
+
+/// A flag the command does not take gets a message of its own: clap's tip
+/// (pass it as a value after `--`) does not fit a flag that belongs to
+/// another command.
+fn explain_unknown_flag(e: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return e;
+    }
+    let flag = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(flag)) if flag.starts_with('-') => flag.clone(),
+        _ => return e,
+    };
+    match std::env::args().nth(1).filter(|c| !c.starts_with('-')) {
+        Some(command) => clap::Error::raw(
+            ErrorKind::UnknownArgument,
+            format!(
+                "unexpected argument '{flag}': `recc {command}` does not take it; \
+                 `recc {command} --help` lists the flags it does\n"
+            ),
+        ),
+        None => e,
     }
 }
 
@@ -306,7 +392,7 @@ fn check(files: &[PathBuf]) -> ExitCode {
         eprint!("{}", compiled.render_diagnostics());
         match &compiled.model {
             Some(model) => match summary(model) {
-                Ok(line) => println!("{}: {line}", path.display()),
+                Ok(checked) => println!("{}: {}", path.display(), checked.line()),
                 Err(e) => {
                     eprintln!("{}: {e}", path.display());
                     status = ExitCode::from(EXIT_MODEL_ERRORS);
@@ -326,10 +412,49 @@ fn check(files: &[PathBuf]) -> ExitCode {
     status
 }
 
-fn summary(model: &Model) -> Result<String, recc_compiler::ir::IrError> {
+/// `recc check --json`: every file's verdict in one object; the exit status
+/// is as without `--json`.
+fn check_json(files: &[PathBuf]) -> ExitCode {
+    let mut status = ExitCode::SUCCESS;
+    let mut checked = Vec::new();
+    for path in files {
+        let text = match recc_runtime::experiment::read_text(path) {
+            Ok(t) => t,
+            Err(e) => {
+                checked.push(report::CheckedFile::unreadable(path, &e.to_string()));
+                status = ExitCode::from(EXIT_USAGE);
+                continue;
+            }
+        };
+        let compiled = compile(&path.display().to_string(), &text);
+        let (model, failure) = match compiled.model.as_ref().map(summary) {
+            Some(Ok(m)) => (Some(m), None),
+            Some(Err(e)) => (None, Some(e.to_string())),
+            None => (None, None),
+        };
+        let file = report::CheckedFile::checked(
+            path,
+            &compiled.sources,
+            &compiled.diagnostics,
+            model,
+            failure,
+        );
+        // As without --json, the last file that fails decides the status.
+        if !file.is_ok() {
+            status = ExitCode::from(EXIT_MODEL_ERRORS);
+        }
+        checked.push(file);
+    }
+    match report::print(&report::Check::new(checked)) {
+        Ok(()) => status,
+        Err(f) => finish(Err(f)),
+    }
+}
+
+fn summary(model: &Model) -> Result<report::CheckedModel, recc_compiler::ir::IrError> {
     let forward = forward_graph(model)?;
     let backward = gradient_graph(model)?;
-    let inputs: Vec<String> = model
+    let inputs = model
         .inputs
         .iter()
         .map(|i| {
@@ -341,19 +466,20 @@ fn summary(model: &Model) -> Result<String, recc_compiler::ir::IrError> {
                     format!("history({})", model.domain(d).name)
                 }
             };
-            format!("{}: {ty}", i.name)
+            report::CheckedInput {
+                name: i.name.clone(),
+                ty,
+            }
         })
         .collect();
-    Ok(format!(
-        "model {} ok — inputs {}; {} params; {} term{}; IR {} nodes, {} with gradients",
-        model.name,
-        inputs.join(", "),
-        model.params.len(),
-        model.terms.len(),
-        if model.terms.len() == 1 { "" } else { "s" },
-        forward.nodes.len(),
-        backward.nodes.len()
-    ))
+    Ok(report::CheckedModel {
+        name: model.name.clone(),
+        inputs,
+        params: model.params.len(),
+        terms: model.terms.len(),
+        ir_nodes: forward.nodes.len(),
+        gradient_nodes: backward.nodes.len(),
+    })
 }
 
 fn parse(path: &Path) -> ExitCode {

@@ -1,12 +1,171 @@
-//! The trainer's progress for people: a bar over each epoch's examples with
-//! the running loss and examples per second, and one line per epoch; and
+//! Progress for people: a bar over each epoch's examples with the running
+//! loss and examples per second, and one line per epoch; a bar over the
+//! users while a model is measured on the whole catalogue ([`StepBar`]); and
 //! Ctrl-C while training, which asks the trainer to stop ([`catch_interrupts`]).
+//!
+//! Bars are drawn on standard error when it is a terminal. `RECC_PROGRESS`
+//! overrides that: `always` draws them whatever standard error is (for
+//! tests and logs), `never` draws none, `auto` (the default) decides by the
+//! terminal. `-q` and `--json` turn them off whatever the variable says.
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 use recc_runtime::modelfile::EpochRecord;
+use recc_runtime::progress::StepObserver;
 use recc_runtime::train::{Observer, TrainConfig};
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+/// The variable that forces bars on or off: `always`, `never` or `auto`.
+pub const PROGRESS_VAR: &str = "RECC_PROGRESS";
+
+/// Where bars are drawn: standard error when it is a terminal, or as
+/// [`PROGRESS_VAR`] says.
+fn draw_target() -> ProgressDrawTarget {
+    let setting = std::env::var(PROGRESS_VAR).unwrap_or_default();
+    match setting.trim().to_ascii_lowercase().as_str() {
+        "never" => ProgressDrawTarget::hidden(),
+        "always" if !std::io::stderr().is_terminal() => {
+            ProgressDrawTarget::term_like_with_hz(Box::new(ForcedStderr), 20)
+        }
+        _ => ProgressDrawTarget::stderr(),
+    }
+}
+
+/// Standard error drawn on as if it were an 80-column terminal, for bars
+/// forced on where it is not one.
+#[derive(Debug)]
+struct ForcedStderr;
+
+impl ForcedStderr {
+    fn put(&self, text: &str) -> std::io::Result<()> {
+        std::io::stderr().lock().write_all(text.as_bytes())
+    }
+}
+
+impl TermLike for ForcedStderr {
+    fn width(&self) -> u16 {
+        80
+    }
+
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.put(&format!("\x1b[{n}A"))
+    }
+
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.put(&format!("\x1b[{n}B"))
+    }
+
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.put(&format!("\x1b[{n}C"))
+    }
+
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.put(&format!("\x1b[{n}D"))
+    }
+
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.put(&format!("{s}\n"))
+    }
+
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.put(s)
+    }
+
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.put("\r\x1b[2K")
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// A bar of `template`, or none when `shown` is false. It draws nothing
+/// until [`show`] gives it somewhere to draw, so that its first frame has
+/// its length and prefix.
+fn bar(shown: bool, template: &str) -> Option<ProgressBar> {
+    shown.then(|| {
+        let bar = ProgressBar::hidden();
+        let style = ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        bar.set_style(style);
+        bar
+    })
+}
+
+/// Start drawing `bar`, set up while hidden.
+fn show(bar: &ProgressBar) {
+    if bar.is_hidden() {
+        bar.set_draw_target(draw_target());
+        bar.tick();
+    }
+}
+
+/// The bar of a step that is not training: ranking the catalogue for each
+/// test user, as `eval`, `cv` and `train` do for ranking models.
+pub struct StepBar {
+    bar: Option<ProgressBar>,
+    /// Printed before the step's name (the fold of a cross-validation).
+    label: String,
+}
+
+impl StepBar {
+    /// A bar on standard error, unless `quiet`.
+    pub fn on_stderr(quiet: bool, label: &str) -> StepBar {
+        StepBar {
+            bar: bar(!quiet, "{prefix} [{wide_bar}] {pos}/{len} {msg}"),
+            label: prefix_label(label),
+        }
+    }
+}
+
+impl StepObserver for StepBar {
+    fn begin(&self, what: &str, unit: &str, total: usize) {
+        if let Some(bar) = &self.bar {
+            bar.set_draw_target(ProgressDrawTarget::hidden());
+            bar.reset();
+            bar.set_length(total as u64);
+            bar.set_prefix(format!("{}{what}", self.label));
+            bar.set_message(unit.to_string());
+            show(bar);
+        }
+    }
+
+    fn advance(&self, units: usize) {
+        if let Some(bar) = &self.bar {
+            bar.inc(units as u64);
+        }
+    }
+
+    fn end(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// `label: `, or nothing for no label.
+fn prefix_label(label: &str) -> String {
+    if label.is_empty() {
+        String::new()
+    } else {
+        format!("{label}: ")
+    }
+}
 
 /// Set by the first Ctrl-C while interrupts are caught.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -73,10 +232,15 @@ pub fn watched(config: &TrainConfig) -> &'static str {
 /// own writer, so that a transcript holds them in order).
 pub struct Progress<'a> {
     bar: Option<ProgressBar>,
+    /// The bar of measuring the trained model, after the epochs.
+    measuring: StepBar,
     /// When the current epoch began, for examples per second.
     epoch_started: Instant,
     /// Printed before each epoch line (the fold of a cross-validation).
     label: String,
+    /// Printed before the bar's epoch: the label, and the fold's place
+    /// among the folds.
+    bar_label: String,
     /// Which rows the per-epoch figure is measured on: `test` or `valid`.
     watched: &'static str,
     /// No epoch lines (notes are still said).
@@ -115,27 +279,29 @@ impl<'a> Progress<'a> {
         watched: &'static str,
         print: Box<dyn FnMut(&str) + 'a>,
     ) -> Progress<'a> {
-        let bar = bar.then(|| {
-            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-            let style =
-                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {per_sec} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> ");
-            bar.set_style(style);
-            bar
-        });
+        // One rate, examples per second over the epoch so far, is in the
+        // message; the bar shows none of its own.
+        let shown = bar;
+        let bar = crate::progress::bar(shown, "{prefix} [{wide_bar}] {pos}/{len} {msg}");
         Progress {
             bar,
+            measuring: StepBar::on_stderr(!shown, label),
             epoch_started: Instant::now(),
-            label: if label.is_empty() {
-                String::new()
-            } else {
-                format!("{label}: ")
-            },
+            bar_label: prefix_label(label),
+            label: prefix_label(label),
             watched,
             quiet,
             print,
         }
+    }
+
+    /// The bar also says this is the `number`th of `folds` folds.
+    pub fn fold_of(mut self, number: usize, folds: usize) -> Progress<'a> {
+        let label = self.label.trim_end_matches(": ");
+        let counted = format!("{label} ({number}/{folds})");
+        self.bar_label = prefix_label(&counted);
+        self.measuring.label = prefix_label(&counted);
+        self
     }
 
     /// Print a line without tearing the bar.
@@ -175,6 +341,10 @@ impl Observer for Progress<'_> {
         Progress::finish(self);
     }
 
+    fn measuring(&self) -> &dyn StepObserver {
+        &self.measuring
+    }
+
     fn progress(&mut self, epoch: usize, done: usize, total: usize, loss: f64) {
         if let Some(bar) = &self.bar {
             if bar.length() != Some(total as u64) || done < bar.position() as usize {
@@ -182,9 +352,10 @@ impl Observer for Progress<'_> {
                 bar.reset();
             }
             let rate = done as f64 / self.epoch_started.elapsed().as_secs_f64().max(1e-3);
-            bar.set_prefix(format!("{}epoch {epoch}", self.label));
+            bar.set_prefix(format!("{}epoch {epoch}", self.bar_label));
             bar.set_position(done as u64);
             bar.set_message(format!("loss {loss:.4}  {:.0}k examples/s", rate / 1000.0));
+            show(bar);
         }
     }
 

@@ -169,7 +169,7 @@ fn train_json_has_model_metrics_history_and_output_and_eval_agrees_exactly() {
     let eval = recc(&["eval", path_str(&model), "--json"]).ok().json();
     assert_eq!(eval["metrics"]["rmse"].as_f64(), Some(rmse), "{eval:#}");
     assert_eq!(eval["metrics"]["mae"], v["metrics"]["mae"], "{eval:#}");
-    assert_eq!(eval["rows"], v["test_rows"]);
+    assert_eq!(eval["test_rows"], v["test_rows"]);
 }
 
 #[test]
@@ -227,7 +227,9 @@ fn predict_scores_a_pair_and_an_unknown_user_as_cold_start() {
         "nobody",
         "--item",
         "i1",
+        "--allow-unknown",
         "--json",
+        "--allow-unknown",
     ])
     .ok();
     assert!(
@@ -236,7 +238,9 @@ fn predict_scores_a_pair_and_an_unknown_user_as_cold_start() {
         cold.stderr
     );
     assert!(cold.stderr.contains("unknown user"), "{}", cold.stderr);
-    let score = cold.json()[0]["score"].as_f64().unwrap_or(f64::NAN);
+    let score = cold.json()["predictions"][0]["score"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
     assert!(score.is_finite(), "{}", cold.stdout);
 }
 
@@ -1235,7 +1239,7 @@ fn eval_backend_chooses_the_scorer() {
         (rmse(&jit) - rmse(&interp)).abs() < 1e-4,
         "{jit:#}\n{interp:#}"
     );
-    assert_eq!(jit["rows"], interp["rows"]);
+    assert_eq!(jit["test_rows"], interp["test_rows"]);
     let bad = recc(&["eval", path_str(&model), "--backend", "tpu"]).fails(2);
     assert!(
         bad.stderr.contains("unknown backend `tpu`"),

@@ -644,8 +644,8 @@ impl DataHarness {
             let p = Predictor::new(&session, &trained.params);
             let few: Vec<usize> = rows.iter().copied().take(20).collect();
             let _ = p.rating(data, &few);
-            let _ = p.recommend(data, Some(0), 5);
-            let _ = p.recommend(data, None, 5);
+            let _ = p.recommend(data, Some(0), 5, &[]);
+            let _ = p.recommend(data, None, 5, &[]);
             stage("predicted");
         }
     }

@@ -175,6 +175,7 @@ fn saved(
         history: trained.history.clone(),
         domains: SavedDomain::all(&session.binding.domains),
         tables: modelfile::tables_from_params(&session.forward, &trained.params),
+        context: None,
     };
     let path = dir.path().join(format!("{name}.recm"));
     modelfile::save(&path, &saved).ok()?;
@@ -442,8 +443,8 @@ impl Harness for ModelFileHarness {
                 let _ = p.mean_loss(&self.data, &few, 1);
             }
         }
-        let _ = p.recommend(&self.data, Some(0), 5);
-        let _ = p.recommend(&self.data, None, 5);
+        let _ = p.recommend(&self.data, Some(0), 5, &[]);
+        let _ = p.recommend(&self.data, None, 5, &[]);
         let _ = p.score_pair(&self.data, Some(1), None);
         if let Some(t) = embedding_table(&session.forward, "item") {
             let _ = similar(&session.forward, &p.params, t, 0, 5);

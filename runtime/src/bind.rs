@@ -802,6 +802,59 @@ impl Binding {
         })
     }
 
+    /// The rows of `data` that scoring pairs through this binding reads,
+    /// sorted. Bound again to only these rows (in their order, under the
+    /// same id maps, with its training rows cut down to them), the model scores every (user, item) pair
+    /// as it does bound to all of `data`, because each choice made here
+    /// comes out the same:
+    /// - the row of each user's and each item's attributes
+    ///   ([`Binding::pair`]): the rows kept are the chosen ones, and any
+    ///   other kept row of the same id comes later in training order;
+    /// - each user's last [`MAX_HISTORY`] training rows, for histories;
+    /// - the earliest and latest time of each time column, which fix the
+    ///   buckets of `day`, `week` and `month`;
+    /// - for each column that is not constant per user (or per item), two
+    ///   rows that show it, so that it is not taken for an attribute.
+    ///
+    /// Negative samplers, `once` weights and positives, which only training
+    /// and measuring read, are not kept.
+    pub fn scoring_rows(&self, data: &Dataset) -> Vec<usize> {
+        let mut keep = vec![false; data.len()];
+        for r in self.user_rows.iter().chain(&self.item_rows).flatten() {
+            keep[*r] = true;
+        }
+        if self.history_column.is_some() {
+            for h in &self.history {
+                for &(_, r, _) in &h[h.len().saturating_sub(MAX_HISTORY)..] {
+                    keep[r] = true;
+                }
+            }
+        }
+        for (c, column) in data.columns.iter().enumerate() {
+            if let ColumnData::Time(ts) = &column.data {
+                let first_min = (0..ts.len()).min_by_key(|&r| ts[r]);
+                let first_max = (0..ts.len()).max_by_key(|&r| (ts[r], std::cmp::Reverse(r)));
+                for r in first_min.into_iter().chain(first_max) {
+                    keep[r] = true;
+                }
+            }
+            let user_attribute = self.attribute_of.get(c) == Some(&Some(true));
+            let item_attribute = self.attribute_of.get(c) == Some(&Some(false));
+            let mut witnesses = Vec::new();
+            if !user_attribute {
+                witnesses.extend(varies_within(data, c, data.users()));
+                if !item_attribute {
+                    witnesses.extend(varies_within(data, c, data.items()));
+                }
+            }
+            for (a, b) in witnesses {
+                keep[a] = true;
+                keep[b] = true;
+            }
+        }
+        (0..data.len()).filter(|&r| keep[r]).collect()
+    }
+
     /// The size of each graph domain, in graph order.
     pub fn domain_sizes(&self) -> Vec<usize> {
         self.domains.iter().map(|(_, m)| m.len()).collect()
@@ -1333,9 +1386,17 @@ fn unique_column(
 
 /// Is column `c` constant within each group of `groups` (a user or item column)?
 fn constant_per(data: &Dataset, c: usize, groups: Option<(&str, &[u32])>) -> bool {
-    let Some((dom, keys)) = groups else {
-        return false;
-    };
+    groups.is_some() && varies_within(data, c, groups).is_none()
+}
+
+/// Two rows of one group of `groups` where column `c` differs, if any: the
+/// group's first row and the first that differs from it.
+fn varies_within(
+    data: &Dataset,
+    c: usize,
+    groups: Option<(&str, &[u32])>,
+) -> Option<(usize, usize)> {
+    let (dom, keys) = groups?;
     let n = data.domain_size(dom);
     let mut first: Vec<Option<usize>> = vec![None; n];
     let col = &data.columns[c].data;
@@ -1357,10 +1418,10 @@ fn constant_per(data: &Dataset, c: usize, groups: Option<(&str, &[u32])>) -> boo
         match first[k as usize] {
             None => first[k as usize] = Some(r),
             Some(f) if same(f, r) => {}
-            Some(_) => return false,
+            Some(f) => return Some((f, r)),
         }
     }
-    true
+    None
 }
 
 /// Rows ahead whose column values [`gather`] prefetches: in a shuffled

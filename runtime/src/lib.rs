@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod bind;
+pub mod context;
 pub mod data;
 pub mod experiment;
 pub mod export;
@@ -18,6 +19,7 @@ pub mod native;
 pub mod optim;
 pub mod predict;
 pub mod probe;
+pub mod progress;
 pub mod session;
 pub mod split;
 pub mod synth;

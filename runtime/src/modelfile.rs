@@ -7,7 +7,11 @@
 //! CRC-32 (IEEE) of every byte before it as a `u32`. All numbers are
 //! little-endian. The header holds everything except the values: provenance
 //! (source text, data, settings), metrics, the training history, the
-//! domains' raw ids and labels, and each table's name and shape.
+//! domains' raw ids and labels, and each table's name and shape, and since
+//! format 3 what the model needs of its data to answer questions without
+//! it ([`SavedContext`]: the rows scoring reads, every user's items, the
+//! fingerprints of the training rows). Format 2 files, which lack it, are
+//! still read; the commands then read the training data again.
 //!
 //! Nothing in a file is trusted. [`load`] checks the layout and the
 //! checksum, then compiles the embedded source again and checks
@@ -45,10 +49,14 @@ use recc_compiler::interp::Params;
 use recc_compiler::ir::Graph;
 use serde::{Deserialize, Serialize};
 
+use crate::context::SavedContext;
 use crate::data::IdMap;
 
 /// The layout [`save`] writes and the newest [`load`] reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The format before the data context; [`load`] still reads it.
+pub const CONTEXTLESS_FORMAT_VERSION: u32 = 2;
 
 /// The format before the trailing checksum; [`load`] still reads it.
 const UNCHECKED_FORMAT_VERSION: u32 = 1;
@@ -115,6 +123,10 @@ pub struct SavedModel {
     pub history: Vec<EpochRecord>,
     pub domains: Vec<SavedDomain>,
     pub tables: Vec<SavedTable>,
+    /// What the model keeps of its training data (format 3); `None` in an
+    /// older file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<SavedContext>,
 }
 
 /// Why a model file could not be read or written. Every message names the file.
@@ -234,7 +246,11 @@ impl SavedModel {
     /// graph of its embedded source ([`SavedModel::check_source`]).
     pub fn check(&self) -> Result<(), String> {
         self.check_shapes()?;
-        self.check_source()
+        self.check_source()?;
+        match &self.context {
+            Some(c) => c.check().map_err(|e| format!("the kept data: {e}")),
+            None => Ok(()),
+        }
     }
 
     /// The checks that need no compiler: unique domains with one label per
@@ -529,7 +545,7 @@ pub fn load(path: &Path) -> Result<SavedModel, ModelFileError> {
         });
     }
     let checksummed = match version {
-        FORMAT_VERSION => true,
+        FORMAT_VERSION | CONTEXTLESS_FORMAT_VERSION => true,
         UNCHECKED_FORMAT_VERSION => false,
         _ => return Err(corrupt(format!("unknown format version {version}"))),
     };
@@ -610,6 +626,10 @@ pub fn load(path: &Path) -> Result<SavedModel, ModelFileError> {
     }
     if checksummed {
         verify_checksum(&mut r).map_err(|e| e.into_error(path))?;
+    }
+    if version < FORMAT_VERSION {
+        // Older formats had no context: a header that claims one is not theirs.
+        model.context = None;
     }
     model.check().map_err(corrupt)?;
     Ok(model)
@@ -816,6 +836,76 @@ pub fn check_output(path: &Path) -> Result<PathBuf, ModelFileError> {
     Ok(target)
 }
 
+/// Check that `dir` can take new files before any work is done: it is a
+/// directory a file can be created in, or it does not exist yet and the
+/// nearest directory above it can take a new one.
+pub fn check_output_dir(dir: &Path) -> Result<(), ModelFileError> {
+    let refuse = |reason: String| ModelFileError::Output {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    let mut existing = dir;
+    loop {
+        match std::fs::metadata(existing) {
+            Ok(meta) if meta.is_dir() => break,
+            Ok(meta) if existing == dir => {
+                return Err(refuse(format!(
+                    "is {}, not a directory; a directory of files is written there",
+                    file_kind_or_file(&meta)
+                )))
+            }
+            Ok(meta) => {
+                return Err(refuse(format!(
+                    "{} is {}, not a directory",
+                    existing.display(),
+                    file_kind_or_file(&meta)
+                )))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                existing = match existing.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+            }
+            Err(e) => return Err(refuse(format!("{}: {}", existing.display(), bare(e)))),
+        }
+    }
+    // A temporary file proves the directory takes new entries (permissions,
+    // a read-only file system); it is removed when dropped.
+    let probe = existing.join("probe");
+    temp_file_beside(&probe).map_err(|e| {
+        refuse(format!(
+            "cannot create a file in {}: {e}",
+            parent_dir(&probe).display()
+        ))
+    })?;
+    Ok(())
+}
+
+/// What a non-directory is, for messages: a regular file too.
+fn file_kind_or_file(meta: &std::fs::Metadata) -> &'static str {
+    if meta.is_file() {
+        "a file"
+    } else {
+        file_kind(meta)
+    }
+}
+
+/// An I/O error without the path `tempfile` adds to it (`... at path
+/// "DIR/.NAME.recc-tmp-..."`): the temporary file's name means nothing to
+/// whoever reads the message, and the caller names the destination.
+/// `tempfile` keeps the original error private, so its text is cut.
+fn bare(e: io::Error) -> io::Error {
+    if e.raw_os_error().is_some() {
+        return e;
+    }
+    let text = e.to_string();
+    match text.find(" at path ") {
+        Some(at) => io::Error::new(e.kind(), text[..at].to_string()),
+        None => e,
+    }
+}
+
 fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -851,7 +941,7 @@ pub(crate) fn temp_file_beside(target: &Path) -> io::Result<tempfile::NamedTempF
         // As for any new file: readable by others unless the umask says not.
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
-    builder.tempfile_in(dir)
+    builder.tempfile_in(dir).map_err(bare)
 }
 
 /// Remove the files in `dir` named `PREFIX` + `PID-…` whose process is gone
@@ -926,7 +1016,7 @@ pub fn write_atomic(
         });
     }
     tmp.persist(&target)
-        .map_err(|e| ModelFileError::io(path, e.error))?;
+        .map_err(|e| ModelFileError::io(path, bare(e.error)))?;
     // Make the rename itself durable; not every platform can sync a directory.
     #[cfg(unix)]
     if let Ok(d) = File::open(parent_dir(&target)) {

@@ -219,8 +219,21 @@ impl std::str::FromStr for Schedule {
                 }
                 let factor: f64 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
                 let every: usize = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-                if parts.next().is_some() || !(factor > 0.0 && factor <= 1.0) || every == 0 {
+                if parts.next().is_some() {
                     return Err(bad());
+                }
+                // The factor multiplies the rate every EPOCHS epochs: above
+                // 1 the rate would grow without end.
+                if !(factor > 0.0 && factor <= 1.0) {
+                    return Err(format!(
+                        "schedule `{s}`: the factor {factor} must be between 0 and 1 \
+                         (above 0, at most 1), e.g. step:0.5:{every}"
+                    ));
+                }
+                if every == 0 {
+                    return Err(format!(
+                        "schedule `{s}`: EPOCHS must be at least 1, e.g. step:{factor}:10"
+                    ));
                 }
                 Ok(Schedule::Step { factor, every })
             }

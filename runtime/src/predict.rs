@@ -16,6 +16,7 @@ use crate::metrics::{
     self, Catalogue, IntervalMetrics, Predictive, RankingMetrics, UserMetrics, UserRanking,
 };
 use crate::native::{Hyper, InputError, NativeParams, Runner, TableWords};
+use crate::progress::{StepObserver, Unobserved};
 use crate::session::{Backend, Session, Task};
 use ndarray::{Array2, Axis};
 use rand::rngs::StdRng;
@@ -527,19 +528,18 @@ impl<'a> Predictor<'a> {
         Ok(scores)
     }
 
-    /// The `k` best items for `user`, leaving out what they already have.
+    /// The `k` best items for `user`, leaving out the items of `exclude`
+    /// (sorted).
     pub fn recommend(
         &self,
         data: &Dataset,
         user: Option<u32>,
         k: usize,
+        exclude: &[u32],
     ) -> Result<Vec<(u32, f64)>, EvalError> {
         let scores = self.user_scores(data, user)?;
-        let seen = user
-            .and_then(|u| self.session.binding.positives.get(u as usize))
-            .map_or(&[][..], Vec::as_slice);
         let mut order: Vec<u32> = (0..scores.len() as u32)
-            .filter(|i| seen.binary_search(i).is_err())
+            .filter(|i| exclude.binary_search(i).is_err())
             .collect();
         order.sort_by(|&a, &b| best_first((a, scores[a as usize]), (b, scores[b as usize])));
         order.truncate(k);
@@ -555,6 +555,18 @@ impl<'a> Predictor<'a> {
         test: &[usize],
         k: usize,
     ) -> Result<RankingMetrics, PredictError> {
+        self.ranking_observed(data, train, test, k, &Unobserved)
+    }
+
+    /// [`Predictor::ranking`], telling `progress` of each user ranked.
+    pub fn ranking_observed(
+        &self,
+        data: &Dataset,
+        train: &[usize],
+        test: &[usize],
+        k: usize,
+        progress: &dyn StepObserver,
+    ) -> Result<RankingMetrics, PredictError> {
         let positives = &self.session.binding.positives;
         rank_catalogue(
             data,
@@ -563,13 +575,15 @@ impl<'a> Predictor<'a> {
             k,
             |u| positives.get(u as usize).map_or(&[][..], Vec::as_slice),
             |u| self.user_scores(data, Some(u)),
+            progress,
         )
     }
 }
 
 /// Ranks the whole catalogue for each user with test rows, by `scores(user)`,
 /// leaving out `exclude(user)`, and summarises: the one definition of the
-/// ranking metrics that models and baselines share.
+/// ranking metrics that models and baselines share. `progress` is told of
+/// each user ranked.
 pub fn rank_catalogue<'a>(
     data: &Dataset,
     train: &[usize],
@@ -577,6 +591,7 @@ pub fn rank_catalogue<'a>(
     k: usize,
     exclude: impl Fn(u32) -> &'a [u32] + Sync,
     scores: impl Fn(u32) -> Result<Vec<f64>, EvalError> + Sync,
+    progress: &dyn StepObserver,
 ) -> Result<RankingMetrics, PredictError> {
     let (Some((user_domain, users)), Some((item_domain, items))) = (data.users(), data.items())
     else {
@@ -593,20 +608,25 @@ pub fn rank_catalogue<'a>(
     let evaluated: Vec<u32> = (0..n_users as u32)
         .filter(|&u| !relevant[u as usize].is_empty())
         .collect();
-    let per_user: Vec<UserMetrics> = evaluated
+    progress.begin("ranking", "users", evaluated.len());
+    let per_user = evaluated
         .par_iter()
         .map(|&u| {
             let scores = scores(u)?;
-            Ok(metrics::rank_user(
+            let ranked = metrics::rank_user(
                 &UserRanking {
                     scores: &scores,
                     exclude: exclude(u),
                     relevant: &relevant[u as usize],
                 },
                 k,
-            ))
+            );
+            progress.advance(1);
+            Ok(ranked)
         })
-        .collect::<Result<_, EvalError>>()?;
+        .collect::<Result<Vec<UserMetrics>, EvalError>>();
+    progress.end();
+    let per_user = per_user?;
     let item_users = item_users(data, train);
     let popularity: Vec<usize> = item_users.iter().map(Vec::len).collect();
     let train_users = {
@@ -651,6 +671,7 @@ pub fn popularity_ranking(
     train: &[usize],
     test: &[usize],
     k: usize,
+    progress: &dyn StepObserver,
 ) -> Result<RankingMetrics, PredictError> {
     let scores: Vec<f64> = item_users(data, train)
         .iter()
@@ -674,6 +695,7 @@ pub fn popularity_ranking(
         k,
         |u| seen.get(u as usize).map_or(&[][..], Vec::as_slice),
         |_| Ok(scores.clone()),
+        progress,
     )
 }
 

@@ -13,6 +13,7 @@ use crate::modelfile::EpochRecord;
 use crate::native::{Hyper, InputError, NativeParams, NonFinite, Runner, TableWords};
 use crate::optim::{OptimiserState, Schedule, StateOverflow};
 use crate::predict::{self, PredictError, Predictor};
+use crate::progress::{StepObserver, Unobserved};
 // Re-exported: callers name the session's types through the trainer, where
 // they lived before the session had a module of its own.
 pub use crate::session::{Backend, Session, SessionError, Task};
@@ -200,10 +201,15 @@ pub trait Observer {
     /// Training starts now (the notes are said). Called by
     /// [`crate::experiment`], not by [`train`].
     fn started(&mut self) {}
-    /// Training is over, whether it ended, stopped or failed; what follows
-    /// (measuring the result) reports no progress. Called by
-    /// [`crate::experiment`], not by [`train`].
+    /// Training is over, whether it ended, stopped or failed; measuring
+    /// the result follows, and reports to [`Observer::measuring`]. Called
+    /// by [`crate::experiment`], not by [`train`].
     fn finished(&mut self) {}
+    /// Where the progress of measuring the trained model goes (ranking the
+    /// catalogue for each test user).
+    fn measuring(&self) -> &dyn StepObserver {
+        &Unobserved
+    }
 }
 
 /// An observer that says nothing.

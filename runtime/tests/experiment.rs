@@ -190,7 +190,8 @@ fn recommend_leaves_out_what_the_user_trained_on_and_similar_finds_neighbours() 
         .map(|&r| item_ids.name(items[r]).to_string())
         .collect();
     assert!(!seen.is_empty());
-    let recs = experiment::recommend(&fitted, data, &raw_user, 20).unwrap();
+    let recs =
+        experiment::recommend(&fitted, data, &raw_user, 20, false, Default::default()).unwrap();
     assert!(recs.notes.is_empty(), "{:?}", recs.notes);
     assert_eq!(recs.items.len(), 20);
     for r in &recs.items {
@@ -202,20 +203,30 @@ fn recommend_leaves_out_what_the_user_trained_on_and_similar_finds_neighbours() 
     }
     assert!(recs.items.windows(2).all(|w| w[0].score >= w[1].score));
 
-    // An unknown user is scored as the average one, and told so.
-    let cold = experiment::recommend(&fitted, data, "nobody", 5).unwrap();
+    // An unknown user is refused, or when asked for scored as the average
+    // one, and told so.
+    let refused =
+        experiment::recommend(&fitted, data, "nobody", 5, false, Default::default()).unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::Model);
+    assert!(refused
+        .message
+        .contains("user `nobody` is not in the model"));
+    let cold = experiment::recommend(&fitted, data, "nobody", 5, true, Default::default()).unwrap();
     assert_eq!(cold.items.len(), 5);
+    assert!(cold.unknown);
     assert_eq!(cold.notes.len(), 1);
-    assert!(cold.notes[0].contains("user `nobody` is not in the data"));
+    assert!(cold.notes[0].contains("user `nobody` is not in the model"));
     let pairs = experiment::predict_pairs(
         &fitted,
         data,
         std::slice::from_ref(&raw_user),
         &[seen[0].clone(), "no-such-item".into()],
+        true,
     )
     .unwrap();
     assert_eq!(pairs.len(), 2);
     assert!(pairs[0].notes.is_empty());
+    assert!(!pairs[0].unknown && pairs[1].unknown);
     assert!(pairs[1].notes[0].contains("item `no-such-item`"));
     assert!(pairs.iter().all(|p| p.score.is_finite()));
 
@@ -223,10 +234,12 @@ fn recommend_leaves_out_what_the_user_trained_on_and_similar_finds_neighbours() 
     let near = experiment::similar(&fitted, &item, None, None, 5).unwrap();
     assert_eq!(near.neighbours.len(), 5);
     assert!(near.neighbours.iter().all(|n| n.id != item));
-    let message = usage_error(experiment::similar(&fitted, "no-such-item", None, None, 5));
+    let e = experiment::similar(&fitted, "no-such-item", None, None, 5).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Model);
     assert!(
-        message.contains("`no-such-item` is not in the model"),
-        "{message}"
+        e.message.contains("`no-such-item` is not in the model"),
+        "{}",
+        e.message
     );
 }
 
@@ -256,7 +269,7 @@ fn a_ranking_model_is_measured_over_the_catalogue_beside_popularity() {
 struct Folds(Vec<String>);
 
 impl FoldObserver for Folds {
-    fn fold_started(&mut self, _: &str) -> Box<dyn Observer + '_> {
+    fn fold_started(&mut self, _: &str, _: usize, _: usize) -> Box<dyn Observer + '_> {
         Box::new(Silent)
     }
     fn fold_finished(&mut self, result: &FoldResult) {

@@ -111,6 +111,7 @@ fn sample() -> SavedModel {
                 values: vec![3.53],
             },
         ],
+        context: None,
     }
 }
 
@@ -241,7 +242,7 @@ fn newer_version_is_refused() {
     );
     assert!(
         err.to_string()
-            .contains("written by a newer recc (format 99); this recc reads format 2"),
+            .contains("written by a newer recc (format 99); this recc reads format 3"),
         "{err}"
     );
 }
@@ -789,4 +790,12 @@ fn nan_scores_rank_after_every_number() {
     assert_eq!(near.len(), 2);
     assert_eq!(near[0].0, 2);
     assert!(near[1].1.is_nan(), "{near:?}");
+}
+
+#[test]
+fn format_2_files_without_a_context_still_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let back = load_bytes(dir.path(), &forge(&sample(), 2)).unwrap();
+    assert_eq!(back.context, None);
+    assert_eq!(bits(&back), bits(&sample()));
 }

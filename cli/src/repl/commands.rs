@@ -33,7 +33,7 @@ commands! {
     ":eval", ":eval [-k N]", "measure the trained model on the test rows again";
     ":cv", ":cv [fit flags]", "cross-validate: train and test on every fold, then mean ± std";
     ":predict", ":predict USER ITEM [ITEM...]", "score pairs with the trained model (raw ids or labels)";
-    ":recommend", ":recommend USER [-k N]", "the best items for a user, leaving out those they have";
+    ":recommend", ":recommend USER [-k N] [--include-seen]", "the best items for a user, leaving out those they have";
     ":similar", ":similar ITEM [-k N] [--table T] [--domain D]", "the nearest neighbours of an item in the trained embedding";
     ":save", ":save FILE.recm", "write the trained model";
     ":open", ":open FILE.recm", "open a trained model: its source, data and parameters";

@@ -5,7 +5,7 @@
 //! that the data stays loaded between commands, and the trained model with it.
 
 use super::{runs, Answer, Out, Repl};
-use crate::progress::{watched, Progress};
+use crate::progress::{watched, Progress, StepBar};
 use crate::run::{settings_line, DataArgs, FitArgs};
 use clap::Parser;
 use recc_compiler::model::Model;
@@ -105,7 +105,7 @@ pub struct TrainCommand {
     #[command(flatten)]
     fit: FitArgs,
     /// Cut-off of the @k ranking metrics
-    #[arg(short = 'k', long, default_value_t = 10)]
+    #[arg(short = 'k', long, default_value_t = 10, value_parser = crate::run::at_least_one)]
     k: usize,
 }
 
@@ -117,7 +117,7 @@ pub struct TrainCommand {
 )]
 struct EvalCommand {
     /// Cut-off of the @k ranking metrics
-    #[arg(short = 'k', long, default_value_t = 10)]
+    #[arg(short = 'k', long, default_value_t = 10, value_parser = crate::run::at_least_one)]
     k: usize,
 }
 
@@ -128,25 +128,36 @@ struct EvalCommand {
     about = "Score (user, item) pairs with the trained model"
 )]
 struct PredictCommand {
-    /// A raw user id
+    /// A raw user id or label
     user: String,
-    /// Raw item ids
+    /// Raw item ids or labels
     #[arg(required = true)]
     items: Vec<String>,
+    /// Score ids the model does not know as unknown ones (the mean of
+    /// those learned) instead of refusing them
+    #[arg(long)]
+    allow_unknown: bool,
 }
 
-/// `:recommend USER [-k N]`
+/// `:recommend USER [-k N] [--include-seen]`
 #[derive(Parser)]
 #[command(
     name = ":recommend",
     about = "The best items for a user, leaving out what they have"
 )]
 struct RecommendCommand {
-    /// A raw user id
+    /// A raw user id or label
     user: String,
-    /// How many
-    #[arg(short = 'k', long, default_value_t = 10)]
+    /// How many items to list
+    #[arg(short = 'k', long, default_value_t = 10, value_parser = crate::run::at_least_one)]
     k: usize,
+    /// Rank for a user the model does not know as for an unknown one (the
+    /// mean of those learned) instead of refusing
+    #[arg(long)]
+    allow_unknown: bool,
+    /// Also list the items the user already has
+    #[arg(long)]
+    include_seen: bool,
 }
 
 /// `:similar ITEM [-k N] [--table T] [--domain D]`
@@ -156,10 +167,10 @@ struct RecommendCommand {
     about = "The nearest neighbours of an item in the trained embedding"
 )]
 struct SimilarCommand {
-    /// The raw id or the exact label (a film's title) of the item
+    /// The raw id or the label (a film's title) of the item
     item: String,
-    /// How many
-    #[arg(short = 'k', long, default_value_t = 10)]
+    /// How many neighbours to list
+    #[arg(short = 'k', long, default_value_t = 10, value_parser = crate::run::at_least_one)]
     k: usize,
     /// The embedding table to compare in [default: the widest over the domain]
     #[arg(long)]
@@ -248,14 +259,12 @@ struct CvWatch<'a> {
 }
 
 impl experiment::FoldObserver for CvWatch<'_> {
-    fn fold_started(&mut self, name: &str) -> Box<dyn Observer + '_> {
+    fn fold_started(&mut self, name: &str, number: usize, folds: usize) -> Box<dyn Observer + '_> {
         let out = &mut *self.out;
-        Box::new(Progress::through(
-            |line| out.print(line),
-            self.interactive,
-            name,
-            self.watched,
-        ))
+        Box::new(
+            Progress::through(|line| out.print(line), self.interactive, name, self.watched)
+                .fold_of(number, folds),
+        )
     }
 
     fn fold_finished(&mut self, result: &experiment::FoldResult) {
@@ -599,8 +608,10 @@ impl Repl {
             return Ok(());
         };
         let current = self.current()?;
-        let evaluation = experiment::evaluate(&current.fitted, self.data()?, &current.split, c.k)
-            .map_err(message)?;
+        let bar = StepBar::on_stderr(!self.interactive, "");
+        let evaluation =
+            experiment::evaluate_observed(&current.fitted, self.data()?, &current.split, c.k, &bar)
+                .map_err(message)?;
         let mut text = match &evaluation.measured {
             Measured::Metrics(m) => format!("{} rows: {}", evaluation.rows, format_metrics(m)),
             Measured::Ranking(m) => recc_runtime::metrics::format_table(m),
@@ -624,6 +635,7 @@ impl Repl {
             self.data()?,
             std::slice::from_ref(&c.user),
             &c.items,
+            c.allow_unknown,
         )
         .map_err(message)?;
         let mut text = String::new();
@@ -650,8 +662,19 @@ impl Repl {
             return Ok(());
         };
         let current = self.current()?;
-        let recs =
-            experiment::recommend(&current.fitted, self.data()?, &c.user, c.k).map_err(message)?;
+        let recs = experiment::recommend(
+            &current.fitted,
+            self.data()?,
+            &c.user,
+            c.k,
+            c.allow_unknown,
+            if c.include_seen {
+                experiment::SeenItems::Include
+            } else {
+                experiment::SeenItems::Exclude
+            },
+        )
+        .map_err(message)?;
         let mut text = String::new();
         for note in &recs.notes {
             text.push_str(&format!("note: {note}\n"));
@@ -693,14 +716,14 @@ impl Repl {
         .map_err(message)?;
         let mut text = format!(
             "nearest to {} by `{}`:\n",
-            printable(&near.label),
+            crate::run::label_and_id(&near.label, &near.id),
             near.table
         );
         for (rank, n) in near.neighbours.iter().enumerate() {
             text.push_str(&format!(
                 "{:>3}. {}  ({:.3})\n",
                 rank + 1,
-                printable(&n.label),
+                crate::run::label_and_id(&n.label, &n.id),
                 n.similarity
             ));
         }

@@ -454,7 +454,7 @@ impl Repl {
     fn say_model_state(&mut self) {
         if let Some(model) = self.buffer.model() {
             let line = match crate::summary(model) {
-                Ok(line) => line,
+                Ok(checked) => checked.line(),
                 Err(e) => format!("model {}: {e}", model.name),
             };
             self.out.print(&line);

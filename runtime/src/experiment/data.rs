@@ -326,6 +326,12 @@ pub fn describe_data(data: &Dataset) -> String {
 /// Write the rows a model trains and is tested on as `dir/train.tsv` and
 /// `dir/test.tsv` (raw ids; a ranking model's positives only), so that
 /// other tools can be measured on exactly the same rows.
+/// Check, before any work, that `dir` can take the split files: it is a
+/// directory that can take new files, or it can be made.
+pub fn check_split_dir(dir: &Path) -> Result<()> {
+    modelfile::check_output_dir(dir).map_err(|e| usage(format!("--write-split {e}")))
+}
+
 pub fn write_split(
     dir: &Path,
     data: &Dataset,
@@ -333,8 +339,13 @@ pub fn write_split(
     model: &Model,
     req: &DataRequest,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| usage(format!("cannot create {}: {e}", dir.display())))?;
+    check_split_dir(dir)?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        usage(format!(
+            "--write-split: cannot create {}: {e}",
+            dir.display()
+        ))
+    })?;
     let min = has_negatives(model).then_some(req.min_target).flatten();
     // Both files are checked before either is written, and each is written
     // where a symlink leads, never over a directory, device or FIFO.

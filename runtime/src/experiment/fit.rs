@@ -38,6 +38,9 @@ pub struct FitOverrides {
 pub fn train_config(model: &Model, fit: &FitOverrides) -> Result<(TrainConfig, Vec<String>)> {
     let mut c = TrainConfig::from_fit(&model.fit);
     if let Some(e) = fit.epochs {
+        if e == 0 {
+            return Err(usage("--epochs 0: training runs at least one epoch"));
+        }
         c.epochs = e;
     }
     if let Some(lr) = fit.lr {
@@ -225,6 +228,13 @@ pub fn train_split(
     };
     let mut session = Session::new(&source.model, data, &train_rows, &bind)
         .map_err(|e| super::ExperimentError::from(e).context(&source.name))?;
+    check_min_target(session.task, req.request)?;
+    if req.baseline && session.task != Task::Ranking {
+        return Err(usage(format!(
+            "--baseline measures popularity beside a ranking model; `{}` is a {} model here",
+            source.model.name, session.task
+        )));
+    }
     let mut notes = session.binding.notes.clone();
     notes.extend(task_note(&session, data, &bind));
     for note in &notes {
@@ -261,13 +271,15 @@ pub fn train_split(
                 metrics = rating_metrics(&predictor, data, &train_rows, &test_rows, config.seed)?;
             }
             Task::Ranking => {
+                let progress = observer.measuring();
                 let m = predictor
-                    .ranking(data, &train_rows, &test_rows, req.k)
+                    .ranking_observed(data, &train_rows, &test_rows, req.k, progress)
                     .map_err(|e| failed(e.to_string()))?;
                 metrics = m.named().into_iter().collect();
                 if req.baseline {
-                    let b = predict::popularity_ranking(data, &train_rows, &test_rows, req.k)
-                        .map_err(|e| failed(e.to_string()))?;
+                    let b =
+                        predict::popularity_ranking(data, &train_rows, &test_rows, req.k, progress)
+                            .map_err(|e| failed(e.to_string()))?;
                     baseline = Some(b.named().into_iter().collect());
                 }
             }
@@ -288,6 +300,18 @@ pub fn train_split(
         seconds,
         notes,
     })
+}
+
+/// `--min-target` picks a ranking model's positives; any other task has
+/// none to pick, so it is refused rather than ignored.
+pub fn check_min_target(task: Task, request: &DataRequest) -> Result<()> {
+    match request.min_target {
+        Some(m) if task != Task::Ranking => Err(usage(format!(
+            "--min-target {m} picks the positives of a ranking model; this is a {task} model, \
+             which trains on every row"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 pub(super) fn empty_params() -> Params {
@@ -382,8 +406,8 @@ pub(super) fn recorded_settings(
     settings
 }
 
-/// The model file of a trained split; `params` are its trained parameters
-/// (moved in, so that no copy is made).
+/// The model file of a trained split, the first of `prepared`; `params`
+/// are its trained parameters (moved in, so that no copy is made).
 pub fn saved_model(
     source: &Source,
     prepared: &Prepared,
@@ -405,13 +429,20 @@ pub fn saved_model(
         history: outcome.trained.history.clone(),
         domains: SavedDomain::all(&session.binding.domains),
         tables: modelfile::into_saved_tables(&session.forward, params),
+        context: super::fitted::training_context(source, session, prepared, request.min_target),
     }
 }
 
 /// One fold of a cross-validation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FoldResult {
+    /// `u1` for one of the data's own folds, `fold 2` for a made one.
     pub name: String,
+    /// Its place among the folds, from 1.
+    pub number: usize,
+    /// One of the data's own folds (`--split given`), known by its name;
+    /// a made fold is known by its number.
+    pub given: bool,
     pub metrics: BTreeMap<String, f64>,
     pub seconds: f64,
 }
@@ -433,24 +464,42 @@ pub struct CvReport {
 /// Watches a cross-validation: an observer for each fold's training, and
 /// each fold's result as it comes.
 pub trait FoldObserver {
-    /// The observer of the training of fold `name`.
-    fn fold_started(&mut self, name: &str) -> Box<dyn Observer + '_>;
+    /// The observer of the training of fold `name`, the `number`th (from 1)
+    /// of `folds`.
+    fn fold_started(&mut self, name: &str, number: usize, folds: usize) -> Box<dyn Observer + '_>;
     /// Fold `result.name` was trained and measured.
     fn fold_finished(&mut self, _result: &FoldResult) {}
 }
 
-/// Train and test on every split of `prepared` (made with all folds).
+/// The folder a fold's rows are written to: its name without spaces
+/// (`u1`, `fold1`).
+fn fold_folder(name: &str) -> String {
+    name.split_whitespace().collect()
+}
+
+/// Train and test on every split of `prepared` (made with all folds); with
+/// `write_split` asked for, each fold's rows are written to a folder of
+/// their own under it before the fold trains.
 pub fn cross_validate(
     req: &TrainRequest,
     prepared: &Prepared,
     watch: &mut dyn FoldObserver,
 ) -> Result<CvReport> {
     let options = load_options(req.request)?;
+    if prepared.splits.len() < 2 {
+        return Err(usage(format!(
+            "--split {}: cross-validation needs at least two folds, and this split makes {}; \
+             use kfold:K (K at least 2), or given for the data's own folds",
+            prepared.split_text,
+            prepared.splits.len()
+        )));
+    }
     let given = prepared.split_text.starts_with("given");
     let mut folds: Vec<FoldResult> = Vec::new();
     let mut interrupted = None;
     let started = Instant::now();
-    for (name, split) in &prepared.splits {
+    let count = prepared.splits.len();
+    for (number, (name, split)) in (1..).zip(&prepared.splits) {
         // A given fold has its own files: load them for this fold.
         let fold_data;
         let data = if given {
@@ -463,8 +512,12 @@ pub fn cross_validate(
         } else {
             &prepared.data
         };
+        if let Some(dir) = &req.request.write_split {
+            let fold_dir = dir.join(fold_folder(name));
+            super::write_split(&fold_dir, data, split, &req.source.model, req.request)?;
+        }
         let outcome = {
-            let mut observer = watch.fold_started(name);
+            let mut observer = watch.fold_started(name, number, count);
             train_split(req, data, split, observer.as_mut())?
         };
         if outcome.trained.interrupted.is_some() {
@@ -473,6 +526,8 @@ pub fn cross_validate(
         }
         let result = FoldResult {
             name: name.clone(),
+            number,
+            given,
             metrics: outcome.metrics,
             seconds: outcome.seconds,
         };

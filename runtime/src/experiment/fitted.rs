@@ -7,16 +7,19 @@ use super::{
     bind_options, compile_source, failed, prepare, usage, DataRequest, Outcome, Prepared, Result,
     Source, TrainRequest,
 };
+use crate::context::{self, SavedContext};
 use crate::data::spec::DataSpec;
 use crate::data::Dataset;
 use crate::hierarchy::{self, HierarchyReport};
 use crate::metrics::RankingMetrics;
 use crate::modelfile::{self, EpochRecord, SavedDomain, SavedModel};
 use crate::predict::{self, Predictor};
+use crate::progress::{StepObserver, Unobserved};
 use crate::session::{Session, Task};
 use crate::split::Split;
+use ndarray::Array2;
 use recc_compiler::interp::Params;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// A model bound to data with trained parameters: made from a run's
@@ -40,6 +43,13 @@ pub struct Fitted {
     /// The test metrics it was trained to, and its epochs.
     pub metrics: BTreeMap<String, f64>,
     pub history: Vec<EpochRecord>,
+    /// What it keeps of the data it was trained on, saved with it; `None`
+    /// for a model reopened from a file older than format 3.
+    pub context: Option<SavedContext>,
+    /// Per user of the data it is bound to: the items the user has in any
+    /// row of that data, sorted ([`context::seen_items`]), which
+    /// [`super::recommend`] leaves out.
+    pub seen: Vec<Vec<u32>>,
 }
 
 impl Fitted {
@@ -52,6 +62,12 @@ impl Fitted {
             outcome.session.task,
             req.request,
         );
+        let context = training_context(
+            req.source,
+            &outcome.session,
+            prepared,
+            req.request.min_target,
+        );
         Fitted {
             source: req.source.clone(),
             session: outcome.session,
@@ -62,6 +78,8 @@ impl Fitted {
             settings,
             metrics: outcome.metrics,
             history: outcome.trained.history,
+            context,
+            seen: context::seen_items(&prepared.data),
         }
     }
 
@@ -78,6 +96,7 @@ impl Fitted {
             history: self.history.clone(),
             domains: SavedDomain::all(&self.session.binding.domains),
             tables: modelfile::into_saved_tables(&self.session.forward, self.params.clone()),
+            context: self.context.clone(),
         }
     }
 
@@ -202,32 +221,20 @@ pub fn bind_saved(
     session.backend = setting("backend")
         .and_then(|b| b.parse().ok())
         .unwrap_or_default();
-    // The data must be what the model was trained on: same domains, same
-    // ids. `load` has checked the file's domains against its source, which
-    // the session was built from, so the lists correspond one to one.
-    let bound = &session.binding.domains;
-    if bound.len() != saved.domains.len() {
-        return Err(usage(format!(
-            "{}: the model has {} domains but its source binds {} to the data",
+    let (params, reindex_notes) = reindexed_params(name, &saved, &session)?;
+    let mut prepared = prepared;
+    prepared.notes.extend(reindex_notes);
+    if saved.context.is_none() {
+        prepared.notes.push(format!(
+            "{} is in an older format ({}), which keeps none of its training data: the data \
+             was read again ({}), and which test rows it was trained on cannot be told; train \
+             it again to write format {}",
             name.display(),
-            saved.domains.len(),
-            bound.len()
-        )));
+            modelfile::CONTEXTLESS_FORMAT_VERSION,
+            prepared.spec,
+            modelfile::FORMAT_VERSION
+        ));
     }
-    for ((domain, map), saved_domain) in bound.iter().zip(&saved.domains) {
-        if *domain != saved_domain.name || map.names() != saved_domain.ids.as_slice() {
-            return Err(usage(format!(
-                "{}: the data's `{domain}` ids differ from those the model was trained on \
-                 ({} now, {} in the model); use the data it was trained on",
-                name.display(),
-                map.len(),
-                saved_domain.ids.len()
-            )));
-        }
-    }
-    let params = saved
-        .params(session.binding.domain_sizes())
-        .map_err(|e| usage(e.to_string()))?;
     let fitted = Fitted {
         source,
         session,
@@ -238,6 +245,8 @@ pub fn bind_saved(
         settings: saved.settings.clone(),
         metrics: saved.metrics.clone(),
         history: saved.history.clone(),
+        context: saved.context.clone(),
+        seen: context::seen_items(&prepared.data),
     };
     Ok(Reopened {
         saved,
@@ -253,6 +262,192 @@ pub fn bind_saved(
 pub fn reopen(path: &Path, data: Option<&DataRequest>) -> Result<Reopened> {
     let (saved, source) = open_model(path)?;
     bind_saved(path, saved, source, data)
+}
+
+/// The context of a model trained on the first split of `prepared` and
+/// bound by `session`; `None` when `prepared` has no split.
+pub(super) fn training_context(
+    source: &Source,
+    session: &Session,
+    prepared: &Prepared,
+    min_target: Option<f64>,
+) -> Option<SavedContext> {
+    let (_, split) = prepared.splits.first()?;
+    let bound = if has_negatives(&source.model) {
+        predict::positive_rows(&prepared.data, &split.train, min_target)
+    } else {
+        split.train.clone()
+    };
+    Some(SavedContext::new(
+        &prepared.data,
+        &session.binding,
+        &bound,
+        &split.train,
+    ))
+}
+
+/// A model file ready to answer questions: bound to the rows it keeps, or
+/// to data read again (a file older than format 3, or data asked for).
+#[derive(Clone, Debug)]
+pub struct Answering {
+    pub saved: SavedModel,
+    pub fitted: Fitted,
+    /// The data it is bound to: the rows the file keeps, or the data read.
+    pub data: Dataset,
+    /// What to tell the user: notes of the data read, ids the model lacks,
+    /// an older file.
+    pub notes: Vec<String>,
+}
+
+/// Open a model file to answer questions (predict, recommend): from the
+/// file alone when it keeps its data (format 3) and `asked` is `None`;
+/// otherwise bound to data read again, `asked` or the data it was trained on.
+pub fn open_for_answers(
+    path: &Path,
+    saved: SavedModel,
+    source: Source,
+    asked: Option<&DataRequest>,
+) -> Result<Answering> {
+    if asked.is_some() || saved.context.is_none() {
+        let r = bind_saved(path, saved, source, asked)?;
+        return Ok(Answering {
+            saved: r.saved,
+            fitted: r.fitted,
+            data: r.prepared.data,
+            notes: r.prepared.notes,
+        });
+    }
+    let Some(context) = saved.context.clone() else {
+        unreachable!("checked above");
+    };
+    let corrupt = |e: String| usage(format!("{}: corrupt model file: {e}", path.display()));
+    let (data, train) = context.dataset().map_err(corrupt)?;
+    let request = merged_request(&saved, None);
+    let setting = |k: &str| saved.settings.get(k).cloned();
+    let seed = setting("seed").and_then(|s| s.parse().ok()).unwrap_or(42);
+    let spec: DataSpec = saved.data.parse().map_err(corrupt)?;
+    let bind = bind_options(&request)?;
+    let mut session = Session::new(&source.model, &data, &train, &bind)
+        .map_err(|e| super::ExperimentError::from(e).context(&path.display().to_string()))?;
+    session.backend = setting("backend")
+        .and_then(|b| b.parse().ok())
+        .unwrap_or_default();
+    let (params, notes) = reindexed_params(path, &saved, &session)?;
+    let fitted = Fitted {
+        source,
+        session,
+        params,
+        seed,
+        min_target: request.min_target,
+        spec,
+        settings: saved.settings.clone(),
+        metrics: saved.metrics.clone(),
+        history: saved.history.clone(),
+        seen: context.seen(),
+        context: Some(context),
+    };
+    Ok(Answering {
+        saved,
+        fitted,
+        data,
+        notes,
+    })
+}
+
+/// The model's tables with their rows in the order of the ids of the
+/// domains `session` is bound to: an id's row wherever the model has it,
+/// and for an id the model does not know the mean of its table's rows (as
+/// an unknown id scores), with a note per domain that has such ids. Data
+/// read in another order, or with ids added, binds as well as the data the
+/// model was trained on; data that shares no id of a domain with the model
+/// is refused.
+fn reindexed_params(
+    name: &Path,
+    saved: &SavedModel,
+    session: &Session,
+) -> Result<(Params, Vec<String>)> {
+    // `load` has checked the file's domains against its source, which the
+    // session was built from, so the lists correspond one to one.
+    let bound = &session.binding.domains;
+    if bound.len() != saved.domains.len() {
+        return Err(usage(format!(
+            "{}: the model has {} domains but its source binds {} to the data",
+            name.display(),
+            saved.domains.len(),
+            bound.len()
+        )));
+    }
+    let own_sizes: Vec<usize> = saved.domains.iter().map(|d| d.ids.len()).collect();
+    let params = saved.params(own_sizes).map_err(|e| usage(e.to_string()))?;
+    if bound
+        .iter()
+        .zip(&saved.domains)
+        .all(|((_, map), d)| map.names() == d.ids.as_slice())
+    {
+        return Ok((params, Vec::new()));
+    }
+    let mut notes = Vec::new();
+    // Per domain: for each bound id, the model's row of it.
+    let mut rows_of: Vec<Vec<Option<usize>>> = Vec::with_capacity(bound.len());
+    for ((domain, map), d) in bound.iter().zip(&saved.domains) {
+        let own: HashMap<&str, usize> = d
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(k, id)| (id.as_str(), k))
+            .collect();
+        let rows: Vec<Option<usize>> = map
+            .names()
+            .iter()
+            .map(|id| own.get(id.as_str()).copied())
+            .collect();
+        let unknown = rows.iter().filter(|r| r.is_none()).count();
+        if unknown == rows.len() && !rows.is_empty() {
+            return Err(usage(format!(
+                "{}: none of the data's {} `{domain}` ids is one the model was trained on; \
+                 use the data it was trained on",
+                name.display(),
+                rows.len()
+            )));
+        }
+        if unknown > 0 {
+            notes.push(format!(
+                "{unknown} of the data's {} `{domain}` ids are not in the model; they score \
+                 as unknown ones (the mean of those it learned)",
+                rows.len()
+            ));
+        }
+        rows_of.push(rows);
+    }
+    let g = &session.forward;
+    let tables = g
+        .tables
+        .iter()
+        .zip(params.tables)
+        .map(|(t, values)| {
+            let Some(d) = t.domain else { return values };
+            let rows = &rows_of[d.index()];
+            let lanes = values.ncols();
+            let mean = values
+                .mean_axis(ndarray::Axis(0))
+                .unwrap_or_else(|| ndarray::Array1::zeros(lanes));
+            let mut out = Array2::zeros((rows.len(), lanes));
+            for (mut row, from) in out.rows_mut().into_iter().zip(rows) {
+                match from {
+                    Some(k) => row.assign(&values.row(*k)),
+                    None => row.assign(&mean),
+                }
+            }
+            out
+        })
+        .collect();
+    Ok((
+        Params {
+            domain_sizes: session.binding.domain_sizes(),
+            tables,
+        },
+        notes,
+    ))
 }
 
 /// The hierarchy figures of a model trained on a generated tree, when one
@@ -282,6 +477,9 @@ pub struct Evaluation {
     pub model: String,
     /// Test rows measured on.
     pub rows: usize,
+    /// Test rows of the split left out because the model was trained on
+    /// them (known from its training fingerprints).
+    pub excluded: usize,
     pub measured: Measured,
     pub hierarchy: Option<HierarchyReport>,
 }
@@ -299,10 +497,49 @@ impl Evaluation {
 
 /// Measure `fitted` on the test rows of `split` of `data` (ranking metrics
 /// at `k`), as training measured it.
+/// Test rows the model was trained on (the same values, ids compared by
+/// name, wherever they sit in the data) are left out and counted; when
+/// every test row was a training row there is nothing honest to measure,
+/// which is an error.
 pub fn evaluate(fitted: &Fitted, data: &Dataset, split: &Split, k: usize) -> Result<Evaluation> {
+    evaluate_observed(fitted, data, split, k, &Unobserved)
+}
+
+/// [`evaluate`], telling `progress` how far ranking the catalogue has got.
+pub fn evaluate_observed(
+    fitted: &Fitted,
+    data: &Dataset,
+    split: &Split,
+    k: usize,
+    progress: &dyn StepObserver,
+) -> Result<Evaluation> {
+    let (unseen, excluded) = match &fitted.context {
+        Some(c) => {
+            let unseen: Vec<usize> = split
+                .test
+                .iter()
+                .copied()
+                .filter(|&r| !c.trained_on(context::fingerprint(data, r)))
+                .collect();
+            let excluded = split.test.len() - unseen.len();
+            (unseen, excluded)
+        }
+        None => (split.test.clone(), 0),
+    };
+    if excluded > 0 && unseen.is_empty() {
+        return Err(usage(format!(
+            "all {excluded} test rows of this split are rows the model was trained on: \
+             measuring on them would only show how well it remembers; evaluate on the split \
+             it was trained on ({}), or on data it has not seen",
+            fitted
+                .settings
+                .get("split")
+                .map_or("the default", String::as_str)
+        )));
+    }
     let predictor = Predictor::new(&fitted.session, &fitted.params);
     let train_rows = fitted.model_rows(data, &split.train);
-    let test_rows = fitted.model_rows(data, &split.test);
+    let test_rows = fitted.model_rows(data, &unseen);
     let hierarchy = hierarchy(&fitted.spec, &fitted.session, &fitted.params);
     let model = fitted.source.model.name.clone();
     if test_rows.is_empty() {
@@ -312,6 +549,7 @@ pub fn evaluate(fitted: &Fitted, data: &Dataset, split: &Split, k: usize) -> Res
         return Ok(Evaluation {
             model,
             rows: 0,
+            excluded,
             measured: Measured::Nothing,
             hierarchy,
         });
@@ -326,7 +564,7 @@ pub fn evaluate(fitted: &Fitted, data: &Dataset, split: &Split, k: usize) -> Res
         )?),
         Task::Ranking => Measured::Ranking(
             predictor
-                .ranking(data, &train_rows, &test_rows, k)
+                .ranking_observed(data, &train_rows, &test_rows, k, progress)
                 .map_err(|e| failed(e.to_string()))?,
         ),
         Task::Loss => {
@@ -339,6 +577,7 @@ pub fn evaluate(fitted: &Fitted, data: &Dataset, split: &Split, k: usize) -> Res
     Ok(Evaluation {
         model,
         rows: test_rows.len(),
+        excluded,
         measured,
         hierarchy,
     })

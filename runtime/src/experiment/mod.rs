@@ -11,8 +11,9 @@
 //! show them in order.
 //!
 //! Errors are [`ExperimentError`]s: [`ErrorKind::Usage`] for what the caller
-//! asked (flags, files, data, ids) and [`ErrorKind::Model`] for what the
-//! model is or does (it does not compile, training diverged).
+//! asked (flags, files, data) and [`ErrorKind::Model`] for what the model
+//! is, does or knows (it does not compile, training diverged, an id it was
+//! never trained on).
 //!
 //! [`train::Observer`]: crate::train::Observer
 
@@ -20,6 +21,7 @@ mod bench;
 mod data;
 mod fit;
 mod fitted;
+mod ids;
 mod query;
 mod source;
 mod text;
@@ -27,22 +29,28 @@ mod text;
 pub use bench::{
     bench, bench_cache_dir, bench_data, zipf_request, BenchData, BenchOptions, BenchReport,
 };
-pub use data::{bind_options, describe_data, prepare, resplit, write_split, DataRequest, Prepared};
+pub use data::{
+    bind_options, check_split_dir, describe_data, prepare, resplit, write_split, DataRequest,
+    Prepared,
+};
 pub use fit::{
-    cross_validate, describe_interruption, saved_model, train_config, train_split, CvReport,
-    FitOverrides, FoldObserver, FoldResult, Outcome, TrainRequest,
+    check_min_target, cross_validate, describe_interruption, saved_model, train_config,
+    train_split, CvReport, FitOverrides, FoldObserver, FoldResult, Outcome, TrainRequest,
 };
 pub use fitted::{
-    bind_saved, evaluate, hierarchy, open_model, reopen, Evaluation, Fitted, Measured, Reopened,
+    bind_saved, evaluate, evaluate_observed, hierarchy, open_for_answers, open_model, reopen,
+    Answering, Evaluation, Fitted, Measured, Reopened,
 };
+pub use ids::{describe_id, lookup_id, resolve_id, resolve_or_unknown, IdLookup};
 pub use query::{
     export, predict_pairs, read_model, recommend, similar, similar_saved, Neighbour, Neighbours,
-    PairScore, Recommendation, Recommendations,
+    PairScore, Recommendation, Recommendations, SeenItems,
 };
 pub use source::{compile_source, read_source, read_text, Source, MAX_SOURCE_BYTES};
 pub use text::{format_hierarchy, format_mean_std, format_metrics, printable};
 // The types a caller of the API needs beside its own.
 pub use crate::export::ExportFormat;
+pub use crate::progress::{StepObserver, Unobserved};
 pub use crate::train::{Interruption, Observer, OnInterrupt, Silent, TrainConfig, Trained};
 
 use crate::predict::PredictError;
@@ -53,9 +61,10 @@ use crate::train::TrainError;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
     /// What was asked cannot be done: a bad flag, a missing file, data the
-    /// model cannot bind to, an id the model lacks.
+    /// model cannot bind to, a label several ids carry.
     Usage,
-    /// The model has errors, or training or measuring it failed.
+    /// The model has errors, training or measuring it failed, or it does
+    /// not know an id asked about (and no cold-start score was asked for).
     Model,
 }
 

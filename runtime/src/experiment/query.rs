@@ -1,6 +1,7 @@
 //! Asking a trained model: scores of pairs, recommendations for a user,
 //! neighbours of an item, and its tables exported.
 
+use super::ids::{resolve_id, resolve_or_unknown};
 use super::{failed, usage, Fitted, Result, Source};
 use crate::data::{Dataset, IdMap};
 use crate::export::{self, ExportFormat};
@@ -15,24 +16,19 @@ pub fn read_model(path: &Path) -> Result<SavedModel> {
     modelfile::load(path).map_err(|e| usage(e.to_string()))
 }
 
-/// The dense index of a raw id (or label) of `domain`; `None`, with a note
-/// saying so, when the data lacks it: it is scored as an unknown one.
+/// The dense index of a raw id (or label) of `domain` ([`resolve_or_unknown`]).
 fn lookup(
     data: &Dataset,
     domain: &str,
     raw: &str,
     what: &str,
+    allow_unknown: bool,
     notes: &mut Vec<String>,
-) -> Option<u32> {
-    let found = data.domains.get(domain).and_then(|m| m.find(raw));
-    if found.is_none() {
-        notes.push(format!(
-            "{what} `{}` is not in the data; scoring it as an unknown {what} \
-             (the mean of the {what}s the model learned)",
-            super::printable(raw)
-        ));
+) -> Result<Option<u32>> {
+    match data.domains.get(domain) {
+        Some(map) => resolve_or_unknown(map, what, raw, allow_unknown, notes),
+        None => Err(usage(format!("the data has no {what} domain `{domain}`"))),
     }
-    found
 }
 
 fn user_item_domains(data: &Dataset) -> Result<(String, String)> {
@@ -49,18 +45,22 @@ pub struct PairScore {
     pub user: String,
     pub item: String,
     pub score: f64,
-    /// Said of this pair: an id the data lacks, scored as unknown.
+    /// The user or the item is not in the model: scored as an unknown one.
+    pub unknown: bool,
+    /// Said of this pair: an id the model lacks, scored as unknown.
     pub notes: Vec<String>,
 }
 
 /// Scores of (user, item) pairs: one user per item, or one of either for
-/// all of the other. An id the data lacks scores as an unknown one (the
-/// mean of those learned), with a note.
+/// all of the other. An id the model lacks is an error, unless
+/// `allow_unknown`: then it scores as an unknown one (the mean of those
+/// learned), with a note.
 pub fn predict_pairs(
     fitted: &Fitted,
     data: &Dataset,
     users: &[String],
     items: &[String],
+    allow_unknown: bool,
 ) -> Result<Vec<PairScore>> {
     let (ud, id) = user_item_domains(data)?;
     let predictor = Predictor::new(&fitted.session, &fitted.params);
@@ -76,15 +76,16 @@ pub fn predict_pairs(
         let user = &users[k.min(users.len() - 1)];
         let item = &items[k.min(items.len() - 1)];
         let mut notes = Vec::new();
-        let u = lookup(data, &ud, user, "user", &mut notes);
-        let i = lookup(data, &id, item, "item", &mut notes);
+        let u = lookup(data, &ud, user, "user", allow_unknown, &mut notes)?;
+        let i = lookup(data, &id, item, "item", allow_unknown, &mut notes)?;
         let score = predictor
             .score_pair(data, u, i)
             .map_err(|e| failed(e.to_string()))?;
         rows.push(PairScore {
-            user: user.clone(),
-            item: item.clone(),
+            user: user.trim().to_string(),
+            item: item.trim().to_string(),
             score,
+            unknown: u.is_none() || i.is_none(),
             notes,
         });
     }
@@ -109,19 +110,52 @@ pub struct Recommendations {
     pub domain: String,
     /// Best first.
     pub items: Vec<Recommendation>,
-    /// Said of the request: a user the data lacks, scored as unknown.
+    /// The user is not in the model: scored as an unknown one.
+    pub unknown: bool,
+    /// Said of the request: a user the model lacks, scored as unknown.
     pub notes: Vec<String>,
 }
 
-/// The `k` best items for `user` (a raw id or a label), leaving out those
-/// the user has among the training rows.
-pub fn recommend(fitted: &Fitted, data: &Dataset, user: &str, k: usize) -> Result<Recommendations> {
+/// Whether [`recommend`] lists items the user already has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SeenItems {
+    /// Leave out every item the user has in any row of the data (the
+    /// default: a recommendation is something new).
+    #[default]
+    Exclude,
+    /// Rank them with the rest.
+    Include,
+}
+
+/// The `k` best items for `user` (a raw id or a label), leaving out (unless
+/// `seen` says otherwise) every item the user has in any row of the data,
+/// training or not. When users and items are one domain (a tree's nodes,
+/// co-occurring tokens) the user is never its own recommendation. A user
+/// the model lacks is an error, unless `allow_unknown`: then the ranking is
+/// an unknown user's.
+pub fn recommend(
+    fitted: &Fitted,
+    data: &Dataset,
+    user: &str,
+    k: usize,
+    allow_unknown: bool,
+    seen: SeenItems,
+) -> Result<Recommendations> {
     let (ud, id) = user_item_domains(data)?;
     let mut notes = Vec::new();
-    let u = lookup(data, &ud, user, "user", &mut notes);
+    let u = lookup(data, &ud, user, "user", allow_unknown, &mut notes)?;
     let predictor = Predictor::new(&fitted.session, &fitted.params);
+    let mut exclude: Vec<u32> = match (seen, u) {
+        (SeenItems::Exclude, Some(u)) => fitted.seen.get(u as usize).cloned().unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    if let Some(u) = u.filter(|_| ud == id) {
+        if let Err(at) = exclude.binary_search(&u) {
+            exclude.insert(at, u);
+        }
+    }
     let recs = predictor
-        .recommend(data, u, k)
+        .recommend(data, u, k, &exclude)
         .map_err(|e| failed(e.to_string()))?;
     let map = data.domains.get(&id);
     let items = recs
@@ -133,9 +167,10 @@ pub fn recommend(fitted: &Fitted, data: &Dataset, user: &str, k: usize) -> Resul
         })
         .collect();
     Ok(Recommendations {
-        user: user.to_string(),
+        user: user.trim().to_string(),
         domain: ud,
         items,
+        unknown: u.is_none(),
         notes,
     })
 }
@@ -153,7 +188,9 @@ pub struct Neighbour {
 pub struct Neighbours {
     /// As asked.
     pub item: String,
-    /// The label of the item found (its raw id when it has none).
+    /// The raw id and the label of the item found (its raw id when it has
+    /// none).
+    pub id: String,
     pub label: String,
     /// The table compared in.
     pub table: String,
@@ -252,11 +289,17 @@ fn resolve(
         .domain
         .map(|d| g.domains[d.index()].name.clone())
         .ok_or_else(|| usage(format!("table `{}` is a global", g.tables[t].name)))?;
+    // Neighbours by cosine need directions: one number per row has two.
+    if g.tables[t].shape.len() < 2 {
+        return Err(usage(format!(
+            "table `{}` holds one number per {table_domain}; similar compares vectors \
+             (leave out --table for the widest vector table)",
+            g.tables[t].name
+        )));
+    }
     let map = map_of(&table_domain)
         .ok_or_else(|| usage(format!("the model file lacks domain `{table_domain}`")))?;
-    let row = map
-        .find(item)
-        .ok_or_else(|| usage(format!("{table_domain} `{item}` is not in the model")))?;
+    let row = resolve_id(&map, &table_domain, item)?;
     Ok((t, map, row))
 }
 
@@ -272,6 +315,7 @@ fn neighbours(
     let near = predict::similar(g, params, t, row as usize, k);
     Neighbours {
         item: item.to_string(),
+        id: map.name(row).to_string(),
         label: map.label(row).to_string(),
         table: g.tables[t].name.clone(),
         neighbours: near
