@@ -52,6 +52,8 @@ struct Example {
     command: String,
     /// 0-based index of the first shown output line on the page.
     first: usize,
+    /// The block's indent, given back to rewritten lines.
+    indent: usize,
     expected: Vec<String>,
 }
 
@@ -67,10 +69,12 @@ fn blocks(page: &str) -> Vec<Block> {
     let mut found = Vec::new();
     let mut i = 0;
     while i < lines.len() {
-        if lines[i].trim_end() != "```console" {
+        if lines[i].trim() != "```console" {
             i += 1;
             continue;
         }
+        // A block inside a list item is indented; its lines lose that indent.
+        let indent = lines[i].len() - lines[i].trim_start().len();
         let start = i;
         let before = if start > 0 {
             lines[start - 1].trim()
@@ -79,16 +83,18 @@ fn blocks(page: &str) -> Vec<Block> {
         };
         let mut examples: Vec<Example> = Vec::new();
         i += 1;
-        while i < lines.len() && lines[i].trim_end() != "```" {
-            if let Some(command) = lines[i].strip_prefix("$ ") {
+        while i < lines.len() && lines[i].trim() != "```" {
+            let line = lines[i].get(indent..).unwrap_or("");
+            if let Some(command) = line.strip_prefix("$ ") {
                 examples.push(Example {
                     line: i + 1,
                     command: command.to_string(),
                     first: i + 1,
+                    indent,
                     expected: Vec::new(),
                 });
             } else if let Some(ex) = examples.last_mut() {
-                ex.expected.push(lines[i].to_string());
+                ex.expected.push(line.to_string());
             }
             i += 1;
         }
@@ -310,7 +316,12 @@ fn check_page(page: &str) -> Vec<String> {
                 ex.expected.join("\n")
             ));
             if bless {
-                rewrites.push((ex.first, ex.expected.len(), blessed(&ex.expected, &got)));
+                let pad = " ".repeat(ex.indent);
+                let new = blessed(&ex.expected, &got)
+                    .into_iter()
+                    .map(|l| if l.is_empty() { l } else { format!("{pad}{l}") })
+                    .collect();
+                rewrites.push((ex.first, ex.expected.len(), new));
             }
         }
     }
@@ -409,7 +420,7 @@ fn every_page_with_examples_is_checked() {
             .strip_prefix(&ws)
             .map(|p| p.display().to_string())
             .unwrap_or_default();
-        if text.lines().any(|l| l.trim_end() == "```console") {
+        if text.lines().any(|l| l.trim() == "```console") {
             assert!(
                 PAGES.contains(&name.as_str()),
                 "{name} has examples but is not in PAGES"
@@ -428,7 +439,7 @@ fn a_recc_command_in_a_fence_other_than_console_shows_no_output() {
         let text = std::fs::read_to_string(ws.join(page)).unwrap_or_default();
         for (n, line) in text.lines().enumerate() {
             assert!(
-                !line.starts_with("$ recc ") || in_console_block(&text, n),
+                !line.trim_start().starts_with("$ recc ") || in_console_block(&text, n),
                 "{page}:{}: `$ recc` outside a ```console block is never run",
                 n + 1
             );
@@ -439,7 +450,7 @@ fn a_recc_command_in_a_fence_other_than_console_shows_no_output() {
 fn in_console_block(text: &str, line: usize) -> bool {
     let mut open: Option<&str> = None;
     for l in text.lines().take(line) {
-        if let Some(fence) = l.trim_end().strip_prefix("```") {
+        if let Some(fence) = l.trim().strip_prefix("```") {
             open = if open.is_some() { None } else { Some(fence) };
         }
     }
@@ -473,4 +484,16 @@ fn blessing_keeps_wildcards_and_matching_lines() {
         blessed(&want, &got),
         vec!["head", "...", "rmse 0.8", "wrote m (1.0 s)"]
     );
+}
+
+#[test]
+fn a_block_inside_a_list_item_is_read_without_its_indent() {
+    let page =
+        "- a point:\n\n  ```console\n  $ recc eval m.recm\n  5758 rows: rmse 0.8713\n  ```\n";
+    let found = blocks(page);
+    assert_eq!(found.len(), 1);
+    let ex = &found[0].examples[0];
+    assert_eq!(ex.command, "recc eval m.recm");
+    assert_eq!(ex.expected, vec!["5758 rows: rmse 0.8713"]);
+    assert_eq!((ex.line, ex.indent), (4, 2));
 }
