@@ -9,6 +9,7 @@
 //! | lower | [`model::Model`] → [`ir::Graph`] (forward) | [`lower`] |
 //! | grad | [`ir::Graph`] → [`ir::Graph`] (with gradients) | [`grad`] |
 //! | simplify | [`ir::Graph`] → [`ir::Graph`] | [`simplify`] |
+//! | affine blocks | [`ir::Graph`] → which tables ALS and Gibbs can solve | [`affine`] |
 //! | evaluate | [`ir::Graph`] + params + example → loss, gradients | [`interp`] |
 //!
 //! [`compile`] runs the front end (parse and check, with the stdlib) and
@@ -36,6 +37,7 @@ macro_rules! id_type {
     )*};
 }
 
+pub mod affine;
 pub mod ast;
 pub mod check;
 pub mod diagnostic;

@@ -1,0 +1,638 @@
+//! Affine blocks: which tables a closed-form solver (ALS, Gibbs) can update
+//! one row at a time.
+//!
+//! `analyse(&Graph) -> AffineReport`, on the forward graph.
+//!
+//! A table is a block when, holding every other value fixed, the loss is a
+//! sum of scaled squares of terms affine in each of its rows, plus terms that
+//! do not read it. Then the gradient of each squared term with respect to a
+//! row does not depend on that row, and a row's optimum (ALS) and full
+//! conditional (Gibbs) are closed forms of per-example statistics. The loss
+//! is walked rather than the score alone, because a score affine in a row
+//! (BPR's `m[i] + dot(p[u], q[i])`) is useless to these solvers once the
+//! loss passes it through a sigmoid.
+//!
+//! Each node gets a [`Degree`] in the table's rows. A product of two terms
+//! that both read the table breaks it (a row times itself anywhere but in a
+//! squared term, or two rows of the same table: `dot(p[u], p[v])`), as does
+//! any non-linear function of a term that reads it. The one product that is
+//! kept is the factorization machine's pairwise term,
+//! `dot(sum(v), sum(v)) - sum(dot(v, v))`: each member's square cancels, so
+//! what is left is affine in each member's row.
+
+use crate::diagnostic::Diagnostic;
+use crate::ir::{Graph, NodeId, Op, TableId};
+use crate::source::Span;
+use crate::types::{BinaryFn, UnaryFn};
+use std::fmt;
+
+/// The analysis of one model: a verdict per table with a row per domain
+/// member, in declaration order, and the shape of the loss.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AffineReport {
+    pub tables: Vec<TableVerdict>,
+    pub loss: LossShape,
+}
+
+impl AffineReport {
+    /// The tables an ALS or Gibbs sweep can update.
+    pub fn blocks(&self) -> impl Iterator<Item = &TableVerdict> {
+        self.tables
+            .iter()
+            .filter(|t| matches!(t.verdict, Verdict::Block))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TableVerdict {
+    pub table: TableId,
+    pub name: String,
+    pub verdict: Verdict,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// The loss is a sum of squares of terms affine in each row.
+    Block,
+    /// The score does not read the table, so no example constrains its rows
+    /// through the prediction.
+    NotInScore,
+    /// The node that breaks it, with where it came from.
+    NotAffine {
+        reason: Breaker,
+        node: NodeId,
+        span: Option<Span>,
+    },
+}
+
+/// Why a table is not an affine block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Breaker {
+    /// A non-linear function of a term that reads the table.
+    Function(UnaryFn),
+    /// A product of two different terms that both read the table: two rows
+    /// of one table, or a row times a function of itself.
+    Product,
+    /// A row times itself inside something other than a squared loss term.
+    SquareInside,
+    /// A division by a term that reads the table.
+    Divisor,
+    /// `max` or `min` of a term that reads the table: a hinge.
+    Hinge,
+    /// A softmax over a term that reads the table.
+    Softmax,
+    /// The loss reads the table only linearly: no squared error bounds it.
+    LinearLoss,
+}
+
+impl fmt::Display for Breaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Breaker::Function(u) => write!(f, "{} of a term that reads the table", u.name()),
+            Breaker::Product => write!(f, "a product of two terms that both read the table"),
+            Breaker::SquareInside => {
+                write!(f, "a square of the table's row inside another function")
+            }
+            Breaker::Divisor => write!(f, "a division by a term that reads the table"),
+            Breaker::Hinge => write!(f, "max or min of a term that reads the table"),
+            Breaker::Softmax => write!(f, "a softmax over a term that reads the table"),
+            Breaker::LinearLoss => write!(f, "the loss is linear in the table, not squared"),
+        }
+    }
+}
+
+/// Whether the loss is squared error on the score: the normal likelihood
+/// ALS and Gibbs assume.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LossShape {
+    /// Every loss term that reads the score is a scaled `(score - target)²`.
+    SquaredError,
+    /// The model has no score to fit.
+    NoScore,
+    /// A loss term that reads the score some other way.
+    Other { node: NodeId, span: Option<Span> },
+}
+
+/// A node's degree in one table's rows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Degree {
+    /// Does not read the table.
+    Free,
+    /// Affine in each row.
+    Linear,
+    /// Quadratic in a row: allowed only as a term of the loss's sum. The
+    /// node where the square was taken, to blame if it goes further.
+    Square(NodeId),
+    Broken(Breaker, NodeId),
+}
+
+/// The verdict on every per-domain table of a forward graph, and the loss's shape.
+pub fn analyse(graph: &Graph) -> AffineReport {
+    let tables = graph
+        .tables
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.domain.is_some())
+        .map(|(i, t)| {
+            let table = TableId(i as u32);
+            TableVerdict {
+                table,
+                name: t.name.clone(),
+                verdict: table_verdict(graph, table),
+            }
+        })
+        .collect();
+    AffineReport {
+        tables,
+        loss: loss_shape(graph),
+    }
+}
+
+fn table_verdict(graph: &Graph, table: TableId) -> Verdict {
+    let degrees = degrees(graph, table);
+    let score_reads = graph
+        .score
+        .is_some_and(|s| degrees[s.index()] != Degree::Free);
+    if !score_reads {
+        return Verdict::NotInScore;
+    }
+    let broken = |reason, node: NodeId| Verdict::NotAffine {
+        reason,
+        node,
+        span: graph.spans.get(node.index()).copied().flatten(),
+    };
+    match degrees[graph.loss.index()] {
+        Degree::Square(_) => Verdict::Block,
+        Degree::Broken(reason, node) => broken(reason, node),
+        Degree::Free | Degree::Linear => broken(Breaker::LinearLoss, graph.loss),
+    }
+}
+
+/// The degree of every node in `table`'s rows, in one forward walk.
+fn degrees(graph: &Graph, table: TableId) -> Vec<Degree> {
+    let mut degrees: Vec<Degree> = Vec::with_capacity(graph.nodes.len());
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let here = NodeId(i as u32);
+        let of = |n: NodeId| degrees[n.index()];
+        let degree = match node.op {
+            Op::Const(_)
+            | Op::Slot(_)
+            | Op::Shift(..)
+            | Op::InRange(_)
+            | Op::Global(_)
+            | Op::BagWeights(_)
+            | Op::BagLen(_) => Degree::Free,
+            Op::Gather(t, _) | Op::GatherBag(t, _) => {
+                if t == table {
+                    Degree::Linear
+                } else {
+                    Degree::Free
+                }
+            }
+            Op::Unary(UnaryFn::Neg, a)
+            | Op::SumLanes(a)
+            | Op::SumBag(a)
+            | Op::Slice(a, ..)
+            | Op::Pad(a, ..)
+            | Op::Expand(a, _) => of(a),
+            Op::Unary(f, a) => through_function(of(a), Breaker::Function(f), here),
+            Op::Softmax(a) => through_function(of(a), Breaker::Softmax, here),
+            Op::Binary(BinaryFn::Add, a, b) | Op::Concat(a, b) => sum(of(a), of(b)),
+            Op::Binary(BinaryFn::Sub, a, b) => {
+                if is_pairwise_interaction(graph, table, a, b) {
+                    Degree::Linear
+                } else {
+                    sum(of(a), of(b))
+                }
+            }
+            Op::Binary(BinaryFn::Mul, a, b)
+            | Op::Dot(a, b)
+            | Op::Outer(a, b)
+            | Op::MatVec(a, b)
+            | Op::MatTVec(a, b) => {
+                let same = unscaled(graph, &degrees, a) == unscaled(graph, &degrees, b);
+                product(same, of(a), of(b), here)
+            }
+            Op::Binary(BinaryFn::Div, a, b) => match of(b) {
+                Degree::Free => of(a),
+                Degree::Broken(r, n) => Degree::Broken(r, n),
+                Degree::Linear | Degree::Square(_) => {
+                    first_broken(of(a), Degree::Broken(Breaker::Divisor, here))
+                }
+            },
+            Op::Binary(BinaryFn::Max | BinaryFn::Min, a, b) => {
+                let both = sum(of(a), of(b));
+                through_function(both, Breaker::Hinge, here)
+            }
+        };
+        degrees.push(degree);
+    }
+    degrees
+}
+
+/// A function that is not affine: free stays free, a break stays the first
+/// break, anything that reads the table breaks here.
+fn through_function(operand: Degree, reason: Breaker, here: NodeId) -> Degree {
+    match operand {
+        Degree::Free => Degree::Free,
+        Degree::Broken(r, n) => Degree::Broken(r, n),
+        Degree::Linear => Degree::Broken(reason, here),
+        // Blame the square, which is what the function makes non-quadratic.
+        Degree::Square(at) => Degree::Broken(Breaker::SquareInside, at),
+    }
+}
+
+/// The degree of a sum: the higher of the two, a break winning.
+fn sum(a: Degree, b: Degree) -> Degree {
+    match (a, b) {
+        (Degree::Broken(..), _) => a,
+        (_, Degree::Broken(..)) => b,
+        (Degree::Square(_), _) => a,
+        (_, Degree::Square(_)) => b,
+        (Degree::Linear, _) | (_, Degree::Linear) => Degree::Linear,
+        (Degree::Free, Degree::Free) => Degree::Free,
+    }
+}
+
+fn first_broken(a: Degree, otherwise: Degree) -> Degree {
+    match a {
+        Degree::Broken(..) => a,
+        _ => otherwise,
+    }
+}
+
+/// A product: scaling by a free factor keeps the degree; a term times
+/// itself (`same`: the factors are one node up to free scaling) is a
+/// square; any other product of two terms that read the table breaks it.
+fn product(same: bool, da: Degree, db: Degree, here: NodeId) -> Degree {
+    match (da, db) {
+        (Degree::Broken(..), _) => da,
+        (_, Degree::Broken(..)) => db,
+        (Degree::Free, d) | (d, Degree::Free) => d,
+        (Degree::Linear, Degree::Linear) if same => Degree::Square(here),
+        (Degree::Square(at), _) | (_, Degree::Square(at)) => {
+            Degree::Broken(Breaker::SquareInside, at)
+        }
+        (Degree::Linear, Degree::Linear) => Degree::Broken(Breaker::Product, here),
+    }
+}
+
+/// The node under any scaling by factors `free` says do not matter: the
+/// normal likelihood writes its square as `0.5 * d * d`, which is
+/// `(0.5 * d) * d`, and that is still `d` times itself.
+fn strip_scaling(graph: &Graph, mut n: NodeId, free: impl Fn(NodeId) -> bool) -> NodeId {
+    loop {
+        match graph.node(n).op {
+            Op::Unary(UnaryFn::Neg, a) => n = a,
+            Op::Binary(BinaryFn::Mul, a, b) if free(a) && !free(b) => n = b,
+            Op::Binary(BinaryFn::Mul, a, b) if free(b) && !free(a) => n = a,
+            Op::Binary(BinaryFn::Div, a, b) if free(b) => n = a,
+            _ => return n,
+        }
+    }
+}
+
+/// [`strip_scaling`] by factors that do not read the table.
+fn unscaled(graph: &Graph, degrees: &[Degree], n: NodeId) -> NodeId {
+    strip_scaling(graph, n, |m| degrees[m.index()] == Degree::Free)
+}
+
+/// `dot(sum(v), sum(v)) - sum(dot(v, v))` for a bag of `table`'s rows `v`:
+/// the factorization machine's `Σ_{f<g} <v_f, v_g>`, affine in each member's
+/// row because each member's square appears once on each side.
+fn is_pairwise_interaction(graph: &Graph, table: TableId, all: NodeId, own: NodeId) -> bool {
+    let op = |n: NodeId| graph.node(n).op;
+    let Op::Dot(s1, s2) = op(all) else {
+        return false;
+    };
+    let Op::SumBag(rows) = op(s1) else {
+        return false;
+    };
+    let Op::SumBag(own_squares) = op(own) else {
+        return false;
+    };
+    s1 == s2
+        && op(own_squares) == Op::Dot(rows, rows)
+        && matches!(op(rows), Op::GatherBag(t, _) if t == table)
+}
+
+/// Whether every loss term that reads the score is a scaled squared error
+/// `(score - target)²` against a real column.
+fn loss_shape(graph: &Graph) -> LossShape {
+    let Some(score) = graph.score else {
+        return LossShape::NoScore;
+    };
+    let mut reads_score = vec![false; graph.nodes.len()];
+    for (i, node) in graph.nodes.iter().enumerate() {
+        reads_score[i] =
+            i == score.index() || node.op.operands().iter().any(|o| reads_score[o.index()]);
+    }
+    let reads = |n: NodeId| reads_score[n.index()];
+    let unscaled_error = |n: NodeId| strip_scaling(graph, n, |m| !reads(m));
+    // Walk down the loss's sums and free scalings to the terms that read the score.
+    let mut pending = vec![graph.loss];
+    while let Some(n) = pending.pop() {
+        if !reads(n) {
+            continue;
+        }
+        match graph.node(n).op {
+            Op::Binary(BinaryFn::Add | BinaryFn::Sub, a, b) => pending.extend([a, b]),
+            Op::Unary(UnaryFn::Neg, a) | Op::SumLanes(a) => pending.push(a),
+            Op::Binary(BinaryFn::Mul, a, b) if !(reads(a) && reads(b)) => pending.extend([a, b]),
+            Op::Binary(BinaryFn::Div, a, b) if !reads(b) => pending.push(a),
+            Op::Binary(BinaryFn::Mul, a, b) | Op::Dot(a, b)
+                if unscaled_error(a) == unscaled_error(b)
+                    && is_error(graph, &reads_score, unscaled_error(a)) => {}
+            _ => {
+                return LossShape::Other {
+                    node: n,
+                    span: graph.spans.get(n.index()).copied().flatten(),
+                }
+            }
+        }
+    }
+    LossShape::SquaredError
+}
+
+/// `score - target` or `target - score` (already stripped of scaling), where
+/// the target is anything that does not read the score: a real column, or a
+/// function of one (GloVe's `log(k)`).
+fn is_error(graph: &Graph, reads_score: &[bool], n: NodeId) -> bool {
+    let Op::Binary(BinaryFn::Sub, a, b) = graph.node(n).op else {
+        return false;
+    };
+    let is_score = |m: NodeId| graph.score == Some(m);
+    let is_target = |m: NodeId| !reads_score[m.index()];
+    (is_score(a) && is_target(b)) || (is_score(b) && is_target(a))
+}
+
+/// The error for a model a closed-form solver cannot fit, naming the term
+/// that breaks it; `None` when `solver` can run. `solver` is the name the
+/// user asked for (`als`, `gibbs`). `model_span` locates the error when the
+/// graph has no span of its own for the term (it always has for a checked
+/// model).
+pub fn solver_error(report: &AffineReport, solver: &str, model_span: Span) -> Option<Diagnostic> {
+    let at = |span: Option<Span>| span.unwrap_or(model_span);
+    if report.blocks().next().is_none() {
+        let broken: Vec<_> = report
+            .tables
+            .iter()
+            .filter_map(|t| match &t.verdict {
+                Verdict::NotAffine { reason, span, .. } => Some((t, *reason, *span)),
+                _ => None,
+            })
+            .collect();
+        let message = format!(
+            "`solver: {solver}` needs a table the loss is affine in, and this model has none"
+        );
+        let Some(((first, reason, span), rest)) = broken.split_first() else {
+            return Some(
+                Diagnostic::error("recc::no-affine-block", message, model_span)
+                    .label("the score reads no table with a row per member"),
+            );
+        };
+        let mut d = Diagnostic::error("recc::no-affine-block", message, at(*span))
+            .label(format!("{reason}: `{}` is not affine here", first.name));
+        for (t, reason, span) in rest {
+            d = d.with_secondary(at(*span), format!("`{}`: {reason}", t.name));
+        }
+        return Some(d.with_help(format!(
+            "`{solver}` updates a table's rows in closed form, which needs the loss to be a squared error of a prediction affine in each row; train this model with `sgd` or `adam`"
+        )));
+    }
+    if let LossShape::Other { span, .. } = report.loss {
+        return Some(
+            Diagnostic::error(
+                "recc::not-squared-error",
+                format!("`solver: {solver}` needs a squared-error loss on the score"),
+                at(span),
+            )
+            .label("this loss term reads the score another way")
+            .with_help(
+                "ALS and Gibbs assume a normal likelihood: `loss mse(R, r)` or `r ~ normal(R, s)`",
+            ),
+        );
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{compile, forward_graph};
+
+    const HEADER: &str = "\
+use stdlib.losses
+use stdlib.fm
+use stdlib.geometry
+input u: user
+input v: user
+input i: item
+input r: real
+input f: bag(feature)
+param b: real
+param m[item]: real
+param p[user]: vec(4)
+param q[item]: vec(4)
+param e[feature]: vec(4)
+";
+
+    /// The graph and report of a model made of the shared header and `body`.
+    fn analysed(body: &str) -> (crate::Compiled, Graph, AffineReport) {
+        let text = format!("{HEADER}{body}");
+        let compiled = compile("t.rec", &text);
+        let Some(model) = compiled.model.as_ref() else {
+            panic!("{body}\n{}", compiled.render_diagnostics())
+        };
+        let graph = match forward_graph(model) {
+            Ok(g) => g,
+            Err(e) => panic!("{body}: {e}"),
+        };
+        let report = analyse(&graph);
+        (compiled, graph, report)
+    }
+
+    fn verdict<'r>(report: &'r AffineReport, name: &str) -> &'r Verdict {
+        match report.tables.iter().find(|t| t.name == name) {
+            Some(t) => &t.verdict,
+            None => panic!("no table {name} in {report:?}"),
+        }
+    }
+
+    /// The reason a table is not a block, and the source text of the term blamed.
+    fn breaker(compiled: &crate::Compiled, report: &AffineReport, name: &str) -> (Breaker, String) {
+        match verdict(report, name) {
+            Verdict::NotAffine {
+                reason,
+                span: Some(span),
+                ..
+            } => (*reason, compiled.sources.snippet(*span).to_string()),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn matrix_factorization_is_a_block_in_each_table() {
+        let (_, _, report) = analysed(
+            "let R(u, i) = b + m[i] + dot(p[u], q[i])\n\
+             loss mse(R(u, i), r)\n\
+             penalty 0.1 * (sq(p[u]) + sq(q[i]))\n",
+        );
+        for name in ["m", "p", "q"] {
+            assert_eq!(verdict(&report, name), &Verdict::Block, "{name}");
+        }
+        assert_eq!(verdict(&report, "e"), &Verdict::NotInScore);
+        assert_eq!(report.loss, LossShape::SquaredError);
+    }
+
+    #[test]
+    fn a_normal_likelihood_and_a_random_walk_prior_are_squares() {
+        let (_, _, report) = analysed(
+            "use stdlib.likelihoods\n\
+             input t: week\n\
+             param n[week]: vec(4)\n\
+             let R(u, i) = dot(p[u], q[i]) + dot(p[u], n[t])\n\
+             r ~ normal(R(u, i), 0.5)\n\
+             prior n[t] ~ normal(n[t - 1], 0.1)\n",
+        );
+        for name in ["p", "q", "n"] {
+            assert_eq!(verdict(&report, name), &Verdict::Block, "{name}");
+        }
+        assert_eq!(report.loss, LossShape::SquaredError);
+    }
+
+    #[test]
+    fn the_factorization_machine_pairwise_term_is_affine_in_each_row() {
+        let (_, _, report) = analysed(
+            "let R = b + fm2(e[f])\n\
+             loss mse(R, r)\n\
+             penalty 0.1 * sum(sq(e[f]))\n",
+        );
+        assert_eq!(verdict(&report, "e"), &Verdict::Block);
+    }
+
+    #[test]
+    fn a_sigmoid_of_the_row_breaks_it() {
+        let (compiled, _, report) = analysed(
+            "let R(u, i) = sigmoid(dot(p[u], q[i]))\n\
+             loss mse(R(u, i), r)\n",
+        );
+        let (reason, text) = breaker(&compiled, &report, "p");
+        assert_eq!(reason, Breaker::Function(UnaryFn::Sigmoid));
+        // A `let` is expanded at its use, so its terms are located at the call.
+        assert_eq!(text, "R(u, i)");
+    }
+
+    #[test]
+    fn a_row_times_itself_in_the_score_breaks_it() {
+        let (compiled, _, report) = analysed(
+            "let R(u, i) = dot(p[u], p[u]) + dot(p[u], q[i])\n\
+             loss mse(R(u, i), r)\n",
+        );
+        let (reason, text) = breaker(&compiled, &report, "p");
+        assert_eq!(reason, Breaker::SquareInside);
+        assert_eq!(text, "dot(p[u], p[u])");
+        assert_eq!(verdict(&report, "q"), &Verdict::Block);
+    }
+
+    #[test]
+    fn one_table_indexed_twice_in_a_product_breaks_it() {
+        let (compiled, _, report) = analysed(
+            "let R(u, v) = dot(p[u], p[v])\n\
+             loss mse(R(u, v), r)\n",
+        );
+        let (reason, text) = breaker(&compiled, &report, "p");
+        assert_eq!(reason, Breaker::Product);
+        assert_eq!(text, "R(u, v)");
+    }
+
+    #[test]
+    fn a_hinge_breaks_it() {
+        let (compiled, _, report) = analysed(
+            "let R(u, i) = dot(p[u], q[i])\n\
+             loss max(0, 1 - r * R(u, i))\n",
+        );
+        let (reason, text) = breaker(&compiled, &report, "q");
+        assert_eq!(reason, Breaker::Hinge);
+        assert_eq!(text, "max(0, 1 - r * R(u, i))");
+        assert!(matches!(report.loss, LossShape::Other { .. }));
+    }
+
+    #[test]
+    fn a_distance_breaks_it() {
+        let (_, _, report) = analysed(
+            "let R(u, i) = m[i] - poincare_distance(p[u], q[i])\n\
+             loss mse(R(u, i), r)\n",
+        );
+        assert!(matches!(verdict(&report, "p"), Verdict::NotAffine { .. }));
+        assert_eq!(verdict(&report, "m"), &Verdict::Block);
+    }
+
+    #[test]
+    fn a_division_by_the_row_breaks_it() {
+        let (compiled, _, report) = analysed(
+            "let R(u, i) = m[i] / (1 + dot(p[u], q[i]))\n\
+             loss mse(R(u, i), r)\n",
+        );
+        let (reason, _) = breaker(&compiled, &report, "p");
+        assert_eq!(reason, Breaker::Divisor);
+        assert_eq!(verdict(&report, "m"), &Verdict::Block);
+    }
+
+    #[test]
+    fn a_loss_linear_in_the_row_is_not_a_block() {
+        let (compiled, _, report) = analysed(
+            "let R(u, i) = dot(p[u], q[i])\n\
+             loss r - R(u, i)\n",
+        );
+        let (reason, _) = breaker(&compiled, &report, "p");
+        assert_eq!(reason, Breaker::LinearLoss);
+    }
+
+    #[test]
+    fn a_sigmoid_of_a_difference_of_scores_leaves_no_block_and_says_where() {
+        let (compiled, _, report) = analysed(
+            "let R(u, i) = m[i] + dot(p[u], q[i])\n\
+             loss bpr(R(u, i), R(u, j)) where j ~ negative(item)\n",
+        );
+        assert_eq!(report.blocks().count(), 0);
+        let (reason, text) = breaker(&compiled, &report, "p");
+        assert_eq!(reason, Breaker::Function(UnaryFn::Softplus));
+        assert_eq!(text, "bpr(R(u, i), R(u, j))");
+        let whole = Span::new(compiled.root, 0, 1);
+        let Some(error) = solver_error(&report, "als", whole) else {
+            panic!("no error for {report:?}")
+        };
+        assert_eq!(error.code, "recc::no-affine-block");
+        let rendered = crate::diagnostic::render(&compiled.sources, &[error]);
+        assert!(
+            rendered.contains("softplus of a term that reads the table"),
+            "{rendered}"
+        );
+    }
+
+    #[test]
+    fn a_model_with_blocks_and_squared_error_can_use_the_solvers() {
+        let (compiled, _, report) = analysed(
+            "let R(u, i) = dot(p[u], q[i])\n\
+             loss mse(R(u, i), r)\n",
+        );
+        let whole = Span::new(compiled.root, 0, 1);
+        assert_eq!(solver_error(&report, "gibbs", whole), None);
+    }
+
+    #[test]
+    fn an_absolute_error_loss_is_not_squared_error() {
+        let (compiled, _, report) = analysed(
+            "let R(u, i) = m[i] + dot(p[u], q[i])\n\
+             loss mse(R(u, i), r) + 0.1 * mae(R(u, i), r)\n",
+        );
+        let LossShape::Other {
+            span: Some(span), ..
+        } = report.loss
+        else {
+            panic!("{:?}", report.loss)
+        };
+        assert_eq!(compiled.sources.snippet(span), "mae(R(u, i), r)");
+    }
+}
