@@ -22,7 +22,7 @@
 
 use crate::diagnostic::Diagnostic;
 use crate::ir::{Graph, NodeId, Op, TableId};
-use crate::source::Span;
+use crate::source::{FileId, Span};
 use crate::types::{BinaryFn, UnaryFn};
 use std::fmt;
 
@@ -367,53 +367,107 @@ fn is_error(graph: &Graph, reads_score: &[bool], n: NodeId) -> bool {
 }
 
 /// The error for a model a closed-form solver cannot fit, naming the term
-/// that breaks it; `None` when `solver` can run. `solver` is the name the
-/// user asked for (`als`, `gibbs`). `model_span` locates the error when the
-/// graph has no span of its own for the term (it always has for a checked
-/// model).
-pub fn solver_error(report: &AffineReport, solver: &str, model_span: Span) -> Option<Diagnostic> {
-    let at = |span: Option<Span>| span.unwrap_or(model_span);
+/// that breaks each table; `None` when `solver` (the name the user asked
+/// for: `als`, `gibbs`) can run. Terms inside a stdlib function are shown at
+/// the user's expression that reads them, in `root`, the model's file, with
+/// the function's own text in a note, as every other error is.
+pub fn solver_error(
+    graph: &Graph,
+    report: &AffineReport,
+    solver: &str,
+    root: FileId,
+) -> Option<Diagnostic> {
+    let start_of_file = Span::new(root, 0, 0);
     if report.blocks().next().is_none() {
-        let broken: Vec<_> = report
-            .tables
-            .iter()
-            .filter_map(|t| match &t.verdict {
-                Verdict::NotAffine { reason, span, .. } => Some((t, *reason, *span)),
-                _ => None,
-            })
-            .collect();
         let message = format!(
             "`solver: {solver}` needs a table the loss is affine in, and this model has none"
         );
-        let Some(((first, reason, span), rest)) = broken.split_first() else {
+        // Tables broken by the same term share one label.
+        let mut groups: Vec<(Breaker, NodeId, Vec<&str>)> = Vec::new();
+        for t in &report.tables {
+            if let Verdict::NotAffine { reason, node, .. } = t.verdict {
+                match groups.iter_mut().find(|g| g.0 == reason && g.1 == node) {
+                    Some(group) => group.2.push(&t.name),
+                    None => groups.push((reason, node, vec![&t.name])),
+                }
+            }
+        }
+        let Some(((reason, node, names), rest)) = groups.split_first() else {
             return Some(
-                Diagnostic::error("recc::no-affine-block", message, model_span)
+                Diagnostic::error("recc::no-affine-block", message, start_of_file)
                     .label("the score reads no table with a row per member"),
             );
         };
-        let mut d = Diagnostic::error("recc::no-affine-block", message, at(*span))
-            .label(format!("{reason}: `{}` is not affine here", first.name));
-        for (t, reason, span) in rest {
-            d = d.with_secondary(at(*span), format!("`{}`: {reason}", t.name));
+        let (span, inner) = in_user_file(graph, *node, root);
+        let mut d = Diagnostic::error(
+            "recc::no-affine-block",
+            message,
+            span.unwrap_or(start_of_file),
+        )
+        .label(format!("{reason}: {} not affine", quoted(names)));
+        d = with_inner(d, inner, *reason);
+        for (reason, node, names) in rest {
+            let (span, inner) = in_user_file(graph, *node, root);
+            d = d.with_secondary(
+                span.unwrap_or(start_of_file),
+                format!("{}: {reason}", quoted(names)),
+            );
+            d = with_inner(d, inner, *reason);
         }
         return Some(d.with_help(format!(
             "`{solver}` updates a table's rows in closed form, which needs the loss to be a squared error of a prediction affine in each row; train this model with `sgd` or `adam`"
         )));
     }
-    if let LossShape::Other { span, .. } = report.loss {
-        return Some(
-            Diagnostic::error(
-                "recc::not-squared-error",
-                format!("`solver: {solver}` needs a squared-error loss on the score"),
-                at(span),
-            )
-            .label("this loss term reads the score another way")
-            .with_help(
-                "ALS and Gibbs assume a normal likelihood: `loss mse(R, r)` or `r ~ normal(R, s)`",
-            ),
+    if let LossShape::Other { node, .. } = report.loss {
+        let (span, inner) = in_user_file(graph, node, root);
+        let d = Diagnostic::error(
+            "recc::not-squared-error",
+            format!("`solver: {solver}` needs a squared-error loss on the score"),
+            span.unwrap_or(start_of_file),
+        )
+        .label("this loss term reads the score another way")
+        .with_help(
+            "ALS and Gibbs assume a normal likelihood: `loss mse(R, r)` or `r ~ normal(R, s)`",
         );
+        return Some(match inner {
+            Some(inner) => d.with_secondary(inner, "the term, inside a stdlib function"),
+            None => d,
+        });
     }
     None
+}
+
+/// `` `m`, `p` `` for a list of table names.
+fn quoted(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    quoted.join(", ")
+}
+
+/// Where to show `node` in the model's file: its own span there, or else
+/// the span of the first node in `root` that reads it (the user's call of the
+/// stdlib function it sits in), with the node's own span as the second value.
+fn in_user_file(graph: &Graph, node: NodeId, root: FileId) -> (Option<Span>, Option<Span>) {
+    let span_of = |n: NodeId| graph.spans.get(n.index()).copied().flatten();
+    let own = span_of(node);
+    if own.is_none_or(|s| s.file == root) {
+        return (own, None);
+    }
+    let mut reads = vec![false; graph.nodes.len()];
+    for (i, n) in graph.nodes.iter().enumerate().skip(node.index()) {
+        reads[i] = i == node.index() || n.op.operands().iter().any(|o| reads[o.index()]);
+        if let Some(span) = span_of(NodeId(i as u32)).filter(|s| reads[i] && s.file == root) {
+            return (Some(span), own);
+        }
+    }
+    (own, None)
+}
+
+/// The term's own place, when it is inside a stdlib function.
+fn with_inner(d: Diagnostic, inner: Option<Span>, reason: Breaker) -> Diagnostic {
+    match inner {
+        Some(span) => d.with_secondary(span, format!("{reason}, inside a stdlib function")),
+        None => d,
+    }
 }
 
 #[cfg(test)]
@@ -591,7 +645,7 @@ param e[feature]: vec(4)
 
     #[test]
     fn a_sigmoid_of_a_difference_of_scores_leaves_no_block_and_says_where() {
-        let (compiled, _, report) = analysed(
+        let (compiled, graph, report) = analysed(
             "let R(u, i) = m[i] + dot(p[u], q[i])\n\
              loss bpr(R(u, i), R(u, j)) where j ~ negative(item)\n",
         );
@@ -599,8 +653,7 @@ param e[feature]: vec(4)
         let (reason, text) = breaker(&compiled, &report, "p");
         assert_eq!(reason, Breaker::Function(UnaryFn::Softplus));
         assert_eq!(text, "bpr(R(u, i), R(u, j))");
-        let whole = Span::new(compiled.root, 0, 1);
-        let Some(error) = solver_error(&report, "als", whole) else {
+        let Some(error) = solver_error(&graph, &report, "als", compiled.root) else {
             panic!("no error for {report:?}")
         };
         assert_eq!(error.code, "recc::no-affine-block");
@@ -613,12 +666,11 @@ param e[feature]: vec(4)
 
     #[test]
     fn a_model_with_blocks_and_squared_error_can_use_the_solvers() {
-        let (compiled, _, report) = analysed(
+        let (compiled, graph, report) = analysed(
             "let R(u, i) = dot(p[u], q[i])\n\
              loss mse(R(u, i), r)\n",
         );
-        let whole = Span::new(compiled.root, 0, 1);
-        assert_eq!(solver_error(&report, "gibbs", whole), None);
+        assert_eq!(solver_error(&graph, &report, "gibbs", compiled.root), None);
     }
 
     #[test]

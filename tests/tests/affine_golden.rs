@@ -3,9 +3,9 @@
 //! loss is squared error on the score. One snapshot lists them all, so a
 //! change of verdict reads as one diff; review with `cargo insta review`.
 
-use recc_compiler::affine::{analyse, AffineReport, LossShape, Verdict};
+use recc_compiler::affine::{analyse, solver_error, AffineReport, LossShape, Verdict};
 use recc_compiler::source::{SourceMap, Span};
-use recc_compiler::{compile, forward_graph};
+use recc_compiler::{compile, diagnostic, forward_graph};
 use recc_tests::{display_name, rec_files};
 use std::fmt::Write as _;
 
@@ -50,6 +50,7 @@ fn every_model_has_a_golden_affine_analysis() {
         models.len()
     );
     let mut out = String::new();
+    let mut refusals = String::new();
     for path in models {
         let name = display_name(&path);
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -59,8 +60,15 @@ fn every_model_has_a_golden_affine_analysis() {
             .as_ref()
             .unwrap_or_else(|| panic!("{name} does not check:\n{}", compiled.render_diagnostics()));
         let forward = forward_graph(model).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let report = analyse(&forward);
         let _ = writeln!(out, "{name}");
-        describe(&mut out, &compiled.sources, &analyse(&forward));
+        describe(&mut out, &compiled.sources, &report);
+        if let Some(error) = solver_error(&forward, &report, "als", compiled.root) {
+            let _ = writeln!(refusals, "----- {name}");
+            refusals.push_str(&diagnostic::render(&compiled.sources, &[error]));
+        }
     }
     insta::assert_snapshot!("affine_blocks", out);
+    // What `solver: als` will say on each model it cannot fit.
+    insta::assert_snapshot!("als_refusals", refusals);
 }
