@@ -126,7 +126,9 @@ enum Degree {
     Broken(Breaker, NodeId),
 }
 
-/// The verdict on every per-domain table of a forward graph, and the loss's shape.
+/// The verdict on every per-domain table of a forward graph, and the loss's
+/// shape. The graph is one [`Graph::verify`] accepts (as every pass's output
+/// is): operands come before their users.
 pub fn analyse(graph: &Graph) -> AffineReport {
     let tables = graph
         .tables
@@ -563,6 +565,24 @@ param e[feature]: vec(4)
              penalty 0.1 * sum(sq(e[f]))\n",
         );
         assert_eq!(verdict(&report, "e"), &Verdict::Block);
+    }
+
+    #[test]
+    fn a_bag_sum_squared_without_its_diagonal_removed_is_not_affine() {
+        let (_, _, report) = analysed(
+            "let R = b + 0.5 * sq(sum(e[f]))\n\
+             loss mse(R, r)\n",
+        );
+        assert!(
+            matches!(
+                verdict(&report, "e"),
+                Verdict::NotAffine {
+                    reason: Breaker::SquareInside,
+                    ..
+                }
+            ),
+            "{report:?}"
+        );
     }
 
     #[test]
