@@ -295,6 +295,9 @@ pub struct FitConfig {
     pub seed: u64,
     /// Stop after this many epochs without improvement; 0 turns it off.
     pub early_stopping: usize,
+    /// How the parameters are fitted: gradient steps, or a closed-form
+    /// solver over the tables the loss is affine in.
+    pub solver: Solver,
 }
 
 impl Default for FitConfig {
@@ -307,6 +310,44 @@ impl Default for FitConfig {
             threads: 1,
             seed: 42,
             early_stopping: 0,
+            solver: Solver::Sgd,
+        }
+    }
+}
+
+/// How a model is fitted. The solvers other than `Sgd` need every table the
+/// score reads to be an affine block (see `affine::analyse`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Solver {
+    /// Stochastic gradient steps with the `optimizer`, for `epochs`.
+    Sgd,
+    /// Alternating least squares: each table's rows solved in closed form
+    /// given the others, `sweeps` times over every table.
+    Als { sweeps: usize },
+    /// Gibbs sampling with hierarchical normal priors: `burn_in` sweeps
+    /// thrown away, then `samples` sweeps whose predictions are averaged.
+    Gibbs { samples: usize, burn_in: usize },
+}
+
+impl Solver {
+    /// The name written in `fit { solver: ... }`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Solver::Sgd => "sgd",
+            Solver::Als { .. } => "als",
+            Solver::Gibbs { .. } => "gibbs",
+        }
+    }
+}
+
+impl fmt::Display for Solver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Solver::Sgd => write!(f, "sgd"),
+            Solver::Als { sweeps } => write!(f, "als(sweeps: {sweeps})"),
+            Solver::Gibbs { samples, burn_in } => {
+                write!(f, "gibbs(samples: {samples}, burn_in: {burn_in})")
+            }
         }
     }
 }
