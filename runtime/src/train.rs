@@ -23,7 +23,7 @@ use rand::Rng;
 use rand::SeedableRng;
 use recc_compiler::interp::{evaluate, EvalError, Example, Params};
 use recc_compiler::ir::{Graph, TableId};
-use recc_compiler::model::{FitConfig, Optimizer};
+use recc_compiler::model::{FitConfig, Optimizer, Solver};
 use recc_jit::{Kernel, KernelKind, StepOptions, DEFAULT_PREFETCH};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -123,6 +123,8 @@ pub struct TrainConfig {
     pub prefetch: usize,
     /// Which parameters an interrupted run returns.
     pub on_interrupt: OnInterrupt,
+    /// Gradient steps, or a closed-form solver (`crate::solve`).
+    pub solver: Solver,
 }
 
 /// Which parameters a run stopped by its observer returns (early
@@ -153,6 +155,7 @@ impl TrainConfig {
             threads: 1,
             prefetch: DEFAULT_PREFETCH,
             on_interrupt: OnInterrupt::default(),
+            solver: fit.solver,
         }
     }
 
@@ -178,6 +181,10 @@ impl TrainConfig {
         m.insert("schedule".into(), self.schedule.to_string());
         m.insert("backend".into(), self.effective_backend().to_string());
         m.insert("threads".into(), self.threads.to_string());
+        // Said only when it is not the default, so SGD runs read as before.
+        if self.solver != Solver::Sgd {
+            m.insert("solver".into(), self.solver.to_string());
+        }
         m
     }
 }
