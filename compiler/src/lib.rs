@@ -49,6 +49,7 @@ pub mod model;
 pub mod parse;
 pub mod probe;
 pub mod simplify;
+pub mod solve;
 pub mod source;
 pub mod stdlib;
 pub mod types;

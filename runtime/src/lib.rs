@@ -21,6 +21,7 @@ pub mod predict;
 pub mod probe;
 pub mod progress;
 pub mod session;
+pub mod solve;
 pub mod split;
 pub mod synth;
 pub mod train;

@@ -333,16 +333,8 @@ impl<'a> Predictor<'a> {
         self.score(&ex)
     }
 
-    /// RMSE and MAE of the score against the target on `rows`.
-    pub fn rating(&self, data: &Dataset, rows: &[usize]) -> Result<RatingMetrics, PredictError> {
-        let target = match self.session.binding.target_values(data) {
-            Some(t) => t,
-            None => {
-                return Err(PredictError::Config(
-                    "rating metrics need the model's real input bound to the data's target".into(),
-                ))
-            }
-        };
+    /// The model's score for each of `rows`.
+    pub fn scores(&self, data: &Dataset, rows: &[usize]) -> Result<Vec<f64>, PredictError> {
         let predicted: Vec<f64> = match &self.native {
             Some(native) => {
                 let b = &self.session.binding;
@@ -355,6 +347,36 @@ impl<'a> Predictor<'a> {
                 .map(|&r| self.score_row(data, r))
                 .collect::<Result<_, _>>()?,
         };
+        Ok(predicted)
+    }
+
+    /// The RMSE of `predicted` against the target of `rows`.
+    pub fn rmse_of(
+        &self,
+        data: &Dataset,
+        rows: &[usize],
+        predicted: &[f64],
+    ) -> Result<f64, PredictError> {
+        let target = self.session.binding.target_values(data).ok_or_else(|| {
+            PredictError::Config(
+                "rating metrics need the model's real input bound to the data's target".into(),
+            )
+        })?;
+        let actual: Vec<f64> = rows.iter().map(|&r| target[r]).collect();
+        Ok(metrics::rmse(predicted, &actual))
+    }
+
+    /// RMSE and MAE of the score against the target on `rows`.
+    pub fn rating(&self, data: &Dataset, rows: &[usize]) -> Result<RatingMetrics, PredictError> {
+        let target = match self.session.binding.target_values(data) {
+            Some(t) => t,
+            None => {
+                return Err(PredictError::Config(
+                    "rating metrics need the model's real input bound to the data's target".into(),
+                ))
+            }
+        };
+        let predicted = self.scores(data, rows)?;
         let actual: Vec<f64> = rows.iter().map(|&r| target[r]).collect();
         Ok(RatingMetrics {
             rmse: metrics::rmse(&predicted, &actual),

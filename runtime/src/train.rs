@@ -276,6 +276,9 @@ pub fn train(
             config.lr
         )));
     }
+    if config.solver != Solver::Sgd {
+        return crate::solve::solve(session, data, rows, validation, config, observer);
+    }
     if config.effective_backend() == Backend::Jit {
         return train_native(session, data, rows, validation, config, observer);
     }
@@ -713,7 +716,7 @@ impl NativeJob<'_> {
 
 /// The end of every epoch, whichever backend trained it: validation, the
 /// record, early stopping and the parameters to keep.
-struct EpochTracker<'a> {
+pub(crate) struct EpochTracker<'a> {
     session: &'a Session,
     data: &'a Dataset,
     validation: &'a [usize],
@@ -726,7 +729,7 @@ struct EpochTracker<'a> {
 }
 
 impl<'a> EpochTracker<'a> {
-    fn new(
+    pub(crate) fn new(
         session: &'a Session,
         data: &'a Dataset,
         validation: &'a [usize],
@@ -749,7 +752,7 @@ impl<'a> EpochTracker<'a> {
 
     /// Before the first epoch: the initial parameters are the last
     /// finished epoch's until one ends.
-    fn start(&mut self, snapshot: &dyn Fn() -> (Params, Vec<Vec<bool>>)) {
+    pub(crate) fn start(&mut self, snapshot: &dyn Fn() -> (Params, Vec<Vec<bool>>)) {
         if self.keeps_epochs() {
             let (params, touched) = snapshot();
             self.last_epoch = Some((0, params, touched));
@@ -757,7 +760,7 @@ impl<'a> EpochTracker<'a> {
     }
 
     /// Record epoch `epoch` (0-based); true when early stopping says stop.
-    fn end_epoch(
+    pub(crate) fn end_epoch(
         &mut self,
         epoch: usize,
         mean_loss: f64,
@@ -821,7 +824,7 @@ impl<'a> EpochTracker<'a> {
         Ok(false)
     }
 
-    fn finish(
+    pub(crate) fn finish(
         self,
         params: Params,
         touched: &[Vec<bool>],

@@ -1,0 +1,423 @@
+//! The statistics a closed-form solver needs, derived from the forward graph.
+//!
+//! `plan(&Graph) -> Result<SolvePlan, SolveError>`.
+//!
+//! The loss of a model ALS or Gibbs can fit is a sum of scaled squares,
+//! `Σ_j c_j ‖d_j‖²`, each `d_j` affine in every row of a block table given
+//! the rest (see [`crate::affine`]). For one row `x` of table `T` that makes
+//! the objective a quadratic whose normal equations are sums over the row's
+//! examples of two kinds of term:
+//!
+//! - a scalar `d` (the error `score - target`, or any other affine scalar):
+//!   `c (bᵀx - t)²` with `b = ∂d/∂x` and `t = bᵀx - d` at the current values;
+//! - a vector `d` that is the table's row itself, scaled (an L2 penalty or a
+//!   zero-mean normal prior): `c ‖g ∘ x‖²`, with `g = ∂(Σ d)/∂x` per lane.
+//!
+//! Each term becomes a small graph whose loss is `d` summed to a scalar, whose
+//! score is `c`, and whose only gradients are `T`'s: evaluating it on an
+//! example gives `b` (or `g`), `d`'s sum and `c`, which is all a row's system
+//! needs. So the solvers reuse the reference evaluator, and any backend
+//! that runs gradient graphs can run them.
+
+use crate::affine::{self, AffineReport, LossShape, Verdict};
+use crate::ir::{Builder, GradTarget, Graph, IrError, NodeId, Op, TableId, Ty};
+use crate::source::Span;
+use crate::types::{BinaryFn, Shape, UnaryFn};
+use std::fmt;
+
+/// How to accumulate every block table's rows.
+#[derive(Clone, Debug)]
+pub struct SolvePlan {
+    /// In declaration order; globals are one-row blocks.
+    pub blocks: Vec<BlockPlan>,
+    /// The likelihood alone: loss is `Σ c_j d_j²` over the terms that read
+    /// the score, score is `Σ c_j` (their weight). Gibbs samples the noise
+    /// precision from its residuals.
+    pub likelihood: Graph,
+}
+
+#[derive(Clone, Debug)]
+pub struct BlockPlan {
+    pub table: TableId,
+    pub name: String,
+    /// Numbers per row.
+    pub width: usize,
+    /// A global: one row, no domain.
+    pub global: bool,
+    /// The loss terms that read the table.
+    pub terms: Vec<TermPlan>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TermPlan {
+    pub kind: TermKind,
+    /// Whether the term reads the score (part of the likelihood), rather
+    /// than being a penalty or prior.
+    pub likelihood: bool,
+    /// loss = `d` summed to a scalar, score = `c`, gradients: the table's.
+    pub graph: Graph,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TermKind {
+    /// `c (bᵀx - t)²`: one rank-one update of the row's system.
+    Scalar,
+    /// `c ‖g ∘ x‖²`: a diagonal update, no pull away from zero.
+    Ridge,
+}
+
+/// Why a model's loss cannot be split into the solvers' terms.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SolveError {
+    pub message: String,
+    pub span: Option<Span>,
+}
+
+impl fmt::Display for SolveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SolveError {}
+
+impl From<IrError> for SolveError {
+    fn from(e: IrError) -> SolveError {
+        SolveError {
+            message: e.to_string(),
+            span: None,
+        }
+    }
+}
+
+/// One squared term of the loss: `scale · ‖inner‖²`, the scale a product of
+/// factors that read no parameter.
+#[derive(Clone, Debug)]
+struct Square {
+    inner: NodeId,
+    /// (factor, divides) pairs; `negated` flips the sign.
+    factors: Vec<(NodeId, bool)>,
+    negated: bool,
+}
+
+/// The plan for `forward`, a simplified forward graph whose report says
+/// every table the score reads is a block (as `affine::solver_error`
+/// requires before a solver runs).
+pub fn plan(forward: &Graph) -> Result<SolvePlan, SolveError> {
+    let report = affine::analyse(forward);
+    plan_with(forward, &report)
+}
+
+pub fn plan_with(forward: &Graph, report: &AffineReport) -> Result<SolvePlan, SolveError> {
+    let reads_param = reads(forward, |op| {
+        matches!(op, Op::Global(_) | Op::Gather(..) | Op::GatherBag(..))
+    });
+    let span_of = |n: NodeId| forward.spans.get(n.index()).copied().flatten();
+    if let LossShape::Other { node, .. } = report.loss {
+        return Err(SolveError {
+            message: "the loss reads the score other than by a squared error".into(),
+            span: span_of(node),
+        });
+    }
+    let mut squares = Vec::new();
+    collect_squares(
+        forward,
+        &reads_param,
+        forward.loss,
+        Vec::new(),
+        false,
+        &mut squares,
+    )?;
+    let reads_score = reads_node(forward, forward.score);
+    if squares
+        .iter()
+        .any(|s| s.negated && reads_param[s.inner.index()])
+    {
+        return Err(SolveError {
+            message: "the loss subtracts a square of a parameter: it has no minimum".into(),
+            span: None,
+        });
+    }
+
+    let mut blocks = Vec::new();
+    for (i, t) in forward.tables.iter().enumerate() {
+        let table = TableId(i as u32);
+        let verdict = report.tables.iter().find(|v| v.table == table);
+        let is_block = match verdict {
+            Some(v) => v.verdict == Verdict::Block,
+            // Globals the report leaves out are blocks when a term reads them.
+            None => t.domain.is_none(),
+        };
+        let reading: Vec<&Square> = squares
+            .iter()
+            .filter(|s| reads_table(forward, s.inner, table))
+            .collect();
+        if reading.is_empty() {
+            continue;
+        }
+        if !is_block {
+            return Err(SolveError {
+                message: format!("table `{}` is not an affine block", t.name),
+                span: None,
+            });
+        }
+        let mut terms = Vec::new();
+        for sq in reading {
+            let inner_ty = forward.ty(sq.inner);
+            let scalar = inner_ty.shape() == Some(Shape::Scalar) && inner_ty.bag().is_none();
+            let kind = if scalar {
+                TermKind::Scalar
+            } else if is_scaled_row(forward, sq.inner, table) {
+                TermKind::Ridge
+            } else {
+                return Err(SolveError {
+                    message: format!(
+                        "a penalty on `{}` squares more than the table's own row; \
+                         the solvers take L2 penalties and zero-mean normal priors",
+                        t.name
+                    ),
+                    span: span_of(sq.inner),
+                });
+            };
+            terms.push(TermPlan {
+                kind,
+                likelihood: reads_score[sq.inner.index()],
+                graph: term_graph(forward, sq, Some(table))?,
+            });
+        }
+        blocks.push(BlockPlan {
+            table,
+            name: t.name.clone(),
+            width: t.shape.len(),
+            global: t.domain.is_none(),
+            terms,
+        });
+    }
+    let likelihood_squares: Vec<&Square> = squares
+        .iter()
+        .filter(|s| reads_score[s.inner.index()])
+        .collect();
+    Ok(SolvePlan {
+        blocks,
+        likelihood: likelihood_graph(forward, &likelihood_squares)?,
+    })
+}
+
+/// Which nodes depend on a node whose op `pred` accepts.
+fn reads(g: &Graph, pred: impl Fn(&Op) -> bool) -> Vec<bool> {
+    let mut out = vec![false; g.nodes.len()];
+    for (i, n) in g.nodes.iter().enumerate() {
+        out[i] = pred(&n.op) || n.op.operands().iter().any(|o| out[o.index()]);
+    }
+    out
+}
+
+/// Which nodes depend on `node` (none when it is `None`).
+fn reads_node(g: &Graph, node: Option<NodeId>) -> Vec<bool> {
+    let mut out = vec![false; g.nodes.len()];
+    let Some(node) = node else { return out };
+    for (i, n) in g.nodes.iter().enumerate() {
+        out[i] = i == node.index() || n.op.operands().iter().any(|o| out[o.index()]);
+    }
+    out
+}
+
+fn reads_table(g: &Graph, node: NodeId, table: TableId) -> bool {
+    let r = reads(g, |op| match *op {
+        Op::Global(t) | Op::Gather(t, _) | Op::GatherBag(t, _) => t == table,
+        _ => false,
+    });
+    r[node.index()]
+}
+
+/// The loss's squares, down its sums and free scalings.
+fn collect_squares(
+    g: &Graph,
+    reads_param: &[bool],
+    n: NodeId,
+    factors: Vec<(NodeId, bool)>,
+    negated: bool,
+    out: &mut Vec<Square>,
+) -> Result<(), SolveError> {
+    if !reads_param[n.index()] {
+        return Ok(());
+    }
+    let free = |m: NodeId| !reads_param[m.index()];
+    let scalar = |m: NodeId| g.ty(m) == Ty::SCALAR;
+    let with = |f: (NodeId, bool)| {
+        let mut v = factors.clone();
+        v.push(f);
+        v
+    };
+    match g.node(n).op {
+        Op::Binary(BinaryFn::Add, a, b) => {
+            collect_squares(g, reads_param, a, factors.clone(), negated, out)?;
+            collect_squares(g, reads_param, b, factors, negated, out)
+        }
+        Op::Binary(BinaryFn::Sub, a, b) => {
+            collect_squares(g, reads_param, a, factors.clone(), negated, out)?;
+            collect_squares(g, reads_param, b, factors, !negated, out)
+        }
+        Op::Unary(UnaryFn::Neg, a) => collect_squares(g, reads_param, a, factors, !negated, out),
+        // A sum over a bag of per-member squares: each member is a square.
+        Op::SumBag(a) => collect_squares(g, reads_param, a, factors, negated, out),
+        Op::Binary(BinaryFn::Mul, a, b) if free(a) && scalar(a) => {
+            collect_squares(g, reads_param, b, with((a, false)), negated, out)
+        }
+        Op::Binary(BinaryFn::Mul, a, b) if free(b) && scalar(b) => {
+            collect_squares(g, reads_param, a, with((b, false)), negated, out)
+        }
+        Op::Binary(BinaryFn::Div, a, b) if free(b) && scalar(b) => {
+            collect_squares(g, reads_param, a, with((b, true)), negated, out)
+        }
+        Op::SumLanes(a) => match g.node(a).op {
+            Op::Binary(BinaryFn::Mul, x, y) => {
+                square(g, reads_param, n, x, y, factors, negated, out)
+            }
+            _ => Err(unsupported(g, n)),
+        },
+        Op::Binary(BinaryFn::Mul, x, y) | Op::Dot(x, y) => {
+            square(g, reads_param, n, x, y, factors, negated, out)
+        }
+        _ => Err(unsupported(g, n)),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn square(
+    g: &Graph,
+    reads_param: &[bool],
+    at: NodeId,
+    x: NodeId,
+    y: NodeId,
+    mut factors: Vec<(NodeId, bool)>,
+    negated: bool,
+    out: &mut Vec<Square>,
+) -> Result<(), SolveError> {
+    let (cx, fx) = strip(g, reads_param, x);
+    let (cy, fy) = strip(g, reads_param, y);
+    if cx != cy {
+        return Err(unsupported(g, at));
+    }
+    factors.extend(fx);
+    factors.extend(fy);
+    out.push(Square {
+        inner: cx,
+        factors,
+        negated,
+    });
+    Ok(())
+}
+
+/// `n` without its free scalar factors, and those factors.
+fn strip(g: &Graph, reads_param: &[bool], mut n: NodeId) -> (NodeId, Vec<(NodeId, bool)>) {
+    let free = |m: NodeId| !reads_param[m.index()] && g.ty(m) == Ty::SCALAR;
+    let mut factors = Vec::new();
+    loop {
+        match g.node(n).op {
+            Op::Binary(BinaryFn::Mul, a, b) if free(a) && !free(b) => {
+                factors.push((a, false));
+                n = b;
+            }
+            Op::Binary(BinaryFn::Mul, a, b) if free(b) && !free(a) => {
+                factors.push((b, false));
+                n = a;
+            }
+            Op::Binary(BinaryFn::Div, a, b) if free(b) => {
+                factors.push((b, true));
+                n = a;
+            }
+            _ => return (n, factors),
+        }
+    }
+}
+
+fn unsupported(g: &Graph, n: NodeId) -> SolveError {
+    SolveError {
+        message: "this loss term is not a sum of scaled squares".into(),
+        span: g.spans.get(n.index()).copied().flatten(),
+    }
+}
+
+/// Whether `n` is `table`'s row (one gathered row, a bag's rows, or the
+/// global) and nothing else.
+fn is_scaled_row(g: &Graph, n: NodeId, table: TableId) -> bool {
+    matches!(g.node(n).op, Op::Gather(t, _) | Op::GatherBag(t, _) | Op::Global(t) if t == table)
+}
+
+/// A copy of `forward`'s nodes in a builder, the ids kept.
+fn copy(forward: &Graph) -> Result<Builder, IrError> {
+    let mut b = Builder::new(forward);
+    for (i, n) in forward.nodes.iter().enumerate() {
+        let id = b.add(n.op, forward.spans[i])?;
+        if id.index() != i {
+            return Err(IrError(format!("%{i} merged into {id} while copying")));
+        }
+    }
+    Ok(b)
+}
+
+/// The product of a square's factors (1 when it has none).
+fn scale(b: &mut Builder, sq: &Square) -> Result<NodeId, IrError> {
+    let mut c = b.constant(1.0)?;
+    for &(f, divides) in &sq.factors {
+        let op = if divides {
+            BinaryFn::Div
+        } else {
+            BinaryFn::Mul
+        };
+        c = b.add(Op::Binary(op, c, f), None)?;
+    }
+    Ok(c)
+}
+
+/// `d` summed to one number per example: its lanes, then its members.
+fn reduce(b: &mut Builder, mut n: NodeId) -> Result<NodeId, IrError> {
+    if !matches!(b.ty(n).shape(), Some(Shape::Scalar)) {
+        n = b.add(Op::SumLanes(n), None)?;
+    }
+    if b.ty(n).bag().is_some() {
+        n = b.add(Op::SumBag(n), None)?;
+    }
+    Ok(n)
+}
+
+/// loss = `Σ d`, score = `c`, gradients of `table` only.
+fn term_graph(forward: &Graph, sq: &Square, table: Option<TableId>) -> Result<Graph, IrError> {
+    let mut b = copy(forward)?;
+    let c = scale(&mut b, sq)?;
+    let loss = reduce(&mut b, sq.inner)?;
+    let mut g = b.finish();
+    g.loss = loss;
+    g.score = Some(c);
+    g.noise_scale = None;
+    let mut g = crate::grad::grad(&crate::simplify::simplify(&g)?)?;
+    g.grads.retain(|gr| {
+        let t = match gr.target {
+            GradTarget::Global(t) | GradTarget::Row(t, _) | GradTarget::BagRows(t, _) => t,
+        };
+        Some(t) == table
+    });
+    crate::simplify::simplify(&g)
+}
+
+/// loss = `Σ c_j d_j²` over the likelihood's squares, score = `Σ c_j`.
+fn likelihood_graph(forward: &Graph, squares: &[&Square]) -> Result<Graph, IrError> {
+    let mut b = copy(forward)?;
+    let mut loss = b.constant(0.0)?;
+    let mut weight = b.constant(0.0)?;
+    for sq in squares {
+        let c = scale(&mut b, sq)?;
+        let d = reduce(&mut b, sq.inner)?;
+        let dd = b.add(Op::Binary(BinaryFn::Mul, d, d), None)?;
+        let term = b.add(Op::Binary(BinaryFn::Mul, c, dd), None)?;
+        loss = b.add(Op::Binary(BinaryFn::Add, loss, term), None)?;
+        weight = b.add(Op::Binary(BinaryFn::Add, weight, c), None)?;
+    }
+    let mut g = b.finish();
+    g.loss = loss;
+    g.score = Some(weight);
+    g.noise_scale = None;
+    g.grads.clear();
+    crate::simplify::simplify(&g)
+}

@@ -1,0 +1,607 @@
+//! The closed-form solvers: alternating least squares and Gibbs sampling
+//! over a model's affine blocks.
+//!
+//! Input: a [`Session`] whose model asks for `solver: als` or `gibbs`, the
+//! training rows and a [`TrainConfig`]. Output: [`Trained`] parameters, as
+//! the SGD trainer gives, so model files, evaluation and recommendations do
+//! not care which solver ran.
+//!
+//! A sweep visits each block table in declaration order. For one table it
+//! builds every row's normal equations from the compiler's term graphs
+//! ([`recc_compiler::solve`]) evaluated on the row's examples, with every
+//! other value held fixed, and solves (ALS) or samples (Gibbs) the row. Rows
+//! of one table that share an example (a factorization machine's features,
+//! SVD++'s history) depend on each other, so a table's rows are coloured
+//! such that no two rows of one colour meet in an example: the rows of one
+//! colour are solved together, in parallel, and each colour sees the
+//! colours before it (Gauss–Seidel across colours, exact within one). A
+//! table read once per example (users, items) is one colour.
+
+pub mod linalg;
+
+use crate::data::Dataset;
+use crate::init::{check_memory, initialise, Holder};
+use crate::modelfile::EpochRecord;
+use crate::predict::{self, Predictor};
+use crate::session::Session;
+use crate::train::{EpochTracker, Interruption, Observer, TrainConfig, TrainError, Trained};
+use linalg::RowSystem;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rand_distr::{Distribution, Gamma, Normal, StandardNormal};
+use rayon::prelude::*;
+use recc_compiler::interp::{evaluate, Example, Params};
+use recc_compiler::model::{Optimizer, Solver};
+use recc_compiler::solve::{BlockPlan, SolvePlan, TermKind};
+use std::time::Instant;
+
+/// Above this many numbers per row, a row is updated by a few
+/// conjugate-gradient steps from its last value instead of a factorization
+/// (ALS only: a Gibbs draw needs the factor).
+const CG_WIDTH: usize = 128;
+const CG_STEPS: usize = 3;
+
+/// The hyperpriors of Gibbs sampling, as Bayesian PMF and libFM set them:
+/// Gamma(α₀/2, β₀/2) on precisions, N(μ₀, 1/(γ₀λ)) on a table's mean.
+const ALPHA0: f64 = 1.0;
+const BETA0: f64 = 1.0;
+const GAMMA0: f64 = 1.0;
+const MU0: f64 = 0.0;
+/// The prior precision of a global (one row: no table to pool over).
+const GLOBAL_PRECISION: f64 = 1e-4;
+
+/// One block table's examples, by row, and its rows by colour.
+struct BlockIndex {
+    /// For each row of the table, the training examples that read it.
+    examples: Vec<Vec<u32>>,
+    /// Rows that share no example, solved together.
+    colours: Vec<Vec<u32>>,
+}
+
+/// A row's prior in a Gibbs sweep: a mean and a precision per lane.
+#[derive(Clone, Debug)]
+struct Hyper {
+    mean: Vec<f64>,
+    precision: Vec<f64>,
+}
+
+enum Mode<'a> {
+    Als,
+    Gibbs {
+        /// The noise precision.
+        alpha: f64,
+        /// The likelihood's mean weight: a term's weight over it is its
+        /// share of one observation.
+        weight: f64,
+        hyper: &'a Hyper,
+        sweep: usize,
+        seed: u64,
+    },
+}
+
+/// Train `session` by its closed-form solver.
+pub fn solve(
+    session: &Session,
+    data: &Dataset,
+    rows: &[usize],
+    validation: &[usize],
+    config: &TrainConfig,
+    observer: &mut dyn Observer,
+) -> Result<Trained, TrainError> {
+    let plan = recc_compiler::solve::plan(&session.forward)
+        .map_err(|e| TrainError::Config(format!("`solver: {}`: {e}", config.solver.name())))?;
+    if plan.blocks.is_empty() {
+        return Err(TrainError::Config(format!(
+            "`solver: {}` found no table to solve",
+            config.solver.name()
+        )));
+    }
+    let g = &session.gradient;
+    let sizes = session.binding.domain_sizes();
+    check_memory(g, &sizes, Optimizer::Sgd, Holder::Evaluator)?;
+    let params = initialise(g, &sizes, config.seed)?;
+
+    // The examples once: the solvers read them many times, and a model a
+    // solver can fit draws no negatives or noise, so they never change.
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let examples: Vec<Example> = rows
+        .iter()
+        .map(|&r| {
+            let mut ex = Example { slots: Vec::new() };
+            let row = session.binding.row(data, r);
+            session.binding.example(data, &row, &mut rng, true, &mut ex);
+            ex
+        })
+        .collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.threads.max(1))
+        .build()
+        .map_err(|e| TrainError::Config(format!("could not start the solver's threads: {e}")))?;
+    let indices: Vec<BlockIndex> = pool.install(|| {
+        plan.blocks
+            .iter()
+            .map(|b| index_block(b, &params, &examples))
+            .collect::<Result<_, TrainError>>()
+    })?;
+    let mut touched: Vec<Vec<bool>> = params
+        .tables
+        .iter()
+        .map(|t| vec![false; t.nrows()])
+        .collect();
+    for (block, index) in plan.blocks.iter().zip(&indices) {
+        for (row, ex) in index.examples.iter().enumerate() {
+            touched[block.table.index()][row] = !ex.is_empty();
+        }
+    }
+    match config.solver {
+        Solver::Sgd => Err(TrainError::Config(
+            "the closed-form solver was asked to run SGD".into(),
+        )),
+        Solver::Als { sweeps } => {
+            let ctx = Context {
+                session,
+                plan: &plan,
+                examples: &examples,
+                indices: &indices,
+                pool: &pool,
+            };
+            als(
+                &ctx, data, validation, config, sweeps, params, touched, observer,
+            )
+        }
+        Solver::Gibbs { samples, burn_in } => {
+            let ctx = Context {
+                session,
+                plan: &plan,
+                examples: &examples,
+                indices: &indices,
+                pool: &pool,
+            };
+            gibbs(
+                &ctx, data, validation, config, samples, burn_in, params, touched, observer,
+            )
+        }
+    }
+}
+
+struct Context<'a> {
+    session: &'a Session,
+    plan: &'a SolvePlan,
+    examples: &'a [Example],
+    indices: &'a [BlockIndex],
+    pool: &'a rayon::ThreadPool,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn als(
+    ctx: &Context,
+    data: &Dataset,
+    validation: &[usize],
+    config: &TrainConfig,
+    sweeps: usize,
+    mut params: Params,
+    touched: Vec<Vec<bool>>,
+    observer: &mut dyn Observer,
+) -> Result<Trained, TrainError> {
+    let session = ctx.session;
+    // The tracker counts sweeps where SGD counts epochs.
+    let config = TrainConfig {
+        epochs: sweeps,
+        ..config.clone()
+    };
+    let mut tracker = EpochTracker::new(session, data, validation, &config);
+    tracker.start(&|| (params.clone(), touched.clone()));
+    let total_rows: usize = ctx.indices.iter().map(|i| i.examples.len()).sum();
+    let mut interrupted = None;
+    for sweep in 0..sweeps {
+        let started = Instant::now();
+        let mut done = 0;
+        for (block, index) in ctx.plan.blocks.iter().zip(ctx.indices) {
+            sweep_block(ctx, block, index, &mut params, &Mode::Als)?;
+            done += index.examples.len();
+            observer.progress(sweep + 1, done, total_rows, f64::NAN);
+            if observer.stop_requested() && done < total_rows {
+                interrupted = Some(Interruption {
+                    epoch: sweep + 1,
+                    examples: done,
+                    total: total_rows,
+                    kept_epoch: None,
+                });
+                break;
+            }
+        }
+        if interrupted.is_some() {
+            break;
+        }
+        let loss = mean_loss(ctx, &params)?;
+        observer.progress(sweep + 1, total_rows, total_rows, loss);
+        let seconds = started.elapsed().as_secs_f64();
+        let snapshot = || (params.clone(), touched.clone());
+        if tracker.end_epoch(sweep, loss, seconds, &snapshot, observer)? {
+            break;
+        }
+        if observer.stop_requested() && sweep + 1 < sweeps {
+            interrupted = Some(Interruption {
+                epoch: sweep + 2,
+                examples: 0,
+                total: total_rows,
+                kept_epoch: None,
+            });
+            break;
+        }
+    }
+    Ok(tracker.finish(params, &touched, interrupted))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gibbs(
+    ctx: &Context,
+    data: &Dataset,
+    validation: &[usize],
+    config: &TrainConfig,
+    samples: usize,
+    burn_in: usize,
+    mut params: Params,
+    touched: Vec<Vec<bool>>,
+    observer: &mut dyn Observer,
+) -> Result<Trained, TrainError> {
+    let session = ctx.session;
+    let g = &session.gradient;
+    let monitor = predict::monitor_name(session.task);
+    let sweeps = burn_in + samples;
+    let total_rows: usize = ctx.indices.iter().map(|i| i.examples.len()).sum();
+    let mut hypers: Vec<Hyper> = ctx
+        .plan
+        .blocks
+        .iter()
+        .map(|b| Hyper {
+            mean: vec![0.0; b.width],
+            precision: vec![if b.global { GLOBAL_PRECISION } else { 1.0 }; b.width],
+        })
+        .collect();
+    let (weight, _) = likelihood(ctx, &params)?;
+    let weight = if weight > 0.0 { weight } else { 1.0 };
+    let mut alpha = 1.0;
+    let mut history = Vec::new();
+    let mut mean: Option<Params> = None;
+    let mut kept = 0usize;
+    let mut predicted_sum: Vec<f64> = vec![0.0; validation.len()];
+    let mut interrupted = None;
+    for sweep in 0..sweeps {
+        let started = Instant::now();
+        let mut done = 0;
+        for ((block, index), hyper) in ctx.plan.blocks.iter().zip(ctx.indices).zip(&mut hypers) {
+            let mode = Mode::Gibbs {
+                alpha,
+                weight,
+                hyper,
+                sweep,
+                seed: config.seed,
+            };
+            sweep_block(ctx, block, index, &mut params, &mode)?;
+            if !block.global {
+                *hyper = sample_hyper(block, index, &params, config.seed, sweep);
+            }
+            done += index.examples.len();
+            observer.progress(sweep + 1, done, total_rows, f64::NAN);
+            if observer.stop_requested() && done < total_rows {
+                interrupted = Some(Interruption {
+                    epoch: sweep + 1,
+                    examples: done,
+                    total: total_rows,
+                    kept_epoch: None,
+                });
+                break;
+            }
+        }
+        if interrupted.is_some() {
+            break;
+        }
+        let (w, residual) = likelihood(ctx, &params)?;
+        let n = ctx.examples.len() as f64;
+        let shape = (ALPHA0 + n) / 2.0;
+        let rate = (BETA0 + residual / w.max(f64::MIN_POSITIVE)) / 2.0;
+        let mut rng = row_rng(config.seed, sweep, u32::MAX, 0);
+        alpha = Gamma::new(shape, 1.0 / rate)
+            .map_err(|e| TrainError::Config(format!("the noise precision's draw failed: {e}")))?
+            .sample(&mut rng);
+        let kept_now = sweep >= burn_in;
+        if kept_now {
+            kept += 1;
+            let m = mean.get_or_insert_with(|| {
+                let mut z = params.clone();
+                z.tables.iter_mut().for_each(|t| t.fill(0.0));
+                z
+            });
+            for (a, b) in m.tables.iter_mut().zip(&params.tables) {
+                *a += &((b - &*a) / kept as f64);
+            }
+        }
+        // The running posterior mean of the predictions on the validation
+        // rows (or, during burn-in, this sample's).
+        let value = if validation.is_empty() {
+            None
+        } else {
+            let sample = predict::finalise(g, params.clone(), &touched);
+            let predictor = Predictor::owning(session, sample);
+            let scores = predictor.scores(data, validation)?;
+            let shown: Vec<f64> = if kept_now {
+                for (s, p) in predicted_sum.iter_mut().zip(&scores) {
+                    *s += p;
+                }
+                predicted_sum.iter().map(|s| s / kept as f64).collect()
+            } else {
+                scores
+            };
+            Some(predictor.rmse_of(data, validation, &shown)?)
+        };
+        let record = EpochRecord {
+            epoch: sweep + 1,
+            loss: residual / n,
+            validation: value,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        observer.epoch(&record, monitor, sweeps);
+        history.push(record);
+        if observer.stop_requested() && sweep + 1 < sweeps {
+            interrupted = Some(Interruption {
+                epoch: sweep + 2,
+                examples: 0,
+                total: total_rows,
+                kept_epoch: None,
+            });
+            break;
+        }
+    }
+    // The posterior mean of the parameters; before any sample is kept, the
+    // last draw.
+    let params = mean.unwrap_or(params);
+    Ok(Trained {
+        params: predict::finalise(g, params, &touched),
+        history,
+        best_epoch: None,
+        monitor: monitor.to_string(),
+        interrupted,
+    })
+}
+
+/// Which rows of `block` each example reads, inverted, and the colouring.
+fn index_block(
+    block: &BlockPlan,
+    params: &Params,
+    examples: &[Example],
+) -> Result<BlockIndex, TrainError> {
+    let nrows = params.tables[block.table.index()].nrows();
+    let rows_of: Vec<Vec<u32>> = examples
+        .par_iter()
+        .map(|ex| {
+            let mut rows: Vec<u32> = Vec::new();
+            for term in &block.terms {
+                let ev = evaluate(&term.graph, params, ex)?;
+                for &(t, r) in ev.gradients.rows.keys() {
+                    if t == block.table && r < nrows && !rows.contains(&(r as u32)) {
+                        rows.push(r as u32);
+                    }
+                }
+            }
+            Ok(rows)
+        })
+        .collect::<Result<_, TrainError>>()?;
+    let mut examples_of: Vec<Vec<u32>> = vec![Vec::new(); nrows];
+    for (e, rows) in rows_of.iter().enumerate() {
+        for &r in rows {
+            examples_of[r as usize].push(e as u32);
+        }
+    }
+    // Greedy colouring, rows in order: the first colour none of the rows
+    // sharing an example with this one has.
+    let mut colour: Vec<Option<u32>> = vec![None; nrows];
+    let mut colours: Vec<Vec<u32>> = Vec::new();
+    let mut taken: Vec<bool> = Vec::new();
+    for row in 0..nrows {
+        if examples_of[row].is_empty() {
+            continue;
+        }
+        taken.iter_mut().for_each(|t| *t = false);
+        for &e in &examples_of[row] {
+            for &other in &rows_of[e as usize] {
+                if let Some(c) = colour[other as usize] {
+                    taken[c as usize] = true;
+                }
+            }
+        }
+        let c = match taken.iter().position(|t| !t) {
+            Some(c) => c,
+            None => {
+                taken.push(false);
+                colours.push(Vec::new());
+                colours.len() - 1
+            }
+        };
+        colour[row] = Some(c as u32);
+        colours[c].push(row as u32);
+    }
+    Ok(BlockIndex {
+        examples: examples_of,
+        colours,
+    })
+}
+
+/// Solve or draw every row of one block, colour by colour.
+fn sweep_block(
+    ctx: &Context,
+    block: &BlockPlan,
+    index: &BlockIndex,
+    params: &mut Params,
+    mode: &Mode,
+) -> Result<(), TrainError> {
+    let t = block.table.index();
+    for colour in &index.colours {
+        let frozen: &Params = params;
+        let solved: Vec<(u32, Vec<f64>)> = ctx.pool.install(|| {
+            colour
+                .par_iter()
+                .map(|&row| {
+                    let x = solve_row(ctx, block, index, frozen, row, mode)?;
+                    Ok((row, x))
+                })
+                .collect::<Result<_, TrainError>>()
+        })?;
+        for (row, x) in solved {
+            for (lane, v) in x.into_iter().enumerate() {
+                params.tables[t][[row as usize, lane]] = v;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One row's new value: its normal equations from its examples.
+fn solve_row(
+    ctx: &Context,
+    block: &BlockPlan,
+    index: &BlockIndex,
+    params: &Params,
+    row: u32,
+    mode: &Mode,
+) -> Result<Vec<f64>, TrainError> {
+    let k = block.width;
+    let key = (block.table, row as usize);
+    let current: Vec<f64> = params.tables[block.table.index()]
+        .row(row as usize)
+        .to_vec();
+    let mut system = RowSystem::zeros(k);
+    for &e in &index.examples[row as usize] {
+        let ex = &ctx.examples[e as usize];
+        for term in &block.terms {
+            let gibbs_scale = match mode {
+                Mode::Als => 1.0,
+                // Gibbs replaces the model's penalties by its hierarchical
+                // prior, and weighs the likelihood by the noise precision.
+                Mode::Gibbs { alpha, weight, .. } => {
+                    if !term.likelihood {
+                        continue;
+                    }
+                    alpha / weight
+                }
+            };
+            let ev = evaluate(&term.graph, params, ex)?;
+            let Some(grad) = ev.gradients.rows.get(&key) else {
+                continue;
+            };
+            let c = ev.score.unwrap_or(1.0) * gibbs_scale;
+            match term.kind {
+                TermKind::Scalar => {
+                    let bx: f64 = grad.iter().zip(&current).map(|(b, x)| b * x).sum();
+                    system.add_term(c, grad, bx - ev.loss);
+                }
+                TermKind::Ridge => {
+                    for (lane, gl) in grad.iter().enumerate() {
+                        system.a[lane * k + lane] += c * gl * gl;
+                    }
+                }
+            }
+        }
+    }
+    let mut x = current.clone();
+    let outcome = match mode {
+        Mode::Als if k > CG_WIDTH => {
+            linalg::conjugate_gradient(&system, &mut x, CG_STEPS);
+            Ok(())
+        }
+        Mode::Als => system.solve(&mut x),
+        Mode::Gibbs {
+            hyper, sweep, seed, ..
+        } => {
+            for lane in 0..k {
+                system.a[lane * k + lane] += hyper.precision[lane];
+                system.z[lane] += hyper.precision[lane] * hyper.mean[lane];
+            }
+            let mut rng = row_rng(*seed, *sweep, block.table.0, row);
+            let noise: Vec<f64> = (0..k).map(|_| StandardNormal.sample(&mut rng)).collect();
+            system.sample(&noise, &mut x)
+        }
+    };
+    outcome.map_err(|e| {
+        TrainError::Config(format!(
+            "`{}` row {row}: {e}; give the table a penalty or a prior so that every row has one",
+            block.name
+        ))
+    })?;
+    Ok(x)
+}
+
+/// A generator for one row's draw: the same for a seed, sweep, table and
+/// row whichever thread draws it.
+fn row_rng(seed: u64, sweep: usize, table: u32, row: u32) -> StdRng {
+    let mut h = seed ^ 0x9e37_79b9_7f4a_7c15;
+    for v in [sweep as u64, table as u64, row as u64] {
+        h = (h ^ v).wrapping_mul(0x1000_0000_01b3).rotate_left(29);
+    }
+    StdRng::seed_from_u64(h)
+}
+
+/// A table's mean and precision per lane given its rows (Normal–Gamma).
+fn sample_hyper(
+    block: &BlockPlan,
+    index: &BlockIndex,
+    params: &Params,
+    seed: u64,
+    sweep: usize,
+) -> Hyper {
+    let values = &params.tables[block.table.index()];
+    let rows: Vec<usize> = (0..index.examples.len())
+        .filter(|&r| !index.examples[r].is_empty())
+        .collect();
+    let n = rows.len() as f64;
+    let mut rng = row_rng(seed, sweep, block.table.0, u32::MAX);
+    let mut mean = vec![0.0; block.width];
+    let mut precision = vec![1.0; block.width];
+    for lane in 0..block.width {
+        let sum: f64 = rows.iter().map(|&r| values[[r, lane]]).sum();
+        let avg = if n > 0.0 { sum / n } else { 0.0 };
+        let spread: f64 = rows
+            .iter()
+            .map(|&r| (values[[r, lane]] - avg).powi(2))
+            .sum();
+        // λ | θ: the rows' spread about their mean, and the mean's about μ₀.
+        let shape = (ALPHA0 + n + 1.0) / 2.0;
+        let rate = (BETA0 + spread + GAMMA0 * n / (GAMMA0 + n) * (avg - MU0).powi(2)) / 2.0;
+        let lambda = Gamma::new(shape, 1.0 / rate)
+            .map(|d| d.sample(&mut rng))
+            .unwrap_or(1.0);
+        let centre = (GAMMA0 * MU0 + sum) / (GAMMA0 + n);
+        let sd = 1.0 / ((GAMMA0 + n) * lambda).sqrt();
+        let mu = Normal::new(centre, sd)
+            .map(|d| d.sample(&mut rng))
+            .unwrap_or(centre);
+        mean[lane] = mu;
+        precision[lane] = lambda;
+    }
+    Hyper { mean, precision }
+}
+
+/// The mean per-example loss of the model (penalties included).
+fn mean_loss(ctx: &Context, params: &Params) -> Result<f64, TrainError> {
+    let g = &ctx.session.forward;
+    // Summed in example order, so that threads do not change the figure.
+    let losses: Vec<f64> = ctx.pool.install(|| {
+        ctx.examples
+            .par_iter()
+            .map(|ex| evaluate(g, params, ex).map(|ev| ev.loss))
+            .collect::<Result<_, _>>()
+    })?;
+    Ok(losses.iter().sum::<f64>() / ctx.examples.len().max(1) as f64)
+}
+
+/// The likelihood's mean weight and its weighted squared residuals.
+fn likelihood(ctx: &Context, params: &Params) -> Result<(f64, f64), TrainError> {
+    let g = &ctx.plan.likelihood;
+    let (weight, residual) = ctx.pool.install(|| {
+        ctx.examples
+            .par_iter()
+            .map(|ex| evaluate(g, params, ex).map(|ev| (ev.score.unwrap_or(0.0), ev.loss)))
+            .try_reduce(|| (0.0, 0.0), |a, b| Ok((a.0 + b.0, a.1 + b.1)))
+    })?;
+    Ok((weight / ctx.examples.len().max(1) as f64, residual))
+}

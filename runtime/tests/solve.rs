@@ -1,0 +1,188 @@
+//! The closed-form solvers end to end: ALS reaches the least-squares optimum
+//! of a convex model and a stationary point of MF, Gibbs sampling fits as
+//! well as SGD, and both are deterministic for a seed.
+
+use recc_compiler::interp::{evaluate, Example, Params};
+use recc_compiler::model::Solver;
+use recc_runtime::bind::BindOptions;
+use recc_runtime::data::Dataset;
+use recc_runtime::predict::Predictor;
+use recc_runtime::split;
+use recc_runtime::synth::{self, SynthConfig};
+use recc_runtime::train::{self, Session, Silent, TrainConfig};
+use std::path::PathBuf;
+
+fn compile_text(name: &str, text: &str) -> recc_compiler::model::Model {
+    let compiled = recc_compiler::compile(name, text);
+    assert!(!compiled.has_errors(), "{}", compiled.render_diagnostics());
+    compiled.model.expect("a checked model")
+}
+
+fn model_file(name: &str) -> recc_compiler::model::Model {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../models")
+        .join(name);
+    compile_text(name, &std::fs::read_to_string(path).expect("model file"))
+}
+
+fn data(users: usize, items: usize, per_user: usize) -> Dataset {
+    synth::generate(&SynthConfig {
+        users,
+        items,
+        ratings_per_user: per_user,
+        ..SynthConfig::default()
+    })
+}
+
+fn run(
+    model: &recc_compiler::model::Model,
+    data: &Dataset,
+    solver: Solver,
+    threads: usize,
+) -> (Session, Vec<usize>, Vec<usize>, train::Trained) {
+    let split = split::random_holdout(data.len(), 0.2, 7);
+    let session = Session::new(model, data, &split.train, &BindOptions::default()).unwrap();
+    let mut config = TrainConfig::from_fit(&model.fit);
+    config.solver = solver;
+    config.threads = threads;
+    let trained = train::train(
+        &session,
+        data,
+        &split.train,
+        &split.test,
+        &config,
+        &mut Silent,
+    )
+    .unwrap();
+    (session, split.train, split.test, trained)
+}
+
+fn rmse(session: &Session, data: &Dataset, params: &Params, rows: &[usize]) -> f64 {
+    Predictor::new(session, params)
+        .rating(data, rows)
+        .unwrap()
+        .rmse
+}
+
+/// The sum over `rows` of every example's loss gradient, per table and row.
+fn total_gradient(
+    session: &Session,
+    data: &Dataset,
+    params: &Params,
+    rows: &[usize],
+) -> std::collections::BTreeMap<(recc_compiler::ir::TableId, usize), Vec<f64>> {
+    let mut total = std::collections::BTreeMap::new();
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
+    let mut ex = Example { slots: Vec::new() };
+    for &r in rows {
+        let row = session.binding.row(data, r);
+        session.binding.example(data, &row, &mut rng, true, &mut ex);
+        let ev = evaluate(&session.gradient, params, &ex).unwrap();
+        for (key, g) in ev.gradients.rows {
+            let e = total.entry(key).or_insert_with(|| vec![0.0; g.len()]);
+            for (a, b) in e.iter_mut().zip(&g) {
+                *a += b;
+            }
+        }
+    }
+    total
+}
+
+const BIASES: &str = "\
+use stdlib.losses
+input u: user
+input i: item
+input r: real
+param b: real
+param w[user]: real
+param m[item]: real
+let R(u, i) = b + w[u] + m[i]
+loss mse(R(u, i), r)
+penalty 0.5 * (sq(w[u]) + sq(m[i]))
+";
+
+/// A model whose loss is jointly quadratic: alternating exact solves
+/// converge to its one minimum, where every gradient of the summed loss is
+/// zero.
+#[test]
+fn als_on_a_convex_model_reaches_the_least_squares_optimum() {
+    let model = compile_text("biases.rec", BIASES);
+    let data = data(40, 30, 8);
+    let (session, train_rows, _, trained) = run(&model, &data, Solver::Als { sweeps: 60 }, 1);
+    let grads = total_gradient(&session, &data, &trained.params, &train_rows);
+    let worst = grads
+        .values()
+        .flat_map(|g| g.iter())
+        .fold(0.0f64, |m, v| m.max(v.abs()));
+    assert!(worst < 1e-6, "largest summed gradient {worst}");
+}
+
+/// After one sweep the last table solved is exactly optimal given the rest:
+/// the summed gradient of the model's own loss is zero on its every row.
+#[test]
+fn one_als_sweep_leaves_the_last_table_at_its_exact_optimum() {
+    let model = model_file("biased_mf.rec");
+    let data = data(60, 40, 12);
+    let (session, train_rows, _, trained) = run(&model, &data, Solver::Als { sweeps: 1 }, 2);
+    let q = session
+        .gradient
+        .tables
+        .iter()
+        .position(|t| t.name == "q")
+        .unwrap();
+    // The trained parameters give untouched rows the mean; only touched
+    // rows have gradients.
+    let grads = total_gradient(&session, &data, &trained.params, &train_rows);
+    let mut checked = 0;
+    for ((t, _), g) in &grads {
+        if t.index() == q {
+            checked += 1;
+            let worst = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            assert!(worst < 1e-8, "a row of q has summed gradient {worst}");
+        }
+    }
+    assert!(checked > 10);
+}
+
+#[test]
+fn als_fits_biased_mf_as_well_as_sgd_and_is_deterministic_across_threads() {
+    let model = model_file("biased_mf.rec");
+    let data = data(150, 100, 25);
+    let (session, _, test, als) = run(&model, &data, Solver::Als { sweeps: 8 }, 1);
+    let (_, _, _, als2) = run(&model, &data, Solver::Als { sweeps: 8 }, 2);
+    assert_eq!(als.params, als2.params, "threads changed the result");
+    let (_, _, _, sgd) = run(&model, &data, Solver::Sgd, 1);
+    let a = rmse(&session, &data, &als.params, &test);
+    let s = rmse(&session, &data, &sgd.params, &test);
+    assert!(a < s + 0.02, "ALS rmse {a} vs SGD {s}");
+    assert_eq!(als.history.len(), 8);
+}
+
+#[test]
+fn gibbs_fits_biased_mf_and_is_deterministic_across_threads() {
+    let model = model_file("biased_mf.rec");
+    let data = data(150, 100, 25);
+    let solver = Solver::Gibbs {
+        samples: 20,
+        burn_in: 10,
+    };
+    let (session, _, test, g1) = run(&model, &data, solver, 1);
+    let (_, _, _, g2) = run(&model, &data, solver, 2);
+    assert_eq!(g1.params, g2.params, "threads changed the result");
+    let (_, _, _, sgd) = run(&model, &data, Solver::Sgd, 1);
+    let g = rmse(&session, &data, &g1.params, &test);
+    let s = rmse(&session, &data, &sgd.params, &test);
+    assert!(g < s + 0.02, "Gibbs rmse {g} vs SGD {s}");
+    assert_eq!(g1.history.len(), 30);
+}
+
+#[test]
+fn als_fits_a_factorization_machine() {
+    let model = model_file("fm.rec");
+    let data = data(100, 60, 15);
+    let (session, _, test, als) = run(&model, &data, Solver::Als { sweeps: 6 }, 2);
+    let a = rmse(&session, &data, &als.params, &test);
+    let (_, _, _, sgd) = run(&model, &data, Solver::Sgd, 2);
+    let s = rmse(&session, &data, &sgd.params, &test);
+    assert!(a < s + 0.05, "ALS rmse {a} vs SGD {s}");
+}
