@@ -597,11 +597,14 @@ fn mean_loss(ctx: &Context, params: &Params) -> Result<f64, TrainError> {
 /// The likelihood's mean weight and its weighted squared residuals.
 fn likelihood(ctx: &Context, params: &Params) -> Result<(f64, f64), TrainError> {
     let g = &ctx.plan.likelihood;
-    let (weight, residual) = ctx.pool.install(|| {
+    // Summed in example order: the noise precision drawn from it, and so
+    // every later draw, must not depend on the number of threads.
+    let terms: Vec<(f64, f64)> = ctx.pool.install(|| {
         ctx.examples
             .par_iter()
             .map(|ex| evaluate(g, params, ex).map(|ev| (ev.score.unwrap_or(0.0), ev.loss)))
-            .try_reduce(|| (0.0, 0.0), |a, b| Ok((a.0 + b.0, a.1 + b.1)))
+            .collect::<Result<_, _>>()
     })?;
+    let (weight, residual) = terms.iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
     Ok((weight / ctx.examples.len().max(1) as f64, residual))
 }
