@@ -771,4 +771,57 @@ param e[feature]: vec(4)
         };
         assert_eq!(compiled.sources.snippet(span), "mae(R(u, i), r)");
     }
+
+    #[test]
+    fn a_global_bias_is_a_one_row_block() {
+        let (_, _, report) = analysed(
+            "let R(u, i) = b + dot(p[u], q[i])\n\
+             loss mse(R(u, i), r)\n",
+        );
+        let Some(b) = report.tables.iter().find(|t| t.name == "b") else {
+            panic!("{report:?}")
+        };
+        assert!(b.global);
+        assert_eq!(b.verdict, Verdict::Block);
+        assert!(report
+            .tables
+            .iter()
+            .filter(|t| t.name != "b")
+            .all(|t| !t.global));
+    }
+
+    #[test]
+    fn one_parameter_that_is_not_a_block_refuses_the_solver_and_is_named() {
+        let (compiled, graph, report) = analysed(
+            "let R(u, i) = b * b + dot(p[u], q[i])\n\
+             loss mse(R(u, i), r)\n",
+        );
+        assert_eq!(verdict(&report, "p"), &Verdict::Block);
+        let Some(error) = solver_error(&graph, &report, "als", compiled.root) else {
+            panic!("no error for {report:?}")
+        };
+        assert_eq!(error.code, "recc::not-affine-block");
+        assert_eq!(
+            error.message,
+            "`solver: als` cannot fit `b`: the loss is not affine in it"
+        );
+        assert_eq!(compiled.sources.snippet(error.primary.span), "b * b");
+    }
+
+    #[test]
+    fn the_score_added_to_the_loss_is_not_squared_error_and_the_term_is_blamed() {
+        let (compiled, graph, report) = analysed(
+            "let R(u, i) = dot(p[u], q[i])\n\
+             loss mse(R(u, i), r) + 0.01 * R(u, i)\n",
+        );
+        let LossShape::Other {
+            span: Some(span), ..
+        } = report.loss
+        else {
+            panic!("{:?}", report.loss)
+        };
+        assert_eq!(compiled.sources.snippet(span), "0.01 * R(u, i)");
+        let error = solver_error(&graph, &report, "gibbs", compiled.root);
+        assert_eq!(error.map(|e| e.code), Some("recc::not-squared-error"));
+    }
 }

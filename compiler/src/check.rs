@@ -3473,3 +3473,154 @@ pub fn children(e: &TExpr) -> Vec<&TExpr> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{DEFAULT_BURN_IN, DEFAULT_SAMPLES, DEFAULT_SWEEPS};
+    use crate::model::{FitConfig, Solver};
+
+    const MODEL: &str = "\
+use stdlib.losses
+input u: user
+input i: item
+input r: real
+param p[user]: vec(4)
+param q[item]: vec(4)
+let R(u, i) = dot(p[u], q[i])
+loss mse(R(u, i), r)
+";
+
+    /// The fit settings of the model with `fit`, or its errors' messages.
+    fn fit(block: &str) -> Result<FitConfig, Vec<String>> {
+        let compiled = crate::compile("t.rec", &format!("{MODEL}{block}\n"));
+        match compiled.model {
+            Some(model) if !compiled.has_errors() => Ok(model.fit),
+            _ => Err(compiled
+                .diagnostics
+                .iter()
+                .filter(|d| d.is_error())
+                .map(|d| {
+                    assert_eq!(d.code, "recc::bad-fit", "{}", d.message);
+                    d.message.clone()
+                })
+                .collect()),
+        }
+    }
+
+    fn solver(block: &str) -> Solver {
+        match fit(block) {
+            Ok(f) => f.solver,
+            Err(errors) => panic!("{block}: {errors:?}"),
+        }
+    }
+
+    fn errors(block: &str) -> Vec<String> {
+        match fit(block) {
+            Ok(f) => panic!("{block} was accepted: {f:?}"),
+            Err(errors) => errors,
+        }
+    }
+
+    #[test]
+    fn the_solver_defaults_to_sgd_and_its_counts_to_the_documented_values() {
+        assert_eq!(solver("fit { epochs: 3 }"), Solver::Sgd);
+        assert_eq!(solver("fit { solver: sgd, lr: 0.1 }"), Solver::Sgd);
+        assert_eq!(
+            solver("fit { solver: als }"),
+            Solver::Als {
+                sweeps: DEFAULT_SWEEPS
+            }
+        );
+        assert_eq!(
+            solver("fit { solver: gibbs }"),
+            Solver::Gibbs {
+                samples: DEFAULT_SAMPLES,
+                burn_in: DEFAULT_BURN_IN
+            }
+        );
+        assert_eq!(
+            (DEFAULT_SWEEPS, DEFAULT_SAMPLES, DEFAULT_BURN_IN),
+            (15, 150, 50)
+        );
+    }
+
+    #[test]
+    fn the_order_of_keys_does_not_matter() {
+        let als = Solver::Als { sweeps: 7 };
+        assert_eq!(solver("fit { solver: als, sweeps: 7 }"), als);
+        assert_eq!(solver("fit { sweeps: 7, solver: als }"), als);
+        let gibbs = Solver::Gibbs {
+            samples: 20,
+            burn_in: 0,
+        };
+        assert_eq!(
+            solver("fit { burn_in: 0, samples: 20, solver: gibbs }"),
+            gibbs
+        );
+        let f = fit("fit { seed: 9, threads: 3, solver: gibbs, samples: 20, burn_in: 0 }");
+        let Ok(f) = f else { panic!("{f:?}") };
+        assert_eq!((f.seed, f.threads, f.solver), (9, 3, gibbs));
+    }
+
+    #[test]
+    fn each_misplaced_option_is_refused() {
+        assert_eq!(
+            errors("fit { solver: gibbs, sweeps: 3 }"),
+            ["`sweeps` is an option of `solver: als`, and this model is fitted with `solver: gibbs`"]
+        );
+        assert_eq!(
+            errors("fit { samples: 3 }"),
+            ["`samples` is an option of `solver: gibbs`, and this model is fitted with SGD"]
+        );
+        assert_eq!(
+            errors("fit { burn_in: 3, solver: als }"),
+            ["`burn_in` is an option of `solver: gibbs`, and this model is fitted with `solver: als`"]
+        );
+        for key in [
+            "optimizer: adam",
+            "lr: 0.1",
+            "epochs: 3",
+            "batch: 2",
+            "early_stopping: 2",
+        ] {
+            let name = key.split(':').next().unwrap_or_default();
+            assert_eq!(
+                errors(&format!("fit {{ {key}, solver: als }}")),
+                [format!(
+                    "`{name}` is an option of SGD, and this model is fitted with `solver: als`"
+                )]
+            );
+        }
+    }
+
+    #[test]
+    fn bad_solvers_and_counts_are_refused() {
+        assert_eq!(errors("fit { solver: gibs }"), ["unknown solver `gibs`"]);
+        // An unknown solver is reported once, not again for its counts.
+        assert_eq!(
+            errors("fit { solver: gibs, samples: 3 }"),
+            ["unknown solver `gibs`"]
+        );
+        assert_eq!(errors("fit { solver: 3 }"), ["expected a solver"]);
+        assert_eq!(
+            errors("fit { solver: als(sweeps: 3) }"),
+            ["a solver takes no arguments"]
+        );
+        assert_eq!(
+            errors("fit { solver: als, sweeps: 0 }"),
+            ["expected a whole number of at least 1"]
+        );
+        assert_eq!(
+            errors("fit { solver: gibbs, samples: 2.5 }"),
+            ["expected a whole number of at least 1"]
+        );
+        assert_eq!(
+            errors("fit { solver: gibbs, burn_in: -1 }"),
+            ["expected a whole number of at least 0"]
+        );
+        assert_eq!(
+            errors("fit { solver: als, solver: gibbs }"),
+            ["fit option `solver` is given twice"]
+        );
+    }
+}
