@@ -7,6 +7,7 @@
 //! [`recc_runtime::experiment::bench`]'s; this prints it.
 
 use crate::run::{self, DataArgs, FitArgs, OutputArgs, Result};
+use recc_compiler::model::Solver;
 use recc_runtime::experiment::{self, BenchOptions};
 use std::path::Path;
 
@@ -36,9 +37,11 @@ pub fn bench_command(
 ) -> Result<()> {
     crate::cuda::refuse(fit.backend.as_deref())?;
     let source = run::compile_file(file)?;
-    let mut fit = fit.clone();
-    fit.epochs = fit.epochs.or(Some(3));
-    let mut config = run::train_config(&source, &fit)?;
+    let mut config = run::train_config(&source, fit)?;
+    // A few SGD epochs time the step well enough; a solver's sweeps are its own.
+    if fit.epochs.is_none() && config.solver == Solver::Sgd {
+        config.epochs = 3;
+    }
     config.prefetch = bench.prefetch;
     let request = data_args.request();
     if let Some(zipf) = experiment::zipf_request(&request.data) {

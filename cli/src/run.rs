@@ -200,6 +200,21 @@ pub struct FitArgs {
     /// this machine has)
     #[arg(long)]
     pub backend: Option<String>,
+    /// How the model is fitted: sgd (gradient steps), als (alternating
+    /// least squares) or gibbs (Gibbs sampling); als and gibbs need a
+    /// squared-error model affine in each parameter [default: the model's
+    /// fit block, else sgd]
+    #[arg(long)]
+    pub solver: Option<String>,
+    /// ALS sweeps over every table [default: 15]
+    #[arg(long, value_parser = at_least_one, allow_negative_numbers = true)]
+    pub sweeps: Option<usize>,
+    /// Gibbs sweeps kept and averaged [default: 150]
+    #[arg(long, value_parser = at_least_one, allow_negative_numbers = true)]
+    pub samples: Option<usize>,
+    /// Gibbs sweeps thrown away before the kept ones [default: 50]
+    #[arg(long, value_parser = at_least_zero, allow_negative_numbers = true)]
+    pub burn_in: Option<usize>,
 }
 
 /// How a command shows its results, from its own flags: each command
@@ -445,6 +460,16 @@ pub fn at_least_one(text: &str) -> std::result::Result<usize, String> {
     }
 }
 
+/// A count that may be zero (sweeps thrown away), for clap: a negative one
+/// is refused with the flag named.
+pub fn at_least_zero(text: &str) -> std::result::Result<usize, String> {
+    match text.trim().parse::<i128>() {
+        Ok(n) if n >= 0 => usize::try_from(n).map_err(|_| format!("{n} is too large")),
+        Ok(n) => Err(format!("must be at least 0, not {n}")),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
+    }
+}
+
 /// A learning rate, for clap: a finite number above zero.
 pub fn learning_rate(text: &str) -> std::result::Result<f64, String> {
     match text.trim().parse::<f64>() {
@@ -515,6 +540,10 @@ impl FitArgs {
             schedule: self.schedule.clone(),
             threads: self.threads,
             backend: self.backend.clone(),
+            solver: self.solver.clone(),
+            sweeps: self.sweeps,
+            samples: self.samples,
+            burn_in: self.burn_in,
         }
     }
 }
@@ -533,6 +562,7 @@ pub fn compile_file(path: &Path) -> Result<Source> {
 /// The fit settings, with their notes said.
 pub fn train_config(source: &Source, fit: &FitArgs) -> Result<TrainConfig> {
     let (config, notes) = experiment::train_config(&source.model, &fit.overrides())?;
+    experiment::check_solver(source, &config)?;
     notes.iter().for_each(|n| note(n));
     Ok(config)
 }

@@ -13,9 +13,9 @@
 //! - a line `...` stands for any number of lines;
 //! - `[..]` inside a line stands for any text on that line;
 //! - durations (`3.3 s`, `12 ms`) are not compared, only that one is there;
-//! - a command whose output shows an error, a line starting `error:` or a
-//!   `--json` error object (`  "error": {`), must exit with a non-zero
-//!   status, any other must exit 0.
+//! - a command whose output shows an error, a line starting `error:`, a
+//!   compiler error (`  × `) or a `--json` error object (`  "error": {`),
+//!   must exit with a non-zero status, any other must exit 0.
 //!
 //! A block whose commands read `data/` is skipped (and says so) when
 //! `../shared/data` is absent. A block right after the comment
@@ -301,10 +301,11 @@ fn check_page(page: &str) -> Vec<String> {
         for ex in &block.examples {
             let (code, printed) = run(&ex.command, &dir);
             let got: Vec<&str> = printed.lines().collect();
-            let shows_error = ex
-                .expected
-                .iter()
-                .any(|l| l.starts_with("error:") || l.trim_start().starts_with("\"error\": {"));
+            let shows_error = ex.expected.iter().any(|l| {
+                l.starts_with("error:")
+                    || l.starts_with("  × ")
+                    || l.trim_start().starts_with("\"error\": {")
+            });
             let status_ok = if shows_error { code != 0 } else { code == 0 };
             if matches(&ex.expected, &got) && status_ok {
                 continue;
@@ -344,6 +345,7 @@ const PAGES: &[&str] = &[
     "docs/cuda.md",
     "docs/data.md",
     "docs/json.md",
+    "docs/language.md",
     "docs/repl.md",
     "docs/training.md",
     "docs/models/biased_mf.md",
@@ -383,6 +385,7 @@ page_tests! {
     cuda => "docs/cuda.md",
     data => "docs/data.md",
     json => "docs/json.md",
+    language => "docs/language.md",
     repl => "docs/repl.md",
     training => "docs/training.md",
     model_biased_mf => "docs/models/biased_mf.md",

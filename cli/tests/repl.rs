@@ -342,3 +342,31 @@ fn keep_going_is_refused_with_check() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--keep-going"), "stderr: {stderr}");
 }
+
+/// `:train` reads the solver flags of `recc train`, with the same refusals.
+#[test]
+fn train_in_the_repl_refuses_a_solver_the_model_cannot_use() {
+    let dir = scratch();
+    let mut c = recc();
+    c.args([
+        "repl",
+        "--keep-going",
+        "models/bpr_mf.rec",
+        "--data",
+        "builtin",
+    ]);
+    let out = run(
+        c,
+        dir.path(),
+        Some(":train --solver als\n:train --sweeps 3\n:train --solver gibbs --epochs 2\n"),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for says in [
+        "`solver: als` needs a table the loss is affine in, and this model has none",
+        "--sweeps is a setting of --solver als, and this run is fitted with SGD",
+        "--epochs is a setting of SGD, and this run is fitted with Gibbs (--solver gibbs)",
+    ] {
+        assert!(stdout.contains(says), "{says}\n{stdout}");
+    }
+    assert!(!stdout.contains("run 1:"), "{stdout}");
+}

@@ -1208,3 +1208,134 @@ fn eval_backend_chooses_the_scorer() {
         bad.stderr
     );
 }
+
+/// `model` with its `fit` block replaced by `fit`, written into `dir`.
+fn with_fit(dir: &Path, model: &str, fit: &str) -> PathBuf {
+    let text =
+        std::fs::read_to_string(workspace().join(model)).unwrap_or_else(|e| panic!("{model}: {e}"));
+    let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with("fit ")).collect();
+    let path = dir.join(Path::new(model).file_name().unwrap_or_default());
+    std::fs::write(&path, format!("{}\n{fit}\n", kept.join("\n")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+#[test]
+fn solver_flags_that_do_not_apply_are_refused_naming_both() {
+    for (extra, says) in [
+        (
+            &["--solver", "als", "--epochs", "3"][..],
+            "--epochs is a setting of SGD, and this run is fitted with ALS (--solver als); ALS counts --sweeps",
+        ),
+        (
+            &["--solver", "gibbs", "--lr", "0.1"],
+            "--lr is a setting of SGD, and this run is fitted with Gibbs (--solver gibbs)",
+        ),
+        (&["--solver", "als", "--optimizer", "adam"], "--optimizer is a setting of SGD"),
+        (&["--solver", "als", "--batch", "8"], "--batch is a setting of SGD"),
+        (&["--solver", "gibbs", "--schedule", "cosine"], "--schedule is a setting of SGD"),
+        (
+            &["--sweeps", "3"],
+            "--sweeps is a setting of --solver als, and this run is fitted with SGD (the default)",
+        ),
+        (
+            &["--solver", "gibbs", "--sweeps", "3"],
+            "--sweeps is a setting of --solver als, and this run is fitted with Gibbs",
+        ),
+        (
+            &["--solver", "als", "--samples", "3"],
+            "--samples is a setting of --solver gibbs, and this run is fitted with ALS",
+        ),
+        (&["--burn-in", "3"], "--burn-in is a setting of --solver gibbs"),
+        (&["--solver", "alz"], "--solver alz: expected sgd, als or gibbs"),
+        (&["--sweeps", "0"], "must be at least 1, not 0"),
+        (&["--solver", "gibbs", "--samples", "0"], "must be at least 1, not 0"),
+        (&["--solver", "gibbs", "--burn-in", "-1"], "must be at least 0, not -1"),
+    ] {
+        train_fails(extra, 2).says(says);
+    }
+    // A solver's own counts are accepted with it (refused here only for the
+    // output directory, which is checked after the settings).
+    for extra in [
+        &["--solver", "als", "--sweeps", "4", "--seed", "3"][..],
+        &["--solver", "gibbs", "--samples", "3", "--burn-in", "0"],
+    ] {
+        let mut args = vec!["train", "models/biased_mf.rec", "-o", "/nonexistent/m.recm"];
+        args.extend_from_slice(extra);
+        recc(&args).fails(2).says("-o ");
+    }
+    // cv and bench read the same flags.
+    recc(&[
+        "cv",
+        "models/biased_mf.rec",
+        "--solver",
+        "als",
+        "--epochs",
+        "2",
+    ])
+    .fails(2)
+    .says("--epochs is a setting of SGD");
+    recc(&["bench", "models/biased_mf.rec", "--samples", "2"])
+        .fails(2)
+        .says("--samples is a setting of --solver gibbs");
+}
+
+#[test]
+fn a_fit_block_solver_is_overridden_and_its_flags_judged_by_it() {
+    let dir = temp();
+    let model = with_fit(
+        dir.path(),
+        "models/biased_mf.rec",
+        "fit { solver: als, sweeps: 5 }",
+    );
+    recc(&["train", path_str(&model), "--epochs", "1"])
+        .fails(2)
+        .says("--epochs is a setting of SGD, and this run is fitted with ALS (the model's `fit { solver: als }`)");
+    // Back to SGD for one run: the SGD flags apply again.
+    let out = dir.path().join("m.recm");
+    recc(&[
+        "train",
+        path_str(&model),
+        "--solver",
+        "sgd",
+        "--epochs",
+        "1",
+        "-q",
+        "-o",
+        path_str(&out),
+    ])
+    .ok();
+    assert!(out.exists());
+}
+
+#[test]
+fn a_solver_flag_on_a_model_it_cannot_fit_gives_the_fit_blocks_error() {
+    let dir = temp();
+    let asked = with_fit(dir.path(), "models/bpr_mf.rec", "fit { solver: als }");
+    let check = recc(&["check", path_str(&asked)]).fails(1);
+    for command in ["train", "cv", "bench"] {
+        let run = recc(&[command, "models/bpr_mf.rec", "--solver", "als"]).fails(1);
+        for says in [
+            "recc::no-affine-block",
+            "`solver: als` needs a table the loss is affine in, and this model has none",
+            "bpr_mf.rec:20:6]",
+            "softplus of a term that reads the table: `m`, `p`, `q` not affine",
+        ] {
+            assert!(
+                run.stderr.contains(says),
+                "{command}: {says}\n{}",
+                run.stderr
+            );
+            assert!(
+                check.stdout.contains(says) || check.stderr.contains(says),
+                "check: {says}\n{}{}",
+                check.stdout,
+                check.stderr
+            );
+        }
+    }
+    // Variational MF: the score reads the log-variances through `exp`.
+    recc(&["train", "models/variational_mf.rec", "--solver", "gibbs"])
+        .fails(1)
+        .says("`solver: gibbs` cannot fit `p.logvar`, `q.logvar`: the loss is not affine in them");
+}

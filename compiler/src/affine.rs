@@ -21,13 +21,14 @@
 //! what is left is affine in each member's row.
 
 use crate::diagnostic::Diagnostic;
-use crate::ir::{Graph, NodeId, Op, TableId};
+use crate::ir::{Graph, NodeId, Op, TableId, TableRole};
 use crate::source::{FileId, Span};
 use crate::types::{BinaryFn, UnaryFn};
 use std::fmt;
 
-/// The analysis of one model: a verdict per table with a row per domain
-/// member, in declaration order, and the shape of the loss.
+/// The analysis of one model: a verdict per parameter, in declaration
+/// order (tables with a row per domain member, and globals, which are one
+/// row the solver fits too), and the shape of the loss.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AffineReport {
     pub tables: Vec<TableVerdict>,
@@ -47,6 +48,8 @@ impl AffineReport {
 pub struct TableVerdict {
     pub table: TableId,
     pub name: String,
+    /// A global parameter (`param b: real`): one row shared by every example.
+    pub global: bool,
     pub verdict: Verdict,
 }
 
@@ -126,20 +129,22 @@ enum Degree {
     Broken(Breaker, NodeId),
 }
 
-/// The verdict on every per-domain table of a forward graph, and the loss's
-/// shape. The graph is one [`Graph::verify`] accepts (as every pass's output
-/// is): operands come before their users.
+/// The verdict on every parameter of a forward graph, and the loss's
+/// shape. A global is analysed as a table of one row: a closed-form solver
+/// must fit the global bias as well as the tables. The graph is one
+/// [`Graph::verify`] accepts (as every pass's output is): operands come
+/// before their users.
 pub fn analyse(graph: &Graph) -> AffineReport {
     let tables = graph
         .tables
         .iter()
         .enumerate()
-        .filter(|(_, t)| t.domain.is_some())
         .map(|(i, t)| {
             let table = TableId(i as u32);
             TableVerdict {
                 table,
                 name: t.name.clone(),
+                global: t.domain.is_none(),
                 verdict: table_verdict(graph, table),
             }
         })
@@ -181,10 +186,9 @@ fn degrees(graph: &Graph, table: TableId) -> Vec<Degree> {
             | Op::Slot(_)
             | Op::Shift(..)
             | Op::InRange(_)
-            | Op::Global(_)
             | Op::BagWeights(_)
             | Op::BagLen(_) => Degree::Free,
-            Op::Gather(t, _) | Op::GatherBag(t, _) => {
+            Op::Global(t) | Op::Gather(t, _) | Op::GatherBag(t, _) => {
                 if t == table {
                     Degree::Linear
                 } else {
@@ -331,29 +335,45 @@ fn loss_shape(graph: &Graph) -> LossShape {
     }
     let reads = |n: NodeId| reads_score[n.index()];
     let unscaled_error = |n: NodeId| strip_scaling(graph, n, |m| !reads(m));
-    // Walk down the loss's sums and free scalings to the terms that read the score.
-    let mut pending = vec![graph.loss];
-    while let Some(n) = pending.pop() {
+    let other = |n: NodeId| LossShape::Other {
+        node: n,
+        span: graph.spans.get(n.index()).copied().flatten(),
+    };
+    // Walk down the loss's sums and free scalings to the terms that read the
+    // score, each with the term it was reached through.
+    let mut pending = vec![(graph.loss, graph.loss)];
+    let mut linear = None;
+    while let Some((n, through)) = pending.pop() {
         if !reads(n) {
             continue;
         }
+        // The score itself as a term of the loss (`+ 0.01 * R`): linear, not
+        // an error squared. Its own sums are the prediction, not loss terms;
+        // the term that holds it is blamed, since the score's one node is
+        // shown at its first use, and only when no term is worse (a
+        // logistic loss is `softplus(R) - y * R`: the softplus says more).
+        if Some(n) == graph.score {
+            linear.get_or_insert(through);
+            continue;
+        }
+        let from = |m: NodeId| (m, n);
         match graph.node(n).op {
-            Op::Binary(BinaryFn::Add | BinaryFn::Sub, a, b) => pending.extend([a, b]),
-            Op::Unary(UnaryFn::Neg, a) | Op::SumLanes(a) => pending.push(a),
-            Op::Binary(BinaryFn::Mul, a, b) if !(reads(a) && reads(b)) => pending.extend([a, b]),
-            Op::Binary(BinaryFn::Div, a, b) if !reads(b) => pending.push(a),
+            Op::Binary(BinaryFn::Add | BinaryFn::Sub, a, b) => pending.extend([(a, a), (b, b)]),
+            Op::Unary(UnaryFn::Neg, a) | Op::SumLanes(a) => pending.push(from(a)),
+            Op::Binary(BinaryFn::Mul, a, b) if !(reads(a) && reads(b)) => {
+                pending.extend([from(a), from(b)])
+            }
+            Op::Binary(BinaryFn::Div, a, b) if !reads(b) => pending.push(from(a)),
             Op::Binary(BinaryFn::Mul, a, b) | Op::Dot(a, b)
                 if unscaled_error(a) == unscaled_error(b)
                     && is_error(graph, &reads_score, unscaled_error(a)) => {}
-            _ => {
-                return LossShape::Other {
-                    node: n,
-                    span: graph.spans.get(n.index()).copied().flatten(),
-                }
-            }
+            _ => return other(n),
         }
     }
-    LossShape::SquaredError
+    match linear {
+        Some(term) => other(term),
+        None => LossShape::SquaredError,
+    }
 }
 
 /// `score - target` or `target - score` (already stripped of scaling), where
@@ -368,11 +388,14 @@ fn is_error(graph: &Graph, reads_score: &[bool], n: NodeId) -> bool {
     (is_score(a) && is_target(b)) || (is_score(b) && is_target(a))
 }
 
-/// The error for a model a closed-form solver cannot fit, naming the term
-/// that breaks each table; `None` when `solver` (the name the user asked
-/// for: `als`, `gibbs`) can run. Terms inside a stdlib function are shown at
-/// the user's expression that reads them, in `root`, the model's file, with
-/// the function's own text in a note, as every other error is.
+/// The error for a model a closed-form solver cannot fit; `None` when
+/// `solver` (the name the user asked for: `als`, `gibbs`) can run. It is
+/// refused when any parameter the score reads is not a block (the solver
+/// would leave it untrained), naming each and the term that breaks it, and
+/// when the loss is not squared error on the score. Terms inside a stdlib
+/// function are shown at the user's expression that reads them, in `root`,
+/// the model's file, with the function's own text in a note, as every other
+/// error is.
 pub fn solver_error(
     graph: &Graph,
     report: &AffineReport,
@@ -380,44 +403,60 @@ pub fn solver_error(
     root: FileId,
 ) -> Option<Diagnostic> {
     let start_of_file = Span::new(root, 0, 0);
+    // Parameters broken by the same term share one label.
+    let mut groups: Vec<(Breaker, NodeId, Vec<&str>)> = Vec::new();
+    for t in &report.tables {
+        if let Verdict::NotAffine { reason, node, .. } = t.verdict {
+            match groups.iter_mut().find(|g| g.0 == reason && g.1 == node) {
+                Some(group) => group.2.push(&t.name),
+                None => groups.push((reason, node, vec![&t.name])),
+            }
+        }
+    }
+    let closed_form = format!(
+        "`{solver}` updates a table's rows in closed form, which needs the loss to be a squared error of a prediction affine in each row"
+    );
     if report.blocks().next().is_none() {
         let message = format!(
             "`solver: {solver}` needs a table the loss is affine in, and this model has none"
         );
-        // Tables broken by the same term share one label.
-        let mut groups: Vec<(Breaker, NodeId, Vec<&str>)> = Vec::new();
-        for t in &report.tables {
-            if let Verdict::NotAffine { reason, node, .. } = t.verdict {
-                match groups.iter_mut().find(|g| g.0 == reason && g.1 == node) {
-                    Some(group) => group.2.push(&t.name),
-                    None => groups.push((reason, node, vec![&t.name])),
-                }
-            }
-        }
-        let Some(((reason, node, names), rest)) = groups.split_first() else {
+        if groups.is_empty() {
             return Some(
                 Diagnostic::error("recc::no-affine-block", message, start_of_file)
                     .label("the score reads no table with a row per member"),
             );
-        };
-        let (span, inner) = in_user_file(graph, *node, root);
-        let mut d = Diagnostic::error(
-            "recc::no-affine-block",
-            message,
-            span.unwrap_or(start_of_file),
-        )
-        .label(format!("{reason}: {} not affine", quoted(names)));
-        d = with_inner(d, inner, *reason);
-        for (reason, node, names) in rest {
-            let (span, inner) = in_user_file(graph, *node, root);
-            d = d.with_secondary(
-                span.unwrap_or(start_of_file),
-                format!("{}: {reason}", quoted(names)),
-            );
-            d = with_inner(d, inner, *reason);
+        }
+        let d = labelled(graph, root, "recc::no-affine-block", message, &groups);
+        return Some(d.with_help(format!(
+            "{closed_form}; train this model with `sgd` or `adam`"
+        )));
+    }
+    if !groups.is_empty() {
+        let names: Vec<&str> = groups.iter().flat_map(|g| g.2.iter().copied()).collect();
+        let message = format!(
+            "`solver: {solver}` cannot fit {}: the loss is not affine in {}",
+            quoted(&names),
+            if names.len() == 1 { "it" } else { "them" }
+        );
+        let mut d = labelled(graph, root, "recc::not-affine-block", message, &groups);
+        let variational: Vec<&str> = report
+            .tables
+            .iter()
+            .filter(|t| matches!(t.verdict, Verdict::NotAffine { .. }))
+            .filter(|t| graph.tables[t.table.index()].role == TableRole::LogVar)
+            .map(|t| t.name.trim_end_matches(".logvar"))
+            .collect();
+        if !variational.is_empty() {
+            d = d.with_note(format!(
+                "{} {} `variational`: a log-variance is fitted by the gradient of the ELBO; \
+                 `gibbs` samples the posterior itself, so drop `variational(...)` to use it",
+                quoted(&variational),
+                if variational.len() == 1 { "is" } else { "are" }
+            ));
         }
         return Some(d.with_help(format!(
-            "`{solver}` updates a table's rows in closed form, which needs the loss to be a squared error of a prediction affine in each row; train this model with `sgd` or `adam`"
+            "{closed_form}; it would solve the other parameters and leave these untrained. \
+             Train this model with `sgd` or `adam`, or make the score affine in every parameter it reads"
         )));
     }
     if let LossShape::Other { node, .. } = report.loss {
@@ -437,6 +476,31 @@ pub fn solver_error(
         });
     }
     None
+}
+
+/// An error with a label at each breaking term, naming the parameters it
+/// breaks: the first group's as the primary label.
+fn labelled(
+    graph: &Graph,
+    root: FileId,
+    code: &'static str,
+    message: String,
+    groups: &[(Breaker, NodeId, Vec<&str>)],
+) -> Diagnostic {
+    let start_of_file = Span::new(root, 0, 0);
+    let mut d = Diagnostic::error(code, message, start_of_file);
+    for (i, (reason, node, names)) in groups.iter().enumerate() {
+        let (span, inner) = in_user_file(graph, *node, root);
+        let span = span.unwrap_or(start_of_file);
+        if i == 0 {
+            d.primary.span = span;
+            d = d.label(format!("{reason}: {} not affine", quoted(names)));
+        } else {
+            d = d.with_secondary(span, format!("{}: {reason}", quoted(names)));
+        }
+        d = with_inner(d, inner, *reason);
+    }
+    d
 }
 
 /// `` `m`, `p` `` for a list of table names.
@@ -706,5 +770,58 @@ param e[feature]: vec(4)
             panic!("{:?}", report.loss)
         };
         assert_eq!(compiled.sources.snippet(span), "mae(R(u, i), r)");
+    }
+
+    #[test]
+    fn a_global_bias_is_a_one_row_block() {
+        let (_, _, report) = analysed(
+            "let R(u, i) = b + dot(p[u], q[i])\n\
+             loss mse(R(u, i), r)\n",
+        );
+        let Some(b) = report.tables.iter().find(|t| t.name == "b") else {
+            panic!("{report:?}")
+        };
+        assert!(b.global);
+        assert_eq!(b.verdict, Verdict::Block);
+        assert!(report
+            .tables
+            .iter()
+            .filter(|t| t.name != "b")
+            .all(|t| !t.global));
+    }
+
+    #[test]
+    fn one_parameter_that_is_not_a_block_refuses_the_solver_and_is_named() {
+        let (compiled, graph, report) = analysed(
+            "let R(u, i) = b * b + dot(p[u], q[i])\n\
+             loss mse(R(u, i), r)\n",
+        );
+        assert_eq!(verdict(&report, "p"), &Verdict::Block);
+        let Some(error) = solver_error(&graph, &report, "als", compiled.root) else {
+            panic!("no error for {report:?}")
+        };
+        assert_eq!(error.code, "recc::not-affine-block");
+        assert_eq!(
+            error.message,
+            "`solver: als` cannot fit `b`: the loss is not affine in it"
+        );
+        assert_eq!(compiled.sources.snippet(error.primary.span), "b * b");
+    }
+
+    #[test]
+    fn the_score_added_to_the_loss_is_not_squared_error_and_the_term_is_blamed() {
+        let (compiled, graph, report) = analysed(
+            "let R(u, i) = dot(p[u], q[i])\n\
+             loss mse(R(u, i), r) + 0.01 * R(u, i)\n",
+        );
+        let LossShape::Other {
+            span: Some(span), ..
+        } = report.loss
+        else {
+            panic!("{:?}", report.loss)
+        };
+        assert_eq!(compiled.sources.snippet(span), "0.01 * R(u, i)");
+        let error = solver_error(&graph, &report, "gibbs", compiled.root);
+        assert_eq!(error.map(|e| e.code), Some("recc::not-squared-error"));
     }
 }

@@ -58,6 +58,7 @@ pub(crate) const PRIMITIVES: &[(&str, usize)] = &[
 ];
 
 const FIT_OPTIONS: &[&str] = &[
+    "solver",
     "optimizer",
     "lr",
     "epochs",
@@ -65,7 +66,74 @@ const FIT_OPTIONS: &[&str] = &[
     "threads",
     "seed",
     "early_stopping",
+    "sweeps",
+    "samples",
+    "burn_in",
 ];
+
+/// The names `fit { solver: ... }` takes.
+const SOLVERS: &[&str] = &["sgd", "als", "gibbs"];
+
+/// The fit options only gradient steps use.
+const SGD_ONLY: &[&str] = &["optimizer", "lr", "epochs", "batch", "early_stopping"];
+
+/// Sweeps of ALS when the fit block does not say.
+pub const DEFAULT_SWEEPS: usize = 15;
+/// Kept Gibbs sweeps when the fit block does not say.
+pub const DEFAULT_SAMPLES: usize = 150;
+/// Gibbs sweeps thrown away first when the fit block does not say.
+pub const DEFAULT_BURN_IN: usize = 50;
+
+/// The solver a fit block names, before its counts are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SolverKind {
+    Sgd,
+    Als,
+    Gibbs,
+}
+
+impl SolverKind {
+    /// As written in `solver: NAME`.
+    fn name(self) -> &'static str {
+        match self {
+            SolverKind::Sgd => "sgd",
+            SolverKind::Als => "als",
+            SolverKind::Gibbs => "gibbs",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            SolverKind::Sgd => "SGD",
+            SolverKind::Als => "ALS",
+            SolverKind::Gibbs => "Gibbs",
+        }
+    }
+
+    /// Why `key`, an SGD-only option, has no meaning for this solver.
+    fn sgd_only_help(self, key: &str) -> String {
+        let name = self.title();
+        let counts = match self {
+            SolverKind::Gibbs => "`samples` and `burn_in`",
+            _ => "`sweeps`",
+        };
+        match key {
+            "epochs" => format!("`epochs` counts SGD passes; {name} counts {counts}"),
+            "lr" => format!(
+                "{name} sets each row in closed form given the others: there is no step size"
+            ),
+            "optimizer" => format!(
+                "{name} sets each row in closed form, not by gradient steps: there is no optimizer"
+            ),
+            "batch" => {
+                format!("{name} reads all of a row's examples at once: there are no mini-batches")
+            }
+            _ => format!(
+                "early stopping watches SGD epochs; {name} runs a fixed number of sweeps ({counts})"
+            ),
+        }
+    }
+}
 
 /// Check one file against the stdlib. `default_name` names a model that has
 /// no `model` statement (the file's stem).
@@ -1030,6 +1098,22 @@ impl<'a> Checker<'a> {
     }
 
     fn fit_block(&mut self, entries: &[ast::FitEntry]) {
+        // The solver decides which other options mean anything, wherever in
+        // the block it is written.
+        let solver = entries
+            .iter()
+            .find(|e| e.key.name == "solver")
+            .map(|e| (self.solver_kind(&e.value), e.span));
+        // An unknown solver is reported once; its options are not judged.
+        let kind = match solver {
+            Some((None, _)) => None,
+            Some((Some(kind), _)) => Some(kind),
+            None => Some(SolverKind::Sgd),
+        };
+        let chosen_at = solver.map(|(_, span)| span);
+        let mut sweeps = DEFAULT_SWEEPS;
+        let mut samples = DEFAULT_SAMPLES;
+        let mut burn_in = DEFAULT_BURN_IN;
         let mut seen: HashMap<&str, Span> = HashMap::new();
         let mut lr_in_optimizer: Option<Span> = None;
         for e in entries {
@@ -1046,7 +1130,55 @@ impl<'a> Checker<'a> {
                 );
                 continue;
             }
+            if let Some(kind) = kind.filter(|k| *k != SolverKind::Sgd) {
+                if SGD_ONLY.contains(&key) {
+                    let mut d = Diagnostic::error(
+                        "recc::bad-fit",
+                        format!(
+                            "`{key}` is an option of SGD, and this model is fitted with `solver: {}`",
+                            kind.name()
+                        ),
+                        e.key.span,
+                    )
+                    .label("SGD only")
+                    .with_help(kind.sgd_only_help(key));
+                    if let Some(at) = chosen_at {
+                        d = d.with_secondary(at, "the solver is chosen here");
+                    }
+                    self.report(d);
+                    continue;
+                }
+            }
+            let wants = match key {
+                "sweeps" => Some(SolverKind::Als),
+                "samples" | "burn_in" => Some(SolverKind::Gibbs),
+                _ => None,
+            };
+            if let (Some(wants), Some(kind)) = (wants, kind) {
+                if wants != kind {
+                    self.report(
+                        self.misplaced_solver_option(key, wants, kind, e.key.span, chosen_at),
+                    );
+                    continue;
+                }
+            }
             match key {
+                "solver" => {}
+                "sweeps" => {
+                    if let Some(v) = self.count(&e.value, 1) {
+                        sweeps = v;
+                    }
+                }
+                "samples" => {
+                    if let Some(v) = self.count(&e.value, 1) {
+                        samples = v;
+                    }
+                }
+                "burn_in" => {
+                    if let Some(v) = self.count(&e.value, 0) {
+                        burn_in = v;
+                    }
+                }
                 "optimizer" => {
                     if let Some((opt, lr)) = self.optimizer(&e.value) {
                         self.fit.optimizer = opt;
@@ -1125,6 +1257,103 @@ impl<'a> Checker<'a> {
                     self.report(d);
                 }
             }
+        }
+        self.fit.solver = match kind {
+            Some(SolverKind::Als) => Solver::Als { sweeps },
+            Some(SolverKind::Gibbs) => Solver::Gibbs { samples, burn_in },
+            Some(SolverKind::Sgd) | None => Solver::Sgd,
+        };
+    }
+
+    /// The solver `solver: NAME` names; `None` (reported) when it names none.
+    fn solver_kind(&mut self, v: &ast::FitValue) -> Option<SolverKind> {
+        let name = match v {
+            ast::FitValue::Name(n) => n,
+            ast::FitValue::Call { name, args, span } => {
+                let counts = match name.name.as_str() {
+                    "als" => "sweeps: 15",
+                    "gibbs" => "samples: 150, burn_in: 50",
+                    _ => "epochs: 20",
+                };
+                let first = args.first().map_or(*span, |a| a.span);
+                self.report(
+                    Diagnostic::error("recc::bad-fit", "a solver takes no arguments", first)
+                        .label("not an argument of the solver")
+                        .with_help(format!(
+                            "its options are options of the fit block: `solver: {}, {counts}`",
+                            name.name
+                        )),
+                );
+                return None;
+            }
+            ast::FitValue::Number(_, s) => {
+                self.error(
+                    "recc::bad-fit",
+                    "expected a solver",
+                    *s,
+                    "sgd, als or gibbs",
+                );
+                return None;
+            }
+        };
+        match name.name.as_str() {
+            "sgd" => Some(SolverKind::Sgd),
+            "als" => Some(SolverKind::Als),
+            "gibbs" => Some(SolverKind::Gibbs),
+            other => {
+                let mut d = Diagnostic::error(
+                    "recc::bad-fit",
+                    format!("unknown solver `{other}`"),
+                    name.span,
+                )
+                .label("unknown solver");
+                d = match closest(other, SOLVERS.iter().copied()) {
+                    Some(c) => d.with_help(format!("did you mean `{c}`?")),
+                    None => d.with_help(
+                        "the solvers are sgd (gradient steps, the default), als (alternating least squares) and gibbs (Gibbs sampling)",
+                    ),
+                };
+                self.report(d);
+                None
+            }
+        }
+    }
+
+    /// `sweeps` under Gibbs or SGD, `samples` or `burn_in` under ALS or SGD.
+    fn misplaced_solver_option(
+        &self,
+        key: &str,
+        wants: SolverKind,
+        kind: SolverKind,
+        at: Span,
+        chosen_at: Option<Span>,
+    ) -> Diagnostic {
+        let wanted = wants.name();
+        let (message, help) = match kind {
+            SolverKind::Sgd => (
+                format!("`{key}` is an option of `solver: {wanted}`, and this model is fitted with SGD"),
+                match wants {
+                    SolverKind::Als => "add `solver: als` to solve the tables in closed form, or count SGD passes with `epochs`".to_string(),
+                    _ => "add `solver: gibbs` to sample the posterior, or count SGD passes with `epochs`".to_string(),
+                },
+            ),
+            _ => (
+                format!(
+                    "`{key}` is an option of `solver: {wanted}`, and this model is fitted with `solver: {}`",
+                    kind.name()
+                ),
+                match kind {
+                    SolverKind::Als => "ALS counts `sweeps`".to_string(),
+                    _ => "Gibbs counts `samples` (kept) and `burn_in` (thrown away first)".to_string(),
+                },
+            ),
+        };
+        let d = Diagnostic::error("recc::bad-fit", message, at)
+            .label(format!("needs `solver: {wanted}`"))
+            .with_help(help);
+        match chosen_at {
+            Some(span) => d.with_secondary(span, "the solver is chosen here"),
+            None => d,
         }
     }
 
@@ -3242,5 +3471,156 @@ pub fn children(e: &TExpr) -> Vec<&TExpr> {
             }
             v
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DEFAULT_BURN_IN, DEFAULT_SAMPLES, DEFAULT_SWEEPS};
+    use crate::model::{FitConfig, Solver};
+
+    const MODEL: &str = "\
+use stdlib.losses
+input u: user
+input i: item
+input r: real
+param p[user]: vec(4)
+param q[item]: vec(4)
+let R(u, i) = dot(p[u], q[i])
+loss mse(R(u, i), r)
+";
+
+    /// The fit settings of the model with `fit`, or its errors' messages.
+    fn fit(block: &str) -> Result<FitConfig, Vec<String>> {
+        let compiled = crate::compile("t.rec", &format!("{MODEL}{block}\n"));
+        match compiled.model {
+            Some(model) if !compiled.has_errors() => Ok(model.fit),
+            _ => Err(compiled
+                .diagnostics
+                .iter()
+                .filter(|d| d.is_error())
+                .map(|d| {
+                    assert_eq!(d.code, "recc::bad-fit", "{}", d.message);
+                    d.message.clone()
+                })
+                .collect()),
+        }
+    }
+
+    fn solver(block: &str) -> Solver {
+        match fit(block) {
+            Ok(f) => f.solver,
+            Err(errors) => panic!("{block}: {errors:?}"),
+        }
+    }
+
+    fn errors(block: &str) -> Vec<String> {
+        match fit(block) {
+            Ok(f) => panic!("{block} was accepted: {f:?}"),
+            Err(errors) => errors,
+        }
+    }
+
+    #[test]
+    fn the_solver_defaults_to_sgd_and_its_counts_to_the_documented_values() {
+        assert_eq!(solver("fit { epochs: 3 }"), Solver::Sgd);
+        assert_eq!(solver("fit { solver: sgd, lr: 0.1 }"), Solver::Sgd);
+        assert_eq!(
+            solver("fit { solver: als }"),
+            Solver::Als {
+                sweeps: DEFAULT_SWEEPS
+            }
+        );
+        assert_eq!(
+            solver("fit { solver: gibbs }"),
+            Solver::Gibbs {
+                samples: DEFAULT_SAMPLES,
+                burn_in: DEFAULT_BURN_IN
+            }
+        );
+        assert_eq!(
+            (DEFAULT_SWEEPS, DEFAULT_SAMPLES, DEFAULT_BURN_IN),
+            (15, 150, 50)
+        );
+    }
+
+    #[test]
+    fn the_order_of_keys_does_not_matter() {
+        let als = Solver::Als { sweeps: 7 };
+        assert_eq!(solver("fit { solver: als, sweeps: 7 }"), als);
+        assert_eq!(solver("fit { sweeps: 7, solver: als }"), als);
+        let gibbs = Solver::Gibbs {
+            samples: 20,
+            burn_in: 0,
+        };
+        assert_eq!(
+            solver("fit { burn_in: 0, samples: 20, solver: gibbs }"),
+            gibbs
+        );
+        let f = fit("fit { seed: 9, threads: 3, solver: gibbs, samples: 20, burn_in: 0 }");
+        let Ok(f) = f else { panic!("{f:?}") };
+        assert_eq!((f.seed, f.threads, f.solver), (9, 3, gibbs));
+    }
+
+    #[test]
+    fn each_misplaced_option_is_refused() {
+        assert_eq!(
+            errors("fit { solver: gibbs, sweeps: 3 }"),
+            ["`sweeps` is an option of `solver: als`, and this model is fitted with `solver: gibbs`"]
+        );
+        assert_eq!(
+            errors("fit { samples: 3 }"),
+            ["`samples` is an option of `solver: gibbs`, and this model is fitted with SGD"]
+        );
+        assert_eq!(
+            errors("fit { burn_in: 3, solver: als }"),
+            ["`burn_in` is an option of `solver: gibbs`, and this model is fitted with `solver: als`"]
+        );
+        for key in [
+            "optimizer: adam",
+            "lr: 0.1",
+            "epochs: 3",
+            "batch: 2",
+            "early_stopping: 2",
+        ] {
+            let name = key.split(':').next().unwrap_or_default();
+            assert_eq!(
+                errors(&format!("fit {{ {key}, solver: als }}")),
+                [format!(
+                    "`{name}` is an option of SGD, and this model is fitted with `solver: als`"
+                )]
+            );
+        }
+    }
+
+    #[test]
+    fn bad_solvers_and_counts_are_refused() {
+        assert_eq!(errors("fit { solver: gibs }"), ["unknown solver `gibs`"]);
+        // An unknown solver is reported once, not again for its counts.
+        assert_eq!(
+            errors("fit { solver: gibs, samples: 3 }"),
+            ["unknown solver `gibs`"]
+        );
+        assert_eq!(errors("fit { solver: 3 }"), ["expected a solver"]);
+        assert_eq!(
+            errors("fit { solver: als(sweeps: 3) }"),
+            ["a solver takes no arguments"]
+        );
+        assert_eq!(
+            errors("fit { solver: als, sweeps: 0 }"),
+            ["expected a whole number of at least 1"]
+        );
+        assert_eq!(
+            errors("fit { solver: gibbs, samples: 2.5 }"),
+            ["expected a whole number of at least 1"]
+        );
+        assert_eq!(
+            errors("fit { solver: gibbs, burn_in: -1 }"),
+            ["expected a whole number of at least 0"]
+        );
+        assert_eq!(
+            errors("fit { solver: als, solver: gibbs }"),
+            ["fit option `solver` is given twice"]
+        );
     }
 }

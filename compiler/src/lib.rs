@@ -76,6 +76,37 @@ impl Compiled {
     pub fn render_diagnostics(&self) -> String {
         diagnostic::render(&self.sources, &self.diagnostics)
     }
+
+    /// Why the checked model cannot be fitted with `solver`, when it asks for
+    /// another one than its `fit` block does (a command-line override): the
+    /// same error the `fit` block would give. `None` for SGD, for a model
+    /// that qualifies, and when there is no checked model.
+    pub fn solver_refusal(&self, solver: model::Solver) -> Option<Diagnostic> {
+        let model = self.model.as_ref()?;
+        on_big_stack(|| solver_refusal(model, solver, self.root))
+    }
+}
+
+/// The refusal of a closed-form solver for `model` (see [`affine`]); `None`
+/// for SGD, or when the model does not lower (training reports that).
+fn solver_refusal(model: &model::Model, solver: model::Solver, root: FileId) -> Option<Diagnostic> {
+    if solver == model::Solver::Sgd {
+        return None;
+    }
+    let graph = simplify::simplify(&lower::lower(model).ok()?).ok()?;
+    let report = affine::analyse(&graph);
+    affine::solver_error(&graph, &report, solver.name(), root)
+}
+
+/// Where the `fit` block names its solver: `solver: als`.
+fn solver_entry(file: &ast::File) -> Option<source::Span> {
+    file.items.iter().rev().find_map(|item| match &item.kind {
+        ast::ItemKind::Fit(entries) => entries
+            .iter()
+            .find(|e| e.key.name == "solver")
+            .map(|e| e.span),
+        _ => None,
+    })
 }
 
 /// Stack for the front end and lowering. Expressions are walked
@@ -137,8 +168,21 @@ fn compile_here(name: &str, text: &str) -> Compiled {
         .unwrap_or(name)
         .trim_end_matches(".rec")
         .to_string();
-    let (model, mut more) = check::check(root, &file, &modules, &stem);
+    let (mut model, mut more) = check::check(root, &file, &modules, &stem);
     diagnostics.append(&mut more);
+    // A closed-form solver is refused here, at check time, so that `recc
+    // check` says so before any data is read.
+    let refusal = model
+        .as_ref()
+        .and_then(|m| solver_refusal(m, m.fit.solver, root));
+    if let Some(mut refusal) = refusal {
+        if let Some(span) = solver_entry(&file) {
+            refusal = refusal.with_secondary(span, "the solver is chosen here");
+        }
+        diagnostics.push(refusal);
+        diagnostic::sort(&mut diagnostics);
+        model = None;
+    }
     Compiled {
         sources,
         root,

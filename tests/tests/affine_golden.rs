@@ -1,6 +1,7 @@
 //! Golden affine analysis: for every model in `models/`, which tables a
 //! closed-form solver (ALS, Gibbs) can update row by row, and whether the
-//! loss is squared error on the score. One snapshot lists them all, so a
+//! loss is squared error on the score (globals are analysed as one-row
+//! tables: the solver fits them too). One snapshot lists them all, so a
 //! change of verdict reads as one diff; review with `cargo insta review`.
 
 use recc_compiler::affine::{analyse, solver_error, AffineReport, LossShape, Verdict};
@@ -37,7 +38,8 @@ fn describe(out: &mut String, sources: &SourceMap, report: &AffineReport) {
                 format!("not affine: {reason} at {}", located(sources, *span))
             }
         };
-        let _ = writeln!(out, "  {}: {verdict}", table.name);
+        let global = if table.global { " (global)" } else { "" };
+        let _ = writeln!(out, "  {}{global}: {verdict}", table.name);
     }
 }
 

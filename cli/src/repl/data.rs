@@ -432,6 +432,7 @@ impl Repl {
         let source = self.source()?;
         let (mut config, notes) =
             experiment::train_config(&source.model, &c.fit.overrides()).map_err(message)?;
+        experiment::check_solver(&source, &config).map_err(message)?;
         // A run stopped with Ctrl-C keeps a whole number of epochs.
         config.on_interrupt = OnInterrupt::KeepLastEpoch;
         for note in notes {

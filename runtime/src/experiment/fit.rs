@@ -11,8 +11,9 @@ use crate::predict::{self, Predictor};
 use crate::session::{Backend, Session, Task};
 use crate::split::{self, Split};
 use crate::train::{self, Interruption, Observer, TrainConfig, Trained};
+use recc_compiler::check::{DEFAULT_BURN_IN, DEFAULT_SAMPLES, DEFAULT_SWEEPS};
 use recc_compiler::interp::Params;
-use recc_compiler::model::{Model, Optimizer};
+use recc_compiler::model::{Model, Optimizer, Solver};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -31,12 +32,128 @@ pub struct FitOverrides {
     pub threads: Option<usize>,
     /// jit or interp.
     pub backend: Option<String>,
+    /// sgd, als or gibbs.
+    pub solver: Option<String>,
+    /// ALS sweeps.
+    pub sweeps: Option<usize>,
+    /// Gibbs sweeps kept.
+    pub samples: Option<usize>,
+    /// Gibbs sweeps thrown away first.
+    pub burn_in: Option<usize>,
+}
+
+/// The solver a run uses: the model's `fit`, or `--solver` with its counts.
+/// A count flag of another solver, or an SGD flag given to ALS or Gibbs, is
+/// refused naming both, since it would silently do nothing.
+fn solver(model: &Model, fit: &FitOverrides) -> Result<Solver> {
+    let from_fit = model.fit.solver;
+    let solver = match fit.solver.as_deref() {
+        None => from_fit,
+        Some(name) if name == from_fit.name() => from_fit,
+        Some("sgd") => Solver::Sgd,
+        Some("als") => Solver::Als {
+            sweeps: DEFAULT_SWEEPS,
+        },
+        Some("gibbs") => Solver::Gibbs {
+            samples: DEFAULT_SAMPLES,
+            burn_in: DEFAULT_BURN_IN,
+        },
+        Some(other) => {
+            return Err(usage(format!(
+                "--solver {other}: expected sgd, als or gibbs"
+            )))
+        }
+    };
+    // Where the solver was chosen, for the messages.
+    let chosen = match fit.solver.as_deref() {
+        Some(name) => format!("--solver {name}"),
+        None if solver == Solver::Sgd => "the default".to_string(),
+        None => format!("the model's `fit {{ solver: {} }}`", solver.name()),
+    };
+    let title = match solver {
+        Solver::Sgd => "SGD",
+        Solver::Als { .. } => "ALS",
+        Solver::Gibbs { .. } => "Gibbs",
+    };
+    let counts = match solver {
+        Solver::Sgd => "--epochs",
+        Solver::Als { .. } => "--sweeps",
+        Solver::Gibbs { .. } => "--samples and --burn-in",
+    };
+    let elsewhere = |flag: &str, of: &str| {
+        usage(format!(
+            "{flag} is a setting of {of}, and this run is fitted with {title} ({chosen}); \
+             {title} counts {counts}"
+        ))
+    };
+    let mut solver = solver;
+    if let Some(n) = fit.sweeps {
+        match &mut solver {
+            Solver::Als { sweeps } => {
+                if n == 0 {
+                    return Err(usage("--sweeps 0: ALS runs at least one sweep"));
+                }
+                *sweeps = n;
+            }
+            _ => return Err(elsewhere("--sweeps", "--solver als")),
+        }
+    }
+    if let Some(n) = fit.samples {
+        match &mut solver {
+            Solver::Gibbs { samples, .. } => {
+                if n == 0 {
+                    return Err(usage("--samples 0: Gibbs keeps at least one sample"));
+                }
+                *samples = n;
+            }
+            _ => return Err(elsewhere("--samples", "--solver gibbs")),
+        }
+    }
+    if let Some(n) = fit.burn_in {
+        match &mut solver {
+            Solver::Gibbs { burn_in, .. } => *burn_in = n,
+            _ => return Err(elsewhere("--burn-in", "--solver gibbs")),
+        }
+    }
+    if solver != Solver::Sgd {
+        let sgd_flags = [
+            ("--epochs", fit.epochs.is_some()),
+            ("--lr", fit.lr.is_some()),
+            ("--optimizer", fit.optimizer.is_some()),
+            ("--batch", fit.batch.is_some()),
+            ("--schedule", fit.schedule.is_some()),
+            ("--early-stopping", fit.early_stopping.is_some()),
+        ];
+        if let Some((flag, _)) = sgd_flags.iter().find(|(_, given)| *given) {
+            return Err(elsewhere(flag, "SGD"));
+        }
+    }
+    Ok(solver)
+}
+
+/// Refuses a closed-form solver that `config` asks for and the model's own
+/// `fit` block does not (that one is refused when the model is checked),
+/// with the error the `fit` block would give: the terms that keep the
+/// model's parameters from being affine blocks.
+pub fn check_solver(source: &Source, config: &TrainConfig) -> Result<()> {
+    if config.solver == Solver::Sgd || config.solver.name() == source.model.fit.solver.name() {
+        return Ok(());
+    }
+    let compiled = recc_compiler::compile(&source.name, &source.text);
+    match compiled.solver_refusal(config.solver) {
+        Some(refusal) => Err(failed(recc_compiler::diagnostic::render(
+            &compiled.sources,
+            &[refusal],
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The fit settings: the model's `fit`, overridden. The notes say where a
 /// setting will not act as asked.
 pub fn train_config(model: &Model, fit: &FitOverrides) -> Result<(TrainConfig, Vec<String>)> {
     let mut c = TrainConfig::from_fit(&model.fit);
+    c.solver = solver(model, fit)?;
     if let Some(e) = fit.epochs {
         if e == 0 {
             return Err(usage("--epochs 0: training runs at least one epoch"));
