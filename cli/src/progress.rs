@@ -236,6 +236,10 @@ pub struct Progress<'a> {
     measuring: StepBar,
     /// When the current epoch began, for examples per second.
     epoch_started: Instant,
+    /// What one pass over the data is called, and what its bar counts:
+    /// SGD's epochs of examples, or a solver's sweeps of rows.
+    round: &'static str,
+    unit: &'static str,
     /// Printed before each epoch line (the fold of a cross-validation).
     label: String,
     /// Printed before the bar's epoch: the label, and the fold's place
@@ -287,6 +291,8 @@ impl<'a> Progress<'a> {
             bar,
             measuring: StepBar::on_stderr(!shown, label),
             epoch_started: Instant::now(),
+            round: "epoch",
+            unit: "examples",
             bar_label: prefix_label(label),
             label: prefix_label(label),
             watched,
@@ -345,6 +351,11 @@ impl Observer for Progress<'_> {
         &self.measuring
     }
 
+    fn solving(&mut self) {
+        self.round = "sweep";
+        self.unit = "rows";
+    }
+
     fn progress(&mut self, epoch: usize, done: usize, total: usize, loss: f64) {
         if let Some(bar) = &self.bar {
             if bar.length() != Some(total as u64) || done < bar.position() as usize {
@@ -352,9 +363,15 @@ impl Observer for Progress<'_> {
                 bar.reset();
             }
             let rate = done as f64 / self.epoch_started.elapsed().as_secs_f64().max(1e-3);
-            bar.set_prefix(format!("{}epoch {epoch}", self.bar_label));
+            bar.set_prefix(format!("{}{} {epoch}", self.bar_label, self.round));
             bar.set_position(done as u64);
-            bar.set_message(format!("loss {loss:.4}  {:.0}k examples/s", rate / 1000.0));
+            // A solver knows its loss only at a sweep's end.
+            let loss = if loss.is_finite() {
+                format!("loss {loss:.4}  ")
+            } else {
+                String::new()
+            };
+            bar.set_message(format!("{loss}{:.0}k {}/s", rate / 1000.0, self.unit));
             show(bar);
         }
     }
@@ -371,8 +388,8 @@ impl Observer for Progress<'_> {
             .map(|v| format!("  {} {monitor} {v:.4}", self.watched))
             .unwrap_or_default();
         let line = format!(
-            "{}epoch {:>width$}/{epochs}  loss {:.4}{figure}  {:.1} s",
-            self.label, record.epoch, record.loss, record.seconds
+            "{}{} {:>width$}/{epochs}  loss {:.4}{figure}  {:.1} s",
+            self.label, self.round, record.epoch, record.loss, record.seconds
         );
         self.say(&line);
     }

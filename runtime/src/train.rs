@@ -217,6 +217,9 @@ pub trait Observer {
     fn measuring(&self) -> &dyn StepObserver {
         &Unobserved
     }
+    /// A closed-form solver runs: each "epoch" is a sweep over every
+    /// block table, and progress counts rows solved rather than examples.
+    fn solving(&mut self) {}
 }
 
 /// An observer that says nothing.

@@ -96,6 +96,7 @@ pub fn solve(
             config.solver.name()
         )));
     }
+    observer.solving();
     let g = &session.gradient;
     let sizes = session.binding.domain_sizes();
     check_memory(g, &sizes, Optimizer::Sgd, Holder::Evaluator)?;
