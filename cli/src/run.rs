@@ -6,6 +6,7 @@
 use crate::progress::{self, Progress, StepBar};
 use crate::report;
 use crate::{Failure, EXIT_MODEL_ERRORS, EXIT_USAGE};
+use recc_compiler::model::Solver;
 use recc_runtime::data::Dataset;
 use recc_runtime::experiment::{
     self, format_hierarchy, format_metrics, printable, DataRequest, ErrorKind, ExperimentError,
@@ -594,6 +595,28 @@ fn run_split(
 
 /// The fit settings a run trains with, as one indented line.
 pub fn settings_line(config: &TrainConfig) -> String {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    match config.solver {
+        Solver::Sgd => {}
+        Solver::Als { sweeps } => {
+            return format!(
+                "  als · {sweeps} sweep{} · seed {} · {} thread{}",
+                plural(sweeps),
+                config.seed,
+                config.threads,
+                plural(config.threads)
+            )
+        }
+        Solver::Gibbs { samples, burn_in } => {
+            return format!(
+                "  gibbs · {burn_in} burn-in + {samples} kept sweep{} · seed {} · {} thread{}",
+                plural(samples),
+                config.seed,
+                config.threads,
+                plural(config.threads)
+            )
+        }
+    }
     format!(
         "  {} lr {} · {} epoch{} · batch {} · seed {}{}",
         config.optimizer,

@@ -229,10 +229,9 @@ fn solvers_on_movielens_u1() {
     let which = std::env::var("RECC_SOLVER_MODEL").unwrap_or_else(|_| "biased_mf.rec".into());
     let model = model_file(&which);
     let solvers = [
-        Solver::Als { sweeps: 15 },
         Solver::Gibbs {
-            samples: 100,
-            burn_in: 20,
+            samples: 150,
+            burn_in: 50,
         },
     ];
     for solver in solvers {

@@ -251,18 +251,33 @@ fn gibbs(
     let monitor = predict::monitor_name(session.task);
     let sweeps = burn_in + samples;
     let total_rows: usize = ctx.indices.iter().map(|i| i.examples.len()).sum();
+    // The chain starts from the model's initial values with priors fitted
+    // to them (tight: the initial rows are small), and a noise precision
+    // from their residuals, so the first sweeps grow the rows only as far
+    // as the data asks, instead of from an arbitrary unit prior.
     let mut hypers: Vec<Hyper> = ctx
         .plan
         .blocks
         .iter()
-        .map(|b| Hyper {
-            mean: vec![0.0; b.width],
-            precision: vec![if b.global { GLOBAL_PRECISION } else { 1.0 }; b.width],
+        .zip(ctx.indices)
+        .map(|(b, index)| {
+            if b.global {
+                Hyper {
+                    mean: vec![0.0; b.width],
+                    precision: vec![GLOBAL_PRECISION; b.width],
+                }
+            } else {
+                sample_hyper(b, index, &params, config.seed, usize::MAX)
+            }
         })
         .collect();
-    let (weight, _) = likelihood(ctx, &params)?;
+    let (weight, residual) = likelihood(ctx, &params)?;
     let weight = if weight > 0.0 { weight } else { 1.0 };
-    let mut alpha = 1.0;
+    let n = ctx.examples.len() as f64;
+    let mut alpha = (n / (residual / weight)).clamp(1e-6, 1e6);
+    if !alpha.is_finite() {
+        alpha = 1.0;
+    }
     let mut history = Vec::new();
     let mut mean: Option<Params> = None;
     let mut kept = 0usize;
