@@ -212,6 +212,41 @@ fn als_never_raises_a_factorization_machines_loss() {
     assert!(a < baseline - 0.05, "ALS rmse {a} vs the mean's {baseline}");
 }
 
+/// A conjugate toy: one global mean under a normal likelihood. Its
+/// posterior mean is the data's mean (the global's prior is nearly flat),
+/// and the average of the kept draws must find it within Monte Carlo error.
+#[test]
+fn gibbs_recovers_the_posterior_mean_of_a_conjugate_model() {
+    let model = compile_text(
+        "mean.rec",
+        "use stdlib.losses\ninput u: user\ninput r: real\nparam b: real\n\
+         let R(u) = b\nloss mse(R(u), r)\n",
+    );
+    let data = data(50, 20, 10);
+    let split = split::random_holdout(data.len(), 0.2, 7);
+    let session = Session::new(&model, &data, &split.train, &BindOptions::default()).unwrap();
+    let mut config = TrainConfig::from_fit(&model.fit);
+    let samples = 2000;
+    config.solver = Solver::Gibbs {
+        samples,
+        burn_in: 20,
+    };
+    let trained = train::train(&session, &data, &split.train, &[], &config, &mut Silent).unwrap();
+    let target = session.binding.target_values(&data).unwrap();
+    let ys: Vec<f64> = split.train.iter().map(|&r| target[r]).collect();
+    let n = ys.len() as f64;
+    let mean = ys.iter().sum::<f64>() / n;
+    let var = ys.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / n;
+    // The posterior sd of b is about √(var / n); the draws are independent
+    // given the noise, so the average's error is that over √samples.
+    let se = (var / n).sqrt() / (samples as f64).sqrt();
+    let b = trained.params.tables[0][[0, 0]];
+    assert!(
+        (b - mean).abs() < 5.0 * se,
+        "posterior mean {b} vs {mean} (se {se})"
+    );
+}
+
 /// The solvers on MovieLens-100k's u1 (when the data is there): prints
 /// figures; asserts only that each beats the item-mean baseline by a margin.
 #[test]
@@ -228,12 +263,10 @@ fn solvers_on_movielens_u1() {
     let split = split.unwrap();
     let which = std::env::var("RECC_SOLVER_MODEL").unwrap_or_else(|_| "biased_mf.rec".into());
     let model = model_file(&which);
-    let solvers = [
-        Solver::Gibbs {
-            samples: 150,
-            burn_in: 50,
-        },
-    ];
+    let solvers = [Solver::Gibbs {
+        samples: 150,
+        burn_in: 50,
+    }];
     for solver in solvers {
         let session = Session::new(&model, &data, &split.train, &BindOptions::default()).unwrap();
         let mut config = TrainConfig::from_fit(&model.fit);

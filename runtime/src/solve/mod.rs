@@ -569,32 +569,41 @@ fn sample_hyper(
     let rows: Vec<usize> = (0..index.examples.len())
         .filter(|&r| !index.examples[r].is_empty())
         .collect();
-    let n = rows.len() as f64;
     let mut rng = row_rng(seed, sweep, block.table.0, u32::MAX);
     let mut mean = vec![0.0; block.width];
     let mut precision = vec![1.0; block.width];
+    let mut lane_values = vec![0.0; rows.len()];
     for lane in 0..block.width {
-        let sum: f64 = rows.iter().map(|&r| values[[r, lane]]).sum();
-        let avg = if n > 0.0 { sum / n } else { 0.0 };
-        let spread: f64 = rows
-            .iter()
-            .map(|&r| (values[[r, lane]] - avg).powi(2))
-            .sum();
-        // λ | θ: the rows' spread about their mean, and the mean's about μ₀.
-        let shape = (ALPHA0 + n + 1.0) / 2.0;
-        let rate = (BETA0 + spread + GAMMA0 * n / (GAMMA0 + n) * (avg - MU0).powi(2)) / 2.0;
-        let lambda = Gamma::new(shape, 1.0 / rate)
-            .map(|d| d.sample(&mut rng))
-            .unwrap_or(1.0);
-        let centre = (GAMMA0 * MU0 + sum) / (GAMMA0 + n);
-        let sd = 1.0 / ((GAMMA0 + n) * lambda).sqrt();
-        let mu = Normal::new(centre, sd)
-            .map(|d| d.sample(&mut rng))
-            .unwrap_or(centre);
+        for (v, &r) in lane_values.iter_mut().zip(&rows) {
+            *v = values[[r, lane]];
+        }
+        let (mu, lambda) = draw_normal_gamma(&lane_values, &mut rng);
         mean[lane] = mu;
         precision[lane] = lambda;
     }
     Hyper { mean, precision }
+}
+
+/// A draw of (mean, precision) from the Normal–Gamma posterior given the
+/// values `xs` of one lane of a table's rows: the precision from its
+/// marginal Gamma(α₀/2 + n/2, β₀/2 + spread/2 + γ₀n(x̄-μ₀)²/(2(γ₀+n))), then
+/// the mean given it, N((γ₀μ₀ + Σx)/(γ₀+n), 1/((γ₀+n)λ)).
+fn draw_normal_gamma(xs: &[f64], rng: &mut StdRng) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let sum: f64 = xs.iter().sum();
+    let avg = if n > 0.0 { sum / n } else { 0.0 };
+    let spread: f64 = xs.iter().map(|x| (x - avg).powi(2)).sum();
+    let shape = (ALPHA0 + n) / 2.0;
+    let rate = (BETA0 + spread + GAMMA0 * n / (GAMMA0 + n) * (avg - MU0).powi(2)) / 2.0;
+    let lambda = Gamma::new(shape, 1.0 / rate)
+        .map(|d| d.sample(rng))
+        .unwrap_or(1.0);
+    let centre = (GAMMA0 * MU0 + sum) / (GAMMA0 + n);
+    let sd = 1.0 / ((GAMMA0 + n) * lambda).sqrt();
+    let mu = Normal::new(centre, sd)
+        .map(|d| d.sample(rng))
+        .unwrap_or(centre);
+    (mu, lambda)
 }
 
 /// The mean per-example loss of the model (penalties included).
@@ -623,4 +632,54 @@ fn likelihood(ctx: &Context, params: &Params) -> Result<(f64, f64), TrainError> 
     })?;
     let (weight, residual) = terms.iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
     Ok((weight / ctx.examples.len().max(1) as f64, residual))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hyperprior's draws have the analytic posterior moments of the
+    /// Normal–Gamma model, within Monte Carlo error.
+    #[test]
+    fn normal_gamma_draws_match_the_analytic_posterior() {
+        let xs = [0.3, -0.1, 0.5, 0.9, 0.2, 0.4, -0.3, 0.6];
+        let n = xs.len() as f64;
+        let sum: f64 = xs.iter().sum();
+        let avg = sum / n;
+        let spread: f64 = xs.iter().map(|x| (x - avg).powi(2)).sum();
+        let shape = (ALPHA0 + n) / 2.0;
+        let rate = (BETA0 + spread + GAMMA0 * n / (GAMMA0 + n) * (avg - MU0).powi(2)) / 2.0;
+        let want_lambda = shape / rate;
+        let want_mu = (GAMMA0 * MU0 + sum) / (GAMMA0 + n);
+        // Var(μ) = E[1 / ((γ₀+n) λ)] = rate / ((shape - 1)(γ₀+n)).
+        let want_var_mu = rate / ((shape - 1.0) * (GAMMA0 + n));
+        let draws = 200_000;
+        let mut rng = StdRng::seed_from_u64(5);
+        let (mut s_l, mut s_m, mut s_mm) = (0.0, 0.0, 0.0);
+        for _ in 0..draws {
+            let (mu, lambda) = draw_normal_gamma(&xs, &mut rng);
+            s_l += lambda;
+            s_m += mu;
+            s_mm += mu * mu;
+        }
+        let d = draws as f64;
+        let mean_lambda = s_l / d;
+        let mean_mu = s_m / d;
+        let var_mu = s_mm / d - mean_mu * mean_mu;
+        // Standard errors: sd(λ) = √shape / rate, sd(μ) = √Var(μ).
+        let se_lambda = shape.sqrt() / rate / d.sqrt();
+        let se_mu = want_var_mu.sqrt() / d.sqrt();
+        assert!(
+            (mean_lambda - want_lambda).abs() < 5.0 * se_lambda,
+            "λ {mean_lambda} vs {want_lambda}"
+        );
+        assert!(
+            (mean_mu - want_mu).abs() < 5.0 * se_mu,
+            "μ {mean_mu} vs {want_mu}"
+        );
+        assert!(
+            (var_mu / want_var_mu - 1.0).abs() < 0.03,
+            "Var μ {var_mu} vs {want_var_mu}"
+        );
+    }
 }
