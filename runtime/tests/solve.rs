@@ -263,10 +263,13 @@ fn solvers_on_movielens_u1() {
     let split = split.unwrap();
     let which = std::env::var("RECC_SOLVER_MODEL").unwrap_or_else(|_| "biased_mf.rec".into());
     let model = model_file(&which);
-    let solvers = [Solver::Gibbs {
-        samples: 150,
-        burn_in: 50,
-    }];
+    let solvers = [
+        Solver::Als { sweeps: 15 },
+        Solver::Gibbs {
+            samples: 150,
+            burn_in: 50,
+        },
+    ];
     for solver in solvers {
         let session = Session::new(&model, &data, &split.train, &BindOptions::default()).unwrap();
         let mut config = TrainConfig::from_fit(&model.fit);
