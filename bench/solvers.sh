@@ -44,9 +44,13 @@ fi
 recc_json() {
   local out=$1; shift
   echo "   recc $*" >&2
-  if ! "$R" "$@" --json > "$out"; then
-    echo "error: this recc command failed, so there is nothing to set beside the peers:" >&2
+  local status=0
+  "$R" "$@" --json > "$out" || status=$?
+  if [[ $status != 0 ]]; then
+    echo "error: this recc command failed (exit $status), so there is nothing to set beside the peers:" >&2
     echo "   $R $*" >&2
+    # Under --json recc writes its error to standard output, as one object.
+    sed 's/^/   /' "$out" >&2
     exit 1
   fi
 }
