@@ -394,13 +394,17 @@ def rank_user(s, exclude, relevant, k):
 
 
 def rank_metrics(user_f, item_f, train_items, test_items, k):
-    """Mean precision@k and AUC over the users with test rows."""
+    """Mean precision@k and AUC over the users with test rows; a user's scores
+    are user_f[u] . item_f[i], or item_f[i] alone when user_f is None."""
     precision, auc = [], []
     users = sorted(test_items)
     batch = 256
     for start in range(0, len(users), batch):
         chunk = users[start : start + batch]
-        scores = (user_f[chunk] @ item_f.T).astype(np.float64)
+        if user_f is None:
+            scores = np.broadcast_to(item_f.astype(np.float64), (len(chunk), item_f.shape[0]))
+        else:
+            scores = (user_f[chunk] @ item_f.T).astype(np.float64)
         for row, u in enumerate(chunk):
             p, a = rank_user(scores[row], train_items.get(u, []), test_items[u], k)
             precision.append(p)
@@ -451,6 +455,15 @@ def run_implicit(a):
         test_rows=len(test),
         solvers={},
     )
+    # recc's popularity baseline (`--baseline`): items by their number of
+    # distinct training users. Its figures, beside recc's own, check that the
+    # rows, the catalogue and the metrics here are recc's.
+    popularity = np.zeros(len(items))
+    for _, i in {(u, i) for u, i in zip(tr_u.tolist(), tr_i.tolist())}:
+        popularity[i] += 1
+    prec, auc, _ = rank_metrics(None, popularity, train_items, test_items, a.k)
+    result["popularity"] = dict(precision=prec, auc=auc)
+    print(f"  popularity: precision@{a.k} {prec:.4f}  auc {auc:.4f}", file=sys.stderr)
     for name, use_cg in (("cg", True), ("exact", False)):
         model = AlternatingLeastSquares(
             factors=a.factors,
@@ -522,6 +535,8 @@ def table(results, k):
         lines.append(
             f"  {'solver':<15} {'prec@' + str(k):>10} {'AUC':>7} {'fit s':>9} {'CPU s':>7}"
         )
+        pop = i["popularity"]
+        lines.append(f"  {'popularity':<15} {pop['precision']:>10.4f} {pop['auc']:>7.4f}")
         for name, s in i["solvers"].items():
             lines.append(
                 f"  {name:<15} {s['precision']:>10.4f} {s['auc']:>7.4f} "
