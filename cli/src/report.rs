@@ -187,6 +187,8 @@ pub struct Settings {
     schedule: String,
     backend: String,
     threads: usize,
+    /// `sgd`, or a closed-form solver with its counts, e.g. `als(sweeps: 15)`.
+    solver: String,
 }
 
 impl Settings {
@@ -201,6 +203,7 @@ impl Settings {
             schedule: config.schedule.to_string(),
             backend: config.effective_backend().to_string(),
             threads: config.threads,
+            solver: config.solver.to_string(),
         }
     }
 }

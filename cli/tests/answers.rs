@@ -436,3 +436,55 @@ fn every_model_answers_the_same_from_its_moved_file_as_from_its_data() {
         assert_eq!(before, after, "{file}");
     }
 }
+
+/// ALS and Gibbs write ordinary model files: every command that reads one
+/// answers from it as from an SGD model's, and the settings name the solver.
+#[test]
+fn models_fitted_by_als_and_gibbs_answer_every_command() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("ratings.csv"), ratings().join("\n") + "\n").unwrap();
+    for (solver, counts) in [
+        ("als", &["--sweeps", "3"][..]),
+        ("gibbs", &["--samples", "4", "--burn-in", "2"][..]),
+    ] {
+        let file = format!("{solver}.recm");
+        let model_path = model("biased_mf.rec");
+        let mut train = vec![
+            "train",
+            &model_path,
+            "--data",
+            "csv:ratings.csv",
+            "--columns",
+            COLUMNS,
+            "--solver",
+            solver,
+            "--json",
+            "-o",
+            &file,
+        ];
+        train.extend_from_slice(counts);
+        let trained = ok(recc_in(work.path(), &train), "train");
+        assert!(trained.contains("\"rmse\""), "{trained}");
+        assert!(
+            trained.contains(&format!("\"solver\": \"{solver}(")),
+            "{trained}"
+        );
+        let out = work.path().join(format!("{solver}-export"));
+        for args in [
+            vec!["predict", &file, "--user", "3", "--item", "5"],
+            vec!["recommend", &file, "--user", "3", "-k", "5"],
+            vec!["similar", &file, "--item", "5", "-k", "3"],
+            vec![
+                "eval",
+                &file,
+                "--data",
+                "csv:ratings.csv",
+                "--columns",
+                COLUMNS,
+            ],
+            vec!["export", &file, "-o", out.to_str().unwrap()],
+        ] {
+            ok(recc_in(work.path(), &args), &args.join(" "));
+        }
+    }
+}
