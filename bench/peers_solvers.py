@@ -41,7 +41,8 @@ alpha = 40 (Hu, Koren & Volinsky 2008). implicit takes the stored value of
 its user-item matrix as the confidence itself (it solves with
 Y'Y + Y'(C_u - I)Y + reg*I and b = Y'C_u p_u, unstored cells having c = 1,
 p = 0), and its `alpha` parameter only multiplies the stored values, so the
-matrix holds 1 + 40 * plays and `alpha` stays 1. Two solvers: implicit's
+matrix holds 1 + 40 * plays and `alpha` stays 1 (--confidence log: the
+paper's other form, 1 + alpha * log(1 + plays / epsilon)). Two solvers: implicit's
 default conjugate gradient (3 steps per row) and its exact solve
 (use_cg=False).
 
@@ -431,7 +432,13 @@ def run_implicit(a):
     tr_u = np.array([users[r["user"]] for r in train], dtype=np.int64)
     tr_i = np.array([items[r["item"]] for r in train], dtype=np.int64)
     plays = np.array([float(r["plays"]) for r in train])
-    confidence = (1.0 + a.alpha * plays).astype(np.float32)
+    if a.confidence == "linear":
+        confidence = 1.0 + a.alpha * plays
+        conf_text = f"1 + {a.alpha:g} * plays"
+    else:
+        confidence = 1.0 + a.alpha * np.log1p(plays / a.epsilon)
+        conf_text = f"1 + {a.alpha:g} * log(1 + plays / {a.epsilon:g})"
+    confidence = confidence.astype(np.float32)
     cui = sps.csr_matrix((confidence, (tr_u, tr_i)), shape=(len(users), len(items)))
     train_items, test_items = {}, {}
     for u, i in zip(tr_u.tolist(), tr_i.tolist()):
@@ -445,7 +452,7 @@ def run_implicit(a):
         factors=a.factors,
         iterations=a.iterations,
         regularization=a.regularization,
-        confidence=f"1 + {a.alpha:g} * plays, passed as the matrix's values (implicit alpha=1)",
+        confidence=f"{conf_text}, passed as the matrix's values (implicit alpha=1)",
         threads=a.threads,
         k=a.k,
         split=str(a.lastfm_split),
@@ -567,6 +574,13 @@ def main():
     g.add_argument("--iterations", type=int, default=15)
     g.add_argument("--regularization", type=float, default=0.01)
     g.add_argument("--alpha", type=float, default=40.0)
+    g.add_argument(
+        "--confidence",
+        choices=["linear", "log"],
+        default="linear",
+        help="c = 1 + alpha * plays, or 1 + alpha * log(1 + plays / epsilon) (both Hu et al.)",
+    )
+    g.add_argument("--epsilon", type=float, default=1.0, help="of --confidence log")
     g.add_argument("--threads", type=int, default=2)
     g.add_argument("--k", type=int, default=10)
     p.add_argument("--seed", type=int, default=42)
@@ -578,6 +592,8 @@ def main():
     bad_sets = set(a.sets.split(",")) - set(FEATURE_SETS)
     if bad_sets:
         p.error(f"--sets: unknown feature set {', '.join(sorted(bad_sets))}")
+    if a.epsilon <= 0:
+        p.error("--epsilon must be positive")
     if a.sweeps < 1:
         p.error("--sweeps must be at least 1")
     if a.burn_in is None:
