@@ -204,10 +204,16 @@ pub fn plan_with(forward: &Graph, report: &AffineReport) -> Result<SolvePlan, So
 }
 
 /// Which nodes depend on a node whose op `pred` accepts.
+///
+/// A bag's length reads only how many members it has, never their values,
+/// so it reads nothing (SVD++'s `mean(sq(y[h]))` divides by it).
 fn reads(g: &Graph, pred: impl Fn(&Op) -> bool) -> Vec<bool> {
     let mut out = vec![false; g.nodes.len()];
     for (i, n) in g.nodes.iter().enumerate() {
-        out[i] = pred(&n.op) || n.op.operands().iter().any(|o| out[o.index()]);
+        out[i] = match n.op {
+            Op::BagLen(_) => false,
+            op => pred(&op) || op.operands().iter().any(|o| out[o.index()]),
+        };
     }
     out
 }

@@ -186,6 +186,22 @@ fn gibbs_fits_biased_mf_and_is_deterministic_across_threads() {
 /// one colour share no example, so no sweep can raise the training loss,
 /// however the factorization machine's rows are coupled.
 #[test]
+fn als_never_raises_svdpps_loss() {
+    let model = model_file("svdpp.rec");
+    let data = data(60, 40, 12);
+    let (_, _, _, als) = run(&model, &data, Solver::Als { sweeps: 4 }, 2);
+    for pair in als.history.windows(2) {
+        assert!(
+            pair[1].loss <= pair[0].loss * (1.0 + 1e-9),
+            "sweep {} raised the loss from {} to {}",
+            pair[1].epoch,
+            pair[0].loss,
+            pair[1].loss
+        );
+    }
+}
+
+#[test]
 fn als_never_raises_a_factorization_machines_loss() {
     let model = model_file("fm.rec");
     let data = data(100, 60, 15);
