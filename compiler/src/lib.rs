@@ -95,7 +95,32 @@ fn solver_refusal(model: &model::Model, solver: model::Solver, root: FileId) -> 
     }
     let graph = simplify::simplify(&lower::lower(model).ok()?).ok()?;
     let report = affine::analyse(&graph);
-    affine::solver_error(&graph, &report, solver.name(), root)
+    if let Some(d) = affine::solver_error(&graph, &report, solver.name(), root) {
+        return Some(d);
+    }
+    // Every parameter is a block; the solvers also need each loss term to
+    // be a scaled square they can split (not, e.g., a random-walk prior).
+    let e = solve::plan_with(&graph, &report).err()?;
+    let span = e
+        .span
+        .filter(|s| s.file == root)
+        .unwrap_or(source::Span::new(root, 0, 0));
+    Some(
+        Diagnostic::error(
+            "recc::solver-term",
+            format!(
+                "`solver: {}` cannot split this loss: {}",
+                solver.name(),
+                e.message
+            ),
+            span,
+        )
+        .label("this term")
+        .with_help(
+            "ALS and Gibbs take squared errors, L2 penalties and zero-mean normal priors on a \
+             table's own rows; train this model with `sgd` or `adam`",
+        ),
+    )
 }
 
 /// Where the `fit` block names its solver: `solver: als`.
