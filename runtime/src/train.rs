@@ -273,14 +273,15 @@ pub fn train(
     if rows.is_empty() {
         return Err(TrainError::Config("there are no training rows".into()));
     }
+    // The closed-form solvers take no learning rate.
+    if config.solver != Solver::Sgd {
+        return crate::solve::solve(session, data, rows, validation, config, observer);
+    }
     if !(config.lr.is_finite() && config.lr > 0.0) {
         return Err(TrainError::Config(format!(
             "the learning rate must be a positive number, not {}",
             config.lr
         )));
-    }
-    if config.solver != Solver::Sgd {
-        return crate::solve::solve(session, data, rows, validation, config, observer);
     }
     if config.effective_backend() == Backend::Jit {
         return train_native(session, data, rows, validation, config, observer);

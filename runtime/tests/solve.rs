@@ -167,12 +167,7 @@ fn gibbs_fits_biased_mf_and_is_deterministic_across_threads() {
         burn_in: 10,
     };
     let (session, _, test, g1) = run(&model, &data, solver, 1);
-    let (_, _, _, g2) = run(
-        &model,
-        &data,
-        solver,
-        std::env::var("T2").map_or(2, |v| v.parse().unwrap()),
-    );
+    let (_, _, _, g2) = run(&model, &data, solver, 2);
     assert_eq!(g1.params, g2.params, "threads changed the result");
     let (_, _, _, sgd) = run(&model, &data, Solver::Sgd, 1);
     let g = rmse(&session, &data, &g1.params, &test);

@@ -134,34 +134,23 @@ pub fn solve(
             touched[block.table.index()][row] = !ex.is_empty();
         }
     }
+    let ctx = Context {
+        session,
+        plan: &plan,
+        examples: &examples,
+        indices: &indices,
+        pool: &pool,
+    };
     match config.solver {
         Solver::Sgd => Err(TrainError::Config(
             "the closed-form solver was asked to run SGD".into(),
         )),
-        Solver::Als { sweeps } => {
-            let ctx = Context {
-                session,
-                plan: &plan,
-                examples: &examples,
-                indices: &indices,
-                pool: &pool,
-            };
-            als(
-                &ctx, data, validation, config, sweeps, params, touched, observer,
-            )
-        }
-        Solver::Gibbs { samples, burn_in } => {
-            let ctx = Context {
-                session,
-                plan: &plan,
-                examples: &examples,
-                indices: &indices,
-                pool: &pool,
-            };
-            gibbs(
-                &ctx, data, validation, config, samples, burn_in, params, touched, observer,
-            )
-        }
+        Solver::Als { sweeps } => als(
+            &ctx, data, validation, config, sweeps, params, touched, observer,
+        ),
+        Solver::Gibbs { samples, burn_in } => gibbs(
+            &ctx, data, validation, config, samples, burn_in, params, touched, observer,
+        ),
     }
 }
 
