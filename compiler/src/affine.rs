@@ -366,7 +366,10 @@ fn loss_shape(graph: &Graph) -> LossShape {
             Op::Binary(BinaryFn::Div, a, b) if !reads(b) => pending.push(from(a)),
             Op::Binary(BinaryFn::Mul, a, b) | Op::Dot(a, b)
                 if unscaled_error(a) == unscaled_error(b)
-                    && is_error(graph, &reads_score, unscaled_error(a)) => {}
+                    && (is_error(graph, &reads_score, unscaled_error(a))
+                        // The score squared: an error against a target of 0
+                        // (implicit feedback's unobserved pairs).
+                        || Some(unscaled_error(a)) == graph.score) => {}
             _ => return other(n),
         }
     }

@@ -19,6 +19,9 @@ use std::rc::Rc;
 
 /// Largest vector length or matrix size a parameter may declare.
 const MAX_DIM: usize = 65_536;
+/// The sampler that sums a term over the pairs no example holds.
+const UNOBSERVED: &str = "unobserved";
+
 /// Largest number of negatives one sampler may draw per example.
 const MAX_NEGATIVES: usize = 1_000;
 /// Expansion work before we give up: every expression node built or copied
@@ -306,6 +309,7 @@ struct Checker<'a> {
     params: Vec<Param>,
     samplers: Vec<Sampler>,
     terms: Vec<Term>,
+    unobserved: Vec<UnobservedTerm>,
     score: Option<TExpr>,
     /// For each likelihood on a `real` input: the scale, if it is a usable
     /// normal scale (see [`Model::noise_scale`]).
@@ -373,6 +377,7 @@ impl<'a> Checker<'a> {
             params: self.params,
             samplers: self.samplers,
             terms: self.terms,
+            unobserved: self.unobserved,
             score: self.score,
             noise_scale,
             fit: self.fit,
@@ -391,6 +396,7 @@ impl<'a> Checker<'a> {
             params: Vec::new(),
             samplers: Vec::new(),
             terms: Vec::new(),
+            unobserved: Vec::new(),
             score: None,
             likelihood_scales: Vec::new(),
             fit: FitConfig::default(),
@@ -1558,6 +1564,11 @@ impl<'a> Checker<'a> {
     fn terms(&mut self, file: &'a ast::File) {
         for item in &file.items {
             match &item.kind {
+                ItemKind::Loss { expr, samplers }
+                    if samplers.iter().any(|s| s.dist.name.name == UNOBSERVED) =>
+                {
+                    self.unobserved_term(expr, samplers, item.span);
+                }
                 ItemKind::Loss { expr, samplers } => {
                     let e =
                         self.with_samplers(&Env::default(), samplers, |c, env| c.expr(env, expr));
@@ -1639,6 +1650,218 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// `loss EXPR where j ~ unobserved(DOMAIN)` (see [`UnobservedTerm`]):
+    /// `EXPR` with `j` standing for the example's own member of `DOMAIN`,
+    /// which must read exactly one other member and no data.
+    fn unobserved_term(&mut self, expr: &ast::Expr, samplers: &[ast::Sampler], span: Span) {
+        let (s, others) = match samplers.iter().position(|s| s.dist.name.name == UNOBSERVED) {
+            Some(k) => (
+                &samplers[k],
+                samplers
+                    .iter()
+                    .filter(|o| o.dist.name.name != UNOBSERVED)
+                    .count(),
+            ),
+            None => return,
+        };
+        if samplers.len() > 1 {
+            let other = samplers
+                .iter()
+                .find(|o| !std::ptr::eq(*o, s))
+                .map_or(s.span, |o| o.span);
+            self.report(
+                Diagnostic::error(
+                    "recc::bad-sampler",
+                    "`unobserved` sums its term alone",
+                    other,
+                )
+                .label(if others > 0 { "another draw in the same term" } else { "a second sum" })
+                .with_help("write the term over unobserved pairs as its own `loss ... where j ~ unobserved(item)`"),
+            );
+            return;
+        }
+        if let Some(first) = self.unobserved.first() {
+            let first = first.span;
+            self.report(
+                Diagnostic::error(
+                    "recc::bad-sampler",
+                    "a model sums over unobserved pairs once",
+                    s.span,
+                )
+                .label("a second sum over unobserved pairs")
+                .with_secondary(first, "the first")
+                .with_help("add the two terms inside one `loss ... where j ~ unobserved(item)`"),
+            );
+            return;
+        }
+        if self.globals.contains_key(&s.var.name) {
+            self.error(
+                "recc::duplicate",
+                format!("`{}` already names a declaration", s.var.name),
+                s.var.span,
+                "choose another name for the unobserved member",
+            );
+            return;
+        }
+        let domain = match s.dist.args.as_slice() {
+            [a] => match &a.kind {
+                ExprKind::Name(n) => match self.find_domain(&n.name) {
+                    Some(d) => d,
+                    None => {
+                        self.unknown_domain(n, "an unobserved sum");
+                        return;
+                    }
+                },
+                _ => {
+                    self.error(
+                        "recc::bad-sampler",
+                        "expected a domain name",
+                        a.span,
+                        "e.g. `item`",
+                    );
+                    return;
+                }
+            },
+            _ => {
+                self.error(
+                    "recc::arity",
+                    "`unobserved` takes the domain whose members it sums over",
+                    s.dist.span,
+                    "e.g. unobserved(item)",
+                );
+                return;
+            }
+        };
+        let holders: Vec<InputId> = (0..self.inputs.len())
+            .map(|k| InputId(k as u32))
+            .filter(|&k| self.inputs[k.index()].kind == InputKind::Index(domain))
+            .collect();
+        let domain_name = self.domains[domain.index()].name.clone();
+        let over = match holders.as_slice() {
+            [one] => *one,
+            [] => {
+                self.report(
+                    Diagnostic::error(
+                        "recc::bad-sampler",
+                        format!("no input holds a `{domain_name}` to tell observed pairs from the others"),
+                        s.dist.span,
+                    )
+                    .label(format!("every `{domain_name}` without an example"))
+                    .with_help(format!("declare the examples' member, e.g. `input i: {domain_name}`")),
+                );
+                return;
+            }
+            many => {
+                let names: Vec<String> = many
+                    .iter()
+                    .map(|k| format!("`{}`", self.inputs[k.index()].name))
+                    .collect();
+                self.report(
+                    Diagnostic::error(
+                        "recc::bad-sampler",
+                        format!("more than one input holds a `{domain_name}`: {}", names.join(", ")),
+                        s.dist.span,
+                    )
+                    .label("which one makes a pair observed?")
+                    .with_help("an unobserved sum needs the examples' pairs to have one member of the domain"),
+                );
+                return;
+            }
+        };
+        let env = Env::default().bind(
+            &s.var.name,
+            TExpr {
+                kind: TExprKind::Input(over),
+                ty: Ty::Index(domain),
+                span: s.var.span,
+            },
+        );
+        let Some(e) = self.expr(&env, expr) else {
+            return;
+        };
+        // The members the term reads besides the summed one: exactly one,
+        // of another domain, and no data (an unobserved pair has none).
+        let mut read: Vec<(InputId, Span)> = Vec::new();
+        let mut stack = vec![&e];
+        while let Some(x) = stack.pop() {
+            if let TExprKind::Input(k) = x.kind {
+                if k != over && !read.iter().any(|(r, _)| *r == k) {
+                    read.push((k, x.span));
+                }
+            }
+            stack.extend(children(x));
+        }
+        read.sort_by_key(|(_, sp)| sp.start);
+        let mut by = None;
+        for (k, at) in read {
+            let input = &self.inputs[k.index()];
+            match input.kind {
+                InputKind::Index(d) if d != domain && by.is_none() => by = Some(k),
+                InputKind::Index(d) if d != domain => {
+                    self.report(
+                        Diagnostic::error(
+                            "recc::bad-sampler",
+                            format!(
+                                "an unobserved pair has two members; this term also reads `{}`",
+                                input.name
+                            ),
+                            at,
+                        )
+                        .label("a third member")
+                        .with_help("read one member besides the summed one, e.g. `sq(R(u, j))`"),
+                    );
+                    return;
+                }
+                _ => {
+                    let what = match input.kind {
+                        InputKind::Real => "a number",
+                        InputKind::Index(_) => "the summed domain's member",
+                        InputKind::Bag(_) | InputKind::History(_) => "a bag",
+                    };
+                    self.report(
+                        Diagnostic::error(
+                            "recc::bad-sampler",
+                            format!("`{}` has no value for a pair without an example", input.name),
+                            at,
+                        )
+                        .label(format!("{what} of the example"))
+                        .with_help("an unobserved pair has only its two members: keep the data in the observed term"),
+                    );
+                    return;
+                }
+            }
+        }
+        let Some(by) = by else {
+            self.report(
+                Diagnostic::error(
+                    "recc::bad-sampler",
+                    format!("the term reads no member to pair with the `{domain_name}`"),
+                    expr.span,
+                )
+                .label("one member of a pair")
+                .with_help("read the other member too, e.g. `sq(R(u, j))` for users and items"),
+            );
+            return;
+        };
+        let Some(neg) = self.node(
+            TExprKind::Unary(UnaryFn::Neg, Box::new(e.clone())),
+            e.ty,
+            e.span,
+        ) else {
+            return;
+        };
+        let before = self.terms.len();
+        self.term(TermKind::Loss, Some(neg), span);
+        if self.terms.len() > before {
+            self.unobserved.push(UnobservedTerm {
+                expr: e,
+                over,
+                by,
+                span: s.span,
+            });
+        }
+    }
+
     /// Check `f` once for every combination of the samplers' draws and add
     /// the results: `loss ... where j ~ negative(item, 5)` counts five times.
     fn with_samplers(
@@ -1706,7 +1929,7 @@ impl<'a> Checker<'a> {
                 s.dist.name.span,
             )
             .label("unknown sampler");
-            d = match closest(&s.dist.name.name, ["negative"]) {
+            d = match closest(&s.dist.name.name, ["negative", UNOBSERVED]) {
                 Some(c) => d.with_help(format!("did you mean `{c}`?")),
                 None => d.with_help(
                     "negatives are drawn with `negative(DOMAIN[, COUNT][, popularity])`",

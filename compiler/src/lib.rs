@@ -90,6 +90,30 @@ impl Compiled {
 /// The refusal of a closed-form solver for `model` (see [`affine`]); `None`
 /// for SGD, or when the model does not lower (training reports that).
 fn solver_refusal(model: &model::Model, solver: model::Solver, root: FileId) -> Option<Diagnostic> {
+    if let Some(u) = model.unobserved.first() {
+        if !matches!(solver, model::Solver::Als { .. }) {
+            let span = if u.span.file == root {
+                u.span
+            } else {
+                source::Span::new(root, 0, 0)
+            };
+            return Some(
+                Diagnostic::error(
+                    "recc::unobserved-solver",
+                    format!(
+                        "`solver: {}` cannot fit a sum over every unobserved pair",
+                        solver.name()
+                    ),
+                    span,
+                )
+                .label("every pair without an example")
+                .with_help(
+                    "fit it with `solver: als`, which adds these pairs up without visiting them; \
+                     for SGD, sample a few per example instead: `where j ~ negative(item, 5)`",
+                ),
+            );
+        }
+    }
     if solver == model::Solver::Sgd {
         return None;
     }
@@ -98,9 +122,23 @@ fn solver_refusal(model: &model::Model, solver: model::Solver, root: FileId) -> 
     if let Some(d) = affine::solver_error(&graph, &report, solver.name(), root) {
         return Some(d);
     }
+    let pairs = match lower::lower_unobserved(model).ok()? {
+        Some((g, over, by)) => {
+            let g = simplify::simplify(&g).ok()?;
+            let pair_report = affine::analyse(&g);
+            if let Some(d) = affine::solver_error(&g, &pair_report, solver.name(), root) {
+                return Some(d);
+            }
+            Some((g, over, by))
+        }
+        None => None,
+    };
     // Every parameter is a block; the solvers also need each loss term to
     // be a scaled square they can split (not, e.g., a random-walk prior).
-    let e = solve::plan_with(&graph, &report).err()?;
+    let e = match &pairs {
+        Some((g, over, by)) => solve::plan_with_pairs(&graph, &report, g, *over, *by).err()?,
+        None => solve::plan_with(&graph, &report).err()?,
+    };
     let span = e
         .span
         .filter(|s| s.file == root)
@@ -214,6 +252,25 @@ fn compile_here(name: &str, text: &str) -> Compiled {
         model,
         diagnostics,
     }
+}
+
+/// The closed-form solvers' plan for a checked model whose simplified
+/// forward graph is `forward` (see [`solve`]), with its sum over unobserved
+/// pairs if it has one.
+pub fn solve_plan(
+    model: &model::Model,
+    forward: &ir::Graph,
+) -> Result<solve::SolvePlan, solve::SolveError> {
+    on_big_stack(|| {
+        let report = affine::analyse(forward);
+        match lower::lower_unobserved(model)? {
+            Some((g, over, by)) => {
+                let g = simplify::simplify(&g)?;
+                solve::plan_with_pairs(forward, &report, &g, over, by)
+            }
+            None => solve::plan_with(forward, &report),
+        }
+    })
 }
 
 /// The simplified forward graph of a checked model.

@@ -144,6 +144,29 @@ pub fn lower(model: &Model) -> Result<Graph, IrError> {
     Ok(g)
 }
 
+/// The graph of a model's sum over unobserved pairs
+/// ([`crate::model::UnobservedTerm`]): its loss is the term over one pair,
+/// whose two members are the slots of the term's inputs `over` and `by`
+/// (inputs are the graph's first slots, in declaration order). `None` when
+/// the model has no such term.
+pub fn lower_unobserved(model: &Model) -> Result<Option<(Graph, SlotId, SlotId)>, IrError> {
+    let Some(u) = model.unobserved.first() else {
+        return Ok(None);
+    };
+    let alone = Model {
+        terms: vec![crate::model::Term {
+            kind: crate::model::TermKind::Loss,
+            expr: u.expr.clone(),
+            span: u.span,
+        }],
+        unobserved: Vec::new(),
+        noise_scale: None,
+        ..model.clone()
+    };
+    let g = lower(&alone)?;
+    Ok(Some((g, SlotId(u.over.0), SlotId(u.by.0))))
+}
+
 struct Lowering<'m> {
     b: Builder,
     model: &'m Model,

@@ -18,6 +18,9 @@ pub struct Model {
     pub params: Vec<Param>,
     pub samplers: Vec<Sampler>,
     pub terms: Vec<Term>,
+    /// Terms summed over every pair without an example
+    /// (`loss EXPR where j ~ unobserved(item)`); see [`UnobservedTerm`].
+    pub unobserved: Vec<UnobservedTerm>,
     /// The prediction: the `let` named `R` applied to the inputs it names.
     pub score: Option<TExpr>,
     /// The scale `S` of the model's one likelihood `x ~ normal(MU, S)` on a
@@ -151,6 +154,27 @@ impl TermKind {
 pub struct Term {
     pub kind: TermKind,
     pub expr: TExpr,
+    pub span: Span,
+}
+
+/// `loss EXPR where j ~ unobserved(item)`: `EXPR` summed over every pair of
+/// a member of `by`'s domain and a member of `over`'s domain that no
+/// training example pairs, as implicit-feedback models weigh the pairs
+/// nobody interacted with (Hu, Koren and Volinsky 2008).
+///
+/// It is kept as the sum over every pair less the observed ones: `expr`
+/// reads `over` where the term names `j`, and [`Model::terms`] holds
+/// `-expr` as an ordinary per-example loss, so that
+/// `Σ_unobserved f = Σ_all f - Σ_observed f`. Only a solver that adds up
+/// the sum over every pair without visiting it (ALS) can fit such a model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnobservedTerm {
+    pub expr: TExpr,
+    /// The input holding the summed domain's member in an example (`i`).
+    pub over: InputId,
+    /// The other member of each pair (`u`).
+    pub by: InputId,
+    /// The `j ~ unobserved(item)` draw.
     pub span: Span,
 }
 

@@ -20,7 +20,7 @@
 //! that runs gradient graphs can run them.
 
 use crate::affine::{self, AffineReport, LossShape, Verdict};
-use crate::ir::{Builder, GradTarget, Graph, IrError, NodeId, Op, TableId, Ty};
+use crate::ir::{Builder, GradTarget, Graph, IrError, NodeId, Op, SlotId, SlotKind, TableId, Ty};
 use crate::source::Span;
 use crate::types::{BinaryFn, Shape, UnaryFn};
 use std::fmt;
@@ -34,6 +34,31 @@ pub struct SolvePlan {
     /// the score, score is `Σ c_j` (their weight). Gibbs samples the noise
     /// precision from its residuals.
     pub likelihood: Graph,
+    /// The blocks' shares of a sum over unobserved pairs, if the model has
+    /// one (see [`plan_with_pairs`]).
+    pub pairs: Vec<PairBlock>,
+}
+
+/// One block table's share of a model's sum over every pair
+/// (`loss f(u, j) where j ~ unobserved(item)`, kept as `f` over every pair
+/// less `f` over the observed ones, which are per-example terms).
+///
+/// For a row of `table`, indexed by `own`'s member, the sum over every
+/// pair is a sum over `running`'s whole domain. Every other value the
+/// terms read belongs to that domain (or is global), so the sum's
+/// statistics are the same for every row of the table: computed once per
+/// table per sweep with `own` at any member (the YᵀY trick of Hu, Koren and
+/// Volinsky), they cost one pass over `running`'s domain, not over every
+/// pair.
+#[derive(Clone, Debug)]
+pub struct PairBlock {
+    pub table: TableId,
+    /// The slot of the table's own member in the pair graph.
+    pub own: SlotId,
+    /// The slot that runs over its whole domain.
+    pub running: SlotId,
+    /// Term graphs as [`BlockPlan::terms`], over the pair graph's slots.
+    pub terms: Vec<TermPlan>,
 }
 
 #[derive(Clone, Debug)]
@@ -95,6 +120,8 @@ impl From<IrError> for SolveError {
 #[derive(Clone, Debug)]
 struct Square {
     inner: NodeId,
+    /// The loss term it was found in, for reports.
+    term: NodeId,
     /// (factor, divides) pairs; `negated` flips the sign.
     factors: Vec<(NodeId, bool)>,
     negated: bool,
@@ -109,6 +136,98 @@ pub fn plan(forward: &Graph) -> Result<SolvePlan, SolveError> {
 }
 
 pub fn plan_with(forward: &Graph, report: &AffineReport) -> Result<SolvePlan, SolveError> {
+    plan_squares(forward, report, false)
+}
+
+/// The plan for a model with a sum over unobserved pairs: `forward`'s
+/// per-example terms, which subtract each observed pair's share of the sum
+/// (so they may hold negated squares: with the sum over every pair added
+/// back, each row's system stays positive), and the blocks' shares of the
+/// sum over every pair from `pairs`, whose loss is the term on one pair of
+/// the members in slots `over` (the summed domain) and `by`.
+pub fn plan_with_pairs(
+    forward: &Graph,
+    report: &AffineReport,
+    pairs: &Graph,
+    over: SlotId,
+    by: SlotId,
+) -> Result<SolvePlan, SolveError> {
+    let mut plan = plan_squares(forward, report, true)?;
+    let pair_report = affine::analyse(pairs);
+    let inner = plan_squares(pairs, &pair_report, false)?;
+    let domain_of = |slot: SlotId| match pairs.slots[slot.index()].kind {
+        SlotKind::Index(d) => Some(d),
+        _ => None,
+    };
+    let span_of = |n: NodeId| pairs.spans.get(n.index()).copied().flatten();
+    for block in inner.blocks {
+        let t = &pairs.tables[block.table.index()];
+        let (own, running) = match t.domain {
+            Some(d) if Some(d) == domain_of(by) => (by, over),
+            Some(d) if Some(d) == domain_of(over) => (over, by),
+            _ => {
+                return Err(SolveError {
+                    message: format!(
+                        "the sum over unobserved pairs reads `{}`, which is not a row of \
+                         either member of the pair",
+                        t.name
+                    ),
+                    span: first_read(pairs, block.table).and_then(span_of),
+                })
+            }
+        };
+        let own_domain = domain_of(own);
+        for term in &block.terms {
+            let g = &term.graph;
+            for n in &g.nodes {
+                if let Op::Gather(other, _) | Op::GatherBag(other, _) = n.op {
+                    if other != block.table && g.tables[other.index()].domain == own_domain {
+                        return Err(SolveError {
+                            message: format!(
+                                "the sum over unobserved pairs reads `{}` and `{}`, two rows of \
+                                 one member: it is summed without visiting every pair only when \
+                                 each table's row meets rows of the other member alone",
+                                t.name,
+                                g.tables[other.index()].name
+                            ),
+                            span: first_read(pairs, other).and_then(span_of),
+                        });
+                    }
+                }
+            }
+        }
+        if !plan.blocks.iter().any(|b| b.table == block.table) {
+            return Err(SolveError {
+                message: format!(
+                    "`{}` is read only by the sum over unobserved pairs; no example fits it",
+                    t.name
+                ),
+                span: first_read(pairs, block.table).and_then(span_of),
+            });
+        }
+        plan.pairs.push(PairBlock {
+            table: block.table,
+            own,
+            running,
+            terms: block.terms,
+        });
+    }
+    Ok(plan)
+}
+
+/// The first node that reads `table`.
+fn first_read(g: &Graph, table: TableId) -> Option<NodeId> {
+    g.nodes.iter().position(|n| {
+        matches!(n.op, Op::Global(t) | Op::Gather(t, _) | Op::GatherBag(t, _) if t == table)
+    })
+    .map(|i| NodeId(i as u32))
+}
+
+fn plan_squares(
+    forward: &Graph,
+    report: &AffineReport,
+    allow_negated: bool,
+) -> Result<SolvePlan, SolveError> {
     let reads_param = reads(forward, |op| {
         matches!(op, Op::Global(_) | Op::Gather(..) | Op::GatherBag(..))
     });
@@ -124,14 +243,16 @@ pub fn plan_with(forward: &Graph, report: &AffineReport) -> Result<SolvePlan, So
         forward,
         &reads_param,
         forward.loss,
+        forward.loss,
         Vec::new(),
         false,
         &mut squares,
     )?;
     let reads_score = reads_node(forward, forward.score);
-    if squares
-        .iter()
-        .any(|s| s.negated && reads_param[s.inner.index()])
+    if !allow_negated
+        && squares
+            .iter()
+            .any(|s| s.negated && reads_param[s.inner.index()])
     {
         return Err(SolveError {
             message: "the loss subtracts a square of a parameter: it has no minimum".into(),
@@ -176,7 +297,7 @@ pub fn plan_with(forward: &Graph, report: &AffineReport) -> Result<SolvePlan, So
                          the solvers take L2 penalties and zero-mean normal priors",
                         t.name
                     ),
-                    span: span_of(sq.inner),
+                    span: span_of(sq.term).or(span_of(sq.inner)),
                 });
             };
             terms.push(TermPlan {
@@ -200,6 +321,7 @@ pub fn plan_with(forward: &Graph, report: &AffineReport) -> Result<SolvePlan, So
     Ok(SolvePlan {
         blocks,
         likelihood: likelihood_graph(forward, &likelihood_squares)?,
+        pairs: Vec::new(),
     })
 }
 
@@ -237,10 +359,12 @@ fn reads_table(g: &Graph, node: NodeId, table: TableId) -> bool {
 }
 
 /// The loss's squares, down its sums and free scalings.
+#[allow(clippy::too_many_arguments)]
 fn collect_squares(
     g: &Graph,
     reads_param: &[bool],
     n: NodeId,
+    term: NodeId,
     factors: Vec<(NodeId, bool)>,
     negated: bool,
     out: &mut Vec<Square>,
@@ -257,33 +381,38 @@ fn collect_squares(
     };
     match g.node(n).op {
         Op::Binary(BinaryFn::Add, a, b) => {
-            collect_squares(g, reads_param, a, factors.clone(), negated, out)?;
-            collect_squares(g, reads_param, b, factors, negated, out)
+            // The loss's top-level sum is its terms; a sum below a term
+            // (inside a prior) stays part of that term.
+            let (ta, tb) = if n == term { (a, b) } else { (term, term) };
+            collect_squares(g, reads_param, a, ta, factors.clone(), negated, out)?;
+            collect_squares(g, reads_param, b, tb, factors, negated, out)
         }
         Op::Binary(BinaryFn::Sub, a, b) => {
-            collect_squares(g, reads_param, a, factors.clone(), negated, out)?;
-            collect_squares(g, reads_param, b, factors, !negated, out)
+            // The loss's top-level sum is its terms; a sum below a term
+            // (inside a prior) stays part of that term.
+            let (ta, tb) = if n == term { (a, b) } else { (term, term) };
+            collect_squares(g, reads_param, a, ta, factors.clone(), negated, out)?;
+            collect_squares(g, reads_param, b, tb, factors, !negated, out)
         }
-        Op::Unary(UnaryFn::Neg, a) => collect_squares(g, reads_param, a, factors, !negated, out),
+        Op::Unary(UnaryFn::Neg, a) => {
+            collect_squares(g, reads_param, a, term, factors, !negated, out)
+        }
         // A sum over a bag of per-member squares: each member is a square.
-        Op::SumBag(a) => collect_squares(g, reads_param, a, factors, negated, out),
+        Op::SumBag(a) => collect_squares(g, reads_param, a, term, factors, negated, out),
         Op::Binary(BinaryFn::Mul, a, b) if free(a) && scalar(a) => {
-            collect_squares(g, reads_param, b, with((a, false)), negated, out)
+            collect_squares(g, reads_param, b, term, with((a, false)), negated, out)
         }
         Op::Binary(BinaryFn::Mul, a, b) if free(b) && scalar(b) => {
-            collect_squares(g, reads_param, a, with((b, false)), negated, out)
+            collect_squares(g, reads_param, a, term, with((b, false)), negated, out)
         }
         Op::Binary(BinaryFn::Div, a, b) if free(b) && scalar(b) => {
-            collect_squares(g, reads_param, a, with((b, true)), negated, out)
+            collect_squares(g, reads_param, a, term, with((b, true)), negated, out)
         }
-        Op::SumLanes(a) => match g.node(a).op {
-            Op::Binary(BinaryFn::Mul, x, y) => {
-                square(g, reads_param, n, x, y, factors, negated, out)
-            }
-            _ => Err(unsupported(g, n)),
-        },
+        // Lanes summed: of a product, a vector squared; of a sum (a normal
+        // prior's `0.5 (x / s)² + log s`), the sum of its terms' lanes.
+        Op::SumLanes(a) => collect_squares(g, reads_param, a, term, factors, negated, out),
         Op::Binary(BinaryFn::Mul, x, y) | Op::Dot(x, y) => {
-            square(g, reads_param, n, x, y, factors, negated, out)
+            square(g, reads_param, n, term, x, y, factors, negated, out)
         }
         _ => Err(unsupported(g, n)),
     }
@@ -294,6 +423,7 @@ fn square(
     g: &Graph,
     reads_param: &[bool],
     at: NodeId,
+    term: NodeId,
     x: NodeId,
     y: NodeId,
     mut factors: Vec<(NodeId, bool)>,
@@ -309,6 +439,7 @@ fn square(
     factors.extend(fy);
     out.push(Square {
         inner: cx,
+        term,
         factors,
         negated,
     });
@@ -363,9 +494,10 @@ fn copy(forward: &Graph) -> Result<Builder, IrError> {
     Ok(b)
 }
 
-/// The product of a square's factors (1 when it has none).
+/// The product of a square's factors (1 when it has none), negative for a
+/// subtracted square.
 fn scale(b: &mut Builder, sq: &Square) -> Result<NodeId, IrError> {
-    let mut c = b.constant(1.0)?;
+    let mut c = b.constant(if sq.negated { -1.0 } else { 1.0 })?;
     for &(f, divides) in &sq.factors {
         let op = if divides {
             BinaryFn::Div

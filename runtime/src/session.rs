@@ -21,7 +21,8 @@ pub enum SessionError {
 pub enum Task {
     /// The score predicts the data's target: RMSE and MAE.
     Rating,
-    /// Trained against sampled negatives: ranking metrics over the catalogue.
+    /// Trained against sampled negatives, or weighing every unobserved pair:
+    /// ranking metrics over the catalogue.
     Ranking,
     /// Neither: the mean loss on held-out rows.
     Loss,
@@ -62,10 +63,13 @@ impl Session {
         let gradient = recc_compiler::gradient_graph(model)
             .map_err(|e| SessionError::Compile(e.to_string()))?;
         let binding = Binding::new(&gradient, data, train, options)?;
-        let task = if gradient
-            .slots
-            .iter()
-            .any(|s| matches!(s.kind, SlotKind::Negative { .. }))
+        // A model weighing unobserved pairs, like one sampling negatives,
+        // ranks the catalogue: its real input is a confidence, not a target.
+        let task = if !model.unobserved.is_empty()
+            || gradient
+                .slots
+                .iter()
+                .any(|s| matches!(s.kind, SlotKind::Negative { .. }))
         {
             Task::Ranking
         } else if forward.score.is_some() && binding.target_slot(data).is_some() {

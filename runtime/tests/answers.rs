@@ -30,9 +30,16 @@ fn data_for(file: &str) -> &'static str {
 /// as trained, and the data request.
 fn train_and_save(file: &str, data: &str, split: Option<&str>, path: &Path) -> DataRequest {
     let source = experiment::read_source(&models_dir().join(file)).unwrap();
-    let fit = FitOverrides {
-        epochs: Some(1),
-        ..FitOverrides::default()
+    // One pass of whichever solver the model's `fit` block names.
+    let fit = match source.model.fit.solver {
+        recc_compiler::model::Solver::Sgd => FitOverrides {
+            epochs: Some(1),
+            ..FitOverrides::default()
+        },
+        _ => FitOverrides {
+            sweeps: Some(1),
+            ..FitOverrides::default()
+        },
     };
     let (config, _) = experiment::train_config(&source.model, &fit).unwrap();
     let request = DataRequest {

@@ -136,7 +136,10 @@ fn solver(model: &Model, fit: &FitOverrides) -> Result<Solver> {
 /// with the error the `fit` block would give: the terms that keep the
 /// model's parameters from being affine blocks.
 pub fn check_solver(source: &Source, config: &TrainConfig) -> Result<()> {
-    if config.solver == Solver::Sgd || config.solver.name() == source.model.fit.solver.name() {
+    let refused_anyway = config.solver == Solver::Sgd && !source.model.unobserved.is_empty();
+    if (config.solver == Solver::Sgd && !refused_anyway)
+        || config.solver.name() == source.model.fit.solver.name()
+    {
         return Ok(());
     }
     let compiled = recc_compiler::compile(&source.name, &source.text);
@@ -274,6 +277,24 @@ fn model_rows(req: &TrainRequest, data: &Dataset, rows: &[usize]) -> Vec<usize> 
 fn task_note(session: &Session, data: &Dataset, bind: &BindOptions) -> Option<String> {
     let target = data.target.as_deref()?;
     match session.task {
+        Task::Ranking
+            if session.binding.target_slot(data).is_some()
+                && !session.model.unobserved.is_empty() =>
+        {
+            let u = &session.model.unobserved[0];
+            Some(format!(
+                "the model weighs every pair without an example (`unobserved({})`), so it is a \
+                 ranking model: it is judged by ranking metrics over the catalogue, and reads \
+                 `{target}` as a weight, not as a target to predict",
+                session
+                    .model
+                    .domain(match session.model.input(u.over).kind {
+                        recc_compiler::model::InputKind::Index(d) => d,
+                        _ => return None,
+                    })
+                    .name
+            ))
+        }
         Task::Ranking if session.binding.target_slot(data).is_some() => {
             let negatives: Vec<String> = session
                 .model

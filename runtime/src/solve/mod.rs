@@ -17,6 +17,7 @@
 //! colours before it (Gauss–Seidel across colours, exact within one). A
 //! table read once per example (users, items) is one colour.
 
+pub mod implicit;
 pub mod linalg;
 
 use crate::data::Dataset;
@@ -88,7 +89,7 @@ pub fn solve(
     config: &TrainConfig,
     observer: &mut dyn Observer,
 ) -> Result<Trained, TrainError> {
-    let plan = recc_compiler::solve::plan(&session.forward)
+    let plan = recc_compiler::solve_plan(&session.model, &session.forward)
         .map_err(|e| TrainError::Config(format!("`solver: {}`: {e}", config.solver.name())))?;
     if plan.blocks.is_empty() {
         return Err(TrainError::Config(format!(
@@ -118,12 +119,27 @@ pub fn solve(
         .num_threads(config.threads.max(1))
         .build()
         .map_err(|e| TrainError::Config(format!("could not start the solver's threads: {e}")))?;
-    let indices: Vec<BlockIndex> = pool.install(|| {
+    let mut indices: Vec<BlockIndex> = pool.install(|| {
         plan.blocks
             .iter()
             .map(|b| index_block(b, &params, &examples))
             .collect::<Result<_, TrainError>>()
     })?;
+    // A sum over unobserved pairs gives every row of its tables an
+    // objective, examples or not; rows without examples share none, so any
+    // colour takes them.
+    for (block, index) in plan.blocks.iter().zip(indices.iter_mut()) {
+        if plan.pairs.iter().any(|p| p.table == block.table) {
+            let lonely: Vec<u32> = (0..index.examples.len() as u32)
+                .filter(|&r| index.examples[r as usize].is_empty())
+                .collect();
+            if index.colours.is_empty() {
+                index.colours.push(Vec::new());
+            }
+            index.colours[0].extend(lonely);
+            index.colours[0].sort_unstable();
+        }
+    }
     let mut touched: Vec<Vec<bool>> = params
         .tables
         .iter()
@@ -131,7 +147,8 @@ pub fn solve(
         .collect();
     for (block, index) in plan.blocks.iter().zip(&indices) {
         for (row, ex) in index.examples.iter().enumerate() {
-            touched[block.table.index()][row] = !ex.is_empty();
+            touched[block.table.index()][row] =
+                !ex.is_empty() || plan.pairs.iter().any(|p| p.table == block.table);
         }
     }
     let ctx = Context {
@@ -140,6 +157,7 @@ pub fn solve(
         examples: &examples,
         indices: &indices,
         pool: &pool,
+        pair: None,
     };
     match config.solver {
         Solver::Sgd => Err(TrainError::Config(
@@ -154,12 +172,16 @@ pub fn solve(
     }
 }
 
+#[derive(Clone, Copy)]
 struct Context<'a> {
     session: &'a Session,
     plan: &'a SolvePlan,
     examples: &'a [Example],
     indices: &'a [BlockIndex],
     pool: &'a rayon::ThreadPool,
+    /// While a block with a sum over unobserved pairs is solved: that sum's
+    /// share of each of its rows' systems.
+    pair: Option<&'a implicit::PairShare>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -186,8 +208,25 @@ fn als(
     for sweep in 0..sweeps {
         let started = Instant::now();
         let mut done = 0;
+        // The sum over unobserved pairs at the sweep's end: the last block's
+        // share of it, at the rows just solved.
+        let mut pairs_total = 0.0;
         for (block, index) in ctx.plan.blocks.iter().zip(ctx.indices) {
-            sweep_block(ctx, block, index, &mut params, &Mode::Als)?;
+            let share = match ctx.plan.pairs.iter().find(|p| p.table == block.table) {
+                Some(p) => Some(pair_share(ctx, p, block, &params)?),
+                None => None,
+            };
+            let block_ctx = Context {
+                pair: share.as_ref(),
+                ..*ctx
+            };
+            sweep_block(&block_ctx, block, index, &mut params, &Mode::Als)?;
+            if let Some(share) = &share {
+                let t = &params.tables[block.table.index()];
+                pairs_total = (0..t.nrows())
+                    .map(|r| share.value(t.row(r).as_slice().unwrap_or(&[])))
+                    .sum();
+            }
             done += index.examples.len();
             observer.progress(sweep + 1, done, total_rows, f64::NAN);
             if observer.stop_requested() && done < total_rows {
@@ -203,7 +242,7 @@ fn als(
         if interrupted.is_some() {
             break;
         }
-        let loss = mean_loss(ctx, &params)?;
+        let loss = mean_loss(ctx, &params)? + pairs_total / ctx.examples.len().max(1) as f64;
         observer.progress(sweep + 1, total_rows, total_rows, loss);
         let seconds = started.elapsed().as_secs_f64();
         let snapshot = || (params.clone(), touched.clone());
@@ -508,6 +547,22 @@ fn solve_row(
             }
         }
     }
+    if let Some(share) = ctx.pair {
+        for (a, s) in system.a.iter_mut().zip(&share.system.a) {
+            *a += s;
+        }
+        for (z, s) in system.z.iter_mut().zip(&share.system.z) {
+            *z += s;
+        }
+        // A row without examples has no prior (a `once` prior counts per
+        // example), only the sum over unobserved pairs, which is flat along
+        // any direction no member of the other side spans. A vanishing ridge
+        // picks the smallest of its minimisers instead of failing.
+        if index.examples[row as usize].is_empty() {
+            let scale = (0..k).map(|l| system.a[l * k + l]).fold(0.0, f64::max);
+            system.add_ridge(scale.max(1.0) * 1e-10, None);
+        }
+    }
     let mut x = current.clone();
     let outcome = match mode {
         Mode::Als if k > CG_WIDTH => {
@@ -534,6 +589,24 @@ fn solve_row(
         ))
     })?;
     Ok(x)
+}
+
+/// The share of `pair`'s sum over every pair in each row of `block`.
+fn pair_share(
+    ctx: &Context,
+    pair: &recc_compiler::solve::PairBlock,
+    block: &BlockPlan,
+    params: &Params,
+) -> Result<implicit::PairShare, TrainError> {
+    let size = pair
+        .terms
+        .first()
+        .and_then(|t| match t.graph.slots[pair.running.index()].kind {
+            recc_compiler::ir::SlotKind::Index(d) => params.domain_sizes.get(d.index()).copied(),
+            _ => None,
+        })
+        .unwrap_or(0);
+    implicit::pair_share(pair, params, block.width, size, ctx.pool)
 }
 
 /// A generator for one row's draw: the same for a seed, sweep, table and
