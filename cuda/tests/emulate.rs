@@ -295,8 +295,16 @@ fn every_model_agrees_with_the_evaluator_after_1000_steps() {
     let base = synth::generate(&SynthConfig::default());
     let mut failures = Vec::new();
     let mut covered = Vec::new();
+    let mut closed_form = Vec::new();
     for file in &files {
         let model = compile_file(file);
+        // A sum over unobserved pairs is fitted by ALS alone: its
+        // per-example terms are not an objective SGD steps can descend.
+        if !model.unobserved.is_empty() {
+            println!("{file:<22} fitted by ALS only: no SGD step to compare");
+            closed_form.push(file.clone());
+            continue;
+        }
         let data = data_for(file, &base);
         let s = split::random_holdout(data.len(), 0.2, 7);
         let rows: Vec<usize> = s.train.iter().copied().take(1000).collect();
@@ -334,7 +342,7 @@ fn every_model_agrees_with_the_evaluator_after_1000_steps() {
     println!("covered: {covered:?}");
     assert!(failures.is_empty(), "{failures:#?}");
     assert_eq!(
-        covered.len() + NOT_YET_COVERED.len(),
+        covered.len() + NOT_YET_COVERED.len() + closed_form.len(),
         files.len(),
         "every model is covered or listed"
     );
