@@ -3,6 +3,7 @@
 # same rows and the same machine:
 #   bench/solvers.sh                       # build, recc, peers, one table
 #   bench/solvers.sh --peers-only          # the peers alone, on recc's splits
+#   bench/solvers.sh --wals                # Last.fm weighted ALS beside implicit only
 #   RECC_DATA=/path PYTHON=/venv/bin/python bench/solvers.sh
 # $PYTHON (default python3) needs bench/requirements-solvers.txt; see
 # bench/README-peers.md. Set KEEP=DIR to keep the splits and JSON files.
@@ -13,18 +14,19 @@
 # and item only (Bayesian biased MF). (b), the rated-item and rater sets, is
 # measured for myFM only: recc's MovieLens reader has no such columns.
 # Last.fm-2k, per-user 20% holdout (seed 42): weighted ALS, 64 factors, 15
-# sweeps, reg 0.01, confidence 1 + 40 * plays, 2 threads; precision@10 and
+# sweeps, reg 0.01, confidence 1 + 40 * log(1 + plays), 2 threads; precision@10 and
 # AUC over the catalogue with training items left out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${RECC_DATA:-../shared/data}
 PYTHON=${PYTHON:-python3}
 RANK=10 SAMPLES=195 BURN_IN=5 ALS_SWEEPS=15 THREADS=2 SEED=42
-PEERS_ONLY=0
+PEERS_ONLY=0 WALS_ONLY=0
 case "${1:-}" in
   --peers-only) PEERS_ONLY=1 ;;
+  --wals) WALS_ONLY=1 ;;
   "") ;;
-  *) echo "usage: bench/solvers.sh [--peers-only]" >&2; exit 2 ;;
+  *) echo "usage: bench/solvers.sh [--peers-only | --wals]" >&2; exit 2 ;;
 esac
 
 if ! "$PYTHON" -c "import myfm, implicit" 2>/dev/null; then
@@ -77,6 +79,18 @@ if [[ $PEERS_ONLY == 1 ]]; then
     --epochs 1 --write-split "$tmp/ml"
   recc_json "$tmp/split-lastfm.json" train models/bpr_mf.rec --data "$LASTFM" --split user:0.2 \
     --seed "$SEED" --epochs 1 --write-split "$tmp/lastfm" -o "$tmp/split.recm"
+elif [[ $WALS_ONLY == 1 ]]; then
+  echo "== recc: Last.fm-2k, weighted ALS, $ALS_SWEEPS sweeps, $THREADS threads"
+  recc_json "$tmp/recc-wals.json" train models/wals.rec --data "$LASTFM" --split user:0.2 \
+    "${WALS[@]}" --write-split "$tmp/lastfm" -o "$tmp/wals.recm"
+  echo "== implicit on the same rows"
+  "$PYTHON" bench/peers_solvers.py --only implicit --lastfm-split "$tmp/lastfm" \
+    --lastfm "$DATA/lastfm-2k" --confidence log --iterations "$ALS_SWEEPS" --threads "$THREADS" \
+    --seed "$SEED" --json "$tmp/peers.json"
+  echo "== side by side"
+  "$PYTHON" bench/solvers_table.py --peers "$tmp/peers.json" --wals "$tmp/recc-wals.json" \
+    --sweeps $((SAMPLES + BURN_IN))
+  exit 0
 else
   rank_variant models/fm.rec "$tmp/fm.rec"
   rank_variant models/biased_mf.rec "$tmp/biased_mf.rec"
@@ -96,7 +110,7 @@ fi
 echo "== peers on the same rows"
 "$PYTHON" bench/peers_solvers.py --ml-split "$tmp/ml" --lastfm-split "$tmp/lastfm" \
   --lastfm "$DATA/lastfm-2k" --rank "$RANK" --sweeps $((SAMPLES + BURN_IN)) --burn-in "$BURN_IN" \
-  --iterations "$ALS_SWEEPS" --threads "$THREADS" --seed "$SEED" --json "$tmp/peers.json"
+  --iterations "$ALS_SWEEPS" --confidence log --threads "$THREADS" --seed "$SEED" --json "$tmp/peers.json"
 
 if [[ $PEERS_ONLY == 0 ]]; then
   echo "== side by side"

@@ -41,8 +41,8 @@ def per_sweep(cv, sweeps):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--peers", required=True)
-    p.add_argument("--fm-side", required=True, help="recc cv of the FM with side features")
-    p.add_argument("--bmf", required=True, help="recc cv of biased MF")
+    p.add_argument("--fm-side", help="recc cv of the FM with side features")
+    p.add_argument("--bmf", help="recc cv of biased MF")
     p.add_argument("--wals", required=True, help="recc train of weighted ALS on Last.fm")
     p.add_argument("--sweeps", type=int, required=True, help="Gibbs sweeps, burn-in included")
     p.add_argument("--k", type=int, default=10)
@@ -63,6 +63,8 @@ def main():
         ("(a) FM side features", a.fm_side, "side"),
         ("(c) biased MF", a.bmf, "mf"),
     ):
+        if path is None:
+            continue
         report = load(path)
         peer = sets.get(fs, {})
         row(f"ML-100k {label}: RMSE", metric(report, "rmse", path), peer.get("rmse_mean"))
@@ -74,8 +76,9 @@ def main():
             None if peer_ms is None else peer_ms * 1000,
             "{:.1f}",
         )
-    implicit_set = sets.get("side+implicit", {})
-    row("ML-100k (b) + implicit sets: RMSE", None, implicit_set.get("rmse_mean"))
+    if a.fm_side is not None:
+        implicit_set = sets.get("side+implicit", {})
+        row("ML-100k (b) + implicit sets: RMSE", None, implicit_set.get("rmse_mean"))
 
     wals = load(a.wals)
     cg = implicit.get("solvers", {}).get("cg", {})
@@ -100,7 +103,8 @@ def main():
         f"{myfm.get('version', 'n/a')}, implicit {implicit.get('version', 'n/a')}; "
         "RMSE and seconds: lower is better; precision and AUC: higher"
     )
-    print("(b): recc's MovieLens reader has no rated-item or rater columns, so recc has no figure")
+    if a.fm_side is not None:
+        print("(b): recc's MovieLens reader has no rated-item or rater columns, so recc has no figure")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,13 @@ pub fn bench_command(
     crate::cuda::refuse(fit.backend.as_deref())?;
     let source = run::compile_file(file)?;
     let mut config = run::train_config(&source, fit)?;
+    if bench.handwritten && config.solver != Solver::Sgd {
+        return Err(run::usage(format!(
+            "--handwritten times the hand-written SGD loop beside recc's SGD step, and this run \
+             is fitted with {}; drop --handwritten, or bench with --solver sgd",
+            config.solver.name().to_uppercase()
+        )));
+    }
     // A few SGD epochs time the step well enough; a solver's sweeps are its own.
     if fit.epochs.is_none() && config.solver == Solver::Sgd {
         config.epochs = 3;
@@ -68,28 +75,51 @@ pub fn bench_command(
         return crate::report::print(&crate::report::bench(&r));
     }
     let epochs = r.epoch_seconds.len();
-    println!(
-        "{} on {}: {} rows, {epochs} epoch{} · {} · {} thread{} · prefetch {}",
-        r.model,
-        r.data,
-        r.rows,
-        if epochs == 1 { "" } else { "s" },
-        r.backend,
-        r.threads,
-        if r.threads == 1 { "" } else { "s" },
-        r.prefetch
-    );
-    if let (Some(ms), Some(bytes)) = (r.compile_ms, r.code_bytes) {
-        println!("  compile       {ms:.1} ms, {bytes} bytes of machine code");
-    }
-    println!("  load          {:.2} s", r.load_seconds);
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
     let epoch_times: Vec<String> = r.epoch_seconds.iter().map(|s| format!("{s:.3}")).collect();
-    println!("  epochs        {} s", epoch_times.join(" "));
-    println!(
-        "  recc          {:.2} M updates/s (median epoch), {:.2} s wall",
-        rate / 1e6,
-        r.wall_seconds
-    );
+    if config.solver == Solver::Sgd {
+        println!(
+            "{} on {}: {} rows, {epochs} epoch{} · {} · {} thread{} · prefetch {}",
+            r.model,
+            r.data,
+            r.rows,
+            plural(epochs),
+            r.backend,
+            r.threads,
+            plural(r.threads),
+            r.prefetch
+        );
+        if let (Some(ms), Some(bytes)) = (r.compile_ms, r.code_bytes) {
+            println!("  compile       {ms:.1} ms, {bytes} bytes of machine code");
+        }
+        println!("  load          {:.2} s", r.load_seconds);
+        println!("  epochs        {} s", epoch_times.join(" "));
+        println!(
+            "  recc          {:.2} M updates/s (median epoch), {:.2} s wall",
+            rate / 1e6,
+            r.wall_seconds
+        );
+    } else {
+        // A closed-form solver runs no compiled step: its unit is a sweep
+        // over every table, and its rate the examples each sweep reads.
+        println!(
+            "{} on {}: {} rows, {epochs} sweep{} · {} · {} thread{}",
+            r.model,
+            r.data,
+            r.rows,
+            plural(epochs),
+            config.solver.name(),
+            r.threads,
+            plural(r.threads),
+        );
+        println!("  load          {:.2} s", r.load_seconds);
+        println!("  sweeps        {} s", epoch_times.join(" "));
+        println!(
+            "  recc          {:.2} M examples/s per sweep (median sweep), {:.2} s wall",
+            rate / 1e6,
+            r.wall_seconds
+        );
+    }
     if let Some(h) = r.handwritten_updates_per_second {
         println!(
             "  hand-written  {:.2} M updates/s  (hand-written / recc = {:.2}×)",

@@ -1339,3 +1339,65 @@ fn a_solver_flag_on_a_model_it_cannot_fit_gives_the_fit_blocks_error() {
         .fails(1)
         .says("`solver: gibbs` cannot fit `p.logvar`, `q.logvar`: the loss is not affine in them");
 }
+
+#[test]
+fn bench_with_a_solver_times_sweeps_and_refuses_the_hand_written_sgd_loop() {
+    let run = recc(&[
+        "bench",
+        "models/biased_mf.rec",
+        "--solver",
+        "als",
+        "--sweeps",
+        "2",
+    ]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let first = run.stdout.lines().next().unwrap_or("");
+    assert!(
+        first.ends_with("23033 rows, 2 sweeps · als · 1 thread"),
+        "{first}"
+    );
+    assert!(run.stdout.contains("\n  sweeps "), "{}", run.stdout);
+    assert!(!run.stdout.contains("machine code"), "{}", run.stdout);
+    recc(&["bench", "models/biased_mf.rec", "--solver", "als", "--handwritten"])
+        .fails(2)
+        .says("--handwritten times the hand-written SGD loop beside recc's SGD step, and this run is fitted with ALS");
+}
+
+#[test]
+fn weighted_als_trains_on_the_default_data_and_refuses_sgd_at_the_draw() {
+    let dir = temp();
+    let out = dir.path().join("wals.recm");
+    let run = recc(&[
+        "train",
+        "models/wals.rec",
+        "--sweeps",
+        "2",
+        "-o",
+        path_str(&out),
+    ]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("judged by ranking metrics"),
+        "{}",
+        run.stderr
+    );
+    let test = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("test:"))
+        .unwrap_or("");
+    let auc = metric(test, "auc");
+    assert!(auc > 0.55, "{test}");
+    assert!(out.exists());
+    for solver in ["sgd", "gibbs"] {
+        let run = recc(&["train", "models/wals.rec", "--solver", solver]);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "`solver: {solver}` cannot fit a sum over every unobserved pair"
+            )) && run.stderr.contains("recc::unobserved-solver"),
+            "{}",
+            run.stderr
+        );
+    }
+}

@@ -97,33 +97,45 @@ impl RowSystem {
 /// In-place Cholesky of the lower triangle of a row-major `n × n` matrix.
 pub fn cholesky(a: &mut [f64], n: usize) -> Result<(), Singular> {
     for j in 0..n {
-        let mut d = a[j * n + j];
-        for p in 0..j {
-            d -= a[j * n + p] * a[j * n + p];
-        }
+        let (above, rest) = a.split_at_mut(j * n + n);
+        let row_j = &mut above[j * n..j * n + n];
+        let d = row_j[j] - dot(&row_j[..j], &row_j[..j]);
         if !(d > 0.0 && d.is_finite()) {
             return Err(Singular { pivot: j, value: d });
         }
         let d = d.sqrt();
-        a[j * n + j] = d;
-        for i in j + 1..n {
-            let mut s = a[i * n + j];
-            for p in 0..j {
-                s -= a[i * n + p] * a[j * n + p];
-            }
-            a[i * n + j] = s / d;
+        row_j[j] = d;
+        let row_j = &row_j[..j];
+        for row_i in rest.chunks_exact_mut(n) {
+            row_i[j] = (row_i[j] - dot(&row_i[..j], row_j)) / d;
         }
     }
     Ok(())
 }
 
+/// `Σ a_p b_p` with four running sums, which the compiler keeps in vector
+/// registers: the factorization's inner loops are these dot products, and a
+/// single running sum would serialise them on its additions.
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (a4, a1) = a.split_at(a.len() / 4 * 4);
+    let (b4, b1) = b.split_at(a4.len());
+    for (x, y) in a4.chunks_exact(4).zip(b4.chunks_exact(4)) {
+        for l in 0..4 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for (x, y) in a1.iter().zip(b1) {
+        s += x * y;
+    }
+    s
+}
+
 /// Solve `L Lᵀ x = b` in place, `L` the lower triangle of `l`.
 pub fn solve_factored(l: &[f64], n: usize, x: &mut [f64]) {
     for i in 0..n {
-        let mut s = x[i];
-        for p in 0..i {
-            s -= l[i * n + p] * x[p];
-        }
+        let s = x[i] - dot(&l[i * n..i * n + i], &x[..i]);
         x[i] = s / l[i * n + i];
     }
     back_substitute(l, n, x);
