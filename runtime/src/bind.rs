@@ -288,6 +288,8 @@ impl Columns {
 /// `column=value` members.
 #[derive(Clone, Debug, Default)]
 struct Features {
+    /// The graph domain the features make up, if the model has one.
+    domain: Option<usize>,
     columns: Vec<usize>,
     /// Per column: the offset of its first value in the feature domain.
     offsets: Vec<u32>,
@@ -324,6 +326,24 @@ pub struct Binding {
 }
 
 impl Binding {
+    /// For a factorization machine's feature domain, the data column each
+    /// member comes from, as a group number per member (in the order of
+    /// `--features`); `None` for any other domain. Gibbs sampling gives each
+    /// group its own hierarchical prior, as libFM and myFM do: a user's row
+    /// and a genre's need not share a mean and a spread.
+    pub fn member_groups(&self, domain: usize) -> Option<Vec<u32>> {
+        if self.features.domain != Some(domain) || self.features.offsets.len() < 2 {
+            return None;
+        }
+        let size = self.domains.get(domain)?.1.len();
+        let offsets = &self.features.offsets;
+        Some(
+            (0..size as u32)
+                .map(|f| (offsets.partition_point(|&o| o <= f).max(1) - 1) as u32)
+                .collect(),
+        )
+    }
+
     pub fn new(
         g: &Graph,
         data: &Dataset,
@@ -653,6 +673,7 @@ impl Binding {
                 }
             }
             features.columns = chosen;
+            features.domain = Some(d.index());
             derived.insert(d.index(), map);
         }
 

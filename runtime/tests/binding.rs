@@ -350,3 +350,42 @@ fn a_bound_column_of_numeric_ids_is_read_as_ids() {
     let split = &prepared.splits[0].1;
     assert!(Session::new(&mf, data, &split.train, &options).is_ok());
 }
+
+/// A factorization machine's features are grouped by the column they come
+/// from, in the order of `--features`; no other domain is grouped.
+#[test]
+fn feature_members_are_grouped_by_their_column() {
+    let data = synth::generate(&SynthConfig {
+        users: 30,
+        items: 20,
+        ratings_per_user: 5,
+        ..SynthConfig::default()
+    });
+    let model = model_file("fm.rec");
+    let session = Session::new(
+        &model,
+        &data,
+        &all_rows(&data),
+        &features(&["item", "user", "gender"]),
+    )
+    .unwrap();
+    let b = &session.binding;
+    let feature = b.domains.iter().position(|(n, _)| n == "feature").unwrap();
+    let groups = b
+        .member_groups(feature)
+        .expect("the feature domain is grouped");
+    let (_, ids) = &b.domains[feature];
+    assert_eq!(groups.len(), ids.len());
+    for (f, &g) in groups.iter().enumerate() {
+        let label = ids.label(f as u32);
+        let column = ["item", "user", "gender"][g as usize];
+        assert!(
+            label.starts_with(&format!("{column}=")),
+            "{label} in group {g}"
+        );
+    }
+    assert_eq!(*groups.last().unwrap(), 2);
+    // One column: a single group, as for any other domain.
+    let one = Session::new(&model, &data, &all_rows(&data), &features(&["item"])).unwrap();
+    assert_eq!(one.binding.member_groups(feature), None);
+}

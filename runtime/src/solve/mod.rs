@@ -59,11 +59,20 @@ struct BlockIndex {
     colours: Vec<Vec<u32>>,
 }
 
-/// A row's prior in a Gibbs sweep: a mean and a precision per lane.
+/// A table's rows' prior in a Gibbs sweep: per group of rows, a mean and a
+/// precision per lane.
 #[derive(Clone, Debug)]
 struct Hyper {
-    mean: Vec<f64>,
-    precision: Vec<f64>,
+    mean: Vec<Vec<f64>>,
+    precision: Vec<Vec<f64>>,
+    /// Each row's group; empty when the table is one group.
+    group_of: Vec<u32>,
+}
+
+impl Hyper {
+    fn group(&self, row: u32) -> usize {
+        self.group_of.get(row as usize).map_or(0, |&g| g as usize)
+    }
 }
 
 enum Mode<'a> {
@@ -291,11 +300,13 @@ fn gibbs(
         .map(|(b, index)| {
             if b.global {
                 Hyper {
-                    mean: vec![0.0; b.width],
-                    precision: vec![GLOBAL_PRECISION; b.width],
+                    mean: vec![vec![0.0; b.width]],
+                    precision: vec![vec![GLOBAL_PRECISION; b.width]],
+                    group_of: Vec::new(),
                 }
             } else {
-                sample_hyper(b, index, &params, config.seed, usize::MAX)
+                let groups = row_groups(ctx.session, b);
+                sample_hyper(b, index, &params, config.seed, usize::MAX, groups)
             }
         })
         .collect();
@@ -324,7 +335,8 @@ fn gibbs(
             };
             sweep_block(ctx, block, index, &mut params, &mode)?;
             if !block.global {
-                *hyper = sample_hyper(block, index, &params, config.seed, sweep);
+                let groups = std::mem::take(&mut hyper.group_of);
+                *hyper = sample_hyper(block, index, &params, config.seed, sweep, groups);
             }
             done += index.examples.len();
             observer.progress(sweep + 1, done, total_rows, f64::NAN);
@@ -573,9 +585,10 @@ fn solve_row(
         Mode::Gibbs {
             hyper, sweep, seed, ..
         } => {
+            let g = hyper.group(row);
             for lane in 0..k {
-                system.a[lane * k + lane] += hyper.precision[lane];
-                system.z[lane] += hyper.precision[lane] * hyper.mean[lane];
+                system.a[lane * k + lane] += hyper.precision[g][lane];
+                system.z[lane] += hyper.precision[g][lane] * hyper.mean[g][lane];
             }
             let mut rng = row_rng(*seed, *sweep, block.table.0, row);
             let noise: Vec<f64> = (0..k).map(|_| StandardNormal.sample(&mut rng)).collect();
@@ -626,24 +639,40 @@ fn sample_hyper(
     params: &Params,
     seed: u64,
     sweep: usize,
+    group_of: Vec<u32>,
 ) -> Hyper {
     let values = &params.tables[block.table.index()];
-    let rows: Vec<usize> = (0..index.examples.len())
-        .filter(|&r| !index.examples[r].is_empty())
-        .collect();
-    let mut rng = row_rng(seed, sweep, block.table.0, u32::MAX);
-    let mut mean = vec![0.0; block.width];
-    let mut precision = vec![1.0; block.width];
-    let mut lane_values = vec![0.0; rows.len()];
-    for lane in 0..block.width {
-        for (v, &r) in lane_values.iter_mut().zip(&rows) {
-            *v = values[[r, lane]];
+    let groups = group_of.iter().max().map_or(1, |&g| g as usize + 1);
+    let mut hyper = Hyper {
+        mean: vec![vec![0.0; block.width]; groups],
+        precision: vec![vec![1.0; block.width]; groups],
+        group_of,
+    };
+    for g in 0..groups {
+        let rows: Vec<usize> = (0..index.examples.len())
+            .filter(|&r| !index.examples[r].is_empty() && hyper.group(r as u32) == g)
+            .collect();
+        let mut rng = row_rng(seed, sweep, block.table.0, u32::MAX - g as u32);
+        let mut lane_values = vec![0.0; rows.len()];
+        for lane in 0..block.width {
+            for (v, &r) in lane_values.iter_mut().zip(&rows) {
+                *v = values[[r, lane]];
+            }
+            let (mu, lambda) = draw_normal_gamma(&lane_values, &mut rng);
+            hyper.mean[g][lane] = mu;
+            hyper.precision[g][lane] = lambda;
         }
-        let (mu, lambda) = draw_normal_gamma(&lane_values, &mut rng);
-        mean[lane] = mu;
-        precision[lane] = lambda;
     }
-    Hyper { mean, precision }
+    hyper
+}
+
+/// The groups of a table's rows that get their own prior: a factorization
+/// machine's features by the column they come from; otherwise one group.
+fn row_groups(session: &Session, block: &BlockPlan) -> Vec<u32> {
+    session.gradient.tables[block.table.index()]
+        .domain
+        .and_then(|d| session.binding.member_groups(d.index()))
+        .unwrap_or_default()
 }
 
 /// A draw of (mean, precision) from the Normal–Gamma posterior given the
