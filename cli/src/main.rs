@@ -526,5 +526,23 @@ fn ir(path: &Path, grad: bool, dot: bool, locations: bool) -> ExitCode {
             return ExitCode::from(EXIT_MODEL_ERRORS);
         }
     }
+    // A sum over unobserved pairs is a graph of its own: the term on one
+    // pair, which the solver adds up over every pair.
+    if !dot {
+        match recc_compiler::lower::lower_unobserved(model).and_then(|g| {
+            g.map(|(g, _, _)| recc_compiler::simplify::simplify(&g))
+                .transpose()
+        }) {
+            Ok(Some(g)) => {
+                println!("# summed over every pair without an example:");
+                print!("{}", g.to_text(locations.then_some(&compiled.sources)));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                return ExitCode::from(EXIT_MODEL_ERRORS);
+            }
+        }
+    }
     ExitCode::SUCCESS
 }

@@ -1389,6 +1389,18 @@ fn weighted_als_trains_on_the_default_data_and_refuses_sgd_at_the_draw() {
     let auc = metric(test, "auc");
     assert!(auc > 0.55, "{test}");
     assert!(out.exists());
+    // `recc ir` shows the term over one pair as a graph of its own.
+    let ir = recc(&["ir", "models/wals.rec", "--no-locations"]);
+    assert_eq!(ir.code, 0, "{}", ir.stderr);
+    let pairs = ir
+        .stdout
+        .split("# summed over every pair without an example:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{}", ir.stdout));
+    assert!(
+        pairs.contains("= dot %1, %3 : f") && pairs.contains("loss %5"),
+        "{pairs}"
+    );
     for solver in ["sgd", "gibbs"] {
         let run = recc(&["train", "models/wals.rec", "--solver", solver]);
         assert_eq!(run.code, 1, "{}", run.stderr);
