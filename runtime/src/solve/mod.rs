@@ -18,6 +18,7 @@
 //! table read once per example (users, items) is one colour.
 
 pub mod linalg;
+pub mod stats;
 
 use crate::data::Dataset;
 use crate::init::{check_memory, initialise, Holder};
@@ -33,6 +34,7 @@ use rayon::prelude::*;
 use recc_compiler::interp::{evaluate, Example, Params};
 use recc_compiler::model::{Optimizer, Solver};
 use recc_compiler::solve::{BlockPlan, SolvePlan, TermKind};
+use stats::{Program, Scratch};
 use std::time::Instant;
 
 /// Above this many numbers per row, a row is updated by a few
@@ -134,11 +136,22 @@ pub fn solve(
             touched[block.table.index()][row] = !ex.is_empty();
         }
     }
+    let programs: Vec<Vec<Program>> = plan
+        .blocks
+        .iter()
+        .map(|b| {
+            b.terms
+                .iter()
+                .map(|term| Program::new(&term.graph, Some(b.table), true))
+                .collect()
+        })
+        .collect();
     let ctx = Context {
         session,
         plan: &plan,
         examples: &examples,
         indices: &indices,
+        programs: &programs,
         pool: &pool,
     };
     match config.solver {
@@ -159,6 +172,8 @@ struct Context<'a> {
     plan: &'a SolvePlan,
     examples: &'a [Example],
     indices: &'a [BlockIndex],
+    /// Each block's term graphs, prepared for its rows' statistics.
+    programs: &'a [Vec<Program<'a>>],
     pool: &'a rayon::ThreadPool,
 }
 
@@ -186,8 +201,9 @@ fn als(
     for sweep in 0..sweeps {
         let started = Instant::now();
         let mut done = 0;
-        for (block, index) in ctx.plan.blocks.iter().zip(ctx.indices) {
-            sweep_block(ctx, block, index, &mut params, &Mode::Als)?;
+        for ((block, index), programs) in ctx.plan.blocks.iter().zip(ctx.indices).zip(ctx.programs)
+        {
+            sweep_block(ctx, block, index, programs, &mut params, &Mode::Als)?;
             done += index.examples.len();
             observer.progress(sweep + 1, done, total_rows, f64::NAN);
             if observer.stop_requested() && done < total_rows {
@@ -275,7 +291,14 @@ fn gibbs(
     for sweep in 0..sweeps {
         let started = Instant::now();
         let mut done = 0;
-        for ((block, index), hyper) in ctx.plan.blocks.iter().zip(ctx.indices).zip(&mut hypers) {
+        for (((block, index), programs), hyper) in ctx
+            .plan
+            .blocks
+            .iter()
+            .zip(ctx.indices)
+            .zip(ctx.programs)
+            .zip(&mut hypers)
+        {
             let mode = Mode::Gibbs {
                 alpha,
                 weight,
@@ -283,7 +306,7 @@ fn gibbs(
                 sweep,
                 seed: config.seed,
             };
-            sweep_block(ctx, block, index, &mut params, &mode)?;
+            sweep_block(ctx, block, index, programs, &mut params, &mode)?;
             if !block.global {
                 *hyper = sample_hyper(block, index, &params, config.seed, sweep);
             }
@@ -437,6 +460,7 @@ fn sweep_block(
     ctx: &Context,
     block: &BlockPlan,
     index: &BlockIndex,
+    programs: &[Program],
     params: &mut Params,
     mode: &Mode,
 ) -> Result<(), TrainError> {
@@ -447,7 +471,7 @@ fn sweep_block(
             colour
                 .par_iter()
                 .map(|&row| {
-                    let x = solve_row(ctx, block, index, frozen, row, mode)?;
+                    let x = solve_row(ctx, block, index, programs, frozen, row, mode)?;
                     Ok((row, x))
                 })
                 .collect::<Result<_, TrainError>>()
@@ -466,19 +490,21 @@ fn solve_row(
     ctx: &Context,
     block: &BlockPlan,
     index: &BlockIndex,
+    programs: &[Program],
     params: &Params,
     row: u32,
     mode: &Mode,
 ) -> Result<Vec<f64>, TrainError> {
     let k = block.width;
-    let key = (block.table, row as usize);
     let current: Vec<f64> = params.tables[block.table.index()]
         .row(row as usize)
         .to_vec();
     let mut system = RowSystem::zeros(k);
+    let mut scratches: Vec<Scratch> = programs.iter().map(Program::scratch).collect();
+    let mut grad = vec![0.0; k];
     for &e in &index.examples[row as usize] {
         let ex = &ctx.examples[e as usize];
-        for term in &block.terms {
+        for ((term, program), scratch) in block.terms.iter().zip(programs).zip(&mut scratches) {
             let gibbs_scale = match mode {
                 Mode::Als => 1.0,
                 // Gibbs replaces the model's penalties by its hierarchical
@@ -490,15 +516,17 @@ fn solve_row(
                     alpha / weight
                 }
             };
-            let ev = evaluate(&term.graph, params, ex)?;
-            let Some(grad) = ev.gradients.rows.get(&key) else {
+            grad.fill(0.0);
+            let stats = program.run(params, ex, row as usize, scratch, &mut grad)?;
+            if !stats.touched {
                 continue;
-            };
-            let c = ev.score.unwrap_or(1.0) * gibbs_scale;
+            }
+            let grad = &grad;
+            let c = stats.score.unwrap_or(1.0) * gibbs_scale;
             match term.kind {
                 TermKind::Scalar => {
                     let bx: f64 = grad.iter().zip(&current).map(|(b, x)| b * x).sum();
-                    system.add_term(c, grad, bx - ev.loss);
+                    system.add_term(c, grad, bx - stats.loss);
                 }
                 TermKind::Ridge => {
                     for (lane, gl) in grad.iter().enumerate() {
@@ -597,12 +625,15 @@ fn draw_normal_gamma(xs: &[f64], rng: &mut StdRng) -> (f64, f64) {
 
 /// The mean per-example loss of the model (penalties included).
 fn mean_loss(ctx: &Context, params: &Params) -> Result<f64, TrainError> {
-    let g = &ctx.session.forward;
+    let program = Program::new(&ctx.session.forward, None, false);
     // Summed in example order, so that threads do not change the figure.
     let losses: Vec<f64> = ctx.pool.install(|| {
         ctx.examples
             .par_iter()
-            .map(|ex| evaluate(g, params, ex).map(|ev| ev.loss))
+            .map_init(
+                || program.scratch(),
+                |scratch, ex| program.run(params, ex, 0, scratch, &mut []).map(|s| s.loss),
+            )
             .collect::<Result<_, _>>()
     })?;
     Ok(losses.iter().sum::<f64>() / ctx.examples.len().max(1) as f64)
@@ -610,13 +641,20 @@ fn mean_loss(ctx: &Context, params: &Params) -> Result<f64, TrainError> {
 
 /// The likelihood's mean weight and its weighted squared residuals.
 fn likelihood(ctx: &Context, params: &Params) -> Result<(f64, f64), TrainError> {
-    let g = &ctx.plan.likelihood;
+    let program = Program::new(&ctx.plan.likelihood, None, true);
     // Summed in example order: the noise precision drawn from it, and so
     // every later draw, must not depend on the number of threads.
     let terms: Vec<(f64, f64)> = ctx.pool.install(|| {
         ctx.examples
             .par_iter()
-            .map(|ex| evaluate(g, params, ex).map(|ev| (ev.score.unwrap_or(0.0), ev.loss)))
+            .map_init(
+                || program.scratch(),
+                |scratch, ex| {
+                    program
+                        .run(params, ex, 0, scratch, &mut [])
+                        .map(|s| (s.score.unwrap_or(0.0), s.loss))
+                },
+            )
             .collect::<Result<_, _>>()
     })?;
     let (weight, residual) = terms.iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));

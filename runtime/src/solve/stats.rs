@@ -1,0 +1,500 @@
+//! A row's statistics from one term graph, without the reference
+//! evaluator's per-call costs.
+//!
+//! The solvers run every term graph ([`recc_compiler::solve`]) once per
+//! (row, example) pair, millions of times a sweep, and want from each run
+//! only the loss, the score and the gradient of one table row. The reference
+//! evaluator ([`recc_compiler::interp::evaluate`]) answers far more: a fresh
+//! vector for every node, a clone of every bag, every table's gradients in
+//! a map. A [`Program`] is a graph prepared once for one table: the nodes
+//! its outputs read, in order, each with a buffer in a [`Scratch`] that
+//! keeps its memory from one run to the next, bags read in place from the
+//! example, and the gradients of the one row asked for summed into the
+//! caller's slice.
+//!
+//! Every node computes what the evaluator computes, in the same order of
+//! floating-point operations, so a program's statistics equal the
+//! evaluator's bit for bit (tested against it for every model the solvers
+//! take); the evaluator stays the reference. The solvers check every
+//! example against the graph with the evaluator before any program runs
+//! (their index of which rows each example reads), so a program does not
+//! check slots again.
+
+use recc_compiler::interp::{EvalError, Example, Params, SlotValue};
+use recc_compiler::ir::{GradTarget, Graph, NodeId, Op, TableId, Ty};
+use recc_compiler::types::Shape;
+
+/// A graph prepared for statistics of one table's rows.
+pub struct Program<'g> {
+    graph: &'g Graph,
+    /// The nodes the outputs read, in graph order (operands first).
+    order: Vec<usize>,
+    /// Lanes of each node's value (1 for a scalar), as the graph types it.
+    lanes: Vec<usize>,
+    /// The gradients into the chosen table.
+    grads: Vec<(GradTarget, NodeId)>,
+}
+
+/// One node's value during a run; its numbers live in [`Scratch`].
+#[derive(Clone, Copy, Debug)]
+enum Value {
+    /// A member of a domain, or `None` when a shift fell off its end.
+    Index(Option<usize>),
+    /// The bag in this example slot.
+    Bag(usize),
+    /// Numbers with `lanes` per member; `members` is `Some(n)` for a bag.
+    Tensor {
+        members: Option<usize>,
+        lanes: usize,
+    },
+}
+
+/// A program's working memory, reused from run to run (one per thread).
+pub struct Scratch {
+    values: Vec<Value>,
+    data: Vec<Vec<f64>>,
+}
+
+/// What one run gives besides the gradient.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stats {
+    pub loss: f64,
+    pub score: Option<f64>,
+    /// Whether any gradient reached the row asked for (the evaluator's
+    /// gradients would hold a key for it).
+    pub touched: bool,
+}
+
+/// A numeric operand: its numbers and how they are laid out.
+#[derive(Clone, Copy)]
+struct Tensor<'a> {
+    members: Option<usize>,
+    lanes: usize,
+    data: &'a [f64],
+}
+
+impl<'a> Tensor<'a> {
+    fn count(&self) -> usize {
+        self.members.unwrap_or(1)
+    }
+
+    /// Lanes of member `m`, repeating a non-bag value for every member.
+    fn member(&self, m: usize) -> &'a [f64] {
+        let m = if self.members.is_some() { m } else { 0 };
+        &self.data[m * self.lanes..(m + 1) * self.lanes]
+    }
+
+    /// Lane `k` of member `m`, broadcasting scalars and non-bag values.
+    fn at(&self, m: usize, k: usize) -> f64 {
+        let k = if self.lanes == 1 { 0 } else { k };
+        self.member(m)[k]
+    }
+}
+
+fn internal(node: usize, message: &str) -> EvalError {
+    EvalError::Internal(format!("%{node}: {message}"))
+}
+
+impl<'g> Program<'g> {
+    /// Prepare `graph` to give its loss, its score (when `with_score`) and
+    /// the gradient of one row of `table` (when given).
+    pub fn new(graph: &'g Graph, table: Option<TableId>, with_score: bool) -> Program<'g> {
+        let grads: Vec<(GradTarget, NodeId)> = graph
+            .grads
+            .iter()
+            .filter(|gr| {
+                let t = match gr.target {
+                    GradTarget::Global(t) | GradTarget::Row(t, _) | GradTarget::BagRows(t, _) => t,
+                };
+                Some(t) == table
+            })
+            .map(|gr| (gr.target, gr.value))
+            .collect();
+        let mut needed = vec![false; graph.nodes.len()];
+        let mut mark = |id: NodeId| needed[id.index()] = true;
+        mark(graph.loss);
+        if with_score {
+            if let Some(s) = graph.score {
+                mark(s);
+            }
+        }
+        for &(target, value) in &grads {
+            mark(value);
+            match target {
+                GradTarget::Global(_) => {}
+                GradTarget::Row(_, n) | GradTarget::BagRows(_, n) => mark(n),
+            }
+        }
+        // Operands precede their users, so one backward pass closes the set.
+        for i in (0..graph.nodes.len()).rev() {
+            if needed[i] {
+                for o in graph.nodes[i].op.operands() {
+                    needed[o.index()] = true;
+                }
+            }
+        }
+        let order = (0..graph.nodes.len()).filter(|&i| needed[i]).collect();
+        let lanes = graph
+            .nodes
+            .iter()
+            .map(|n| n.ty.shape().map_or(1, Shape::len))
+            .collect();
+        Program {
+            graph,
+            order,
+            lanes,
+            grads,
+        }
+    }
+
+    pub fn scratch(&self) -> Scratch {
+        let n = self.graph.nodes.len();
+        Scratch {
+            values: vec![Value::Index(None); n],
+            data: vec![Vec::new(); n],
+        }
+    }
+
+    /// Run on `example`: the loss and score, and the gradient of `row` of
+    /// the program's table summed into `grad` (which the caller zeroes).
+    pub fn run(
+        &self,
+        params: &Params,
+        example: &Example,
+        row: usize,
+        scratch: &mut Scratch,
+        grad: &mut [f64],
+    ) -> Result<Stats, EvalError> {
+        let g = self.graph;
+        for &i in &self.order {
+            let node = &g.nodes[i];
+            let (done, rest) = scratch.data.split_at_mut(i);
+            let out = &mut rest[0];
+            let value = eval_node(
+                g,
+                params,
+                example,
+                &scratch.values,
+                done,
+                i,
+                node.op,
+                node.ty,
+                self.lanes[i],
+                out,
+            )?;
+            scratch.values[i] = value;
+        }
+        let scalar = |id: NodeId| match scratch.values[id.index()] {
+            Value::Tensor { .. } if scratch.data[id.index()].len() == 1 => {
+                Ok(scratch.data[id.index()][0])
+            }
+            _ => Err(EvalError::Internal(format!("{id} is not a scalar"))),
+        };
+        let loss = scalar(g.loss)?;
+        let score = match g.score {
+            Some(s) if self.order.binary_search(&s.index()).is_ok() => Some(scalar(s)?),
+            _ => None,
+        };
+        let mut touched = false;
+        let mut add = |values: &[f64]| {
+            touched = true;
+            for (e, v) in grad.iter_mut().zip(values) {
+                *e += v;
+            }
+        };
+        for &(target, value) in &self.grads {
+            let t = tensor(&scratch.values, &scratch.data, value)?;
+            match target {
+                GradTarget::Global(_) => {
+                    if row == 0 {
+                        add(t.data);
+                    }
+                }
+                GradTarget::Row(_, ix) => {
+                    if let Value::Index(Some(r)) = scratch.values[ix.index()] {
+                        if r == row {
+                            add(t.data);
+                        }
+                    }
+                }
+                GradTarget::BagRows(_, bag) => {
+                    if let Value::Bag(slot) = scratch.values[bag.index()] {
+                        for (m, (r, _)) in
+                            bag_members(example, slot, bag.index())?.iter().enumerate()
+                        {
+                            if *r == row {
+                                add(t.member(m));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Stats {
+            loss,
+            score,
+            touched,
+        })
+    }
+}
+
+fn tensor<'a>(values: &[Value], data: &'a [Vec<f64>], id: NodeId) -> Result<Tensor<'a>, EvalError> {
+    match values[id.index()] {
+        Value::Tensor { members, lanes } => Ok(Tensor {
+            members,
+            lanes,
+            data: &data[id.index()],
+        }),
+        _ => Err(EvalError::Internal(format!("{id} is not numeric"))),
+    }
+}
+
+fn bag_members(example: &Example, slot: usize, node: usize) -> Result<&[(usize, f64)], EvalError> {
+    match example.slots.get(slot) {
+        Some(SlotValue::Bag(members)) => Ok(members),
+        _ => Err(internal(node, "a bag slot holds no bag")),
+    }
+}
+
+fn mat_dims(g: &Graph, id: NodeId) -> Result<(usize, usize), EvalError> {
+    match g.ty(id).shape() {
+        Some(Shape::Mat(r, c)) => Ok((r, c)),
+        _ => Err(EvalError::Internal(format!("{id} is not a matrix"))),
+    }
+}
+
+/// One table row, checked: the example was checked against the domains,
+/// so a bad row here is the program's fault, reported rather than a panic.
+fn table_row(params: &Params, table: TableId, r: usize, node: usize) -> Result<&[f64], EvalError> {
+    let t = params
+        .tables
+        .get(table.index())
+        .ok_or_else(|| internal(node, "no such table"))?;
+    if r >= t.nrows() {
+        return Err(internal(node, "row outside its table"));
+    }
+    // Tables are built row-major, so a row is a slice.
+    t.row(r)
+        .to_slice()
+        .ok_or_else(|| internal(node, "a table is not stored row by row"))
+}
+
+/// `out = f` member by member, broadcasting non-bag operands, as the
+/// evaluator's `per_member` does; the value's layout is returned.
+fn per_member<const N: usize>(
+    inputs: [Tensor; N],
+    lanes: usize,
+    out: &mut Vec<f64>,
+    mut f: impl FnMut([&[f64]; N], &mut [f64]),
+) -> Value {
+    let members = inputs.iter().find_map(|t| t.members);
+    let count = members.unwrap_or(1);
+    out.resize(count * lanes, 0.0);
+    for m in 0..count {
+        let args = inputs.map(|t| t.member(m));
+        f(args, &mut out[m * lanes..(m + 1) * lanes]);
+    }
+    Value::Tensor { members, lanes }
+}
+
+/// The value of node `i` into `out` (cleared), as the evaluator's
+/// `eval_node` computes it.
+#[allow(clippy::too_many_arguments)]
+fn eval_node(
+    g: &Graph,
+    params: &Params,
+    example: &Example,
+    values: &[Value],
+    data: &[Vec<f64>],
+    i: usize,
+    op: Op,
+    ty: Ty,
+    out_lanes: usize,
+    out: &mut Vec<f64>,
+) -> Result<Value, EvalError> {
+    let t = |id: NodeId| tensor(values, data, id);
+    out.clear();
+    let scalar = |out: &mut Vec<f64>, v: f64| {
+        out.push(v);
+        Value::Tensor {
+            members: None,
+            lanes: 1,
+        }
+    };
+    let v = match op {
+        Op::Const(bits) => scalar(out, f64::from_bits(bits)),
+        Op::Slot(s) => match example.slots.get(s.index()) {
+            Some(SlotValue::Index(r)) => Value::Index(Some(*r)),
+            Some(SlotValue::Real(x)) => scalar(out, *x),
+            Some(SlotValue::Bag(_)) => Value::Bag(s.index()),
+            Some(SlotValue::Noise(v)) => {
+                out.extend_from_slice(v);
+                Value::Tensor {
+                    members: None,
+                    lanes: v.len(),
+                }
+            }
+            None => return Err(internal(i, "the example lacks a slot")),
+        },
+        Op::Shift(ix, by) => {
+            let Value::Index(r) = values[ix.index()] else {
+                return Err(internal(i, "shift of a non-index"));
+            };
+            let Ty::Index(d) = ty else {
+                return Err(internal(i, "shift typed as a non-index"));
+            };
+            let size = params.domain_sizes[d.index()] as i64;
+            Value::Index(r.and_then(|r| {
+                let j = r as i64 + by;
+                (0..size).contains(&j).then_some(j as usize)
+            }))
+        }
+        Op::InRange(ix) => match values[ix.index()] {
+            Value::Index(r) => scalar(out, if r.is_some() { 1.0 } else { 0.0 }),
+            _ => return Err(internal(i, "in_range of a non-index")),
+        },
+        Op::Global(table) => {
+            out.extend_from_slice(table_row(params, table, 0, i)?);
+            Value::Tensor {
+                members: None,
+                lanes: out_lanes,
+            }
+        }
+        Op::Gather(table, ix) => {
+            match values[ix.index()] {
+                Value::Index(Some(r)) => out.extend_from_slice(table_row(params, table, r, i)?),
+                // A shifted index off the domain's end reads zeros.
+                Value::Index(None) => out.resize(out_lanes, 0.0),
+                _ => return Err(internal(i, "gather with a non-index")),
+            }
+            Value::Tensor {
+                members: None,
+                lanes: out_lanes,
+            }
+        }
+        Op::GatherBag(table, bag) => {
+            let Value::Bag(slot) = values[bag.index()] else {
+                return Err(internal(i, "gather_bag with a non-bag"));
+            };
+            let members = bag_members(example, slot, i)?;
+            for (r, w) in members {
+                out.extend(table_row(params, table, *r, i)?.iter().map(|x| x * w));
+            }
+            Value::Tensor {
+                members: Some(members.len()),
+                lanes: out_lanes,
+            }
+        }
+        Op::BagWeights(bag) => {
+            let Value::Bag(slot) = values[bag.index()] else {
+                return Err(internal(i, "bag_weights of a non-bag"));
+            };
+            let members = bag_members(example, slot, i)?;
+            out.extend(members.iter().map(|(_, w)| *w));
+            Value::Tensor {
+                members: Some(members.len()),
+                lanes: 1,
+            }
+        }
+        Op::BagLen(x) => {
+            let n = match values[x.index()] {
+                Value::Bag(slot) => bag_members(example, slot, i)?.len(),
+                Value::Tensor { .. } => t(x)?.count(),
+                Value::Index(_) => return Err(internal(i, "bag_len of an index")),
+            };
+            scalar(out, n.max(1) as f64)
+        }
+        Op::Unary(f, x) => {
+            let x = t(x)?;
+            out.extend(x.data.iter().map(|v| f.apply(*v)));
+            Value::Tensor {
+                members: x.members,
+                lanes: x.lanes,
+            }
+        }
+        Op::Binary(f, a, b) => per_member([t(a)?, t(b)?], out_lanes, out, |[x, y], out| {
+            for (k, o) in out.iter_mut().enumerate() {
+                let x = if x.len() == 1 { x[0] } else { x[k] };
+                let y = if y.len() == 1 { y[0] } else { y[k] };
+                *o = f.apply(x, y);
+            }
+        }),
+        Op::Dot(a, b) => per_member([t(a)?, t(b)?], 1, out, |[x, y], out| {
+            out[0] = x.iter().zip(y).map(|(x, y)| x * y).sum();
+        }),
+        Op::SumLanes(x) => per_member([t(x)?], 1, out, |[x], out| out[0] = x.iter().sum()),
+        Op::SumBag(x) => {
+            let x = t(x)?;
+            out.resize(x.lanes, 0.0);
+            for m in 0..x.count() {
+                for (d, v) in out.iter_mut().zip(x.member(m)) {
+                    *d += v;
+                }
+            }
+            Value::Tensor {
+                members: None,
+                lanes: x.lanes,
+            }
+        }
+        Op::Expand(x, like) => {
+            let (x, like) = (t(x)?, t(like)?);
+            for m in 0..like.count() {
+                for k in 0..like.lanes {
+                    out.push(x.at(m, k));
+                }
+            }
+            Value::Tensor {
+                members: like.members,
+                lanes: like.lanes,
+            }
+        }
+        Op::Softmax(x) => per_member([t(x)?], out_lanes, out, |[x], out| {
+            let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let mut total = 0.0;
+            for (o, v) in out.iter_mut().zip(x) {
+                *o = (v - max).exp();
+                total += *o;
+            }
+            for o in out.iter_mut() {
+                *o /= total;
+            }
+        }),
+        Op::Concat(a, b) => per_member([t(a)?, t(b)?], out_lanes, out, |[x, y], out| {
+            let n = x.len();
+            out[..n].copy_from_slice(x);
+            out[n..].copy_from_slice(y);
+        }),
+        Op::Slice(x, start, len) => per_member([t(x)?], out_lanes, out, |[x], out| {
+            out.copy_from_slice(&x[start as usize..(start + len) as usize]);
+        }),
+        Op::Pad(x, start, _) => per_member([t(x)?], out_lanes, out, |[x], out| {
+            let s = start as usize;
+            out[s..s + x.len()].copy_from_slice(x);
+        }),
+        Op::MatVec(m, v) => {
+            let (_, cols) = mat_dims(g, m)?;
+            per_member([t(m)?, t(v)?], out_lanes, out, |[m, v], out| {
+                for (r, o) in out.iter_mut().enumerate() {
+                    *o = (0..cols).map(|c| m[r * cols + c] * v[c]).sum();
+                }
+            })
+        }
+        Op::MatTVec(m, v) => {
+            let (rows, cols) = mat_dims(g, m)?;
+            per_member([t(m)?, t(v)?], out_lanes, out, |[m, v], out| {
+                for (c, o) in out.iter_mut().enumerate() {
+                    *o = (0..rows).map(|r| m[r * cols + c] * v[r]).sum();
+                }
+            })
+        }
+        Op::Outer(a, b) => per_member([t(a)?, t(b)?], out_lanes, out, |[x, y], out| {
+            let cols = y.len();
+            for (r, x) in x.iter().enumerate() {
+                for (c, y) in y.iter().enumerate() {
+                    out[r * cols + c] = x * y;
+                }
+            }
+        }),
+    };
+    Ok(v)
+}
