@@ -22,7 +22,7 @@
 
 use recc_compiler::interp::{EvalError, Example, Params, SlotValue};
 use recc_compiler::ir::{GradTarget, Graph, NodeId, Op, TableId, Ty};
-use recc_compiler::types::Shape;
+use recc_compiler::types::{BinaryFn, Shape};
 
 /// A graph prepared for statistics of one table's rows.
 pub struct Program<'g> {
@@ -82,12 +82,6 @@ impl<'a> Tensor<'a> {
     fn member(&self, m: usize) -> &'a [f64] {
         let m = if self.members.is_some() { m } else { 0 };
         &self.data[m * self.lanes..(m + 1) * self.lanes]
-    }
-
-    /// Lane `k` of member `m`, broadcasting scalars and non-bag values.
-    fn at(&self, m: usize, k: usize) -> f64 {
-        let k = if self.lanes == 1 { 0 } else { k };
-        self.member(m)[k]
     }
 }
 
@@ -297,6 +291,35 @@ fn per_member<const N: usize>(
     Value::Tensor { members, lanes }
 }
 
+/// `out = f(a, b)` lane by lane and member by member, a one-lane operand
+/// broadcast to every lane (the evaluator's `Binary`).
+fn binary(
+    a: Tensor,
+    b: Tensor,
+    lanes: usize,
+    out: &mut Vec<f64>,
+    f: impl Fn(f64, f64) -> f64,
+) -> Value {
+    per_member([a, b], lanes, out, |[x, y], out| match (x.len(), y.len()) {
+        (1, 1) => out.iter_mut().for_each(|o| *o = f(x[0], y[0])),
+        (1, _) => {
+            for (o, y) in out.iter_mut().zip(&y[..lanes]) {
+                *o = f(x[0], *y);
+            }
+        }
+        (_, 1) => {
+            for (o, x) in out.iter_mut().zip(&x[..lanes]) {
+                *o = f(*x, y[0]);
+            }
+        }
+        _ => {
+            for ((o, x), y) in out.iter_mut().zip(&x[..lanes]).zip(&y[..lanes]) {
+                *o = f(*x, *y);
+            }
+        }
+    })
+}
+
 /// The value of node `i` into `out` (cleared), as the evaluator's
 /// `eval_node` computes it.
 #[allow(clippy::too_many_arguments)]
@@ -412,13 +435,18 @@ fn eval_node(
                 lanes: x.lanes,
             }
         }
-        Op::Binary(f, a, b) => per_member([t(a)?, t(b)?], out_lanes, out, |[x, y], out| {
-            for (k, o) in out.iter_mut().enumerate() {
-                let x = if x.len() == 1 { x[0] } else { x[k] };
-                let y = if y.len() == 1 { y[0] } else { y[k] };
-                *o = f.apply(x, y);
+        Op::Binary(f, a, b) => {
+            let (a, b) = (t(a)?, t(b)?);
+            // One loop per function: the evaluator's per-number dispatch
+            // costs more than the arithmetic.
+            match f {
+                BinaryFn::Add => binary(a, b, out_lanes, out, |x, y| x + y),
+                BinaryFn::Sub => binary(a, b, out_lanes, out, |x, y| x - y),
+                BinaryFn::Mul => binary(a, b, out_lanes, out, |x, y| x * y),
+                BinaryFn::Div => binary(a, b, out_lanes, out, |x, y| x / y),
+                BinaryFn::Max | BinaryFn::Min => binary(a, b, out_lanes, out, |x, y| f.apply(x, y)),
             }
-        }),
+        }
         Op::Dot(a, b) => per_member([t(a)?, t(b)?], 1, out, |[x, y], out| {
             out[0] = x.iter().zip(y).map(|(x, y)| x * y).sum();
         }),
@@ -439,8 +467,11 @@ fn eval_node(
         Op::Expand(x, like) => {
             let (x, like) = (t(x)?, t(like)?);
             for m in 0..like.count() {
-                for k in 0..like.lanes {
-                    out.push(x.at(m, k));
+                let xm = x.member(m);
+                if x.lanes == 1 {
+                    out.extend(std::iter::repeat_n(xm[0], like.lanes));
+                } else {
+                    out.extend_from_slice(&xm[..like.lanes]);
                 }
             }
             Value::Tensor {
