@@ -33,6 +33,12 @@ pub struct Program<'g> {
     lanes: Vec<usize>,
     /// The gradients into the chosen table.
     grads: Vec<(GradTarget, NodeId)>,
+    /// The example slot of the bag whose members' rows get gradients, when
+    /// there is one such bag.
+    focus_slot: Option<usize>,
+    /// Nodes computed for the focus members only: per-member values of that
+    /// bag that only the gradient reads.
+    focused: Vec<bool>,
 }
 
 /// One node's value during a run; its numbers live in [`Scratch`].
@@ -53,6 +59,10 @@ enum Value {
 pub struct Scratch {
     values: Vec<Value>,
     data: Vec<Vec<f64>>,
+    /// The members of the focus bag whose row is the one asked for.
+    focus: Vec<usize>,
+    /// The focus members of a focused node's full-bag operands.
+    compact: [Vec<f64>; 2],
 }
 
 /// What one run gives besides the gradient.
@@ -127,18 +137,26 @@ impl<'g> Program<'g> {
                 }
             }
         }
-        let order = (0..graph.nodes.len()).filter(|&i| needed[i]).collect();
+        let order: Vec<usize> = (0..graph.nodes.len()).filter(|&i| needed[i]).collect();
         let lanes = graph
             .nodes
             .iter()
             .map(|n| n.ty.shape().map_or(1, Shape::len))
             .collect();
+        let (focus_slot, focused) = focus(graph, with_score, &grads, &order);
         Program {
             graph,
             order,
             lanes,
             grads,
+            focus_slot,
+            focused,
         }
+    }
+
+    /// How many nodes run for the asked row's bag members only.
+    pub fn focused_nodes(&self) -> usize {
+        self.focused.iter().filter(|f| **f).count()
     }
 
     pub fn scratch(&self) -> Scratch {
@@ -146,6 +164,8 @@ impl<'g> Program<'g> {
         Scratch {
             values: vec![Value::Index(None); n],
             data: vec![Vec::new(); n],
+            focus: Vec::new(),
+            compact: [Vec::new(), Vec::new()],
         }
     }
 
@@ -160,22 +180,77 @@ impl<'g> Program<'g> {
         grad: &mut [f64],
     ) -> Result<Stats, EvalError> {
         let g = self.graph;
+        scratch.focus.clear();
+        if let Some(slot) = self.focus_slot {
+            let members = bag_members(example, slot, 0)?;
+            scratch
+                .focus
+                .extend((0..members.len()).filter(|&m| members[m].0 == row));
+        }
         for &i in &self.order {
             let node = &g.nodes[i];
             let (done, rest) = scratch.data.split_at_mut(i);
             let out = &mut rest[0];
-            let value = eval_node(
-                g,
-                params,
-                example,
-                &scratch.values,
-                done,
-                i,
-                node.op,
-                node.ty,
-                self.lanes[i],
-                out,
-            )?;
+            let values = &scratch.values;
+            let value = if self.focused[i] {
+                // Full-bag operands are cut down to the focus members, so
+                // that the node's members line up with the focus.
+                let focus = &scratch.focus;
+                let operands = node.op.operands();
+                for (o, compact) in operands.iter().zip(scratch.compact.iter_mut()) {
+                    compact.clear();
+                    if self.focused[o.index()] {
+                        continue;
+                    }
+                    if let Value::Tensor {
+                        members: Some(_), ..
+                    } = values[o.index()]
+                    {
+                        let t = tensor(values, done, *o)?;
+                        for &m in focus {
+                            compact.extend_from_slice(t.member(m));
+                        }
+                    }
+                }
+                let compact = &scratch.compact;
+                let operand = |id: NodeId| {
+                    let mut t = tensor(values, done, id)?;
+                    if let Some(pos) = operands.iter().position(|o| *o == id) {
+                        if !self.focused[id.index()] && t.members.is_some() {
+                            t.members = Some(focus.len());
+                            t.data = &compact[pos.min(1)];
+                        }
+                    }
+                    Ok(t)
+                };
+                eval_node(
+                    g,
+                    params,
+                    example,
+                    values,
+                    &operand,
+                    Some(focus),
+                    i,
+                    node.op,
+                    node.ty,
+                    self.lanes[i],
+                    out,
+                )?
+            } else {
+                eval_node(
+                    g,
+                    params,
+                    example,
+                    values,
+                    &|id| tensor(values, done, id),
+                    None,
+                    i,
+                    node.op,
+                    node.ty,
+                    self.lanes[i],
+                    out,
+                )?
+            };
             scratch.values[i] = value;
         }
         let scalar = |id: NodeId| match scratch.values[id.index()] {
@@ -209,6 +284,12 @@ impl<'g> Program<'g> {
                         if r == row {
                             add(t.data);
                         }
+                    }
+                }
+                GradTarget::BagRows(_, _) if self.focused[value.index()] => {
+                    // Every focus member reads the row, in member order.
+                    for j in 0..scratch.focus.len() {
+                        add(t.member(j));
                     }
                 }
                 GradTarget::BagRows(_, bag) => {
@@ -248,6 +329,103 @@ fn bag_members(example: &Example, slot: usize, node: usize) -> Result<&[(usize, 
         Some(SlotValue::Bag(members)) => Ok(members),
         _ => Err(internal(node, "a bag slot holds no bag")),
     }
+}
+
+/// A bag's members: all of them, or those at the `focus` positions.
+fn picked<'e>(
+    members: &'e [(usize, f64)],
+    focus: Option<&'e [usize]>,
+) -> impl Iterator<Item = &'e (usize, f64)> + 'e {
+    let all = if focus.is_none() { members.len() } else { 0 };
+    let focus = focus.unwrap_or(&[]);
+    members[..all]
+        .iter()
+        .chain(focus.iter().map(move |&m| &members[m]))
+}
+
+/// Which nodes of a statistics program can be computed for the focus
+/// members only (see [`Program::focused`]): with the gradients into one
+/// bag's rows, a per-member value of that bag that neither the loss nor
+/// the score reads, and that is read only by such values or as that
+/// gradient, is wanted only at the members whose row is asked for. That
+/// turns a bag's gradient from a cost per member into one per asked row,
+/// which is most of a factorization machine's statistics.
+fn focus(
+    g: &Graph,
+    with_score: bool,
+    grads: &[(GradTarget, NodeId)],
+    order: &[usize],
+) -> (Option<usize>, Vec<bool>) {
+    let n = g.nodes.len();
+    let none = (None, vec![false; n]);
+    // One bag, read straight from its slot, takes every bag gradient.
+    let mut slot = None;
+    for &(target, _) in grads {
+        if let GradTarget::BagRows(_, bag) = target {
+            let Op::Slot(s) = g.nodes[bag.index()].op else {
+                return none;
+            };
+            if slot.is_some_and(|t| t != s) {
+                return none;
+            }
+            slot = Some(s);
+        }
+    }
+    let Some(slot) = slot else {
+        return none;
+    };
+    // What the loss and the score read is needed in full.
+    let mut full = vec![false; n];
+    full[g.loss.index()] = true;
+    if with_score {
+        if let Some(s) = g.score {
+            full[s.index()] = true;
+        }
+    }
+    for &(target, _) in grads {
+        match target {
+            GradTarget::Global(_) => {}
+            GradTarget::Row(_, x) | GradTarget::BagRows(_, x) => full[x.index()] = true,
+        }
+    }
+    for i in (0..n).rev() {
+        if full[i] {
+            for o in g.nodes[i].op.operands() {
+                full[o.index()] = true;
+            }
+        }
+    }
+    let mut focused: Vec<bool> = (0..n)
+        .map(|i| {
+            let per_member = !matches!(
+                g.nodes[i].op,
+                Op::SumBag(_) | Op::BagLen(_) | Op::Slot(_) | Op::Shift(..) | Op::InRange(_)
+            );
+            !full[i] && per_member && g.nodes[i].ty.bag() == Some(slot)
+        })
+        .collect();
+    // A gradient value other than a bag's needs its node in full.
+    for &(target, value) in grads {
+        if !matches!(target, GradTarget::BagRows(..)) {
+            focused[value.index()] = false;
+        }
+    }
+    // A node some unfocused node reads is needed in full; the program's
+    // nodes come in order, so users are visited before their operands.
+    let live: Vec<bool> = {
+        let mut l = vec![false; n];
+        order.iter().for_each(|&i| l[i] = true);
+        l
+    };
+    for &i in order.iter().rev() {
+        if !focused[i] {
+            for o in g.nodes[i].op.operands() {
+                focused[o.index()] = false;
+            }
+        }
+    }
+    focused.iter_mut().zip(&live).for_each(|(f, l)| *f &= *l);
+    (Some(slot.index()), focused)
 }
 
 fn mat_dims(g: &Graph, id: NodeId) -> Result<(usize, usize), EvalError> {
@@ -323,19 +501,19 @@ fn binary(
 /// The value of node `i` into `out` (cleared), as the evaluator's
 /// `eval_node` computes it.
 #[allow(clippy::too_many_arguments)]
-fn eval_node(
+fn eval_node<'a>(
     g: &Graph,
     params: &Params,
     example: &Example,
     values: &[Value],
-    data: &[Vec<f64>],
+    t: &dyn Fn(NodeId) -> Result<Tensor<'a>, EvalError>,
+    focus: Option<&[usize]>,
     i: usize,
     op: Op,
     ty: Ty,
     out_lanes: usize,
     out: &mut Vec<f64>,
 ) -> Result<Value, EvalError> {
-    let t = |id: NodeId| tensor(values, data, id);
     out.clear();
     let scalar = |out: &mut Vec<f64>, v: f64| {
         out.push(v);
@@ -400,11 +578,11 @@ fn eval_node(
                 return Err(internal(i, "gather_bag with a non-bag"));
             };
             let members = bag_members(example, slot, i)?;
-            for (r, w) in members {
+            for (r, w) in picked(members, focus) {
                 out.extend(table_row(params, table, *r, i)?.iter().map(|x| x * w));
             }
             Value::Tensor {
-                members: Some(members.len()),
+                members: Some(focus.map_or(members.len(), <[usize]>::len)),
                 lanes: out_lanes,
             }
         }
@@ -413,9 +591,9 @@ fn eval_node(
                 return Err(internal(i, "bag_weights of a non-bag"));
             };
             let members = bag_members(example, slot, i)?;
-            out.extend(members.iter().map(|(_, w)| *w));
+            out.extend(picked(members, focus).map(|(_, w)| *w));
             Value::Tensor {
-                members: Some(members.len()),
+                members: Some(focus.map_or(members.len(), <[usize]>::len)),
                 lanes: 1,
             }
         }
