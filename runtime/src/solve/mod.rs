@@ -142,7 +142,7 @@ pub fn solve(
         .map(|b| {
             b.terms
                 .iter()
-                .map(|term| Program::new(&term.graph, Some(b.table), true))
+                .map(|term| Program::new(&term.graph, Some(b.table), true).freezing(b.table))
                 .collect()
         })
         .collect();
@@ -465,13 +465,24 @@ fn sweep_block(
     mode: &Mode,
 ) -> Result<(), TrainError> {
     let t = block.table.index();
+    let frozen = frozen_values(ctx, index, programs, params)?;
     for colour in &index.colours {
+        let frozen_values = &frozen;
         let frozen: &Params = params;
         let solved: Vec<(u32, Vec<f64>)> = ctx.pool.install(|| {
             colour
                 .par_iter()
                 .map(|&row| {
-                    let x = solve_row(ctx, block, index, programs, frozen, row, mode)?;
+                    let x = solve_row(
+                        ctx,
+                        block,
+                        index,
+                        programs,
+                        frozen_values,
+                        frozen,
+                        row,
+                        mode,
+                    )?;
                     Ok((row, x))
                 })
                 .collect::<Result<_, TrainError>>()
@@ -485,12 +496,51 @@ fn sweep_block(
     Ok(())
 }
 
+/// Memory the frozen values of one block's sweep may take.
+const FROZEN_BYTES: usize = 1 << 28;
+
+/// Each term's values that stay fixed through the sweep of `index`'s table,
+/// per example, when examples are read by several of its rows on average
+/// (otherwise computing them as the rows are solved costs no more).
+fn frozen_values(
+    ctx: &Context,
+    index: &BlockIndex,
+    programs: &[Program],
+    params: &Params,
+) -> Result<Vec<Option<Vec<f64>>>, TrainError> {
+    let visits: usize = index.examples.iter().map(Vec::len).sum();
+    let shared = 2 * visits > 3 * ctx.examples.len();
+    programs
+        .iter()
+        .map(|program| {
+            let lanes = program.frozen_lanes();
+            let bytes = lanes * ctx.examples.len() * std::mem::size_of::<f64>();
+            if !shared || lanes == 0 || bytes > FROZEN_BYTES {
+                return Ok(None);
+            }
+            let mut values = vec![0.0; lanes * ctx.examples.len()];
+            ctx.pool.install(|| {
+                values
+                    .par_chunks_mut(lanes)
+                    .zip(ctx.examples)
+                    .try_for_each_init(
+                        || program.scratch(),
+                        |scratch, (out, ex)| program.fill(params, ex, scratch, out),
+                    )
+            })?;
+            Ok(Some(values))
+        })
+        .collect()
+}
+
 /// One row's new value: its normal equations from its examples.
+#[allow(clippy::too_many_arguments)]
 fn solve_row(
     ctx: &Context,
     block: &BlockPlan,
     index: &BlockIndex,
     programs: &[Program],
+    frozen: &[Option<Vec<f64>>],
     params: &Params,
     row: u32,
     mode: &Mode,
@@ -504,7 +554,13 @@ fn solve_row(
     let mut grad = vec![0.0; k];
     for &e in &index.examples[row as usize] {
         let ex = &ctx.examples[e as usize];
-        for ((term, program), scratch) in block.terms.iter().zip(programs).zip(&mut scratches) {
+        for (((term, program), scratch), frozen) in block
+            .terms
+            .iter()
+            .zip(programs)
+            .zip(&mut scratches)
+            .zip(frozen)
+        {
             let gibbs_scale = match mode {
                 Mode::Als => 1.0,
                 // Gibbs replaces the model's penalties by its hierarchical
@@ -517,7 +573,11 @@ fn solve_row(
                 }
             };
             grad.fill(0.0);
-            let stats = program.run(params, ex, row as usize, scratch, &mut grad)?;
+            let lanes = program.frozen_lanes();
+            let frozen = frozen
+                .as_ref()
+                .map(|v| &v[e as usize * lanes..(e as usize + 1) * lanes]);
+            let stats = program.run(params, ex, row as usize, scratch, &mut grad, frozen)?;
             if !stats.touched {
                 continue;
             }
@@ -632,7 +692,11 @@ fn mean_loss(ctx: &Context, params: &Params) -> Result<f64, TrainError> {
             .par_iter()
             .map_init(
                 || program.scratch(),
-                |scratch, ex| program.run(params, ex, 0, scratch, &mut []).map(|s| s.loss),
+                |scratch, ex| {
+                    program
+                        .run(params, ex, 0, scratch, &mut [], None)
+                        .map(|s| s.loss)
+                },
             )
             .collect::<Result<_, _>>()
     })?;
@@ -651,7 +715,7 @@ fn likelihood(ctx: &Context, params: &Params) -> Result<(f64, f64), TrainError> 
                 || program.scratch(),
                 |scratch, ex| {
                     program
-                        .run(params, ex, 0, scratch, &mut [])
+                        .run(params, ex, 0, scratch, &mut [], None)
                         .map(|s| (s.score.unwrap_or(0.0), s.loss))
                 },
             )

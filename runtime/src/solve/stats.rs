@@ -39,6 +39,23 @@ pub struct Program<'g> {
     /// Nodes computed for the focus members only: per-member values of that
     /// bag that only the gradient reads.
     focused: Vec<bool>,
+    /// Values that do not read the solved table, kept per example.
+    frozen: Option<Frozen>,
+}
+
+/// The values of a program that stay fixed while one table's rows are
+/// solved (every other table is), so that an example read by many of the
+/// table's rows (a factorization machine's features) computes them once
+/// per sweep of the table instead of once per row.
+struct Frozen {
+    /// (node, offset in an example's frozen values, lanes).
+    nodes: Vec<(usize, usize, usize)>,
+    /// Numbers per example.
+    lanes: usize,
+    /// The nodes the frozen values read, in order.
+    fill_order: Vec<usize>,
+    /// The nodes a run computes given the frozen values, in order.
+    order: Vec<usize>,
 }
 
 /// One node's value during a run; its numbers live in [`Scratch`].
@@ -151,7 +168,132 @@ impl<'g> Program<'g> {
             grads,
             focus_slot,
             focused,
+            frozen: None,
         }
+    }
+
+    /// The program with the values that do not read `table` computed by
+    /// [`Program::fill`] instead of by every run: those that something
+    /// reading `table` uses, or that are outputs, other than plain reads of
+    /// an example or a table (as cheap to read again as to keep).
+    pub fn freezing(mut self, table: TableId) -> Program<'g> {
+        let g = self.graph;
+        let n = g.nodes.len();
+        let mut reads = vec![false; n];
+        let mut outputs = vec![false; n];
+        outputs[g.loss.index()] = true;
+        if let Some(s) = g.score {
+            outputs[s.index()] = true;
+        }
+        for &(target, value) in &self.grads {
+            outputs[value.index()] = true;
+            match target {
+                GradTarget::Global(_) => {}
+                GradTarget::Row(_, x) | GradTarget::BagRows(_, x) => outputs[x.index()] = true,
+            }
+        }
+        let mut live = vec![false; n];
+        for &i in &self.order {
+            live[i] = true;
+            let op = g.nodes[i].op;
+            reads[i] = matches!(op, Op::Global(t) | Op::Gather(t, _) | Op::GatherBag(t, _) if t == table)
+                || op.operands().iter().any(|o| reads[o.index()]);
+        }
+        let mut read_by_solved = vec![false; n];
+        for &i in &self.order {
+            if reads[i] {
+                for o in g.nodes[i].op.operands() {
+                    read_by_solved[o.index()] = true;
+                }
+            }
+        }
+        let mut keep = vec![false; n];
+        let mut nodes = Vec::new();
+        let mut lanes = 0;
+        for &i in &self.order {
+            let node = &g.nodes[i];
+            let plain_read = matches!(
+                node.op,
+                Op::Const(_)
+                    | Op::Slot(_)
+                    | Op::Global(_)
+                    | Op::Gather(..)
+                    | Op::Shift(..)
+                    | Op::InRange(_)
+                    | Op::BagLen(_)
+            );
+            let per_example = matches!(node.ty, Ty::Value { bag: None, .. });
+            if !reads[i]
+                && !self.focused[i]
+                && per_example
+                && !plain_read
+                && (read_by_solved[i] || outputs[i])
+            {
+                keep[i] = true;
+                nodes.push((i, lanes, self.lanes[i]));
+                lanes += self.lanes[i];
+            }
+        }
+        if nodes.is_empty() {
+            return self;
+        }
+        // A run starts from the outputs and stops at kept values; a fill
+        // computes the kept values from scratch.
+        let reach = |from: &[usize], stop: &[bool]| {
+            let mut r = vec![false; n];
+            for &i in from {
+                r[i] = true;
+            }
+            for i in (0..n).rev() {
+                if r[i] && !stop[i] {
+                    for o in g.nodes[i].op.operands() {
+                        r[o.index()] = true;
+                    }
+                }
+            }
+            r
+        };
+        let outs: Vec<usize> = (0..n).filter(|&i| outputs[i] && live[i]).collect();
+        let run_reach = reach(&outs, &keep);
+        let kept: Vec<usize> = nodes.iter().map(|&(i, _, _)| i).collect();
+        let fill_reach = reach(&kept, &vec![false; n]);
+        self.frozen = Some(Frozen {
+            order: (0..n).filter(|&i| run_reach[i] && !keep[i]).collect(),
+            fill_order: (0..n).filter(|&i| fill_reach[i]).collect(),
+            nodes,
+            lanes,
+        });
+        self
+    }
+
+    /// Numbers per example that [`Program::fill`] writes (0: none).
+    pub fn frozen_lanes(&self) -> usize {
+        self.frozen.as_ref().map_or(0, |f| f.lanes)
+    }
+
+    /// The frozen values of `example` into `out` ([`Program::frozen_lanes`]
+    /// numbers), for [`Program::run`] while only the frozen table changes.
+    pub fn fill(
+        &self,
+        params: &Params,
+        example: &Example,
+        scratch: &mut Scratch,
+        out: &mut [f64],
+    ) -> Result<(), EvalError> {
+        let Some(frozen) = &self.frozen else {
+            return Ok(());
+        };
+        self.eval(params, example, &frozen.fill_order, scratch)?;
+        for &(i, offset, lanes) in &frozen.nodes {
+            let data = &scratch.data[i];
+            if data.len() != lanes
+                || !matches!(scratch.values[i], Value::Tensor { members: None, .. })
+            {
+                return Err(internal(i, "a value's numbers do not match its type"));
+            }
+            out[offset..offset + lanes].copy_from_slice(data);
+        }
+        Ok(())
     }
 
     /// How many nodes run for the asked row's bag members only.
@@ -178,6 +320,7 @@ impl<'g> Program<'g> {
         row: usize,
         scratch: &mut Scratch,
         grad: &mut [f64],
+        frozen: Option<&[f64]>,
     ) -> Result<Stats, EvalError> {
         let g = self.graph;
         scratch.focus.clear();
@@ -187,7 +330,91 @@ impl<'g> Program<'g> {
                 .focus
                 .extend((0..members.len()).filter(|&m| members[m].0 == row));
         }
-        for &i in &self.order {
+        let order = match (&self.frozen, frozen) {
+            (Some(f), Some(values)) => {
+                for &(i, offset, lanes) in &f.nodes {
+                    let data = &mut scratch.data[i];
+                    data.clear();
+                    data.extend_from_slice(&values[offset..offset + lanes]);
+                    scratch.values[i] = Value::Tensor {
+                        members: None,
+                        lanes,
+                    };
+                }
+                &f.order
+            }
+            _ => &self.order,
+        };
+        self.eval(params, example, order, scratch)?;
+        let scalar = |id: NodeId| match scratch.values[id.index()] {
+            Value::Tensor { .. } if scratch.data[id.index()].len() == 1 => {
+                Ok(scratch.data[id.index()][0])
+            }
+            _ => Err(EvalError::Internal(format!("{id} is not a scalar"))),
+        };
+        let loss = scalar(g.loss)?;
+        let score = match g.score {
+            Some(s) if self.order.binary_search(&s.index()).is_ok() => Some(scalar(s)?),
+            _ => None,
+        };
+        let mut touched = false;
+        let mut add = |values: &[f64]| {
+            touched = true;
+            for (e, v) in grad.iter_mut().zip(values) {
+                *e += v;
+            }
+        };
+        for &(target, value) in &self.grads {
+            let t = tensor(&scratch.values, &scratch.data, value)?;
+            match target {
+                GradTarget::Global(_) => {
+                    if row == 0 {
+                        add(t.data);
+                    }
+                }
+                GradTarget::Row(_, ix) => {
+                    if let Value::Index(Some(r)) = scratch.values[ix.index()] {
+                        if r == row {
+                            add(t.data);
+                        }
+                    }
+                }
+                GradTarget::BagRows(_, _) if self.focused[value.index()] => {
+                    // Every focus member reads the row, in member order.
+                    for j in 0..scratch.focus.len() {
+                        add(t.member(j));
+                    }
+                }
+                GradTarget::BagRows(_, bag) => {
+                    if let Value::Bag(slot) = scratch.values[bag.index()] {
+                        for (m, (r, _)) in
+                            bag_members(example, slot, bag.index())?.iter().enumerate()
+                        {
+                            if *r == row {
+                                add(t.member(m));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Stats {
+            loss,
+            score,
+            touched,
+        })
+    }
+
+    /// Compute the nodes of `order` into `scratch`.
+    fn eval(
+        &self,
+        params: &Params,
+        example: &Example,
+        order: &[usize],
+        scratch: &mut Scratch,
+    ) -> Result<(), EvalError> {
+        let g = self.graph;
+        for &i in order {
             let node = &g.nodes[i];
             let (done, rest) = scratch.data.split_at_mut(i);
             let out = &mut rest[0];
@@ -253,63 +480,7 @@ impl<'g> Program<'g> {
             };
             scratch.values[i] = value;
         }
-        let scalar = |id: NodeId| match scratch.values[id.index()] {
-            Value::Tensor { .. } if scratch.data[id.index()].len() == 1 => {
-                Ok(scratch.data[id.index()][0])
-            }
-            _ => Err(EvalError::Internal(format!("{id} is not a scalar"))),
-        };
-        let loss = scalar(g.loss)?;
-        let score = match g.score {
-            Some(s) if self.order.binary_search(&s.index()).is_ok() => Some(scalar(s)?),
-            _ => None,
-        };
-        let mut touched = false;
-        let mut add = |values: &[f64]| {
-            touched = true;
-            for (e, v) in grad.iter_mut().zip(values) {
-                *e += v;
-            }
-        };
-        for &(target, value) in &self.grads {
-            let t = tensor(&scratch.values, &scratch.data, value)?;
-            match target {
-                GradTarget::Global(_) => {
-                    if row == 0 {
-                        add(t.data);
-                    }
-                }
-                GradTarget::Row(_, ix) => {
-                    if let Value::Index(Some(r)) = scratch.values[ix.index()] {
-                        if r == row {
-                            add(t.data);
-                        }
-                    }
-                }
-                GradTarget::BagRows(_, _) if self.focused[value.index()] => {
-                    // Every focus member reads the row, in member order.
-                    for j in 0..scratch.focus.len() {
-                        add(t.member(j));
-                    }
-                }
-                GradTarget::BagRows(_, bag) => {
-                    if let Value::Bag(slot) = scratch.values[bag.index()] {
-                        for (m, (r, _)) in
-                            bag_members(example, slot, bag.index())?.iter().enumerate()
-                        {
-                            if *r == row {
-                                add(t.member(m));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Ok(Stats {
-            loss,
-            score,
-            touched,
-        })
+        Ok(())
     }
 }
 
