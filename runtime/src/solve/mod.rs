@@ -9,7 +9,9 @@
 //! A sweep visits each block table in declaration order. For one table it
 //! builds every row's normal equations from the compiler's term graphs
 //! ([`recc_compiler::solve`]) evaluated on the row's examples, with every
-//! other value held fixed, and solves (ALS) or samples (Gibbs) the row. Rows
+//! other value held fixed, and solves (ALS) or samples (Gibbs) the row. The
+//! graphs run as [`stats::Program`]s, which give the reference evaluator's
+//! numbers at a fraction of its cost. Rows
 //! of one table that share an example (a factorization machine's features,
 //! SVD++'s history) depend on each other, so a table's rows are coloured
 //! such that no two rows of one colour meet in an example: the rows of one
