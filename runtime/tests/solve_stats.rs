@@ -119,6 +119,17 @@ fn programs_equal_the_evaluator_on_every_model_the_solvers_take() {
                         .filter(|(t, _)| *t == block.table)
                         .map(|&(_, r)| r)
                         .collect();
+                    // The rows the program says the example reads are the
+                    // evaluator's, which index the examples by row.
+                    let mut read = Vec::new();
+                    program.rows(&params, ex, &mut scratch, &mut read).unwrap();
+                    read.sort_unstable();
+                    read.dedup();
+                    assert_eq!(
+                        read, asked,
+                        "{name} `{}` example {e}: rows read",
+                        block.name
+                    );
                     if let Some(other) = (0..nrows).find(|r| !asked.contains(r)) {
                         asked.push(other);
                     }

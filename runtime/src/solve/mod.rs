@@ -33,7 +33,8 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Gamma, Normal, StandardNormal};
 use rayon::prelude::*;
-use recc_compiler::interp::{evaluate, Example, Params};
+use recc_compiler::interp::{evaluate_node, Example, Params};
+use recc_compiler::ir::{NodeId, Ty};
 use recc_compiler::model::{Optimizer, Solver};
 use recc_compiler::solve::{BlockPlan, SolvePlan, TermKind};
 use stats::{Program, Scratch};
@@ -122,10 +123,21 @@ pub fn solve(
         .num_threads(config.threads.max(1))
         .build()
         .map_err(|e| TrainError::Config(format!("could not start the solver's threads: {e}")))?;
+    let programs: Vec<Vec<Program>> = plan
+        .blocks
+        .iter()
+        .map(|b| {
+            b.terms
+                .iter()
+                .map(|term| Program::new(&term.graph, Some(b.table), true).freezing(b.table))
+                .collect()
+        })
+        .collect();
     let indices: Vec<BlockIndex> = pool.install(|| {
         plan.blocks
             .iter()
-            .map(|b| index_block(b, &params, &examples))
+            .zip(&programs)
+            .map(|(b, programs)| index_block(b, programs, &params, &examples))
             .collect::<Result<_, TrainError>>()
     })?;
     let mut touched: Vec<Vec<bool>> = params
@@ -138,16 +150,6 @@ pub fn solve(
             touched[block.table.index()][row] = !ex.is_empty();
         }
     }
-    let programs: Vec<Vec<Program>> = plan
-        .blocks
-        .iter()
-        .map(|b| {
-            b.terms
-                .iter()
-                .map(|term| Program::new(&term.graph, Some(b.table), true).freezing(b.table))
-                .collect()
-        })
-        .collect();
     let ctx = Context {
         session,
         plan: &plan,
@@ -398,24 +400,45 @@ fn gibbs(
 /// Which rows of `block` each example reads, inverted, and the colouring.
 fn index_block(
     block: &BlockPlan,
+    programs: &[Program],
     params: &Params,
     examples: &[Example],
 ) -> Result<BlockIndex, TrainError> {
     let nrows = params.tables[block.table.index()].nrows();
     let rows_of: Vec<Vec<u32>> = examples
         .par_iter()
-        .map(|ex| {
-            let mut rows: Vec<u32> = Vec::new();
-            for term in &block.terms {
-                let ev = evaluate(&term.graph, params, ex)?;
-                for &(t, r) in ev.gradients.rows.keys() {
-                    if t == block.table && r < nrows && !rows.contains(&(r as u32)) {
-                        rows.push(r as u32);
+        .map_init(
+            || {
+                (
+                    programs.iter().map(Program::scratch).collect::<Vec<_>>(),
+                    Vec::new(),
+                )
+            },
+            |(scratches, read), ex| {
+                let mut rows: Vec<u32> = Vec::new();
+                for ((term, program), scratch) in block.terms.iter().zip(programs).zip(scratches) {
+                    // The statistics programs take examples as checked: this
+                    // is where they are, against each term's graph (the
+                    // evaluator checks all slots, then runs up to the first
+                    // number).
+                    let first = term
+                        .graph
+                        .nodes
+                        .iter()
+                        .position(|n| matches!(n.ty, Ty::Value { .. }))
+                        .map_or(term.graph.loss, |i| NodeId(i as u32));
+                    evaluate_node(&term.graph, params, ex, first)?;
+                    read.clear();
+                    program.rows(params, ex, scratch, read)?;
+                    for &r in read.iter() {
+                        if r < nrows && !rows.contains(&(r as u32)) {
+                            rows.push(r as u32);
+                        }
                     }
                 }
-            }
-            Ok(rows)
-        })
+                Ok(rows)
+            },
+        )
         .collect::<Result<_, TrainError>>()?;
     let mut examples_of: Vec<Vec<u32>> = vec![Vec::new(); nrows];
     for (e, rows) in rows_of.iter().enumerate() {

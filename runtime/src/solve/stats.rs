@@ -41,6 +41,8 @@ pub struct Program<'g> {
     focused: Vec<bool>,
     /// Values that do not read the solved table, kept per example.
     frozen: Option<Frozen>,
+    /// The nodes that say which rows the gradients go to, in order.
+    index_order: Vec<usize>,
 }
 
 /// The values of a program that stay fixed while one table's rows are
@@ -161,6 +163,22 @@ impl<'g> Program<'g> {
             .map(|n| n.ty.shape().map_or(1, Shape::len))
             .collect();
         let (focus_slot, focused) = focus(graph, with_score, &grads, &order);
+        let mut index_needed = vec![false; graph.nodes.len()];
+        for &(target, _) in &grads {
+            if let GradTarget::Row(_, x) | GradTarget::BagRows(_, x) = target {
+                index_needed[x.index()] = true;
+            }
+        }
+        for i in (0..graph.nodes.len()).rev() {
+            if index_needed[i] {
+                for o in graph.nodes[i].op.operands() {
+                    index_needed[o.index()] = true;
+                }
+            }
+        }
+        let index_order = (0..graph.nodes.len())
+            .filter(|&i| index_needed[i])
+            .collect();
         Program {
             graph,
             order,
@@ -169,7 +187,38 @@ impl<'g> Program<'g> {
             focus_slot,
             focused,
             frozen: None,
+            index_order,
         }
+    }
+
+    /// The rows of the program's table that a run on `example` gives a
+    /// gradient to (the evaluator's gradient keys for the table), appended
+    /// to `rows`, perhaps more than once; only the nodes that say which
+    /// rows are computed.
+    pub fn rows(
+        &self,
+        params: &Params,
+        example: &Example,
+        scratch: &mut Scratch,
+        rows: &mut Vec<usize>,
+    ) -> Result<(), EvalError> {
+        self.eval(params, example, &self.index_order, scratch)?;
+        for &(target, _) in &self.grads {
+            match target {
+                GradTarget::Global(_) => rows.push(0),
+                GradTarget::Row(_, ix) => {
+                    if let Value::Index(Some(r)) = scratch.values[ix.index()] {
+                        rows.push(r);
+                    }
+                }
+                GradTarget::BagRows(_, bag) => {
+                    if let Value::Bag(slot) = scratch.values[bag.index()] {
+                        rows.extend(bag_members(example, slot, bag.index())?.iter().map(|m| m.0));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The program with the values that do not read `table` computed by
