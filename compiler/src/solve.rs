@@ -16,8 +16,9 @@
 //! Each term becomes a small graph whose loss is `d` summed to a scalar, whose
 //! score is `c`, and whose only gradients are `T`'s: evaluating it on an
 //! example gives `b` (or `g`), `d`'s sum and `c`, which is all a row's system
-//! needs. So the solvers reuse the reference evaluator, and any backend
-//! that runs gradient graphs can run them.
+//! needs. So any backend that runs gradient graphs can run them: the
+//! reference evaluator defines the numbers, and the runtime's solvers run
+//! them as prepared statistics programs that give the same.
 
 use crate::affine::{self, AffineReport, LossShape, Verdict};
 use crate::ir::{Builder, GradTarget, Graph, IrError, NodeId, Op, SlotId, SlotKind, TableId, Ty};

@@ -9,7 +9,9 @@
 //! A sweep visits each block table in declaration order. For one table it
 //! builds every row's normal equations from the compiler's term graphs
 //! ([`recc_compiler::solve`]) evaluated on the row's examples, with every
-//! other value held fixed, and solves (ALS) or samples (Gibbs) the row. Rows
+//! other value held fixed, and solves (ALS) or samples (Gibbs) the row. The
+//! graphs run as [`stats::Program`]s, which give the reference evaluator's
+//! numbers at a fraction of its cost. Rows
 //! of one table that share an example (a factorization machine's features,
 //! SVD++'s history) depend on each other, so a table's rows are coloured
 //! such that no two rows of one colour meet in an example: the rows of one
@@ -19,6 +21,7 @@
 
 pub mod implicit;
 pub mod linalg;
+pub mod stats;
 
 use crate::data::Dataset;
 use crate::init::{check_memory, initialise, Holder};
@@ -31,9 +34,11 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Gamma, Normal, StandardNormal};
 use rayon::prelude::*;
-use recc_compiler::interp::{evaluate, Example, Params};
+use recc_compiler::interp::{evaluate_node, Example, Params};
+use recc_compiler::ir::{NodeId, Ty};
 use recc_compiler::model::{Optimizer, Solver};
 use recc_compiler::solve::{BlockPlan, SolvePlan, TermKind};
+use stats::{Program, Scratch};
 use std::time::Instant;
 
 /// Above this many numbers per row, a row is updated by a few
@@ -128,10 +133,21 @@ pub fn solve(
         .num_threads(config.threads.max(1))
         .build()
         .map_err(|e| TrainError::Config(format!("could not start the solver's threads: {e}")))?;
+    let programs: Vec<Vec<Program>> = plan
+        .blocks
+        .iter()
+        .map(|b| {
+            b.terms
+                .iter()
+                .map(|term| Program::new(&term.graph, Some(b.table), true).freezing(b.table))
+                .collect()
+        })
+        .collect();
     let mut indices: Vec<BlockIndex> = pool.install(|| {
         plan.blocks
             .iter()
-            .map(|b| index_block(b, &params, &examples))
+            .zip(&programs)
+            .map(|(b, programs)| index_block(b, programs, &params, &examples))
             .collect::<Result<_, TrainError>>()
     })?;
     // A sum over unobserved pairs gives every row of its tables an
@@ -165,6 +181,7 @@ pub fn solve(
         plan: &plan,
         examples: &examples,
         indices: &indices,
+        programs: &programs,
         pool: &pool,
         pair: None,
     };
@@ -187,6 +204,8 @@ struct Context<'a> {
     plan: &'a SolvePlan,
     examples: &'a [Example],
     indices: &'a [BlockIndex],
+    /// Each block's term graphs, prepared for its rows' statistics.
+    programs: &'a [Vec<Program<'a>>],
     pool: &'a rayon::ThreadPool,
     /// While a block with a sum over unobserved pairs is solved: that sum's
     /// share of each of its rows' systems.
@@ -220,7 +239,8 @@ fn als(
         // The sum over unobserved pairs at the sweep's end: the last block's
         // share of it, at the rows just solved.
         let mut pairs_total = 0.0;
-        for (block, index) in ctx.plan.blocks.iter().zip(ctx.indices) {
+        for ((block, index), programs) in ctx.plan.blocks.iter().zip(ctx.indices).zip(ctx.programs)
+        {
             let share = match ctx.plan.pairs.iter().find(|p| p.table == block.table) {
                 Some(p) => Some(pair_share(ctx, p, block, &params)?),
                 None => None,
@@ -229,7 +249,7 @@ fn als(
                 pair: share.as_ref(),
                 ..*ctx
             };
-            sweep_block(&block_ctx, block, index, &mut params, &Mode::Als)?;
+            sweep_block(&block_ctx, block, index, programs, &mut params, &Mode::Als)?;
             if let Some(share) = &share {
                 let t = &params.tables[block.table.index()];
                 pairs_total = (0..t.nrows())
@@ -325,7 +345,14 @@ fn gibbs(
     for sweep in 0..sweeps {
         let started = Instant::now();
         let mut done = 0;
-        for ((block, index), hyper) in ctx.plan.blocks.iter().zip(ctx.indices).zip(&mut hypers) {
+        for (((block, index), programs), hyper) in ctx
+            .plan
+            .blocks
+            .iter()
+            .zip(ctx.indices)
+            .zip(ctx.programs)
+            .zip(&mut hypers)
+        {
             let mode = Mode::Gibbs {
                 alpha,
                 weight,
@@ -333,7 +360,7 @@ fn gibbs(
                 sweep,
                 seed: config.seed,
             };
-            sweep_block(ctx, block, index, &mut params, &mode)?;
+            sweep_block(ctx, block, index, programs, &mut params, &mode)?;
             if !block.global {
                 let groups = std::mem::take(&mut hyper.group_of);
                 *hyper = sample_hyper(block, index, &params, config.seed, sweep, groups);
@@ -424,24 +451,45 @@ fn gibbs(
 /// Which rows of `block` each example reads, inverted, and the colouring.
 fn index_block(
     block: &BlockPlan,
+    programs: &[Program],
     params: &Params,
     examples: &[Example],
 ) -> Result<BlockIndex, TrainError> {
     let nrows = params.tables[block.table.index()].nrows();
     let rows_of: Vec<Vec<u32>> = examples
         .par_iter()
-        .map(|ex| {
-            let mut rows: Vec<u32> = Vec::new();
-            for term in &block.terms {
-                let ev = evaluate(&term.graph, params, ex)?;
-                for &(t, r) in ev.gradients.rows.keys() {
-                    if t == block.table && r < nrows && !rows.contains(&(r as u32)) {
-                        rows.push(r as u32);
+        .map_init(
+            || {
+                (
+                    programs.iter().map(Program::scratch).collect::<Vec<_>>(),
+                    Vec::new(),
+                )
+            },
+            |(scratches, read), ex| {
+                let mut rows: Vec<u32> = Vec::new();
+                for ((term, program), scratch) in block.terms.iter().zip(programs).zip(scratches) {
+                    // The statistics programs take examples as checked: this
+                    // is where they are, against each term's graph (the
+                    // evaluator checks all slots, then runs up to the first
+                    // number).
+                    let first = term
+                        .graph
+                        .nodes
+                        .iter()
+                        .position(|n| matches!(n.ty, Ty::Value { .. }))
+                        .map_or(term.graph.loss, |i| NodeId(i as u32));
+                    evaluate_node(&term.graph, params, ex, first)?;
+                    read.clear();
+                    program.rows(params, ex, scratch, read)?;
+                    for &r in read.iter() {
+                        if r < nrows && !rows.contains(&(r as u32)) {
+                            rows.push(r as u32);
+                        }
                     }
                 }
-            }
-            Ok(rows)
-        })
+                Ok(rows)
+            },
+        )
         .collect::<Result<_, TrainError>>()?;
     let mut examples_of: Vec<Vec<u32>> = vec![Vec::new(); nrows];
     for (e, rows) in rows_of.iter().enumerate() {
@@ -488,17 +536,29 @@ fn sweep_block(
     ctx: &Context,
     block: &BlockPlan,
     index: &BlockIndex,
+    programs: &[Program],
     params: &mut Params,
     mode: &Mode,
 ) -> Result<(), TrainError> {
     let t = block.table.index();
+    let frozen = frozen_values(ctx, index, programs, params)?;
     for colour in &index.colours {
+        let frozen_values = &frozen;
         let frozen: &Params = params;
         let solved: Vec<(u32, Vec<f64>)> = ctx.pool.install(|| {
             colour
                 .par_iter()
                 .map(|&row| {
-                    let x = solve_row(ctx, block, index, frozen, row, mode)?;
+                    let x = solve_row(
+                        ctx,
+                        block,
+                        index,
+                        programs,
+                        frozen_values,
+                        frozen,
+                        row,
+                        mode,
+                    )?;
                     Ok((row, x))
                 })
                 .collect::<Result<_, TrainError>>()
@@ -512,24 +572,71 @@ fn sweep_block(
     Ok(())
 }
 
+/// Memory the frozen values of one block's sweep may take.
+const FROZEN_BYTES: usize = 1 << 28;
+
+/// Each term's values that stay fixed through the sweep of `index`'s table,
+/// per example, when examples are read by several of its rows on average
+/// (otherwise computing them as the rows are solved costs no more).
+fn frozen_values(
+    ctx: &Context,
+    index: &BlockIndex,
+    programs: &[Program],
+    params: &Params,
+) -> Result<Vec<Option<Vec<f64>>>, TrainError> {
+    let visits: usize = index.examples.iter().map(Vec::len).sum();
+    let shared = 2 * visits > 3 * ctx.examples.len();
+    programs
+        .iter()
+        .map(|program| {
+            let lanes = program.frozen_lanes();
+            let bytes = lanes * ctx.examples.len() * std::mem::size_of::<f64>();
+            if !shared || lanes == 0 || bytes > FROZEN_BYTES {
+                return Ok(None);
+            }
+            let mut values = vec![0.0; lanes * ctx.examples.len()];
+            ctx.pool.install(|| {
+                values
+                    .par_chunks_mut(lanes)
+                    .zip(ctx.examples)
+                    .try_for_each_init(
+                        || program.scratch(),
+                        |scratch, (out, ex)| program.fill(params, ex, scratch, out),
+                    )
+            })?;
+            Ok(Some(values))
+        })
+        .collect()
+}
+
 /// One row's new value: its normal equations from its examples.
+#[allow(clippy::too_many_arguments)]
 fn solve_row(
     ctx: &Context,
     block: &BlockPlan,
     index: &BlockIndex,
+    programs: &[Program],
+    frozen: &[Option<Vec<f64>>],
     params: &Params,
     row: u32,
     mode: &Mode,
 ) -> Result<Vec<f64>, TrainError> {
     let k = block.width;
-    let key = (block.table, row as usize);
     let current: Vec<f64> = params.tables[block.table.index()]
         .row(row as usize)
         .to_vec();
     let mut system = RowSystem::zeros(k);
+    let mut scratches: Vec<Scratch> = programs.iter().map(Program::scratch).collect();
+    let mut grad = vec![0.0; k];
     for &e in &index.examples[row as usize] {
         let ex = &ctx.examples[e as usize];
-        for term in &block.terms {
+        for (((term, program), scratch), frozen) in block
+            .terms
+            .iter()
+            .zip(programs)
+            .zip(&mut scratches)
+            .zip(frozen)
+        {
             let gibbs_scale = match mode {
                 Mode::Als => 1.0,
                 // Gibbs replaces the model's penalties by its hierarchical
@@ -541,15 +648,21 @@ fn solve_row(
                     alpha / weight
                 }
             };
-            let ev = evaluate(&term.graph, params, ex)?;
-            let Some(grad) = ev.gradients.rows.get(&key) else {
+            grad.fill(0.0);
+            let lanes = program.frozen_lanes();
+            let frozen = frozen
+                .as_ref()
+                .map(|v| &v[e as usize * lanes..(e as usize + 1) * lanes]);
+            let stats = program.run(params, ex, row as usize, scratch, &mut grad, frozen)?;
+            if !stats.touched {
                 continue;
-            };
-            let c = ev.score.unwrap_or(1.0) * gibbs_scale;
+            }
+            let grad = &grad;
+            let c = stats.score.unwrap_or(1.0) * gibbs_scale;
             match term.kind {
                 TermKind::Scalar => {
                     let bx: f64 = grad.iter().zip(&current).map(|(b, x)| b * x).sum();
-                    system.add_term(c, grad, bx - ev.loss);
+                    system.add_term(c, grad, bx - stats.loss);
                 }
                 TermKind::Ridge => {
                     for (lane, gl) in grad.iter().enumerate() {
@@ -699,12 +812,19 @@ fn draw_normal_gamma(xs: &[f64], rng: &mut StdRng) -> (f64, f64) {
 
 /// The mean per-example loss of the model (penalties included).
 fn mean_loss(ctx: &Context, params: &Params) -> Result<f64, TrainError> {
-    let g = &ctx.session.forward;
+    let program = Program::new(&ctx.session.forward, None, false);
     // Summed in example order, so that threads do not change the figure.
     let losses: Vec<f64> = ctx.pool.install(|| {
         ctx.examples
             .par_iter()
-            .map(|ex| evaluate(g, params, ex).map(|ev| ev.loss))
+            .map_init(
+                || program.scratch(),
+                |scratch, ex| {
+                    program
+                        .run(params, ex, 0, scratch, &mut [], None)
+                        .map(|s| s.loss)
+                },
+            )
             .collect::<Result<_, _>>()
     })?;
     Ok(losses.iter().sum::<f64>() / ctx.examples.len().max(1) as f64)
@@ -712,13 +832,20 @@ fn mean_loss(ctx: &Context, params: &Params) -> Result<f64, TrainError> {
 
 /// The likelihood's mean weight and its weighted squared residuals.
 fn likelihood(ctx: &Context, params: &Params) -> Result<(f64, f64), TrainError> {
-    let g = &ctx.plan.likelihood;
+    let program = Program::new(&ctx.plan.likelihood, None, true);
     // Summed in example order: the noise precision drawn from it, and so
     // every later draw, must not depend on the number of threads.
     let terms: Vec<(f64, f64)> = ctx.pool.install(|| {
         ctx.examples
             .par_iter()
-            .map(|ex| evaluate(g, params, ex).map(|ev| (ev.score.unwrap_or(0.0), ev.loss)))
+            .map_init(
+                || program.scratch(),
+                |scratch, ex| {
+                    program
+                        .run(params, ex, 0, scratch, &mut [], None)
+                        .map(|s| (s.score.unwrap_or(0.0), s.loss))
+                },
+            )
             .collect::<Result<_, _>>()
     })?;
     let (weight, residual) = terms.iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
