@@ -176,6 +176,7 @@ fn saved(
         domains: SavedDomain::all(&session.binding.domains),
         tables: modelfile::tables_from_params(&session.forward, &trained.params),
         context: None,
+        samples: None,
     };
     let path = dir.path().join(format!("{name}.recm"));
     modelfile::save(&path, &saved).ok()?;

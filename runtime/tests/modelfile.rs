@@ -112,6 +112,7 @@ fn sample() -> SavedModel {
             },
         ],
         context: None,
+        samples: None,
     }
 }
 
@@ -242,7 +243,7 @@ fn newer_version_is_refused() {
     );
     assert!(
         err.to_string()
-            .contains("written by a newer recc (format 99); this recc reads format 3"),
+            .contains("written by a newer recc (format 99); this recc reads format 4"),
         "{err}"
     );
 }
