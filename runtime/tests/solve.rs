@@ -267,8 +267,9 @@ fn gibbs_recovers_the_posterior_mean_of_a_conjugate_model() {
 fn gibbs_predictions_are_the_mean_over_the_kept_draws() {
     let model = model_file("biased_mf.rec");
     let data = data(60, 40, 12);
+    // More kept sweeps than draws kept: the draws are thinned.
     let solver = Solver::Gibbs {
-        samples: 40,
+        samples: KEPT_DRAWS + 16,
         burn_in: 5,
     };
     let (mut session, _, test, trained) = run(&model, &data, solver, 2);
@@ -444,12 +445,40 @@ fn solvers_on_movielens_u1() {
             &mut Silent,
         )
         .unwrap();
+        let seconds = started.elapsed().as_secs_f64();
         let r = rmse(&session, &data, &trained.params, &split.test);
         let last = trained.history.last().and_then(|h| h.validation);
         eprintln!(
-            "{which} {solver}: test rmse {r:.4} (last sweep's figure {last:?}) in {:.1} s",
-            started.elapsed().as_secs_f64()
+            "{which} {solver}: test rmse {r:.4} (last sweep's figure {last:?}) in {seconds:.1} s"
         );
         assert!(r < 1.0);
+        let Some(samples) = &trained.samples else {
+            continue;
+        };
+        // The predictions of the kept draws, and of every 2nd, 4th, ... of
+        // them: how the Monte Carlo error of the mean grows as fewer are kept.
+        let mut every = 1;
+        while every <= samples.draws.len() {
+            let thinned = recc_runtime::predict::Samples {
+                tables: samples.tables.clone(),
+                draws: samples.draws.iter().rev().step_by(every).cloned().collect(),
+            };
+            let predictor = Predictor::new(&session, &trained.params)
+                .with_samples(Some(&thinned))
+                .unwrap();
+            let m = predictor.rating(&data, &split.test).unwrap();
+            let i = predictor
+                .intervals(&data, &split.train, &split.test, 42)
+                .unwrap()
+                .unwrap();
+            eprintln!(
+                "  mean of {:>3} draws: rmse {:.4}  interval50 {:.4}  interval90 {:.4}",
+                thinned.draws.len(),
+                m.rmse,
+                i.interval50,
+                i.interval90
+            );
+            every *= 2;
+        }
     }
 }
