@@ -191,7 +191,7 @@ fn a_gibbs_fit_is_measured_by_its_kept_draws_and_its_file_keeps_them() {
     }
     let samples = outcome.trained.samples.clone().expect("kept draws");
     // Fewer kept sweeps than draws kept: every one.
-    assert!(40 < recc_runtime::solve::KEPT_DRAWS);
+    const { assert!(40 < recc_runtime::solve::KEPT_DRAWS) };
     assert_eq!(samples.draws.len(), 40);
     // The RMSE reported is the draws' mean prediction's, not the posterior
     // mean parameters'.

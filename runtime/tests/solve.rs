@@ -171,6 +171,7 @@ fn gibbs_fits_biased_mf_and_is_deterministic_across_threads() {
     let (session, _, test, g1) = run(&model, &data, solver, 1);
     let (_, _, _, g2) = run(&model, &data, solver, 2);
     assert_eq!(g1.params, g2.params, "threads changed the result");
+    assert_eq!(g1.samples, g2.samples, "threads changed the kept draws");
     let (_, _, _, sgd) = run(&model, &data, Solver::Sgd, 1);
     let g = rmse(&session, &data, &g1.params, &test);
     let s = rmse(&session, &data, &sgd.params, &test);
