@@ -130,7 +130,13 @@ impl ModelFileHarness {
             let Some((_, text)) = sources.iter().find(|(n, _)| n == name) else {
                 continue;
             };
-            if let Some(bytes) = saved(name, text, &data, &rows, &dir) {
+            if let Some(bytes) = saved(name, text, &data, &rows, &dir, false) {
+                bases.push(bytes);
+            }
+        }
+        // A Gibbs fit, whose file keeps its draws after the tables.
+        if let Some((name, text)) = sources.iter().find(|(n, _)| n == "biased_mf.rec") {
+            if let Some(bytes) = saved(name, text, &data, &rows, &dir, true) {
                 bases.push(bytes);
             }
         }
@@ -145,13 +151,15 @@ impl ModelFileHarness {
     }
 }
 
-/// `name` trained for an epoch and saved as `recc train -o` saves it.
+/// `name` trained for an epoch (with `gibbs`, a few Gibbs sweeps) and saved
+/// as `recc train -o` saves it.
 fn saved(
     name: &str,
     text: &str,
     data: &Dataset,
     rows: &[usize],
     dir: &tempfile::TempDir,
+    gibbs: bool,
 ) -> Option<Vec<u8>> {
     let compiled = recc_compiler::compile(name, text);
     let model = compiled.model.as_ref()?;
@@ -160,6 +168,12 @@ fn saved(
     config.epochs = 1;
     config.threads = 1;
     config.early_stopping = 0;
+    if gibbs {
+        config.solver = recc_compiler::model::Solver::Gibbs {
+            samples: 3,
+            burn_in: 1,
+        };
+    }
     let trained = train::train(&session, data, rows, &[], &config, &mut Silent).ok()?;
     let mut settings = BTreeMap::new();
     settings.insert("seed".to_string(), model.fit.seed.to_string());
@@ -176,6 +190,10 @@ fn saved(
         domains: SavedDomain::all(&session.binding.domains),
         tables: modelfile::tables_from_params(&session.forward, &trained.params),
         context: None,
+        samples: trained
+            .samples
+            .as_ref()
+            .map(|s| modelfile::SavedSamples::new(&session.forward, s)),
     };
     let path = dir.path().join(format!("{name}.recm"));
     modelfile::save(&path, &saved).ok()?;
@@ -330,8 +348,10 @@ impl Harness for ModelFileHarness {
         }
         let k = rng.random_range(0..self.bases.len());
         let base = &self.bases[k];
-        self.recipe
-            .push(format!("base {}", BASES.get(k).unwrap_or(&"?")));
+        self.recipe.push(format!(
+            "base {}",
+            BASES.get(k).unwrap_or(&"biased_mf.rec (gibbs)")
+        ));
         let classes = if self.header_edits { 20 } else { 11 };
         match rng.random_range(0..classes) {
             0..=5 => {
@@ -429,8 +449,19 @@ impl Harness for ModelFileHarness {
             return Ok(());
         };
         stage("parameters built");
-        let p = Predictor::new(&session, &params);
+        let Ok(samples) = saved.samples() else {
+            stage("refused by the kept draws");
+            return Ok(());
+        };
+        let Ok(p) = Predictor::new(&session, &params).with_samples(samples.as_ref()) else {
+            stage("refused by the predictor");
+            return Ok(());
+        };
         stage("predictor built");
+        if samples.is_some() {
+            let few: Vec<usize> = self.rows.iter().copied().take(20).collect();
+            let _ = p.intervals(&self.data, &self.rows, &few, 1);
+        }
         let few: Vec<usize> = self.rows.iter().copied().take(20).collect();
         match session.task {
             Task::Rating => {

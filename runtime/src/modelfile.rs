@@ -11,7 +11,11 @@
 //! format 3 what the model needs of its data to answer questions without
 //! it ([`SavedContext`]: the rows scoring reads, every user's items, the
 //! fingerprints of the training rows). Format 2 files, which lack it, are
-//! still read; the commands then read the training data again.
+//! still read; the commands then read the training data again. Since
+//! format 4 a model fitted by Gibbs sampling also keeps the draws its
+//! predictions average ([`SavedSamples`]): their values follow the tables',
+//! as `f32`, and the header names their tables and noise precisions.
+//! Format 3 files, which have none, are still read.
 //!
 //! Nothing in a file is trusted. [`load`] checks the layout and the
 //! checksum, then compiles the embedded source again and checks
@@ -51,9 +55,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::SavedContext;
 use crate::data::IdMap;
+use crate::predict::{Draw, Samples};
 
 /// The layout [`save`] writes and the newest [`load`] reads.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
+
+/// The format before a Gibbs fit's kept draws; [`load`] still reads it.
+pub const SAMPLELESS_FORMAT_VERSION: u32 = 3;
 
 /// The format before the data context; [`load`] still reads it.
 pub const CONTEXTLESS_FORMAT_VERSION: u32 = 2;
@@ -92,6 +100,74 @@ pub struct SavedTable {
     pub values: Vec<f64>,
 }
 
+/// A Gibbs fit's kept draws ([`crate::predict::Samples`]) as a file keeps
+/// them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SavedSamples {
+    /// The tables each draw holds, by name, in the order of the file's
+    /// tables.
+    pub tables: Vec<String>,
+    /// Each draw's noise precision: one per draw.
+    pub noise_precision: Vec<f64>,
+    /// Stored after the tables' values, not in the header: draw after draw,
+    /// each of its tables' values row after row. `f32`, which halves the
+    /// file; the predict kernel scores in `f32` anyway.
+    #[serde(skip)]
+    pub values: Vec<f32>,
+}
+
+impl SavedSamples {
+    /// `samples` of a model whose graph is `graph`; values already `f32`
+    /// (as training keeps them) are stored exactly.
+    pub fn new(graph: &Graph, samples: &Samples) -> SavedSamples {
+        SavedSamples {
+            tables: samples
+                .tables
+                .iter()
+                .map(|&k| {
+                    graph
+                        .tables
+                        .get(k)
+                        .map_or_else(String::new, |t| t.name.clone())
+                })
+                .collect(),
+            noise_precision: samples.draws.iter().map(|d| d.noise_precision).collect(),
+            values: samples
+                .draws
+                .iter()
+                .flat_map(|d| d.tables.iter().flat_map(|t| t.iter().map(|&v| v as f32)))
+                .collect(),
+        }
+    }
+
+    /// The positions among `tables` of the tables each draw holds, and the
+    /// number of values of one draw; an error for a name not there, named
+    /// twice or out of order.
+    fn layout(&self, tables: &[SavedTable]) -> Result<(Vec<usize>, u64), String> {
+        let mut positions: Vec<usize> = Vec::with_capacity(self.tables.len());
+        let mut per_draw: u64 = 0;
+        for name in &self.tables {
+            let Some(k) = tables.iter().position(|t| &t.name == name) else {
+                return Err(format!(
+                    "the kept draws name table `{name}`, which is not in the file"
+                ));
+            };
+            if positions.last().is_some_and(|&last| last >= k) {
+                return Err(format!(
+                    "the kept draws name table `{name}` twice or out of the file's order"
+                ));
+            }
+            positions.push(k);
+            let t = &tables[k];
+            per_draw = (t.rows as u64)
+                .checked_mul(t.lanes as u64)
+                .and_then(|n| per_draw.checked_add(n))
+                .ok_or_else(|| format!("the kept draws of `{name}` are impossibly large"))?;
+        }
+        Ok((positions, per_draw))
+    }
+}
+
 /// One epoch of training.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
@@ -127,6 +203,10 @@ pub struct SavedModel {
     /// older file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<SavedContext>,
+    /// A Gibbs fit's kept draws (format 4); `None` for any other fit and
+    /// in an older file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<SavedSamples>,
 }
 
 /// Why a model file could not be read or written. Every message names the file.
@@ -240,6 +320,45 @@ impl SavedModel {
         })
     }
 
+    /// The kept draws as the predictor reads them (`None` when the file has
+    /// none), each table's values in `self.tables`' shape.
+    pub fn samples(&self) -> Result<Option<Samples>, ModelFileError> {
+        let Some(saved) = &self.samples else {
+            return Ok(None);
+        };
+        let corrupt = |reason: String| ModelFileError::corrupt(Path::new(&self.model_name), reason);
+        let (positions, per_draw) = saved.layout(&self.tables).map_err(corrupt)?;
+        let draws = saved.noise_precision.len();
+        if (per_draw as u128) * (draws as u128) != saved.values.len() as u128 {
+            return Err(corrupt(format!(
+                "the kept draws hold {} values; {draws} draws of {per_draw} need {}",
+                saved.values.len(),
+                (per_draw as u128) * (draws as u128)
+            )));
+        }
+        let mut values = saved.values.iter().map(|&v| f64::from(v));
+        let mut out = Vec::with_capacity(draws);
+        for &noise_precision in &saved.noise_precision {
+            let mut tables = Vec::with_capacity(positions.len());
+            for &k in &positions {
+                let t = &self.tables[k];
+                let flat: Vec<f64> = values.by_ref().take(t.rows * t.lanes).collect();
+                let table = Array2::from_shape_vec((t.rows, t.lanes), flat).map_err(|_| {
+                    corrupt(format!("the kept draws of `{}` are cut short", t.name))
+                })?;
+                tables.push(table);
+            }
+            out.push(Draw {
+                tables,
+                noise_precision,
+            });
+        }
+        Ok(Some(Samples {
+            tables: positions,
+            draws: out,
+        }))
+    }
+
     /// The model's inconsistencies, if any: what a well-formed file never
     /// has. Checked before saving, after loading and before exporting: the
     /// file agrees with itself ([`SavedModel::check_shapes`]) and with the
@@ -316,6 +435,29 @@ impl SavedModel {
                     t.rows,
                     t.lanes,
                     t.rows.saturating_mul(t.lanes)
+                ));
+            }
+        }
+        if let Some(samples) = &self.samples {
+            let (_, per_draw) = samples.layout(&self.tables)?;
+            let draws = samples.noise_precision.len();
+            if draws == 0 {
+                return Err("the kept draws are none".into());
+            }
+            if let Some(p) = samples
+                .noise_precision
+                .iter()
+                .find(|p| !(p.is_finite() && **p > 0.0))
+            {
+                return Err(format!(
+                    "a kept draw's noise precision is {p}, not a positive number"
+                ));
+            }
+            if (per_draw as u128) * (draws as u128) != samples.values.len() as u128 {
+                return Err(format!(
+                    "the kept draws hold {} values; {draws} draws of {per_draw} need {}",
+                    samples.values.len(),
+                    (per_draw as u128) * (draws as u128)
                 ));
             }
         }
@@ -501,6 +643,11 @@ pub fn save(path: &Path, model: &SavedModel) -> Result<(), ModelFileError> {
                 w.write_all(&v.to_le_bytes())?;
             }
         }
+        if let Some(samples) = &model.samples {
+            for v in &samples.values {
+                w.write_all(&v.to_le_bytes())?;
+            }
+        }
         let crc = w.crc.finish();
         w.inner.write_all(&crc.to_le_bytes())
     })
@@ -545,7 +692,7 @@ pub fn load(path: &Path) -> Result<SavedModel, ModelFileError> {
         });
     }
     let checksummed = match version {
-        FORMAT_VERSION | CONTEXTLESS_FORMAT_VERSION => true,
+        FORMAT_VERSION | SAMPLELESS_FORMAT_VERSION | CONTEXTLESS_FORMAT_VERSION => true,
         UNCHECKED_FORMAT_VERSION => false,
         _ => return Err(corrupt(format!("unknown format version {version}"))),
     };
@@ -599,18 +746,46 @@ pub fn load(path: &Path) -> Result<SavedModel, ModelFileError> {
             ))
         })?;
     }
+    if version < FORMAT_VERSION {
+        // Older formats had no kept draws: a header that claims some is not theirs.
+        model.samples = None;
+    }
+    let sample_values = match &model.samples {
+        Some(samples) => {
+            let (_, per_draw) = samples.layout(&model.tables).map_err(corrupt)?;
+            per_draw
+                .checked_mul(samples.noise_precision.len() as u64)
+                .filter(|n| n.checked_mul(4).is_some())
+                .ok_or_else(|| corrupt("the kept draws are impossibly large".into()))?
+        }
+        None => 0,
+    };
     let found = after_preamble - header_len;
+    let expected = expected
+        .checked_add(sample_values * 4)
+        .ok_or_else(|| corrupt("the kept draws are impossibly large".into()))?;
     if found < expected {
+        let what = if sample_values > 0 {
+            "the tables and kept draws"
+        } else {
+            "the tables"
+        };
         return Err(corrupt(format!(
-            "truncated: the tables need {expected} bytes of values but only {found} follow the header"
+            "truncated: {what} need {expected} bytes of values but only {found} follow the header"
         )));
     }
     if found > expected {
+        let what = if sample_values > 0 {
+            "table values and kept draws"
+        } else {
+            "table values"
+        };
         return Err(corrupt(format!(
-            "{} unexpected trailing bytes after the {expected} bytes of table values",
+            "{} unexpected trailing bytes after the {expected} bytes of {what}",
             found - expected
         )));
     }
+
     for t in &mut model.tables {
         let n = t.rows * t.lanes;
         let mut bytes = vec![0u8; n * 8];
@@ -624,10 +799,18 @@ pub fn load(path: &Path) -> Result<SavedModel, ModelFileError> {
             })
             .collect();
     }
+    if let Some(samples) = &mut model.samples {
+        let mut bytes = vec![0u8; sample_values as usize * 4];
+        r.read_exact(&mut bytes).map_err(io_error)?;
+        samples.values = bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+    }
     if checksummed {
         verify_checksum(&mut r).map_err(|e| e.into_error(path))?;
     }
-    if version < FORMAT_VERSION {
+    if version < SAMPLELESS_FORMAT_VERSION {
         // Older formats had no context: a header that claims one is not theirs.
         model.context = None;
     }

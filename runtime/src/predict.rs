@@ -27,6 +27,7 @@ use recc_compiler::interp::{evaluate, EvalError, Example, Incremental, Params};
 use recc_compiler::ir::{Graph, SlotId, SlotKind, TableRole};
 use recc_compiler::model::Constraint;
 use recc_jit::{Kernel, KernelKind};
+use std::sync::Arc;
 
 /// Why scoring or measuring failed.
 #[derive(Debug, thiserror::Error)]
@@ -196,13 +197,46 @@ pub struct RatingMetrics {
     pub rows: usize,
 }
 
+/// The draws of a Gibbs chain kept for prediction: a prediction is the
+/// mean of the draws' scores, and the draws with their noise make its
+/// predictive distribution. Only the tables the score reads are kept; the
+/// others are the trained parameters'.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Samples {
+    /// The graph's tables each draw holds, in increasing order.
+    pub tables: Vec<usize>,
+    pub draws: Vec<Draw>,
+}
+
+/// One kept draw: its values of [`Samples::tables`], in that order, rows
+/// training never touched [`finalise`]d, and the noise precision drawn
+/// with it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Draw {
+    pub tables: Vec<Array2<f64>>,
+    pub noise_precision: f64,
+}
+
 /// Trained parameters, ready to score.
 pub struct Predictor<'a> {
     pub session: &'a Session,
+    /// The trained parameters: for a Gibbs fit, the posterior mean, which
+    /// [`similar`] and the parameters' own figures read.
     pub params: Params,
     /// The forward graph compiled to native code, when the session's
     /// backend is the JIT.
     native: Option<NativeScorer>,
+    /// A Gibbs fit's kept draws: when there are any, every score is the
+    /// mean of theirs.
+    draws: Vec<DrawScorer>,
+}
+
+/// One kept draw, ready to score: the parameters with its tables (and
+/// cold rows), and its noise precision.
+struct DrawScorer {
+    params: Params,
+    native: Option<NativeScorer>,
+    noise_precision: f64,
 }
 
 /// Rows scored per call of the predict kernel.
@@ -210,7 +244,8 @@ const SCORE_BLOCK: usize = 4096;
 
 /// The predict kernel and the f32 copy of the parameters it reads.
 pub struct NativeScorer {
-    kernel: Kernel,
+    /// Shared by the scorers of a model's kept draws: one compilation.
+    kernel: Arc<Kernel>,
     params: NativeParams,
     tables: TableWords,
 }
@@ -218,13 +253,22 @@ pub struct NativeScorer {
 impl NativeScorer {
     pub fn new(forward: &Graph, params: &Params) -> Result<NativeScorer, recc_jit::JitError> {
         let kernel = Kernel::compile(forward, KernelKind::Predict, 0)?;
+        Ok(NativeScorer::with_kernel(Arc::new(kernel), params))
+    }
+
+    /// A scorer of `params` running this scorer's kernel.
+    pub fn sharing(&self, params: &Params) -> NativeScorer {
+        NativeScorer::with_kernel(Arc::clone(&self.kernel), params)
+    }
+
+    fn with_kernel(kernel: Arc<Kernel>, params: &Params) -> NativeScorer {
         let mut params = NativeParams::new(params, recc_compiler::model::Optimizer::Sgd);
         let tables = TableWords::new(&mut params);
-        Ok(NativeScorer {
+        NativeScorer {
             kernel,
             params,
             tables,
-        })
+        }
     }
 
     /// The score of every example of `columns`.
@@ -273,7 +317,62 @@ impl<'a> Predictor<'a> {
             session,
             params,
             native,
+            draws: Vec::new(),
         }
+    }
+
+    /// This predictor scoring by the mean over the kept draws of a Gibbs
+    /// fit (`None`: as it was). A draw's tables must have the shapes of the
+    /// parameters'.
+    pub fn with_samples(mut self, samples: Option<&Samples>) -> Result<Self, PredictError> {
+        let Some(samples) = samples else {
+            return Ok(self);
+        };
+        let g = &self.session.forward;
+        let mut draws = Vec::with_capacity(samples.draws.len());
+        for draw in &samples.draws {
+            if draw.tables.len() != samples.tables.len() {
+                return Err(PredictError::Config(format!(
+                    "a kept draw holds {} tables, not the {} named",
+                    draw.tables.len(),
+                    samples.tables.len()
+                )));
+            }
+            let mut params = self.params.clone();
+            for (&k, values) in samples.tables.iter().zip(&draw.tables) {
+                let (Some(table), Some(own)) = (g.tables.get(k), params.tables.get_mut(k)) else {
+                    return Err(PredictError::Config(format!(
+                        "a kept draw names table {k}; the model has {}",
+                        g.tables.len()
+                    )));
+                };
+                let cold = usize::from(table.domain.is_some());
+                if (values.nrows() + cold, values.ncols()) != own.dim() {
+                    return Err(PredictError::Config(format!(
+                        "a kept draw of `{}` is {} × {}; the table is {} × {}",
+                        table.name,
+                        values.nrows(),
+                        values.ncols(),
+                        own.nrows() - cold,
+                        own.ncols()
+                    )));
+                }
+                *own = with_cold_row(table.domain.is_some(), values);
+            }
+            let native = self.native.as_ref().map(|n| n.sharing(&params));
+            draws.push(DrawScorer {
+                params,
+                native,
+                noise_precision: draw.noise_precision,
+            });
+        }
+        self.draws = draws;
+        Ok(self)
+    }
+
+    /// Whether scores are means over kept draws.
+    pub fn averages_draws(&self) -> bool {
+        !self.draws.is_empty()
     }
 
     /// The parameters as given to [`Predictor::owning`], bit for bit; the
@@ -305,9 +404,14 @@ impl<'a> Predictor<'a> {
     }
 
     fn score(&self, ex: &Example) -> Result<f64, EvalError> {
-        let ev = evaluate(&self.session.forward, &self.params, ex)?;
-        ev.score
-            .ok_or_else(|| EvalError::Internal("the model has no score".into()))
+        if self.draws.is_empty() {
+            return score_with(&self.session.forward, &self.params, ex);
+        }
+        let mut total = 0.0;
+        for d in &self.draws {
+            total += score_with(&self.session.forward, &d.params, ex)?;
+        }
+        Ok(total / self.draws.len() as f64)
     }
 
     /// The score of data row `r`.
@@ -335,16 +439,43 @@ impl<'a> Predictor<'a> {
 
     /// The model's score for each of `rows`.
     pub fn scores(&self, data: &Dataset, rows: &[usize]) -> Result<Vec<f64>, PredictError> {
-        let predicted: Vec<f64> = match &self.native {
-            Some(native) => {
-                let b = &self.session.binding;
-                self.native_scores(native, rows, |block, rng, columns| {
-                    b.encode_rows(data, block, rng, false, columns)
-                })?
-            }
+        if self.draws.is_empty() {
+            return self.scores_with(&self.params, self.native.as_ref(), data, rows);
+        }
+        let per_draw = self.draw_scores(data, rows)?;
+        Ok(mean_over_draws(&per_draw, rows.len()))
+    }
+
+    /// Each kept draw's score for each of `rows`, draw after draw.
+    fn draw_scores(&self, data: &Dataset, rows: &[usize]) -> Result<Vec<Vec<f64>>, PredictError> {
+        self.draws
+            .iter()
+            .map(|d| self.scores_with(&d.params, d.native.as_ref(), data, rows))
+            .collect()
+    }
+
+    /// The scores of `rows` under `params` (scored by `native` when given,
+    /// which holds the same values).
+    fn scores_with(
+        &self,
+        params: &Params,
+        native: Option<&NativeScorer>,
+        data: &Dataset,
+        rows: &[usize],
+    ) -> Result<Vec<f64>, PredictError> {
+        let b = &self.session.binding;
+        let predicted: Vec<f64> = match native {
+            Some(native) => self.native_scores(native, rows, |block, rng, columns| {
+                b.encode_rows(data, block, rng, false, columns)
+            })?,
             None => rows
                 .par_iter()
-                .map(|&r| self.score_row(data, r))
+                .map(|&r| {
+                    let mut ex = Example { slots: Vec::new() };
+                    let mut rng = StdRng::seed_from_u64(0);
+                    b.example(data, &b.row(data, r), &mut rng, false, &mut ex);
+                    score_with(&self.session.forward, params, &ex)
+                })
                 .collect::<Result<_, _>>()?,
         };
         Ok(predicted)
@@ -396,6 +527,12 @@ impl<'a> Predictor<'a> {
     /// ([`Graph::noise_scale`]). A model without one takes the mean squared
     /// residual of its (mean) score on `train` as the noise variance. A
     /// row's support is its user's number of rows in `train`.
+    ///
+    /// A Gibbs fit's distribution is the mixture over its kept draws `s` of
+    /// N(score_s, 1/α_s), α_s the noise precision drawn with the draw (per
+    /// row weights of the likelihood taken at their mean), measured the
+    /// same way: its mean and its variance, spread of the scores plus the
+    /// mean noise variance.
     pub fn intervals(
         &self,
         data: &Dataset,
@@ -404,6 +541,9 @@ impl<'a> Predictor<'a> {
         seed: u64,
     ) -> Result<Option<IntervalMetrics>, PredictError> {
         let g = &self.session.forward;
+        if !self.draws.is_empty() {
+            return self.draw_intervals(data, train, test).map(Some);
+        }
         if !g.tables.iter().any(|t| t.role == TableRole::LogVar) {
             return Ok(None);
         }
@@ -448,21 +588,40 @@ impl<'a> Predictor<'a> {
             })
             .collect::<Result<_, EvalError>>()?;
         let targets: Vec<f64> = test.iter().map(|&r| target[r]).collect();
-        let support: Vec<f64> = match data.users() {
-            Some((domain, users)) => {
-                let mut count = vec![0usize; data.domain_size(domain)];
-                for &r in train {
-                    count[users[r] as usize] += 1;
-                }
-                test.iter()
-                    .map(|&r| count[users[r] as usize] as f64)
-                    .collect()
-            }
-            None => vec![f64::NAN; test.len()],
-        };
+        let support = user_support(data, train, test);
         Ok(Some(metrics::predictive_intervals(
             &rows, &targets, &support,
         )))
+    }
+
+    /// [`Predictor::intervals`] of a Gibbs fit, from its kept draws.
+    fn draw_intervals(
+        &self,
+        data: &Dataset,
+        train: &[usize],
+        test: &[usize],
+    ) -> Result<IntervalMetrics, PredictError> {
+        let Some(target) = self.session.binding.target_values(data) else {
+            return Err(PredictError::Config(
+                "predictive intervals need the model's real input bound to the data's target"
+                    .into(),
+            ));
+        };
+        let per_draw = self.draw_scores(data, test)?;
+        let scales: Vec<f64> = self
+            .draws
+            .iter()
+            .map(|d| 1.0 / d.noise_precision.sqrt())
+            .collect();
+        let rows: Vec<Predictive> = (0..test.len())
+            .map(|j| {
+                let scores: Vec<f64> = per_draw.iter().map(|s| s[j]).collect();
+                metrics::predictive(&scores, &scales)
+            })
+            .collect();
+        let targets: Vec<f64> = test.iter().map(|&r| target[r]).collect();
+        let support = user_support(data, train, test);
+        Ok(metrics::predictive_intervals(&rows, &targets, &support))
     }
 
     /// The mean loss on `rows`, negatives drawn with `seed`, noise off.
@@ -525,8 +684,29 @@ impl<'a> Predictor<'a> {
 
     /// Scores of every item for `user` (`None`: an unknown user).
     pub fn user_scores(&self, data: &Dataset, user: Option<u32>) -> Result<Vec<f64>, EvalError> {
+        if self.draws.is_empty() {
+            return self.user_scores_with(&self.params, self.native.as_ref(), data, user);
+        }
+        let per_draw = self
+            .draws
+            .iter()
+            .map(|d| self.user_scores_with(&d.params, d.native.as_ref(), data, user))
+            .collect::<Result<Vec<_>, _>>()?;
+        let n = per_draw.first().map_or(0, Vec::len);
+        Ok(mean_over_draws(&per_draw, n))
+    }
+
+    /// [`Predictor::user_scores`] under `params` (scored by `native` when
+    /// given, which holds the same values).
+    fn user_scores_with(
+        &self,
+        params: &Params,
+        native: Option<&NativeScorer>,
+        data: &Dataset,
+        user: Option<u32>,
+    ) -> Result<Vec<f64>, EvalError> {
         let n_items = data.items().map_or(0, |(d, _)| data.domain_size(d));
-        if let Some(native) = &self.native {
+        if let Some(native) = native {
             let b = &self.session.binding;
             let items: Vec<u32> = (0..n_items as u32).collect();
             return self
@@ -545,7 +725,7 @@ impl<'a> Predictor<'a> {
         let mut scorer = Incremental::new(&self.session.forward, &b.item_slots());
         for i in 0..n_items as u32 {
             b.example(data, &b.pair(user, Some(i)), &mut rng, false, &mut ex);
-            scores.push(scorer.score(&self.params, &ex)?);
+            scores.push(scorer.score(params, &ex)?);
         }
         Ok(scores)
     }
@@ -773,6 +953,59 @@ pub fn similar(g: &Graph, params: &Params, table: usize, row: usize, k: usize) -
     scored.sort_by(|&x, &y| best_first(x, y));
     scored.truncate(k);
     scored
+}
+
+/// Each test row's support: its user's number of rows in `train` (NaN
+/// without users).
+fn user_support(data: &Dataset, train: &[usize], test: &[usize]) -> Vec<f64> {
+    match data.users() {
+        Some((domain, users)) => {
+            let mut count = vec![0usize; data.domain_size(domain)];
+            for &r in train {
+                count[users[r] as usize] += 1;
+            }
+            test.iter()
+                .map(|&r| count[users[r] as usize] as f64)
+                .collect()
+        }
+        None => vec![f64::NAN; test.len()],
+    }
+}
+
+/// The score of `ex` under `params`.
+fn score_with(g: &Graph, params: &Params, ex: &Example) -> Result<f64, EvalError> {
+    evaluate(g, params, ex)?
+        .score
+        .ok_or_else(|| EvalError::Internal("the model has no score".into()))
+}
+
+/// The mean over draws of each of `n` scores, summed draw after draw so
+/// that threads do not change it.
+fn mean_over_draws(per_draw: &[Vec<f64>], n: usize) -> Vec<f64> {
+    let mut sum = vec![0.0; n];
+    for scores in per_draw {
+        for (s, v) in sum.iter_mut().zip(scores) {
+            *s += v;
+        }
+    }
+    let count = per_draw.len().max(1) as f64;
+    sum.into_iter().map(|s| s / count).collect()
+}
+
+/// `values` with one more row, the mean of its rows, when `per_domain`
+/// (as [`add_cold_rows`] grows a table).
+fn with_cold_row(per_domain: bool, values: &Array2<f64>) -> Array2<f64> {
+    if !per_domain {
+        return values.clone();
+    }
+    let (rows, lanes) = values.dim();
+    let mean = values
+        .mean_axis(Axis(0))
+        .unwrap_or_else(|| ndarray::Array1::zeros(lanes));
+    let mut flat = Vec::with_capacity((rows + 1) * lanes);
+    flat.extend(values.iter());
+    flat.extend(mean.iter());
+    table_from_rows(rows + 1, lanes, flat)
 }
 
 /// The order of a ranked list of `(index, score)`: highest score first, a

@@ -232,6 +232,9 @@ pub struct Trained {
     /// Parameters ready for prediction: rows the training never touched
     /// hold their domain's mean (see [`predict::finalise`]).
     pub params: Params,
+    /// A Gibbs fit's kept draws, which its predictions average; `None`
+    /// for every other fit.
+    pub samples: Option<crate::predict::Samples>,
     pub history: Vec<EpochRecord>,
     /// The epoch whose parameters were kept, when early stopping chose one.
     pub best_epoch: Option<usize>,
@@ -845,6 +848,7 @@ impl<'a> EpochTracker<'a> {
         };
         Trained {
             params: predict::finalise(g, params, &touched),
+            samples: None,
             history: self.history,
             best_epoch,
             monitor: predict::monitor_name(self.session.task).to_string(),

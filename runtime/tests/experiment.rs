@@ -169,6 +169,67 @@ fn train_split_on_the_builtin_data_returns_test_metrics_and_reopening_reproduces
     assert!(written.iter().all(|p| p.is_file()));
 }
 
+/// A Gibbs fit measures by its kept draws: its test RMSE is that of their
+/// mean prediction, it has predictive intervals, and its file keeps the
+/// draws, so the reopened model measures and predicts exactly as the run.
+#[test]
+fn a_gibbs_fit_is_measured_by_its_kept_draws_and_its_file_keeps_them() {
+    let fit = FitOverrides {
+        solver: Some("gibbs".into()),
+        samples: Some(40),
+        burn_in: Some(5),
+        ..FitOverrides::default()
+    };
+    let setup = Setup::new("biased_mf.rec", &fit, DataRequest::default(), false);
+    let split = setup.split();
+    let req = setup.train_request(10, false);
+    let data = &setup.prepared.data;
+    let outcome = experiment::train_split(&req, data, split, &mut Silent).unwrap();
+    let metrics = outcome.metrics.clone();
+    for m in ["rmse", "mae", "interval50", "interval90", "spread_corr"] {
+        assert!(metrics.contains_key(m), "{m} missing from {metrics:?}");
+    }
+    let samples = outcome.trained.samples.clone().expect("kept draws");
+    // Fewer kept sweeps than draws kept: every one.
+    const { assert!(40 < recc_runtime::solve::KEPT_DRAWS) };
+    assert_eq!(samples.draws.len(), 40);
+    // The RMSE reported is the draws' mean prediction's, not the posterior
+    // mean parameters'.
+    let of_draws = recc_runtime::predict::Predictor::new(&outcome.session, &outcome.trained.params)
+        .with_samples(Some(&samples))
+        .unwrap()
+        .rating(data, &split.test)
+        .unwrap();
+    assert_eq!(of_draws.rmse, metrics["rmse"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("biased_mf.recm");
+    let fitted = experiment::Fitted::from_outcome(&req, &setup.prepared, outcome);
+    fitted.save(&path).unwrap();
+    let reopened = experiment::reopen(&path, None).unwrap();
+    assert_eq!(reopened.fitted.samples.as_ref(), Some(&samples));
+    let evaluation = experiment::evaluate(
+        &reopened.fitted,
+        &reopened.prepared.data,
+        &reopened.split,
+        10,
+    )
+    .unwrap();
+    assert_eq!(evaluation.measured, Measured::Metrics(metrics.clone()));
+    let users = vec![reopened.saved.domains[0].ids[0].clone()];
+    let items = vec![reopened.saved.domains[1].ids[0].clone()];
+    let in_memory = experiment::predict_pairs(&fitted, data, &users, &items, false).unwrap();
+    let from_file = experiment::predict_pairs(
+        &reopened.fitted,
+        &reopened.prepared.data,
+        &users,
+        &items,
+        false,
+    )
+    .unwrap();
+    assert_eq!(in_memory, from_file);
+}
+
 #[test]
 fn recommend_leaves_out_what_the_user_trained_on_and_similar_finds_neighbours() {
     let setup = Setup::quick("biased_mf.rec");

@@ -7,7 +7,8 @@ use std::path::Path;
 use recc_runtime::data::IdMap;
 use recc_runtime::export::{export, ExportFormat};
 use recc_runtime::modelfile::{
-    load, save, EpochRecord, ModelFileError, SavedDomain, SavedModel, SavedTable, FORMAT_VERSION,
+    load, save, EpochRecord, ModelFileError, SavedDomain, SavedModel, SavedSamples, SavedTable,
+    FORMAT_VERSION, SAMPLELESS_FORMAT_VERSION,
 };
 
 /// The source of [`sample`]: its tables are `p.mean`, `p.logvar` (user,
@@ -112,6 +113,7 @@ fn sample() -> SavedModel {
             },
         ],
         context: None,
+        samples: None,
     }
 }
 
@@ -242,7 +244,7 @@ fn newer_version_is_refused() {
     );
     assert!(
         err.to_string()
-            .contains("written by a newer recc (format 99); this recc reads format 3"),
+            .contains("written by a newer recc (format 99); this recc reads format 4"),
         "{err}"
     );
 }
@@ -416,6 +418,11 @@ fn forge(model: &SavedModel, version: u32) -> Vec<u8> {
     bytes.extend_from_slice(&header);
     for t in &model.tables {
         for v in &t.values {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    if let Some(samples) = &model.samples {
+        for v in &samples.values {
             bytes.extend_from_slice(&v.to_le_bytes());
         }
     }
@@ -798,4 +805,101 @@ fn format_2_files_without_a_context_still_load() {
     let back = load_bytes(dir.path(), &forge(&sample(), 2)).unwrap();
     assert_eq!(back.context, None);
     assert_eq!(bits(&back), bits(&sample()));
+}
+
+/// [`sample`] with two kept draws of `q` (item, one lane) and `mu`.
+fn with_draws() -> SavedModel {
+    let mut model = sample();
+    model.samples = Some(SavedSamples {
+        tables: vec!["q".into(), "mu".into()],
+        noise_precision: vec![1.5, 2.25],
+        // Draw 1: q = [0.5, -0.0], mu = 3.25; draw 2: q = [f32::MIN_POSITIVE, 7], mu = -1.
+        values: vec![0.5, -0.0, 3.25, f32::MIN_POSITIVE, 7.0, -1.0],
+    });
+    model
+}
+
+#[test]
+fn kept_draws_round_trip_bit_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.reccm");
+    let model = with_draws();
+    save(&path, &model).unwrap();
+    let back = load(&path).unwrap();
+    assert_eq!(bits(&back), bits(&model));
+    assert_eq!(back.samples, model.samples);
+    let (Some(a), Some(b)) = (&back.samples, &model.samples) else {
+        panic!("the draws were lost")
+    };
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&a.values), bits(&b.values));
+    // Each value is four bytes after the tables'.
+    let plain = tempfile::tempdir().unwrap();
+    let plain_path = plain.path().join("m.reccm");
+    let mut without = model.clone();
+    without.samples = None;
+    save(&plain_path, &without).unwrap();
+    let header_growth =
+        serde_json::to_vec(&model).unwrap().len() - serde_json::to_vec(&without).unwrap().len();
+    assert_eq!(
+        fs::metadata(&path).unwrap().len() - fs::metadata(&plain_path).unwrap().len(),
+        (header_growth + 6 * 4) as u64
+    );
+    // As the predictor reads them: tables by position, values in shape.
+    let samples = back.samples().unwrap().unwrap();
+    assert_eq!(samples.tables, vec![2, 3]);
+    assert_eq!(samples.draws.len(), 2);
+    assert_eq!(samples.draws[1].noise_precision, 2.25);
+    assert_eq!(samples.draws[0].tables[0].dim(), (2, 1));
+    assert_eq!(samples.draws[1].tables[0][[1, 0]], 7.0);
+    assert_eq!(samples.draws[1].tables[1][[0, 0]], -1.0);
+}
+
+#[test]
+fn damaged_kept_draws_are_refused() {
+    let (dir, _) = saved_bytes();
+    let bytes = forge(&with_draws(), FORMAT_VERSION);
+    // Cut inside the draws' values: the header promises more.
+    let err = load_bytes(dir.path(), &bytes[..bytes.len() - 6]).unwrap_err();
+    assert!(err.to_string().contains("truncated"), "{err}");
+    assert!(err.to_string().contains("kept draws"), "{err}");
+
+    let mut model = with_draws();
+    if let Some(s) = &mut model.samples {
+        s.tables = vec!["mu".into(), "q".into()];
+    }
+    refused(&model, &["kept draws", "`q`", "order"]);
+    let mut model = with_draws();
+    if let Some(s) = &mut model.samples {
+        s.tables = vec!["r".into()];
+    }
+    refused(&model, &["kept draws", "`r`", "not in the file"]);
+    let mut model = with_draws();
+    if let Some(s) = &mut model.samples {
+        s.noise_precision = vec![1.0, -2.0];
+    }
+    refused(&model, &["noise precision", "-2"]);
+    let mut model = with_draws();
+    if let Some(s) = &mut model.samples {
+        s.noise_precision = vec![1.0];
+        s.values.truncate(3);
+    }
+    // Consistent, one draw: read.
+    load_bytes(dir.path(), &forge(&model, FORMAT_VERSION)).unwrap();
+    // A header that says there are three draws of three values: the bytes
+    // for one are not there.
+    if let Some(s) = &mut model.samples {
+        s.noise_precision = vec![1.0, 1.0, 1.0];
+    }
+    let err = load_bytes(dir.path(), &forge(&model, FORMAT_VERSION)).unwrap_err();
+    assert!(err.to_string().contains("truncated"), "{err}");
+}
+
+/// A format 3 file (before the kept draws) is read as it was written.
+#[test]
+fn a_format_3_file_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let back = load_bytes(dir.path(), &forge(&sample(), SAMPLELESS_FORMAT_VERSION)).unwrap();
+    assert_eq!(bits(&back), bits(&sample()));
+    assert!(back.samples.is_none());
 }

@@ -5,8 +5,10 @@
 use recc_compiler::interp::{evaluate, Example, Params};
 use recc_compiler::model::Solver;
 use recc_runtime::bind::BindOptions;
-use recc_runtime::data::Dataset;
+use recc_runtime::data::{ColumnData, Dataset};
 use recc_runtime::predict::Predictor;
+use recc_runtime::session::Backend;
+use recc_runtime::solve::KEPT_DRAWS;
 use recc_runtime::split;
 use recc_runtime::synth::{self, SynthConfig};
 use recc_runtime::train::{self, Session, Silent, TrainConfig};
@@ -169,6 +171,7 @@ fn gibbs_fits_biased_mf_and_is_deterministic_across_threads() {
     let (session, _, test, g1) = run(&model, &data, solver, 1);
     let (_, _, _, g2) = run(&model, &data, solver, 2);
     assert_eq!(g1.params, g2.params, "threads changed the result");
+    assert_eq!(g1.samples, g2.samples, "threads changed the kept draws");
     let (_, _, _, sgd) = run(&model, &data, Solver::Sgd, 1);
     let g = rmse(&session, &data, &g1.params, &test);
     let s = rmse(&session, &data, &sgd.params, &test);
@@ -258,6 +261,153 @@ fn gibbs_recovers_the_posterior_mean_of_a_conjugate_model() {
     );
 }
 
+/// A Gibbs fit keeps at most `KEPT_DRAWS` evenly spaced draws of every
+/// table the score reads, and a prediction is the mean of the draws'
+/// scores: computed here by hand from the kept tables.
+#[test]
+fn gibbs_predictions_are_the_mean_over_the_kept_draws() {
+    let model = model_file("biased_mf.rec");
+    let data = data(60, 40, 12);
+    // More kept sweeps than draws kept: the draws are thinned.
+    let solver = Solver::Gibbs {
+        samples: KEPT_DRAWS + 16,
+        burn_in: 5,
+    };
+    let (mut session, _, test, trained) = run(&model, &data, solver, 2);
+    let samples = trained.samples.as_ref().expect("a Gibbs fit keeps draws");
+    assert_eq!(samples.draws.len(), KEPT_DRAWS);
+    let name = |k: usize| session.forward.tables[k].name.as_str();
+    let names: Vec<&str> = samples.tables.iter().map(|&k| name(k)).collect();
+    assert_eq!(names, ["b", "w", "m", "p", "q"]);
+    assert!(samples.draws.iter().all(|d| d.noise_precision > 0.0));
+    assert_ne!(samples.draws[0].tables[3], samples.draws[1].tables[3]);
+
+    let (_, users) = data.users().unwrap();
+    let (_, items) = data.items().unwrap();
+    let by_hand: Vec<f64> = test
+        .iter()
+        .map(|&r| {
+            let (u, i) = (users[r] as usize, items[r] as usize);
+            let total: f64 = samples
+                .draws
+                .iter()
+                .map(|d| {
+                    let t = &d.tables;
+                    let dot: f64 = (0..64).map(|k| t[3][[u, k]] * t[4][[i, k]]).sum();
+                    t[0][[0, 0]] + t[1][[u, 0]] + t[2][[i, 0]] + dot
+                })
+                .sum();
+            total / samples.draws.len() as f64
+        })
+        .collect();
+    for backend in [Backend::Interp, Backend::Jit] {
+        session.backend = backend;
+        let predictor = Predictor::new(&session, &trained.params)
+            .with_samples(Some(samples))
+            .unwrap();
+        let scores = predictor.scores(&data, &test).unwrap();
+        // The predict kernel scores in f32.
+        let tolerance = if backend == Backend::Interp {
+            1e-9
+        } else {
+            1e-4
+        };
+        for (a, b) in scores.iter().zip(&by_hand) {
+            assert!((a - b).abs() < tolerance, "{backend:?}: {a} vs {b}");
+        }
+        let r = test[0];
+        let pair = predictor
+            .score_pair(&data, Some(users[r]), Some(items[r]))
+            .unwrap();
+        assert!((pair - by_hand[0]).abs() < 1e-9, "{pair} vs {}", by_hand[0]);
+        let row = predictor
+            .user_scores(&data, Some(users[r]))
+            .unwrap()
+            .swap_remove(items[r] as usize);
+        assert!(
+            (row - by_hand[0]).abs() < tolerance,
+            "{row} vs {}",
+            by_hand[0]
+        );
+    }
+    // Not the score of the posterior mean: E[p·q] is not E[p]·E[q].
+    let of_mean = Predictor::new(&session, &trained.params)
+        .scores(&data, &test)
+        .unwrap();
+    let moved = of_mean
+        .iter()
+        .zip(&by_hand)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        moved > 1e-6,
+        "the draws' mean is the mean's score ({moved})"
+    );
+}
+
+/// On data a linear model generates with normal noise, the mixture of the
+/// kept draws' N(score, 1/α) covers held-out targets at the nominal rates.
+#[test]
+fn gibbs_predictive_intervals_cover_at_the_nominal_rates() {
+    let model = compile_text("biases.rec", BIASES);
+    let mut data = data(300, 120, 20);
+    // The targets again, drawn from the model itself: b + w_u + m_i + noise.
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(11);
+    let normal = |rng: &mut rand::rngs::StdRng, sd: f64| {
+        sd * rand::Rng::sample::<f64, _>(rng, rand_distr::StandardNormal)
+    };
+    let (_, users) = data.users().unwrap();
+    let (_, items) = data.items().unwrap();
+    let (users, items) = (users.to_vec(), items.to_vec());
+    let w: Vec<f64> = (0..=*users.iter().max().unwrap())
+        .map(|_| normal(&mut rng, 0.4))
+        .collect();
+    let m: Vec<f64> = (0..=*items.iter().max().unwrap())
+        .map(|_| normal(&mut rng, 0.4))
+        .collect();
+    let target = data.target.clone().unwrap();
+    let column = data.columns.iter_mut().find(|c| c.name == target).unwrap();
+    let ColumnData::Real(values) = &mut column.data else {
+        panic!("the target is not real")
+    };
+    for (r, v) in values.iter_mut().enumerate() {
+        *v = 3.5 + w[users[r] as usize] + m[items[r] as usize] + normal(&mut rng, 0.6);
+    }
+    let (session, train_rows, test, trained) = run(
+        &model,
+        &data,
+        Solver::Gibbs {
+            samples: 100,
+            burn_in: 20,
+        },
+        2,
+    );
+    let predictor = Predictor::new(&session, &trained.params)
+        .with_samples(trained.samples.as_ref())
+        .unwrap();
+    let i = predictor
+        .intervals(&data, &train_rows, &test, 1)
+        .unwrap()
+        .expect("a Gibbs fit has intervals");
+    // About 1,200 test rows: a coverage's standard error is at most 0.015.
+    assert!(
+        (i.interval50 - 0.5).abs() < 0.05,
+        "interval50 {}",
+        i.interval50
+    );
+    assert!(
+        (i.interval90 - 0.9).abs() < 0.035,
+        "interval90 {}",
+        i.interval90
+    );
+    // Without the draws, a point fit has no distribution to measure.
+    let point = Predictor::new(&session, &trained.params);
+    assert!(point
+        .intervals(&data, &train_rows, &test, 1)
+        .unwrap()
+        .is_none());
+}
+
 /// The solvers on MovieLens-100k's u1 (when the data is there): prints
 /// figures; asserts only that each beats the item-mean baseline by a margin.
 #[test]
@@ -296,12 +446,40 @@ fn solvers_on_movielens_u1() {
             &mut Silent,
         )
         .unwrap();
+        let seconds = started.elapsed().as_secs_f64();
         let r = rmse(&session, &data, &trained.params, &split.test);
         let last = trained.history.last().and_then(|h| h.validation);
         eprintln!(
-            "{which} {solver}: test rmse {r:.4} (last sweep's figure {last:?}) in {:.1} s",
-            started.elapsed().as_secs_f64()
+            "{which} {solver}: test rmse {r:.4} (last sweep's figure {last:?}) in {seconds:.1} s"
         );
         assert!(r < 1.0);
+        let Some(samples) = &trained.samples else {
+            continue;
+        };
+        // The predictions of the kept draws, and of every 2nd, 4th, ... of
+        // them: how the Monte Carlo error of the mean grows as fewer are kept.
+        let mut every = 1;
+        while every <= samples.draws.len() {
+            let thinned = recc_runtime::predict::Samples {
+                tables: samples.tables.clone(),
+                draws: samples.draws.iter().rev().step_by(every).cloned().collect(),
+            };
+            let predictor = Predictor::new(&session, &trained.params)
+                .with_samples(Some(&thinned))
+                .unwrap();
+            let m = predictor.rating(&data, &split.test).unwrap();
+            let i = predictor
+                .intervals(&data, &split.train, &split.test, 42)
+                .unwrap()
+                .unwrap();
+            eprintln!(
+                "  mean of {:>3} draws: rmse {:.4}  interval50 {:.4}  interval90 {:.4}",
+                thinned.draws.len(),
+                m.rmse,
+                i.interval50,
+                i.interval90
+            );
+            every *= 2;
+        }
     }
 }

@@ -331,6 +331,7 @@ fn trained_models_round_trip_through_a_file() {
         domains: SavedDomain::all(&session.binding.domains),
         tables: modelfile::tables_from_params(&session.forward, &trained.params),
         context: None,
+        samples: None,
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.recm");

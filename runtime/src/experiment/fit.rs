@@ -400,7 +400,9 @@ pub fn train_split(
     // The predictor holds the trained tables while it measures and hands
     // them back, so that no second copy of them lives beside it.
     let trained_params = std::mem::replace(&mut trained.params, empty_params());
-    let predictor = Predictor::owning(&session, trained_params);
+    let predictor = Predictor::owning(&session, trained_params)
+        .with_samples(trained.samples.as_ref())
+        .map_err(|e| failed(e.to_string()))?;
     let mut metrics = BTreeMap::new();
     let mut baseline = None;
     if !test_rows.is_empty() && trained.interrupted.is_none() {
@@ -568,6 +570,11 @@ pub fn saved_model(
         domains: SavedDomain::all(&session.binding.domains),
         tables: modelfile::into_saved_tables(&session.forward, params),
         context: super::fitted::training_context(source, session, prepared, request.min_target),
+        samples: outcome
+            .trained
+            .samples
+            .as_ref()
+            .map(|s| modelfile::SavedSamples::new(&session.forward, s)),
     }
 }
 

@@ -13,7 +13,7 @@ use crate::data::Dataset;
 use crate::hierarchy::{self, HierarchyReport};
 use crate::metrics::RankingMetrics;
 use crate::modelfile::{self, EpochRecord, SavedDomain, SavedModel};
-use crate::predict::{self, Predictor};
+use crate::predict::{self, Predictor, Samples};
 use crate::progress::{StepObserver, Unobserved};
 use crate::session::{Session, Task};
 use crate::split::Split;
@@ -30,6 +30,8 @@ pub struct Fitted {
     pub session: Session,
     /// The trained parameters, ready to score.
     pub params: Params,
+    /// A Gibbs fit's kept draws, which its predictions average.
+    pub samples: Option<Samples>,
     /// The seed it was trained with: measuring draws negatives and noise
     /// with it.
     pub seed: u64,
@@ -72,6 +74,7 @@ impl Fitted {
             source: req.source.clone(),
             session: outcome.session,
             params: outcome.trained.params,
+            samples: outcome.trained.samples,
             seed: req.config.seed,
             min_target: req.request.min_target,
             spec: prepared.spec.clone(),
@@ -97,12 +100,24 @@ impl Fitted {
             domains: SavedDomain::all(&self.session.binding.domains),
             tables: modelfile::into_saved_tables(&self.session.forward, self.params.clone()),
             context: self.context.clone(),
+            samples: self
+                .samples
+                .as_ref()
+                .map(|s| modelfile::SavedSamples::new(&self.session.forward, s)),
         }
     }
 
     /// Write the model file (refusing to replace a directory, device or FIFO).
     pub fn save(&self, path: &Path) -> Result<()> {
         modelfile::save(path, &self.saved_model()).map_err(|e| usage(e.to_string()))
+    }
+
+    /// A predictor of this model: for a Gibbs fit, one that averages the
+    /// kept draws.
+    pub fn predictor(&self) -> Result<Predictor<'_>> {
+        Predictor::new(&self.session, &self.params)
+            .with_samples(self.samples.as_ref())
+            .map_err(|e| failed(e.to_string()))
     }
 
     /// The rows of `rows` the model is measured on: a ranking model's
@@ -221,7 +236,7 @@ pub fn bind_saved(
     session.backend = setting("backend")
         .and_then(|b| b.parse().ok())
         .unwrap_or_default();
-    let (params, reindex_notes) = reindexed_params(name, &saved, &session)?;
+    let (params, samples, reindex_notes) = reindexed_params(name, &saved, &session)?;
     let mut prepared = prepared;
     prepared.notes.extend(reindex_notes);
     if saved.context.is_none() {
@@ -239,6 +254,7 @@ pub fn bind_saved(
         source,
         session,
         params,
+        samples,
         seed,
         min_target: request.min_target,
         spec: prepared.spec.clone(),
@@ -332,11 +348,12 @@ pub fn open_for_answers(
     session.backend = setting("backend")
         .and_then(|b| b.parse().ok())
         .unwrap_or_default();
-    let (params, notes) = reindexed_params(path, &saved, &session)?;
+    let (params, samples, notes) = reindexed_params(path, &saved, &session)?;
     let fitted = Fitted {
         source,
         session,
         params,
+        samples,
         seed,
         min_target: request.min_target,
         spec,
@@ -365,7 +382,7 @@ fn reindexed_params(
     name: &Path,
     saved: &SavedModel,
     session: &Session,
-) -> Result<(Params, Vec<String>)> {
+) -> Result<(Params, Option<Samples>, Vec<String>)> {
     // `load` has checked the file's domains against its source, which the
     // session was built from, so the lists correspond one to one.
     let bound = &session.binding.domains;
@@ -379,12 +396,13 @@ fn reindexed_params(
     }
     let own_sizes: Vec<usize> = saved.domains.iter().map(|d| d.ids.len()).collect();
     let params = saved.params(own_sizes).map_err(|e| usage(e.to_string()))?;
+    let samples = saved.samples().map_err(|e| usage(e.to_string()))?;
     if bound
         .iter()
         .zip(&saved.domains)
         .all(|((_, map), d)| map.names() == d.ids.as_slice())
     {
-        return Ok((params, Vec::new()));
+        return Ok((params, samples, Vec::new()));
     }
     let mut notes = Vec::new();
     // Per domain: for each bound id, the model's row of it.
@@ -420,34 +438,51 @@ fn reindexed_params(
         rows_of.push(rows);
     }
     let g = &session.forward;
-    let tables = g
+    let reindex = |k: usize, values: Array2<f64>| match g.tables.get(k).and_then(|t| t.domain) {
+        Some(d) => reindexed_table(&values, &rows_of[d.index()]),
+        None => values,
+    };
+    let tables = params
         .tables
-        .iter()
-        .zip(params.tables)
-        .map(|(t, values)| {
-            let Some(d) = t.domain else { return values };
-            let rows = &rows_of[d.index()];
-            let lanes = values.ncols();
-            let mean = values
-                .mean_axis(ndarray::Axis(0))
-                .unwrap_or_else(|| ndarray::Array1::zeros(lanes));
-            let mut out = Array2::zeros((rows.len(), lanes));
-            for (mut row, from) in out.rows_mut().into_iter().zip(rows) {
-                match from {
-                    Some(k) => row.assign(&values.row(*k)),
-                    None => row.assign(&mean),
-                }
-            }
-            out
-        })
+        .into_iter()
+        .enumerate()
+        .map(|(k, values)| reindex(k, values))
         .collect();
+    // A kept draw's rows move as the trained rows do, an unknown id taking
+    // the draw's own mean.
+    let samples = samples.map(|mut s| {
+        for draw in &mut s.draws {
+            for (&k, values) in s.tables.iter().zip(&mut draw.tables) {
+                *values = reindex(k, std::mem::take(values));
+            }
+        }
+        s
+    });
     Ok((
         Params {
             domain_sizes: session.binding.domain_sizes(),
             tables,
         },
+        samples,
         notes,
     ))
+}
+
+/// `values` with a row per entry of `rows`: the model's row `Some(k)`, or
+/// for `None` (an id the model lacks) the mean of its rows.
+fn reindexed_table(values: &Array2<f64>, rows: &[Option<usize>]) -> Array2<f64> {
+    let lanes = values.ncols();
+    let mean = values
+        .mean_axis(ndarray::Axis(0))
+        .unwrap_or_else(|| ndarray::Array1::zeros(lanes));
+    let mut out = Array2::zeros((rows.len(), lanes));
+    for (mut row, from) in out.rows_mut().into_iter().zip(rows) {
+        match from {
+            Some(k) => row.assign(&values.row(*k)),
+            None => row.assign(&mean),
+        }
+    }
+    out
 }
 
 /// The hierarchy figures of a model trained on a generated tree, when one
@@ -537,7 +572,7 @@ pub fn evaluate_observed(
                 .map_or("the default", String::as_str)
         )));
     }
-    let predictor = Predictor::new(&fitted.session, &fitted.params);
+    let predictor = fitted.predictor()?;
     let train_rows = fitted.model_rows(data, &split.train);
     let test_rows = fitted.model_rows(data, &unseen);
     let hierarchy = hierarchy(&fitted.spec, &fitted.session, &fitted.params);

@@ -6,7 +6,7 @@ use super::{failed, usage, Fitted, Result, Source};
 use crate::data::{Dataset, IdMap};
 use crate::export::{self, ExportFormat};
 use crate::modelfile::{self, SavedModel};
-use crate::predict::{self, Predictor};
+use crate::predict;
 use recc_compiler::interp::Params;
 use recc_compiler::ir::{Graph, SlotKind};
 use std::path::{Path, PathBuf};
@@ -63,7 +63,7 @@ pub fn predict_pairs(
     allow_unknown: bool,
 ) -> Result<Vec<PairScore>> {
     let (ud, id) = user_item_domains(data)?;
-    let predictor = Predictor::new(&fitted.session, &fitted.params);
+    let predictor = fitted.predictor()?;
     if users.is_empty()
         || items.is_empty()
         || (users.len() != items.len() && users.len() != 1 && items.len() != 1)
@@ -144,7 +144,7 @@ pub fn recommend(
     let (ud, id) = user_item_domains(data)?;
     let mut notes = Vec::new();
     let u = lookup(data, &ud, user, "user", allow_unknown, &mut notes)?;
-    let predictor = Predictor::new(&fitted.session, &fitted.params);
+    let predictor = fitted.predictor()?;
     let mut exclude: Vec<u32> = match (seen, u) {
         (SeenItems::Exclude, Some(u)) => fitted.seen.get(u as usize).cloned().unwrap_or_default(),
         _ => Vec::new(),
