@@ -77,49 +77,44 @@ pub fn bench_command(
     let epochs = r.epoch_seconds.len();
     let plural = |n: usize| if n == 1 { "" } else { "s" };
     let epoch_times: Vec<String> = r.epoch_seconds.iter().map(|s| format!("{s:.3}")).collect();
-    if config.solver == Solver::Sgd {
-        println!(
-            "{} on {}: {} rows, {epochs} epoch{} · {} · {} thread{} · prefetch {}",
-            r.model,
-            r.data,
-            r.rows,
-            plural(epochs),
+    // A closed-form solver runs no compiled step: its unit is a sweep over
+    // every table, and its rate the examples each sweep reads.
+    let sgd = config.solver == Solver::Sgd;
+    let (unit, how, rate_of) = if sgd {
+        let how = format!(
+            "{} · {} thread{} · prefetch {}",
             r.backend,
             r.threads,
             plural(r.threads),
             r.prefetch
         );
-        if let (Some(ms), Some(bytes)) = (r.compile_ms, r.code_bytes) {
-            println!("  compile       {ms:.1} ms, {bytes} bytes of machine code");
-        }
-        println!("  load          {:.2} s", r.load_seconds);
-        println!("  epochs        {} s", epoch_times.join(" "));
-        println!(
-            "  recc          {:.2} M updates/s (median epoch), {:.2} s wall",
-            rate / 1e6,
-            r.wall_seconds
-        );
+        ("epoch", how, "updates/s")
     } else {
-        // A closed-form solver runs no compiled step: its unit is a sweep
-        // over every table, and its rate the examples each sweep reads.
-        println!(
-            "{} on {}: {} rows, {epochs} sweep{} · {} · {} thread{}",
-            r.model,
-            r.data,
-            r.rows,
-            plural(epochs),
+        let how = format!(
+            "{} · {} thread{}",
             config.solver.name(),
             r.threads,
-            plural(r.threads),
+            plural(r.threads)
         );
-        println!("  load          {:.2} s", r.load_seconds);
-        println!("  sweeps        {} s", epoch_times.join(" "));
-        println!(
-            "  recc          {:.2} M examples/s per sweep (median sweep), {:.2} s wall",
-            rate / 1e6,
-            r.wall_seconds
-        );
+        ("sweep", how, "examples/s per sweep")
+    };
+    println!(
+        "{} on {}: {} rows, {epochs} {unit}{} · {how}",
+        r.model,
+        r.data,
+        r.rows,
+        plural(epochs)
+    );
+    if let (true, Some(ms), Some(bytes)) = (sgd, r.compile_ms, r.code_bytes) {
+        println!("  compile       {ms:.1} ms, {bytes} bytes of machine code");
     }
+    println!("  load          {:.2} s", r.load_seconds);
+    println!("  {:<14}{} s", format!("{unit}s"), epoch_times.join(" "));
+    println!(
+        "  recc          {:.2} M {rate_of} (median {unit}), {:.2} s wall",
+        rate / 1e6,
+        r.wall_seconds
+    );
     if let Some(h) = r.handwritten_updates_per_second {
         println!(
             "  hand-written  {:.2} M updates/s  (hand-written / recc = {:.2}×)",

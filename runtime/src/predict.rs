@@ -105,14 +105,7 @@ pub fn add_cold_rows(g: &Graph, params: Params) -> Params {
             if table.domain.is_none() {
                 return values;
             }
-            let (rows, lanes) = values.dim();
-            let mean = values
-                .mean_axis(Axis(0))
-                .unwrap_or_else(|| ndarray::Array1::zeros(lanes));
-            let mut flat = into_row_major(values);
-            flat.reserve_exact(lanes);
-            flat.extend(mean.iter());
-            table_from_rows(rows + 1, lanes, flat)
+            grow_cold_row(values)
         })
         .collect();
     Params {
@@ -995,15 +988,22 @@ fn mean_over_draws(per_draw: &[Vec<f64>], n: usize) -> Vec<f64> {
 /// `values` with one more row, the mean of its rows, when `per_domain`
 /// (as [`add_cold_rows`] grows a table).
 fn with_cold_row(per_domain: bool, values: &Array2<f64>) -> Array2<f64> {
-    if !per_domain {
-        return values.clone();
+    if per_domain {
+        grow_cold_row(values.clone())
+    } else {
+        values.clone()
     }
+}
+
+/// A per-domain table with one more row, the mean of its rows: the row a
+/// member training never saw is scored with.
+fn grow_cold_row(values: Array2<f64>) -> Array2<f64> {
     let (rows, lanes) = values.dim();
     let mean = values
         .mean_axis(Axis(0))
         .unwrap_or_else(|| ndarray::Array1::zeros(lanes));
-    let mut flat = Vec::with_capacity((rows + 1) * lanes);
-    flat.extend(values.iter());
+    let mut flat = into_row_major(values);
+    flat.reserve_exact(lanes);
     flat.extend(mean.iter());
     table_from_rows(rows + 1, lanes, flat)
 }

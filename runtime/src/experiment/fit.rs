@@ -136,10 +136,9 @@ fn solver(model: &Model, fit: &FitOverrides) -> Result<Solver> {
 /// with the error the `fit` block would give: the terms that keep the
 /// model's parameters from being affine blocks.
 pub fn check_solver(source: &Source, config: &TrainConfig) -> Result<()> {
-    let refused_anyway = config.solver == Solver::Sgd && !source.model.unobserved.is_empty();
-    if (config.solver == Solver::Sgd && !refused_anyway)
-        || config.solver.name() == source.model.fit.solver.name()
-    {
+    // SGD needs no affine blocks, but cannot fit a sum over unobserved pairs.
+    let sgd_fits = config.solver == Solver::Sgd && source.model.unobserved.is_empty();
+    if sgd_fits || config.solver.name() == source.model.fit.solver.name() {
         return Ok(());
     }
     let compiled = recc_compiler::compile(&source.name, &source.text);

@@ -181,9 +181,9 @@ pub fn solve(
         .map(|t| vec![false; t.nrows()])
         .collect();
     for (block, index) in plan.blocks.iter().zip(&indices) {
+        let paired = plan.pairs.iter().any(|p| p.table == block.table);
         for (row, ex) in index.examples.iter().enumerate() {
-            touched[block.table.index()][row] =
-                !ex.is_empty() || plan.pairs.iter().any(|p| p.table == block.table);
+            touched[block.table.index()][row] = paired || !ex.is_empty();
         }
     }
     let ctx = Context {
