@@ -14,6 +14,8 @@ epochs / seconds, and RMSE on the fold's test file (predictions clipped to
 
 Peers (any that is not installed is reported and skipped):
   surprise  surprise.SVD(biased=True), default lr 0.005 / reg 0.02 (Cython SGD)
+  svdpp     surprise.SVDpp: SVD++ with the user's rated items (Cython SGD)
+  nmf       surprise.NMF: non-negative MF by multiplicative updates
   torch     nn.Embedding biased MF, torch.optim.SGD on shuffled mini-batches
   vw        Vowpal Wabbit --rank k -q ui (the movielens demo recipe), cached passes
 """
@@ -78,6 +80,42 @@ def surprise_peer(a, base, test, rep):
         rmse=rmse(pred, r),
         config=f"SVD lr_all={algo.lr_bu} reg_all={algo.reg_bu} init_std={algo.init_std_dev}",
     )
+
+
+def surprise_algo_peer(make, label):
+    """A Surprise algorithm other than SVD, fitted and checked like SVD."""
+
+    def peer(a, base, test, rep):
+        import surprise
+        from surprise import Dataset, Reader
+
+        reader = Reader(line_format="user item rating timestamp", sep="\t", rating_scale=(1, 5))
+        trainset = Dataset.load_from_file(str(base), reader).build_full_trainset()
+        algo = make(a, rep)
+        wall, cpu = timed(lambda: algo.fit(trainset))
+        u, i, r = load(test)
+        pred = [algo.predict(str(uu), str(ii)).est for uu, ii in zip(u, i)]
+        return dict(
+            version=surprise.__version__,
+            seconds=wall,
+            cpu_seconds=cpu,
+            rmse=rmse(pred, r),
+            config=f"{label}(n_factors={a.factors}, n_epochs={a.epochs}) with its defaults",
+        )
+
+    return peer
+
+
+def _svdpp(a, rep):
+    from surprise import SVDpp
+
+    return SVDpp(n_factors=a.factors, n_epochs=a.epochs, random_state=rep)
+
+
+def _nmf(a, rep):
+    from surprise import NMF
+
+    return NMF(n_factors=a.factors, n_epochs=a.epochs, random_state=rep)
 
 
 # --- PyTorch ------------------------------------------------------------------
@@ -195,7 +233,13 @@ def vw_peer(a, base, test, rep):
     )
 
 
-PEERS = {"surprise": surprise_peer, "torch": torch_peer, "vw": vw_peer}
+PEERS = {
+    "surprise": surprise_peer,
+    "svdpp": surprise_algo_peer(_svdpp, "SVDpp"),
+    "nmf": surprise_algo_peer(_nmf, "NMF"),
+    "torch": torch_peer,
+    "vw": vw_peer,
+}
 
 
 def main():

@@ -1,12 +1,25 @@
 #!/usr/bin/env bash
-# Training speed: recc's native step against the hand-written SIMD loop and
-# the peers, biased MF with 32 factors on one thread (then Hogwild on two).
-#   bench/speed.sh [DATA_DIR]          (default ../shared/data)
-# Peers run when $PYTHON (default python3) has them; see bench/README-peers.md.
+# Training speed.
+#   bench/speed.sh --page [--only models,peers,ceiling,work]
+#       writes docs/SPEED.md: every model's compile time, updates/s on one and
+#       two threads, epoch time and peak memory on its usual data; the peers
+#       on the same rows in the same run; the hand-written loop; the wall time
+#       of everyday commands against their targets (recc-zoo --page speed).
+#   bench/speed.sh [DATA_DIR]
+#       a quick look: biased MF with 32 factors against the hand-written SIMD
+#       loop and the peers on one thread, then Hogwild on two.
+# DATA_DIR defaults to ../shared/data (RECC_DATA for --page). Peers run when
+# $PYTHON (default python3) has them; see bench/README-peers.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${1:-../shared/data}
 PYTHON=${PYTHON:-python3}
+if [ "${1:-}" = "--page" ]; then
+  shift
+  cargo build --release --locked --bin recc --bin recc-zoo
+  exec "${CARGO_TARGET_DIR:-target}/release/recc-zoo" --page speed \
+    --data "${RECC_DATA:-../shared/data}" --python "$PYTHON" "$@"
+fi
+DATA=${1:-../shared/data}
 cargo build --release --locked --bin recc
 R=target/release/recc
 

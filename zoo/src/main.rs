@@ -13,6 +13,7 @@
 
 mod report;
 mod runs;
+mod speed;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,7 +21,7 @@ use std::time::Instant;
 
 use clap::Parser;
 
-use crate::report::Report;
+use crate::report::{Page, Report};
 use crate::runs::Zoo;
 
 #[derive(Parser)]
@@ -29,17 +30,21 @@ struct Args {
     /// The folder with `ml-100k/`, `lastfm-2k/` and `amazon-musical-instruments/`.
     #[arg(long, default_value = "../shared/data")]
     data: PathBuf,
-    /// Where to write the results page.
-    #[arg(long, default_value = "docs/RESULTS.md")]
-    out: PathBuf,
+    /// Which page to write: the accuracy results or the speed page.
+    #[arg(long, value_enum, default_value = "results")]
+    page: Page,
+    /// Where to write the page [default: docs/RESULTS.md or docs/SPEED.md].
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// The `recc` binary [default: beside this program].
     #[arg(long)]
     recc: Option<PathBuf>,
     /// A Python with LightFM, for the peer columns [default: $PYTHON, else python3].
     #[arg(long)]
     python: Option<String>,
-    /// Only these sections (comma-separated): explicit, temporal, implicit,
-    /// lastfm, sequence, item2vec, text, poincare.
+    /// Only these sections (comma-separated). Results: explicit, temporal,
+    /// implicit, lastfm, sequence, item2vec, text, poincare. Speed: models,
+    /// peers, ceiling, work.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -53,9 +58,29 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let sections: &[(&str, runs::SectionFn)] = match args.page {
+        Page::Results => runs::SECTIONS,
+        Page::Speed => speed::SECTIONS,
+    };
+    if let Some(unknown) = args
+        .only
+        .iter()
+        .find(|o| !sections.iter().any(|(name, _)| name == o))
+    {
+        let names: Vec<&str> = sections.iter().map(|(name, _)| *name).collect();
+        eprintln!(
+            "error: the {} page has no section `{unknown}` (it has: {})",
+            args.page.title().to_lowercase(),
+            names.join(", ")
+        );
+        return ExitCode::from(2);
+    }
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from(args.page.default_out()));
     let started = Instant::now();
     let mut report = Report::default();
-    for (name, section) in runs::SECTIONS {
+    for (name, section) in sections {
         if !args.only.is_empty() && !args.only.iter().any(|o| o == name) {
             continue;
         }
@@ -65,14 +90,18 @@ fn main() -> ExitCode {
             report.failed(name, &e.to_string());
         }
     }
-    let page = report.render(&zoo.describe(), started.elapsed().as_secs_f64());
-    if let Err(e) = report::write_atomically(&args.out, &page) {
+    let setup = match args.page {
+        Page::Results => zoo.describe(),
+        Page::Speed => zoo.describe_speed(),
+    };
+    let page = report.render(args.page, &setup, started.elapsed().as_secs_f64());
+    if let Err(e) = report::write_atomically(&out, &page) {
         eprintln!("error: cannot write {e}");
         return ExitCode::from(1);
     }
     eprintln!(
         "wrote {} ({} of {} figures met, {:.0} s)",
-        args.out.display(),
+        out.display(),
         report.met(),
         report.checked(),
         started.elapsed().as_secs_f64()

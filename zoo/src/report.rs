@@ -14,6 +14,49 @@ pub struct Check {
     pub met: bool,
 }
 
+/// The pages `recc-zoo` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Page {
+    /// `docs/RESULTS.md`: every model family's accuracy against its targets.
+    Results,
+    /// `docs/SPEED.md`: compile time, updates/s, memory, peers and wall times.
+    Speed,
+}
+
+impl Page {
+    pub fn title(self) -> &'static str {
+        match self {
+            Page::Results => "Results",
+            Page::Speed => "Speed",
+        }
+    }
+
+    pub fn default_out(self) -> &'static str {
+        match self {
+            Page::Results => "docs/RESULTS.md",
+            Page::Speed => "docs/SPEED.md",
+        }
+    }
+
+    fn intro(self) -> &'static str {
+        match self {
+            Page::Results => {
+                "Every model family of `models/`, trained with the `fit` defaults in its file \
+                 (no per-fold tuning, seeds as stated) on the shared datasets. This page is \
+                 written by `bench/results.sh` and is regenerated from scratch by it; do not \
+                 edit it by hand."
+            }
+            Page::Speed => {
+                "How fast recc compiles and trains every model of `models/`, beside the peers \
+                 measured in the same run on the same rows, against the hand-written loop, \
+                 and the wall time of everyday commands against their targets. This page is \
+                 written by `bench/speed.sh --page` and is regenerated from scratch by it; do \
+                 not edit it by hand."
+            }
+        }
+    }
+}
+
 /// A markdown table: a header row and data rows.
 pub struct Table {
     pub header: Vec<String>,
@@ -108,15 +151,9 @@ impl Report {
         self.checks.len()
     }
 
-    pub fn render(&self, setup: &str, seconds: f64) -> String {
+    pub fn render(&self, page: Page, setup: &str, seconds: f64) -> String {
         let mut out = String::new();
-        out.push_str("# Results\n\n");
-        out.push_str(
-            "Every model family of `models/`, trained with the `fit` defaults in its file \
-             (no per-fold tuning, seeds as stated) on the shared datasets. This page is \
-             written by `bench/results.sh` and is regenerated from scratch by it; do not \
-             edit it by hand.\n\n",
-        );
+        let _ = writeln!(out, "# {}\n\n{}\n", page.title(), page.intro());
         out.push_str(setup);
         let _ = writeln!(
             out,

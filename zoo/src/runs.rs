@@ -25,10 +25,10 @@ pub enum ZooError {
     Setup(String),
 }
 
-type Result<T> = std::result::Result<T, ZooError>;
+pub(crate) type Result<T> = std::result::Result<T, ZooError>;
 
 /// A section of the page: fills it and records its figures.
-pub type SectionFn = fn(&Zoo, &mut Report) -> Result<()>;
+pub(crate) type SectionFn = fn(&Zoo, &mut Report) -> Result<()>;
 
 pub const SECTIONS: &[(&str, SectionFn)] = &[
     ("explicit", explicit),
@@ -43,9 +43,9 @@ pub const SECTIONS: &[(&str, SectionFn)] = &[
 
 /// Where things are and how to run them.
 pub struct Zoo {
-    recc: PathBuf,
-    data: PathBuf,
-    python: String,
+    pub(crate) recc: PathBuf,
+    pub(crate) data: PathBuf,
+    pub(crate) python: String,
     work: tempfile::TempDir,
 }
 
@@ -82,15 +82,15 @@ impl Zoo {
         })
     }
 
-    fn movielens(&self) -> String {
+    pub(crate) fn movielens(&self) -> String {
         format!("ml-100k:{}", self.data.join("ml-100k").display())
     }
 
-    fn lastfm_data(&self) -> String {
+    pub(crate) fn lastfm_data(&self) -> String {
         format!("lastfm:{}", self.data.join("lastfm-2k").display())
     }
 
-    fn amazon(&self) -> String {
+    pub(crate) fn amazon(&self) -> String {
         format!(
             "amazon:{}",
             self.data
@@ -99,12 +99,12 @@ impl Zoo {
         )
     }
 
-    fn scratch(&self, name: &str) -> PathBuf {
+    pub(crate) fn scratch(&self, name: &str) -> PathBuf {
         self.work.path().join(name)
     }
 
     /// Runs `recc ARGS` and parses its JSON output.
-    fn recc(&self, args: &[String]) -> Result<Value> {
+    pub(crate) fn recc(&self, args: &[String]) -> Result<Value> {
         run_json(
             Command::new(&self.recc).args(args),
             format!("recc {}", args.join(" ")),
@@ -112,7 +112,7 @@ impl Zoo {
     }
 
     /// `recc train MODEL --data DATA ARGS --json -q -o SCRATCH`.
-    fn train(&self, model: &str, data: &str, args: &[&str]) -> Result<Value> {
+    pub(crate) fn train(&self, model: &str, data: &str, args: &[&str]) -> Result<Value> {
         let mut a = vec![
             "train".to_string(),
             format!("models/{model}.rec"),
@@ -127,7 +127,7 @@ impl Zoo {
         self.recc(&a)
     }
 
-    fn cv(&self, model: &str, args: &[&str]) -> Result<Value> {
+    pub(crate) fn cv(&self, model: &str, args: &[&str]) -> Result<Value> {
         let mut a = vec![
             "cv".to_string(),
             format!("models/{model}.rec"),
@@ -230,7 +230,7 @@ impl Zoo {
 }
 
 /// Runs `cmd` (shown as `command`) and parses the JSON it prints.
-fn run_json(cmd: &mut Command, command: String) -> Result<Value> {
+pub(crate) fn run_json(cmd: &mut Command, command: String) -> Result<Value> {
     eprintln!("   {command}");
     let out = cmd.output().map_err(|source| ZooError::Spawn {
         program: cmd.get_program().to_string_lossy().into_owned(),
@@ -253,7 +253,7 @@ fn tail(s: &str) -> String {
     lines[lines.len().saturating_sub(6)..].join(" / ")
 }
 
-fn num(v: &Value, path: &[&str]) -> Option<f64> {
+pub(crate) fn num(v: &Value, path: &[&str]) -> Option<f64> {
     let mut v = v;
     for p in path {
         v = v.get(p)?;
@@ -261,7 +261,7 @@ fn num(v: &Value, path: &[&str]) -> Option<f64> {
     v.as_f64()
 }
 
-fn f4(x: Option<f64>) -> String {
+pub(crate) fn f4(x: Option<f64>) -> String {
     x.map_or_else(|| "–".into(), |x| format!("{x:.4}"))
 }
 
@@ -269,11 +269,11 @@ fn secs(v: &Value) -> String {
     num(v, &["seconds"]).map_or_else(|| "–".into(), |s| format!("{s:.1}"))
 }
 
-fn model_link(model: &str) -> String {
+pub(crate) fn model_link(model: &str) -> String {
     format!("[`{model}.rec`](../models/{model}.rec)")
 }
 
-fn exists(model: &str) -> bool {
+pub(crate) fn exists(model: &str) -> bool {
     Path::new(&format!("models/{model}.rec")).is_file()
 }
 
