@@ -1319,6 +1319,19 @@ impl Binding {
         j
     }
 
+    /// Which member of a (user, item) pair from [`Binding::pair`] each slot
+    /// follows: the split [`recc_compiler::factor::factor_score`] reads.
+    pub fn slot_sides(&self) -> Vec<recc_compiler::factor::SlotSide> {
+        use recc_compiler::factor::SlotSide;
+        (0..self.sources.len())
+            .map(|k| match &self.sources[k] {
+                SlotSource::Features | SlotSource::Negative { .. } => SlotSide::Pair,
+                _ if self.changes_with_item(k) => SlotSide::Item,
+                _ => SlotSide::User,
+            })
+            .collect()
+    }
+
     /// The slots whose value changes with the item of a (user, item) pair:
     /// the item's own column, its attributes and feature bags.
     pub fn item_slots(&self) -> Vec<recc_compiler::ir::SlotId> {
