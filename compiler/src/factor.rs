@@ -22,8 +22,10 @@ use crate::types::{BinaryFn, Shape, UnaryFn};
 /// user is scored against the catalogue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SlotSide {
+    /// The same for every pair: noise (zero at prediction), a constant.
+    Fixed,
     /// The same for every item of one user: the user's index, attributes and
-    /// history, a value read from the user's row, noise (zero at prediction).
+    /// history, a value read from the user's row.
     User,
     /// Depends on the item alone: its index and attributes.
     Item,
@@ -150,6 +152,7 @@ pub fn factor_score(g: &Graph, sides: &[SlotSide]) -> Result<ScoreFactors, NoFac
         let s = match n.op {
             Op::Const(_) | Op::Global(_) => Side::Fixed,
             Op::Slot(SlotId(k)) => match sides[k as usize] {
+                SlotSide::Fixed => Side::Fixed,
                 SlotSide::User => Side::User,
                 SlotSide::Item => Side::Item,
                 SlotSide::Pair => Side::Mixed,
