@@ -270,6 +270,30 @@ impl<'g> Incremental<'g> {
         Ok((score, scale))
     }
 
+    /// The values of `nodes` (numbers or vectors, no bag members) for
+    /// `example`, their lanes appended to `out` in order, with the promise
+    /// of [`Incremental::score`].
+    pub fn values(
+        &mut self,
+        params: &Params,
+        example: &Example,
+        nodes: &[NodeId],
+        out: &mut Vec<f64>,
+    ) -> Result<(), EvalError> {
+        self.run(params, example)?;
+        for &id in nodes {
+            match self.values.get(id.index()) {
+                Some(Value::Tensor(t)) if t.members.is_none() => out.extend_from_slice(&t.data),
+                _ => {
+                    return Err(EvalError::Internal(format!(
+                        "{id} is not a number or vector"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn run(&mut self, params: &Params, example: &Example) -> Result<(), EvalError> {
         let g = self.graph;
         check_example(g, params, example)?;

@@ -41,6 +41,7 @@ pub mod affine;
 pub mod ast;
 pub mod check;
 pub mod diagnostic;
+pub mod factor;
 pub mod grad;
 pub mod interp;
 pub mod ir;

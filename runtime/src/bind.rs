@@ -1319,6 +1319,26 @@ impl Binding {
         j
     }
 
+    /// Which member of a (user, item) pair from [`Binding::pair`] each slot
+    /// follows: the split [`recc_compiler::factor::factor_score`] reads.
+    pub fn slot_sides(&self) -> Vec<recc_compiler::factor::SlotSide> {
+        use recc_compiler::factor::SlotSide;
+        (0..self.sources.len()).map(|k| self.slot_side(k)).collect()
+    }
+
+    fn slot_side(&self, slot: usize) -> recc_compiler::factor::SlotSide {
+        use recc_compiler::factor::SlotSide;
+        match &self.sources[slot] {
+            SlotSource::Features | SlotSource::Negative { .. } => SlotSide::Pair,
+            // Zero at prediction.
+            SlotSource::Noise(_) | SlotSource::InverseCount { of: None, .. } => SlotSide::Fixed,
+            // The slot it counts comes earlier, so this recursion ends.
+            SlotSource::InverseCount { of: Some(s), .. } => self.slot_side(*s),
+            _ if self.changes_with_item(slot) => SlotSide::Item,
+            _ => SlotSide::User,
+        }
+    }
+
     /// The slots whose value changes with the item of a (user, item) pair:
     /// the item's own column, its attributes and feature bags.
     pub fn item_slots(&self) -> Vec<recc_compiler::ir::SlotId> {

@@ -20,6 +20,7 @@ pub mod optim;
 pub mod predict;
 pub mod probe;
 pub mod progress;
+pub mod rank;
 pub mod session;
 pub mod solve;
 pub mod split;

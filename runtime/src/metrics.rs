@@ -253,7 +253,7 @@ pub fn rank_user(r: &UserRanking, k: usize) -> UserMetrics {
     }
 
     relevant.sort_unstable_by(|&a, &b| rank_order(scores, a, b));
-    let ranks = relevant_ranks(scores, &marks, &relevant);
+    let (ranks, auc) = ranks_and_auc(scores, &marks, &relevant);
     let n_relevant = relevant.len();
 
     let hits = ranks.iter().take_while(|&&rank| rank <= k).count();
@@ -274,7 +274,7 @@ pub fn rank_user(r: &UserRanking, k: usize) -> UserMetrics {
         ndcg: if ideal > 0.0 { dcg / ideal } else { 0.0 },
         average_precision,
         reciprocal_rank,
-        auc: auc(scores, &marks, &relevant),
+        auc,
         hit: if hits > 0 { 1.0 } else { 0.0 },
         arhr: if first <= k { reciprocal_rank } else { 0.0 },
         ..zeros
@@ -372,53 +372,66 @@ fn top_k(scores: &[f64], marks: &[u8], k: usize) -> Vec<u32> {
 }
 
 /// The 1-based rank of each relevant item, which must be sorted in ranking
-/// order (so the ranks come out increasing).
+/// order (so the ranks come out increasing), and the AUC over the ranked
+/// items (see [`UserMetrics::auc`]); `relevant` must be non-empty.
 ///
 /// The `j`-th relevant item (0-based) has `j` relevant items before it; each
 /// other ranked item is counted once, at the first relevant item it precedes,
-/// and a prefix sum spreads that count to every later relevant item.
-fn relevant_ranks(scores: &[f64], marks: &[u8], relevant: &[u32]) -> Vec<usize> {
+/// and a prefix sum spreads that count to every later relevant item. The
+/// AUC counts, per ranked item, the relevant scores above it and those equal
+/// to it. Both come from one search of the relevant scores per item, and
+/// none for an item scored below every relevant one (most of a catalogue).
+fn ranks_and_auc(scores: &[f64], marks: &[u8], relevant: &[u32]) -> (Vec<usize>, f64) {
+    let n_rel = relevant.len();
+    // Ascending in `total_cmp`, the relevant items' scores.
+    let ascending: Vec<f64> = relevant.iter().rev().map(|&i| scores[i as usize]).collect();
+    let lowest = ascending.first().copied().unwrap_or(f64::NAN);
     // before[p]: non-relevant items with exactly p relevant items ahead of them.
-    let mut before = vec![0usize; relevant.len() + 1];
-    for (item, &mark) in (0..=u32::MAX).zip(marks) {
-        if mark == RANKED {
-            let p = relevant.partition_point(|&r| rank_order(scores, r, item) == Ordering::Less);
-            before[p] += 1;
+    let mut before = vec![0usize; n_rel + 1];
+    let (mut above, mut level, mut negatives) = (0u64, 0u64, 0u64);
+    for ((item, &score), &mark) in (0..=u32::MAX).zip(scores).zip(marks) {
+        if mark != RANKED {
+            continue;
         }
+        negatives += 1;
+        if score.total_cmp(&lowest) == Ordering::Less {
+            before[n_rel] += 1;
+            above += n_rel as u64;
+            continue;
+        }
+        let not_above = ascending.partition_point(|s| s.total_cmp(&score) != Ordering::Greater);
+        let higher = n_rel - not_above;
+        let below = ascending[..not_above]
+            .iter()
+            .rposition(|s| s.total_cmp(&score) == Ordering::Less)
+            .map_or(0, |k| k + 1);
+        let equal = not_above - below;
+        above += higher as u64;
+        level += equal as u64;
+        // Relevant items of equal score come before this one when their
+        // index is lower: they follow the higher ones in `relevant`.
+        let ties_first = relevant[higher..higher + equal]
+            .iter()
+            .filter(|&&r| r < item)
+            .count();
+        before[higher + ties_first] += 1;
     }
     let mut ahead = 0;
-    before
+    let ranks = before
         .iter()
-        .take(relevant.len())
+        .take(n_rel)
         .enumerate()
         .map(|(j, &count)| {
             ahead += count;
             j + 1 + ahead
         })
-        .collect()
-}
-
-/// AUC over the ranked items; see [`UserMetrics::auc`]. `relevant` must be
-/// non-empty.
-fn auc(scores: &[f64], marks: &[u8], relevant: &[u32]) -> f64 {
-    let mut rel_scores: Vec<f64> = relevant.iter().map(|&i| scores[i as usize]).collect();
-    rel_scores.sort_unstable_by(f64::total_cmp);
-    let n_rel = rel_scores.len();
-    let (mut above, mut level, mut negatives) = (0u64, 0u64, 0u64);
-    for (&score, &mark) in scores.iter().zip(marks) {
-        if mark != RANKED {
-            continue;
-        }
-        let below = rel_scores.partition_point(|s| s.total_cmp(&score) == Ordering::Less);
-        let not_above = rel_scores.partition_point(|s| s.total_cmp(&score) != Ordering::Greater);
-        above += (n_rel - not_above) as u64;
-        level += (not_above - below) as u64;
-        negatives += 1;
-    }
-    if negatives == 0 {
-        return 0.5;
-    }
-    (above as f64 + 0.5 * level as f64) / (n_rel as f64 * negatives as f64)
+        .collect();
+    let auc = if negatives == 0 {
+        0.5
+    } else {
+        (above as f64 + 0.5 * level as f64) / (n_rel as f64 * negatives as f64)
+    };
+    (ranks, auc)
 }
 
 /// What the training data says about each item, for the catalogue-level
@@ -599,4 +612,73 @@ pub fn format_table(m: &RankingMetrics) -> String {
         let _ = writeln!(out, "{label:<width$}  {value:.4}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// Ranks and AUC by definition: every pair of items compared.
+    fn by_definition(scores: &[f64], marks: &[u8], relevant: &[u32]) -> (Vec<usize>, f64) {
+        let ranked = |i: usize| marks[i] != EXCLUDED;
+        let ranks = relevant
+            .iter()
+            .map(|&r| {
+                1 + (0..scores.len())
+                    .filter(|&i| ranked(i) && rank_order(scores, i as u32, r) == Ordering::Less)
+                    .count()
+            })
+            .collect();
+        let (mut wins, mut negatives) = (0.0, 0usize);
+        for i in (0..scores.len()).filter(|&i| marks[i] == RANKED) {
+            negatives += 1;
+            for &r in relevant {
+                wins += match scores[r as usize].total_cmp(&scores[i]) {
+                    Ordering::Greater => 1.0,
+                    Ordering::Equal => 0.5,
+                    Ordering::Less => 0.0,
+                };
+            }
+        }
+        let auc = if negatives == 0 {
+            0.5
+        } else {
+            wins / (relevant.len() * negatives) as f64
+        };
+        (ranks, auc)
+    }
+
+    #[test]
+    fn ranks_and_auc_match_their_definition_with_ties_and_nan() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for case in 0..500 {
+            let n = rng.random_range(1..40);
+            // Few distinct values, so that ties are common.
+            let scores: Vec<f64> = (0..n)
+                .map(|_| match rng.random_range(0..8) {
+                    0 => f64::NAN,
+                    1 => -0.0,
+                    v => f64::from(v) * 0.5,
+                })
+                .collect();
+            let exclude: Vec<u32> = (0..n as u32).filter(|_| rng.random_bool(0.2)).collect();
+            let relevant: Vec<u32> = (0..n as u32).filter(|_| rng.random_bool(0.3)).collect();
+            let r = UserRanking {
+                scores: &scores,
+                exclude: &exclude,
+                relevant: &relevant,
+            };
+            let (marks, mut relevant) = mark_items(&r);
+            if relevant.is_empty() {
+                continue;
+            }
+            relevant.sort_unstable_by(|&a, &b| rank_order(&scores, a, b));
+            let (ranks, auc) = ranks_and_auc(&scores, &marks, &relevant);
+            let (want_ranks, want_auc) = by_definition(&scores, &marks, &relevant);
+            assert_eq!(ranks, want_ranks, "case {case}: {scores:?}");
+            assert!((auc - want_auc).abs() < 1e-12, "case {case}: {auc} {want_auc}");
+        }
+    }
 }

@@ -17,6 +17,7 @@ use crate::metrics::{
 };
 use crate::native::{Hyper, InputError, NativeParams, Runner, TableWords};
 use crate::progress::{StepObserver, Unobserved};
+use crate::rank::{Factored, ItemPart};
 use crate::session::{Backend, Session, Task};
 use ndarray::{Array2, Axis};
 use rand::rngs::StdRng;
@@ -222,6 +223,9 @@ pub struct Predictor<'a> {
     /// A Gibbs fit's kept draws: when there are any, every score is the
     /// mean of theirs.
     draws: Vec<DrawScorer>,
+    /// The score split into a user part and an item part, when it splits:
+    /// the catalogue is then scored as a matrix product ([`crate::rank`]).
+    factored: Option<Factored>,
 }
 
 /// One kept draw, ready to score: the parameters with its tables (and
@@ -306,12 +310,54 @@ impl<'a> Predictor<'a> {
             }
             _ => None,
         };
+        let factored = Factored::new(&session.forward, &session.binding).ok();
         Predictor {
             session,
             params,
             native,
             draws: Vec::new(),
+            factored,
         }
+    }
+
+    /// This predictor scoring the catalogue pair by pair even when the
+    /// score splits: the path a split score is checked against.
+    pub fn per_pair(mut self) -> Self {
+        self.factored = None;
+        self
+    }
+
+    /// The split of the score that catalogue scoring uses, if any.
+    pub fn factored(&self) -> Option<&Factored> {
+        self.factored.as_ref()
+    }
+
+    /// Ready to score every item of `data` for many users: with a split
+    /// score, the item part of the whole catalogue is computed here, once.
+    pub fn catalogue<'p>(
+        &'p self,
+        data: &'p Dataset,
+    ) -> Result<CatalogueScorer<'p, 'a>, EvalError> {
+        let blocked = match &self.factored {
+            None => None,
+            Some(f) => {
+                let (g, b) = (&self.session.forward, &self.session.binding);
+                let parts = if self.draws.is_empty() {
+                    vec![f.items(g, b, data, &self.params)?]
+                } else {
+                    self.draws
+                        .iter()
+                        .map(|d| f.items(g, b, data, &d.params))
+                        .collect::<Result<_, _>>()?
+                };
+                Some((f, parts))
+            }
+        };
+        Ok(CatalogueScorer {
+            predictor: self,
+            data,
+            blocked,
+        })
     }
 
     /// This predictor scoring by the mean over the kept draws of a Gibbs
@@ -732,13 +778,12 @@ impl<'a> Predictor<'a> {
         k: usize,
         exclude: &[u32],
     ) -> Result<Vec<(u32, f64)>, EvalError> {
-        let scores = self.user_scores(data, user)?;
-        let mut order: Vec<u32> = (0..scores.len() as u32)
-            .filter(|i| exclude.binary_search(i).is_err())
-            .collect();
-        order.sort_by(|&a, &b| best_first((a, scores[a as usize]), (b, scores[b as usize])));
-        order.truncate(k);
-        Ok(order.into_iter().map(|i| (i, scores[i as usize])).collect())
+        let scores = self
+            .catalogue(data)?
+            .scores(&[user])?
+            .pop()
+            .unwrap_or_default();
+        Ok(crate::rank::top_k(&scores, exclude, k))
     }
 
     /// Ranking metrics over the full catalogue: for each user with test
@@ -763,15 +808,62 @@ impl<'a> Predictor<'a> {
         progress: &dyn StepObserver,
     ) -> Result<RankingMetrics, PredictError> {
         let positives = &self.session.binding.positives;
+        let catalogue = self.catalogue(data)?;
         rank_catalogue(
             data,
             train,
             test,
             k,
             |u| positives.get(u as usize).map_or(&[][..], Vec::as_slice),
-            |u| self.user_scores(data, Some(u)),
+            |users| {
+                let users: Vec<Option<u32>> = users.iter().map(|&u| Some(u)).collect();
+                catalogue.scores(&users)
+            },
             progress,
         )
+    }
+}
+
+/// Scores every item of a catalogue for many users ([`Predictor::catalogue`]):
+/// as a matrix product when the score splits, else pair by pair.
+pub struct CatalogueScorer<'p, 'a> {
+    predictor: &'p Predictor<'a>,
+    data: &'p Dataset,
+    /// The split, and the catalogue's item part under each parameter set
+    /// scored (the parameters, or each kept draw's).
+    blocked: Option<(&'p Factored, Vec<ItemPart>)>,
+}
+
+impl CatalogueScorer<'_, '_> {
+    /// Whether scores come from the split (a matrix product).
+    pub fn is_blocked(&self) -> bool {
+        self.blocked.is_some()
+    }
+
+    /// The score of every item for each of `users` (`None`: an unknown
+    /// user), one row each.
+    pub fn scores(&self, users: &[Option<u32>]) -> Result<Vec<Vec<f64>>, EvalError> {
+        let p = self.predictor;
+        let Some((factored, parts)) = &self.blocked else {
+            return users.iter().map(|&u| p.user_scores(self.data, u)).collect();
+        };
+        let (g, b) = (&p.session.forward, &p.session.binding);
+        if p.draws.is_empty() {
+            return factored.scores(g, b, self.data, &p.params, &parts[0], users);
+        }
+        let per_draw = p
+            .draws
+            .iter()
+            .zip(parts)
+            .map(|(d, part)| factored.scores(g, b, self.data, &d.params, part, users))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((0..users.len())
+            .map(|a| {
+                let rows: Vec<&[f64]> = per_draw.iter().map(|d| d[a].as_slice()).collect();
+                let n = rows.first().map_or(0, |r| r.len());
+                mean_over_draws(&rows, n)
+            })
+            .collect())
     }
 }
 
@@ -785,7 +877,7 @@ pub fn rank_catalogue<'a>(
     test: &[usize],
     k: usize,
     exclude: impl Fn(u32) -> &'a [u32] + Sync,
-    scores: impl Fn(u32) -> Result<Vec<f64>, EvalError> + Sync,
+    scores: impl Fn(&[u32]) -> Result<Vec<Vec<f64>>, EvalError> + Sync,
     progress: &dyn StepObserver,
 ) -> Result<RankingMetrics, PredictError> {
     let (Some((user_domain, users)), Some((item_domain, items))) = (data.users(), data.items())
@@ -804,24 +896,32 @@ pub fn rank_catalogue<'a>(
         .filter(|&u| !relevant[u as usize].is_empty())
         .collect();
     progress.begin("ranking", "users", evaluated.len());
-    let per_user = evaluated
-        .par_iter()
-        .map(|&u| {
-            let scores = scores(u)?;
-            let ranked = metrics::rank_user(
-                &UserRanking {
-                    scores: &scores,
-                    exclude: exclude(u),
-                    relevant: &relevant[u as usize],
-                },
-                k,
-            );
-            progress.advance(1);
+    // Users in blocks, so that a split score shares each tile of the
+    // catalogue among a block's users.
+    let per_block = evaluated
+        .par_chunks(crate::rank::USER_BLOCK)
+        .map(|block| {
+            let rows = scores(block)?;
+            let ranked: Vec<UserMetrics> = block
+                .iter()
+                .zip(&rows)
+                .map(|(&u, scores)| {
+                    metrics::rank_user(
+                        &UserRanking {
+                            scores,
+                            exclude: exclude(u),
+                            relevant: &relevant[u as usize],
+                        },
+                        k,
+                    )
+                })
+                .collect();
+            progress.advance(block.len());
             Ok(ranked)
         })
-        .collect::<Result<Vec<UserMetrics>, EvalError>>();
+        .collect::<Result<Vec<Vec<UserMetrics>>, EvalError>>();
     progress.end();
-    let per_user = per_user?;
+    let per_user: Vec<UserMetrics> = per_block?.into_iter().flatten().collect();
     let item_users = item_users(data, train);
     let popularity: Vec<usize> = item_users.iter().map(Vec::len).collect();
     let train_users = {
@@ -889,7 +989,7 @@ pub fn popularity_ranking(
         test,
         k,
         |u| seen.get(u as usize).map_or(&[][..], Vec::as_slice),
-        |_| Ok(scores.clone()),
+        |users| Ok(vec![scores.clone(); users.len()]),
         progress,
     )
 }
@@ -974,10 +1074,10 @@ fn score_with(g: &Graph, params: &Params, ex: &Example) -> Result<f64, EvalError
 
 /// The mean over draws of each of `n` scores, summed draw after draw so
 /// that threads do not change it.
-fn mean_over_draws(per_draw: &[Vec<f64>], n: usize) -> Vec<f64> {
+fn mean_over_draws<S: AsRef<[f64]>>(per_draw: &[S], n: usize) -> Vec<f64> {
     let mut sum = vec![0.0; n];
     for scores in per_draw {
-        for (s, v) in sum.iter_mut().zip(scores) {
+        for (s, v) in sum.iter_mut().zip(scores.as_ref()) {
             *s += v;
         }
     }
