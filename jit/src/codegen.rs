@@ -104,10 +104,20 @@ enum Val {
     },
     /// A bag slot itself.
     Bag(SlotId),
+    /// A bag-valued node computed member by member where it is read (see
+    /// [`Gen::member_value`]): nothing is written to scratch.
+    BagStream,
     /// Per-member lanes in scratch: the region's address.
     BagNum {
         base: Value,
         lanes: usize,
+    },
+    /// An outer product wider than registers whose one reader is a sum:
+    /// the sum adds it row by row (see [`Gen::add_outers`]) instead of
+    /// reading it from scratch.
+    Outer {
+        x: Lanes,
+        y: Lanes,
     },
     /// A value wider than registers, in memory at `addr`.
     Wide {
@@ -308,6 +318,8 @@ pub fn build_kernel(
         regions: Regions::default(),
         owned: vec![None; g.nodes.len()],
         last_use: last_uses(g, &live),
+        live: live.clone(),
+        member_memo: MemberMemo::default(),
     };
     gen.example(&live, kind, prefetch, end, exit, loss_var)?;
     let high = gen.regions.high;
@@ -368,6 +380,17 @@ struct Gen<'a, 'b> {
     /// The scratch range each wide node's value occupies.
     owned: Vec<Option<(usize, usize)>>,
     last_use: Vec<usize>,
+    live: Vec<bool>,
+    /// The member loop being generated: its member's row and weight, and
+    /// the streamed nodes' values for that member, each computed once.
+    member_memo: MemberMemo,
+}
+
+/// Values of the current member of a member loop, reused within its body.
+#[derive(Default)]
+struct MemberMemo {
+    row_weight: Option<(Value, Value)>,
+    nodes: Vec<(NodeId, Lanes)>,
 }
 
 impl Gen<'_, '_> {
@@ -442,8 +465,11 @@ impl Gen<'_, '_> {
         }
         for (i, &needed) in live.iter().enumerate() {
             if needed {
-                let v = self.node(NodeId(i as u32))?;
-                self.vals[i] = Some(v);
+                // A sum over a bag may have been computed with an earlier one.
+                if self.vals[i].is_none() {
+                    let v = self.node(NodeId(i as u32))?;
+                    self.vals[i] = Some(v);
+                }
                 // Operands read for the last time give their scratch back.
                 for o in self.g.nodes[i].op.operands() {
                     if self.last_use[o.index()] == i {
@@ -548,6 +574,13 @@ impl Gen<'_, '_> {
         let n = *self.g.node(id);
         if let (Some(_), Some(_)) = (n.ty.bag(), n.ty.shape()) {
             if !matches!(n.op, Op::Slot(_)) {
+                let streamed = self.streamable_op(id)
+                    && member_operands(n.op)
+                        .iter()
+                        .all(|&o| self.member_readable(o));
+                if streamed {
+                    return Ok(Val::BagStream);
+                }
                 return self.bag_node(id);
             }
         }
@@ -630,9 +663,17 @@ impl Gen<'_, '_> {
             Op::Global(t) => {
                 let base = self.table_word(t, 0);
                 let n_lanes = lanes_of(n.ty);
-                if n_lanes > self.register_lanes {
+                let read_by_update = self.g.grads.iter().any(|gr| gr.value == id);
+                if n_lanes > self.register_lanes && !read_by_update {
+                    // Read in place: every node that reads it is computed
+                    // before the updates write the table.
+                    Val::Wide {
+                        addr: base,
+                        n: n_lanes,
+                    }
+                } else if n_lanes > self.register_lanes {
                     // A copy: the updates write the table before the
-                    // gradients that read this value are all applied.
+                    // gradient that is this value is applied.
                     let dst = self.own(id, n_lanes)?;
                     wide::copy(self.b, n_lanes, dst, Src::Mem(base));
                     Val::Wide {
@@ -705,6 +746,21 @@ impl Gen<'_, '_> {
             Op::GatherBag(..) | Op::BagWeights(_) => {
                 return Err("a bag op typed as a non-bag".into());
             }
+            Op::Outer(x, y) if self.deferred_outer(id) => {
+                let (Some(Val::Num(x)), Some(Val::Num(y))) =
+                    (self.vals[x.index()].clone(), self.vals[y.index()].clone())
+                else {
+                    return Err("a deferred outer product of values not in registers".into());
+                };
+                Val::Outer { x, y }
+            }
+            Op::Binary(BinaryFn::Add, p, q)
+                if [p, q]
+                    .iter()
+                    .any(|o| matches!(self.vals[o.index()], Some(Val::Outer { .. }))) =>
+            {
+                self.add_outers(id, p, q)?
+            }
             op => {
                 let args = op
                     .operands()
@@ -749,6 +805,7 @@ impl Gen<'_, '_> {
         match (self.vals[id.index()].clone(), m) {
             (Some(Val::Num(l)), _) => Ok(Opnd::Reg(l)),
             (Some(Val::Wide { addr, n }), _) => Ok(Opnd::Mem(addr, n)),
+            (Some(Val::BagStream), Some(m)) => Ok(Opnd::Reg(self.member_value(id, m)?)),
             (Some(Val::BagNum { base, lanes }), Some(m)) => {
                 let a = self.column_addr(base, m, 4 * lanes as i64);
                 Ok(if lanes > self.register_lanes {
@@ -832,6 +889,7 @@ impl Gen<'_, '_> {
     /// the block to continue with after [`Gen::close_loop`].
     fn open_loop(&mut self, slot: SlotId) -> Result<(Variable, Value, LoopBlocks), String> {
         let bag = self.bag(slot)?;
+        self.member_memo = MemberMemo::default();
         let m_var = self.b.declare_var(types::I64);
         let zero = self.b.ins().iconst(types::I64, 0);
         self.b.def_var(m_var, zero);
@@ -848,6 +906,7 @@ impl Gen<'_, '_> {
     }
 
     fn close_loop(&mut self, m_var: Variable, m: Value, blocks: LoopBlocks) {
+        self.member_memo = MemberMemo::default();
         let next = self.b.ins().iadd_imm_s(m, 1);
         self.b.def_var(m_var, next);
         self.b.ins().jump(blocks.header, &[]);
@@ -863,17 +922,281 @@ impl Gen<'_, '_> {
         (row, w)
     }
 
+    /// Whether outer product `id` is left for its reader to add row by
+    /// row: too wide for registers, its factors in registers (they stay
+    /// valid until the sum), and read once, by a wide sum, and by no update.
+    fn deferred_outer(&self, id: NodeId) -> bool {
+        let Op::Outer(x, y) = self.g.node(id).op else {
+            return false;
+        };
+        let wide = |s: &Self, n: NodeId| s.g.ty(n).shape().map_or(1, Shape::len) > s.register_lanes;
+        if !wide(self, id)
+            || self.last_use[id.index()] == usize::MAX
+            || ![x, y]
+                .iter()
+                .all(|o| matches!(self.vals[o.index()], Some(Val::Num(_))))
+        {
+            return false;
+        }
+        let mut readers = self
+            .g
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| self.live[j])
+            .flat_map(|(j, n)| {
+                n.op.operands()
+                    .into_iter()
+                    .filter(|&o| o == id)
+                    .map(move |_| (j, n.op))
+            });
+        match (readers.next(), readers.next()) {
+            (Some((j, Op::Binary(BinaryFn::Add, _, _))), None) => wide(self, NodeId(j as u32)),
+            _ => false,
+        }
+    }
+
+    /// `p + q` where one or both are deferred outer products: the other
+    /// operand's scratch (when this is its last use) or a fresh region
+    /// takes the sum, and each outer product is added row by row.
+    fn add_outers(&mut self, id: NodeId, p: NodeId, q: NodeId) -> Result<Val, String> {
+        let n = self.g.ty(id).shape().map_or(1, Shape::len);
+        let mut outers = Vec::new();
+        let mut rest = None;
+        for o in [p, q] {
+            match self.vals[o.index()].clone() {
+                Some(Val::Outer { x, y }) => outers.push((x, y)),
+                _ => rest = Some(o),
+            }
+        }
+        let dst = match rest {
+            Some(o)
+                if p != q
+                    && self.last_use[o.index()] == id.index()
+                    && self.owned[o.index()].is_some()
+                    && matches!(self.vals[o.index()], Some(Val::Wide { .. })) =>
+            {
+                // In place: the operand dies here.
+                let r = self.owned[o.index()].take();
+                self.owned[id.index()] = r;
+                let Some(Val::Wide { addr, .. }) = self.vals[o.index()] else {
+                    return Err("a wide operand lost its address".into());
+                };
+                addr
+            }
+            Some(o) => {
+                let dst = self.own(id, n)?;
+                let v = self.operand(o, None)?;
+                let (s, temp) = self.src(&v)?;
+                wide::copy(self.b, n, dst, s);
+                if let Some(r) = temp {
+                    self.regions.give(r);
+                }
+                dst
+            }
+            None => {
+                let dst = self.own(id, n)?;
+                let (x, y) = outers.remove(0);
+                let srcs = [Opnd::Reg(x), Opnd::Reg(y)];
+                let mut temps = Vec::new();
+                let mut ss = Vec::new();
+                for a in &srcs {
+                    let (s, r) = self.src(a)?;
+                    ss.push(s);
+                    temps.extend(r);
+                }
+                let ns = [srcs[0].n(), srcs[1].n()];
+                let op = self.g.node(id).op;
+                let Op::Binary(_, first, _) = op else {
+                    return Err("a sum of outer products is not a sum".into());
+                };
+                self.pure_mem(self.g.node(first).op, n, &ss, &ns, dst)?;
+                for r in temps {
+                    self.regions.give(r);
+                }
+                dst
+            }
+        };
+        for (x, y) in outers {
+            self.add_outer(dst, &x, &y)?;
+        }
+        Ok(Val::Wide { addr: dst, n })
+    }
+
+    /// `dst += x ⊗ y`, row by row.
+    fn add_outer(&mut self, dst: Value, x: &Lanes, y: &Lanes) -> Result<(), String> {
+        let (xs, xr) = self.src(&Opnd::Reg(x.clone()))?;
+        let (ys, yr) = self.src(&Opnd::Reg(y.clone()))?;
+        let ny = y.n;
+        wide::counted_loop(self.b, 4 * x.n as i64, 4, |b, i4| {
+            let xi = wide::lane(b, xs, i4);
+            let row_at = b.ins().imul_imm_s(i4, ny as i64);
+            let row = b.ins().iadd(dst, row_at);
+            wide::for_chunks(b, ny, |b, off, vector| {
+                let acc = wide::load(b, Src::Mem(row), off, vector);
+                let yc = wide::load(b, ys, off, vector);
+                let xc = wide::load(b, Src::Scalar(xi), off, vector);
+                let prod = b.ins().fmul(yc, xc);
+                let sum = b.ins().fadd(acc, prod);
+                wide::store(b, sum, row, off);
+            });
+        });
+        for r in [xr, yr].into_iter().flatten() {
+            self.regions.give(r);
+        }
+        Ok(())
+    }
+
+    /// The scratch of bag-valued node `id`: its lanes for every member.
+    fn bag_base(&mut self, id: NodeId) -> Result<Value, String> {
+        let region = self.layout.region(id).ok_or("bag node without scratch")?;
+        let scratch = self.word(self.layout.scratch);
+        let cap = self.word(self.layout.bag_cap);
+        let off = self.b.ins().imul_imm_s(cap, 4 * region as i64);
+        Ok(self.b.ins().iadd(scratch, off))
+    }
+
+    /// Whether bag-valued node `id` is an op that can be computed for one
+    /// member in registers wherever it is read: cheap lane arithmetic, no
+    /// helper calls (those are computed once, into scratch).
+    fn streamable_op(&self, id: NodeId) -> bool {
+        let n = self.g.node(id);
+        n.ty.shape().map_or(1, Shape::len) <= self.register_lanes
+            && match n.op {
+                Op::GatherBag(..) | Op::BagWeights(_) => true,
+                Op::Unary(f, _) => !CALLED_UNARY.contains(&f),
+                Op::Binary(..)
+                | Op::Dot(..)
+                | Op::SumLanes(_)
+                | Op::Expand(..)
+                | Op::Concat(..)
+                | Op::Slice(..)
+                | Op::Pad(..) => true,
+                _ => false,
+            }
+    }
+
+    /// Whether the computed value of `o` can be read for one member inside
+    /// a member loop, in registers.
+    fn member_readable(&self, o: NodeId) -> bool {
+        match &self.vals[o.index()] {
+            Some(Val::Num(_) | Val::Bag(_) | Val::BagStream) => true,
+            Some(Val::BagNum { lanes, .. }) => *lanes <= self.register_lanes,
+            _ => false,
+        }
+    }
+
+    /// Whether bag-valued `x` can be read per member now: computed, or
+    /// streamable with every operand so. Nodes found streamable on the way
+    /// are marked streamed (they emit no code of their own).
+    fn stream_ready(&mut self, x: NodeId) -> bool {
+        if self.vals[x.index()].is_some() {
+            return self.member_readable(x);
+        }
+        let op = self.g.node(x).op;
+        if self.g.node(x).ty.bag().is_none() || matches!(op, Op::Slot(_)) || !self.streamable_op(x)
+        {
+            return false;
+        }
+        for o in member_operands(op) {
+            if !self.stream_ready(o) {
+                return false;
+            }
+        }
+        self.vals[x.index()] = Some(Val::BagStream);
+        true
+    }
+
+    /// The current member's row and weight, loaded once per loop body.
+    fn member_row(&mut self, slot: SlotId, m: Value) -> Result<(Value, Value), String> {
+        if let Some(rw) = self.member_memo.row_weight {
+            return Ok(rw);
+        }
+        let bag = self.bag(slot)?;
+        let rw = self.member(bag, m);
+        self.member_memo.row_weight = Some(rw);
+        Ok(rw)
+    }
+
+    /// A bag-valued operand's lanes for member `m`.
+    fn member_lanes(&mut self, id: NodeId, m: Value) -> Result<Lanes, String> {
+        match self.operand(id, Some(m))? {
+            Opnd::Reg(l) => Ok(l),
+            Opnd::Mem(..) => Err(format!("{id} is too wide to stream")),
+        }
+    }
+
+    /// Streamed node `id`'s value for member `m`, computed from its
+    /// operands' values for that member (once per loop body).
+    fn member_value(&mut self, id: NodeId, m: Value) -> Result<Lanes, String> {
+        if let Some((_, l)) = self.member_memo.nodes.iter().find(|(n, _)| *n == id) {
+            return Ok(l.clone());
+        }
+        let n = *self.g.node(id);
+        let slot = n.ty.bag().ok_or("a streamed node without a bag")?;
+        let value = match n.op {
+            Op::GatherBag(t, _) => {
+                let (row, w) = self.member_row(slot, m)?;
+                let addr = self.row_addr(t, 0, row);
+                let lanes_n = n.ty.shape().map_or(1, Shape::len);
+                let v = lanes::load(self.b, addr, 0, lanes_n);
+                lanes::zip(self.b, &v, &scalar(w), |b, x, y| b.ins().fmul(x, y))
+            }
+            Op::BagWeights(_) => scalar(self.member_row(slot, m)?.1),
+            op => {
+                let args = member_operands(op)
+                    .into_iter()
+                    .map(|o| self.member_lanes(o, m))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.pure(op, n.ty, &args)?
+            }
+        };
+        self.member_memo.nodes.push((id, value.clone()));
+        Ok(value)
+    }
+
+    /// The tables a streamed node reads rows of when it is computed.
+    fn streamed_tables(&self, id: NodeId, out: &mut BTreeSet<TableId>) {
+        if !matches!(self.vals[id.index()], Some(Val::BagStream)) {
+            return;
+        }
+        let op = self.g.node(id).op;
+        if let Op::GatherBag(t, _) = op {
+            out.insert(t);
+        }
+        for o in member_operands(op) {
+            self.streamed_tables(o, out);
+        }
+    }
+
+    /// Write streamed nodes of one bag to their scratch, in one loop over
+    /// the members; they are then read from there.
+    fn materialize(&mut self, slot: SlotId, ids: &[NodeId]) -> Result<(), String> {
+        let mut bases = Vec::with_capacity(ids.len());
+        for &id in ids {
+            bases.push(self.bag_base(id)?);
+        }
+        let (m_var, m, blocks) = self.open_loop(slot)?;
+        for (&id, &base) in ids.iter().zip(&bases) {
+            let v = self.member_value(id, m)?;
+            let a = self.column_addr(base, m, 4 * v.n as i64);
+            lanes::store(self.b, &v, a, 0);
+        }
+        self.close_loop(m_var, m, blocks);
+        for (&id, &base) in ids.iter().zip(&bases) {
+            let lanes = self.g.ty(id).shape().map_or(1, Shape::len);
+            self.vals[id.index()] = Some(Val::BagNum { base, lanes });
+        }
+        Ok(())
+    }
+
     /// A bag-valued node: one loop over the members, results in scratch.
     fn bag_node(&mut self, id: NodeId) -> Result<Val, String> {
         let n = *self.g.node(id);
         let slot = n.ty.bag().ok_or("bag node without a bag")?;
         let lanes_n = n.ty.shape().map_or(1, Shape::len);
         let wide = lanes_n > self.register_lanes;
-        let region = self.layout.region(id).ok_or("bag node without scratch")?;
-        let scratch = self.word(self.layout.scratch);
-        let cap = self.word(self.layout.bag_cap);
-        let off = self.b.ins().imul_imm_s(cap, 4 * region as i64);
-        let base = self.b.ins().iadd(scratch, off);
+        let base = self.bag_base(id)?;
         let bag = self.bag(slot)?;
         let (m_var, m, blocks) = self.open_loop(slot)?;
         let a = self.column_addr(base, m, 4 * lanes_n as i64);
@@ -897,8 +1220,7 @@ impl Gen<'_, '_> {
                 Some(scalar(w))
             }
             op => {
-                let args = op
-                    .operands()
+                let args = member_operands(op)
                     .iter()
                     .map(|&o| self.operand(o, Some(m)))
                     .collect::<Result<Vec<_>, _>>()?;
@@ -937,33 +1259,65 @@ impl Gen<'_, '_> {
             self.close_loop(m_var, m, blocks);
             return Ok(Val::Wide { addr: dst, n });
         }
-        let init = lanes::zeros(self.b, n);
-        let vars: Vec<Variable> = init
-            .chunks
-            .iter()
-            .enumerate()
-            .map(|(c, &v)| {
-                let var = self
-                    .b
-                    .declare_var(if init.is_vector_chunk(c) { V4 } else { F32 });
-                self.b.def_var(var, v);
-                var
-            })
-            .collect();
+        // Every later sum over the same bag whose members can be computed
+        // now shares this loop: one pass over the members' rows.
+        let mut group = vec![(id, x)];
+        for j in id.index() + 1..self.g.nodes.len() {
+            if !self.live[j] || self.vals[j].is_some() {
+                continue;
+            }
+            let Op::SumBag(y) = self.g.nodes[j].op else {
+                continue;
+            };
+            let fits = self.g.ty(y).shape().map_or(1, Shape::len) <= self.register_lanes;
+            if self.g.ty(y).bag() == Some(slot) && fits && self.stream_ready(y) {
+                group.push((NodeId(j as u32), y));
+            }
+        }
+        let mut accs = Vec::with_capacity(group.len());
+        for &(_, y) in &group {
+            let n = self.g.ty(y).shape().map_or(1, Shape::len);
+            let init = lanes::zeros(self.b, n);
+            let vars: Vec<Variable> = init
+                .chunks
+                .iter()
+                .enumerate()
+                .map(|(c, &v)| {
+                    let var = self
+                        .b
+                        .declare_var(if init.is_vector_chunk(c) { V4 } else { F32 });
+                    self.b.def_var(var, v);
+                    var
+                })
+                .collect();
+            accs.push((n, vars));
+        }
         let (m_var, m, blocks) = self.open_loop(slot)?;
-        let v = match self.operand(x, Some(m))? {
-            Opnd::Reg(l) if l.n == n => l,
-            Opnd::Reg(l) => lanes::splat_to(self.b, l.chunks[0], n),
-            Opnd::Mem(addr, _) => lanes::load(self.b, addr, 0, n),
-        };
-        for (var, &c) in vars.iter().zip(&v.chunks) {
-            let acc = self.b.use_var(*var);
-            let s = self.b.ins().fadd(acc, c);
-            self.b.def_var(*var, s);
+        for (&(_, y), (n, vars)) in group.iter().zip(&accs) {
+            let n = *n;
+            let v = match self.operand(y, Some(m))? {
+                Opnd::Reg(l) if l.n == n => l,
+                Opnd::Reg(l) => lanes::splat_to(self.b, l.chunks[0], n),
+                Opnd::Mem(addr, _) => lanes::load(self.b, addr, 0, n),
+            };
+            for (var, &c) in vars.iter().zip(&v.chunks) {
+                let acc = self.b.use_var(*var);
+                let s = self.b.ins().fadd(acc, c);
+                self.b.def_var(*var, s);
+            }
         }
         self.close_loop(m_var, m, blocks);
-        let chunks = vars.iter().map(|v| self.b.use_var(*v)).collect();
-        Ok(Val::Num(Lanes { n, chunks }))
+        let mut own = None;
+        for (&(gid, _), (n, vars)) in group.iter().zip(&accs) {
+            let chunks = vars.iter().map(|v| self.b.use_var(*v)).collect();
+            let v = Val::Num(Lanes { n: *n, chunks });
+            if gid == id {
+                own = Some(v);
+            } else {
+                self.vals[gid.index()] = Some(v);
+            }
+        }
+        own.ok_or_else(|| "a sum over a bag lost its value".into())
     }
 
     /// `op` by loops over memory: every operand an address or a scalar
@@ -1275,6 +1629,38 @@ impl Gen<'_, '_> {
                 rows.entry(t).or_default().push((ix, gr.value));
             }
         }
+        // A streamed bag gradient that reads rows of a table this step
+        // updates is computed for every member first, before any update,
+        // as the evaluator does (a row listed twice in a bag must see its
+        // value before the step); one loop per bag writes them all.
+        let updated: BTreeSet<TableId> = self
+            .g
+            .grads
+            .iter()
+            .map(|gr| match gr.target {
+                GradTarget::Global(t) | GradTarget::Row(t, _) | GradTarget::BagRows(t, _) => t,
+            })
+            .collect();
+        let mut early: BTreeMap<SlotId, Vec<NodeId>> = BTreeMap::new();
+        for gr in &self.g.grads {
+            let GradTarget::BagRows(_, bag) = gr.target else {
+                continue;
+            };
+            let Some(Val::Bag(slot)) = self.vals[bag.index()] else {
+                return Err("bag gradient without a bag".into());
+            };
+            let mut read = BTreeSet::new();
+            self.streamed_tables(gr.value, &mut read);
+            if !read.is_disjoint(&updated) {
+                let ids = early.entry(slot).or_default();
+                if !ids.contains(&gr.value) {
+                    ids.push(gr.value);
+                }
+            }
+        }
+        for (slot, ids) in early {
+            self.materialize(slot, &ids)?;
+        }
         let looped = looped_row_tables(self.g);
         for gr in self.g.grads.clone() {
             match gr.target {
@@ -1299,9 +1685,10 @@ impl Gen<'_, '_> {
                     let Some(Val::Bag(slot)) = self.vals[bag.index()].clone() else {
                         return Err("bag gradient without a bag".into());
                     };
-                    let b = self.bag(slot)?;
+                    // A streamed gradient is computed here, member by
+                    // member, and applied at once.
                     let (m_var, m, blocks) = self.open_loop(slot)?;
-                    let (row, _) = self.member(b, m);
+                    let (row, _) = self.member_row(slot, m)?;
                     let g = self.operand(gr.value, Some(m))?;
                     self.update_row(options, t, row, g)?;
                     self.close_loop(m_var, m, blocks);
@@ -1736,6 +2123,15 @@ impl Gen<'_, '_> {
             .ins()
             .call(self.helpers.bias_correction, &[beta, count]);
         self.b.inst_results(call)[0]
+    }
+}
+
+/// The operands an op reads to compute one member's value: an expansion
+/// reads only its value, not the node it takes its shape from.
+fn member_operands(op: Op) -> Vec<NodeId> {
+    match op {
+        Op::Expand(a, _) => vec![a],
+        op => op.operands(),
     }
 }
 
