@@ -82,6 +82,10 @@ pub const MAX_SCRATCH: usize = 1 << 30;
 /// stream prefetcher follows a longer row by itself.
 const PREFETCH_LINES_PER_ROW: usize = 16;
 
+/// Members of a bag whose rows the kernel prefetches at most; the rest are
+/// fetched while the first are worked on.
+const PREFETCH_BAG_MEMBERS: usize = 8;
+
 /// Unary functions the kernel calls out for instead of inlining.
 pub const CALLED_UNARY: [UnaryFn; 6] = [
     UnaryFn::Exp,
@@ -461,7 +465,7 @@ impl Gen<'_, '_> {
             });
         }
         if prefetch > 0 {
-            self.prefetch(live, prefetch, end);
+            self.prefetch(live, kind, prefetch, end);
         }
         for (i, &needed) in live.iter().enumerate() {
             if needed {
@@ -508,43 +512,87 @@ impl Gen<'_, '_> {
     }
 
     /// Prefetch the rows of example `k + distance` so they are in cache
-    /// when its turn comes. Cranelift has no prefetch instruction, and a
-    /// plain load of a far-away row would hold up retirement until it
-    /// arrives, so the kernel collects the rows' cache lines on the stack
-    /// and calls a helper that issues `prefetcht0` for each. The call comes
-    /// first in the example, before any vector is live across it.
-    fn prefetch(&mut self, live: &[bool], distance: usize, end: Value) {
+    /// when its turn comes: each index row a gather reads, the optimiser's
+    /// state rows of tables the step updates, and the rows of the first
+    /// [`PREFETCH_BAG_MEMBERS`] members of each bag a gather reads.
+    /// Cranelift has no prefetch instruction, and a plain load of a
+    /// far-away row would hold up retirement until it arrives, so the
+    /// kernel collects the rows' cache lines on the stack and calls a
+    /// helper that issues `prefetcht0` for each. The call comes first in
+    /// the example, before any vector is live across it.
+    fn prefetch(&mut self, live: &[bool], kind: KernelKind, distance: usize, end: Value) {
+        // Fields of a row the step reads: values, and the optimiser's state.
+        let state_fields: &[usize] = match kind {
+            KernelKind::Step(StepOptions {
+                optimizer: Optimizer::Adagrad,
+                ..
+            }) => &[1],
+            KernelKind::Step(StepOptions {
+                optimizer: Optimizer::Adam { .. },
+                ..
+            }) => &[1, 2],
+            _ => &[],
+        };
+        let updated: BTreeSet<TableId> = match kind {
+            KernelKind::Step(_) => self
+                .g
+                .grads
+                .iter()
+                .filter_map(|gr| match gr.target {
+                    GradTarget::Row(t, _) | GradTarget::BagRows(t, _) => Some(t),
+                    GradTarget::Global(_) => None,
+                })
+                .collect(),
+            KernelKind::Predict => BTreeSet::new(),
+        };
+        let fields_of = |t: TableId| -> Vec<usize> {
+            let mut f = vec![0];
+            if updated.contains(&t) {
+                f.extend_from_slice(state_fields);
+            }
+            f
+        };
         let mut rows: Vec<(TableId, SlotId)> = Vec::new();
+        let mut bag_rows: Vec<(TableId, SlotId)> = Vec::new();
         for (i, n) in self.g.nodes.iter().enumerate() {
-            let Op::Gather(t, ix) = n.op else { continue };
+            let (list, t, ix) = match n.op {
+                Op::Gather(t, ix) => (&mut rows, t, ix),
+                Op::GatherBag(t, ix) => (&mut bag_rows, t, ix),
+                _ => continue,
+            };
             let Op::Slot(s) = self.g.node(ix).op else {
                 continue;
             };
-            if live[i] && !rows.contains(&(t, s)) {
-                rows.push((t, s));
+            if live[i] && !list.contains(&(t, s)) {
+                list.push((t, s));
             }
         }
+        let row_lines = |s: &Self, t: TableId| {
+            (s.row_bytes(t) as usize)
+                .div_ceil(64)
+                .min(PREFETCH_LINES_PER_ROW)
+        };
         let lines: usize = rows
             .iter()
-            .map(|&(t, _)| {
-                (self.row_bytes(t) as usize)
-                    .div_ceil(64)
-                    .min(PREFETCH_LINES_PER_ROW)
-            })
+            .map(|&(t, _)| row_lines(self, t) * fields_of(t).len())
             .sum();
-        if lines == 0 {
+        let bag_lines: usize = bag_rows
+            .iter()
+            .map(|&(t, _)| PREFETCH_BAG_MEMBERS * row_lines(self, t) * fields_of(t).len())
+            .sum();
+        if lines + bag_lines == 0 {
             return;
         }
         let slot = self.b.create_sized_stack_slot(StackSlotData::new(
             StackSlotKind::ExplicitSlot,
-            8 * lines as u32,
+            8 * (lines + bag_lines) as u32,
             3,
         ));
         let ahead = self.b.ins().iadd_imm_s(self.k, distance as i64);
         let last = self.b.ins().iadd_imm_s(end, -1);
         let ahead = self.b.ins().umin(ahead, last);
         let mut index_of: Vec<(SlotId, Value)> = Vec::new();
-        let mut at = 0;
+        let mut at: i32 = 0;
         for (t, s) in rows {
             let row = match index_of.iter().find(|(x, _)| *x == s) {
                 Some(&(_, v)) => v,
@@ -555,18 +603,67 @@ impl Gen<'_, '_> {
                     v
                 }
             };
-            let addr = self.row_addr(t, 0, row);
-            let lines = (0..self.row_bytes(t))
-                .step_by(64)
-                .take(PREFETCH_LINES_PER_ROW);
-            for line in lines {
-                let a = self.b.ins().iadd_imm_s(addr, line);
-                self.b.ins().stack_store(types::I64, a, slot, 8 * at);
-                at += 1;
+            for field in fields_of(t) {
+                let addr = self.row_addr(t, field, row);
+                for line in (0..self.row_bytes(t))
+                    .step_by(64)
+                    .take(PREFETCH_LINES_PER_ROW)
+                {
+                    let a = self.b.ins().iadd_imm_s(addr, line);
+                    self.b.ins().stack_store(types::I64, a, slot, 8 * at);
+                    at += 1;
+                }
             }
         }
         let base = self.b.ins().stack_addr(types::I64, slot, 0);
-        let count = self.b.ins().iconst(types::I64, lines as i64);
+        // Bag members: a loop over at most PREFETCH_BAG_MEMBERS of them,
+        // appending their lines after the index rows'.
+        let count_var = self.b.declare_var(types::I64);
+        let fixed = self.b.ins().iconst(types::I64, at as i64);
+        self.b.def_var(count_var, fixed);
+        for (t, s) in bag_rows {
+            let w = self.layout.slot[s.index()];
+            let (offsets, members) = (self.word(w), self.word(w + 1));
+            let off = self.load_u32(offsets, ahead);
+            let next = self.b.ins().iadd_imm_s(ahead, 1);
+            let stop = self.load_u32(offsets, next);
+            let len = self.b.ins().isub(stop, off);
+            let cap = self.b.ins().iconst(types::I64, PREFETCH_BAG_MEMBERS as i64);
+            let len = self.b.ins().umin(len, cap);
+            let m_var = self.b.declare_var(types::I64);
+            let zero = self.b.ins().iconst(types::I64, 0);
+            self.b.def_var(m_var, zero);
+            let header = self.b.create_block();
+            let body = self.b.create_block();
+            let done = self.b.create_block();
+            self.b.ins().jump(header, &[]);
+            self.b.switch_to_block(header);
+            let m = self.b.use_var(m_var);
+            let more = self.b.ins().icmp(IntCC::UnsignedLessThan, m, len);
+            self.b.ins().brif(more, body, &[], done, &[]);
+            self.b.switch_to_block(body);
+            let j = self.b.ins().iadd(off, m);
+            let row = self.load_u32(members, j);
+            for field in fields_of(t) {
+                let addr = self.row_addr(t, field, row);
+                for line in (0..self.row_bytes(t))
+                    .step_by(64)
+                    .take(PREFETCH_LINES_PER_ROW)
+                {
+                    let a = self.b.ins().iadd_imm_s(addr, line);
+                    let count = self.b.use_var(count_var);
+                    let to = self.column_addr(base, count, 8);
+                    self.b.ins().store(mem(), a, to, 0);
+                    let count = self.b.ins().iadd_imm_s(count, 1);
+                    self.b.def_var(count_var, count);
+                }
+            }
+            let m1 = self.b.ins().iadd_imm_s(m, 1);
+            self.b.def_var(m_var, m1);
+            self.b.ins().jump(header, &[]);
+            self.b.switch_to_block(done);
+        }
+        let count = self.b.use_var(count_var);
         self.b.ins().call(self.helpers.prefetch, &[base, count]);
     }
 
@@ -2029,7 +2126,36 @@ impl Gen<'_, '_> {
         let nonneg = constraint == Constraint::Nonneg;
         let addr = self.row_addr(t, 0, row);
         let in_registers = n <= self.register_lanes && matches!(grad, Opnd::Reg(_));
-        if let (true, Opnd::Reg(g)) = (in_registers, &grad) {
+        if let (true, false, Opnd::Reg(g)) = (in_registers, ball, &grad) {
+            // Chunk by chunk: load, step, store, so only one chunk of the
+            // row and its state is live at a time (a 128-lane row and its
+            // Adagrad or Adam state would not fit the registers at once).
+            let (rule, state_addr) = self.rule(options, t, row, None, nonneg);
+            let nv = Lanes::vectors(n);
+            for c in 0..nv + n % 4 {
+                let vector = c < nv;
+                let at = if vector {
+                    16 * c as i32
+                } else {
+                    4 * (4 * nv + (c - nv)) as i32
+                };
+                let ty = if vector { V4 } else { F32 };
+                let v = self.b.ins().load(ty, mem(), addr, at);
+                let gc = if g.n == n {
+                    g.chunks[c]
+                } else {
+                    lanes::constant_of(self.b, g.chunks[0], vector)
+                };
+                let sc = state_addr.map(|a| a.map(|a| self.b.ins().load(ty, mem(), a, at)));
+                let (nv_c, ns) = rule.chunk(self.b, v, gc, sc, vector);
+                self.b.ins().store(mem(), nv_c, addr, at);
+                for k in 0..2 {
+                    if let (Some(a), Some(x)) = (state_addr[k], ns[k]) {
+                        self.b.ins().store(mem(), x, a, at);
+                    }
+                }
+            }
+        } else if let (true, Opnd::Reg(g)) = (in_registers, &grad) {
             let v = lanes::load(self.b, addr, 0, n);
             let metric = if ball {
                 let sq = lanes::zip(self.b, &v, &v, |b, x, y| b.ins().fmul(x, y));
