@@ -940,6 +940,31 @@ impl Gen<'_, '_> {
         dst: Option<Value>,
     ) -> Result<Opnd, String> {
         let out_n = ty.shape().map_or(1, Shape::len);
+        if let (Op::MatVec(m, _), [Opnd::Mem(mat, _), Opnd::Reg(v)]) = (op, args) {
+            // A wide matrix times a vector in registers: one loop over the
+            // rows, each row's dot product unrolled against the vector's
+            // chunks (independent products, a tree of sums), where a loop
+            // per row would wait on one accumulator.
+            let (rows, cols) = self.mat_dims(m)?;
+            if v.n == cols {
+                let (out, temp) = match dst {
+                    Some(d) => (d, None),
+                    None => {
+                        let (d, r) = self.temp(out_n)?;
+                        (d, Some(r))
+                    }
+                };
+                matvec_rows(self.b, *mat, rows, v, out);
+                return Ok(match temp {
+                    Some(r) => {
+                        let l = lanes::load(self.b, out, 0, out_n);
+                        self.regions.give(r);
+                        Opnd::Reg(l)
+                    }
+                    None => Opnd::Mem(out, out_n),
+                });
+            }
+        }
         if dst.is_none() && args.iter().all(|a| matches!(a, Opnd::Reg(_))) {
             let regs: Vec<Lanes> = args
                 .iter()
@@ -2073,8 +2098,13 @@ impl Gen<'_, '_> {
                 let beta2 = self.word(self.layout.beta2);
                 let beta1 = self.b.ins().bitcast(types::F64, MemFlags::new(), beta1);
                 let beta2 = self.b.ins().bitcast(types::F64, MemFlags::new(), beta2);
+                // The corrections divide every lane: multiply by their
+                // reciprocals instead (within an ulp of the quotient).
                 let c1 = self.call_correction(beta1, count);
                 let c2 = self.call_correction(beta2, count);
+                let one = self.b.ins().f32const(1.0);
+                let c1 = self.b.ins().fdiv(one, c1);
+                let c2 = self.b.ins().fdiv(one, c2);
                 let b1 = self.b.ins().fdemote(F32, beta1);
                 let b2 = self.b.ins().fdemote(F32, beta2);
                 let one = self.b.ins().f32const(1.0);
@@ -2297,7 +2327,8 @@ struct Rule {
     metric: Option<Value>,
     /// Clip at zero after the step.
     nonneg: bool,
-    /// Adam's β₁, 1 − β₁, β₂, 1 − β₂ and the two bias corrections.
+    /// Adam's β₁, 1 − β₁, β₂, 1 − β₂ and the reciprocals of the two bias
+    /// corrections.
     adam: Option<[Value; 6]>,
 }
 
@@ -2341,8 +2372,8 @@ impl Rule {
                 let g2 = b.ins().fmul(g, g);
                 let gs = b.ins().fmul(g2, nb2);
                 let s = b.ins().fadd(bs, gs);
-                let mhat = b.ins().fdiv(m, c1);
-                let shat = b.ins().fdiv(s, c2);
+                let mhat = b.ins().fmul(m, c1);
+                let shat = b.ins().fmul(s, c2);
                 let root = b.ins().sqrt(shat);
                 let den = b.ins().fadd(root, eps);
                 let q = b.ins().fdiv(mhat, den);
@@ -2357,6 +2388,49 @@ impl Rule {
         }
         (v, state)
     }
+}
+
+/// `dst[r] = mat[r] · v` for each of `rows` rows of `v.n` lanes at `mat`.
+fn matvec_rows(b: &mut FunctionBuilder, mat: Value, rows: usize, v: &Lanes, dst: Value) {
+    let cols = v.n;
+    let nv = Lanes::vectors(cols);
+    wide::counted_loop(b, 4 * rows as i64, 4, |b, r4| {
+        let at = b.ins().imul_imm_s(r4, cols as i64);
+        let row = b.ins().iadd(mat, at);
+        let mut parts: Vec<Value> = (0..nv)
+            .map(|c| {
+                let w = b.ins().load(V4, mem(), row, 16 * c as i32);
+                b.ins().fmul(w, v.chunks[c])
+            })
+            .collect();
+        while parts.len() > 1 {
+            let mut next = Vec::with_capacity(parts.len().div_ceil(2));
+            for pair in parts.chunks(2) {
+                next.push(if pair.len() == 2 {
+                    b.ins().fadd(pair[0], pair[1])
+                } else {
+                    pair[0]
+                });
+            }
+            parts = next;
+        }
+        let mut total = parts.pop().map(|p| {
+            let l = [0u8, 1, 2, 3].map(|k| b.ins().extractlane(p, k));
+            let s01 = b.ins().fadd(l[0], l[1]);
+            let s23 = b.ins().fadd(l[2], l[3]);
+            b.ins().fadd(s01, s23)
+        });
+        for k in 0..cols % 4 {
+            let w = b.ins().load(F32, mem(), row, 4 * (4 * nv + k) as i32);
+            let p = b.ins().fmul(w, v.chunks[nv + k]);
+            total = Some(match total {
+                Some(t) => b.ins().fadd(t, p),
+                None => p,
+            });
+        }
+        let total = total.unwrap_or_else(|| b.ins().f32const(0.0));
+        wide::store(b, total, dst, r4);
+    });
 }
 
 struct LoopBlocks {
