@@ -6,7 +6,9 @@
 //! [`Function`]. For each example the kernel computes the forward values and
 //! the gradients in registers (static shapes, `f32x4` chunks; values wider
 //! than [`REGISTER_LANES`] in scratch memory, one loop per op; bag-valued
-//! nodes in a scratch area, one loop over the members each), then updates
+//! nodes streamed: computed per member in registers inside the loop that
+//! reads them, in a scratch area only where a helper call, a wide value or
+//! an update that must not see its own steps asks for it), then updates
 //! exactly the rows the example touched, in place, with the optimiser's
 //! rule and the table's constraint. It returns the index of the first
 //! example it did not finish: `end`, or the example whose loss was not
