@@ -6,7 +6,9 @@
 //! [`Function`]. For each example the kernel computes the forward values and
 //! the gradients in registers (static shapes, `f32x4` chunks; values wider
 //! than [`REGISTER_LANES`] in scratch memory, one loop per op; bag-valued
-//! nodes in a scratch area, one loop over the members each), then updates
+//! nodes streamed: computed per member in registers inside the loop that
+//! reads them, in a scratch area only where a helper call, a wide value or
+//! an update that must not see its own steps asks for it), then updates
 //! exactly the rows the example touched, in place, with the optimiser's
 //! rule and the table's constraint. It returns the index of the first
 //! example it did not finish: `end`, or the example whose loss was not
@@ -82,6 +84,10 @@ pub const MAX_SCRATCH: usize = 1 << 30;
 /// stream prefetcher follows a longer row by itself.
 const PREFETCH_LINES_PER_ROW: usize = 16;
 
+/// Members of a bag whose rows the kernel prefetches at most; the rest are
+/// fetched while the first are worked on.
+const PREFETCH_BAG_MEMBERS: usize = 8;
+
 /// Unary functions the kernel calls out for instead of inlining.
 pub const CALLED_UNARY: [UnaryFn; 6] = [
     UnaryFn::Exp,
@@ -104,10 +110,20 @@ enum Val {
     },
     /// A bag slot itself.
     Bag(SlotId),
+    /// A bag-valued node computed member by member where it is read (see
+    /// [`Gen::member_value`]): nothing is written to scratch.
+    BagStream,
     /// Per-member lanes in scratch: the region's address.
     BagNum {
         base: Value,
         lanes: usize,
+    },
+    /// An outer product wider than registers whose one reader is a sum:
+    /// the sum adds it row by row (see [`Gen::add_outers`]) instead of
+    /// reading it from scratch.
+    Outer {
+        x: Lanes,
+        y: Lanes,
     },
     /// A value wider than registers, in memory at `addr`.
     Wide {
@@ -308,6 +324,8 @@ pub fn build_kernel(
         regions: Regions::default(),
         owned: vec![None; g.nodes.len()],
         last_use: last_uses(g, &live),
+        live: live.clone(),
+        member_memo: MemberMemo::default(),
     };
     gen.example(&live, kind, prefetch, end, exit, loss_var)?;
     let high = gen.regions.high;
@@ -368,6 +386,17 @@ struct Gen<'a, 'b> {
     /// The scratch range each wide node's value occupies.
     owned: Vec<Option<(usize, usize)>>,
     last_use: Vec<usize>,
+    live: Vec<bool>,
+    /// The member loop being generated: its member's row and weight, and
+    /// the streamed nodes' values for that member, each computed once.
+    member_memo: MemberMemo,
+}
+
+/// Values of the current member of a member loop, reused within its body.
+#[derive(Default)]
+struct MemberMemo {
+    row_weight: Option<(Value, Value)>,
+    nodes: Vec<(NodeId, Lanes)>,
 }
 
 impl Gen<'_, '_> {
@@ -438,12 +467,15 @@ impl Gen<'_, '_> {
             });
         }
         if prefetch > 0 {
-            self.prefetch(live, prefetch, end);
+            self.prefetch(live, kind, prefetch, end);
         }
         for (i, &needed) in live.iter().enumerate() {
             if needed {
-                let v = self.node(NodeId(i as u32))?;
-                self.vals[i] = Some(v);
+                // A sum over a bag may have been computed with an earlier one.
+                if self.vals[i].is_none() {
+                    let v = self.node(NodeId(i as u32))?;
+                    self.vals[i] = Some(v);
+                }
                 // Operands read for the last time give their scratch back.
                 for o in self.g.nodes[i].op.operands() {
                     if self.last_use[o.index()] == i {
@@ -482,43 +514,87 @@ impl Gen<'_, '_> {
     }
 
     /// Prefetch the rows of example `k + distance` so they are in cache
-    /// when its turn comes. Cranelift has no prefetch instruction, and a
-    /// plain load of a far-away row would hold up retirement until it
-    /// arrives, so the kernel collects the rows' cache lines on the stack
-    /// and calls a helper that issues `prefetcht0` for each. The call comes
-    /// first in the example, before any vector is live across it.
-    fn prefetch(&mut self, live: &[bool], distance: usize, end: Value) {
+    /// when its turn comes: each index row a gather reads, the optimiser's
+    /// state rows of tables the step updates, and the rows of the first
+    /// [`PREFETCH_BAG_MEMBERS`] members of each bag a gather reads.
+    /// Cranelift has no prefetch instruction, and a plain load of a
+    /// far-away row would hold up retirement until it arrives, so the
+    /// kernel collects the rows' cache lines on the stack and calls a
+    /// helper that issues `prefetcht0` for each. The call comes first in
+    /// the example, before any vector is live across it.
+    fn prefetch(&mut self, live: &[bool], kind: KernelKind, distance: usize, end: Value) {
+        // Fields of a row the step reads: values, and the optimiser's state.
+        let state_fields: &[usize] = match kind {
+            KernelKind::Step(StepOptions {
+                optimizer: Optimizer::Adagrad,
+                ..
+            }) => &[1],
+            KernelKind::Step(StepOptions {
+                optimizer: Optimizer::Adam { .. },
+                ..
+            }) => &[1, 2],
+            _ => &[],
+        };
+        let updated: BTreeSet<TableId> = match kind {
+            KernelKind::Step(_) => self
+                .g
+                .grads
+                .iter()
+                .filter_map(|gr| match gr.target {
+                    GradTarget::Row(t, _) | GradTarget::BagRows(t, _) => Some(t),
+                    GradTarget::Global(_) => None,
+                })
+                .collect(),
+            KernelKind::Predict => BTreeSet::new(),
+        };
+        let fields_of = |t: TableId| -> Vec<usize> {
+            let mut f = vec![0];
+            if updated.contains(&t) {
+                f.extend_from_slice(state_fields);
+            }
+            f
+        };
         let mut rows: Vec<(TableId, SlotId)> = Vec::new();
+        let mut bag_rows: Vec<(TableId, SlotId)> = Vec::new();
         for (i, n) in self.g.nodes.iter().enumerate() {
-            let Op::Gather(t, ix) = n.op else { continue };
+            let (list, t, ix) = match n.op {
+                Op::Gather(t, ix) => (&mut rows, t, ix),
+                Op::GatherBag(t, ix) => (&mut bag_rows, t, ix),
+                _ => continue,
+            };
             let Op::Slot(s) = self.g.node(ix).op else {
                 continue;
             };
-            if live[i] && !rows.contains(&(t, s)) {
-                rows.push((t, s));
+            if live[i] && !list.contains(&(t, s)) {
+                list.push((t, s));
             }
         }
+        let row_lines = |s: &Self, t: TableId| {
+            (s.row_bytes(t) as usize)
+                .div_ceil(64)
+                .min(PREFETCH_LINES_PER_ROW)
+        };
         let lines: usize = rows
             .iter()
-            .map(|&(t, _)| {
-                (self.row_bytes(t) as usize)
-                    .div_ceil(64)
-                    .min(PREFETCH_LINES_PER_ROW)
-            })
+            .map(|&(t, _)| row_lines(self, t) * fields_of(t).len())
             .sum();
-        if lines == 0 {
+        let bag_lines: usize = bag_rows
+            .iter()
+            .map(|&(t, _)| PREFETCH_BAG_MEMBERS * row_lines(self, t) * fields_of(t).len())
+            .sum();
+        if lines + bag_lines == 0 {
             return;
         }
         let slot = self.b.create_sized_stack_slot(StackSlotData::new(
             StackSlotKind::ExplicitSlot,
-            8 * lines as u32,
+            8 * (lines + bag_lines) as u32,
             3,
         ));
         let ahead = self.b.ins().iadd_imm_s(self.k, distance as i64);
         let last = self.b.ins().iadd_imm_s(end, -1);
         let ahead = self.b.ins().umin(ahead, last);
         let mut index_of: Vec<(SlotId, Value)> = Vec::new();
-        let mut at = 0;
+        let mut at: i32 = 0;
         for (t, s) in rows {
             let row = match index_of.iter().find(|(x, _)| *x == s) {
                 Some(&(_, v)) => v,
@@ -529,18 +605,67 @@ impl Gen<'_, '_> {
                     v
                 }
             };
-            let addr = self.row_addr(t, 0, row);
-            let lines = (0..self.row_bytes(t))
-                .step_by(64)
-                .take(PREFETCH_LINES_PER_ROW);
-            for line in lines {
-                let a = self.b.ins().iadd_imm_s(addr, line);
-                self.b.ins().stack_store(types::I64, a, slot, 8 * at);
-                at += 1;
+            for field in fields_of(t) {
+                let addr = self.row_addr(t, field, row);
+                for line in (0..self.row_bytes(t))
+                    .step_by(64)
+                    .take(PREFETCH_LINES_PER_ROW)
+                {
+                    let a = self.b.ins().iadd_imm_s(addr, line);
+                    self.b.ins().stack_store(types::I64, a, slot, 8 * at);
+                    at += 1;
+                }
             }
         }
         let base = self.b.ins().stack_addr(types::I64, slot, 0);
-        let count = self.b.ins().iconst(types::I64, lines as i64);
+        // Bag members: a loop over at most PREFETCH_BAG_MEMBERS of them,
+        // appending their lines after the index rows'.
+        let count_var = self.b.declare_var(types::I64);
+        let fixed = self.b.ins().iconst(types::I64, at as i64);
+        self.b.def_var(count_var, fixed);
+        for (t, s) in bag_rows {
+            let w = self.layout.slot[s.index()];
+            let (offsets, members) = (self.word(w), self.word(w + 1));
+            let off = self.load_u32(offsets, ahead);
+            let next = self.b.ins().iadd_imm_s(ahead, 1);
+            let stop = self.load_u32(offsets, next);
+            let len = self.b.ins().isub(stop, off);
+            let cap = self.b.ins().iconst(types::I64, PREFETCH_BAG_MEMBERS as i64);
+            let len = self.b.ins().umin(len, cap);
+            let m_var = self.b.declare_var(types::I64);
+            let zero = self.b.ins().iconst(types::I64, 0);
+            self.b.def_var(m_var, zero);
+            let header = self.b.create_block();
+            let body = self.b.create_block();
+            let done = self.b.create_block();
+            self.b.ins().jump(header, &[]);
+            self.b.switch_to_block(header);
+            let m = self.b.use_var(m_var);
+            let more = self.b.ins().icmp(IntCC::UnsignedLessThan, m, len);
+            self.b.ins().brif(more, body, &[], done, &[]);
+            self.b.switch_to_block(body);
+            let j = self.b.ins().iadd(off, m);
+            let row = self.load_u32(members, j);
+            for field in fields_of(t) {
+                let addr = self.row_addr(t, field, row);
+                for line in (0..self.row_bytes(t))
+                    .step_by(64)
+                    .take(PREFETCH_LINES_PER_ROW)
+                {
+                    let a = self.b.ins().iadd_imm_s(addr, line);
+                    let count = self.b.use_var(count_var);
+                    let to = self.column_addr(base, count, 8);
+                    self.b.ins().store(mem(), a, to, 0);
+                    let count = self.b.ins().iadd_imm_s(count, 1);
+                    self.b.def_var(count_var, count);
+                }
+            }
+            let m1 = self.b.ins().iadd_imm_s(m, 1);
+            self.b.def_var(m_var, m1);
+            self.b.ins().jump(header, &[]);
+            self.b.switch_to_block(done);
+        }
+        let count = self.b.use_var(count_var);
         self.b.ins().call(self.helpers.prefetch, &[base, count]);
     }
 
@@ -548,6 +673,13 @@ impl Gen<'_, '_> {
         let n = *self.g.node(id);
         if let (Some(_), Some(_)) = (n.ty.bag(), n.ty.shape()) {
             if !matches!(n.op, Op::Slot(_)) {
+                let streamed = self.streamable_op(id)
+                    && member_operands(n.op)
+                        .iter()
+                        .all(|&o| self.member_readable(o));
+                if streamed {
+                    return Ok(Val::BagStream);
+                }
                 return self.bag_node(id);
             }
         }
@@ -630,9 +762,17 @@ impl Gen<'_, '_> {
             Op::Global(t) => {
                 let base = self.table_word(t, 0);
                 let n_lanes = lanes_of(n.ty);
-                if n_lanes > self.register_lanes {
+                let read_by_update = self.g.grads.iter().any(|gr| gr.value == id);
+                if n_lanes > self.register_lanes && !read_by_update {
+                    // Read in place: every node that reads it is computed
+                    // before the updates write the table.
+                    Val::Wide {
+                        addr: base,
+                        n: n_lanes,
+                    }
+                } else if n_lanes > self.register_lanes {
                     // A copy: the updates write the table before the
-                    // gradients that read this value are all applied.
+                    // gradient that is this value is applied.
                     let dst = self.own(id, n_lanes)?;
                     wide::copy(self.b, n_lanes, dst, Src::Mem(base));
                     Val::Wide {
@@ -705,6 +845,21 @@ impl Gen<'_, '_> {
             Op::GatherBag(..) | Op::BagWeights(_) => {
                 return Err("a bag op typed as a non-bag".into());
             }
+            Op::Outer(x, y) if self.deferred_outer(id) => {
+                let (Some(Val::Num(x)), Some(Val::Num(y))) =
+                    (self.vals[x.index()].clone(), self.vals[y.index()].clone())
+                else {
+                    return Err("a deferred outer product of values not in registers".into());
+                };
+                Val::Outer { x, y }
+            }
+            Op::Binary(BinaryFn::Add, p, q)
+                if [p, q]
+                    .iter()
+                    .any(|o| matches!(self.vals[o.index()], Some(Val::Outer { .. }))) =>
+            {
+                self.add_outers(id, p, q)?
+            }
             op => {
                 let args = op
                     .operands()
@@ -749,6 +904,7 @@ impl Gen<'_, '_> {
         match (self.vals[id.index()].clone(), m) {
             (Some(Val::Num(l)), _) => Ok(Opnd::Reg(l)),
             (Some(Val::Wide { addr, n }), _) => Ok(Opnd::Mem(addr, n)),
+            (Some(Val::BagStream), Some(m)) => Ok(Opnd::Reg(self.member_value(id, m)?)),
             (Some(Val::BagNum { base, lanes }), Some(m)) => {
                 let a = self.column_addr(base, m, 4 * lanes as i64);
                 Ok(if lanes > self.register_lanes {
@@ -786,6 +942,31 @@ impl Gen<'_, '_> {
         dst: Option<Value>,
     ) -> Result<Opnd, String> {
         let out_n = ty.shape().map_or(1, Shape::len);
+        if let (Op::MatVec(m, _), [Opnd::Mem(mat, _), Opnd::Reg(v)]) = (op, args) {
+            // A wide matrix times a vector in registers: one loop over the
+            // rows, each row's dot product unrolled against the vector's
+            // chunks (independent products, a tree of sums), where a loop
+            // per row would wait on one accumulator.
+            let (rows, cols) = self.mat_dims(m)?;
+            if v.n == cols {
+                let (out, temp) = match dst {
+                    Some(d) => (d, None),
+                    None => {
+                        let (d, r) = self.temp(out_n)?;
+                        (d, Some(r))
+                    }
+                };
+                matvec_rows(self.b, *mat, rows, v, out);
+                return Ok(match temp {
+                    Some(r) => {
+                        let l = lanes::load(self.b, out, 0, out_n);
+                        self.regions.give(r);
+                        Opnd::Reg(l)
+                    }
+                    None => Opnd::Mem(out, out_n),
+                });
+            }
+        }
         if dst.is_none() && args.iter().all(|a| matches!(a, Opnd::Reg(_))) {
             let regs: Vec<Lanes> = args
                 .iter()
@@ -832,6 +1013,7 @@ impl Gen<'_, '_> {
     /// the block to continue with after [`Gen::close_loop`].
     fn open_loop(&mut self, slot: SlotId) -> Result<(Variable, Value, LoopBlocks), String> {
         let bag = self.bag(slot)?;
+        self.member_memo = MemberMemo::default();
         let m_var = self.b.declare_var(types::I64);
         let zero = self.b.ins().iconst(types::I64, 0);
         self.b.def_var(m_var, zero);
@@ -848,6 +1030,7 @@ impl Gen<'_, '_> {
     }
 
     fn close_loop(&mut self, m_var: Variable, m: Value, blocks: LoopBlocks) {
+        self.member_memo = MemberMemo::default();
         let next = self.b.ins().iadd_imm_s(m, 1);
         self.b.def_var(m_var, next);
         self.b.ins().jump(blocks.header, &[]);
@@ -863,17 +1046,281 @@ impl Gen<'_, '_> {
         (row, w)
     }
 
+    /// Whether outer product `id` is left for its reader to add row by
+    /// row: too wide for registers, its factors in registers (they stay
+    /// valid until the sum), and read once, by a wide sum, and by no update.
+    fn deferred_outer(&self, id: NodeId) -> bool {
+        let Op::Outer(x, y) = self.g.node(id).op else {
+            return false;
+        };
+        let wide = |s: &Self, n: NodeId| s.g.ty(n).shape().map_or(1, Shape::len) > s.register_lanes;
+        if !wide(self, id)
+            || self.last_use[id.index()] == usize::MAX
+            || ![x, y]
+                .iter()
+                .all(|o| matches!(self.vals[o.index()], Some(Val::Num(_))))
+        {
+            return false;
+        }
+        let mut readers = self
+            .g
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| self.live[j])
+            .flat_map(|(j, n)| {
+                n.op.operands()
+                    .into_iter()
+                    .filter(|&o| o == id)
+                    .map(move |_| (j, n.op))
+            });
+        match (readers.next(), readers.next()) {
+            (Some((j, Op::Binary(BinaryFn::Add, _, _))), None) => wide(self, NodeId(j as u32)),
+            _ => false,
+        }
+    }
+
+    /// `p + q` where one or both are deferred outer products: the other
+    /// operand's scratch (when this is its last use) or a fresh region
+    /// takes the sum, and each outer product is added row by row.
+    fn add_outers(&mut self, id: NodeId, p: NodeId, q: NodeId) -> Result<Val, String> {
+        let n = self.g.ty(id).shape().map_or(1, Shape::len);
+        let mut outers = Vec::new();
+        let mut rest = None;
+        for o in [p, q] {
+            match self.vals[o.index()].clone() {
+                Some(Val::Outer { x, y }) => outers.push((x, y)),
+                _ => rest = Some(o),
+            }
+        }
+        let dst = match rest {
+            Some(o)
+                if p != q
+                    && self.last_use[o.index()] == id.index()
+                    && self.owned[o.index()].is_some()
+                    && matches!(self.vals[o.index()], Some(Val::Wide { .. })) =>
+            {
+                // In place: the operand dies here.
+                let r = self.owned[o.index()].take();
+                self.owned[id.index()] = r;
+                let Some(Val::Wide { addr, .. }) = self.vals[o.index()] else {
+                    return Err("a wide operand lost its address".into());
+                };
+                addr
+            }
+            Some(o) => {
+                let dst = self.own(id, n)?;
+                let v = self.operand(o, None)?;
+                let (s, temp) = self.src(&v)?;
+                wide::copy(self.b, n, dst, s);
+                if let Some(r) = temp {
+                    self.regions.give(r);
+                }
+                dst
+            }
+            None => {
+                let dst = self.own(id, n)?;
+                let (x, y) = outers.remove(0);
+                let srcs = [Opnd::Reg(x), Opnd::Reg(y)];
+                let mut temps = Vec::new();
+                let mut ss = Vec::new();
+                for a in &srcs {
+                    let (s, r) = self.src(a)?;
+                    ss.push(s);
+                    temps.extend(r);
+                }
+                let ns = [srcs[0].n(), srcs[1].n()];
+                let op = self.g.node(id).op;
+                let Op::Binary(_, first, _) = op else {
+                    return Err("a sum of outer products is not a sum".into());
+                };
+                self.pure_mem(self.g.node(first).op, n, &ss, &ns, dst)?;
+                for r in temps {
+                    self.regions.give(r);
+                }
+                dst
+            }
+        };
+        for (x, y) in outers {
+            self.add_outer(dst, &x, &y)?;
+        }
+        Ok(Val::Wide { addr: dst, n })
+    }
+
+    /// `dst += x ⊗ y`, row by row.
+    fn add_outer(&mut self, dst: Value, x: &Lanes, y: &Lanes) -> Result<(), String> {
+        let (xs, xr) = self.src(&Opnd::Reg(x.clone()))?;
+        let (ys, yr) = self.src(&Opnd::Reg(y.clone()))?;
+        let ny = y.n;
+        wide::counted_loop(self.b, 4 * x.n as i64, 4, |b, i4| {
+            let xi = wide::lane(b, xs, i4);
+            let row_at = b.ins().imul_imm_s(i4, ny as i64);
+            let row = b.ins().iadd(dst, row_at);
+            wide::for_chunks(b, ny, |b, off, vector| {
+                let acc = wide::load(b, Src::Mem(row), off, vector);
+                let yc = wide::load(b, ys, off, vector);
+                let xc = wide::load(b, Src::Scalar(xi), off, vector);
+                let prod = b.ins().fmul(yc, xc);
+                let sum = b.ins().fadd(acc, prod);
+                wide::store(b, sum, row, off);
+            });
+        });
+        for r in [xr, yr].into_iter().flatten() {
+            self.regions.give(r);
+        }
+        Ok(())
+    }
+
+    /// The scratch of bag-valued node `id`: its lanes for every member.
+    fn bag_base(&mut self, id: NodeId) -> Result<Value, String> {
+        let region = self.layout.region(id).ok_or("bag node without scratch")?;
+        let scratch = self.word(self.layout.scratch);
+        let cap = self.word(self.layout.bag_cap);
+        let off = self.b.ins().imul_imm_s(cap, 4 * region as i64);
+        Ok(self.b.ins().iadd(scratch, off))
+    }
+
+    /// Whether bag-valued node `id` is an op that can be computed for one
+    /// member in registers wherever it is read: cheap lane arithmetic, no
+    /// helper calls (those are computed once, into scratch).
+    fn streamable_op(&self, id: NodeId) -> bool {
+        let n = self.g.node(id);
+        n.ty.shape().map_or(1, Shape::len) <= self.register_lanes
+            && match n.op {
+                Op::GatherBag(..) | Op::BagWeights(_) => true,
+                Op::Unary(f, _) => !CALLED_UNARY.contains(&f),
+                Op::Binary(..)
+                | Op::Dot(..)
+                | Op::SumLanes(_)
+                | Op::Expand(..)
+                | Op::Concat(..)
+                | Op::Slice(..)
+                | Op::Pad(..) => true,
+                _ => false,
+            }
+    }
+
+    /// Whether the computed value of `o` can be read for one member inside
+    /// a member loop, in registers.
+    fn member_readable(&self, o: NodeId) -> bool {
+        match &self.vals[o.index()] {
+            Some(Val::Num(_) | Val::Bag(_) | Val::BagStream) => true,
+            Some(Val::BagNum { lanes, .. }) => *lanes <= self.register_lanes,
+            _ => false,
+        }
+    }
+
+    /// Whether bag-valued `x` can be read per member now: computed, or
+    /// streamable with every operand so. Nodes found streamable on the way
+    /// are marked streamed (they emit no code of their own).
+    fn stream_ready(&mut self, x: NodeId) -> bool {
+        if self.vals[x.index()].is_some() {
+            return self.member_readable(x);
+        }
+        let op = self.g.node(x).op;
+        if self.g.node(x).ty.bag().is_none() || matches!(op, Op::Slot(_)) || !self.streamable_op(x)
+        {
+            return false;
+        }
+        for o in member_operands(op) {
+            if !self.stream_ready(o) {
+                return false;
+            }
+        }
+        self.vals[x.index()] = Some(Val::BagStream);
+        true
+    }
+
+    /// The current member's row and weight, loaded once per loop body.
+    fn member_row(&mut self, slot: SlotId, m: Value) -> Result<(Value, Value), String> {
+        if let Some(rw) = self.member_memo.row_weight {
+            return Ok(rw);
+        }
+        let bag = self.bag(slot)?;
+        let rw = self.member(bag, m);
+        self.member_memo.row_weight = Some(rw);
+        Ok(rw)
+    }
+
+    /// A bag-valued operand's lanes for member `m`.
+    fn member_lanes(&mut self, id: NodeId, m: Value) -> Result<Lanes, String> {
+        match self.operand(id, Some(m))? {
+            Opnd::Reg(l) => Ok(l),
+            Opnd::Mem(..) => Err(format!("{id} is too wide to stream")),
+        }
+    }
+
+    /// Streamed node `id`'s value for member `m`, computed from its
+    /// operands' values for that member (once per loop body).
+    fn member_value(&mut self, id: NodeId, m: Value) -> Result<Lanes, String> {
+        if let Some((_, l)) = self.member_memo.nodes.iter().find(|(n, _)| *n == id) {
+            return Ok(l.clone());
+        }
+        let n = *self.g.node(id);
+        let slot = n.ty.bag().ok_or("a streamed node without a bag")?;
+        let value = match n.op {
+            Op::GatherBag(t, _) => {
+                let (row, w) = self.member_row(slot, m)?;
+                let addr = self.row_addr(t, 0, row);
+                let lanes_n = n.ty.shape().map_or(1, Shape::len);
+                let v = lanes::load(self.b, addr, 0, lanes_n);
+                lanes::zip(self.b, &v, &scalar(w), |b, x, y| b.ins().fmul(x, y))
+            }
+            Op::BagWeights(_) => scalar(self.member_row(slot, m)?.1),
+            op => {
+                let args = member_operands(op)
+                    .into_iter()
+                    .map(|o| self.member_lanes(o, m))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.pure(op, n.ty, &args)?
+            }
+        };
+        self.member_memo.nodes.push((id, value.clone()));
+        Ok(value)
+    }
+
+    /// The tables a streamed node reads rows of when it is computed.
+    fn streamed_tables(&self, id: NodeId, out: &mut BTreeSet<TableId>) {
+        if !matches!(self.vals[id.index()], Some(Val::BagStream)) {
+            return;
+        }
+        let op = self.g.node(id).op;
+        if let Op::GatherBag(t, _) = op {
+            out.insert(t);
+        }
+        for o in member_operands(op) {
+            self.streamed_tables(o, out);
+        }
+    }
+
+    /// Write streamed nodes of one bag to their scratch, in one loop over
+    /// the members; they are then read from there.
+    fn materialize(&mut self, slot: SlotId, ids: &[NodeId]) -> Result<(), String> {
+        let mut bases = Vec::with_capacity(ids.len());
+        for &id in ids {
+            bases.push(self.bag_base(id)?);
+        }
+        let (m_var, m, blocks) = self.open_loop(slot)?;
+        for (&id, &base) in ids.iter().zip(&bases) {
+            let v = self.member_value(id, m)?;
+            let a = self.column_addr(base, m, 4 * v.n as i64);
+            lanes::store(self.b, &v, a, 0);
+        }
+        self.close_loop(m_var, m, blocks);
+        for (&id, &base) in ids.iter().zip(&bases) {
+            let lanes = self.g.ty(id).shape().map_or(1, Shape::len);
+            self.vals[id.index()] = Some(Val::BagNum { base, lanes });
+        }
+        Ok(())
+    }
+
     /// A bag-valued node: one loop over the members, results in scratch.
     fn bag_node(&mut self, id: NodeId) -> Result<Val, String> {
         let n = *self.g.node(id);
         let slot = n.ty.bag().ok_or("bag node without a bag")?;
         let lanes_n = n.ty.shape().map_or(1, Shape::len);
         let wide = lanes_n > self.register_lanes;
-        let region = self.layout.region(id).ok_or("bag node without scratch")?;
-        let scratch = self.word(self.layout.scratch);
-        let cap = self.word(self.layout.bag_cap);
-        let off = self.b.ins().imul_imm_s(cap, 4 * region as i64);
-        let base = self.b.ins().iadd(scratch, off);
+        let base = self.bag_base(id)?;
         let bag = self.bag(slot)?;
         let (m_var, m, blocks) = self.open_loop(slot)?;
         let a = self.column_addr(base, m, 4 * lanes_n as i64);
@@ -897,8 +1344,7 @@ impl Gen<'_, '_> {
                 Some(scalar(w))
             }
             op => {
-                let args = op
-                    .operands()
+                let args = member_operands(op)
                     .iter()
                     .map(|&o| self.operand(o, Some(m)))
                     .collect::<Result<Vec<_>, _>>()?;
@@ -937,33 +1383,65 @@ impl Gen<'_, '_> {
             self.close_loop(m_var, m, blocks);
             return Ok(Val::Wide { addr: dst, n });
         }
-        let init = lanes::zeros(self.b, n);
-        let vars: Vec<Variable> = init
-            .chunks
-            .iter()
-            .enumerate()
-            .map(|(c, &v)| {
-                let var = self
-                    .b
-                    .declare_var(if init.is_vector_chunk(c) { V4 } else { F32 });
-                self.b.def_var(var, v);
-                var
-            })
-            .collect();
+        // Every later sum over the same bag whose members can be computed
+        // now shares this loop: one pass over the members' rows.
+        let mut group = vec![(id, x)];
+        for j in id.index() + 1..self.g.nodes.len() {
+            if !self.live[j] || self.vals[j].is_some() {
+                continue;
+            }
+            let Op::SumBag(y) = self.g.nodes[j].op else {
+                continue;
+            };
+            let fits = self.g.ty(y).shape().map_or(1, Shape::len) <= self.register_lanes;
+            if self.g.ty(y).bag() == Some(slot) && fits && self.stream_ready(y) {
+                group.push((NodeId(j as u32), y));
+            }
+        }
+        let mut accs = Vec::with_capacity(group.len());
+        for &(_, y) in &group {
+            let n = self.g.ty(y).shape().map_or(1, Shape::len);
+            let init = lanes::zeros(self.b, n);
+            let vars: Vec<Variable> = init
+                .chunks
+                .iter()
+                .enumerate()
+                .map(|(c, &v)| {
+                    let var = self
+                        .b
+                        .declare_var(if init.is_vector_chunk(c) { V4 } else { F32 });
+                    self.b.def_var(var, v);
+                    var
+                })
+                .collect();
+            accs.push((n, vars));
+        }
         let (m_var, m, blocks) = self.open_loop(slot)?;
-        let v = match self.operand(x, Some(m))? {
-            Opnd::Reg(l) if l.n == n => l,
-            Opnd::Reg(l) => lanes::splat_to(self.b, l.chunks[0], n),
-            Opnd::Mem(addr, _) => lanes::load(self.b, addr, 0, n),
-        };
-        for (var, &c) in vars.iter().zip(&v.chunks) {
-            let acc = self.b.use_var(*var);
-            let s = self.b.ins().fadd(acc, c);
-            self.b.def_var(*var, s);
+        for (&(_, y), (n, vars)) in group.iter().zip(&accs) {
+            let n = *n;
+            let v = match self.operand(y, Some(m))? {
+                Opnd::Reg(l) if l.n == n => l,
+                Opnd::Reg(l) => lanes::splat_to(self.b, l.chunks[0], n),
+                Opnd::Mem(addr, _) => lanes::load(self.b, addr, 0, n),
+            };
+            for (var, &c) in vars.iter().zip(&v.chunks) {
+                let acc = self.b.use_var(*var);
+                let s = self.b.ins().fadd(acc, c);
+                self.b.def_var(*var, s);
+            }
         }
         self.close_loop(m_var, m, blocks);
-        let chunks = vars.iter().map(|v| self.b.use_var(*v)).collect();
-        Ok(Val::Num(Lanes { n, chunks }))
+        let mut own = None;
+        for (&(gid, _), (n, vars)) in group.iter().zip(&accs) {
+            let chunks = vars.iter().map(|v| self.b.use_var(*v)).collect();
+            let v = Val::Num(Lanes { n: *n, chunks });
+            if gid == id {
+                own = Some(v);
+            } else {
+                self.vals[gid.index()] = Some(v);
+            }
+        }
+        own.ok_or_else(|| "a sum over a bag lost its value".into())
     }
 
     /// `op` by loops over memory: every operand an address or a scalar
@@ -1275,6 +1753,38 @@ impl Gen<'_, '_> {
                 rows.entry(t).or_default().push((ix, gr.value));
             }
         }
+        // A streamed bag gradient that reads rows of a table this step
+        // updates is computed for every member first, before any update,
+        // as the evaluator does (a row listed twice in a bag must see its
+        // value before the step); one loop per bag writes them all.
+        let updated: BTreeSet<TableId> = self
+            .g
+            .grads
+            .iter()
+            .map(|gr| match gr.target {
+                GradTarget::Global(t) | GradTarget::Row(t, _) | GradTarget::BagRows(t, _) => t,
+            })
+            .collect();
+        let mut early: BTreeMap<SlotId, Vec<NodeId>> = BTreeMap::new();
+        for gr in &self.g.grads {
+            let GradTarget::BagRows(_, bag) = gr.target else {
+                continue;
+            };
+            let Some(Val::Bag(slot)) = self.vals[bag.index()] else {
+                return Err("bag gradient without a bag".into());
+            };
+            let mut read = BTreeSet::new();
+            self.streamed_tables(gr.value, &mut read);
+            if !read.is_disjoint(&updated) {
+                let ids = early.entry(slot).or_default();
+                if !ids.contains(&gr.value) {
+                    ids.push(gr.value);
+                }
+            }
+        }
+        for (slot, ids) in early {
+            self.materialize(slot, &ids)?;
+        }
         let looped = looped_row_tables(self.g);
         for gr in self.g.grads.clone() {
             match gr.target {
@@ -1299,9 +1809,10 @@ impl Gen<'_, '_> {
                     let Some(Val::Bag(slot)) = self.vals[bag.index()].clone() else {
                         return Err("bag gradient without a bag".into());
                     };
-                    let b = self.bag(slot)?;
+                    // A streamed gradient is computed here, member by
+                    // member, and applied at once.
                     let (m_var, m, blocks) = self.open_loop(slot)?;
-                    let (row, _) = self.member(b, m);
+                    let (row, _) = self.member_row(slot, m)?;
                     let g = self.operand(gr.value, Some(m))?;
                     self.update_row(options, t, row, g)?;
                     self.close_loop(m_var, m, blocks);
@@ -1589,8 +2100,13 @@ impl Gen<'_, '_> {
                 let beta2 = self.word(self.layout.beta2);
                 let beta1 = self.b.ins().bitcast(types::F64, MemFlags::new(), beta1);
                 let beta2 = self.b.ins().bitcast(types::F64, MemFlags::new(), beta2);
+                // The corrections divide every lane: multiply by their
+                // reciprocals instead (within an ulp of the quotient).
                 let c1 = self.call_correction(beta1, count);
                 let c2 = self.call_correction(beta2, count);
+                let one = self.b.ins().f32const(1.0);
+                let c1 = self.b.ins().fdiv(one, c1);
+                let c2 = self.b.ins().fdiv(one, c2);
                 let b1 = self.b.ins().fdemote(F32, beta1);
                 let b2 = self.b.ins().fdemote(F32, beta2);
                 let one = self.b.ins().f32const(1.0);
@@ -1642,7 +2158,36 @@ impl Gen<'_, '_> {
         let nonneg = constraint == Constraint::Nonneg;
         let addr = self.row_addr(t, 0, row);
         let in_registers = n <= self.register_lanes && matches!(grad, Opnd::Reg(_));
-        if let (true, Opnd::Reg(g)) = (in_registers, &grad) {
+        if let (true, false, Opnd::Reg(g)) = (in_registers, ball, &grad) {
+            // Chunk by chunk: load, step, store, so only one chunk of the
+            // row and its state is live at a time (a 128-lane row and its
+            // Adagrad or Adam state would not fit the registers at once).
+            let (rule, state_addr) = self.rule(options, t, row, None, nonneg);
+            let nv = Lanes::vectors(n);
+            for c in 0..nv + n % 4 {
+                let vector = c < nv;
+                let at = if vector {
+                    16 * c as i32
+                } else {
+                    4 * (4 * nv + (c - nv)) as i32
+                };
+                let ty = if vector { V4 } else { F32 };
+                let v = self.b.ins().load(ty, mem(), addr, at);
+                let gc = if g.n == n {
+                    g.chunks[c]
+                } else {
+                    lanes::constant_of(self.b, g.chunks[0], vector)
+                };
+                let sc = state_addr.map(|a| a.map(|a| self.b.ins().load(ty, mem(), a, at)));
+                let (nv_c, ns) = rule.chunk(self.b, v, gc, sc, vector);
+                self.b.ins().store(mem(), nv_c, addr, at);
+                for k in 0..2 {
+                    if let (Some(a), Some(x)) = (state_addr[k], ns[k]) {
+                        self.b.ins().store(mem(), x, a, at);
+                    }
+                }
+            }
+        } else if let (true, Opnd::Reg(g)) = (in_registers, &grad) {
             let v = lanes::load(self.b, addr, 0, n);
             let metric = if ball {
                 let sq = lanes::zip(self.b, &v, &v, |b, x, y| b.ins().fmul(x, y));
@@ -1739,6 +2284,15 @@ impl Gen<'_, '_> {
     }
 }
 
+/// The operands an op reads to compute one member's value: an expansion
+/// reads only its value, not the node it takes its shape from.
+fn member_operands(op: Op) -> Vec<NodeId> {
+    match op {
+        Op::Expand(a, _) => vec![a],
+        op => op.operands(),
+    }
+}
+
 /// Row-gradient groups up to this size are updated by straight-line code,
 /// pair by pair; larger ones by one loop (see `Gen::update_rows_loop`).
 const UNROLLED_ROW_GROUP: usize = 4;
@@ -1775,7 +2329,8 @@ struct Rule {
     metric: Option<Value>,
     /// Clip at zero after the step.
     nonneg: bool,
-    /// Adam's β₁, 1 − β₁, β₂, 1 − β₂ and the two bias corrections.
+    /// Adam's β₁, 1 − β₁, β₂, 1 − β₂ and the reciprocals of the two bias
+    /// corrections.
     adam: Option<[Value; 6]>,
 }
 
@@ -1819,8 +2374,8 @@ impl Rule {
                 let g2 = b.ins().fmul(g, g);
                 let gs = b.ins().fmul(g2, nb2);
                 let s = b.ins().fadd(bs, gs);
-                let mhat = b.ins().fdiv(m, c1);
-                let shat = b.ins().fdiv(s, c2);
+                let mhat = b.ins().fmul(m, c1);
+                let shat = b.ins().fmul(s, c2);
                 let root = b.ins().sqrt(shat);
                 let den = b.ins().fadd(root, eps);
                 let q = b.ins().fdiv(mhat, den);
@@ -1835,6 +2390,49 @@ impl Rule {
         }
         (v, state)
     }
+}
+
+/// `dst[r] = mat[r] · v` for each of `rows` rows of `v.n` lanes at `mat`.
+fn matvec_rows(b: &mut FunctionBuilder, mat: Value, rows: usize, v: &Lanes, dst: Value) {
+    let cols = v.n;
+    let nv = Lanes::vectors(cols);
+    wide::counted_loop(b, 4 * rows as i64, 4, |b, r4| {
+        let at = b.ins().imul_imm_s(r4, cols as i64);
+        let row = b.ins().iadd(mat, at);
+        let mut parts: Vec<Value> = (0..nv)
+            .map(|c| {
+                let w = b.ins().load(V4, mem(), row, 16 * c as i32);
+                b.ins().fmul(w, v.chunks[c])
+            })
+            .collect();
+        while parts.len() > 1 {
+            let mut next = Vec::with_capacity(parts.len().div_ceil(2));
+            for pair in parts.chunks(2) {
+                next.push(if pair.len() == 2 {
+                    b.ins().fadd(pair[0], pair[1])
+                } else {
+                    pair[0]
+                });
+            }
+            parts = next;
+        }
+        let mut total = parts.pop().map(|p| {
+            let l = [0u8, 1, 2, 3].map(|k| b.ins().extractlane(p, k));
+            let s01 = b.ins().fadd(l[0], l[1]);
+            let s23 = b.ins().fadd(l[2], l[3]);
+            b.ins().fadd(s01, s23)
+        });
+        for k in 0..cols % 4 {
+            let w = b.ins().load(F32, mem(), row, 4 * (4 * nv + k) as i32);
+            let p = b.ins().fmul(w, v.chunks[nv + k]);
+            total = Some(match total {
+                Some(t) => b.ins().fadd(t, p),
+                None => p,
+            });
+        }
+        let total = total.unwrap_or_else(|| b.ins().f32const(0.0));
+        wide::store(b, total, dst, r4);
+    });
 }
 
 struct LoopBlocks {

@@ -1623,6 +1623,89 @@ fn a_row_repeated_in_one_example_takes_one_step() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// Bag members are streamed: each member's value is computed where a loop
+/// reads it. A bag read by several sums and by its own gradient (the fm
+/// pairwise term, a penalty on the members' rows), with a member repeated
+/// and the example's item also in its history, still agrees under SGD,
+/// whose steps add up as the evaluator's one summed step: every member's
+/// gradient is computed from the rows before any update.
+#[test]
+fn streamed_bags_with_repeated_members_agree_under_sgd() {
+    let data = builtin();
+    let text = "model streamed\nuse stdlib.losses\nuse stdlib.fm\n\
+        input u: user\ninput i: item\ninput h: history(item)\ninput g: bag(genre)\ninput r: real\n\
+        param y[item]: vec(8) init normal(0, 0.1)\n\
+        param e[genre]: vec(8) init normal(0, 0.1)\n\
+        param p[user]: vec(8) init normal(0, 0.1)\n\
+        let R(u, i) = dot(p[u], y[i] + mean(y[h]) + sum(e[g])) + fm2(y[h])\n\
+        loss mse(R(u, i), r)\n\
+        penalty 0.1 * mean(sq(y[h]))\n\
+        fit { optimizer: sgd(lr: 0.05), epochs: 1, seed: 3 }\n";
+    let model = compile_text("streamed.rec", text).unwrap();
+    let rows: Vec<usize> = (0..data.len()).collect();
+    let session = Session::new(&model, &data, &rows, &BindOptions::default()).unwrap();
+    let g = &session.gradient;
+    let sizes = session.binding.domain_sizes();
+    let (opt, lr) = (model.fit.optimizer, model.fit.lr);
+    let mut failures = Vec::new();
+    for (case, history, genres) in [
+        (
+            "distinct members",
+            vec![(3, 1.0), (9, 1.0), (12, 1.0)],
+            vec![(1, 1.0), (2, 1.0)],
+        ),
+        (
+            "item 5 in its own history",
+            vec![(5, 1.0), (9, 1.0)],
+            vec![(1, 1.0)],
+        ),
+        (
+            "item 9 twice in the history",
+            vec![(9, 1.0), (4, 1.0), (9, 1.0)],
+            vec![(1, 1.0)],
+        ),
+        (
+            "genre 2 twice in the bag",
+            vec![(9, 1.0)],
+            vec![(2, 1.0), (2, 1.0)],
+        ),
+        ("an empty history", vec![], vec![(2, 1.0)]),
+    ] {
+        let slots = g
+            .slots
+            .iter()
+            .map(|s| match s.name.as_str() {
+                "u" => SlotValue::Index(0),
+                "i" => SlotValue::Index(5),
+                "r" => SlotValue::Real(4.0),
+                "h" => SlotValue::Bag(history.clone()),
+                _ => SlotValue::Bag(genres.clone()),
+            })
+            .collect();
+        let ex = Example { slots };
+        let start = rounded(&initialise(g, &sizes, model.fit.seed).unwrap());
+        let mut expected = start.clone();
+        let mut state = OptimiserState::new(opt, g, &expected);
+        let ev = evaluate(g, &expected, &ex).unwrap();
+        for ((t, row), grad) in &ev.gradients.rows {
+            state.step(&mut expected, *t, *row, grad, lr);
+        }
+        let kernel = train::compile_step(g, opt, 0).unwrap();
+        let mut native = NativeParams::new(&start, opt);
+        let tables = TableWords::new(&mut native);
+        let columns = columns_of(g, &[ex]);
+        Runner::new()
+            .run(&kernel, g, &columns, &tables, &sizes, Hyper::new(opt, lr))
+            .unwrap();
+        let (d, at) = max_rel_diff(&session, &expected, &native.to_params());
+        println!("{case}: {d:.3e} at {at}");
+        if d > 1e-5 {
+            failures.push(format!("{case}: {d:.3e} at {at}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
 /// One block of `file`'s training examples, encoded, with its session.
 fn encoded_block(file: &str, base: &Dataset, n: usize) -> (Session, Columns) {
     let model = compile_file(file);
