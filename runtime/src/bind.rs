@@ -1322,7 +1322,6 @@ impl Binding {
     /// Which member of a (user, item) pair from [`Binding::pair`] each slot
     /// follows: the split [`recc_compiler::factor::factor_score`] reads.
     pub fn slot_sides(&self) -> Vec<recc_compiler::factor::SlotSide> {
-        use recc_compiler::factor::SlotSide;
         (0..self.sources.len()).map(|k| self.slot_side(k)).collect()
     }
 

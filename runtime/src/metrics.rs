@@ -678,7 +678,10 @@ mod tests {
             let (ranks, auc) = ranks_and_auc(&scores, &marks, &relevant);
             let (want_ranks, want_auc) = by_definition(&scores, &marks, &relevant);
             assert_eq!(ranks, want_ranks, "case {case}: {scores:?}");
-            assert!((auc - want_auc).abs() < 1e-12, "case {case}: {auc} {want_auc}");
+            assert!(
+                (auc - want_auc).abs() < 1e-12,
+                "case {case}: {auc} {want_auc}"
+            );
         }
     }
 }

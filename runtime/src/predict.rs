@@ -1022,11 +1022,12 @@ pub fn similar(g: &Graph, params: &Params, table: usize, row: usize, k: usize) -
     let a = values.row(row);
     let norm = |v: ndarray::ArrayView1<f64>| v.dot(&v).sqrt();
     let na = norm(a);
-    let mut scored: Vec<(u32, f64)> = (0..rows)
-        .filter(|&r| r != row)
+    // One pass over the table (a matrix-vector product), then the best `k`
+    // by a bounded heap rather than a sort of every row.
+    let scores: Vec<f64> = (0..rows)
         .map(|r| {
             let b = values.row(r);
-            let s = if ball {
+            if ball {
                 let diff = &a - &b;
                 let d2 = diff.dot(&diff);
                 let (a2, b2) = (a.dot(&a), b.dot(&b));
@@ -1039,13 +1040,10 @@ pub fn similar(g: &Graph, params: &Params, table: usize, row: usize, k: usize) -
                 } else {
                     a.dot(&b) / (na * nb)
                 }
-            };
-            (r as u32, s)
+            }
         })
         .collect();
-    scored.sort_by(|&x, &y| best_first(x, y));
-    scored.truncate(k);
-    scored
+    crate::rank::top_k(&scores, &[row as u32], k)
 }
 
 /// Each test row's support: its user's number of rows in `train` (NaN
