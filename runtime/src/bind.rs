@@ -565,6 +565,12 @@ impl Binding {
                     popularity: *popularity,
                 },
                 SlotKind::Noise(shape) => SlotSource::Noise(shape.len()),
+                SlotKind::Pooled { .. } | SlotKind::Dense(_) => {
+                    return Err(BindError(format!(
+                        "input `{}` is computed by the trainer, not read from data",
+                        slot.name
+                    )))
+                }
                 SlotKind::InverseCount(of) => {
                     let of = of.map(|s| s.index());
                     let mut weights = vec![1.0 / train.len().max(1) as f64];
