@@ -25,17 +25,44 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 /// Examples between progress reports (and interrupt checks).
 const REPORT_EVERY: usize = 4096;
 
-/// Rows grouped by the user whose history they read, in data order; rows
-/// with no user are each a group of their own.
-pub fn user_groups(data: &Dataset, rows: &[usize]) -> Vec<Vec<usize>> {
-    let Some((_, users)) = data.users() else {
-        return rows.iter().map(|&r| vec![r]).collect();
-    };
-    let mut by_user: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+/// One user's training examples and the history they are windows of.
+#[derive(Clone, Debug)]
+pub struct Group {
+    /// The user's training items in time order.
+    pub items: Vec<u32>,
+    /// Each example's data row and its history's window of `items`.
+    pub rows: Vec<(usize, u32, u32)>,
+}
+
+/// Rows grouped by the user whose history they read (users in id order,
+/// rows in data order); a row with no user is a group of its own.
+pub fn user_groups(session: &Session, data: &Dataset, rows: &[usize]) -> Vec<Group> {
+    let binding = &session.binding;
+    let mut by_user: std::collections::BTreeMap<u32, Vec<(usize, u32, u32)>> = Default::default();
+    let mut alone = Vec::new();
     for &r in rows {
-        by_user.entry(users[r]).or_default().push(r);
+        match binding.history_window(data, r) {
+            Some((user, start, end)) => {
+                by_user
+                    .entry(user)
+                    .or_default()
+                    .push((r, start as u32, end as u32))
+            }
+            None => alone.push(Group {
+                items: Vec::new(),
+                rows: vec![(r, 0, 0)],
+            }),
+        }
     }
-    by_user.into_values().collect()
+    let mut groups: Vec<Group> = by_user
+        .into_iter()
+        .map(|(user, rows)| Group {
+            items: binding.history_items(user).collect(),
+            rows,
+        })
+        .collect();
+    groups.extend(alone);
+    groups
 }
 
 /// What every thread of a grouped epoch shares.
@@ -78,9 +105,11 @@ struct Buffers {
     seen: Vec<u32>,
     stamp: u32,
     distinct: Vec<u32>,
-    /// Per pooled value: each distinct member's value, then its adjoint.
-    values: Vec<Vec<f32>>,
+    /// Per pooled value: each distinct member's accumulated gradient.
     adjoints: Vec<Vec<f32>>,
+    /// Prefix sums (or differences) over a group's history positions.
+    prefix: Vec<f64>,
+    rows: Vec<usize>,
 }
 
 impl GroupJob<'_> {
@@ -89,7 +118,7 @@ impl GroupJob<'_> {
     /// thousand examples and returns false to stop.
     pub fn run(
         &self,
-        groups: &[&[usize]],
+        groups: &[&Group],
         rng: &mut StdRng,
         report: &mut dyn FnMut(usize, f64) -> bool,
         shared: Option<(&AtomicBool, &AtomicUsize)>,
@@ -130,22 +159,23 @@ impl GroupJob<'_> {
             seen: vec![0; domain],
             stamp: 0,
             distinct: Vec::new(),
-            values: vec![Vec::new(); plan.pooled.len()],
             adjoints: vec![Vec::new(); plan.pooled.len()],
+            prefix: Vec::new(),
+            rows: Vec::new(),
         };
         let (mut done, mut loss) = (0usize, 0.0);
         let mut since_report = 0;
         let stop = 'groups: {
-            for (g, rows) in groups.iter().enumerate() {
+            for (g, group) in groups.iter().enumerate() {
                 if shared.is_some_and(|(stop, _)| stop.load(Ordering::Relaxed)) {
                     break 'groups Some(GroupStop::Halted);
                 }
-                match self.group(rows, rng, &mut buf) {
+                match self.group(group, rng, &mut buf) {
                     Ok((n, l)) => {
                         done += n;
                         loss += l;
                         since_report += n;
-                        if n < rows.len() {
+                        if n < group.rows.len() {
                             break 'groups Some(GroupStop::Loss);
                         }
                     }
@@ -175,31 +205,34 @@ impl GroupJob<'_> {
     /// One user's examples. Returns the examples finished and their loss.
     fn group(
         &self,
-        rows: &[usize],
+        group: &Group,
         rng: &mut StdRng,
         buf: &mut Buffers,
     ) -> Result<(usize, f64), InputError> {
         let plan = self.plan;
         let binding = &self.session.binding;
+        buf.rows.clear();
+        buf.rows.extend(group.rows.iter().map(|&(r, _, _)| r));
         buf.columns.clear();
-        binding.encode_rows(self.data, rows, rng, true, &mut buf.columns);
+        binding.encode_rows_without_histories(self.data, &buf.rows, rng, true, &mut buf.columns);
         let n = buf.columns.len;
-        let SlotColumn::Bag {
-            offsets, members, ..
-        } = &buf.columns.slots[plan.bag.index()]
-        else {
-            return Err(self.internal("the history column is not a bag"));
-        };
-        let (offsets, members) = (offsets.clone(), members.clone());
+        // The histories are windows of the user's items: positions
+        // `lo..hi` of them are read by some example of the group.
+        let lo = group.rows.iter().map(|w| w.1 as usize).min().unwrap_or(0);
+        let hi = group.rows.iter().map(|w| w.2 as usize).max().unwrap_or(0);
+        if hi > group.items.len() || lo > hi {
+            return Err(self.internal("a history window outside the user's items"));
+        }
+        let span = &group.items[lo..hi];
 
-        // The distinct members of the group's histories.
+        // The distinct members, and each position's member.
         buf.stamp = buf.stamp.wrapping_add(1);
         if buf.stamp == 0 {
             buf.seen.fill(0);
             buf.stamp = 1;
         }
         buf.distinct.clear();
-        for &m in &members {
+        for &m in span {
             let m = m as usize;
             if m >= buf.seen.len() {
                 return Err(self.internal("a history member outside its domain"));
@@ -212,58 +245,50 @@ impl GroupJob<'_> {
         }
         let count = buf.distinct.len();
 
-        // Each distinct member's value, from the rows as they stand.
-        for (p, pooled) in plan.pooled.iter().enumerate() {
-            let lanes = pooled.shape.len();
-            let values = &mut buf.values[p];
-            values.clear();
-            match pooled.value {
-                MemberValue::Count => {}
-                MemberValue::Row(t) | MemberValue::SquaredNorm(t) => {
-                    let width = self.lanes[t.index()];
-                    let table = self.tables.values(t.index());
-                    for &m in &buf.distinct {
-                        // SAFETY: `m` is inside the bag's domain (checked
-                        // above), the table holds `width` lanes per member
-                        // of it, and other threads write it only with
-                        // plain racy f32 stores (Hogwild).
-                        let row = unsafe {
-                            std::slice::from_raw_parts(table.add(m as usize * width), width)
-                        };
-                        if matches!(pooled.value, MemberValue::Row(_)) {
-                            values.extend_from_slice(row);
-                        } else {
-                            values.push(row.iter().map(|x| x * x).sum());
-                        }
-                    }
-                }
-            }
-            if values.len() != count * lanes && pooled.value != MemberValue::Count {
-                return Err(self.internal("a pooled value of the wrong width"));
-            }
-        }
-
-        // Each example's pooled inputs.
-        for (p, pooled) in plan.pooled.iter().enumerate() {
+        for pooled in &plan.pooled {
             let lanes = pooled.shape.len();
             let SlotColumn::Real(column) = &mut buf.columns.slots[pooled.slot.index()] else {
                 return Err(self.internal("a pooled input is not a number column"));
             };
             column.clear();
             column.resize(n * lanes, 0.0);
-            for k in 0..n {
-                let (a, b) = (offsets[k] as usize, offsets[k + 1] as usize);
-                let out = &mut column[k * lanes..(k + 1) * lanes];
-                if pooled.value == MemberValue::Count {
+            let table = match pooled.value {
+                MemberValue::Count => {
                     // bag_len: the number of members, at least 1.
-                    out[0] = (b - a).max(1) as f32;
+                    for (k, &(_, start, end)) in group.rows.iter().enumerate() {
+                        column[k] = (end - start).max(1) as f32;
+                    }
                     continue;
                 }
-                for &m in &members[a..b] {
-                    let at = buf.local[m as usize] as usize * lanes;
-                    for (o, v) in out.iter_mut().zip(&buf.values[p][at..at + lanes]) {
-                        *o += v;
+                MemberValue::Row(t) | MemberValue::SquaredNorm(t) => t,
+            };
+            // Prefix sums over the positions of each member's value from
+            // the rows as they stand: a window's sum is a difference.
+            let width = self.lanes[table.index()];
+            let values = self.tables.values(table.index());
+            let prefix = &mut buf.prefix;
+            prefix.clear();
+            prefix.resize((span.len() + 1) * lanes, 0.0);
+            for (j, &m) in span.iter().enumerate() {
+                // SAFETY: `m` is inside the bag's domain (checked above),
+                // the table holds `width` lanes per member of it, and other
+                // threads write it only with plain racy f32 stores
+                // (Hogwild).
+                let row =
+                    unsafe { std::slice::from_raw_parts(values.add(m as usize * width), width) };
+                if matches!(pooled.value, MemberValue::Row(_)) {
+                    for l in 0..lanes {
+                        prefix[(j + 1) * lanes + l] = prefix[j * lanes + l] + f64::from(row[l]);
                     }
+                } else {
+                    let sq: f32 = row.iter().map(|x| x * x).sum();
+                    prefix[j + 1] = prefix[j] + f64::from(sq);
+                }
+            }
+            for (k, &(_, start, end)) in group.rows.iter().enumerate() {
+                let (a, b) = ((start as usize - lo) * lanes, (end as usize - lo) * lanes);
+                for l in 0..lanes {
+                    column[k * lanes + l] = (prefix[b + l] - prefix[a + l]) as f32;
                 }
             }
         }
@@ -277,7 +302,9 @@ impl GroupJob<'_> {
             self.hyper,
         )?;
 
-        // Each member's accumulated gradient, over the examples that ran.
+        // Each member's accumulated gradient over the examples that ran:
+        // a window adds its example's gradient to each of its positions,
+        // by differences summed once.
         let mut any = false;
         for (p, pooled) in plan.pooled.iter().enumerate() {
             if pooled.adjoint.is_none() {
@@ -290,20 +317,29 @@ impl GroupJob<'_> {
             let Some(grads) = buf.step.slot_grads.get(pooled.slot.index()) else {
                 continue;
             };
-            for k in 0..done {
-                let g = &grads[k * lanes..(k + 1) * lanes];
-                if g.iter().all(|&x| x == 0.0) {
+            let diff = &mut buf.prefix;
+            diff.clear();
+            diff.resize((span.len() + 1) * lanes, 0.0);
+            for (k, &(_, start, end)) in group.rows.iter().enumerate().take(done) {
+                if start == end {
                     continue;
                 }
-                any = true;
-                let (a, b) = (offsets[k] as usize, offsets[k + 1] as usize);
-                for &m in &members[a..b] {
-                    let at = buf.local[m as usize] as usize * lanes;
-                    for (o, v) in adjoint[at..at + lanes].iter_mut().zip(g) {
-                        *o += v;
-                    }
+                let g = &grads[k * lanes..(k + 1) * lanes];
+                let (a, b) = ((start as usize - lo) * lanes, (end as usize - lo) * lanes);
+                for l in 0..lanes {
+                    diff[a + l] += f64::from(g[l]);
+                    diff[b + l] -= f64::from(g[l]);
                 }
             }
+            let mut running = vec![0.0f64; lanes];
+            for (j, &m) in span.iter().enumerate() {
+                let at = buf.local[m as usize] as usize * lanes;
+                for l in 0..lanes {
+                    running[l] += diff[j * lanes + l];
+                    adjoint[at + l] += running[l] as f32;
+                }
+            }
+            any |= adjoint.iter().any(|&x| x != 0.0);
         }
         if any && count > 0 {
             buf.members.clear();
@@ -329,7 +365,7 @@ impl GroupJob<'_> {
             if applied < count {
                 // A member's update was not finite: report it as the
                 // group's last example failing.
-                return Ok((done.min(rows.len().saturating_sub(1)), loss));
+                return Ok((done.min(n.saturating_sub(1)), loss));
             }
         }
         Ok((done, loss))

@@ -493,7 +493,7 @@ fn train_native(
     };
     let mut groups = plan
         .as_ref()
-        .map(|_| crate::grouped::user_groups(data, rows));
+        .map(|_| crate::grouped::user_groups(session, data, rows));
     let mut native = NativeParams::initialise(g, &sizes, config.seed, config.optimizer)?;
     let lanes = native.lanes.clone();
     let tables = TableWords::new(&mut native);
@@ -524,7 +524,7 @@ fn train_native(
             // Users in a shuffled order, each user's examples shuffled.
             groups.shuffle(&mut shuffle_rng);
             for group in groups.iter_mut() {
-                group.shuffle(&mut shuffle_rng);
+                group.rows.shuffle(&mut shuffle_rng);
             }
             let job = crate::grouped::GroupJob {
                 session,
@@ -663,7 +663,7 @@ fn train_native(
 /// `threads` (Hogwild), each share's examples counted from its offset.
 fn grouped_epoch(
     job: &crate::grouped::GroupJob,
-    groups: &[Vec<usize>],
+    groups: &[crate::grouped::Group],
     threads: usize,
     epoch: usize,
     total: usize,
@@ -680,7 +680,7 @@ fn grouped_epoch(
             GroupStop::Halted => Stop::Halted,
         }),
     };
-    let all: Vec<&[usize]> = groups.iter().map(Vec::as_slice).collect();
+    let all: Vec<&crate::grouped::Group> = groups.iter().collect();
     let threads = threads.clamp(1, all.len().max(1));
     if threads == 1 {
         let mut report = |done: usize, loss: f64| {
@@ -691,12 +691,12 @@ fn grouped_epoch(
     }
     let seeds: Vec<u64> = (0..threads).map(|_| sample_rng.random()).collect();
     let share = all.len().div_ceil(threads);
-    let parts: Vec<&[&[usize]]> = all.chunks(share).collect();
+    let parts: Vec<&[&crate::grouped::Group]> = all.chunks(share).collect();
     let offsets: Vec<usize> = parts
         .iter()
         .scan(0, |at, part| {
             let here = *at;
-            *at += part.iter().map(|g| g.len()).sum::<usize>();
+            *at += part.iter().map(|g| g.rows.len()).sum::<usize>();
             Some(here)
         })
         .collect();
