@@ -65,6 +65,37 @@ pub fn user_groups(session: &Session, data: &Dataset, rows: &[usize]) -> Vec<Gro
     groups
 }
 
+/// Some examples of one user, run together with the history's rows frozen.
+#[derive(Clone, Copy, Debug)]
+pub struct Chunk<'a> {
+    pub items: &'a [u32],
+    pub rows: &'a [(usize, u32, u32)],
+}
+
+/// The epoch's order: each user's examples in at most `splits` chunks of
+/// at least `size` examples, those chunks shuffled across users (after the
+/// caller shuffled within each user).
+pub fn chunks<'a>(
+    groups: &'a [Group],
+    size: usize,
+    splits: usize,
+    rng: &mut StdRng,
+) -> Vec<Chunk<'a>> {
+    use rand::seq::SliceRandom;
+    let mut out: Vec<Chunk> = groups
+        .iter()
+        .flat_map(|g| {
+            let size = size.max(g.rows.len().div_ceil(splits.max(1))).max(1);
+            g.rows.chunks(size).map(|rows| Chunk {
+                items: &g.items,
+                rows,
+            })
+        })
+        .collect();
+    out.shuffle(rng);
+    out
+}
+
 /// What every thread of a grouped epoch shares.
 pub struct GroupJob<'a> {
     pub session: &'a Session,
@@ -118,7 +149,7 @@ impl GroupJob<'_> {
     /// thousand examples and returns false to stop.
     pub fn run(
         &self,
-        groups: &[&Group],
+        groups: &[Chunk],
         rng: &mut StdRng,
         report: &mut dyn FnMut(usize, f64) -> bool,
         shared: Option<(&AtomicBool, &AtomicUsize)>,
@@ -205,7 +236,7 @@ impl GroupJob<'_> {
     /// One user's examples. Returns the examples finished and their loss.
     fn group(
         &self,
-        group: &Group,
+        group: &Chunk,
         rng: &mut StdRng,
         buf: &mut Buffers,
     ) -> Result<(usize, f64), InputError> {
@@ -277,8 +308,10 @@ impl GroupJob<'_> {
                 let row =
                     unsafe { std::slice::from_raw_parts(values.add(m as usize * width), width) };
                 if matches!(pooled.value, MemberValue::Row(_)) {
-                    for l in 0..lanes {
-                        prefix[(j + 1) * lanes + l] = prefix[j * lanes + l] + f64::from(row[l]);
+                    let (before, after) = prefix.split_at_mut((j + 1) * lanes);
+                    for ((c, p), r) in after[..lanes].iter_mut().zip(&before[j * lanes..]).zip(row)
+                    {
+                        *c = p + f64::from(*r);
                     }
                 } else {
                     let sq: f32 = row.iter().map(|x| x * x).sum();
@@ -287,8 +320,9 @@ impl GroupJob<'_> {
             }
             for (k, &(_, start, end)) in group.rows.iter().enumerate() {
                 let (a, b) = ((start as usize - lo) * lanes, (end as usize - lo) * lanes);
-                for l in 0..lanes {
-                    column[k * lanes + l] = (prefix[b + l] - prefix[a + l]) as f32;
+                let out = &mut column[k * lanes..(k + 1) * lanes];
+                for ((o, hi), lo) in out.iter_mut().zip(&prefix[b..b + lanes]).zip(&prefix[a..]) {
+                    *o = (hi - lo) as f32;
                 }
             }
         }
@@ -326,17 +360,20 @@ impl GroupJob<'_> {
                 }
                 let g = &grads[k * lanes..(k + 1) * lanes];
                 let (a, b) = ((start as usize - lo) * lanes, (end as usize - lo) * lanes);
-                for l in 0..lanes {
-                    diff[a + l] += f64::from(g[l]);
-                    diff[b + l] -= f64::from(g[l]);
+                for (d, x) in diff[a..a + lanes].iter_mut().zip(g) {
+                    *d += f64::from(*x);
+                }
+                for (d, x) in diff[b..b + lanes].iter_mut().zip(g) {
+                    *d -= f64::from(*x);
                 }
             }
             let mut running = vec![0.0f64; lanes];
             for (j, &m) in span.iter().enumerate() {
                 let at = buf.local[m as usize] as usize * lanes;
-                for l in 0..lanes {
-                    running[l] += diff[j * lanes + l];
-                    adjoint[at + l] += running[l] as f32;
+                let out = &mut adjoint[at..at + lanes];
+                for ((r, d), o) in running.iter_mut().zip(&diff[j * lanes..]).zip(out) {
+                    *r += d;
+                    *o += *r as f32;
                 }
             }
             any |= adjoint.iter().any(|&x| x != 0.0);

@@ -522,10 +522,11 @@ fn train_native(
             (&plan, &hoisted, groups.as_mut())
         {
             // Users in a shuffled order, each user's examples shuffled.
-            groups.shuffle(&mut shuffle_rng);
             for group in groups.iter_mut() {
                 group.rows.shuffle(&mut shuffle_rng);
             }
+            let chunks =
+                crate::grouped::chunks(groups, GROUP_EXAMPLES, GROUP_SPLITS, &mut shuffle_rng);
             let job = crate::grouped::GroupJob {
                 session,
                 data,
@@ -539,7 +540,7 @@ fn train_native(
             };
             grouped_epoch(
                 &job,
-                groups,
+                &chunks,
                 threads,
                 epoch,
                 total,
@@ -659,11 +660,15 @@ fn train_native(
     Ok(tracker.finish(params, &touched, interrupted))
 }
 
+/// Examples of one user run together with the history's rows frozen.
+const GROUP_EXAMPLES: usize = 16;
+const GROUP_SPLITS: usize = 4;
+
 /// One epoch of the grouped schedule: the shuffled groups split among
 /// `threads` (Hogwild), each share's examples counted from its offset.
 fn grouped_epoch(
     job: &crate::grouped::GroupJob,
-    groups: &[crate::grouped::Group],
+    chunks: &[crate::grouped::Chunk],
     threads: usize,
     epoch: usize,
     total: usize,
@@ -680,18 +685,18 @@ fn grouped_epoch(
             GroupStop::Halted => Stop::Halted,
         }),
     };
-    let all: Vec<&crate::grouped::Group> = groups.iter().collect();
+    let all = chunks;
     let threads = threads.clamp(1, all.len().max(1));
     if threads == 1 {
         let mut report = |done: usize, loss: f64| {
             observer.progress(epoch + 1, done, total, loss / done.max(1) as f64);
             !observer.stop_requested()
         };
-        return vec![(0, convert(job.run(&all, sample_rng, &mut report, None)))];
+        return vec![(0, convert(job.run(all, sample_rng, &mut report, None)))];
     }
     let seeds: Vec<u64> = (0..threads).map(|_| sample_rng.random()).collect();
     let share = all.len().div_ceil(threads);
-    let parts: Vec<&[&crate::grouped::Group]> = all.chunks(share).collect();
+    let parts: Vec<&[crate::grouped::Chunk]> = all.chunks(share).collect();
     let offsets: Vec<usize> = parts
         .iter()
         .scan(0, |at, part| {
