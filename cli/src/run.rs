@@ -201,6 +201,11 @@ pub struct FitArgs {
     /// this machine has)
     #[arg(long)]
     pub backend: Option<String>,
+    /// How a model that pools a history is stepped: grouped (a user's
+    /// examples together, the history's rows updated once per user; the
+    /// default where the model allows) or per-example
+    #[arg(long)]
+    pub pooling: Option<String>,
     /// How the model is fitted: sgd (gradient steps), als (alternating
     /// least squares) or gibbs (Gibbs sampling); als and gibbs need a
     /// squared-error model affine in each parameter [default: the model's
@@ -541,6 +546,7 @@ impl FitArgs {
             schedule: self.schedule.clone(),
             threads: self.threads,
             backend: self.backend.clone(),
+            pooling: self.pooling.clone(),
             solver: self.solver.clone(),
             sweeps: self.sweeps,
             samples: self.samples,

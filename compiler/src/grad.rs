@@ -6,11 +6,11 @@
 //! compile until it has a gradient. Only operands that depend on a parameter
 //! receive adjoints, so the result has no dead gradient code to begin with.
 
-use crate::ir::{Builder, Grad, GradTarget, Graph, IrError, NodeId, Op, Ty};
+use crate::ir::{Builder, Grad, GradTarget, Graph, IrError, NodeId, Op, SlotKind, Ty};
 use crate::types::{BinaryFn, Shape, UnaryFn};
 
 /// The forward graph plus the gradient of its loss with respect to every
-/// parameter value the example reads.
+/// parameter value the example reads, and to every `Pooled` input slot.
 pub fn grad(forward: &Graph) -> Result<Graph, IrError> {
     let mut b = Builder::new(forward);
     // Re-add the forward nodes; hash-consing keeps their ids.
@@ -22,11 +22,19 @@ pub fn grad(forward: &Graph) -> Result<Graph, IrError> {
     let nodes: Vec<(Op, Ty)> = b.graph.nodes.iter().map(|n| (n.op, n.ty)).collect();
     let n = nodes.len();
 
-    // Which nodes depend on a parameter: only they need adjoints.
+    // Which nodes depend on a parameter or a pooled input: only they need
+    // adjoints.
+    let pooled = |s: crate::ir::SlotId| {
+        matches!(
+            forward.slots.get(s.index()).map(|s| &s.kind),
+            Some(SlotKind::Pooled { .. })
+        )
+    };
     let mut needs = vec![false; n];
     for (i, (op, _)) in nodes.iter().enumerate() {
         needs[i] = match op {
             Op::Global(_) | Op::Gather(..) | Op::GatherBag(..) => true,
+            Op::Slot(s) => pooled(*s),
             _ => op.operands().iter().any(|o| needs[o.index()]),
         };
     }
@@ -48,6 +56,10 @@ pub fn grad(forward: &Graph) -> Result<Graph, IrError> {
             span,
         };
         match nodes[i].0 {
+            Op::Slot(s) if pooled(s) => grads.push(Grad {
+                target: GradTarget::Slot(s),
+                value: g,
+            }),
             Op::Const(_)
             | Op::Slot(_)
             | Op::Shift(..)

@@ -3,7 +3,7 @@
 //! Plain and obviously right, not fast: every value is a fresh vector and
 //! every index is checked. Every other backend is tested against it.
 
-use crate::ir::{GradTarget, Graph, NodeId, Op, SlotKind, TableId, Ty};
+use crate::ir::{GradTarget, Graph, NodeId, Op, SlotId, SlotKind, TableId, Ty};
 use crate::types::Shape;
 use ndarray::Array2;
 use std::collections::BTreeMap;
@@ -47,6 +47,7 @@ pub enum SlotValue {
     Real(f64),
     /// Members and their weights.
     Bag(Vec<(usize, f64)>),
+    /// The lanes of a noise, pooled or dense slot.
     Noise(Vec<f64>),
 }
 
@@ -56,10 +57,11 @@ pub struct Example {
     pub slots: Vec<SlotValue>,
 }
 
-/// Gradients by table and row (row 0 for a global).
+/// Gradients by table and row (row 0 for a global), and by pooled slot.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Gradients {
     pub rows: BTreeMap<(TableId, usize), Vec<f64>>,
+    pub slots: BTreeMap<SlotId, Vec<f64>>,
 }
 
 impl Gradients {
@@ -182,6 +184,9 @@ pub fn evaluate(g: &Graph, params: &Params, example: &Example) -> Result<Evaluat
                         gradients.add(t, *r, value.member(m));
                     }
                 }
+            }
+            GradTarget::Slot(s) => {
+                gradients.slots.insert(s, value.data.clone());
             }
         }
     }
@@ -370,6 +375,11 @@ fn check_example(g: &Graph, params: &Params, example: &Example) -> Result<(), Ev
             (SlotKind::Bag { .. }, _) => return bad("a bag"),
             (SlotKind::Noise(shape), SlotValue::Noise(v)) if v.len() == shape.len() => {}
             (SlotKind::Noise(_), _) => return bad("noise of the param's shape"),
+            (SlotKind::Pooled { shape, .. } | SlotKind::Dense(shape), SlotValue::Noise(v))
+                if v.len() == shape.len() => {}
+            (SlotKind::Pooled { .. } | SlotKind::Dense(_), _) => {
+                return bad("numbers of the slot's shape")
+            }
         }
     }
     Ok(())

@@ -209,6 +209,24 @@ pub enum SlotKind {
     /// example's value (`None`: 1 / the number of training examples); 1 for
     /// a value training never saw. The weight of a `once` prior.
     InverseCount(Option<SlotId>),
+    /// The pooled value `sum_bag` or `bag_len` of a history bag over its
+    /// members, computed by the runtime from rows frozen for a group of
+    /// examples (`crate::hoist`). The loss's gradient with respect to it is
+    /// an output of the step (`GradTarget::Slot`).
+    Pooled { bag: SlotId, shape: Shape },
+    /// A vector the runtime computes per example: the gradient accumulated
+    /// for one pooled value, the input of a hoisted member step.
+    Dense(Shape),
+}
+
+impl SlotKind {
+    /// The shape of a `Pooled` slot's value.
+    pub fn pooled_shape(&self) -> Option<Shape> {
+        match self {
+            SlotKind::Pooled { shape, .. } => Some(*shape),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -247,6 +265,8 @@ pub enum GradTarget {
     Row(TableId, NodeId),
     /// The rows a `GatherBag` read: the value has one gradient per member.
     BagRows(TableId, NodeId),
+    /// A `Pooled` input slot: the step writes this gradient out per example.
+    Slot(SlotId),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -299,7 +319,7 @@ impl Graph {
         for g in &self.grads {
             roots.push(g.value);
             match g.target {
-                GradTarget::Global(_) => {}
+                GradTarget::Global(_) | GradTarget::Slot(_) => {}
                 GradTarget::Row(_, i) | GradTarget::BagRows(_, i) => roots.push(i),
             }
         }
@@ -371,11 +391,26 @@ impl Graph {
             return Err(IrError("the noise scale is not a scalar".into()));
         }
         for g in &self.grads {
-            let table = &self.tables[match g.target {
-                GradTarget::Global(t) | GradTarget::Row(t, _) | GradTarget::BagRows(t, _) => {
-                    t.index()
+            let t = match g.target {
+                GradTarget::Global(t) | GradTarget::Row(t, _) | GradTarget::BagRows(t, _) => t,
+                GradTarget::Slot(s) => {
+                    let want = match self.slots.get(s.index()).map(|s| &s.kind) {
+                        Some(SlotKind::Pooled { shape, .. }) => Ty::Value {
+                            shape: *shape,
+                            bag: None,
+                        },
+                        _ => return Err(IrError(format!("gradient of {s}, not a pooled slot"))),
+                    };
+                    if self.ty(g.value) != want {
+                        return Err(IrError(format!(
+                            "gradient of {s} has type {:?}, expected {want:?}",
+                            self.ty(g.value)
+                        )));
+                    }
+                    continue;
                 }
-            }];
+            };
+            let table = &self.tables[t.index()];
             let want_bag = match g.target {
                 GradTarget::BagRows(_, bag) => match self.ty(bag) {
                     Ty::Bag(slot, _) => Some(slot),
@@ -438,6 +473,8 @@ impl Graph {
                 SlotKind::Noise(shape) => format!("noise {}", shape_text(*shape)),
                 SlotKind::InverseCount(Some(of)) => format!("inverse_count {of}"),
                 SlotKind::InverseCount(None) => "inverse_count".to_string(),
+                SlotKind::Pooled { bag, shape } => format!("pooled {bag} {}", shape_text(*shape)),
+                SlotKind::Dense(shape) => format!("dense {}", shape_text(*shape)),
             };
             let _ = writeln!(out, "  slot s{i} {}: {kind}", s.name);
         }
@@ -482,6 +519,7 @@ impl Graph {
                 GradTarget::Global(t) => self.tables[t.index()].name.clone(),
                 GradTarget::Row(t, i) => format!("{}[{i}]", self.tables[t.index()].name),
                 GradTarget::BagRows(t, i) => format!("{}[{i}...]", self.tables[t.index()].name),
+                GradTarget::Slot(s) => format!("slot {}", self.slots[s.index()].name),
             };
             let _ = writeln!(out, "  grad {target} = {}", g.value);
         }
@@ -589,7 +627,9 @@ fn infer_type_with(
             }
             Some(SlotKind::Real | SlotKind::InverseCount(_)) => Ok(Ty::SCALAR),
             Some(SlotKind::Bag { domain, .. }) => Ok(Ty::Bag(s, *domain)),
-            Some(SlotKind::Noise(shape)) => Ok(Ty::Value {
+            Some(
+                SlotKind::Noise(shape) | SlotKind::Pooled { shape, .. } | SlotKind::Dense(shape),
+            ) => Ok(Ty::Value {
                 shape: *shape,
                 bag: None,
             }),

@@ -43,6 +43,7 @@ pub mod check;
 pub mod diagnostic;
 pub mod factor;
 pub mod grad;
+pub mod hoist;
 pub mod interp;
 pub mod ir;
 pub mod lower;
@@ -277,6 +278,12 @@ pub fn solve_plan(
 /// The simplified forward graph of a checked model.
 pub fn forward_graph(model: &model::Model) -> Result<ir::Graph, ir::IrError> {
     on_big_stack(|| simplify::simplify(&lower::lower(model)?))
+}
+
+/// The grouped schedule's plan for a model's simplified forward graph
+/// (see [`hoist`]), or why it keeps the per-example schedule.
+pub fn hoist_plan(forward: &ir::Graph) -> Result<hoist::HoistPlan, hoist::NotHoisted> {
+    on_big_stack(|| hoist::hoist(forward))
 }
 
 /// The simplified graph with the loss's gradients.

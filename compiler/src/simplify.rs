@@ -56,6 +56,7 @@ fn rebuild(
                 GradTarget::Global(t) => GradTarget::Global(t),
                 GradTarget::Row(t, i) => GradTarget::Row(t, m(i)),
                 GradTarget::BagRows(t, i) => GradTarget::BagRows(t, m(i)),
+                GradTarget::Slot(s) => GradTarget::Slot(s),
             },
             value: m(gr.value),
         })

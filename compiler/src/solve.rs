@@ -533,9 +533,10 @@ fn term_graph(forward: &Graph, sq: &Square, table: Option<TableId>) -> Result<Gr
     let mut g = crate::grad::grad(&crate::simplify::simplify(&g)?)?;
     g.grads.retain(|gr| {
         let t = match gr.target {
-            GradTarget::Global(t) | GradTarget::Row(t, _) | GradTarget::BagRows(t, _) => t,
+            GradTarget::Global(t) | GradTarget::Row(t, _) | GradTarget::BagRows(t, _) => Some(t),
+            GradTarget::Slot(_) => None,
         };
-        Some(t) == table
+        t.is_some() && t == table
     });
     crate::simplify::simplify(&g)
 }

@@ -442,12 +442,18 @@ pub fn lower(g: &Graph, kind: KernelKind) -> Result<KernelPlan, PlanError> {
         .slots
         .iter()
         .map(|s| match s.kind {
-            SlotKind::Index(d) | SlotKind::Negative { domain: d, .. } => SlotInput::Index(d),
-            SlotKind::Real | SlotKind::InverseCount(_) => SlotInput::Real,
-            SlotKind::Bag { domain, .. } => SlotInput::Bag(domain),
-            SlotKind::Noise(shape) => SlotInput::Noise { lanes: shape.len() },
+            SlotKind::Index(d) | SlotKind::Negative { domain: d, .. } => Ok(SlotInput::Index(d)),
+            SlotKind::Real | SlotKind::InverseCount(_) => Ok(SlotInput::Real),
+            SlotKind::Bag { domain, .. } => Ok(SlotInput::Bag(domain)),
+            SlotKind::Noise(shape) => Ok(SlotInput::Noise { lanes: shape.len() }),
+            // The grouped schedule's inputs are the CPU trainer's.
+            SlotKind::Pooled { .. } | SlotKind::Dense(_) => Err(PlanError::Unsupported {
+                model: g.name.clone(),
+                what: format!("the pooled input `{}`", s.name),
+                node: 0,
+            }),
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     let tables = g
         .tables
         .iter()
@@ -485,7 +491,7 @@ fn live_nodes(g: &Graph, kind: &KernelKind) -> Vec<bool> {
             for gr in &g.grads {
                 r.push(gr.value);
                 match gr.target {
-                    GradTarget::Global(_) => {}
+                    GradTarget::Global(_) | GradTarget::Slot(_) => {}
                     GradTarget::Row(_, i) | GradTarget::BagRows(_, i) => r.push(i),
                 }
             }
@@ -982,6 +988,9 @@ impl Lowerer<'_> {
         for gr in &self.g.grads {
             let grad = self.value(gr.value)?;
             updates.push(match gr.target {
+                GradTarget::Slot(_) => {
+                    return Err(self.internal("a pooled input's gradient reached the CUDA plan"))
+                }
                 GradTarget::Global(table) => Update::Global {
                     table,
                     grad,

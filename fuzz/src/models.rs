@@ -100,6 +100,8 @@ fn config(model: &Model, backend: Backend) -> TrainConfig {
     c.threads = 1;
     c.early_stopping = 0;
     c.backend = backend;
+    // The evaluator is the per-example schedule's reference.
+    c.pooling = recc_runtime::train::Pooling::PerExample;
     c
 }
 

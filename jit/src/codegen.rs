@@ -209,7 +209,7 @@ fn live_nodes(g: &Graph, kind: &KernelKind) -> Vec<bool> {
             for gr in &g.grads {
                 r.push(gr.value);
                 match gr.target {
-                    GradTarget::Global(_) => {}
+                    GradTarget::Global(_) | GradTarget::Slot(_) => {}
                     GradTarget::Row(_, i) | GradTarget::BagRows(_, i) => r.push(i),
                 }
             }
@@ -246,7 +246,7 @@ fn last_uses(g: &Graph, live: &[bool]) -> Vec<usize> {
     for gr in &g.grads {
         roots.push(gr.value);
         match gr.target {
-            GradTarget::Global(_) => {}
+            GradTarget::Global(_) | GradTarget::Slot(_) => {}
             GradTarget::Row(_, i) | GradTarget::BagRows(_, i) => roots.push(i),
         }
     }
@@ -708,7 +708,9 @@ impl Gen<'_, '_> {
                         })
                     }
                     SlotKind::Bag { .. } => Val::Bag(s),
-                    SlotKind::Noise(shape) => {
+                    SlotKind::Noise(shape)
+                    | SlotKind::Pooled { shape, .. }
+                    | SlotKind::Dense(shape) => {
                         let n = shape.len();
                         let a = self.column_addr(self.word(w), self.k, 4 * n as i64);
                         if n > self.register_lanes {
@@ -1817,6 +1819,25 @@ impl Gen<'_, '_> {
                     self.update_row(options, t, row, g)?;
                     self.close_loop(m_var, m, blocks);
                 }
+                GradTarget::Slot(slot) => {
+                    // A pooled input's gradient, to the column after its values.
+                    let n = self.g.slots[slot.index()]
+                        .kind
+                        .pooled_shape()
+                        .ok_or("gradient of a slot that is not pooled")?
+                        .len();
+                    let column = self.word(self.layout.slot[slot.index()] + 1);
+                    let dst = self.column_addr(column, self.k, 4 * n as i64);
+                    match self.operand(gr.value, None)? {
+                        Opnd::Reg(l) if l.n == n => lanes::store(self.b, &l, dst, 0),
+                        Opnd::Reg(l) if l.n == 1 => {
+                            let l = lanes::splat_to(self.b, l.chunks[0], n);
+                            lanes::store(self.b, &l, dst, 0)
+                        }
+                        Opnd::Mem(addr, _) => wide::copy(self.b, n, dst, Src::Mem(addr)),
+                        Opnd::Reg(_) => return Err("slot gradient of the wrong width".into()),
+                    }
+                }
             }
         }
         Ok(())
@@ -2309,7 +2330,7 @@ fn looped_row_tables(g: &Graph) -> BTreeSet<TableId> {
             GradTarget::BagRows(t, _) => {
                 bagged.insert(t);
             }
-            GradTarget::Global(_) => {}
+            GradTarget::Global(_) | GradTarget::Slot(_) => {}
         }
     }
     counts

@@ -23,7 +23,9 @@ pub struct ArgLayout {
     /// First word of each slot's columns, by slot:
     /// index and negative slots: `[*const u32]`; real: `[*const f32]`;
     /// bags: `[offsets *const u32 (n + 1), members *const u32, weights *const f32]`;
-    /// noise: `[*const f32]` with the slot's lanes per example.
+    /// noise and dense: `[*const f32]` with the slot's lanes per example;
+    /// pooled: `[*const f32, gradient out *mut f32]`, both with the slot's
+    /// lanes per example.
     pub slot: Vec<usize>,
     /// First word of each table: `[values *mut f32, first *mut f32,
     /// second *mut f32, steps *mut u32, touched *mut u8]`.
@@ -66,6 +68,7 @@ impl ArgLayout {
             .iter()
             .map(|s| match s.kind {
                 SlotKind::Bag { .. } => take(3),
+                SlotKind::Pooled { .. } => take(2),
                 _ => take(1),
             })
             .collect();

@@ -565,6 +565,12 @@ impl Binding {
                     popularity: *popularity,
                 },
                 SlotKind::Noise(shape) => SlotSource::Noise(shape.len()),
+                SlotKind::Pooled { .. } | SlotKind::Dense(_) => {
+                    return Err(BindError(format!(
+                        "input `{}` is computed by the trainer, not read from data",
+                        slot.name
+                    )))
+                }
                 SlotKind::InverseCount(of) => {
                     let of = of.map(|s| s.index());
                     let mut weights = vec![1.0 / train.len().max(1) as f64];
@@ -1048,6 +1054,28 @@ impl Binding {
         };
     }
 
+    /// The user whose history data row `r` reads, and the window
+    /// `start..end` of [`Binding::history_items`] of that user that makes
+    /// up its history; `None` without a history or a user.
+    pub fn history_window(&self, data: &Dataset, r: usize) -> Option<(u32, usize, usize)> {
+        self.history_column?;
+        let mut row = RowRef::empty();
+        self.row_into(data, r, &mut row);
+        let user = row.user?;
+        let h = self.history.get(user as usize)?;
+        let end = h.partition_point(|&(t, r, _)| (t, r) < row.time);
+        Some((user, end.saturating_sub(MAX_HISTORY), end))
+    }
+
+    /// A user's training items in time order: what histories are windows of.
+    pub fn history_items(&self, user: u32) -> impl Iterator<Item = u32> + '_ {
+        self.history
+            .get(user as usize)
+            .into_iter()
+            .flatten()
+            .map(|&(_, _, i)| i)
+    }
+
     /// Append the example for `row` to `out`, one value per slot column.
     /// It draws negatives and noise from `rng` in exactly the order
     /// [`Binding::example`] does, so the native trainer sees the same
@@ -1058,6 +1086,20 @@ impl Binding {
         row: &RowRef,
         rng: &mut StdRng,
         train: bool,
+        out: &mut Columns,
+    ) {
+        self.encode_with(data, row, rng, train, true, out)
+    }
+
+    /// [`Binding::encode`], with every history left empty unless
+    /// `histories` (for a step that reads them pooled, from other inputs).
+    fn encode_with(
+        &self,
+        data: &Dataset,
+        row: &RowRef,
+        rng: &mut StdRng,
+        train: bool,
+        histories: bool,
         out: &mut Columns,
     ) {
         let cold = |c: usize| {
@@ -1153,8 +1195,10 @@ impl Binding {
                 ) => {
                     let bag = if matches!(source, SlotSource::Features) {
                         self.feature_bag(data, row)
-                    } else {
+                    } else if histories {
                         self.history_bag(row)
+                    } else {
+                        Vec::new()
                     };
                     for (m, w) in bag {
                         members.push(m as u32);
@@ -1209,6 +1253,24 @@ impl Binding {
             }
         }
         out.len += rows.len();
+    }
+
+    /// The examples of data rows `rows`, appended to `out` as
+    /// [`Binding::encode_rows`] does, but with every history empty: for a
+    /// step that reads its history pooled (`crate::grouped`).
+    pub fn encode_rows_without_histories(
+        &self,
+        data: &Dataset,
+        rows: &[usize],
+        rng: &mut StdRng,
+        train: bool,
+        out: &mut Columns,
+    ) {
+        let mut row = RowRef::empty();
+        for &r in rows {
+            self.row_into(data, r, &mut row);
+            self.encode_with(data, &row, rng, train, false, out);
+        }
     }
 
     /// Empty columns shaped for this binding's slots.

@@ -11,6 +11,7 @@ pub mod context;
 pub mod data;
 pub mod experiment;
 pub mod export;
+pub mod grouped;
 pub mod hierarchy;
 pub mod init;
 pub mod metrics;

@@ -252,6 +252,11 @@ impl TableWords {
         }
         TableWords { words, lens }
     }
+
+    /// Table `t`'s values (rows × lanes floats).
+    pub fn values(&self, t: usize) -> *const f32 {
+        self.words[t * TABLE_WORDS] as *const f32
+    }
 }
 
 /// A kernel's inputs disagree with the layout it was compiled for. Always
@@ -338,6 +343,12 @@ pub fn validate(
                 let need = n.saturating_mul(shape.len());
                 if v.len() < need {
                     return Err(short("noise column", v.len(), need));
+                }
+            }
+            (SlotKind::Pooled { shape, .. } | SlotKind::Dense(shape), SlotColumn::Real(v)) => {
+                let need = n.saturating_mul(shape.len());
+                if v.len() < need {
+                    return Err(short("column", v.len(), need));
                 }
             }
             (
@@ -472,6 +483,9 @@ pub struct Runner {
     args: Vec<u64>,
     loss: f64,
     pub scores: Vec<f32>,
+    /// By slot: a step's gradient of the loss with respect to each pooled
+    /// input, the slot's lanes per example (empty for other slots).
+    pub slot_grads: Vec<Vec<f32>>,
 }
 
 impl Runner {
@@ -534,6 +548,16 @@ impl Runner {
                     self.args[w + 1] = members.as_ptr() as u64;
                     self.args[w + 2] = weights.as_ptr() as u64;
                 }
+            }
+        }
+        self.slot_grads.resize_with(g.slots.len(), Vec::new);
+        for (s, slot) in g.slots.iter().enumerate() {
+            if let Some(shape) = slot.kind.pooled_shape() {
+                // Zeros where the loss does not depend on the value.
+                let out = &mut self.slot_grads[s];
+                out.clear();
+                out.resize(columns.len * shape.len(), 0.0);
+                self.args[layout.slot[s] + 1] = out.as_mut_ptr() as u64;
             }
         }
         for (t, &w) in layout.table.iter().enumerate() {

@@ -145,7 +145,9 @@ fn unbound_example(probe: &Probe) -> Example {
                 SlotKind::InverseCount(_) => SlotValue::Real(1.0),
                 SlotKind::Bag { .. } => SlotValue::Bag(Vec::new()),
                 // At prediction a variational row is its mean.
-                SlotKind::Noise(shape) => SlotValue::Noise(vec![0.0; shape.len()]),
+                SlotKind::Noise(shape)
+                | SlotKind::Pooled { shape, .. }
+                | SlotKind::Dense(shape) => SlotValue::Noise(vec![0.0; shape.len()]),
             })
             .collect(),
     }

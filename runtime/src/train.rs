@@ -21,6 +21,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand::SeedableRng;
+use recc_compiler::hoist::HoistPlan;
 use recc_compiler::interp::{evaluate, EvalError, Example, Params};
 use recc_compiler::ir::{Graph, TableId};
 use recc_compiler::model::{FitConfig, Optimizer, Solver};
@@ -125,6 +126,60 @@ pub struct TrainConfig {
     pub on_interrupt: OnInterrupt,
     /// Gradient steps, or a closed-form solver (`crate::solve`).
     pub solver: Solver,
+    /// How the native trainer orders the steps of a model that pools a
+    /// history (`recc_compiler::hoist`).
+    pub pooling: Pooling,
+}
+
+/// The native trainer's schedule for a pooled history.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pooling {
+    /// A user's examples together, the history's rows frozen for the group
+    /// and updated once at its end (`crate::grouped`), where the model's
+    /// plan allows; else per example.
+    #[default]
+    Grouped,
+    /// Every example pools its history and updates every member row.
+    PerExample,
+}
+
+impl std::str::FromStr for Pooling {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Pooling, String> {
+        match s {
+            "grouped" => Ok(Pooling::Grouped),
+            "per-example" => Ok(Pooling::PerExample),
+            other => Err(format!(
+                "unknown pooling schedule `{other}` (expected `grouped` or `per-example`)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Pooling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Pooling::Grouped => "grouped",
+            Pooling::PerExample => "per-example",
+        })
+    }
+}
+
+/// The schedule a run of `config` on `session` takes: the hoisted plan
+/// when it runs grouped, else why not (for the run's notes). Only the
+/// native backend runs grouped; the evaluator is the per-example
+/// schedule's reference.
+pub fn pooling_plan(session: &Session, config: &TrainConfig) -> Result<HoistPlan, String> {
+    if config.pooling == Pooling::PerExample {
+        return Err("--pooling per-example".into());
+    }
+    if config.solver != Solver::Sgd {
+        return Err(format!("the {} solver does not pool", config.solver));
+    }
+    if config.effective_backend() != Backend::Jit {
+        return Err("the evaluator runs the per-example schedule".into());
+    }
+    recc_compiler::hoist_plan(&session.forward).map_err(|e| e.to_string())
 }
 
 /// Which parameters a run stopped by its observer returns (early
@@ -156,6 +211,7 @@ impl TrainConfig {
             prefetch: DEFAULT_PREFETCH,
             on_interrupt: OnInterrupt::default(),
             solver: fit.solver,
+            pooling: Pooling::default(),
         }
     }
 
@@ -423,8 +479,23 @@ fn train_native(
     let sizes = session.binding.domain_sizes();
     // Before compiling: a model too large for memory is refused at once.
     check_memory(g, &sizes, config.optimizer, Holder::Native)?;
-    let kernel = compile_step(g, config.optimizer, config.prefetch)?;
+    let plan = pooling_plan(session, config).ok();
+    let kernel = match &plan {
+        Some(_) => None,
+        None => Some(compile_step(g, config.optimizer, config.prefetch)?),
+    };
+    let hoisted = match &plan {
+        Some(p) => Some((
+            compile_step(&p.step, config.optimizer, config.prefetch)?,
+            compile_step(&p.member, config.optimizer, 0)?,
+        )),
+        None => None,
+    };
+    let mut groups = plan
+        .as_ref()
+        .map(|_| crate::grouped::user_groups(session, data, rows));
     let mut native = NativeParams::initialise(g, &sizes, config.seed, config.optimizer)?;
+    let lanes = native.lanes.clone();
     let tables = TableWords::new(&mut native);
     let mut order: Vec<usize> = rows.to_vec();
     let mut shuffle_rng = StdRng::seed_from_u64(config.seed);
@@ -447,59 +518,93 @@ fn train_native(
         let started = Instant::now();
         let lr = config.schedule.rate(config.lr, epoch, config.epochs);
         let hyper = Hyper::new(config.optimizer, lr);
-        order.shuffle(&mut shuffle_rng);
-        let job = NativeJob {
-            session,
-            data,
-            kernel: &kernel,
-            tables: &tables,
-            sizes: &sizes,
-            hyper,
-        };
-        // Each share of the order ran from its offset: what it did.
-        let ran: Vec<(usize, Ran)> = if threads == 1 {
-            let mut report = |done: usize, loss: f64| {
-                observer.progress(epoch + 1, done, total, loss / done.max(1) as f64);
-                !observer.stop_requested()
+        let ran: Vec<(usize, Ran)> = if let (Some(plan), Some((step, member)), Some(groups)) =
+            (&plan, &hoisted, groups.as_mut())
+        {
+            // Users in a shuffled order, each user's examples shuffled.
+            for group in groups.iter_mut() {
+                group.rows.shuffle(&mut shuffle_rng);
+            }
+            let chunks =
+                crate::grouped::chunks(groups, GROUP_EXAMPLES, GROUP_SPLITS, &mut shuffle_rng);
+            let job = crate::grouped::GroupJob {
+                session,
+                data,
+                plan,
+                step,
+                member,
+                tables: &tables,
+                lanes: &lanes,
+                sizes: &sizes,
+                hyper,
             };
-            vec![(0, job.run(&order, &mut sample_rng, &mut report, None))]
+            grouped_epoch(
+                &job,
+                &chunks,
+                threads,
+                epoch,
+                total,
+                &mut sample_rng,
+                observer,
+            )
         } else {
-            // Hogwild: each thread takes a contiguous share of the shuffled
-            // order and updates the shared tables without locks.
-            let seeds: Vec<u64> = (0..threads).map(|_| sample_rng.random()).collect();
-            let share = total.div_ceil(threads);
-            let stop = AtomicBool::new(false);
-            let progress = AtomicUsize::new(0);
-            let results = std::thread::scope(|scope| {
-                let mut handles = Vec::new();
-                for (t, part) in order.chunks(share).enumerate().skip(1) {
-                    let (job, stop, progress) = (&job, &stop, &progress);
-                    let seed = seeds[t];
-                    handles.push(scope.spawn(move || {
-                        let mut rng = StdRng::seed_from_u64(seed);
-                        let mut report = |_: usize, _: f64| true;
-                        job.run(part, &mut rng, &mut report, Some((stop, progress)))
-                    }));
-                }
-                let mut rng = StdRng::seed_from_u64(seeds[0]);
-                let first = &order[..share.min(total)];
-                let mut report = |_: usize, loss: f64| {
-                    let done = progress.load(Ordering::Relaxed);
+            let Some(kernel) = &kernel else {
+                return Err(TrainError::Compile("no step kernel was compiled".into()));
+            };
+            order.shuffle(&mut shuffle_rng);
+            let job = NativeJob {
+                session,
+                data,
+                kernel,
+                tables: &tables,
+                sizes: &sizes,
+                hyper,
+            };
+            // Each share of the order ran from its offset: what it did.
+            if threads == 1 {
+                let mut report = |done: usize, loss: f64| {
                     observer.progress(epoch + 1, done, total, loss / done.max(1) as f64);
                     !observer.stop_requested()
                 };
-                let mut results =
-                    vec![job.run(first, &mut rng, &mut report, Some((&stop, &progress)))];
-                for h in handles {
-                    results.push(h.join().unwrap_or(Ran {
-                        done: 0,
-                        loss: f64::NAN,
-                        stop: Some(Stop::Halted),
-                    }));
-                }
-                results
-            });
-            (0..total).step_by(share.max(1)).zip(results).collect()
+                vec![(0, job.run(&order, &mut sample_rng, &mut report, None))]
+            } else {
+                // Hogwild: each thread takes a contiguous share of the shuffled
+                // order and updates the shared tables without locks.
+                let seeds: Vec<u64> = (0..threads).map(|_| sample_rng.random()).collect();
+                let share = total.div_ceil(threads);
+                let stop = AtomicBool::new(false);
+                let progress = AtomicUsize::new(0);
+                let results = std::thread::scope(|scope| {
+                    let mut handles = Vec::new();
+                    for (t, part) in order.chunks(share).enumerate().skip(1) {
+                        let (job, stop, progress) = (&job, &stop, &progress);
+                        let seed = seeds[t];
+                        handles.push(scope.spawn(move || {
+                            let mut rng = StdRng::seed_from_u64(seed);
+                            let mut report = |_: usize, _: f64| true;
+                            job.run(part, &mut rng, &mut report, Some((stop, progress)))
+                        }));
+                    }
+                    let mut rng = StdRng::seed_from_u64(seeds[0]);
+                    let first = &order[..share.min(total)];
+                    let mut report = |_: usize, loss: f64| {
+                        let done = progress.load(Ordering::Relaxed);
+                        observer.progress(epoch + 1, done, total, loss / done.max(1) as f64);
+                        !observer.stop_requested()
+                    };
+                    let mut results =
+                        vec![job.run(first, &mut rng, &mut report, Some((&stop, &progress)))];
+                    for h in handles {
+                        results.push(h.join().unwrap_or(Ran {
+                            done: 0,
+                            loss: f64::NAN,
+                            stop: Some(Stop::Halted),
+                        }));
+                    }
+                    results
+                });
+                (0..total).step_by(share.max(1)).zip(results).collect()
+            }
         };
         let mut total_loss = 0.0;
         let mut done_all = 0;
@@ -553,6 +658,88 @@ fn train_native(
     let touched = native.touched();
     let params = native.into_params()?;
     Ok(tracker.finish(params, &touched, interrupted))
+}
+
+/// Examples of one user run together with the history's rows frozen.
+const GROUP_EXAMPLES: usize = 16;
+const GROUP_SPLITS: usize = 4;
+
+/// One epoch of the grouped schedule: the shuffled groups split among
+/// `threads` (Hogwild), each share's examples counted from its offset.
+fn grouped_epoch(
+    job: &crate::grouped::GroupJob,
+    chunks: &[crate::grouped::Chunk],
+    threads: usize,
+    epoch: usize,
+    total: usize,
+    sample_rng: &mut StdRng,
+    observer: &mut dyn Observer,
+) -> Vec<(usize, Ran)> {
+    use crate::grouped::{GroupStop, GroupsRan};
+    let convert = |r: GroupsRan| Ran {
+        done: r.done,
+        loss: r.loss,
+        stop: r.stop.map(|s| match s {
+            GroupStop::Loss => Stop::Loss,
+            GroupStop::Input(e) => Stop::Input(e),
+            GroupStop::Halted => Stop::Halted,
+        }),
+    };
+    let all = chunks;
+    let threads = threads.clamp(1, all.len().max(1));
+    if threads == 1 {
+        let mut report = |done: usize, loss: f64| {
+            observer.progress(epoch + 1, done, total, loss / done.max(1) as f64);
+            !observer.stop_requested()
+        };
+        return vec![(0, convert(job.run(all, sample_rng, &mut report, None)))];
+    }
+    let seeds: Vec<u64> = (0..threads).map(|_| sample_rng.random()).collect();
+    let share = all.len().div_ceil(threads);
+    let parts: Vec<&[crate::grouped::Chunk]> = all.chunks(share).collect();
+    let offsets: Vec<usize> = parts
+        .iter()
+        .scan(0, |at, part| {
+            let here = *at;
+            *at += part.iter().map(|g| g.rows.len()).sum::<usize>();
+            Some(here)
+        })
+        .collect();
+    let stop = AtomicBool::new(false);
+    let progress = AtomicUsize::new(0);
+    let results = std::thread::scope(|scope| {
+        let mut handles = Vec::new();
+        for (t, part) in parts.iter().enumerate().skip(1) {
+            let (stop, progress) = (&stop, &progress);
+            let seed = seeds[t];
+            handles.push(scope.spawn(move || {
+                let mut rng = StdRng::seed_from_u64(seed);
+                let mut report = |_: usize, _: f64| true;
+                job.run(part, &mut rng, &mut report, Some((stop, progress)))
+            }));
+        }
+        let mut rng = StdRng::seed_from_u64(seeds[0]);
+        let mut report = |_: usize, loss: f64| {
+            let done = progress.load(Ordering::Relaxed);
+            observer.progress(epoch + 1, done, total, loss / done.max(1) as f64);
+            !observer.stop_requested()
+        };
+        let mut results = vec![convert(job.run(
+            parts[0],
+            &mut rng,
+            &mut report,
+            Some((&stop, &progress)),
+        ))];
+        for h in handles {
+            results.push(h.join().map(convert).unwrap_or(Ran {
+                done: 0,
+                loss: f64::NAN,
+                stop: Some(Stop::Halted),
+            }));
+        }
+        results
+    });
+    offsets.into_iter().zip(results).collect()
 }
 
 /// A row's number and, where its domain names it, its id.

@@ -98,6 +98,8 @@ fn config(model: &Model, epochs: usize, backend: Backend) -> TrainConfig {
     c.threads = 1;
     c.early_stopping = 0;
     c.backend = backend;
+    // The evaluator is the per-example schedule's reference.
+    c.pooling = train::Pooling::PerExample;
     c
 }
 
@@ -245,7 +247,9 @@ fn edge_example(g: &Graph, sizes: &[usize], e: usize, train: bool) -> Example {
                         _ => vec![(n - 1, 1.0)],
                     })
                 }
-                SlotKind::Noise(shape) => SlotValue::Noise(
+                SlotKind::Noise(shape)
+                | SlotKind::Pooled { shape, .. }
+                | SlotKind::Dense(shape) => SlotValue::Noise(
                     (0..shape.len())
                         .map(|k| {
                             if train {
@@ -269,9 +273,11 @@ fn columns_of(g: &Graph, examples: &[Example]) -> Columns {
         .iter()
         .map(|s| match s.kind {
             SlotKind::Index(_) | SlotKind::Negative { .. } => SlotColumn::Index(Vec::new()),
-            SlotKind::Real | SlotKind::Noise(_) | SlotKind::InverseCount(_) => {
-                SlotColumn::Real(Vec::new())
-            }
+            SlotKind::Real
+            | SlotKind::Noise(_)
+            | SlotKind::InverseCount(_)
+            | SlotKind::Pooled { .. }
+            | SlotKind::Dense(_) => SlotColumn::Real(Vec::new()),
             SlotKind::Bag { .. } => SlotColumn::Bag {
                 offsets: vec![0],
                 members: Vec::new(),

@@ -82,11 +82,13 @@ pub fn random_example(g: &Graph, rng: &mut StdRng) -> Example {
                         .collect(),
                 )
             }
-            SlotKind::Noise(shape) => SlotValue::Noise(
-                (0..shape.len())
-                    .map(|_| rng.random_range(-1.0..1.0))
-                    .collect(),
-            ),
+            SlotKind::Noise(shape) | SlotKind::Pooled { shape, .. } | SlotKind::Dense(shape) => {
+                SlotValue::Noise(
+                    (0..shape.len())
+                        .map(|_| rng.random_range(-1.0..1.0))
+                        .collect(),
+                )
+            }
         })
         .collect();
     Example { slots }

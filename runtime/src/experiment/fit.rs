@@ -10,7 +10,7 @@ use crate::optim::Schedule;
 use crate::predict::{self, Predictor};
 use crate::session::{Backend, Session, Task};
 use crate::split::{self, Split};
-use crate::train::{self, Interruption, Observer, TrainConfig, Trained};
+use crate::train::{self, Interruption, Observer, Pooling, TrainConfig, Trained};
 use recc_compiler::check::{DEFAULT_BURN_IN, DEFAULT_SAMPLES, DEFAULT_SWEEPS};
 use recc_compiler::interp::Params;
 use recc_compiler::model::{Model, Optimizer, Solver};
@@ -32,6 +32,8 @@ pub struct FitOverrides {
     pub threads: Option<usize>,
     /// jit or interp.
     pub backend: Option<String>,
+    /// grouped or per-example.
+    pub pooling: Option<String>,
     /// sgd, als or gibbs.
     pub solver: Option<String>,
     /// ALS sweeps.
@@ -213,6 +215,20 @@ pub fn train_config(model: &Model, fit: &FitOverrides) -> Result<(TrainConfig, V
         c.threads = t;
     }
     let mut notes = Vec::new();
+    if let Some(p) = &fit.pooling {
+        c.pooling = p.parse::<Pooling>().map_err(usage)?;
+        if c.pooling == Pooling::Grouped && c.effective_backend() == Backend::Interp {
+            notes.push(
+                "--pooling grouped: the reference evaluator runs the per-example schedule".into(),
+            );
+        }
+        if c.solver != Solver::Sgd {
+            return Err(usage(format!(
+                "--pooling {p}: the {} solver takes no gradient steps to schedule",
+                c.solver
+            )));
+        }
+    }
     if c.batch > 1 && c.backend == Backend::Jit {
         notes.push(format!(
             "--batch {}: mini-batches are averaged by the reference evaluator, \
@@ -227,6 +243,26 @@ pub fn train_config(model: &Model, fit: &FitOverrides) -> Result<(TrainConfig, V
         ));
     }
     Ok((c, notes))
+}
+
+/// Which schedule steps a model with a history input, and why.
+pub fn pooling_note(session: &Session, config: &TrainConfig) -> Option<String> {
+    let history = session.forward.slots.iter().find(|s| {
+        matches!(
+            s.kind,
+            recc_compiler::ir::SlotKind::Bag { history: true, .. }
+        )
+    })?;
+    if config.solver != Solver::Sgd {
+        return None;
+    }
+    Some(match train::pooling_plan(session, config) {
+        Ok(_) => format!(
+            "pooling: grouped by user, `{}` pooled once per user's examples",
+            history.name
+        ),
+        Err(why) => format!("pooling: per example ({why})"),
+    })
 }
 
 /// What every split of one run shares.
@@ -374,6 +410,7 @@ pub fn train_split(
     }
     let mut notes = session.binding.notes.clone();
     notes.extend(task_note(&session, data, &bind));
+    notes.extend(pooling_note(&session, config));
     for note in &notes {
         observer.note(note);
     }

@@ -116,7 +116,9 @@ fn blank_example(g: &Graph) -> Example {
                 SlotKind::Index(_) | SlotKind::Negative { .. } => SlotValue::Index(0),
                 SlotKind::Real => SlotValue::Real(0.0),
                 SlotKind::Bag { .. } => SlotValue::Bag(Vec::new()),
-                SlotKind::Noise(shape) => SlotValue::Noise(vec![0.0; shape.len()]),
+                SlotKind::Noise(shape)
+                | SlotKind::Pooled { shape, .. }
+                | SlotKind::Dense(shape) => SlotValue::Noise(vec![0.0; shape.len()]),
                 SlotKind::InverseCount(_) => SlotValue::Real(1.0),
             })
             .collect(),

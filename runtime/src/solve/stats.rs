@@ -127,9 +127,12 @@ impl<'g> Program<'g> {
             .iter()
             .filter(|gr| {
                 let t = match gr.target {
-                    GradTarget::Global(t) | GradTarget::Row(t, _) | GradTarget::BagRows(t, _) => t,
+                    GradTarget::Global(t) | GradTarget::Row(t, _) | GradTarget::BagRows(t, _) => {
+                        Some(t)
+                    }
+                    GradTarget::Slot(_) => None,
                 };
-                Some(t) == table
+                t.is_some() && t == table
             })
             .map(|gr| (gr.target, gr.value))
             .collect();
@@ -144,7 +147,7 @@ impl<'g> Program<'g> {
         for &(target, value) in &grads {
             mark(value);
             match target {
-                GradTarget::Global(_) => {}
+                GradTarget::Global(_) | GradTarget::Slot(_) => {}
                 GradTarget::Row(_, n) | GradTarget::BagRows(_, n) => mark(n),
             }
         }
@@ -206,6 +209,7 @@ impl<'g> Program<'g> {
         for &(target, _) in &self.grads {
             match target {
                 GradTarget::Global(_) => rows.push(0),
+                GradTarget::Slot(_) => {}
                 GradTarget::Row(_, ix) => {
                     if let Value::Index(Some(r)) = scratch.values[ix.index()] {
                         rows.push(r);
@@ -237,7 +241,7 @@ impl<'g> Program<'g> {
         for &(target, value) in &self.grads {
             outputs[value.index()] = true;
             match target {
-                GradTarget::Global(_) => {}
+                GradTarget::Global(_) | GradTarget::Slot(_) => {}
                 GradTarget::Row(_, x) | GradTarget::BagRows(_, x) => outputs[x.index()] = true,
             }
         }
@@ -416,6 +420,8 @@ impl<'g> Program<'g> {
         for &(target, value) in &self.grads {
             let t = tensor(&scratch.values, &scratch.data, value)?;
             match target {
+                // A program keeps only its table's gradients.
+                GradTarget::Slot(_) => {}
                 GradTarget::Global(_) => {
                     if row == 0 {
                         add(t.data);
@@ -604,7 +610,7 @@ fn focus(
     }
     for &(target, _) in grads {
         match target {
-            GradTarget::Global(_) => {}
+            GradTarget::Global(_) | GradTarget::Slot(_) => {}
             GradTarget::Row(_, x) | GradTarget::BagRows(_, x) => full[x.index()] = true,
         }
     }
