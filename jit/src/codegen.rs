@@ -542,7 +542,7 @@ impl Gen<'_, '_> {
                 .iter()
                 .filter_map(|gr| match gr.target {
                     GradTarget::Row(t, _) | GradTarget::BagRows(t, _) => Some(t),
-                    GradTarget::Global(_) => None,
+                    GradTarget::Global(_) | GradTarget::Slot(_) => None,
                 })
                 .collect(),
             KernelKind::Predict => BTreeSet::new(),
@@ -1763,8 +1763,11 @@ impl Gen<'_, '_> {
             .g
             .grads
             .iter()
-            .map(|gr| match gr.target {
-                GradTarget::Global(t) | GradTarget::Row(t, _) | GradTarget::BagRows(t, _) => t,
+            .filter_map(|gr| match gr.target {
+                GradTarget::Global(t) | GradTarget::Row(t, _) | GradTarget::BagRows(t, _) => {
+                    Some(t)
+                }
+                GradTarget::Slot(_) => None,
             })
             .collect();
         let mut early: BTreeMap<SlotId, Vec<NodeId>> = BTreeMap::new();
