@@ -21,6 +21,7 @@ use rand_distr::StandardNormal;
 use recc_compiler::interp::{Example, SlotValue};
 use recc_compiler::ir::{DomainId, Graph, SlotKind};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Buckets a time domain may be derived from, with their width in seconds.
 pub const TIME_DOMAINS: [(&str, i64); 3] =
@@ -212,6 +213,8 @@ pub struct RowRef {
     /// The order of this example in time, for histories.
     time: (i64, usize),
     user: Option<u32>,
+    /// The data row every column is read from, when there is one.
+    data_row: Option<usize>,
 }
 
 impl RowRef {
@@ -221,6 +224,7 @@ impl RowRef {
             columns: Vec::new(),
             time: (0, 0),
             user: None,
+            data_row: None,
         }
     }
 }
@@ -233,6 +237,30 @@ pub struct Columns {
     pub slots: Vec<SlotColumn>,
     /// Examples held.
     pub len: usize,
+    /// Every data row's feature bag, built once (`Binding::feature_rows`):
+    /// copied from here, an example's bag is one read instead of one per
+    /// feature column at a random row.
+    pub feature_rows: Option<Arc<FeatureRows>>,
+}
+
+/// A factorization machine's feature bag of every data row, as offsets into
+/// members and weights (the same values `Binding::encode` derives).
+#[derive(Debug)]
+pub struct FeatureRows {
+    offsets: Vec<u32>,
+    members: Vec<u32>,
+    weights: Vec<f32>,
+}
+
+impl FeatureRows {
+    /// Data row `r`'s members and weights, if the table has that row.
+    fn row(&self, r: usize) -> Option<(&[u32], &[f32])> {
+        let (start, end) = (
+            *self.offsets.get(r)? as usize,
+            *self.offsets.get(r + 1)? as usize,
+        );
+        Some((&self.members[start..end], &self.weights[start..end]))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -898,6 +926,7 @@ impl Binding {
             columns: vec![Some(r); data.columns.len()],
             time: (data.times().map_or(0, |t| t[r]), r),
             user: data.users().map(|(_, us)| us[r]),
+            data_row: Some(r),
         }
     }
 
@@ -920,6 +949,7 @@ impl Binding {
             // After everything: the whole training history counts.
             time: (i64::MAX, usize::MAX),
             user: user.filter(|_| urow.is_some()),
+            data_row: None,
         }
     }
 
@@ -1048,6 +1078,7 @@ impl Binding {
             _ => 0,
         };
         out.time = (time, r);
+        out.data_row = Some(r);
         out.user = match self.user_column.map(|c| &data.columns[c].data) {
             Some(ColumnData::Index { values, .. }) => Some(values[r]),
             _ => None,
@@ -1106,6 +1137,7 @@ impl Binding {
             let dom = data.columns[c].data.domain().unwrap_or("");
             data.domain_size(dom) as u32
         };
+        let feature_rows = out.feature_rows.clone();
         for (k, source) in self.sources.iter().enumerate() {
             // Columns before `k` already end with this example's value.
             let (earlier, rest) = out.slots.split_at_mut(k);
@@ -1193,6 +1225,16 @@ impl Binding {
                         weights,
                     },
                 ) => {
+                    let cached = match (source, &feature_rows, row.data_row) {
+                        (SlotSource::Features, Some(f), Some(r)) => f.row(r),
+                        _ => None,
+                    };
+                    if let Some((m, w)) = cached {
+                        members.extend_from_slice(m);
+                        weights.extend_from_slice(w);
+                        offsets.push(members.len() as u32);
+                        continue;
+                    }
                     let bag = if matches!(source, SlotSource::Features) {
                         self.feature_bag(data, row)
                     } else if histories {
@@ -1294,7 +1336,40 @@ impl Binding {
                 }
             })
             .collect();
-        Columns { slots, len: 0 }
+        Columns {
+            slots,
+            len: 0,
+            feature_rows: None,
+        }
+    }
+
+    /// Every data row's feature bag, for [`Columns::feature_rows`]; `None`
+    /// when the model has no feature bag. One pass over the data in row
+    /// order, so that training reads each example's bag in one place.
+    pub fn feature_rows(&self, data: &Dataset) -> Option<Arc<FeatureRows>> {
+        if !self
+            .sources
+            .iter()
+            .any(|s| matches!(s, SlotSource::Features))
+        {
+            return None;
+        }
+        let mut rows = FeatureRows {
+            offsets: Vec::with_capacity(data.len() + 1),
+            members: Vec::new(),
+            weights: Vec::new(),
+        };
+        rows.offsets.push(0);
+        let mut row = RowRef::empty();
+        for r in 0..data.len() {
+            self.row_into(data, r, &mut row);
+            for (m, w) in self.feature_bag(data, &row) {
+                rows.members.push(m as u32);
+                rows.weights.push(w as f32);
+            }
+            rows.offsets.push(rows.members.len() as u32);
+        }
+        Some(Arc::new(rows))
     }
 
     fn feature_bag(&self, data: &Dataset, row: &RowRef) -> Vec<(usize, f64)> {

@@ -6,7 +6,7 @@
 //! gradient followed by the optimiser's row updates; one thread and a seed
 //! make a run reproducible bit for bit.
 
-use crate::bind::BindError;
+use crate::bind::{BindError, FeatureRows};
 use crate::data::Dataset;
 use crate::init::{check_memory, initialise, Holder, InitError, MAX_BALL_NORM};
 use crate::modelfile::EpochRecord;
@@ -28,6 +28,7 @@ use recc_compiler::model::{FitConfig, Optimizer, Solver};
 use recc_jit::{Kernel, KernelKind, StepOptions, DEFAULT_PREFETCH};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
@@ -499,6 +500,7 @@ fn train_native(
     let tables = TableWords::new(&mut native);
     let mut order: Vec<usize> = rows.to_vec();
     let mut shuffle_rng = StdRng::seed_from_u64(config.seed);
+    let feature_rows = session.binding.feature_rows(data);
     let mut sample_rng = StdRng::seed_from_u64(config.seed.wrapping_add(0x9e37_79b9_7f4a_7c15));
     let mut tracker = EpochTracker::new(session, data, validation, config);
     tracker.start(&|| (native.to_params(), native.touched()));
@@ -559,6 +561,7 @@ fn train_native(
                 tables: &tables,
                 sizes: &sizes,
                 hyper,
+                feature_rows: feature_rows.clone(),
             };
             // Each share of the order ran from its offset: what it did.
             if threads == 1 {
@@ -826,6 +829,8 @@ struct NativeJob<'a> {
     tables: &'a TableWords,
     sizes: &'a [usize],
     hyper: Hyper,
+    /// Every data row's feature bag, built once for the whole run.
+    feature_rows: Option<Arc<FeatureRows>>,
 }
 
 /// What one thread's share of an epoch did.
@@ -862,6 +867,7 @@ impl NativeJob<'_> {
         let binding = &self.session.binding;
         let g = &self.session.gradient;
         let mut columns = binding.columns();
+        columns.feature_rows = self.feature_rows.clone();
         let mut runner = Runner::new();
         let (mut done, mut loss) = (0, 0.0);
         let mut blocks = rows.chunks(NATIVE_BLOCK).peekable();

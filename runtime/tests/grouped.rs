@@ -58,7 +58,11 @@ fn columns(g: &Graph, ex: &Example) -> Columns {
             (k, v) => panic!("{k:?} with {v:?}"),
         })
         .collect();
-    Columns { slots, len: 1 }
+    Columns {
+        slots,
+        len: 1,
+        feature_rows: None,
+    }
 }
 
 /// A random value for every slot of `g`, indices below `sizes`.

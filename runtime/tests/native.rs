@@ -312,6 +312,7 @@ fn columns_of(g: &Graph, examples: &[Example]) -> Columns {
     Columns {
         slots,
         len: examples.len(),
+        feature_rows: None,
     }
 }
 
