@@ -307,3 +307,79 @@ fn op_name(op: Op) -> &'static str {
         Op::Outer(..) => "outer",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::SlotKind;
+    use crate::{compile, forward_graph};
+
+    /// The forward graph of a model over `u`, `i`, `r` whose score is `score`.
+    fn graph(params: &str, score: &str) -> Graph {
+        let text = format!(
+            "model t\nuse stdlib.losses\nuse stdlib.links\ninput u: user\ninput i: item\n\
+             input r: real\n{params}\nlet R(u, i) = {score}\nloss mse(R(u, i), r)\n"
+        );
+        let compiled = compile("t.rec", &text);
+        let Some(model) = compiled.model.as_ref() else {
+            panic!("{score}\n{}", compiled.render_diagnostics())
+        };
+        forward_graph(model).unwrap_or_else(|e| panic!("{score}: {e}"))
+    }
+
+    /// The user's index slot on the user's side, the item's on the item's,
+    /// every other slot on the user's (as a pair binds them).
+    fn sides(g: &Graph) -> Vec<SlotSide> {
+        g.slots
+            .iter()
+            .map(|s| match s.kind {
+                SlotKind::Index(d) if g.domains[d.index()].name == "item" => SlotSide::Item,
+                _ => SlotSide::User,
+            })
+            .collect()
+    }
+
+    const PARAMS: &str = "param b: real\nparam w[user]: real\nparam m[item]: real\n\
+                          param p[user]: vec(4)\nparam q[item]: vec(4)\nparam h[user]: mat(4, 4)";
+
+    #[test]
+    fn a_biased_dot_product_splits_into_a_dot_and_scalar_steps() {
+        let g = graph(PARAMS, "b + w[u] + m[i] + dot(p[u], q[i])");
+        let f = factor_score(&g, &sides(&g)).unwrap();
+        assert_eq!(f.dot_lanes(&g), [4]);
+        assert_eq!(f.item_values.len(), 2);
+        let last = f.steps.last().copied();
+        assert!(
+            matches!(last, Some(Step::Binary(BinaryFn::Add, ..))),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn a_link_after_the_dot_product_is_a_scalar_step() {
+        let g = graph(PARAMS, "sigmoid(dot(p[u], q[i]))");
+        let f = factor_score(&g, &sides(&g)).unwrap();
+        assert!(matches!(
+            f.steps.last(),
+            Some(Step::Unary(UnaryFn::Sigmoid, _))
+        ));
+    }
+
+    #[test]
+    fn a_user_transform_of_the_user_vector_stays_on_the_users_side() {
+        let g = graph(PARAMS, "dot(h[u] @ p[u], q[i])");
+        let f = factor_score(&g, &sides(&g)).unwrap();
+        assert_eq!(f.dot_lanes(&g), [4]);
+        assert_eq!(f.user_values.len(), 1);
+    }
+
+    #[test]
+    fn mixing_user_and_item_inside_a_vector_does_not_split() {
+        let g = graph(PARAMS, "dot(p[u] + q[i], q[i])");
+        let e = factor_score(&g, &sides(&g)).unwrap_err();
+        assert!(e.reason.contains("mix user and item"), "{e:?}");
+        let g = graph(PARAMS, "dot(p[u], q[i])");
+        let pair: Vec<SlotSide> = g.slots.iter().map(|_| SlotSide::Pair).collect();
+        assert!(factor_score(&g, &pair).is_err());
+    }
+}

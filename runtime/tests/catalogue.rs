@@ -38,7 +38,12 @@ fn trained(file: &str) -> (Fitted, experiment::Prepared) {
             ..FitOverrides::default()
         },
     };
-    let (config, _) = experiment::train_config(&source.model, &fit).unwrap();
+    trained_with(file, &fit)
+}
+
+fn trained_with(file: &str, fit: &FitOverrides) -> (Fitted, experiment::Prepared) {
+    let source = experiment::read_source(&models_dir().join(file)).unwrap();
+    let (config, _) = experiment::train_config(&source.model, fit).unwrap();
     let request = DataRequest {
         data: data_for(file).to_string(),
         ..DataRequest::default()
@@ -172,5 +177,30 @@ fn top_k_orders_as_best_first_with_ties_and_nan() {
                 "k = {k}, exclude {exclude:?}"
             );
         }
+    }
+}
+
+#[test]
+fn a_gibbs_fit_scores_the_catalogue_as_the_mean_of_its_draws_exactly() {
+    let fit = FitOverrides {
+        solver: Some("gibbs".into()),
+        samples: Some(6),
+        burn_in: Some(2),
+        ..FitOverrides::default()
+    };
+    let (mut fitted, prepared) = trained_with("biased_mf.rec", &fit);
+    fitted.session.backend = Backend::Interp;
+    assert!(fitted.samples.as_ref().is_some_and(|s| s.draws.len() == 6));
+    let data = &prepared.data;
+    let fast = fitted.predictor().unwrap();
+    let slow = fitted.predictor().unwrap().per_pair();
+    assert!(fast.averages_draws() && fast.factored().is_some());
+    let catalogue = fast.catalogue(data).unwrap();
+    assert!(catalogue.is_blocked());
+    let users: Vec<Option<u32>> = (0..20).map(Some).chain([None]).collect();
+    for (&u, row) in users.iter().zip(catalogue.scores(&users).unwrap()) {
+        let reference = slow.user_scores(data, u).unwrap();
+        let bits = |s: &[f64]| s.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&row), bits(&reference), "scores of user {u:?}");
     }
 }
