@@ -28,7 +28,7 @@ const REPORT_EVERY: usize = 4096;
 /// Chunks (of as many users) whose examples run shuffled together in one
 /// round, the history's rows frozen: enough that the other tables see
 /// users interleaved as the per-example schedule shows them.
-const ROUND_CHUNKS: usize = 16;
+const ROUND_CHUNKS: usize = 64;
 
 /// One user's training examples and the history they are windows of.
 #[derive(Clone, Debug)]
