@@ -25,6 +25,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 /// Examples between progress reports (and interrupt checks).
 const REPORT_EVERY: usize = 4096;
 
+/// Chunks (of as many users) whose examples run shuffled together in one
+/// round, the history's rows frozen: enough that the other tables see
+/// users interleaved as the per-example schedule shows them.
+const ROUND_CHUNKS: usize = 64;
+
 /// One user's training examples and the history they are windows of.
 #[derive(Clone, Debug)]
 pub struct Group {
@@ -140,7 +145,13 @@ struct Buffers {
     adjoints: Vec<Vec<f32>>,
     /// Prefix sums (or differences) over a group's history positions.
     prefix: Vec<f64>,
+    running: Vec<f64>,
     rows: Vec<usize>,
+    /// Per chunk of a round: its span `lo..hi` of its user's items and
+    /// where its prefix sums start.
+    spans: Vec<(usize, usize, usize)>,
+    /// A round's examples in their shuffled order: (chunk, example).
+    order: Vec<(u32, u32)>,
 }
 
 impl GroupJob<'_> {
@@ -193,21 +204,26 @@ impl GroupJob<'_> {
             distinct: Vec::new(),
             adjoints: vec![Vec::new(); plan.pooled.len()],
             prefix: Vec::new(),
+            running: Vec::new(),
             rows: Vec::new(),
+            spans: Vec::new(),
+            order: Vec::new(),
         };
         let (mut done, mut loss) = (0usize, 0.0);
         let mut since_report = 0;
+        let rounds: Vec<&[Chunk]> = groups.chunks(ROUND_CHUNKS).collect();
         let stop = 'groups: {
-            for (g, group) in groups.iter().enumerate() {
+            for (g, round) in rounds.iter().enumerate() {
                 if shared.is_some_and(|(stop, _)| stop.load(Ordering::Relaxed)) {
                     break 'groups Some(GroupStop::Halted);
                 }
-                match self.group(group, rng, &mut buf) {
+                let size: usize = round.iter().map(|c| c.rows.len()).sum();
+                match self.round(round, rng, &mut buf) {
                     Ok((n, l)) => {
                         done += n;
                         loss += l;
                         since_report += n;
-                        if n < group.rows.len() {
+                        if n < size {
                             break 'groups Some(GroupStop::Loss);
                         }
                     }
@@ -218,7 +234,7 @@ impl GroupJob<'_> {
                         progress.fetch_add(since_report, Ordering::Relaxed);
                     }
                     since_report = 0;
-                    if !report(done, loss) && g + 1 < groups.len() {
+                    if !report(done, loss) && g + 1 < rounds.len() {
                         break 'groups Some(GroupStop::Halted);
                     }
                 }
@@ -234,45 +250,66 @@ impl GroupJob<'_> {
         GroupsRan { done, loss, stop }
     }
 
-    /// One user's examples. Returns the examples finished and their loss.
-    fn group(
+    /// One round: the examples of some users' chunks, in a shuffled order,
+    /// with the history's rows frozen. Returns the examples finished and
+    /// their loss.
+    fn round(
         &self,
-        group: &Chunk,
+        round: &[Chunk],
         rng: &mut StdRng,
         buf: &mut Buffers,
     ) -> Result<(usize, f64), InputError> {
+        use rand::seq::SliceRandom;
         let plan = self.plan;
         let binding = &self.session.binding;
+        // Each chunk's span of its user's items: positions `lo..hi` are read
+        // by some example of the chunk.
+        buf.spans.clear();
+        let mut at = 0;
+        for chunk in round {
+            let lo = chunk.rows.iter().map(|w| w.1 as usize).min().unwrap_or(0);
+            let hi = chunk.rows.iter().map(|w| w.2 as usize).max().unwrap_or(0);
+            if hi > chunk.items.len() || lo > hi {
+                return Err(self.internal("a history window outside the user's items"));
+            }
+            buf.spans.push((lo, hi, at));
+            at += hi - lo + 1;
+        }
+        // The round's examples in a shuffled order: (chunk, example).
+        buf.order.clear();
+        for (c, chunk) in round.iter().enumerate() {
+            buf.order
+                .extend((0..chunk.rows.len()).map(|k| (c as u32, k as u32)));
+        }
+        buf.order.shuffle(rng);
         buf.rows.clear();
-        buf.rows.extend(group.rows.iter().map(|&(r, _, _)| r));
+        buf.rows.extend(
+            buf.order
+                .iter()
+                .map(|&(c, k)| round[c as usize].rows[k as usize].0),
+        );
         buf.columns.clear();
         binding.encode_rows_without_histories(self.data, &buf.rows, rng, true, &mut buf.columns);
         let n = buf.columns.len;
-        // The histories are windows of the user's items: positions
-        // `lo..hi` of them are read by some example of the group.
-        let lo = group.rows.iter().map(|w| w.1 as usize).min().unwrap_or(0);
-        let hi = group.rows.iter().map(|w| w.2 as usize).max().unwrap_or(0);
-        if hi > group.items.len() || lo > hi {
-            return Err(self.internal("a history window outside the user's items"));
-        }
-        let span = &group.items[lo..hi];
 
-        // The distinct members, and each position's member.
+        // The distinct members of the round.
         buf.stamp = buf.stamp.wrapping_add(1);
         if buf.stamp == 0 {
             buf.seen.fill(0);
             buf.stamp = 1;
         }
         buf.distinct.clear();
-        for &m in span {
-            let m = m as usize;
-            if m >= buf.seen.len() {
-                return Err(self.internal("a history member outside its domain"));
-            }
-            if buf.seen[m] != buf.stamp {
-                buf.seen[m] = buf.stamp;
-                buf.local[m] = buf.distinct.len() as u32;
-                buf.distinct.push(m as u32);
+        for (chunk, &(lo, hi, _)) in round.iter().zip(&buf.spans) {
+            for &m in &chunk.items[lo..hi] {
+                let m = m as usize;
+                if m >= buf.seen.len() {
+                    return Err(self.internal("a history member outside its domain"));
+                }
+                if buf.seen[m] != buf.stamp {
+                    buf.seen[m] = buf.stamp;
+                    buf.local[m] = buf.distinct.len() as u32;
+                    buf.distinct.push(m as u32);
+                }
             }
         }
         let count = buf.distinct.len();
@@ -287,41 +324,50 @@ impl GroupJob<'_> {
             let table = match pooled.value {
                 MemberValue::Count => {
                     // bag_len: the number of members, at least 1.
-                    for (k, &(_, start, end)) in group.rows.iter().enumerate() {
-                        column[k] = (end - start).max(1) as f32;
+                    for (e, &(c, k)) in buf.order.iter().enumerate() {
+                        let (_, start, end) = round[c as usize].rows[k as usize];
+                        column[e] = (end - start).max(1) as f32;
                     }
                     continue;
                 }
                 MemberValue::Row(t) | MemberValue::SquaredNorm(t) => t,
             };
-            // Prefix sums over the positions of each member's value from
-            // the rows as they stand: a window's sum is a difference.
+            // Prefix sums over each chunk's positions of each member's
+            // value from the rows as they stand: a window's sum is a
+            // difference.
             let width = self.lanes[table.index()];
             let values = self.tables.values(table.index());
             let prefix = &mut buf.prefix;
             prefix.clear();
-            prefix.resize((span.len() + 1) * lanes, 0.0);
-            for (j, &m) in span.iter().enumerate() {
-                // SAFETY: `m` is inside the bag's domain (checked above),
-                // the table holds `width` lanes per member of it, and other
-                // threads write it only with plain racy f32 stores
-                // (Hogwild).
-                let row =
-                    unsafe { std::slice::from_raw_parts(values.add(m as usize * width), width) };
-                if matches!(pooled.value, MemberValue::Row(_)) {
+            prefix.resize(at * lanes, 0.0);
+            for (chunk, &(lo, hi, base)) in round.iter().zip(&buf.spans) {
+                let prefix = &mut prefix[base * lanes..(base + hi - lo + 1) * lanes];
+                for (j, &m) in chunk.items[lo..hi].iter().enumerate() {
+                    // SAFETY: `m` is inside the bag's domain (checked
+                    // above), the table holds `width` lanes per member of
+                    // it, and other threads write it only with plain racy
+                    // f32 stores (Hogwild).
+                    let row = unsafe {
+                        std::slice::from_raw_parts(values.add(m as usize * width), width)
+                    };
                     let (before, after) = prefix.split_at_mut((j + 1) * lanes);
-                    for ((c, p), r) in after[..lanes].iter_mut().zip(&before[j * lanes..]).zip(row)
-                    {
-                        *c = p + f64::from(*r);
+                    let before = &before[j * lanes..];
+                    if matches!(pooled.value, MemberValue::Row(_)) {
+                        for ((c, p), r) in after[..lanes].iter_mut().zip(before).zip(row) {
+                            *c = p + f64::from(*r);
+                        }
+                    } else {
+                        let sq: f32 = row.iter().map(|x| x * x).sum();
+                        after[0] = before[0] + f64::from(sq);
                     }
-                } else {
-                    let sq: f32 = row.iter().map(|x| x * x).sum();
-                    prefix[j + 1] = prefix[j] + f64::from(sq);
                 }
             }
-            for (k, &(_, start, end)) in group.rows.iter().enumerate() {
-                let (a, b) = ((start as usize - lo) * lanes, (end as usize - lo) * lanes);
-                let out = &mut column[k * lanes..(k + 1) * lanes];
+            for (e, &(c, k)) in buf.order.iter().enumerate() {
+                let (_, start, end) = round[c as usize].rows[k as usize];
+                let (lo, _, base) = buf.spans[c as usize];
+                let a = (base + start as usize - lo) * lanes;
+                let b = (base + end as usize - lo) * lanes;
+                let out = &mut column[e * lanes..(e + 1) * lanes];
                 for ((o, hi), lo) in out.iter_mut().zip(&prefix[b..b + lanes]).zip(&prefix[a..]) {
                     *o = (hi - lo) as f32;
                 }
@@ -339,7 +385,7 @@ impl GroupJob<'_> {
 
         // Each member's accumulated gradient over the examples that ran:
         // a window adds its example's gradient to each of its positions,
-        // by differences summed once.
+        // by differences summed once per chunk.
         let mut any = false;
         for (p, pooled) in plan.pooled.iter().enumerate() {
             if pooled.adjoint.is_none() {
@@ -354,13 +400,16 @@ impl GroupJob<'_> {
             };
             let diff = &mut buf.prefix;
             diff.clear();
-            diff.resize((span.len() + 1) * lanes, 0.0);
-            for (k, &(_, start, end)) in group.rows.iter().enumerate().take(done) {
+            diff.resize(at * lanes, 0.0);
+            for (e, &(c, k)) in buf.order.iter().enumerate().take(done) {
+                let (_, start, end) = round[c as usize].rows[k as usize];
                 if start == end {
                     continue;
                 }
-                let g = &grads[k * lanes..(k + 1) * lanes];
-                let (a, b) = ((start as usize - lo) * lanes, (end as usize - lo) * lanes);
+                let (lo, _, base) = buf.spans[c as usize];
+                let g = &grads[e * lanes..(e + 1) * lanes];
+                let a = (base + start as usize - lo) * lanes;
+                let b = (base + end as usize - lo) * lanes;
                 for (d, x) in diff[a..a + lanes].iter_mut().zip(g) {
                     *d += f64::from(*x);
                 }
@@ -368,13 +417,18 @@ impl GroupJob<'_> {
                     *d -= f64::from(*x);
                 }
             }
-            let mut running = vec![0.0f64; lanes];
-            for (j, &m) in span.iter().enumerate() {
-                let at = buf.local[m as usize] as usize * lanes;
-                let out = &mut adjoint[at..at + lanes];
-                for ((r, d), o) in running.iter_mut().zip(&diff[j * lanes..]).zip(out) {
-                    *r += d;
-                    *o += *r as f32;
+            let running = &mut buf.running;
+            for (chunk, &(lo, hi, base)) in round.iter().zip(&buf.spans) {
+                running.clear();
+                running.resize(lanes, 0.0);
+                for (j, &m) in chunk.items[lo..hi].iter().enumerate() {
+                    let at = buf.local[m as usize] as usize * lanes;
+                    let out = &mut adjoint[at..at + lanes];
+                    let d = &diff[(base + j) * lanes..];
+                    for ((r, d), o) in running.iter_mut().zip(d).zip(out) {
+                        *r += d;
+                        *o += *r as f32;
+                    }
                 }
             }
             any |= adjoint.iter().any(|&x| x != 0.0);
@@ -402,7 +456,7 @@ impl GroupJob<'_> {
             )?;
             if applied < count {
                 // A member's update was not finite: report it as the
-                // group's last example failing.
+                // round's last example failing.
                 return Ok((done.min(n.saturating_sub(1)), loss));
             }
         }

@@ -663,9 +663,11 @@ fn train_native(
     Ok(tracker.finish(params, &touched, interrupted))
 }
 
-/// Examples of one user run together with the history's rows frozen.
+/// A user's examples form one chunk (at least this many per chunk, in at
+/// most `GROUP_SPLITS` chunks); rounds of chunks of several users run with
+/// the history's rows frozen (`grouped::ROUND_CHUNKS`).
 const GROUP_EXAMPLES: usize = 16;
-const GROUP_SPLITS: usize = 4;
+const GROUP_SPLITS: usize = 1;
 
 /// One epoch of the grouped schedule: the shuffled groups split among
 /// `threads` (Hogwild), each share's examples counted from its offset.

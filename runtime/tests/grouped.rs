@@ -215,7 +215,7 @@ input r: real
 param y[item]: vec(4) init normal(0, 0.1)
 loss mse(sum(mean(y[h])), r)
 penalty 0.5 * mean(sq(y[h]))
-fit { optimizer: sgd(lr: 0.02), epochs: 150, seed: 4 }
+fit { optimizer: sgd(lr: 0.003), epochs: 300, seed: 4 }
 ";
 
 /// On a problem convex in the pooled table alone, with the rate decaying
