@@ -201,9 +201,9 @@ pub struct FitArgs {
     /// this machine has)
     #[arg(long)]
     pub backend: Option<String>,
-    /// How a model that pools a history is stepped: grouped (a user's
-    /// examples together, the history's rows updated once per user; the
-    /// default where the model allows) or per-example
+    /// How a model that pools a history is stepped: grouped (users' examples
+    /// in rounds with the history's rows frozen, each updated once per round;
+    /// the default where the model allows) or per-example
     #[arg(long)]
     pub pooling: Option<String>,
     /// How the model is fitted: sgd (gradient steps), als (alternating

@@ -347,8 +347,42 @@ fn unary_helper(f: UnaryFn) -> *const u8 {
 }
 
 /// Adam's bias correction `1 − βⁿ`, in f64 as the evaluator's trainer computes it.
+/// `powi` is a loop of squarings, called for every row of every step, so
+/// the first [`CORRECTION_STEPS`] values of the last two βs (Adam's β₁ and
+/// β₂) are kept per thread: the same numbers, computed once.
 extern "C" fn bias_correction(beta: f64, steps: i32) -> f32 {
-    (1.0 - beta.powi(steps)) as f32
+    let exact = |n: i32| (1.0 - beta.powi(n)) as f32;
+    let Ok(n) = usize::try_from(steps) else {
+        return exact(steps);
+    };
+    if n >= CORRECTION_STEPS {
+        return exact(steps);
+    }
+    CORRECTIONS.with(|cell| {
+        let mut tables = cell.borrow_mut();
+        let bits = beta.to_bits();
+        let at = match tables.iter().position(|(b, _)| *b == bits) {
+            Some(at) => at,
+            None => {
+                let table = (0..CORRECTION_STEPS as i32).map(exact).collect();
+                if tables.len() == 2 {
+                    tables.remove(0);
+                }
+                tables.push((bits, table));
+                tables.len() - 1
+            }
+        };
+        tables[at].1[n]
+    })
+}
+
+/// Step counts whose bias corrections are kept (see [`bias_correction`]).
+const CORRECTION_STEPS: usize = 1 << 16;
+
+thread_local! {
+    /// Per β (as bits): `1 − βⁿ` for `n < CORRECTION_STEPS`.
+    static CORRECTIONS: std::cell::RefCell<Vec<(u64, Vec<f32>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Prefetch `count` addresses into every cache level.
@@ -394,4 +428,24 @@ extern "C" fn scratch_alloc(bytes: i64) -> *mut u8 {
 extern "C" fn scratch_free(at: *mut u8, bytes: i64) {
     // SAFETY: `at` came from `scratch_alloc(bytes)` of the same call.
     unsafe { std::alloc::dealloc(at, scratch_layout(bytes)) }
+}
+
+#[cfg(test)]
+mod correction_tests {
+    use super::*;
+
+    #[test]
+    fn kept_bias_corrections_equal_the_exact_ones() {
+        // Three βs in turn, so a table is also evicted and rebuilt.
+        for beta in [0.9, 0.999, 0.95, 0.9] {
+            for n in [0, 1, 2, 17, 1000, 65535, 65536, 1 << 20] {
+                assert_eq!(
+                    bias_correction(beta, n),
+                    (1.0 - f64::powi(beta, n)) as f32,
+                    "β {beta}, n {n}"
+                );
+            }
+        }
+        assert_eq!(bias_correction(0.9, -1), (1.0 - 0.9f64.powi(-1)) as f32);
+    }
 }
