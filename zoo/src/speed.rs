@@ -742,7 +742,7 @@ fn everyday_work(zoo: &Zoo, report: &mut Report) -> Result<()> {
             "`recc bench models/ncf.rec`".into(),
             fixed(num(&v, &["wall_seconds"]), 2),
             format!(
-                "{}updates/s, {} KB of code, compiled in {} ms",
+                "{} updates/s, {} KB of code, compiled in {} ms",
                 rate(up),
                 fixed(num(&v, &["code_bytes"]).map(|b| b / 1024.0), 0),
                 fixed(num(&v, &["compile_ms"]), 0)
