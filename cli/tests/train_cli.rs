@@ -1413,3 +1413,62 @@ fn weighted_als_trains_on_the_default_data_and_refuses_sgd_at_the_draw() {
         );
     }
 }
+
+#[test]
+fn pooling_chooses_the_schedule_and_is_refused_where_it_does_not_apply() {
+    let dir = temp();
+    let out = dir.path().join("svdpp.recm");
+    let out = path_str(&out);
+    let train = |extra: &[&str]| {
+        let mut args = vec!["train", "models/svdpp.rec", "--epochs", "1", "-o", out];
+        args.extend_from_slice(extra);
+        recc(&args)
+    };
+    train(&[])
+        .ok()
+        .says("note: pooling: grouped by user, `h` pooled");
+    train(&["--pooling", "per-example"])
+        .ok()
+        .says("note: pooling: per example (--pooling per-example)");
+    train(&["--pooling", "per-example", "--backend", "interp"])
+        .ok()
+        .says("note: pooling: per example");
+    train(&["--pooling", "sideways"])
+        .fails(2)
+        .says("unknown pooling schedule `sideways`");
+    recc(&[
+        "train",
+        "models/svdpp.rec",
+        "--pooling",
+        "grouped",
+        "--solver",
+        "als",
+        "-o",
+        out,
+    ])
+    .fails(2)
+    .says("--pooling grouped: the als(sweeps: 15) solver takes no gradient steps");
+    recc(&[
+        "train",
+        "models/biased_mf.rec",
+        "--pooling",
+        "grouped",
+        "-o",
+        out,
+    ])
+    .fails(2)
+    .says("--pooling grouped: model `biased_mf` has no history input to pool");
+    // cv and bench read the same flag.
+    recc(&["cv", "models/biased_mf.rec", "--pooling", "per-example"])
+        .fails(2)
+        .says("has no history input to pool");
+    recc(&[
+        "bench",
+        "models/svdpp.rec",
+        "--epochs",
+        "1",
+        "--pooling",
+        "per-example",
+    ])
+    .ok();
+}

@@ -217,6 +217,16 @@ pub fn train_config(model: &Model, fit: &FitOverrides) -> Result<(TrainConfig, V
     let mut notes = Vec::new();
     if let Some(p) = &fit.pooling {
         c.pooling = p.parse::<Pooling>().map_err(usage)?;
+        let history = model
+            .inputs
+            .iter()
+            .any(|i| matches!(i.kind, recc_compiler::model::InputKind::History(_)));
+        if !history {
+            return Err(usage(format!(
+                "--pooling {p}: model `{}` has no history input to pool",
+                model.name
+            )));
+        }
         if c.pooling == Pooling::Grouped && c.effective_backend() == Backend::Interp {
             notes.push(
                 "--pooling grouped: the reference evaluator runs the per-example schedule".into(),
