@@ -114,6 +114,34 @@ fn arguments(plan: &KernelPlan) -> Vec<String> {
 }
 
 /// The kernel and a driver that runs it on one warp, as a shared library.
+/// The flags every translation unit and the precompiled shim share (a precompiled header is
+/// used only when they match).
+const CXX_FLAGS: [&str; 5] = [
+    "-std=c++20",
+    "-O1",
+    "-ffp-contract=off",
+    "-fPIC",
+    "-pthread",
+];
+
+/// Writes the shim into `dir` and precompiles it there, best effort: parsing the standard
+/// headers it includes takes most of each kernel's compile, and there are over a hundred.
+/// When the compiler cannot precompile (or is not GCC, which is what looks for `.gch`),
+/// each unit parses the header itself.
+fn prepare_shim(dir: &Path, cxx: &Path) {
+    let header = dir.join("shim.h");
+    std::fs::write(&header, SHIM).expect("write the shim");
+    let precompiled = Command::new(cxx)
+        .args(CXX_FLAGS)
+        .args(["-x", "c++-header", "-o"])
+        .arg(dir.join("shim.h.gch"))
+        .arg(&header)
+        .output();
+    if !precompiled.is_ok_and(|out| out.status.success()) {
+        let _ = std::fs::remove_file(dir.join("shim.h.gch"));
+    }
+}
+
 fn build(plan: &KernelPlan, dir: &Path, cxx: &Path) -> PathBuf {
     let (name, entry, parameters) = match plan.kind {
         KernelKind::Step(_) => (
@@ -148,19 +176,15 @@ extern "C" void {entry}({parameters}) {{
 "#,
         args = arguments(plan).join(", ")
     );
-    let source = format!("{SHIM}\n{}\n{driver}", render(plan));
+    let source = format!("{}\n{driver}", render(plan));
     let cpp = dir.join(format!("{}_{name}.cpp", plan.model));
     let lib = dir.join(format!("lib{}_{name}.so", plan.model));
     std::fs::write(&cpp, source).expect("write the C++");
     let out = Command::new(cxx)
-        .args([
-            "-std=c++20",
-            "-O1",
-            "-ffp-contract=off",
-            "-shared",
-            "-fPIC",
-            "-pthread",
-        ])
+        .args(CXX_FLAGS)
+        .arg("-shared")
+        .arg("-include")
+        .arg(dir.join("shim.h"))
         // The kernel's own `step`, not the C library's old regexp `step`.
         .arg("-Wl,-Bsymbolic")
         .arg("-o")
@@ -474,6 +498,7 @@ fn every_rendered_kernel_runs_on_one_warp_and_agrees_with_the_emulator() {
         return;
     };
     let dir = tempfile::tempdir().expect("a temporary folder");
+    prepare_shim(dir.path(), &cxx);
     let stems = model_stems();
     let mut ran = 0;
     for stem in &stems {
@@ -506,6 +531,7 @@ fn every_rendered_step_agrees_with_the_emulator_under_adagrad_and_adam() {
     for optimizer in [Optimizer::Adagrad, adam] {
         // A folder per optimiser: each library is loaded from a file name not used before.
         let dir = tempfile::tempdir().expect("a temporary folder");
+        prepare_shim(dir.path(), &cxx);
         for stem in model_stems() {
             if fitted_by_als_only(&stem) {
                 continue;
