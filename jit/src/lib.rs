@@ -355,16 +355,14 @@ extern "C" fn bias_correction(beta: f64, steps: i32) -> f32 {
     let Ok(n) = usize::try_from(steps) else {
         return exact(steps);
     };
-    if n >= CORRECTION_STEPS {
-        return exact(steps);
-    }
     CORRECTIONS.with(|cell| {
         let mut tables = cell.borrow_mut();
         let bits = beta.to_bits();
         let at = match tables.iter().position(|(b, _)| *b == bits) {
             Some(at) => at,
             None => {
-                let table = (0..CORRECTION_STEPS as i32).map(exact).collect();
+                // One more than kept: the correction at `CORRECTION_STEPS`.
+                let table = (0..=CORRECTION_STEPS as i32).map(exact).collect();
                 if tables.len() == 2 {
                     tables.remove(0);
                 }
@@ -372,7 +370,15 @@ extern "C" fn bias_correction(beta: f64, steps: i32) -> f32 {
                 tables.len() - 1
             }
         };
-        tables[at].1[n]
+        let table = &tables[at].1;
+        match table.get(n) {
+            Some(&c) if n < CORRECTION_STEPS => c,
+            // βⁿ only shrinks with n for 0 ≤ β < 1: once the correction has rounded to 1 in
+            // f32 it stays 1. A scalar parameter steps every example and gets here within
+            // an epoch, so this saves a `powi` per example.
+            _ if (0.0..1.0).contains(&beta) && table[CORRECTION_STEPS] == 1.0 => 1.0,
+            _ => exact(steps),
+        }
     })
 }
 
@@ -380,7 +386,7 @@ extern "C" fn bias_correction(beta: f64, steps: i32) -> f32 {
 const CORRECTION_STEPS: usize = 1 << 16;
 
 thread_local! {
-    /// Per β (as bits): `1 − βⁿ` for `n < CORRECTION_STEPS`.
+    /// Per β (as bits): `1 − βⁿ` for `n ≤ CORRECTION_STEPS`.
     static CORRECTIONS: std::cell::RefCell<Vec<(u64, Vec<f32>)>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -437,8 +443,8 @@ mod correction_tests {
     #[test]
     fn kept_bias_corrections_equal_the_exact_ones() {
         // Three βs in turn, so a table is also evicted and rebuilt.
-        for beta in [0.9, 0.999, 0.95, 0.9] {
-            for n in [0, 1, 2, 17, 1000, 65535, 65536, 1 << 20] {
+        for beta in [0.9, 0.999, 0.95, 0.9, 0.99999, 0.0] {
+            for n in [0, 1, 2, 17, 1000, 65535, 65536, 65537, 1 << 20, i32::MAX] {
                 assert_eq!(
                     bias_correction(beta, n),
                     (1.0 - f64::powi(beta, n)) as f32,
