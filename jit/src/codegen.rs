@@ -23,7 +23,7 @@
 //! evaluator does. The reference evaluator keeps checked execution.
 
 use crate::lanes::{self, mem, Lanes, F32, V4};
-use crate::layout::ArgLayout;
+use crate::layout::{per_visit, ArgLayout};
 use crate::wide::{self, Src};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
@@ -87,6 +87,10 @@ const PREFETCH_LINES_PER_ROW: usize = 16;
 /// Members of a bag whose rows the kernel prefetches at most; the rest are
 /// fetched while the first are worked on.
 const PREFETCH_BAG_MEMBERS: usize = 8;
+
+/// Cache lines of a bag's members, and of its weights, the kernel fetches
+/// ahead of reading them: 16 members each.
+const BAG_COLUMN_LINES: usize = 1;
 
 /// Unary functions the kernel calls out for instead of inlining.
 pub const CALLED_UNARY: [UnaryFn; 6] = [
@@ -310,6 +314,11 @@ pub fn build_kernel(
     b.ins().brif(more, body, &[], exit, &[]);
 
     b.switch_to_block(body);
+    let order = words[layout.order];
+    let at = b.ins().imul_imm_s(k, 4);
+    let at = b.ins().iadd(order, at);
+    let e = b.ins().load(types::I32, mem(), at, 0);
+    let e = b.ins().uextend(types::I64, e);
     let mut gen = Gen {
         b,
         g,
@@ -317,6 +326,7 @@ pub fn build_kernel(
         words,
         helpers,
         k,
+        e,
         vals: vec![None; g.nodes.len()],
         bags: vec![None; g.slots.len()],
         register_lanes,
@@ -374,8 +384,11 @@ struct Gen<'a, 'b> {
     /// Every argument word, loaded once before the loop.
     words: Vec<Value>,
     helpers: &'a Helpers,
-    /// The current example.
+    /// The current visit: where per-visit columns are read.
     k: Value,
+    /// The example the current visit reads (`order[k]`): where columns of
+    /// examples are read.
+    e: Value,
     vals: Vec<Option<Val>>,
     bags: Vec<Option<BagSlot>>,
     /// The widest value kept in registers.
@@ -455,8 +468,8 @@ impl Gen<'_, '_> {
             }
             let w = self.layout.slot[s];
             let (offsets, members, weights) = (self.word(w), self.word(w + 1), self.word(w + 2));
-            let off = self.load_u32(offsets, self.k);
-            let k1 = self.b.ins().iadd_imm_s(self.k, 1);
+            let off = self.load_u32(offsets, self.e);
+            let k1 = self.b.ins().iadd_imm_s(self.e, 1);
             let stop = self.load_u32(offsets, k1);
             let len = self.b.ins().isub(stop, off);
             self.bags[s] = Some(BagSlot {
@@ -582,25 +595,87 @@ impl Gen<'_, '_> {
             .iter()
             .map(|&(t, _)| PREFETCH_BAG_MEMBERS * row_lines(self, t) * fields_of(t).len())
             .sum();
+        // Columns of examples are read at `order[k]`, at random places when
+        // the order is shuffled: their entries are fetched further ahead
+        // than the rows they name (a bag's offsets furthest, as its members
+        // are found through them).
+        let mut example_columns: Vec<SlotId> = Vec::new();
+        let mut bag_slots: Vec<SlotId> = Vec::new();
+        for (i, n) in self.g.nodes.iter().enumerate() {
+            let Op::Slot(s) = n.op else { continue };
+            let kind = &self.g.slots[s.index()].kind;
+            if !live[i] || per_visit(kind) {
+                continue;
+            }
+            match kind {
+                SlotKind::Bag { .. } => bag_slots.push(s),
+                _ => example_columns.push(s),
+            }
+        }
+        let column_lines = example_columns.len() + bag_slots.len() * (1 + 2 * BAG_COLUMN_LINES);
         if lines + bag_lines == 0 {
             return;
         }
         let slot = self.b.create_sized_stack_slot(StackSlotData::new(
             StackSlotKind::ExplicitSlot,
-            8 * (lines + bag_lines) as u32,
+            8 * (lines + bag_lines + column_lines) as u32,
             3,
         ));
-        let ahead = self.b.ins().iadd_imm_s(self.k, distance as i64);
         let last = self.b.ins().iadd_imm_s(end, -1);
-        let ahead = self.b.ins().umin(ahead, last);
-        let mut index_of: Vec<(SlotId, Value)> = Vec::new();
+        let order = self.word(self.layout.order);
+        let visit_ahead = |s: &mut Self, times: i64| {
+            let ahead = s.b.ins().iadd_imm_s(s.k, times * distance as i64);
+            let ahead = s.b.ins().umin(ahead, last);
+            let example = s.load_u32(order, ahead);
+            (ahead, example)
+        };
+        let (ahead, ahead_example) = visit_ahead(self, 1);
         let mut at: i32 = 0;
+        let mut push = |s: &mut Self, addr: Value| {
+            s.b.ins().stack_store(types::I64, addr, slot, 8 * at);
+            at += 1;
+        };
+        if !example_columns.is_empty() || !bag_slots.is_empty() {
+            let (_, twice) = visit_ahead(self, 2);
+            for &s in &example_columns {
+                let column = self.word(self.layout.slot[s.index()]);
+                let a = self.column_addr(column, twice, 4);
+                push(self, a);
+            }
+            for &s in &bag_slots {
+                let w = self.layout.slot[s.index()];
+                let (offsets, members, weights) =
+                    (self.word(w), self.word(w + 1), self.word(w + 2));
+                let start = self.load_u32(offsets, twice);
+                for column in [members, weights] {
+                    let a = self.column_addr(column, start, 4);
+                    for line in 0..BAG_COLUMN_LINES as i64 {
+                        let a = self.b.ins().iadd_imm_s(a, 64 * line);
+                        push(self, a);
+                    }
+                }
+            }
+            if !bag_slots.is_empty() {
+                let (_, thrice) = visit_ahead(self, 3);
+                for &s in &bag_slots {
+                    let offsets = self.word(self.layout.slot[s.index()]);
+                    let a = self.column_addr(offsets, thrice, 4);
+                    push(self, a);
+                }
+            }
+        }
+        let mut index_of: Vec<(SlotId, Value)> = Vec::new();
         for (t, s) in rows {
             let row = match index_of.iter().find(|(x, _)| *x == s) {
                 Some(&(_, v)) => v,
                 None => {
                     let column = self.word(self.layout.slot[s.index()]);
-                    let v = self.load_u32(column, ahead);
+                    let at = if per_visit(&self.g.slots[s.index()].kind) {
+                        ahead
+                    } else {
+                        ahead_example
+                    };
+                    let v = self.load_u32(column, at);
                     index_of.push((s, v));
                     v
                 }
@@ -612,8 +687,7 @@ impl Gen<'_, '_> {
                     .take(PREFETCH_LINES_PER_ROW)
                 {
                     let a = self.b.ins().iadd_imm_s(addr, line);
-                    self.b.ins().stack_store(types::I64, a, slot, 8 * at);
-                    at += 1;
+                    push(self, a);
                 }
             }
         }
@@ -626,8 +700,8 @@ impl Gen<'_, '_> {
         for (t, s) in bag_rows {
             let w = self.layout.slot[s.index()];
             let (offsets, members) = (self.word(w), self.word(w + 1));
-            let off = self.load_u32(offsets, ahead);
-            let next = self.b.ins().iadd_imm_s(ahead, 1);
+            let off = self.load_u32(offsets, ahead_example);
+            let next = self.b.ins().iadd_imm_s(ahead_example, 1);
             let stop = self.load_u32(offsets, next);
             let len = self.b.ins().isub(stop, off);
             let cap = self.b.ins().iconst(types::I64, PREFETCH_BAG_MEMBERS as i64);
@@ -695,12 +769,16 @@ impl Gen<'_, '_> {
             Op::Slot(s) => {
                 let w = self.layout.slot[s.index()];
                 match &self.g.slots[s.index()].kind {
-                    SlotKind::Index(_) | SlotKind::Negative { .. } => {
+                    SlotKind::Index(_) => {
+                        let row = self.load_u32(self.word(w), self.e);
+                        Val::Index { row, valid: None }
+                    }
+                    SlotKind::Negative { .. } => {
                         let row = self.load_u32(self.word(w), self.k);
                         Val::Index { row, valid: None }
                     }
                     SlotKind::Real | SlotKind::InverseCount(_) => {
-                        let a = self.column_addr(self.word(w), self.k, 4);
+                        let a = self.column_addr(self.word(w), self.e, 4);
                         let v = self.b.ins().load(F32, mem(), a, 0);
                         Val::Num(Lanes {
                             n: 1,

@@ -44,12 +44,30 @@ pub struct ArgLayout {
     pub loss_out: usize,
     /// `*mut f32`: `predict` writes each example's score here.
     pub score_out: usize,
+    /// `*const u32`: by visit, the example it reads. Columns of examples
+    /// (see [`per_visit`]) are read at `order[k]` on the `k`-th visit, so a
+    /// trainer lays its examples out once and only shuffles the order.
+    pub order: usize,
     /// Words in all.
     pub words: usize,
     /// Scratch lanes per bag member, summed over the bag-valued nodes.
     pub bag_lanes: usize,
     /// Each bag-valued node's offset into a member's scratch, in lanes.
     pub bag_region: Vec<Option<usize>>,
+}
+
+/// Whether a slot's column holds one entry per visit (in visit order) rather
+/// than per example: what is drawn afresh for each visit (noise, negatives)
+/// or computed for it (pooled and dense inputs). Its gradient output, and a
+/// predict kernel's scores, are per visit too.
+pub fn per_visit(kind: &SlotKind) -> bool {
+    matches!(
+        kind,
+        SlotKind::Negative { .. }
+            | SlotKind::Noise(_)
+            | SlotKind::Pooled { .. }
+            | SlotKind::Dense(_)
+    )
 }
 
 /// Words per table entry in the argument block.
@@ -81,6 +99,7 @@ impl ArgLayout {
         let beta2 = take(1);
         let loss_out = take(1);
         let score_out = take(1);
+        let order = take(1);
         let mut bag_lanes = 0;
         let bag_region = g
             .nodes
@@ -106,6 +125,7 @@ impl ArgLayout {
             beta2,
             loss_out,
             score_out,
+            order,
             words: next,
             bag_lanes,
             bag_region,

@@ -128,7 +128,8 @@ impl Kernel {
     ///
     /// # Safety
     /// `args` must follow [`Kernel::layout`]: every pointer valid for the
-    /// examples `begin..end` (columns), every index inside its table, the
+    /// visits `begin..end` (the order and per-visit columns) and for every
+    /// example the order names (columns of examples), every index inside its table, the
     /// scratch at least `bag_lanes × bag_cap` floats, and no bag longer than
     /// `bag_cap`. Other threads may update the same tables (Hogwild): the
     /// kernel's reads and writes of parameters are plain, racy f32 accesses.

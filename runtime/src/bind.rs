@@ -16,12 +16,11 @@ use crate::data::{ColumnData, Dataset, IdMap};
 use rand::distr::weighted::WeightedIndex;
 use rand::distr::Distribution;
 use rand::rngs::StdRng;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use recc_compiler::interp::{Example, SlotValue};
 use recc_compiler::ir::{DomainId, Graph, SlotKind};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// Buckets a time domain may be derived from, with their width in seconds.
 pub const TIME_DOMAINS: [(&str, i64); 3] =
@@ -68,6 +67,16 @@ pub struct BindOptions {
     pub features: Vec<String>,
 }
 
+/// Which of an example's columns [`Binding::encode_with`] fills.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    All,
+    /// Everything that is the same at every visit of the example.
+    Examples,
+    /// What is drawn afresh at each visit.
+    Draws,
+}
+
 /// Where one slot's value comes from.
 #[derive(Clone, Debug)]
 enum SlotSource {
@@ -96,6 +105,14 @@ enum SlotSource {
         of: Option<usize>,
         weights: Vec<f64>,
     },
+}
+
+impl SlotSource {
+    /// Drawn afresh at each visit of an example: the per-visit slots of a
+    /// kernel (`recc_jit::layout::per_visit`) that the binding fills.
+    fn is_drawn(&self) -> bool {
+        matches!(self, SlotSource::Negative { .. } | SlotSource::Noise(_))
+    }
 }
 
 /// The index a plain or time-bucket slot reads from data row `r`.
@@ -213,8 +230,6 @@ pub struct RowRef {
     /// The order of this example in time, for histories.
     time: (i64, usize),
     user: Option<u32>,
-    /// The data row every column is read from, when there is one.
-    data_row: Option<usize>,
 }
 
 impl RowRef {
@@ -224,7 +239,6 @@ impl RowRef {
             columns: Vec::new(),
             time: (0, 0),
             user: None,
-            data_row: None,
         }
     }
 }
@@ -237,30 +251,6 @@ pub struct Columns {
     pub slots: Vec<SlotColumn>,
     /// Examples held.
     pub len: usize,
-    /// Every data row's feature bag, built once (`Binding::feature_rows`):
-    /// copied from here, an example's bag is one read instead of one per
-    /// feature column at a random row.
-    pub feature_rows: Option<Arc<FeatureRows>>,
-}
-
-/// A factorization machine's feature bag of every data row, as offsets into
-/// members and weights (the same values `Binding::encode` derives).
-#[derive(Debug)]
-pub struct FeatureRows {
-    offsets: Vec<u32>,
-    members: Vec<u32>,
-    weights: Vec<f32>,
-}
-
-impl FeatureRows {
-    /// Data row `r`'s members and weights, if the table has that row.
-    fn row(&self, r: usize) -> Option<(&[u32], &[f32])> {
-        let (start, end) = (
-            *self.offsets.get(r)? as usize,
-            *self.offsets.get(r + 1)? as usize,
-        );
-        Some((&self.members[start..end], &self.weights[start..end]))
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -926,7 +916,6 @@ impl Binding {
             columns: vec![Some(r); data.columns.len()],
             time: (data.times().map_or(0, |t| t[r]), r),
             user: data.users().map(|(_, us)| us[r]),
-            data_row: Some(r),
         }
     }
 
@@ -949,7 +938,6 @@ impl Binding {
             // After everything: the whole training history counts.
             time: (i64::MAX, usize::MAX),
             user: user.filter(|_| urow.is_some()),
-            data_row: None,
         }
     }
 
@@ -1078,7 +1066,6 @@ impl Binding {
             _ => 0,
         };
         out.time = (time, r);
-        out.data_row = Some(r);
         out.user = match self.user_column.map(|c| &data.columns[c].data) {
             Some(ColumnData::Index { values, .. }) => Some(values[r]),
             _ => None,
@@ -1119,11 +1106,13 @@ impl Binding {
         train: bool,
         out: &mut Columns,
     ) {
-        self.encode_with(data, row, rng, train, true, out)
+        self.encode_with(data, row, rng, train, true, Part::All, out)
     }
 
     /// [`Binding::encode`], with every history left empty unless
-    /// `histories` (for a step that reads them pooled, from other inputs).
+    /// `histories` (for a step that reads them pooled, from other inputs),
+    /// and only the columns `part` names filled.
+    #[allow(clippy::too_many_arguments)]
     fn encode_with(
         &self,
         data: &Dataset,
@@ -1131,14 +1120,18 @@ impl Binding {
         rng: &mut StdRng,
         train: bool,
         histories: bool,
+        part: Part,
         out: &mut Columns,
     ) {
         let cold = |c: usize| {
             let dom = data.columns[c].data.domain().unwrap_or("");
             data.domain_size(dom) as u32
         };
-        let feature_rows = out.feature_rows.clone();
         for (k, source) in self.sources.iter().enumerate() {
+            let drawn = source.is_drawn();
+            if (part == Part::Examples && drawn) || (part == Part::Draws && !drawn) {
+                continue;
+            }
             // Columns before `k` already end with this example's value.
             let (earlier, rest) = out.slots.split_at_mut(k);
             let Some(column) = rest.first_mut() else {
@@ -1225,16 +1218,6 @@ impl Binding {
                         weights,
                     },
                 ) => {
-                    let cached = match (source, &feature_rows, row.data_row) {
-                        (SlotSource::Features, Some(f), Some(r)) => f.row(r),
-                        _ => None,
-                    };
-                    if let Some((m, w)) = cached {
-                        members.extend_from_slice(m);
-                        weights.extend_from_slice(w);
-                        offsets.push(members.len() as u32);
-                        continue;
-                    }
                     let bag = if matches!(source, SlotSource::Features) {
                         self.feature_bag(data, row)
                     } else if histories {
@@ -1311,8 +1294,53 @@ impl Binding {
         let mut row = RowRef::empty();
         for &r in rows {
             self.row_into(data, r, &mut row);
-            self.encode_with(data, &row, rng, train, false, out);
+            self.encode_with(data, &row, rng, train, false, Part::All, out);
         }
+    }
+
+    /// The columns of examples (everything but what is drawn afresh for
+    /// each visit) of data rows `rows`, appended to `out`: what a trainer
+    /// lays out once for every epoch (`native::LaidOut`).
+    pub fn encode_examples(&self, data: &Dataset, rows: &[usize], out: &mut Columns) {
+        if !self.has_draws() {
+            // No draws: the order of rows is all that matters, and no
+            // generator is read.
+            let mut unused = StdRng::seed_from_u64(0);
+            return self.encode_rows(data, rows, &mut unused, true, out);
+        }
+        let mut unused = StdRng::seed_from_u64(0);
+        let mut row = RowRef::empty();
+        for &r in rows {
+            self.row_into(data, r, &mut row);
+            self.encode_with(data, &row, &mut unused, true, true, Part::Examples, out);
+        }
+    }
+
+    /// The drawn columns (negatives, noise) of visits to data rows `rows`,
+    /// appended to `out`: drawn from `rng` in the order [`Binding::encode`]
+    /// draws them, so a laid-out epoch sees the same draws as an encoded one.
+    pub fn encode_draws(
+        &self,
+        data: &Dataset,
+        rows: &[usize],
+        rng: &mut StdRng,
+        train: bool,
+        out: &mut Columns,
+    ) {
+        if !self.has_draws() {
+            out.len += rows.len();
+            return;
+        }
+        let mut row = RowRef::empty();
+        for &r in rows {
+            self.row_into(data, r, &mut row);
+            self.encode_with(data, &row, rng, train, true, Part::Draws, out);
+        }
+    }
+
+    /// Whether any input is drawn afresh for each visit (negatives, noise).
+    pub fn has_draws(&self) -> bool {
+        self.sources.iter().any(SlotSource::is_drawn)
     }
 
     /// Empty columns shaped for this binding's slots.
@@ -1336,40 +1364,7 @@ impl Binding {
                 }
             })
             .collect();
-        Columns {
-            slots,
-            len: 0,
-            feature_rows: None,
-        }
-    }
-
-    /// Every data row's feature bag, for [`Columns::feature_rows`]; `None`
-    /// when the model has no feature bag. One pass over the data in row
-    /// order, so that training reads each example's bag in one place.
-    pub fn feature_rows(&self, data: &Dataset) -> Option<Arc<FeatureRows>> {
-        if !self
-            .sources
-            .iter()
-            .any(|s| matches!(s, SlotSource::Features))
-        {
-            return None;
-        }
-        let mut rows = FeatureRows {
-            offsets: Vec::with_capacity(data.len() + 1),
-            members: Vec::new(),
-            weights: Vec::new(),
-        };
-        rows.offsets.push(0);
-        let mut row = RowRef::empty();
-        for r in 0..data.len() {
-            self.row_into(data, r, &mut row);
-            for (m, w) in self.feature_bag(data, &row) {
-                rows.members.push(m as u32);
-                rows.weights.push(w as f32);
-            }
-            rows.offsets.push(rows.members.len() as u32);
-        }
-        Some(Arc::new(rows))
+        Columns { slots, len: 0 }
     }
 
     fn feature_bag(&self, data: &Dataset, row: &RowRef) -> Vec<(usize, f64)> {

@@ -186,7 +186,6 @@ impl GroupJob<'_> {
                 })
                 .collect(),
             len: 0,
-            feature_rows: None,
         };
         members.clear();
         let domain = match plan.member.slots[plan.member_index.index()].kind {

@@ -15,14 +15,16 @@
 //! at least `rows × lanes` of its domain's size. A bug in a reader, the
 //! binder or a model file then becomes an [`InputError`], never an access
 //! outside a buffer. The checks are linear in the block, a few percent of
-//! the kernel's own work.
+//! the kernel's own work. A trainer's examples are checked once, when laid
+//! out ([`LaidOut`]); each call over them then checks only its order (every
+//! visit names an example laid out), its drawn columns and the tables.
 
 use crate::bind::{Columns, SlotColumn};
 use crate::init::{initialise_each, zeroed, InitError};
 use recc_compiler::interp::Params;
 use recc_compiler::ir::{Graph, SlotKind};
 use recc_compiler::model::Optimizer;
-use recc_jit::layout::TABLE_WORDS;
+use recc_jit::layout::{per_visit, TABLE_WORDS};
 use recc_jit::{Kernel, KernelKind};
 
 /// Parameters and optimiser state in f32, row-major, one `Vec` per table.
@@ -278,10 +280,21 @@ pub fn validate(
     tables: &TableWords,
     domain_sizes: &[usize],
 ) -> Result<(), InputError> {
-    let fail = |reason: String| InputError {
+    validate_layout(kernel, g, domain_sizes)?;
+    validate_columns(g, columns, columns.len, domain_sizes, |_| true)?;
+    validate_tables(kernel, g, tables, domain_sizes)
+}
+
+fn input_error(g: &Graph, reason: String) -> InputError {
+    InputError {
         model: g.name.clone(),
         reason,
-    };
+    }
+}
+
+/// The kernel was compiled for `g`, and there is a size for every domain.
+fn validate_layout(kernel: &Kernel, g: &Graph, domain_sizes: &[usize]) -> Result<(), InputError> {
+    let fail = |reason: String| input_error(g, reason);
     let layout = &kernel.layout;
     if layout.slot.len() != g.slots.len()
         || layout.table.len() != g.tables.len()
@@ -305,6 +318,19 @@ pub fn validate(
             g.domains.len()
         )));
     }
+    Ok(())
+}
+
+/// The columns of the slots `which` selects hold `n` entries each, every
+/// index inside its domain and every bag well formed.
+fn validate_columns(
+    g: &Graph,
+    columns: &Columns,
+    n: usize,
+    domain_sizes: &[usize],
+    which: impl Fn(&SlotKind) -> bool,
+) -> Result<(), InputError> {
+    let fail = |reason: String| input_error(g, reason);
     if columns.slots.len() != g.slots.len() {
         return Err(fail(format!(
             "{} input columns given for {} slots",
@@ -312,9 +338,11 @@ pub fn validate(
             g.slots.len()
         )));
     }
-    let n = columns.len;
     let domain = |d: usize| (g.domains[d].name.as_str(), domain_sizes[d]);
     for (slot, column) in g.slots.iter().zip(&columns.slots) {
+        if !which(&slot.kind) {
+            continue;
+        }
         let name = &slot.name;
         let short = |what: &str, have: usize, need: usize| {
             fail(format!(
@@ -395,6 +423,17 @@ pub fn validate(
             }
         }
     }
+    Ok(())
+}
+
+/// Every table holds what the kernel's update reads of it.
+fn validate_tables(
+    kernel: &Kernel,
+    g: &Graph,
+    tables: &TableWords,
+    domain_sizes: &[usize],
+) -> Result<(), InputError> {
+    let fail = |reason: String| input_error(g, reason);
     if tables.lens.len() != g.tables.len() {
         return Err(fail(format!(
             "{} tables given for {} in the graph",
@@ -486,6 +525,8 @@ pub struct Runner {
     /// By slot: a step's gradient of the loss with respect to each pooled
     /// input, the slot's lanes per example (empty for other slots).
     pub slot_grads: Vec<Vec<f32>>,
+    /// `0, 1, 2, …`: the order of a call that visits its examples in turn.
+    identity: Vec<u32>,
 }
 
 impl Runner {
@@ -493,9 +534,9 @@ impl Runner {
         Runner::default()
     }
 
-    /// Run `kernel` over every example of `columns`. Returns how many
-    /// examples finished (fewer than all when a loss was not finite) and
-    /// the summed loss of those that did; an error, before the kernel
+    /// Run `kernel` over every example of `columns`, in order. Returns how
+    /// many examples finished (fewer than all when a loss was not finite)
+    /// and the summed loss of those that did; an error, before the kernel
     /// runs, when any input fails [`validate`].
     ///
     /// `tables` must come from parameters still alive and not resized
@@ -510,9 +551,102 @@ impl Runner {
         hyper: Hyper,
     ) -> Result<(usize, f64), InputError> {
         validate(kernel, g, columns, tables, domain_sizes)?;
-        let layout = &kernel.layout;
-        // Offsets are monotone (validated), so this is the longest bag.
+        let n = columns.len;
+        let visits = u32::try_from(n).map_err(|_| {
+            input_error(
+                g,
+                format!("{n} examples in one call; at most {} are allowed", u32::MAX),
+            )
+        })?;
+        // Visits read the examples in order.
+        let mut order = std::mem::take(&mut self.identity);
+        if order.len() < n {
+            order.extend(order.len() as u32..visits);
+        }
         let cap = columns.max_bag().max(1);
+        let call = Call {
+            kernel,
+            g,
+            examples: columns,
+            visits: columns,
+            order: &order[..n],
+            cap,
+            tables,
+            domain_sizes,
+            hyper,
+        };
+        let ran = self.launch(&call);
+        self.identity = order;
+        ran
+    }
+
+    /// Run `kernel` over the examples of `laid` that `order` names, in that
+    /// order; `drawn` holds the per-visit columns (noise, negatives: see
+    /// [`per_visit`]) of those visits, in visit order. Only the order, the
+    /// drawn columns and the tables are checked here: the examples were
+    /// checked when laid out.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_laid_out(
+        &mut self,
+        kernel: &Kernel,
+        g: &Graph,
+        laid: &LaidOut,
+        order: &[u32],
+        drawn: &Columns,
+        tables: &TableWords,
+        domain_sizes: &[usize],
+        hyper: Hyper,
+    ) -> Result<(usize, f64), InputError> {
+        validate_layout(kernel, g, domain_sizes)?;
+        if laid.slot_words != kernel.layout.slot || laid.domain_sizes != domain_sizes {
+            return Err(input_error(
+                g,
+                "its examples were laid out for another kernel or other domains".into(),
+            ));
+        }
+        if let Some((k, x)) = first_outside(order, laid.columns.len) {
+            return Err(input_error(
+                g,
+                format!(
+                    "visit {} names example {x} of {} laid out",
+                    k + 1,
+                    laid.columns.len
+                ),
+            ));
+        }
+        validate_columns(g, drawn, order.len(), domain_sizes, per_visit)?;
+        validate_tables(kernel, g, tables, domain_sizes)?;
+        let call = Call {
+            kernel,
+            g,
+            examples: &laid.columns,
+            visits: drawn,
+            order,
+            cap: laid.cap,
+            tables,
+            domain_sizes,
+            hyper,
+        };
+        self.launch(&call)
+    }
+
+    /// Fill the argument block for `call` and run it: every input has
+    /// been validated.
+    fn launch(&mut self, call: &Call) -> Result<(usize, f64), InputError> {
+        let Call {
+            kernel,
+            g,
+            examples,
+            visits,
+            order,
+            cap,
+            tables,
+            domain_sizes,
+            hyper,
+        } = *call;
+        let n = order.len();
+        let layout = &kernel.layout;
+        // Offsets are monotone (validated), so `cap` bounds every bag.
         let need = layout
             .bag_lanes
             .checked_mul(cap)
@@ -529,14 +663,19 @@ impl Runner {
         // Only a predict kernel writes scores; a training step leaves them be.
         self.scores.clear();
         if kernel.kind == KernelKind::Predict {
-            self.scores.resize(columns.len, 0.0);
+            self.scores.resize(n, 0.0);
         }
         self.loss = 0.0;
         self.args.clear();
         self.args.resize(layout.words, 0);
-        for (s, column) in columns.slots.iter().enumerate().take(g.slots.len()) {
+        for (s, slot) in g.slots.iter().enumerate() {
             let w = layout.slot[s];
-            match column {
+            let columns = if per_visit(&slot.kind) {
+                visits
+            } else {
+                examples
+            };
+            match &columns.slots[s] {
                 SlotColumn::Index(v) => self.args[w] = v.as_ptr() as u64,
                 SlotColumn::Real(v) => self.args[w] = v.as_ptr() as u64,
                 SlotColumn::Bag {
@@ -556,7 +695,7 @@ impl Runner {
                 // Zeros where the loss does not depend on the value.
                 let out = &mut self.slot_grads[s];
                 out.clear();
-                out.resize(columns.len * shape.len(), 0.0);
+                out.resize(n * shape.len(), 0.0);
                 self.args[layout.slot[s] + 1] = out.as_mut_ptr() as u64;
             }
         }
@@ -574,13 +713,81 @@ impl Runner {
         self.args[layout.beta2] = hyper.beta2.to_bits();
         self.args[layout.loss_out] = &mut self.loss as *mut f64 as u64;
         self.args[layout.score_out] = self.scores.as_mut_ptr() as u64;
-        // SAFETY: the words above follow the kernel's layout, and
-        // `validate` has checked everything they point at: columns hold
-        // `columns.len` examples with every index inside its domain, bag
-        // offsets are monotone inside their members, every table holds its
-        // domain's rows, the scratch holds `bag_lanes × cap` floats and no
-        // bag is longer than `cap`.
-        let done = unsafe { kernel.run(&self.args, 0, columns.len) };
+        self.args[layout.order] = order.as_ptr() as u64;
+        // SAFETY: the words above follow the kernel's layout, and the
+        // caller validated everything they point at: per-visit columns hold
+        // `n` entries, every visit names an example the columns of examples
+        // hold, every index is inside its domain, bag offsets are monotone
+        // inside their members, every table holds its domain's rows, the
+        // scratch holds `bag_lanes × cap` floats and no bag is longer than
+        // `cap`.
+        let done = unsafe { kernel.run(&self.args, 0, n) };
         Ok((done, self.loss))
+    }
+}
+
+/// One kernel call's inputs, validated.
+struct Call<'a> {
+    kernel: &'a Kernel,
+    g: &'a Graph,
+    /// Columns of examples, read at `order[k]`.
+    examples: &'a Columns,
+    /// Per-visit columns, read at `k`.
+    visits: &'a Columns,
+    order: &'a [u32],
+    /// The longest bag of `examples`.
+    cap: usize,
+    tables: &'a TableWords,
+    domain_sizes: &'a [usize],
+    hyper: Hyper,
+}
+
+/// Examples laid out once for many kernel calls (a trainer's whole
+/// training set), checked once against a kernel's layout: every column of
+/// examples holds them all, indices inside their domains, bags well formed.
+/// Each call then names the examples it visits ([`Runner::run_laid_out`]).
+#[derive(Debug)]
+pub struct LaidOut {
+    columns: Columns,
+    /// The longest bag.
+    cap: usize,
+    /// What the columns were checked against.
+    slot_words: Vec<usize>,
+    domain_sizes: Vec<usize>,
+}
+
+impl LaidOut {
+    /// Check the columns of examples of `columns` for `kernel`; per-visit
+    /// columns are ignored (each call brings its own).
+    pub fn new(
+        kernel: &Kernel,
+        g: &Graph,
+        columns: Columns,
+        domain_sizes: &[usize],
+    ) -> Result<LaidOut, InputError> {
+        validate_layout(kernel, g, domain_sizes)?;
+        let n = columns.len;
+        if u32::try_from(n).is_err() {
+            return Err(input_error(
+                g,
+                format!("{n} examples laid out; at most {} are allowed", u32::MAX),
+            ));
+        }
+        validate_columns(g, &columns, n, domain_sizes, |k| !per_visit(k))?;
+        Ok(LaidOut {
+            cap: columns.max_bag().max(1),
+            columns,
+            slot_words: kernel.layout.slot.clone(),
+            domain_sizes: domain_sizes.to_vec(),
+        })
+    }
+
+    /// Examples laid out.
+    pub fn len(&self) -> usize {
+        self.columns.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.columns.len == 0
     }
 }

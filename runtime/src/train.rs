@@ -6,11 +6,11 @@
 //! gradient followed by the optimiser's row updates; one thread and a seed
 //! make a run reproducible bit for bit.
 
-use crate::bind::{BindError, FeatureRows};
+use crate::bind::BindError;
 use crate::data::Dataset;
 use crate::init::{check_memory, initialise, Holder, InitError, MAX_BALL_NORM};
 use crate::modelfile::EpochRecord;
-use crate::native::{Hyper, InputError, NativeParams, NonFinite, Runner, TableWords};
+use crate::native::{Hyper, InputError, LaidOut, NativeParams, NonFinite, Runner, TableWords};
 use crate::optim::{OptimiserState, Schedule, StateOverflow};
 use crate::predict::{self, PredictError, Predictor};
 use crate::progress::{StepObserver, Unobserved};
@@ -28,7 +28,6 @@ use recc_compiler::model::{FitConfig, Optimizer, Solver};
 use recc_jit::{Kernel, KernelKind, StepOptions, DEFAULT_PREFETCH};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
@@ -498,9 +497,26 @@ fn train_native(
     let mut native = NativeParams::initialise(g, &sizes, config.seed, config.optimizer)?;
     let lanes = native.lanes.clone();
     let tables = TableWords::new(&mut native);
-    let mut order: Vec<usize> = rows.to_vec();
+    // Every training example laid out once, checked once; an epoch only
+    // shuffles the order of their positions (the same permutation the rows
+    // themselves would get from the same generator).
+    let laid = match &kernel {
+        Some(kernel) => {
+            let mut columns = session.binding.columns();
+            session.binding.encode_examples(data, rows, &mut columns);
+            Some(LaidOut::new(kernel, g, columns, &sizes)?)
+        }
+        None => None,
+    };
+    let positions = u32::try_from(rows.len()).map_err(|_| {
+        TrainError::Compile(format!(
+            "{} training rows; the native trainer takes at most {}",
+            rows.len(),
+            u32::MAX
+        ))
+    })?;
+    let mut order: Vec<u32> = (0..positions).collect();
     let mut shuffle_rng = StdRng::seed_from_u64(config.seed);
-    let feature_rows = session.binding.feature_rows(data);
     let mut sample_rng = StdRng::seed_from_u64(config.seed.wrapping_add(0x9e37_79b9_7f4a_7c15));
     let mut tracker = EpochTracker::new(session, data, validation, config);
     tracker.start(&|| (native.to_params(), native.touched()));
@@ -550,18 +566,19 @@ fn train_native(
                 observer,
             )
         } else {
-            let Some(kernel) = &kernel else {
+            let (Some(kernel), Some(laid)) = (&kernel, &laid) else {
                 return Err(TrainError::Compile("no step kernel was compiled".into()));
             };
             order.shuffle(&mut shuffle_rng);
             let job = NativeJob {
                 session,
                 data,
+                rows,
+                laid,
                 kernel,
                 tables: &tables,
                 sizes: &sizes,
                 hyper,
-                feature_rows: feature_rows.clone(),
             };
             // Each share of the order ran from its offset: what it did.
             if threads == 1 {
@@ -827,12 +844,14 @@ pub fn compile_step(
 struct NativeJob<'a> {
     session: &'a Session,
     data: &'a Dataset,
+    /// The training rows, by position in `laid`.
+    rows: &'a [usize],
+    /// The training examples, laid out once.
+    laid: &'a LaidOut,
     kernel: &'a Kernel,
     tables: &'a TableWords,
     sizes: &'a [usize],
     hyper: Hyper,
-    /// Every data row's feature bag, built once for the whole run.
-    feature_rows: Option<Arc<FeatureRows>>,
 }
 
 /// What one thread's share of an epoch did.
@@ -861,18 +880,19 @@ impl NativeJob<'_> {
     /// has stopped (`shared`).
     fn run(
         &self,
-        rows: &[usize],
+        positions: &[u32],
         rng: &mut StdRng,
         report: &mut dyn FnMut(usize, f64) -> bool,
         shared: Option<(&AtomicBool, &AtomicUsize)>,
     ) -> Ran {
         let binding = &self.session.binding;
         let g = &self.session.gradient;
-        let mut columns = binding.columns();
-        columns.feature_rows = self.feature_rows.clone();
+        // Only what is drawn afresh (negatives, noise) is encoded per block.
+        let mut drawn = binding.columns();
+        let mut block_rows: Vec<usize> = Vec::new();
         let mut runner = Runner::new();
         let (mut done, mut loss) = (0, 0.0);
-        let mut blocks = rows.chunks(NATIVE_BLOCK).peekable();
+        let mut blocks = positions.chunks(NATIVE_BLOCK).peekable();
         let stop = loop {
             let Some(block) = blocks.next() else {
                 break None;
@@ -880,12 +900,18 @@ impl NativeJob<'_> {
             if shared.is_some_and(|(stop, _)| stop.load(Ordering::Relaxed)) {
                 break Some(Stop::Halted);
             }
-            columns.clear();
-            binding.encode_rows(self.data, block, rng, true, &mut columns);
-            let (n, l) = match runner.run(
+            drawn.clear();
+            if binding.has_draws() {
+                block_rows.clear();
+                block_rows.extend(block.iter().map(|&p| self.rows[p as usize]));
+                binding.encode_draws(self.data, &block_rows, rng, true, &mut drawn);
+            }
+            let (n, l) = match runner.run_laid_out(
                 self.kernel,
                 g,
-                &columns,
+                self.laid,
+                block,
+                &drawn,
                 self.tables,
                 self.sizes,
                 self.hyper,

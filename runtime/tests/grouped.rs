@@ -58,11 +58,7 @@ fn columns(g: &Graph, ex: &Example) -> Columns {
             (k, v) => panic!("{k:?} with {v:?}"),
         })
         .collect();
-    Columns {
-        slots,
-        len: 1,
-        feature_rows: None,
-    }
+    Columns { slots, len: 1 }
 }
 
 /// A random value for every slot of `g`, indices below `sizes`.

@@ -312,7 +312,6 @@ fn columns_of(g: &Graph, examples: &[Example]) -> Columns {
     Columns {
         slots,
         len: examples.len(),
-        feature_rows: None,
     }
 }
 
@@ -1967,4 +1966,111 @@ fn index_nodes_sharing_rows_in_a_large_group_agree() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Visits in a shuffled order over examples laid out once (what the trainer
+/// does each epoch) update the tables exactly as the same examples encoded
+/// in that order do, for every model: the same kernel reads the same
+/// values, and the drawn columns (negatives, noise) come from the generator
+/// in the same order.
+#[test]
+fn laid_out_examples_in_a_shuffled_order_train_as_encoded_ones() {
+    use rand::seq::SliceRandom;
+    use recc_runtime::native::LaidOut;
+    let base = builtin();
+    for file in model_files() {
+        let model = compile_file(&file);
+        let (data, bind) = data_for(&file, &base);
+        let rows: Vec<usize> = (0..data.len().min(3000)).collect();
+        let session = Session::new(&model, &data, &rows, &bind).unwrap();
+        let g = &session.gradient;
+        let sizes = session.binding.domain_sizes();
+        let optimizer = model.fit.optimizer;
+        let kernel = train::compile_step(g, optimizer, recc_jit::DEFAULT_PREFETCH).unwrap();
+        let start = initialise(g, &sizes, 3).unwrap();
+        let hyper = Hyper::new(optimizer, model.fit.lr);
+        let mut order: Vec<u32> = (0..rows.len() as u32).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(11));
+        let shuffled: Vec<usize> = order.iter().map(|&p| rows[p as usize]).collect();
+
+        let mut encoded = session.binding.columns();
+        let mut rng = StdRng::seed_from_u64(5);
+        session
+            .binding
+            .encode_rows(&data, &shuffled, &mut rng, true, &mut encoded);
+        let mut expected = NativeParams::new(&start, optimizer);
+        let tables = TableWords::new(&mut expected);
+        let want = Runner::new()
+            .run(&kernel, g, &encoded, &tables, &sizes, hyper)
+            .unwrap();
+
+        let mut examples = session.binding.columns();
+        session.binding.encode_examples(&data, &rows, &mut examples);
+        let laid = LaidOut::new(&kernel, g, examples, &sizes).unwrap();
+        let mut found = NativeParams::new(&start, optimizer);
+        let tables = TableWords::new(&mut found);
+        let mut runner = Runner::new();
+        let mut rng = StdRng::seed_from_u64(5);
+        let (mut done, mut loss) = (0, 0.0);
+        // In blocks, as the trainer runs them.
+        for (block, block_rows) in order.chunks(1000).zip(shuffled.chunks(1000)) {
+            let mut drawn = session.binding.columns();
+            session
+                .binding
+                .encode_draws(&data, block_rows, &mut rng, true, &mut drawn);
+            let (n, l) = runner
+                .run_laid_out(&kernel, g, &laid, block, &drawn, &tables, &sizes, hyper)
+                .unwrap();
+            done += n;
+            loss += l;
+            // A loss that is not finite stops the trainer there (an
+            // ALS-only model's SGD steps diverge by design).
+            if n < block.len() {
+                break;
+            }
+        }
+        assert_eq!(done, want.0, "{file}: examples done");
+        // Summed per block here, in one call there.
+        assert!(
+            (loss - want.1).abs() <= 1e-12 * want.1.abs().max(1.0),
+            "{file}: summed loss {loss}, {} encoded",
+            want.1
+        );
+        assert_eq!(found.tables, expected.tables, "{file}: trained tables");
+
+        // An order naming an example that was not laid out is refused.
+        let past = [0, rows.len() as u32];
+        let mut drawn = session.binding.columns();
+        let mut rng = StdRng::seed_from_u64(5);
+        session
+            .binding
+            .encode_draws(&data, &rows[..2], &mut rng, true, &mut drawn);
+        let err = runner
+            .run_laid_out(&kernel, g, &laid, &past, &drawn, &tables, &sizes, hyper)
+            .unwrap_err();
+        assert!(
+            err.reason
+                .contains(&format!("visit 2 names example {}", rows.len())),
+            "{file}: {err}"
+        );
+        // Drawn columns shorter than the visits are refused, where there are any.
+        if session.binding.has_draws() {
+            let err = runner
+                .run_laid_out(
+                    &kernel,
+                    g,
+                    &laid,
+                    &[0, 1, 2],
+                    &drawn,
+                    &tables,
+                    &sizes,
+                    hyper,
+                )
+                .unwrap_err();
+            assert!(
+                err.reason.contains("needed for 3 examples"),
+                "{file}: {err}"
+            );
+        }
+    }
 }
