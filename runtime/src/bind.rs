@@ -1331,6 +1331,26 @@ impl Binding {
             out.len += rows.len();
             return;
         }
+        let negatives = self
+            .sources
+            .iter()
+            .any(|s| matches!(s, SlotSource::Negative { .. }));
+        if !negatives {
+            // Noise alone does not depend on the row.
+            for _ in rows {
+                for (source, column) in self.sources.iter().zip(&mut out.slots) {
+                    if let (SlotSource::Noise(n), SlotColumn::Real(v)) = (source, column) {
+                        if train {
+                            v.extend((0..*n).map(|_| rng.sample::<f64, _>(StandardNormal) as f32));
+                        } else {
+                            v.extend(std::iter::repeat_n(0.0, *n));
+                        }
+                    }
+                }
+                out.len += 1;
+            }
+            return;
+        }
         let mut row = RowRef::empty();
         for &r in rows {
             self.row_into(data, r, &mut row);
