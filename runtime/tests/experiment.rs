@@ -459,3 +459,74 @@ fn a_model_with_errors_is_a_model_error_with_the_rendered_report() {
     let e = experiment::read_source(std::path::Path::new("/no/such/model.rec"));
     assert!(usage_error(e).starts_with("cannot read /no/such/model.rec"));
 }
+
+/// Records what a cross-validation's observers were told, fold by fold.
+#[derive(Default)]
+struct Told(Vec<String>);
+
+struct ToldFold<'a> {
+    told: &'a mut Vec<String>,
+    fold: String,
+}
+
+impl Observer for ToldFold<'_> {
+    fn progress(&mut self, epoch: usize, done: usize, total: usize, _: f64) {
+        self.told
+            .push(format!("{} epoch {epoch}: {done}/{total}", self.fold));
+    }
+    fn epoch(&mut self, record: &recc_runtime::modelfile::EpochRecord, _: &str, _: usize) {
+        self.told
+            .push(format!("{} ended epoch {}", self.fold, record.epoch));
+    }
+    fn started(&mut self) {
+        self.told.push(format!("{} started", self.fold));
+    }
+    fn finished(&mut self) {
+        self.told.push(format!("{} finished", self.fold));
+    }
+}
+
+impl FoldObserver for Told {
+    fn fold_started(&mut self, name: &str, _: usize, _: usize) -> Box<dyn Observer + '_> {
+        Box::new(ToldFold {
+            told: &mut self.0,
+            fold: name.to_string(),
+        })
+    }
+    fn fold_finished(&mut self, result: &FoldResult) {
+        self.0.push(format!("{}: {:?}", result.name, result.metrics));
+    }
+}
+
+#[test]
+fn folds_trained_at_once_report_as_folds_trained_in_turn() {
+    let fit = FitOverrides {
+        epochs: Some(3),
+        ..FitOverrides::default()
+    };
+    let request = DataRequest {
+        split: Some("kfold:3".into()),
+        ..DataRequest::default()
+    }
+    .for_cross_validation();
+    let setup = Setup::new("svdpp.rec", &fit, request, true);
+    let req = setup.train_request(10, false);
+    let mut in_turn = Told::default();
+    let one = experiment::cross_validate_with_jobs(&req, &setup.prepared, 1, &mut in_turn).unwrap();
+    let mut at_once = Told::default();
+    let three =
+        experiment::cross_validate_with_jobs(&req, &setup.prepared, 3, &mut at_once).unwrap();
+    let metrics = |r: &experiment::CvReport| -> Vec<_> {
+        r.folds
+            .iter()
+            .map(|f| (f.name.clone(), f.metrics.clone()))
+            .collect()
+    };
+    assert_eq!(metrics(&one), metrics(&three));
+    assert_eq!(one.mean, three.mean);
+    // The observers heard the same things in the same order: each fold's
+    // training, then its result, fold after fold.
+    assert_eq!(in_turn.0, at_once.0);
+    assert!(in_turn.0.iter().any(|t| t == "fold 3 ended epoch 3"));
+    assert!(in_turn.0.iter().any(|t| t.starts_with("fold 2 epoch 1:")));
+}

@@ -671,9 +671,25 @@ fn fold_folder(name: &str) -> String {
 /// Train and test on every split of `prepared` (made with all folds); with
 /// `write_split` asked for, each fold's rows are written to a folder of
 /// their own under it before the fold trains.
+///
+/// Folds train at once where the cores allow: as many as there are cores
+/// for each fold's `--threads` ([`cross_validate_with_jobs`] takes the
+/// number), with the same results.
 pub fn cross_validate(
     req: &TrainRequest,
     prepared: &Prepared,
+    watch: &mut dyn FoldObserver,
+) -> Result<CvReport> {
+    let jobs = fold_jobs(req.config, prepared.splits.len());
+    cross_validate_with_jobs(req, prepared, jobs, watch)
+}
+
+/// [`cross_validate`], training at most `jobs` folds at once. `watch`
+/// sees the folds one after another, in order, whatever `jobs` is.
+pub fn cross_validate_with_jobs(
+    req: &TrainRequest,
+    prepared: &Prepared,
+    jobs: usize,
     watch: &mut dyn FoldObserver,
 ) -> Result<CvReport> {
     let options = load_options(req.request)?;
@@ -686,45 +702,33 @@ pub fn cross_validate(
         )));
     }
     let given = prepared.split_text.starts_with("given");
-    let mut folds: Vec<FoldResult> = Vec::new();
-    let mut interrupted = None;
     let started = Instant::now();
     let count = prepared.splits.len();
-    for (number, (name, split)) in (1..).zip(&prepared.splits) {
-        // A given fold has its own files: load them for this fold.
-        let fold_data;
-        let data = if given {
-            let (d, _) = prepared
-                .spec
-                .load(&options, Some(name))
-                .map_err(|e| usage(e.to_string()))?;
-            fold_data = d;
-            &fold_data
-        } else {
-            &prepared.data
-        };
-        if let Some(dir) = &req.request.write_split {
-            let fold_dir = dir.join(fold_folder(name));
-            super::write_split(&fold_dir, data, split, &req.source.model, req.request)?;
+    let jobs = jobs.clamp(1, count);
+    let (folds, interrupted) = if jobs > 1 {
+        folds_at_once(req, prepared, &options, jobs, watch)?
+    } else {
+        let mut folds: Vec<FoldResult> = Vec::new();
+        let mut interrupted = None;
+        for number in 0..count {
+            let outcome = {
+                let (name, _) = &prepared.splits[number];
+                let mut observer = watch.fold_started(name, number + 1, count);
+                train_fold(req, prepared, &options, number, observer.as_mut())?
+            };
+            match fold_result(prepared, number, given, &outcome) {
+                Some(result) => {
+                    watch.fold_finished(&result);
+                    folds.push(result);
+                }
+                None => {
+                    interrupted = Some(prepared.splits[number].0.clone());
+                    break;
+                }
+            }
         }
-        let outcome = {
-            let mut observer = watch.fold_started(name, number, count);
-            train_split(req, data, split, observer.as_mut())?
-        };
-        if outcome.trained.interrupted.is_some() {
-            interrupted = Some(name.clone());
-            break;
-        }
-        let result = FoldResult {
-            name: name.clone(),
-            number,
-            given,
-            metrics: outcome.metrics,
-            seconds: outcome.seconds,
-        };
-        watch.fold_finished(&result);
-        folds.push(result);
-    }
+        (folds, interrupted)
+    };
     let names: Vec<String> = folds
         .first()
         .map(|f| f.metrics.keys().cloned().collect())
@@ -747,5 +751,244 @@ pub fn cross_validate(
         std,
         seconds: started.elapsed().as_secs_f64(),
         interrupted,
+    })
+}
+
+/// Folds trained at once: as many as the cores allow each with its
+/// `--threads`. Each fold trains from its own seed on one thread of its
+/// own, so the folds' results do not depend on how many run together.
+fn fold_jobs(config: &TrainConfig, folds: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / config.threads.max(1)).clamp(1, folds.max(1))
+}
+
+/// Train fold `number` of `prepared` (loading its own files for a given
+/// fold, writing its rows first when asked), watched by `observer`.
+fn train_fold(
+    req: &TrainRequest,
+    prepared: &Prepared,
+    options: &crate::data::spec::LoadOptions,
+    number: usize,
+    observer: &mut dyn Observer,
+) -> Result<Outcome> {
+    let (name, split) = &prepared.splits[number];
+    // A given fold has its own files: load them for this fold.
+    let fold_data;
+    let data = if prepared.split_text.starts_with("given") {
+        let (d, _) = prepared
+            .spec
+            .load(options, Some(name))
+            .map_err(|e| usage(e.to_string()))?;
+        fold_data = d;
+        &fold_data
+    } else {
+        &prepared.data
+    };
+    if let Some(dir) = &req.request.write_split {
+        let fold_dir = dir.join(fold_folder(name));
+        super::write_split(&fold_dir, data, split, &req.source.model, req.request)?;
+    }
+    train_split(req, data, split, observer)
+}
+
+/// Fold `number`'s result, or `None` when its training was interrupted.
+fn fold_result(
+    prepared: &Prepared,
+    number: usize,
+    given: bool,
+    outcome: &Outcome,
+) -> Option<FoldResult> {
+    if outcome.trained.interrupted.is_some() {
+        return None;
+    }
+    Some(FoldResult {
+        name: prepared.splits[number].0.clone(),
+        number: number + 1,
+        given,
+        metrics: outcome.metrics.clone(),
+        seconds: outcome.seconds,
+    })
+}
+
+/// What a fold's training tells its observer, sent from the thread that
+/// trains it to the one that shows the folds, in their order.
+enum FoldEvent {
+    Progress(usize, usize, usize, f64),
+    Epoch(Box<crate::modelfile::EpochRecord>, String, usize),
+    Note(String),
+    Started,
+    Finished,
+    Solving,
+    MeasureBegin(String, String, usize),
+    MeasureAdvance(usize),
+    MeasureEnd,
+    Done(Box<Result<Outcome>>),
+}
+
+/// The observer of a fold trained away from the shown one: passes every
+/// event on, and stops when the shown fold's observer asked to.
+struct Forward<'a> {
+    fold: usize,
+    events: std::sync::mpsc::Sender<(usize, FoldEvent)>,
+    stop: &'a std::sync::atomic::AtomicBool,
+}
+
+impl Forward<'_> {
+    fn send(&self, event: FoldEvent) {
+        // The showing thread only goes away once every fold is done.
+        let _ = self.events.send((self.fold, event));
+    }
+}
+
+impl Observer for Forward<'_> {
+    fn progress(&mut self, epoch: usize, done: usize, total: usize, loss: f64) {
+        self.send(FoldEvent::Progress(epoch, done, total, loss));
+    }
+    fn epoch(&mut self, record: &crate::modelfile::EpochRecord, monitor: &str, epochs: usize) {
+        self.send(FoldEvent::Epoch(
+            Box::new(record.clone()),
+            monitor.to_string(),
+            epochs,
+        ));
+    }
+    fn stop_requested(&mut self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    fn note(&mut self, text: &str) {
+        self.send(FoldEvent::Note(text.to_string()));
+    }
+    fn started(&mut self) {
+        self.send(FoldEvent::Started);
+    }
+    fn finished(&mut self) {
+        self.send(FoldEvent::Finished);
+    }
+    fn measuring(&self) -> &dyn crate::progress::StepObserver {
+        self
+    }
+    fn solving(&mut self) {
+        self.send(FoldEvent::Solving);
+    }
+}
+
+impl crate::progress::StepObserver for Forward<'_> {
+    fn begin(&self, what: &str, unit: &str, total: usize) {
+        self.send(FoldEvent::MeasureBegin(
+            what.to_string(),
+            unit.to_string(),
+            total,
+        ));
+    }
+    fn advance(&self, units: usize) {
+        self.send(FoldEvent::MeasureAdvance(units));
+    }
+    fn end(&self) {
+        self.send(FoldEvent::MeasureEnd);
+    }
+}
+
+/// Train the folds `jobs` at a time. `watch` sees them one after another,
+/// in order, as if they ran in turn: the shown fold's events as they come,
+/// a later fold's kept until its turn. When the shown fold's observer asks
+/// to stop, every fold stops.
+fn folds_at_once(
+    req: &TrainRequest,
+    prepared: &Prepared,
+    options: &crate::data::spec::LoadOptions,
+    jobs: usize,
+    watch: &mut dyn FoldObserver,
+) -> Result<(Vec<FoldResult>, Option<String>)> {
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let count = prepared.splits.len();
+    let given = prepared.split_text.starts_with("given");
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (events, received) = std::sync::mpsc::channel::<(usize, FoldEvent)>();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            let events = events.clone();
+            let (next, stop) = (&next, &stop);
+            scope.spawn(move || loop {
+                let number = next.fetch_add(1, Ordering::Relaxed);
+                if number >= count || stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let mut forward = Forward {
+                    fold: number,
+                    events: events.clone(),
+                    stop,
+                };
+                let outcome = train_fold(req, prepared, options, number, &mut forward);
+                forward.send(FoldEvent::Done(Box::new(outcome)));
+            });
+        }
+        drop(events);
+        let mut kept: Vec<VecDeque<FoldEvent>> = (0..count).map(|_| VecDeque::new()).collect();
+        let mut folds = Vec::new();
+        for number in 0..count {
+            let outcome = {
+                let (name, _) = &prepared.splits[number];
+                let mut observer = watch.fold_started(name, number + 1, count);
+                loop {
+                    let event = match kept[number].pop_front() {
+                        Some(event) => event,
+                        None => match received.recv() {
+                            Ok((fold, event)) if fold == number => event,
+                            Ok((fold, event)) => {
+                                kept[fold].push_back(event);
+                                continue;
+                            }
+                            // Every fold stopped before this one started.
+                            Err(_) if stop.load(Ordering::Relaxed) => {
+                                return Ok((folds, Some(name.clone())));
+                            }
+                            Err(_) => {
+                                return Err(failed(format!(
+                                    "the training of fold {name} ended without a result"
+                                )));
+                            }
+                        },
+                    };
+                    match event {
+                        FoldEvent::Progress(e, d, t, l) => observer.progress(e, d, t, l),
+                        FoldEvent::Epoch(record, monitor, epochs) => {
+                            observer.epoch(&record, &monitor, epochs)
+                        }
+                        FoldEvent::Note(text) => observer.note(&text),
+                        FoldEvent::Started => observer.started(),
+                        FoldEvent::Finished => observer.finished(),
+                        FoldEvent::Solving => observer.solving(),
+                        FoldEvent::MeasureBegin(what, unit, total) => {
+                            observer.measuring().begin(&what, &unit, total)
+                        }
+                        FoldEvent::MeasureAdvance(units) => observer.measuring().advance(units),
+                        FoldEvent::MeasureEnd => observer.measuring().end(),
+                        FoldEvent::Done(outcome) => break *outcome,
+                    }
+                    if observer.stop_requested() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+            };
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            };
+            match fold_result(prepared, number, given, &outcome) {
+                Some(result) => {
+                    watch.fold_finished(&result);
+                    folds.push(result);
+                }
+                None => {
+                    stop.store(true, Ordering::Relaxed);
+                    return Ok((folds, Some(prepared.splits[number].0.clone())));
+                }
+            }
+        }
+        Ok((folds, None))
     })
 }

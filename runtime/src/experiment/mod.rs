@@ -34,9 +34,9 @@ pub use data::{
     Prepared,
 };
 pub use fit::{
-    check_min_target, check_solver, cross_validate, describe_interruption, saved_model,
-    train_config, train_split, CvReport, FitOverrides, FoldObserver, FoldResult, Outcome,
-    TrainRequest,
+    check_min_target, check_solver, cross_validate, cross_validate_with_jobs,
+    describe_interruption, saved_model, train_config, train_split, CvReport, FitOverrides,
+    FoldObserver, FoldResult, Outcome, TrainRequest,
 };
 pub use fitted::{
     bind_saved, evaluate, evaluate_observed, hierarchy, open_for_answers, open_model, reopen,
