@@ -787,6 +787,63 @@ impl LaidOut {
         self.columns.len
     }
 
+    /// Bytes the columns of examples hold.
+    pub fn bytes(&self) -> usize {
+        self.columns
+            .slots
+            .iter()
+            .map(|c| match c {
+                SlotColumn::Index(v) => 4 * v.len(),
+                SlotColumn::Real(v) => 4 * v.len(),
+                SlotColumn::Bag {
+                    offsets,
+                    members,
+                    weights,
+                } => 4 * (offsets.len() + members.len() + weights.len()),
+            })
+            .sum()
+    }
+
+    /// Copy the examples at `positions`, in that order, into the columns
+    /// of examples of `out` (per-visit columns and `out.len` are left as
+    /// they are): one pass of independent reads, where a kernel reading
+    /// them in place would wait on each.
+    pub fn gather(&self, positions: &[u32], out: &mut Columns) {
+        for (from, to) in self.columns.slots.iter().zip(&mut out.slots) {
+            match (from, to) {
+                (SlotColumn::Index(a), SlotColumn::Index(b)) if !a.is_empty() => {
+                    b.extend(positions.iter().map(|&p| a[p as usize]))
+                }
+                (SlotColumn::Real(a), SlotColumn::Real(b)) if !a.is_empty() => {
+                    b.extend(positions.iter().map(|&p| a[p as usize]))
+                }
+                (
+                    SlotColumn::Bag {
+                        offsets,
+                        members,
+                        weights,
+                    },
+                    SlotColumn::Bag {
+                        offsets: o,
+                        members: m,
+                        weights: w,
+                    },
+                ) => {
+                    for &p in positions {
+                        let (start, end) = (
+                            offsets[p as usize] as usize,
+                            offsets[p as usize + 1] as usize,
+                        );
+                        m.extend_from_slice(&members[start..end]);
+                        w.extend_from_slice(&weights[start..end]);
+                        o.push(m.len() as u32);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.columns.len == 0
     }

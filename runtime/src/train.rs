@@ -464,6 +464,10 @@ pub fn train(
 /// call, small enough that the columns stay in cache.
 const NATIVE_BLOCK: usize = 4096;
 
+/// Laid-out examples up to this size are read in place by the kernel; more
+/// are gathered per block (`NativeJob::run`).
+const IN_PLACE_BYTES: usize = 8 << 20;
+
 /// Training through the native step: the same shuffles and the same
 /// negative and noise draws as the evaluator's loop, so one thread follows
 /// the same path (in f32 instead of f64).
@@ -888,6 +892,10 @@ impl NativeJob<'_> {
         let binding = &self.session.binding;
         let g = &self.session.gradient;
         // Only what is drawn afresh (negatives, noise) is encoded per block.
+        // Examples that fit in cache are read where they were laid out; a
+        // larger set is gathered block by block, so the kernel reads each
+        // block in order instead of missing the cache at every example.
+        let in_place = self.laid.bytes() <= IN_PLACE_BYTES;
         let mut drawn = binding.columns();
         let mut block_rows: Vec<usize> = Vec::new();
         let mut runner = Runner::new();
@@ -901,21 +909,27 @@ impl NativeJob<'_> {
                 break Some(Stop::Halted);
             }
             drawn.clear();
-            if binding.has_draws() {
-                block_rows.clear();
-                block_rows.extend(block.iter().map(|&p| self.rows[p as usize]));
-                binding.encode_draws(self.data, &block_rows, rng, true, &mut drawn);
+            if !in_place {
+                self.laid.gather(block, &mut drawn);
             }
-            let (n, l) = match runner.run_laid_out(
-                self.kernel,
-                g,
-                self.laid,
-                block,
-                &drawn,
-                self.tables,
-                self.sizes,
-                self.hyper,
-            ) {
+            block_rows.clear();
+            block_rows.extend(block.iter().map(|&p| self.rows[p as usize]));
+            binding.encode_draws(self.data, &block_rows, rng, true, &mut drawn);
+            let ran = if in_place {
+                runner.run_laid_out(
+                    self.kernel,
+                    g,
+                    self.laid,
+                    block,
+                    &drawn,
+                    self.tables,
+                    self.sizes,
+                    self.hyper,
+                )
+            } else {
+                runner.run(self.kernel, g, &drawn, self.tables, self.sizes, self.hyper)
+            };
+            let (n, l) = match ran {
                 Ok(ran) => ran,
                 Err(e) => break Some(Stop::Input(e)),
             };

@@ -494,7 +494,8 @@ impl FoldObserver for Told {
         })
     }
     fn fold_finished(&mut self, result: &FoldResult) {
-        self.0.push(format!("{}: {:?}", result.name, result.metrics));
+        self.0
+            .push(format!("{}: {:?}", result.name, result.metrics));
     }
 }
 

@@ -2038,6 +2038,25 @@ fn laid_out_examples_in_a_shuffled_order_train_as_encoded_ones() {
         );
         assert_eq!(found.tables, expected.tables, "{file}: trained tables");
 
+        // Gathered block by block (what a large training set does), the same.
+        let mut gathered = NativeParams::new(&start, optimizer);
+        let tables = TableWords::new(&mut gathered);
+        let mut rng = StdRng::seed_from_u64(5);
+        for (block, block_rows) in order.chunks(1000).zip(shuffled.chunks(1000)) {
+            let mut columns = session.binding.columns();
+            laid.gather(block, &mut columns);
+            session
+                .binding
+                .encode_draws(&data, block_rows, &mut rng, true, &mut columns);
+            let (n, _) = runner
+                .run(&kernel, g, &columns, &tables, &sizes, hyper)
+                .unwrap();
+            if n < block.len() {
+                break;
+            }
+        }
+        assert_eq!(gathered.tables, expected.tables, "{file}: gathered");
+
         // An order naming an example that was not laid out is refused.
         let past = [0, rows.len() as u32];
         let mut drawn = session.binding.columns();
