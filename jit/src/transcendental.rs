@@ -30,15 +30,14 @@ pub fn exp(b: &mut FunctionBuilder, x: Value, vector: bool) -> Value {
     // the two scale factors below can hold. NaN passes through both.
     let hi = constant(b, 89.0, vector);
     let lo = constant(b, -104.0, vector);
-    let x = b.ins().fmin(x, hi);
-    let x = b.ins().fmax(x, lo);
+    let x = at_most(b, x, hi, vector);
+    let x = at_least(b, x, lo, vector);
 
     // Round x·log₂e to an integer by adding 1.5·2²³: the sum's low mantissa
     // bits are then the integer, both as a float and as bits.
     let log2e = constant(b, std::f32::consts::LOG2_E, vector);
     let magic = constant(b, ROUNDING_MAGIC, vector);
-    let t = b.ins().fmul(x, log2e);
-    let t = b.ins().fadd(t, magic);
+    let t = mul_add(b, x, log2e, magic);
     let n_float = b.ins().fsub(t, magic);
     let t_bits = bits(b, t, vector);
     let magic_bits = int(b, ROUNDING_MAGIC.to_bits() as i32, vector);
@@ -46,18 +45,15 @@ pub fn exp(b: &mut FunctionBuilder, x: Value, vector: bool) -> Value {
 
     // r = x − n·ln 2 in two parts (Cody and Waite): n·LN2_HI is exact, so
     // r keeps its low bits however large n is.
-    let ln2_hi = constant(b, LN2_HI, vector);
-    let ln2_lo = constant(b, LN2_LO, vector);
-    let p = b.ins().fmul(n_float, ln2_hi);
-    let r = b.ins().fsub(x, p);
-    let p = b.ins().fmul(n_float, ln2_lo);
-    let r = b.ins().fsub(r, p);
+    let minus_ln2_hi = constant(b, -LN2_HI, vector);
+    let minus_ln2_lo = constant(b, -LN2_LO, vector);
+    let r = mul_add(b, n_float, minus_ln2_hi, x);
+    let r = mul_add(b, n_float, minus_ln2_lo, r);
 
     // eʳ = 1 + r + r²·P(r) (Cephes expf).
-    let poly = horner(b, r, &EXP_POLY, vector);
+    let poly = polynomial(b, r, &EXP_POLY, vector);
     let r2 = b.ins().fmul(r, r);
-    let y = b.ins().fmul(poly, r2);
-    let y = b.ins().fadd(y, r);
+    let y = mul_add(b, poly, r2, r);
     let one = constant(b, 1.0, vector);
     let y = b.ins().fadd(y, one);
 
@@ -130,19 +126,16 @@ fn log_normal(b: &mut FunctionBuilder, x: Value, exponent_shift: Value, vector: 
     // ln(1 + f) = f − f²/2 + f³·P(f) (Cephes logf), plus e·ln 2 in two
     // parts, the small one added first.
     let z = b.ins().fmul(f, f);
-    let poly = horner(b, f, &LOG_POLY, vector);
-    let y = b.ins().fmul(poly, f);
-    let y = b.ins().fmul(y, z);
+    let poly = polynomial(b, f, &LOG_POLY, vector);
+    let fz = b.ins().fmul(f, z);
     let ln2_lo = constant(b, LN2_LO, vector);
     let lo = b.ins().fmul(e, ln2_lo);
-    let y = b.ins().fadd(y, lo);
-    let half = constant(b, 0.5, vector);
-    let h = b.ins().fmul(z, half);
-    let y = b.ins().fsub(y, h);
+    let y = mul_add(b, poly, fz, lo);
+    let minus_half = constant(b, -0.5, vector);
+    let y = mul_add(b, z, minus_half, y);
     let y = b.ins().fadd(f, y);
     let ln2_hi = constant(b, LN2_HI, vector);
-    let hi = b.ins().fmul(e, ln2_hi);
-    b.ins().fadd(y, hi)
+    mul_add(b, e, ln2_hi, y)
 }
 
 /// `ln(1 + u)` for `u` in `[0, 1]` (or NaN), to a few ulp however small `u`
@@ -188,7 +181,7 @@ pub fn softplus(b: &mut FunctionBuilder, x: Value, vector: bool) -> Value {
     let e = exp(b, na, vector);
     let l = log1p_unit(b, e, vector);
     let zero = constant(b, 0.0, vector);
-    let m = b.ins().fmax(x, zero);
+    let m = at_least(b, x, zero, vector);
     b.ins().fadd(m, l)
 }
 
@@ -209,10 +202,9 @@ pub fn tanh(b: &mut FunctionBuilder, x: Value, vector: bool) -> Value {
     let big = choose(b, FloatCC::LessThan, x, zero, neg_big, big, vector);
 
     let z = b.ins().fmul(x, x);
-    let poly = horner(b, z, &TANH_POLY, vector);
-    let y = b.ins().fmul(poly, z);
-    let y = b.ins().fmul(y, x);
-    let small = b.ins().fadd(y, x);
+    let poly = polynomial(b, z, &TANH_POLY, vector);
+    let xz = b.ins().fmul(x, z);
+    let small = mul_add(b, poly, xz, x);
 
     // NaN fails the comparison and takes `small`, which is NaN.
     let edge = constant(b, 0.625, vector);
@@ -264,15 +256,72 @@ const TANH_POLY: [f32; 5] = [
     -3.333_328e-1,
 ];
 
-/// `P(x)` by Horner's rule, coefficients highest degree first.
-fn horner(b: &mut FunctionBuilder, x: Value, coefficients: &[f32], vector: bool) -> Value {
-    let mut acc = constant(b, coefficients[0], vector);
-    for &c in &coefficients[1..] {
-        let k = constant(b, c, vector);
-        let p = b.ins().fmul(acc, x);
-        acc = b.ins().fadd(p, k);
+/// `P(x)`, coefficients highest degree first, by Estrin's scheme: pairs
+/// `a + b·x`, then pairs of those with `x²`, with `x⁴`, …, so a degree-8
+/// polynomial is 4 dependent multiply-adds deep instead of Horner's 8. A
+/// kernel's scalar lanes are one long dependency chain, where that latency
+/// is the cost.
+fn polynomial(b: &mut FunctionBuilder, x: Value, coefficients: &[f32], vector: bool) -> Value {
+    let mut terms: Vec<Value> = coefficients
+        .iter()
+        .rev()
+        .map(|&c| constant(b, c, vector))
+        .collect();
+    let mut power = x;
+    while terms.len() > 1 {
+        let mut next = Vec::with_capacity(terms.len().div_ceil(2));
+        for pair in terms.chunks(2) {
+            next.push(match *pair {
+                [low, high] => mul_add(b, high, power, low),
+                [only] => only,
+                _ => unreachable!("chunks(2) yields one or two"),
+            });
+        }
+        terms = next;
+        if terms.len() > 1 {
+            power = b.ins().fmul(power, power);
+        }
     }
-    acc
+    terms[0]
+}
+
+/// `x·y + z`: one fused multiply-add (a single rounding, half the latency
+/// of a multiply then an add) where the machine has one, the two
+/// instructions elsewhere. Either way the results are within the bounds
+/// the tests check; which one a kernel uses is fixed by the host it is
+/// compiled for.
+fn mul_add(b: &mut FunctionBuilder, x: Value, y: Value, z: Value) -> Value {
+    if fused() {
+        b.ins().fma(x, y, z)
+    } else {
+        let p = b.ins().fmul(x, y);
+        b.ins().fadd(p, z)
+    }
+}
+
+/// Whether the host has a fused multiply-add (Cranelift's `fma` is one
+/// instruction there; elsewhere it is a library call per lane).
+fn fused() -> bool {
+    #[cfg(test)]
+    if let Some(fused) = tests::FUSED.with(std::cell::Cell::get) {
+        return fused;
+    }
+    host_fma()
+}
+
+#[cfg(target_arch = "x86_64")]
+fn host_fma() -> bool {
+    std::is_x86_feature_detected!("fma")
+}
+
+#[cfg(target_arch = "aarch64")]
+fn host_fma() -> bool {
+    true
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn host_fma() -> bool {
+    false
 }
 
 /// `a` where `p <cc> q`, else `c`, lane by lane.
@@ -293,6 +342,17 @@ fn choose(
     } else {
         b.ins().select(mask, a, c)
     }
+}
+
+/// `min(x, bound)`, NaN staying NaN: one `minps` (or `minss`) on x86-64,
+/// where Cranelift's `fmin` is a sequence that also orders ±0.
+fn at_most(b: &mut FunctionBuilder, x: Value, bound: Value, vector: bool) -> Value {
+    choose(b, FloatCC::LessThan, bound, x, bound, x, vector)
+}
+
+/// `max(x, bound)`, NaN staying NaN: one `maxps` (or `maxss`) on x86-64.
+fn at_least(b: &mut FunctionBuilder, x: Value, bound: Value, vector: bool) -> Value {
+    choose(b, FloatCC::LessThan, x, bound, bound, x, vector)
 }
 
 /// An i32 constant as a chunk of the integer twin of the float chunk.
@@ -338,11 +398,26 @@ mod tests {
 
     type Kernel = unsafe extern "C" fn(*const f32, *mut f32);
 
-    /// `f` over `xs`, compiled once with `f32x4` chunks and once with
-    /// scalar lanes; the two must agree bit for bit.
+    thread_local! {
+        /// Whether the code under test uses fused multiply-adds (`None`:
+        /// as the host does).
+        pub(super) static FUSED: std::cell::Cell<Option<bool>> =
+            const { std::cell::Cell::new(None) };
+    }
+
+    /// `f` over `xs` as the host's kernels compute it.
     fn run(f: UnaryFn, xs: &[f32]) -> Vec<f32> {
+        run_fused(f, xs, host_fma())
+    }
+
+    /// `f` over `xs`, compiled with `f32x4` chunks and with scalar lanes,
+    /// with or without fused multiply-adds (without a native one, a
+    /// library call per lane); the two chunk kinds must agree bit for bit.
+    fn run_fused(f: UnaryFn, xs: &[f32], fused: bool) -> Vec<f32> {
+        FUSED.with(|c| c.set(Some(fused)));
         let vector = run_as(f, xs, true);
         let scalar = run_as(f, xs, false);
+        FUSED.with(|c| c.set(None));
         for (k, (v, s)) in vector.iter().zip(&scalar).enumerate() {
             assert!(
                 v.to_bits() == s.to_bits() || (v.is_nan() && s.is_nan()),
@@ -439,10 +514,9 @@ mod tests {
     /// (below the normal range, against the smallest normal: a denormal
     /// result has fewer digits to be right about). Infinities and NaN must
     /// match exactly where the f64 result, rounded to f32, has them.
-    fn worst_error(f: UnaryFn, xs: &[f32]) -> (f64, f32) {
-        let got = run(f, xs);
+    fn worst_error(f: UnaryFn, xs: &[f32], got: &[f32]) -> (f64, f32) {
         let mut worst = (0.0, 0.0);
-        for (&x, &y) in xs.iter().zip(&got) {
+        for (&x, &y) in xs.iter().zip(got) {
             let want = f.apply(f64::from(x));
             let rounded = want as f32;
             if rounded.is_nan() || rounded.is_infinite() {
@@ -465,13 +539,17 @@ mod tests {
     /// About four ulp (the worst found is under 2e-7).
     const MAX_ERROR: f64 = 5e-7;
 
+    /// Both forms, fused and not, within [`MAX_ERROR`] everywhere.
     fn assert_accurate(f: UnaryFn, xs: &[f32]) {
-        let (err, at) = worst_error(f, xs);
-        assert!(
-            err <= MAX_ERROR,
-            "{}: relative error {err:e} at {at}",
-            f.name()
-        );
+        for fused in [false, true] {
+            let got = run_fused(f, xs, fused);
+            let (err, at) = worst_error(f, xs, &got);
+            assert!(
+                err <= MAX_ERROR,
+                "{} (fused multiply-add: {fused}): relative error {err:e} at {at}",
+                f.name()
+            );
+        }
     }
 
     /// Values every function must get right as libm does.
