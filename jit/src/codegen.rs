@@ -7,7 +7,7 @@
 //! the gradients in registers (static shapes, `f32x4` chunks; values wider
 //! than [`REGISTER_LANES`] in scratch memory, one loop per op; bag-valued
 //! nodes streamed: computed per member in registers inside the loop that
-//! reads them, in a scratch area only where a helper call, a wide value or
+//! reads them, in a scratch area only where a wide value or
 //! an update that must not see its own steps asks for it), then updates
 //! exactly the rows the example touched, in place, with the optimiser's
 //! rule and the table's constraint. It returns the index of the first
@@ -24,6 +24,7 @@
 
 use crate::lanes::{self, mem, Lanes, F32, V4};
 use crate::layout::{per_visit, ArgLayout};
+use crate::transcendental;
 use crate::wide::{self, Src};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
@@ -56,10 +57,9 @@ pub struct StepOptions {
 /// Added to Adagrad's and Adam's denominators, as the evaluator's trainer does.
 const EPSILON: f32 = 1e-8;
 
-/// Imported helpers: transcendental functions (computed in f64 by the same
-/// definitions the evaluator uses) and Adam's bias correction.
+/// Imported helpers: Adam's bias correction, prefetching and scratch.
+/// Transcendental functions are inline ([`transcendental`]).
 pub struct Helpers {
-    pub unary: BTreeMap<UnaryFn, FuncRef>,
     /// `fn(beta: f64, steps: i32) -> f32`: `1 − betaˢᵗᵉᵖˢ`.
     pub bias_correction: FuncRef,
     /// `fn(addresses: *const u64, count: i64)`: prefetch each address.
@@ -91,16 +91,6 @@ const PREFETCH_BAG_MEMBERS: usize = 8;
 /// Cache lines of a bag's members, and of its weights, the kernel fetches
 /// ahead of reading them: 16 members each.
 const BAG_COLUMN_LINES: usize = 1;
-
-/// Unary functions the kernel calls out for instead of inlining.
-pub const CALLED_UNARY: [UnaryFn; 6] = [
-    UnaryFn::Exp,
-    UnaryFn::Log,
-    UnaryFn::Sigmoid,
-    UnaryFn::LogSigmoid,
-    UnaryFn::Softplus,
-    UnaryFn::Tanh,
-];
 
 /// A node's value while one example is being compiled.
 #[derive(Clone, Debug)]
@@ -1261,23 +1251,25 @@ impl Gen<'_, '_> {
     }
 
     /// Whether bag-valued node `id` is an op that can be computed for one
-    /// member in registers wherever it is read: cheap lane arithmetic, no
-    /// helper calls (those are computed once, into scratch).
+    /// member in registers wherever it is read: lane arithmetic (the
+    /// transcendental functions included: they are inline, straight-line
+    /// code) on a value narrow enough for registers.
     fn streamable_op(&self, id: NodeId) -> bool {
         let n = self.g.node(id);
         n.ty.shape().map_or(1, Shape::len) <= self.register_lanes
-            && match n.op {
-                Op::GatherBag(..) | Op::BagWeights(_) => true,
-                Op::Unary(f, _) => !CALLED_UNARY.contains(&f),
-                Op::Binary(..)
-                | Op::Dot(..)
-                | Op::SumLanes(_)
-                | Op::Expand(..)
-                | Op::Concat(..)
-                | Op::Slice(..)
-                | Op::Pad(..) => true,
-                _ => false,
-            }
+            && matches!(
+                n.op,
+                Op::GatherBag(..)
+                    | Op::BagWeights(_)
+                    | Op::Unary(..)
+                    | Op::Binary(..)
+                    | Op::Dot(..)
+                    | Op::SumLanes(_)
+                    | Op::Expand(..)
+                    | Op::Concat(..)
+                    | Op::Slice(..)
+                    | Op::Pad(..)
+            )
     }
 
     /// Whether the computed value of `o` can be read for one member inside
@@ -1536,42 +1528,10 @@ impl Gen<'_, '_> {
     ) -> Result<(), String> {
         let b = &mut *self.b;
         let store_scalar = |b: &mut FunctionBuilder, v: Value| b.ins().store(mem(), v, dst, 0);
-        let called = |f: UnaryFn| {
-            self.helpers
-                .unary
-                .get(&f)
-                .copied()
-                .ok_or_else(|| format!("no helper for {}", f.name()))
-        };
         match op {
-            Op::Unary(f, _) => {
-                let x = srcs[0];
-                match f {
-                    UnaryFn::Neg => wide::map(b, out_n, dst, x, |b, v, _| b.ins().fneg(v)),
-                    UnaryFn::Abs => wide::map(b, out_n, dst, x, |b, v, _| b.ins().fabs(v)),
-                    UnaryFn::Sqrt => wide::map(b, out_n, dst, x, |b, v, _| b.ins().sqrt(v)),
-                    UnaryFn::Relu => wide::map(b, out_n, dst, x, |b, v, vector| {
-                        let z = lanes::constant(b, 0.0, vector);
-                        b.ins().fmax(v, z)
-                    }),
-                    UnaryFn::Step => wide::map(b, out_n, dst, x, step),
-                    UnaryFn::Sign => wide::map(b, out_n, dst, x, |b, v, vector| {
-                        let up = step(b, v, vector);
-                        let nv = b.ins().fneg(v);
-                        let down = step(b, nv, vector);
-                        b.ins().fsub(up, down)
-                    }),
-                    _ => {
-                        let func = called(f)?;
-                        wide::for_lanes(b, out_n, |b, off| {
-                            let v = wide::lane(b, x, off);
-                            let call = b.ins().call(func, &[v]);
-                            let y = b.inst_results(call)[0];
-                            wide::store(b, y, dst, off);
-                        });
-                    }
-                }
-            }
+            Op::Unary(f, _) => wide::map(b, out_n, dst, srcs[0], |b, v, vector| {
+                unary(b, f, v, vector)
+            }),
             Op::Binary(f, _, _) => {
                 wide::zip(b, out_n, dst, srcs[0], srcs[1], |b, x, y, _| match f {
                     BinaryFn::Add => b.ins().fadd(x, y),
@@ -1592,7 +1552,6 @@ impl Gen<'_, '_> {
             }
             Op::Expand(_, _) => wide::copy(b, out_n, dst, srcs[0]),
             Op::Softmax(_) => {
-                let exp = called(UnaryFn::Exp)?;
                 let x = srcs[0];
                 let n = ns[0];
                 let max = b.declare_var(F32);
@@ -1609,8 +1568,7 @@ impl Gen<'_, '_> {
                 wide::for_lanes(b, n, |b, off| {
                     let v = wide::lane(b, x, off);
                     let shifted = b.ins().fsub(v, max);
-                    let call = b.ins().call(exp, &[shifted]);
-                    let e = b.inst_results(call)[0];
+                    let e = transcendental::exp(b, shifted, false);
                     wide::store(b, e, dst, off);
                 });
                 let total = wide::sum(b, n, Src::Mem(dst));
@@ -1680,49 +1638,13 @@ impl Gen<'_, '_> {
         Ok(())
     }
 
-    fn call_unary(&mut self, f: UnaryFn, x: &Lanes) -> Result<Lanes, String> {
-        let func = *self
-            .helpers
-            .unary
-            .get(&f)
-            .ok_or_else(|| format!("no helper for {}", f.name()))?;
-        let xs = lanes::scalars(self.b, x);
-        let ys: Vec<Value> = xs
-            .iter()
-            .map(|&v| {
-                let call = self.b.ins().call(func, &[v]);
-                self.b.inst_results(call)[0]
-            })
-            .collect();
-        Ok(lanes::from_scalars(self.b, &ys))
-    }
-
     /// Ops whose value depends only on their operands' lanes: the same code
     /// serves a plain value and one member of a bag value.
     fn pure(&mut self, op: Op, ty: Ty, args: &[Lanes]) -> Result<Lanes, String> {
         let out_n = ty.shape().map_or(1, Shape::len);
         let b = &mut *self.b;
         Ok(match op {
-            Op::Unary(f, _) => {
-                let x = &args[0];
-                match f {
-                    UnaryFn::Neg => lanes::map(b, x, |b, v, _| b.ins().fneg(v)),
-                    UnaryFn::Abs => lanes::map(b, x, |b, v, _| b.ins().fabs(v)),
-                    UnaryFn::Sqrt => lanes::map(b, x, |b, v, _| b.ins().sqrt(v)),
-                    UnaryFn::Relu => lanes::map(b, x, |b, v, vector| {
-                        let z = lanes::constant(b, 0.0, vector);
-                        b.ins().fmax(v, z)
-                    }),
-                    UnaryFn::Step => lanes::map(b, x, step),
-                    UnaryFn::Sign => lanes::map(b, x, |b, v, vector| {
-                        let up = step(b, v, vector);
-                        let nv = b.ins().fneg(v);
-                        let down = step(b, nv, vector);
-                        b.ins().fsub(up, down)
-                    }),
-                    _ => return self.call_unary(f, x),
-                }
-            }
+            Op::Unary(f, _) => lanes::map(b, &args[0], |b, v, vector| unary(b, f, v, vector)),
             Op::Binary(f, _, _) => lanes::zip(b, &args[0], &args[1], |b, x, y| match f {
                 BinaryFn::Add => b.ins().fadd(x, y),
                 BinaryFn::Sub => b.ins().fsub(x, y),
@@ -1751,8 +1673,7 @@ impl Gen<'_, '_> {
                 }
                 let shifted: Vec<Value> = xs.iter().map(|&v| b.ins().fsub(v, max)).collect();
                 let shifted = lanes::from_scalars(b, &shifted);
-                let e = self.call_unary(UnaryFn::Exp, &shifted)?;
-                let b = &mut *self.b;
+                let e = lanes::map(b, &shifted, transcendental::exp);
                 let total = lanes::sum(b, &e);
                 let total = scalar(total);
                 lanes::zip(b, &e, &total, |b, x, y| b.ins().fdiv(x, y))
@@ -2550,6 +2471,32 @@ fn scalar(v: Value) -> Lanes {
 }
 
 /// 1 where `v > 0`, else 0.
+/// `f` of one chunk (an `f32x4` vector or a scalar lane).
+fn unary(b: &mut FunctionBuilder, f: UnaryFn, v: Value, vector: bool) -> Value {
+    match f {
+        UnaryFn::Neg => b.ins().fneg(v),
+        UnaryFn::Abs => b.ins().fabs(v),
+        UnaryFn::Sqrt => b.ins().sqrt(v),
+        UnaryFn::Relu => {
+            let z = lanes::constant(b, 0.0, vector);
+            b.ins().fmax(v, z)
+        }
+        UnaryFn::Step => step(b, v, vector),
+        UnaryFn::Sign => {
+            let up = step(b, v, vector);
+            let nv = b.ins().fneg(v);
+            let down = step(b, nv, vector);
+            b.ins().fsub(up, down)
+        }
+        UnaryFn::Exp => transcendental::exp(b, v, vector),
+        UnaryFn::Log => transcendental::log(b, v, vector),
+        UnaryFn::Sigmoid => transcendental::sigmoid(b, v, vector),
+        UnaryFn::Softplus => transcendental::softplus(b, v, vector),
+        UnaryFn::LogSigmoid => transcendental::log_sigmoid(b, v, vector),
+        UnaryFn::Tanh => transcendental::tanh(b, v, vector),
+    }
+}
+
 fn step(b: &mut FunctionBuilder, v: Value, vector: bool) -> Value {
     let zero = lanes::constant(b, 0.0, vector);
     let one = lanes::constant(b, 1.0, vector);

@@ -16,12 +16,13 @@
 pub mod codegen;
 pub mod lanes;
 pub mod layout;
+pub mod transcendental;
 pub mod wide;
 
 pub use codegen::{KernelKind, StepOptions, REGISTER_LANES};
 pub use layout::ArgLayout;
 
-use codegen::{Helpers, CALLED_UNARY};
+use codegen::Helpers;
 use cranelift_codegen::ir::{types, AbiParam, Function, Signature, UserFuncName};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
@@ -29,7 +30,6 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
 use recc_compiler::ir::Graph;
-use recc_compiler::types::UnaryFn;
 use std::time::{Duration, Instant};
 
 /// Examples ahead whose rows the step kernel touches, by default.
@@ -179,9 +179,6 @@ fn build(
         .finish(settings::Flags::new(flags))
         .map_err(|e| JitError::Host(e.to_string()))?;
     let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
-    for f in CALLED_UNARY {
-        builder.symbol(helper_name(f), unary_helper(f));
-    }
     builder.symbol("recc_bias_correction", bias_correction as *const u8);
     builder.symbol("recc_prefetch", prefetch_lines as *const u8);
     builder.symbol("recc_scratch_alloc", scratch_alloc as *const u8);
@@ -189,9 +186,6 @@ fn build(
     let mut module = JITModule::new(builder);
 
     let ptr = module.target_config().pointer_type();
-    let mut unary_sig = module.make_signature();
-    unary_sig.params.push(AbiParam::new(types::F32));
-    unary_sig.returns.push(AbiParam::new(types::F32));
     let mut corr_sig = module.make_signature();
     corr_sig.params.push(AbiParam::new(types::F64));
     corr_sig.params.push(AbiParam::new(types::I32));
@@ -206,13 +200,6 @@ fn build(
     free_sig.params.push(AbiParam::new(ptr));
     free_sig.params.push(AbiParam::new(types::I64));
     let codegen_err = |e: cranelift_module::ModuleError| JitError::Codegen(e.to_string());
-    let mut unary_ids = Vec::new();
-    for f in CALLED_UNARY {
-        let id = module
-            .declare_function(&helper_name(f), Linkage::Import, &unary_sig)
-            .map_err(codegen_err)?;
-        unary_ids.push((f, id));
-    }
     let corr_id = module
         .declare_function("recc_bias_correction", Linkage::Import, &corr_sig)
         .map_err(codegen_err)?;
@@ -241,10 +228,6 @@ fn build(
         .map_err(codegen_err)?;
     let mut func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
     let helpers = Helpers {
-        unary: unary_ids
-            .iter()
-            .map(|&(f, fid)| (f, module.declare_func_in_func(fid, &mut func)))
-            .collect(),
         bias_correction: module.declare_func_in_func(corr_id, &mut func),
         prefetch: module.declare_func_in_func(prefetch_id, &mut func),
         scratch_alloc: module.declare_func_in_func(alloc_id, &mut func),
@@ -311,40 +294,6 @@ pub fn clif(
     // SAFETY: nothing was finalised, so no pointer into the module exists.
     unsafe { module.free_memory() };
     Ok(text)
-}
-
-fn helper_name(f: UnaryFn) -> String {
-    format!("recc_{}", f.name())
-}
-
-macro_rules! unary_helpers {
-    ($($name:ident => $f:expr),* $(,)?) => {
-        $(
-            extern "C" fn $name(x: f32) -> f32 {
-                $f.apply(x as f64) as f32
-            }
-        )*
-    };
-}
-
-unary_helpers! {
-    recc_exp => UnaryFn::Exp,
-    recc_log => UnaryFn::Log,
-    recc_sigmoid => UnaryFn::Sigmoid,
-    recc_log_sigmoid => UnaryFn::LogSigmoid,
-    recc_softplus => UnaryFn::Softplus,
-    recc_tanh => UnaryFn::Tanh,
-}
-
-fn unary_helper(f: UnaryFn) -> *const u8 {
-    match f {
-        UnaryFn::Exp => recc_exp as *const u8,
-        UnaryFn::Log => recc_log as *const u8,
-        UnaryFn::Sigmoid => recc_sigmoid as *const u8,
-        UnaryFn::LogSigmoid => recc_log_sigmoid as *const u8,
-        UnaryFn::Softplus => recc_softplus as *const u8,
-        _ => recc_tanh as *const u8,
-    }
 }
 
 /// Adam's bias correction `1 − βⁿ`, in f64 as the evaluator's trainer computes it.
