@@ -1250,11 +1250,7 @@ impl Binding {
         train: bool,
         out: &mut Columns,
     ) {
-        let plain = self
-            .sources
-            .iter()
-            .all(|s| matches!(s, SlotSource::Index(_) | SlotSource::Real(_)));
-        if !plain {
+        if !self.is_plain() {
             let mut row = RowRef::empty();
             for &r in rows {
                 self.row_into(data, r, &mut row);
@@ -1356,6 +1352,14 @@ impl Binding {
             self.row_into(data, r, &mut row);
             self.encode_with(data, &row, rng, train, true, Part::Draws, out);
         }
+    }
+
+    /// Whether every input is a plain column of the data (no bag, draw or
+    /// derived value).
+    pub fn is_plain(&self) -> bool {
+        self.sources
+            .iter()
+            .all(|s| matches!(s, SlotSource::Index(_) | SlotSource::Real(_)))
     }
 
     /// Whether any input is drawn afresh for each visit (negatives, noise).

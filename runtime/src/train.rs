@@ -504,7 +504,13 @@ fn train_native(
     // Every training example laid out once, checked once; an epoch only
     // shuffles the order of their positions (the same permutation the rows
     // themselves would get from the same generator).
+    // Plain columns of a training set too large for the cache are gathered
+    // from the data block by block, as they are: a copy laid out would be
+    // read the same way, at the cost of its memory.
+    let from_data =
+        session.binding.is_plain() && rows.len().saturating_mul(4 * g.slots.len()) > IN_PLACE_BYTES;
     let laid = match &kernel {
+        Some(_) if from_data => None,
         Some(kernel) => {
             let mut columns = session.binding.columns();
             session.binding.encode_examples(data, rows, &mut columns);
@@ -570,9 +576,10 @@ fn train_native(
                 observer,
             )
         } else {
-            let (Some(kernel), Some(laid)) = (&kernel, &laid) else {
+            let Some(kernel) = &kernel else {
                 return Err(TrainError::Compile("no step kernel was compiled".into()));
             };
+            let laid = laid.as_ref();
             order.shuffle(&mut shuffle_rng);
             let job = NativeJob {
                 session,
@@ -850,8 +857,9 @@ struct NativeJob<'a> {
     data: &'a Dataset,
     /// The training rows, by position in `laid`.
     rows: &'a [usize],
-    /// The training examples, laid out once.
-    laid: &'a LaidOut,
+    /// The training examples, laid out once; `None`: encoded from the
+    /// data block by block.
+    laid: Option<&'a LaidOut>,
     kernel: &'a Kernel,
     tables: &'a TableWords,
     sizes: &'a [usize],
@@ -895,7 +903,7 @@ impl NativeJob<'_> {
         // Examples that fit in cache are read where they were laid out; a
         // larger set is gathered block by block, so the kernel reads each
         // block in order instead of missing the cache at every example.
-        let in_place = self.laid.bytes() <= IN_PLACE_BYTES;
+        let in_place = self.laid.is_some_and(|l| l.bytes() <= IN_PLACE_BYTES);
         let mut drawn = binding.columns();
         let mut block_rows: Vec<usize> = Vec::new();
         let mut runner = Runner::new();
@@ -909,17 +917,21 @@ impl NativeJob<'_> {
                 break Some(Stop::Halted);
             }
             drawn.clear();
-            if !in_place {
-                self.laid.gather(block, &mut drawn);
-            }
             block_rows.clear();
             block_rows.extend(block.iter().map(|&p| self.rows[p as usize]));
-            binding.encode_draws(self.data, &block_rows, rng, true, &mut drawn);
-            let ran = if in_place {
+            match self.laid {
+                Some(laid) if !in_place => {
+                    laid.gather(block, &mut drawn);
+                    binding.encode_draws(self.data, &block_rows, rng, true, &mut drawn);
+                }
+                Some(_) => binding.encode_draws(self.data, &block_rows, rng, true, &mut drawn),
+                None => binding.encode_rows(self.data, &block_rows, rng, true, &mut drawn),
+            }
+            let ran = if let (Some(laid), true) = (self.laid, in_place) {
                 runner.run_laid_out(
                     self.kernel,
                     g,
-                    self.laid,
+                    laid,
                     block,
                     &drawn,
                     self.tables,
