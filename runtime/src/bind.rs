@@ -1251,12 +1251,7 @@ impl Binding {
         out: &mut Columns,
     ) {
         if !self.is_plain() {
-            let mut row = RowRef::empty();
-            for &r in rows {
-                self.row_into(data, r, &mut row);
-                self.encode(data, &row, rng, train, out);
-            }
-            return;
+            return self.encode_each(data, rows, rng, train, true, Part::All, out);
         }
         for (source, column) in self.sources.iter().zip(out.slots.iter_mut()) {
             match (source, column) {
@@ -1287,10 +1282,25 @@ impl Binding {
         train: bool,
         out: &mut Columns,
     ) {
+        self.encode_each(data, rows, rng, train, false, Part::All, out)
+    }
+
+    /// [`Binding::encode_with`] for each of data rows `rows`, in turn.
+    #[allow(clippy::too_many_arguments)]
+    fn encode_each(
+        &self,
+        data: &Dataset,
+        rows: &[usize],
+        rng: &mut StdRng,
+        train: bool,
+        histories: bool,
+        part: Part,
+        out: &mut Columns,
+    ) {
         let mut row = RowRef::empty();
         for &r in rows {
             self.row_into(data, r, &mut row);
-            self.encode_with(data, &row, rng, train, false, Part::All, out);
+            self.encode_with(data, &row, rng, train, histories, part, out);
         }
     }
 
@@ -1298,18 +1308,12 @@ impl Binding {
     /// each visit) of data rows `rows`, appended to `out`: what a trainer
     /// lays out once for every epoch (`native::LaidOut`).
     pub fn encode_examples(&self, data: &Dataset, rows: &[usize], out: &mut Columns) {
-        if !self.has_draws() {
-            // No draws: the order of rows is all that matters, and no
-            // generator is read.
-            let mut unused = StdRng::seed_from_u64(0);
+        // Nothing is drawn for these columns: the generator is never read.
+        let mut unused = StdRng::seed_from_u64(0);
+        if self.is_plain() {
             return self.encode_rows(data, rows, &mut unused, true, out);
         }
-        let mut unused = StdRng::seed_from_u64(0);
-        let mut row = RowRef::empty();
-        for &r in rows {
-            self.row_into(data, r, &mut row);
-            self.encode_with(data, &row, &mut unused, true, true, Part::Examples, out);
-        }
+        self.encode_each(data, rows, &mut unused, true, true, Part::Examples, out)
     }
 
     /// The drawn columns (negatives, noise) of visits to data rows `rows`,
@@ -1347,11 +1351,7 @@ impl Binding {
             }
             return;
         }
-        let mut row = RowRef::empty();
-        for &r in rows {
-            self.row_into(data, r, &mut row);
-            self.encode_with(data, &row, rng, train, true, Part::Draws, out);
-        }
+        self.encode_each(data, rows, rng, train, true, Part::Draws, out)
     }
 
     /// Whether every input is a plain column of the data (no bag, draw or
