@@ -603,37 +603,15 @@ fn train_native(
                 // order and updates the shared tables without locks.
                 let seeds: Vec<u64> = (0..threads).map(|_| sample_rng.random()).collect();
                 let share = total.div_ceil(threads);
-                let stop = AtomicBool::new(false);
-                let progress = AtomicUsize::new(0);
-                let results = std::thread::scope(|scope| {
-                    let mut handles = Vec::new();
-                    for (t, part) in order.chunks(share).enumerate().skip(1) {
-                        let (job, stop, progress) = (&job, &stop, &progress);
-                        let seed = seeds[t];
-                        handles.push(scope.spawn(move || {
-                            let mut rng = StdRng::seed_from_u64(seed);
-                            let mut report = |_: usize, _: f64| true;
-                            job.run(part, &mut rng, &mut report, Some((stop, progress)))
-                        }));
-                    }
-                    let mut rng = StdRng::seed_from_u64(seeds[0]);
-                    let first = &order[..share.min(total)];
-                    let mut report = |_: usize, loss: f64| {
-                        let done = progress.load(Ordering::Relaxed);
-                        observer.progress(epoch + 1, done, total, loss / done.max(1) as f64);
-                        !observer.stop_requested()
-                    };
-                    let mut results =
-                        vec![job.run(first, &mut rng, &mut report, Some((&stop, &progress)))];
-                    for h in handles {
-                        results.push(h.join().unwrap_or(Ran {
-                            done: 0,
-                            loss: f64::NAN,
-                            stop: Some(Stop::Halted),
-                        }));
-                    }
-                    results
-                });
+                let shares: Vec<&[u32]> = order.chunks(share).collect();
+                let results = run_shares(
+                    &shares,
+                    &seeds,
+                    &|part: &[u32], rng, report, shared| job.run(part, rng, report, shared),
+                    epoch,
+                    total,
+                    observer,
+                );
                 (0..total).step_by(share.max(1)).zip(results).collect()
             }
         };
@@ -738,41 +716,71 @@ fn grouped_epoch(
             Some(here)
         })
         .collect();
+    let results = run_shares(
+        &parts,
+        &seeds,
+        &|part: &[crate::grouped::Chunk], rng, report, shared| {
+            convert(job.run(part, rng, report, shared))
+        },
+        epoch,
+        total,
+        observer,
+    );
+    offsets.into_iter().zip(results).collect()
+}
+
+/// How a share of an epoch reports: examples done and their summed loss;
+/// false to stop.
+type Report<'r> = dyn FnMut(usize, f64) -> bool + 'r;
+
+/// A share's run: its part, its generator, its report, and the flag and
+/// counter the shares have in common.
+type ShareRun<'r, P> =
+    dyn Fn(&P, &mut StdRng, &mut Report, Option<(&AtomicBool, &AtomicUsize)>) -> Ran + Sync + 'r;
+
+/// Hogwild: each of `shares` runs on a thread of its own with a generator
+/// seeded from `seeds`, updating the shared tables without locks. The first
+/// runs on this thread and reports the progress of them all to `observer`,
+/// whose stop request stops every share. What each share did, in order.
+fn run_shares<P: ?Sized + Sync>(
+    shares: &[&P],
+    seeds: &[u64],
+    run: &ShareRun<P>,
+    epoch: usize,
+    total: usize,
+    observer: &mut dyn Observer,
+) -> Vec<Ran> {
     let stop = AtomicBool::new(false);
     let progress = AtomicUsize::new(0);
-    let results = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let mut handles = Vec::new();
-        for (t, part) in parts.iter().enumerate().skip(1) {
+        for (&part, &seed) in shares.iter().zip(seeds).skip(1) {
             let (stop, progress) = (&stop, &progress);
-            let seed = seeds[t];
             handles.push(scope.spawn(move || {
                 let mut rng = StdRng::seed_from_u64(seed);
                 let mut report = |_: usize, _: f64| true;
-                job.run(part, &mut rng, &mut report, Some((stop, progress)))
+                run(part, &mut rng, &mut report, Some((stop, progress)))
             }));
         }
-        let mut rng = StdRng::seed_from_u64(seeds[0]);
-        let mut report = |_: usize, loss: f64| {
-            let done = progress.load(Ordering::Relaxed);
-            observer.progress(epoch + 1, done, total, loss / done.max(1) as f64);
-            !observer.stop_requested()
-        };
-        let mut results = vec![convert(job.run(
-            parts[0],
-            &mut rng,
-            &mut report,
-            Some((&stop, &progress)),
-        ))];
+        let mut results = Vec::with_capacity(shares.len());
+        if let (Some(&first), Some(&seed)) = (shares.first(), seeds.first()) {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut report = |_: usize, loss: f64| {
+                let done = progress.load(Ordering::Relaxed);
+                observer.progress(epoch + 1, done, total, loss / done.max(1) as f64);
+                !observer.stop_requested()
+            };
+            results.push(run(first, &mut rng, &mut report, Some((&stop, &progress))));
+        }
         for h in handles {
-            results.push(h.join().map(convert).unwrap_or(Ran {
+            results.push(h.join().unwrap_or(Ran {
                 done: 0,
                 loss: f64::NAN,
                 stop: Some(Stop::Halted),
             }));
         }
         results
-    });
-    offsets.into_iter().zip(results).collect()
+    })
 }
 
 /// A row's number and, where its domain names it, its id.
@@ -904,6 +912,7 @@ impl NativeJob<'_> {
         // larger set is gathered block by block, so the kernel reads each
         // block in order instead of missing the cache at every example.
         let in_place = self.laid.is_some_and(|l| l.bytes() <= IN_PLACE_BYTES);
+        let draws = binding.has_draws();
         let mut drawn = binding.columns();
         let mut block_rows: Vec<usize> = Vec::new();
         let mut runner = Runner::new();
@@ -917,14 +926,20 @@ impl NativeJob<'_> {
                 break Some(Stop::Halted);
             }
             drawn.clear();
-            block_rows.clear();
-            block_rows.extend(block.iter().map(|&p| self.rows[p as usize]));
+            // The data rows are read only to encode or draw from them.
+            if !in_place || draws {
+                block_rows.clear();
+                block_rows.extend(block.iter().map(|&p| self.rows[p as usize]));
+            }
             match self.laid {
                 Some(laid) if !in_place => {
                     laid.gather(block, &mut drawn);
                     binding.encode_draws(self.data, &block_rows, rng, true, &mut drawn);
                 }
-                Some(_) => binding.encode_draws(self.data, &block_rows, rng, true, &mut drawn),
+                Some(_) if draws => {
+                    binding.encode_draws(self.data, &block_rows, rng, true, &mut drawn)
+                }
+                Some(_) => {}
                 None => binding.encode_rows(self.data, &block_rows, rng, true, &mut drawn),
             }
             let ran = if let (Some(laid), true) = (self.laid, in_place) {
